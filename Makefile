@@ -1,0 +1,52 @@
+# Thin wrapper over CMake/CTest; every target installs what it is missing first.
+BUILD      ?= build
+BUILD_ASAN ?= build-asan
+JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
+LISTEN     ?= 127.0.0.1:8080
+STORE      ?= sqlite:./registry.db
+CTEST_ARGS ?=
+
+.PHONY: all deps build build-asan run test test-release test-asan format format-check clean
+
+all: build
+
+deps:
+	@scripts/deps.sh build
+
+$(BUILD)/Makefile:
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo
+
+build: deps $(BUILD)/Makefile
+	cmake --build $(BUILD) -j $(JOBS)
+
+$(BUILD_ASAN)/Makefile:
+	cmake -S . -B $(BUILD_ASAN) -DCMAKE_BUILD_TYPE=Debug -DLR_SANITIZE=ON
+
+build-asan: deps $(BUILD_ASAN)/Makefile
+	cmake --build $(BUILD_ASAN) -j $(JOBS)
+
+run: build
+	@echo "lambda-registry on http://$(LISTEN) with store $(STORE); try:"
+	@echo "  curl -sS --data-binary @sample-data/data.json http://$(LISTEN)/generate"
+	$(BUILD)/lambda-registry serve --listen $(LISTEN) --store $(STORE)
+
+test:
+	@scripts/deps.sh test
+	$(MAKE) test-release test-asan
+
+test-release: build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) $(CTEST_ARGS)
+
+test-asan: build-asan
+	cd $(BUILD_ASAN) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+		LR_SANITIZED=1 ctest --output-on-failure -j $(JOBS) $(CTEST_ARGS)
+
+format:
+	clang-format -i src/*.[ch] src/*/*.[ch] tests/*/*.c
+
+format-check:
+	clang-format --dry-run --Werror src/*.[ch] src/*/*.[ch] tests/*/*.c
+
+clean:
+	rm -rf $(BUILD) $(BUILD_ASAN)

@@ -1,0 +1,193 @@
+/* Growable, size-capped string buffer. */
+#include "buf.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "xalloc.h"
+#include "banned.h"
+
+char buf_empty[1];
+
+void buf_init(struct buf *b, size_t cap)
+{
+	b->buf = buf_empty;
+	b->len = 0;
+	b->alloc = 0;
+	b->cap = cap ? cap : BUF_CAP_DEFAULT;
+}
+
+void buf_release(struct buf *b)
+{
+	if (b->alloc)
+		free(b->buf);
+	buf_init(b, b->cap);
+}
+
+char *buf_detach(struct buf *b, size_t *len)
+{
+	char *s;
+
+	if (len)
+		*len = b->len;
+	s = b->alloc ? b->buf : xstrdup("");
+	buf_init(b, b->cap);
+	return s;
+}
+
+void buf_reset(struct buf *b)
+{
+	buf_setlen(b, 0);
+}
+
+void buf_grow(struct buf *b, size_t extra)
+{
+	size_t want = b->len + extra + 1;
+
+	if (want <= b->alloc)
+		return;
+	if (want < b->alloc * 2)
+		want = b->alloc * 2;
+	if (want < 64)
+		want = 64;
+	if (!b->alloc) {
+		b->buf = xmalloc(want);
+		b->buf[0] = '\0';
+	} else {
+		b->buf = xrealloc(b->buf, want);
+	}
+	b->alloc = want;
+}
+
+void buf_setlen(struct buf *b, size_t len)
+{
+	if (len > (b->alloc ? b->alloc - 1 : 0))
+		BUG("buf_setlen beyond allocation (%zu)", len);
+	b->len = len;
+	if (b->alloc)
+		b->buf[len] = '\0';
+}
+
+int buf_add(struct buf *b, const void *data, size_t len)
+{
+	if (len > b->cap || b->len > b->cap - len)
+		return -1;
+	if (!len)
+		return 0;
+	buf_grow(b, len);
+	memcpy(b->buf + b->len, data, len);
+	buf_setlen(b, b->len + len);
+	return 0;
+}
+
+int buf_addstr(struct buf *b, const char *s)
+{
+	return buf_add(b, s, strlen(s));
+}
+
+int buf_addch(struct buf *b, char c)
+{
+	return buf_add(b, &c, 1);
+}
+
+int buf_vaddf(struct buf *b, const char *fmt, va_list ap)
+{
+	va_list cp;
+	int n;
+
+	va_copy(cp, ap);
+	n = vsnprintf(NULL, 0, fmt, cp);
+	va_end(cp);
+	if (n < 0)
+		BUG("bad format '%s'", fmt);
+	if ((size_t)n > b->cap || b->len > b->cap - (size_t)n)
+		return -1;
+	buf_grow(b, (size_t)n);
+	vsnprintf(b->buf + b->len, (size_t)n + 1, fmt, ap);
+	buf_setlen(b, b->len + (size_t)n);
+	return 0;
+}
+
+int buf_addf(struct buf *b, const char *fmt, ...)
+{
+	va_list ap;
+	int ret;
+
+	va_start(ap, fmt);
+	ret = buf_vaddf(b, fmt, ap);
+	va_end(ap);
+	return ret;
+}
+
+void buf_setf(struct buf *b, const char *fmt, ...)
+{
+	va_list ap;
+
+	buf_reset(b);
+	va_start(ap, fmt);
+	(void)buf_vaddf(b, fmt, ap);
+	va_end(ap);
+}
+
+int buf_addquoted(struct buf *b, const char *s, size_t len)
+{
+	static const size_t shown = 64;
+	size_t start = b->len;
+	size_t i;
+	int ret = 0;
+
+	ret |= buf_addch(b, '"');
+	for (i = 0; i < len && i < shown; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (c == '"' || c == '\\')
+			ret |= buf_addf(b, "\\%c", c);
+		else if (c == '\n')
+			ret |= buf_addstr(b, "\\n");
+		else if (c == '\r')
+			ret |= buf_addstr(b, "\\r");
+		else if (c == '\t')
+			ret |= buf_addstr(b, "\\t");
+		else if (c < 0x20 || c >= 0x7f)
+			ret |= buf_addf(b, "\\x%02x", c);
+		else
+			ret |= buf_addch(b, (char)c);
+	}
+	if (len > shown)
+		ret |= buf_addstr(b, "...");
+	ret |= buf_addch(b, '"');
+	if (ret)
+		buf_setlen(b, start);
+	return ret ? -1 : 0;
+}
+
+int buf_addjson(struct buf *b, const char *s, size_t len)
+{
+	size_t start = b->len;
+	size_t i, run = 0;
+	int ret = 0;
+
+	ret |= buf_addch(b, '"');
+	for (i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (c >= 0x20 && c != '"' && c != '\\')
+			continue;
+		ret |= buf_add(b, s + run, i - run);
+		run = i + 1;
+		if (c == '"' || c == '\\')
+			ret |= buf_addf(b, "\\%c", c);
+		else if (c == '\n')
+			ret |= buf_addstr(b, "\\n");
+		else if (c == '\t')
+			ret |= buf_addstr(b, "\\t");
+		else
+			ret |= buf_addf(b, "\\u%04x", c);
+	}
+	ret |= buf_add(b, s + run, len - run);
+	ret |= buf_addch(b, '"');
+	if (ret)
+		buf_setlen(b, start);
+	return ret ? -1 : 0;
+}

@@ -1,0 +1,54 @@
+/*
+ * A growable string buffer with a size cap per use. `b->buf` is never NULL
+ * and always NUL-terminated, so it can be handed to C string functions.
+ */
+#ifndef BUF_H
+#define BUF_H
+
+#include <stdarg.h>
+#include <stddef.h>
+
+#define BUF_CAP_DEFAULT ((size_t)64 << 20)
+#define BUF_CAP_MESSAGE ((size_t)4096)
+
+struct buf {
+	char *buf;
+	size_t len;
+	size_t alloc;
+	size_t cap; /* appends that would make len exceed this fail */
+};
+
+#define BUF_INIT {buf_empty, 0, 0, BUF_CAP_DEFAULT}
+
+extern char buf_empty[];
+
+/* Start an empty buffer that may hold at most `cap` bytes (0: the default). */
+void buf_init(struct buf *b, size_t cap);
+/* Free the memory and leave `b` empty and reusable. */
+void buf_release(struct buf *b);
+/* Hand the string over to the caller (free() it) and leave `b` empty. */
+char *buf_detach(struct buf *b, size_t *len);
+void buf_reset(struct buf *b);
+void buf_grow(struct buf *b, size_t extra);
+void buf_setlen(struct buf *b, size_t len);
+
+/*
+ * Appenders return 0, or -1 when the cap would be exceeded; the buffer is
+ * then left as it was.
+ */
+int buf_add(struct buf *b, const void *data, size_t len);
+int buf_addstr(struct buf *b, const char *s);
+int buf_addch(struct buf *b, char c);
+int buf_addf(struct buf *b, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+int buf_vaddf(struct buf *b, const char *fmt, va_list ap)
+	__attribute__((format(printf, 2, 0)));
+/* Replace the content with a formatted message (for error out-parameters). */
+void buf_setf(struct buf *b, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+/* Append `s` as a quoted, printable form for error messages: "a\nb". */
+int buf_addquoted(struct buf *b, const char *s, size_t len);
+/* Append `s` as a JSON string literal, quotes included (valid UTF-8 expected). */
+int buf_addjson(struct buf *b, const char *s, size_t len);
+
+#endif

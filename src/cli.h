@@ -1,0 +1,43 @@
+/*
+ * Command-line options as data: each subcommand lists its options once, and
+ * the parser, the environment fallback and --help all come from that list.
+ */
+#ifndef CLI_H
+#define CLI_H
+
+#include "buf.h"
+#include "status.h"
+
+struct cli_option {
+	const char *name;     /* long name without "--" */
+	const char *arg_name; /* NULL: a switch without argument */
+	const char *help;
+	const char *dflt;     /* value when neither flag nor environment sets it */
+};
+
+struct cli_command {
+	const char *name;
+	const char *args;    /* usage after the options, e.g. "[FILE|-]" */
+	const char *summary;
+	const struct cli_option *options; /* terminated by {NULL} */
+	/* Returns the process exit code; `values` is indexed like `options`. */
+	int (*run)(const char *const *values, int argc, char **argv);
+};
+
+/*
+ * Fill `values[i]` for every option: from "--name VALUE" or "--name=VALUE",
+ * else from LAMBDA_REGISTRY_<NAME> (upper case, '-' as '_'), else the
+ * default. Switches get "1" when given. Leaves the positional arguments in
+ * argv[*first..argc). "--help" gives ST_NOT_FOUND with nothing parsed.
+ */
+enum status cli_parse(const struct cli_command *cmd, int argc, char **argv,
+		      const char **values, int *first, struct buf *err) WARN_UNUSED;
+
+/* The usage text of `cmd`, built from its table. */
+void cli_usage(const struct cli_command *cmd, struct buf *out);
+
+/* Parse a decimal size or count with an optional K/M/G suffix (1024-based). */
+int cli_parse_size(const char *s, unsigned long long max, unsigned long long *out,
+		   struct buf *err);
+
+#endif

@@ -1,0 +1,302 @@
+/* lambda-registry: the subcommand table and the entry point. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "cli.h"
+#include "http.h"
+#include "registry.h"
+#include "render.h"
+#include "xalloc.h"
+#include "banned.h"
+
+#define DEFAULT_STORE "sqlite:./registry.db"
+
+static int main_open_registry(const char *store, const char *bind,
+			      struct registry **reg)
+{
+	struct registry_options opts = {store, {NULL}};
+	struct buf canon = BUF_INIT, err = BUF_INIT;
+	enum status st;
+	int code = 0;
+
+	if (render_check_bind(bind, &canon, &err)) {
+		fprintf(stderr, "lambda-registry: --frontend-bind: %s\n", err.buf);
+		code = 2;
+		goto out;
+	}
+	opts.render.frontend_bind = canon.buf;
+	st = registry_new(&opts, reg, &err);
+	if (st != ST_OK) {
+		fprintf(stderr, "lambda-registry: store '%s': %s\n", store, err.buf);
+		code = status_exit(st);
+	}
+out:
+	buf_release(&canon);
+	buf_release(&err);
+	return code;
+}
+
+static const struct cli_option serve_options[] = {
+	{"listen", "ADDR:PORT", "address to listen on", "127.0.0.1:8080"},
+	{"store", "SPEC", "sqlite:PATH, dynamodb or dynamodb:PREFIX", DEFAULT_STORE},
+	{"max-body", "BYTES", "largest request body accepted (K/M/G suffixes)", "1M"},
+	{"frontend-bind", "ADDR:PORT", "bind line of the generated frontend", RENDER_DEFAULT_BIND},
+	{"read-timeout", "SECONDS", "time an idle or slow client may take", "30"},
+	{"max-connections", "N", "connections served at once; more are refused", "1024"},
+	{"max-header", "BYTES", "largest request header block; over it: 431", "16K"},
+	{"threads", "N", "worker threads (0: one per CPU)", "0"},
+	{NULL, NULL, NULL, NULL},
+};
+
+static int cmd_serve(const char *const *v, int argc, char **argv)
+{
+	struct http_options opts = {0};
+	struct registry *reg = NULL;
+	struct buf err = BUF_INIT;
+	unsigned long long n;
+	enum status st;
+	int code = 2;
+
+	if (argc > 0) {
+		fprintf(stderr, "lambda-registry serve: unexpected argument '%s'\n", argv[0]);
+		goto out;
+	}
+	opts.listen = v[0];
+	if (cli_parse_size(v[2], (size_t)1 << 30, &n, &err)) {
+		fprintf(stderr, "lambda-registry serve: --max-body: %s\n", err.buf);
+		goto out;
+	}
+	opts.max_body = (size_t)n;
+	if (cli_parse_size(v[4], 86400, &n, &err) || !n) {
+		fprintf(stderr, "lambda-registry serve: --read-timeout: %s\n",
+			err.len ? err.buf : "must be at least 1");
+		goto out;
+	}
+	opts.read_timeout = (unsigned)n;
+	if (cli_parse_size(v[5], 1000000, &n, &err) || !n) {
+		fprintf(stderr, "lambda-registry serve: --max-connections: %s\n",
+			err.len ? err.buf : "must be at least 1");
+		goto out;
+	}
+	opts.max_connections = (unsigned)n;
+	if (cli_parse_size(v[6], (size_t)1 << 20, &n, &err) || n < 1024) {
+		fprintf(stderr, "lambda-registry serve: --max-header: %s\n",
+			err.len ? err.buf : "must be at least 1024");
+		goto out;
+	}
+	opts.max_header = (size_t)n;
+	if (cli_parse_size(v[7], 256, &n, &err)) {
+		fprintf(stderr, "lambda-registry serve: --threads: %s\n", err.buf);
+		goto out;
+	}
+	opts.threads = (unsigned)n;
+
+	code = main_open_registry(v[1], v[3], &reg);
+	if (code)
+		goto out;
+	st = http_serve(reg, &opts, &err);
+	if (st != ST_OK) {
+		fprintf(stderr, "lambda-registry serve: %s\n", err.buf);
+		code = st == ST_USAGE ? 2 : 3;
+	}
+out:
+	registry_free(reg);
+	buf_release(&err);
+	return code;
+}
+
+static int main_read_input(const char *path, struct buf *out, struct buf *err)
+{
+	FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
+	char chunk[65536];
+	size_t n;
+	int ret = 0;
+
+	if (!f) {
+		buf_setf(err, "cannot open '%s': %m", path);
+		return -1;
+	}
+	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
+		if (buf_add(out, chunk, n)) {
+			buf_setf(err, "'%s' is larger than %zu bytes", path, out->cap);
+			ret = -1;
+			break;
+		}
+	}
+	if (!ret && ferror(f)) {
+		buf_setf(err, "cannot read '%s'", path);
+		ret = -1;
+	}
+	if (f != stdin)
+		fclose(f);
+	return ret;
+}
+
+static const struct cli_option generate_options[] = {
+	{"store", "SPEC", "sqlite:PATH, dynamodb or dynamodb:PREFIX", DEFAULT_STORE},
+	{"frontend-bind", "ADDR:PORT", "bind line of the generated frontend", RENDER_DEFAULT_BIND},
+	{"json", NULL, "print {table, services, config} as JSON instead of the config", NULL},
+	{NULL, NULL, NULL, NULL},
+};
+
+static int cmd_generate(const char *const *v, int argc, char **argv)
+{
+	struct buf input = BUF_INIT, err = BUF_INIT, field = BUF_INIT, out = BUF_INIT;
+	struct registry_result res;
+	struct registry *reg = NULL;
+	enum status st;
+	int code;
+
+	registry_result_init(&res);
+	if (argc > 1) {
+		fprintf(stderr, "lambda-registry generate: one input at most\n");
+		code = 2;
+		goto out;
+	}
+	if (main_read_input(argc ? argv[0] : "-", &input, &err)) {
+		fprintf(stderr, "lambda-registry generate: %s\n", err.buf);
+		code = 2;
+		goto out;
+	}
+	code = main_open_registry(v[0], v[1], &reg);
+	if (code)
+		goto out;
+	st = registry_call(reg, input.buf, input.len, v[2] ? REGISTRY_WANT_SERVICES : 0,
+			   &res, &err, &field);
+	if (st != ST_OK) {
+		if (field.len)
+			fprintf(stderr, "lambda-registry generate: %s: %s\n", field.buf, err.buf);
+		else
+			fprintf(stderr, "lambda-registry generate: %s\n", err.buf);
+		code = status_exit(st);
+		goto out;
+	}
+	if (v[2]) {
+		registry_result_json(&res, &out);
+		(void)buf_addch(&out, '\n');
+	}
+	if (fwrite(v[2] ? out.buf : res.config.buf, 1, v[2] ? out.len : res.config.len,
+		   stdout) != (v[2] ? out.len : res.config.len) || fflush(stdout)) {
+		fprintf(stderr, "lambda-registry generate: cannot write the output\n");
+		code = 3;
+	}
+out:
+	registry_result_release(&res);
+	registry_free(reg);
+	buf_release(&input);
+	buf_release(&err);
+	buf_release(&field);
+	buf_release(&out);
+	return code;
+}
+
+static const struct cli_option dump_options[] = {
+	{"store", "SPEC", "sqlite:PATH, dynamodb or dynamodb:PREFIX", DEFAULT_STORE},
+	{NULL, NULL, NULL, NULL},
+};
+
+static int cmd_dump(const char *const *v, int argc, char **argv)
+{
+	struct buf out = BUF_INIT, err = BUF_INIT;
+	struct registry *reg = NULL;
+	enum status st;
+	int code;
+
+	if (argc != 1) {
+		fprintf(stderr, "lambda-registry dump: needs exactly one TABLE\n");
+		code = 2;
+		goto out;
+	}
+	code = main_open_registry(v[0], RENDER_DEFAULT_BIND, &reg);
+	if (code)
+		goto out;
+	st = registry_dump(reg, argv[0], &out, &err);
+	if (st != ST_OK) {
+		fprintf(stderr, "lambda-registry dump: %s\n", err.buf);
+		code = status_exit(st);
+		goto out;
+	}
+	fwrite(out.buf, 1, out.len, stdout);
+	putchar('\n');
+out:
+	registry_free(reg);
+	buf_release(&out);
+	buf_release(&err);
+	return code;
+}
+
+static const struct cli_command commands[] = {
+	{"serve", NULL, "Serve POST /generate and GET /healthz over HTTP.",
+	 serve_options, cmd_serve},
+	{"generate", "[FILE|-]",
+	 "Apply one payload (FILE or standard input) to the store and print the config.\n"
+	 "Exit status: 0 ok, 1 invalid payload, 2 usage error, 3 store failure.",
+	 generate_options, cmd_generate},
+	{"dump", "TABLE", "Print the stored services of TABLE as JSON.", dump_options,
+	 cmd_dump},
+};
+
+static void main_usage(FILE *f)
+{
+	size_t i;
+
+	fprintf(f, "usage: lambda-registry COMMAND [OPTIONS]\n"
+		   "       lambda-registry --version\n\ncommands:\n");
+	for (i = 0; i < ARRAY_SIZE(commands); i++) {
+		const char *nl = strchr(commands[i].summary, '\n');
+		int len = nl ? (int)(nl - commands[i].summary)
+			     : (int)strlen(commands[i].summary);
+
+		fprintf(f, "  %-10s %.*s\n", commands[i].name, len, commands[i].summary);
+	}
+	fprintf(f, "\n'lambda-registry COMMAND --help' describes a command.\n");
+}
+
+int main(int argc, char **argv)
+{
+	const char *values[32];
+	struct buf err = BUF_INIT, usage = BUF_INIT;
+	const struct cli_command *cmd = NULL;
+	enum status st;
+	size_t i;
+	int first, code;
+
+	if (argc < 2) {
+		main_usage(stderr);
+		return 2;
+	}
+	if (!strcmp(argv[1], "--version")) {
+		printf("lambda-registry %s\n", LR_VERSION);
+		return 0;
+	}
+	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
+		main_usage(stdout);
+		return 0;
+	}
+	for (i = 0; i < ARRAY_SIZE(commands); i++)
+		if (!strcmp(argv[1], commands[i].name))
+			cmd = &commands[i];
+	if (!cmd) {
+		fprintf(stderr, "lambda-registry: unknown command '%s'\n\n", argv[1]);
+		main_usage(stderr);
+		return 2;
+	}
+	st = cli_parse(cmd, argc - 1, argv + 1, values, &first, &err);
+	if (st == ST_NOT_FOUND) {
+		cli_usage(cmd, &usage);
+		fputs(usage.buf, stdout);
+		code = 0;
+	} else if (st != ST_OK) {
+		cli_usage(cmd, &usage);
+		fprintf(stderr, "lambda-registry %s: %s\n\n%s", cmd->name, err.buf, usage.buf);
+		code = 2;
+	} else {
+		code = cmd->run(values, argc - 1 - first, argv + 1 + first);
+	}
+	buf_release(&err);
+	buf_release(&usage);
+	return code;
+}

@@ -1,0 +1,33 @@
+/*
+ * One call's merge, step by step as in spec/registry.md: pure, no I/O.
+ */
+#ifndef MERGE_H
+#define MERGE_H
+
+#include <stdint.h>
+
+#include "payload.h"
+#include "service.h"
+
+struct merge_result {
+	struct service_list services; /* the table after the call, sorted by name */
+	/* Indexes into `services` of the services to write (new or changed). */
+	size_t *changed;
+	size_t nr_changed;
+	/* Stored services to delete, by name (sorted). */
+	char **removed;
+	size_t nr_removed;
+};
+
+void merge_result_init(struct merge_result *res);
+void merge_result_release(struct merge_result *res);
+
+/*
+ * Apply `p` to `stored` (sorted by name, unmodified) and fill `res`. New and
+ * changed services get updated_at = now; new ones also created_at = now.
+ * Backend versions are carried over from the stored service.
+ */
+void merge_apply(const struct service_list *stored, const struct payload *p,
+		 int64_t now_ms, struct merge_result *res);
+
+#endif

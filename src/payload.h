@@ -1,0 +1,62 @@
+/*
+ * The request payload: JSON in, validated C structs out. This is the only
+ * place that validates input; nothing after it sees jansson.
+ */
+#ifndef PAYLOAD_H
+#define PAYLOAD_H
+
+#include <stddef.h>
+
+#include "buf.h"
+#include "service.h"
+#include "status.h"
+
+/* Nesting deeper than this is refused before it is looked at. */
+#define PAYLOAD_MAX_DEPTH 16
+
+struct running {
+	char *service;
+	char *id;
+	char *ip;
+};
+
+struct payload {
+	char *table;
+	struct running *running;
+	size_t nr_running;
+	/* Candidates in payload order; containers sorted and unique per candidate. */
+	struct service_list candidates;
+};
+
+void payload_init(struct payload *p);
+void payload_release(struct payload *p);
+
+/*
+ * Parse and validate `len` bytes of JSON. On ST_INVALID, `err` says what is
+ * wrong and `field` holds its path, e.g. "candidates[1].containers[0].ip"
+ * (empty when the document as a whole is at fault). `p` is then released.
+ */
+enum status payload_parse(struct payload *p, const char *json, size_t len,
+			  struct buf *err, struct buf *field) WARN_UNUSED;
+
+/* Validators shared with other front ends (the agent, the stores). Each
+ * returns 0 when `s` is acceptable, else -1 with the reason in `err`. */
+int payload_check_table(const char *s, struct buf *err);
+int payload_check_name(const char *s, struct buf *err);
+/* Canonicalise an IPv4/IPv6 address into `out`. */
+int payload_check_ip(const char *s, struct buf *out, struct buf *err);
+/* Canonicalise a predicate for `mode` into `out` (lower-case host, no leading '/'). */
+int payload_check_predicate(enum config_mode mode, const char *s, struct buf *out,
+			    struct buf *err);
+int payload_check_cookie(const char *s, struct buf *err);
+/* Port from a decimal string; for numbers already in range use it directly. */
+int payload_check_port_string(const char *s, unsigned *port, struct buf *err);
+
+/*
+ * Services in the payload's candidate shape, as a JSON array appended to
+ * `out`: serviceName, port, configMode, predicate, cookie (when set),
+ * containers [{id, ip}]. Deterministic, in list order.
+ */
+void payload_services_json(const struct service_list *list, struct buf *out);
+
+#endif

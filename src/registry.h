@@ -1,0 +1,57 @@
+/*
+ * One registry call: parse the payload, then in one store transaction load
+ * the table, merge, write what changed, commit, and render. Keeps a per-table
+ * cache of services and config, checked against the store's table version.
+ * Thread-safe: calls may come from many threads at once.
+ */
+#ifndef REGISTRY_H
+#define REGISTRY_H
+
+#include <stddef.h>
+
+#include "buf.h"
+#include "render.h"
+#include "service.h"
+#include "status.h"
+
+struct registry;
+
+struct registry_options {
+	const char *store_spec;
+	struct render_options render;
+};
+
+struct registry_result {
+	char *table;
+	struct buf config;
+	struct service_list services; /* filled only with REGISTRY_WANT_SERVICES */
+	int changed;                  /* the call wrote to the store */
+};
+
+#define REGISTRY_WANT_SERVICES (1u << 0)
+
+enum status registry_new(const struct registry_options *opts,
+			 struct registry **out, struct buf *err) WARN_UNUSED;
+void registry_free(struct registry *reg);
+
+void registry_result_init(struct registry_result *res);
+void registry_result_release(struct registry_result *res);
+
+/*
+ * Apply one payload. On ST_INVALID, `field` names the offending field; on
+ * any error nothing was stored.
+ */
+enum status registry_call(struct registry *reg, const char *json, size_t len,
+			  unsigned flags, struct registry_result *res,
+			  struct buf *err, struct buf *field) WARN_UNUSED;
+
+/* {"table":...,"services":[...],"config":"..."} for a result with services. */
+void registry_result_json(const struct registry_result *res, struct buf *out);
+
+enum status registry_ping(struct registry *reg, struct buf *err) WARN_UNUSED;
+
+/* Deterministic JSON of a table's stored state (see store_dump). */
+enum status registry_dump(struct registry *reg, const char *table,
+			  struct buf *out, struct buf *err) WARN_UNUSED;
+
+#endif

@@ -1,0 +1,229 @@
+/* The shared routing-state model: services, containers and sorted lists. */
+#include "service.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "xalloc.h"
+#include "banned.h"
+
+static const char *const config_mode_names[] = {
+	[CONFIG_MODE_HOST] = "host",
+	[CONFIG_MODE_PATH] = "path",
+};
+
+const char *config_mode_name(enum config_mode mode)
+{
+	if ((size_t)mode >= ARRAY_SIZE(config_mode_names))
+		BUG("bad config mode %d", (int)mode);
+	return config_mode_names[mode];
+}
+
+int config_mode_parse(const char *s, enum config_mode *out)
+{
+	size_t i;
+
+	for (i = 0; i < ARRAY_SIZE(config_mode_names); i++) {
+		if (!strcmp(s, config_mode_names[i])) {
+			*out = (enum config_mode)i;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+void service_release(struct service *svc)
+{
+	size_t i;
+
+	for (i = 0; i < svc->nr_containers; i++) {
+		free(svc->containers[i].id);
+		free(svc->containers[i].ip);
+	}
+	free(svc->containers);
+	free(svc->name);
+	free(svc->predicate);
+	free(svc->cookie);
+	memset(svc, 0, sizeof(*svc));
+}
+
+void service_copy(struct service *dst, const struct service *src)
+{
+	size_t i;
+
+	*dst = *src;
+	dst->name = xstrdup(src->name);
+	dst->predicate = xstrdup(src->predicate);
+	dst->cookie = src->cookie ? xstrdup(src->cookie) : NULL;
+	dst->alloc_containers = src->nr_containers;
+	dst->containers = src->nr_containers
+				  ? xmalloc(src->nr_containers * sizeof(*dst->containers))
+				  : NULL;
+	for (i = 0; i < src->nr_containers; i++) {
+		dst->containers[i].id = xstrdup(src->containers[i].id);
+		dst->containers[i].ip = xstrdup(src->containers[i].ip);
+	}
+}
+
+/* Index of `id`, or of where it would go (with *found = 0). */
+static size_t service_container_pos(const struct service *svc, const char *id,
+				    int *found)
+{
+	size_t lo = 0, hi = svc->nr_containers;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int cmp = strcmp(svc->containers[mid].id, id);
+
+		if (!cmp) {
+			*found = 1;
+			return mid;
+		}
+		if (cmp < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	*found = 0;
+	return lo;
+}
+
+struct container *service_find_container(const struct service *svc, const char *id)
+{
+	int found;
+	size_t pos = service_container_pos(svc, id, &found);
+
+	return found ? &svc->containers[pos] : NULL;
+}
+
+void service_put_container(struct service *svc, const char *id, const char *ip)
+{
+	int found;
+	size_t pos;
+
+	/* Appending in order is the common case (loads, sorted payloads). */
+	if (!svc->nr_containers ||
+	    strcmp(svc->containers[svc->nr_containers - 1].id, id) < 0) {
+		pos = svc->nr_containers;
+		found = 0;
+	} else {
+		pos = service_container_pos(svc, id, &found);
+	}
+	if (found) {
+		if (strcmp(svc->containers[pos].ip, ip)) {
+			free(svc->containers[pos].ip);
+			svc->containers[pos].ip = xstrdup(ip);
+		}
+		return;
+	}
+	ALLOC_GROW(svc->containers, svc->nr_containers + 1, svc->alloc_containers);
+	memmove(svc->containers + pos + 1, svc->containers + pos,
+		(svc->nr_containers - pos) * sizeof(*svc->containers));
+	svc->containers[pos].id = xstrdup(id);
+	svc->containers[pos].ip = xstrdup(ip);
+	svc->nr_containers++;
+}
+
+static int container_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct container *)a)->id,
+		      ((const struct container *)b)->id);
+}
+
+void service_sort_containers(struct service *svc)
+{
+	if (svc->nr_containers > 1)
+		qsort(svc->containers, svc->nr_containers,
+		      sizeof(*svc->containers), container_cmp);
+}
+
+static int str_equal_null(const char *a, const char *b)
+{
+	if (!a || !b)
+		return a == b;
+	return !strcmp(a, b);
+}
+
+int service_equal(const struct service *a, const struct service *b)
+{
+	size_t i;
+
+	if (strcmp(a->name, b->name) || a->port != b->port || a->mode != b->mode ||
+	    strcmp(a->predicate, b->predicate) || !str_equal_null(a->cookie, b->cookie) ||
+	    a->nr_containers != b->nr_containers)
+		return 0;
+	for (i = 0; i < a->nr_containers; i++)
+		if (strcmp(a->containers[i].id, b->containers[i].id) ||
+		    strcmp(a->containers[i].ip, b->containers[i].ip))
+			return 0;
+	return 1;
+}
+
+void service_list_init(struct service_list *list)
+{
+	memset(list, 0, sizeof(*list));
+}
+
+void service_list_release(struct service_list *list)
+{
+	size_t i;
+
+	for (i = 0; i < list->nr; i++)
+		service_release(&list->items[i]);
+	free(list->items);
+	service_list_init(list);
+}
+
+struct service *service_list_append(struct service_list *list)
+{
+	struct service *svc;
+
+	ALLOC_GROW(list->items, list->nr + 1, list->alloc);
+	svc = &list->items[list->nr++];
+	memset(svc, 0, sizeof(*svc));
+	return svc;
+}
+
+static int service_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct service *)a)->name,
+		      ((const struct service *)b)->name);
+}
+
+void service_list_sort(struct service_list *list)
+{
+	if (list->nr > 1)
+		qsort(list->items, list->nr, sizeof(*list->items), service_cmp);
+}
+
+struct service *service_list_find(const struct service_list *list, const char *name)
+{
+	size_t lo = 0, hi = list->nr;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int cmp = strcmp(list->items[mid].name, name);
+
+		if (!cmp)
+			return &list->items[mid];
+		if (cmp < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+void service_list_copy(struct service_list *dst, const struct service_list *src)
+{
+	size_t i;
+
+	service_list_init(dst);
+	if (!src->nr)
+		return;
+	dst->items = xmalloc(src->nr * sizeof(*dst->items));
+	dst->alloc = src->nr;
+	for (i = 0; i < src->nr; i++)
+		service_copy(&dst->items[i], &src->items[i]);
+	dst->nr = src->nr;
+}

@@ -1,0 +1,120 @@
+/*
+ * The store contract. A backend embeds `struct store` first in its own handle
+ * and fills a `struct store_backend`; callers only use the store_*() wrappers.
+ *
+ * A handle is used by one thread at a time; open one per thread. Every call on
+ * a table runs as: begin, [version], [load], put/remove..., commit or rollback.
+ */
+#ifndef STORE_H
+#define STORE_H
+
+#include <stdint.h>
+
+#include "../buf.h"
+#include "../service.h"
+#include "../status.h"
+
+/* version() is exact across processes, so a cache keyed on it is safe. */
+#define STORE_CAP_VERSION (1u << 0)
+/* begin..commit is all-or-nothing for the table (else: per service). */
+#define STORE_CAP_ATOMIC (1u << 1)
+
+struct store_backend;
+
+struct store {
+	const struct store_backend *be;
+};
+
+struct store_backend {
+	const char *name; /* the prefix of a store spec: "sqlite", "dynamodb" */
+	unsigned caps;
+
+	/*
+	 * Open the store named by `arg` (the spec after "name:", or "" when
+	 * there is none), creating files or schema as needed. ST_USAGE for a
+	 * malformed `arg`, ST_UNAVAILABLE when the store cannot be reached.
+	 */
+	enum status (*open)(const char *arg, struct store **out, struct buf *err);
+
+	/* Release the handle; an open transaction is rolled back. */
+	void (*close)(struct store *st);
+
+	/*
+	 * Start a call on `table`. With `write` the caller intends to write:
+	 * the backend may take an exclusive lock here and wait (bounded) for
+	 * other writers. Without it the call sees one consistent snapshot.
+	 */
+	enum status (*begin)(struct store *st, const char *table, int write,
+			     struct buf *err);
+
+	/*
+	 * The table's version: it changes on every commit that wrote the
+	 * table, in this process or another. Only with STORE_CAP_VERSION.
+	 */
+	enum status (*version)(struct store *st, uint64_t *version, struct buf *err);
+
+	/*
+	 * Append every stored service of the table to `out`, sorted by name,
+	 * each with its backend version. A table never written loads empty.
+	 */
+	enum status (*load)(struct store *st, struct service_list *out,
+			    struct buf *err);
+
+	/*
+	 * Insert or replace `svc`. `svc->version` is the version it was loaded
+	 * with (0: new); a backend without STORE_CAP_ATOMIC writes only if the
+	 * stored item still has it, else returns ST_CONFLICT. On success the
+	 * backend sets `svc->version` to the new version.
+	 */
+	enum status (*put)(struct store *st, struct service *svc, struct buf *err);
+
+	/* Delete `svc` (by name), with the same version check as put(). */
+	enum status (*remove)(struct store *st, const struct service *svc,
+			      struct buf *err);
+
+	/*
+	 * End the call; what was put or removed becomes visible and durable,
+	 * and the table version changes if anything was written. ST_CONFLICT
+	 * means nothing was applied and the whole call should be retried.
+	 */
+	enum status (*commit)(struct store *st, struct buf *err);
+
+	/* Abandon the call; with STORE_CAP_ATOMIC nothing it wrote remains. */
+	void (*rollback)(struct store *st);
+
+	/* Answer whether the store is reachable and usable, in bounded time. */
+	enum status (*ping)(struct store *st, struct buf *err);
+};
+
+/* Open a store from a spec such as "sqlite:./registry.db" or "dynamodb:prod-". */
+enum status store_open(const char *spec, struct store **out,
+		       struct buf *err) WARN_UNUSED;
+void store_close(struct store *st);
+unsigned store_caps(const struct store *st);
+const char *store_name(const struct store *st);
+
+enum status store_begin(struct store *st, const char *table, int write,
+			struct buf *err) WARN_UNUSED;
+enum status store_version(struct store *st, uint64_t *version,
+			  struct buf *err) WARN_UNUSED;
+enum status store_load(struct store *st, struct service_list *out,
+		       struct buf *err) WARN_UNUSED;
+enum status store_put(struct store *st, struct service *svc,
+		      struct buf *err) WARN_UNUSED;
+enum status store_remove(struct store *st, const struct service *svc,
+			 struct buf *err) WARN_UNUSED;
+enum status store_commit(struct store *st, struct buf *err) WARN_UNUSED;
+void store_rollback(struct store *st);
+enum status store_ping(struct store *st, struct buf *err) WARN_UNUSED;
+
+/*
+ * Every stored service of `table` with its times, as deterministic JSON, for
+ * tests and operators (the `dump` subcommand).
+ */
+enum status store_dump(struct store *st, const char *table, struct buf *out,
+		       struct buf *err) WARN_UNUSED;
+
+extern const struct store_backend store_sqlite;
+extern const struct store_backend store_dynamodb;
+
+#endif
