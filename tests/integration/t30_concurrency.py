@@ -13,30 +13,29 @@ from lrtest import SANITIZED, Server, check, finish, haproxy_check, payload, tmp
 d = tmpdir()
 db = os.path.join(d, "conc.db")
 
-# Many clients, each adding its own service while keeping everything that
-# runs: each call lists all services so far, so nothing may be forgotten.
+# Many clients each add their own services at once. Every call lists all
+# containers of the test as running (so no call forgets another's service)
+# and brings one candidate: a lost update would leave a service missing.
 srv = Server("sqlite:" + db)
 N_CLIENTS, PER_CLIENT = 8, 15 if not SANITIZED else 6
 errors = []
 lock = threading.Lock()
-running = []  # all containers started so far
+running = [{"serviceName": "svc-%d-%d" % (k, j), "id": "c", "ip": "10.%d.%d.1" % (k, j)}
+           for k in range(N_CLIENTS) for j in range(PER_CLIENT)]
 
 
 def client(k):
     for j in range(PER_CLIENT):
         name = "svc-%d-%d" % (k, j)
         ip = "10.%d.%d.1" % (k, j)
-        with lock:
-            running.append({"serviceName": name, "id": name + "-c", "ip": ip})
-            snapshot = list(running)
-        body = payload("conc", snapshot, [{"serviceName": name, "port": 80,
-                                           "predicate": name + ".example.com",
-                                           "containers": [{"id": name + "-c", "ip": ip}]}])
+        body = payload("conc", running, [{"serviceName": name, "port": 80,
+                                          "predicate": name + ".example.com",
+                                          "containers": [{"id": "c", "ip": ip}]}])
         try:
             st, h, resp = srv.post(body)
         except Exception as e:  # noqa: BLE001 - any failure is a test failure
             st, resp = 0, str(e).encode()
-        if st != 200:
+        if st != 200 or ("\nbackend %s\n" % name).encode() not in resp:
             with lock:
                 errors.append((st, resp[:200]))
 
