@@ -5,6 +5,9 @@ JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 LISTEN     ?= 127.0.0.1:8080
 STORE      ?= sqlite:./registry.db
 CTEST_ARGS ?=
+BUILD_FUZZ ?= build-fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_TEST_SECONDS ?= 10
 
 .PHONY: all deps build build-asan run test test-release test-asan format format-check clean
 
@@ -32,7 +35,7 @@ run: build
 
 test:
 	@scripts/deps.sh test
-	$(MAKE) test-release test-asan
+	$(MAKE) test-release test-asan test-fuzz
 
 test-release: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) $(CTEST_ARGS)
@@ -49,4 +52,21 @@ format-check:
 	clang-format --dry-run --Werror src/*.[ch] src/*/*.[ch] tests/*/*.c
 
 clean:
-	rm -rf $(BUILD) $(BUILD_ASAN)
+	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_FUZZ)
+
+# libFuzzer harnesses (fuzz/), built with clang, ASan and UBSan.
+.PHONY: build-fuzz fuzz test-fuzz
+
+$(BUILD_FUZZ)/Makefile:
+	@scripts/deps.sh fuzz
+	CC=clang cmake -S . -B $(BUILD_FUZZ) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLR_FUZZ=ON
+
+build-fuzz: deps $(BUILD_FUZZ)/Makefile
+	cmake --build $(BUILD_FUZZ) -j $(JOBS)
+
+# Every harness FUZZ_SECONDS seconds; fails on any crash, leak or sanitizer report.
+fuzz: build-fuzz
+	fuzz/run.sh $(BUILD_FUZZ) $(FUZZ_SECONDS)
+
+test-fuzz:
+	$(MAKE) fuzz FUZZ_SECONDS=$(FUZZ_TEST_SECONDS)

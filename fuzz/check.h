@@ -1,0 +1,32 @@
+/*
+ * Checks shared by the fuzz harnesses: what the registry promises about every
+ * value it accepts and every config it writes. A broken promise aborts.
+ */
+#ifndef FUZZ_CHECK_H
+#define FUZZ_CHECK_H
+
+#include <stddef.h>
+
+#include "payload.h"
+#include "service.h"
+
+/* Abort with a message (libFuzzer then saves the input as a crash). */
+_Noreturn void check_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/*
+ * Every value of an accepted payload is one config token: printable ASCII
+ * without space, '#', quotes, '\', '$', braces or brackets (so no "${" and
+ * no "%[" either).
+ */
+void check_token(const char *what, const char *s);
+void check_payload_tokens(const struct payload *p);
+
+/*
+ * `cfg` parses as the directive grammar of render.c, line by line and token
+ * by token, and every value token is exactly a value of `model` (the table's
+ * services, sorted by name): no value spans tokens or lines, none is missing.
+ */
+void check_config(const char *cfg, size_t len, const struct service_list *model,
+		  const char *bind);
+
+#endif

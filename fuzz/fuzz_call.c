@@ -1,0 +1,168 @@
+/*
+ * libFuzzer harness: whole registry calls (parse, merge against a real SQLite
+ * store, render). An input is up to FUZZ_MAX_CALLS payloads separated by a
+ * line "--"; each input starts from an empty store. Every accepted call's
+ * config must match the directive grammar token for token (check.c), equal a
+ * fresh render of the returned services, and be a fixed point: the same
+ * payload again changes nothing and gives the same bytes.
+ */
+#include <jansson.h>
+#include <sqlite3.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "payload.h"
+#include "registry.h"
+#include "render.h"
+#include "banned.h"
+
+#define FUZZ_MAX_CALLS 8
+#define FUZZ_SEPARATOR "\n--\n"
+
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static struct registry *fuzz_reg;
+static sqlite3 *fuzz_db; /* a second connection, to empty the store */
+static int fuzz_dirty;
+static char fuzz_dir[256];
+
+static void fuzz_cleanup(void)
+{
+	char path[300];
+
+	registry_free(fuzz_reg);
+	sqlite3_close(fuzz_db);
+	snprintf(path, sizeof(path), "%s/fuzz.db", fuzz_dir);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/fuzz.db-wal", fuzz_dir);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/fuzz.db-shm", fuzz_dir);
+	unlink(path);
+	rmdir(fuzz_dir);
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+	struct registry_options opts = {0};
+	struct buf spec = BUF_INIT, err = BUF_INIT;
+	const char *base = access("/dev/shm", W_OK) ? "/tmp" : "/dev/shm";
+
+	(void)argc;
+	(void)argv;
+	snprintf(fuzz_dir, sizeof(fuzz_dir), "%s/lr-fuzz-XXXXXX", base);
+	if (!mkdtemp(fuzz_dir))
+		check_fail("mkdtemp %s failed", fuzz_dir);
+	(void)buf_addf(&spec, "sqlite:%s/fuzz.db", fuzz_dir);
+	opts.store_spec = spec.buf;
+	opts.render.frontend_bind = RENDER_DEFAULT_BIND;
+	if (registry_new(&opts, &fuzz_reg, &err) != ST_OK)
+		check_fail("registry_new: %s", err.buf);
+	if (sqlite3_open(spec.buf + strlen("sqlite:"), &fuzz_db) != SQLITE_OK)
+		check_fail("sqlite3_open: %s", sqlite3_errmsg(fuzz_db));
+	sqlite3_busy_timeout(fuzz_db, 10000);
+	atexit(fuzz_cleanup);
+	buf_release(&spec);
+	buf_release(&err);
+	return 0;
+}
+
+/* Forget every table. Bumping the versions keeps the registry's cache honest. */
+static void fuzz_reset_store(void)
+{
+	if (!fuzz_dirty)
+		return;
+	if (sqlite3_exec(fuzz_db,
+			 "BEGIN IMMEDIATE; DELETE FROM services;"
+			 "UPDATE tables SET version = version + 1; COMMIT;",
+			 NULL, NULL, NULL) != SQLITE_OK)
+		check_fail("reset: %s", sqlite3_errmsg(fuzz_db));
+	fuzz_dirty = 0;
+}
+
+/* The JSON answer is valid JSON and carries the same config. */
+static void fuzz_check_json(const struct registry_result *res)
+{
+	struct buf out = BUF_INIT;
+	json_error_t jerr;
+	json_t *doc, *cfg;
+
+	registry_result_json(res, &out);
+	doc = json_loadb(out.buf, out.len, 0, &jerr);
+	if (!doc)
+		check_fail("result JSON does not parse: %s", jerr.text);
+	cfg = json_object_get(doc, "config");
+	if (!json_is_string(cfg) || json_string_length(cfg) != res->config.len ||
+	    memcmp(json_string_value(cfg), res->config.buf, res->config.len))
+		check_fail("result JSON config differs");
+	json_decref(doc);
+	buf_release(&out);
+}
+
+static void fuzz_one_call(const char *json, size_t len)
+{
+	struct buf err = BUF_INIT, field = BUF_INIT, fresh = BUF_INIT;
+	struct registry_result res, again;
+	struct payload p;
+	enum status st, pst;
+
+	registry_result_init(&res);
+	registry_result_init(&again);
+	pst = payload_parse(&p, json, len, &err, &field);
+	st = registry_call(fuzz_reg, json, len, REGISTRY_WANT_SERVICES, &res, &err, &field);
+	if ((st == ST_OK) != (pst == ST_OK))
+		check_fail("payload_parse says %s, registry_call says %s", status_name(pst),
+			   status_name(st));
+	if (st != ST_OK) {
+		if (st != ST_INVALID)
+			check_fail("a healthy store failed a call: %s: %s", status_name(st),
+				   err.buf);
+		goto out;
+	}
+	fuzz_dirty |= res.changed;
+	check_payload_tokens(&p);
+	check_config(res.config.buf, res.config.len, &res.services, RENDER_DEFAULT_BIND);
+	render_config(&res.services, NULL, &fresh);
+	if (fresh.len != res.config.len || memcmp(fresh.buf, res.config.buf, fresh.len))
+		check_fail("the returned config is not the render of the returned services");
+	fuzz_check_json(&res);
+
+	st = registry_call(fuzz_reg, json, len, REGISTRY_WANT_SERVICES, &again, &err, &field);
+	if (st != ST_OK)
+		check_fail("the same payload again failed: %s", err.buf);
+	if (again.changed)
+		check_fail("the same payload again changed the store");
+	if (again.config.len != res.config.len ||
+	    memcmp(again.config.buf, res.config.buf, res.config.len))
+		check_fail("the same payload again gave another config");
+	payload_release(&p);
+out:
+	registry_result_release(&res);
+	registry_result_release(&again);
+	buf_release(&err);
+	buf_release(&field);
+	buf_release(&fresh);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	const char *p = (const char *)data, *end = p + size;
+	const size_t seplen = strlen(FUZZ_SEPARATOR);
+	int calls;
+
+	fuzz_reset_store();
+	for (calls = 0; calls < FUZZ_MAX_CALLS && p <= end; calls++) {
+		const char *sep = memmem(p, (size_t)(end - p), FUZZ_SEPARATOR, seplen);
+		const char *stop = sep ? sep : end;
+
+		fuzz_one_call(p, (size_t)(stop - p));
+		if (!sep)
+			break;
+		p = sep + seplen;
+	}
+	return 0;
+}
