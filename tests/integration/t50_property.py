@@ -1,0 +1,342 @@
+#!/usr/bin/env python3
+"""Property test against the real haproxy: random sequences of valid and
+hostile payloads. Every accepted call's config passes `haproxy -c`; every
+rejected call is a 4xx with a JSON error and leaves each table's dump
+byte-identical.
+
+LR_PROPERTY_CASES (default 3000; 600 under LR_SANITIZED) sets the number of
+calls, LR_PROPERTY_SEED the seed (printed, so a failure can be replayed).
+
+haproxy -c takes ~20-30 ms per run, mostly start-up, so configs are checked in
+batches: each distinct config gets its proxy names prefixed with "c<n>-" (the
+same prefix on frontend, backends and use_backend, so name clashes inside one
+config stay clashes) and a batch is one haproxy run. A failing batch is split
+and every config in it checked on its own, unmodified, to name the culprit.
+"""
+import http.client
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from lrtest import BIN, HAPROXY, SANITIZED, Server, check, finish, run_cli, tmpdir
+
+CASES = int(os.environ.get("LR_PROPERTY_CASES") or (600 if SANITIZED else 3000))
+SEED = int(os.environ.get("LR_PROPERTY_SEED") or random.randrange(1 << 30))
+BATCH = 100
+
+
+def ok(cond, what):
+    check(cond, what)
+    return cond
+
+
+rng = random.Random(SEED)
+print("property: %d cases, seed %d" % (CASES, SEED), flush=True)
+
+TABLES = ["astro", "tbl-2.x_y"]
+# "http" clashes with the frontend's name; ':' and '.' are legal in names.
+SERVICES = ["app1", "web.v2", "api:x", "a-b_c", "http", "Z9", "s" * 128]
+IDS = ["a23nj53h3j4", "c1", "c2", "C2", "x.y:z-1_", "0", "i" * 128]
+HOST_LABELS = ["a", "example", "com", "x-1", "WWW", "xn--bcher-kva", "9", "l" * 63]
+PATH_SEGMENTS = ["api", "v1", "a%20b", "x~y", "@:!&()*+,;=", "API", "-", "_", "v1.2"]
+COOKIES = ["JSESSIONID", "SID", "a.b", "x-y!", "c%d", "~*^|", "k" * 128]
+HOSTILE = ["\n", "\r", "\r\n", " ", "\t", "#", "\"", "'", "\\", "$", "${HOME}",
+           "$HOME", "%[src]", "%", "\u00e9", "\u2028", "\ud800", "\x00", "\x7f", "\x1b",
+           "{", "}", "[", "]", "/", ";", "`", ",", "\n    bind :81\n", "#x\n",
+           "\"\n  server evil 1.2.3.4:80", "\ufeff"]
+WRONG_TYPES = [1, -1, 1.5, True, False, None, [], {}, ["x"], {"a": 1}, 1e308]
+PORT_STRINGS = ["80", "080", " 80", "80 ", "+80", "-80", "0x50", "1e2", "65536", "0",
+                "", "8 0", "65535", "00001", "99999999999999999999"]
+BAD_IPS = ["300.1.1.1", "1.2.3", "fe80::1%eth0", "[::1]", "010.0.0.1", "localhost",
+           "1.2.3.4:80", "::1::", ""]
+
+
+def rand_ip():
+    r = rng.random()
+    if r < 0.6:
+        return "10.0.%d.%d" % (rng.randrange(3), rng.randrange(1, 4))
+    if r < 0.8:
+        return rng.choice(["::1", "2001:DB8::1", "2001:db8:0:0:0:0:0:2", "::ffff:1.2.3.4",
+                           "fe80::a"])
+    return "%d.%d.%d.%d" % tuple(rng.randrange(256) for _ in range(4))
+
+
+def rand_host():
+    n = rng.randrange(1, 4)
+    h = ".".join(rng.choice(HOST_LABELS) for _ in range(n))
+    return h + "." if rng.random() < 0.1 else h
+
+
+def rand_path():
+    n = rng.randrange(1, 4)
+    p = "/".join(rng.choice(PATH_SEGMENTS) for _ in range(n))
+    return "/" + p if rng.random() < 0.3 else p
+
+
+def rand_port():
+    p = rng.choice([80, 8080, 1, 65535, rng.randrange(1, 65536)])
+    return str(p) if rng.random() < 0.3 else p
+
+
+def rand_candidate():
+    c = {"serviceName": rng.choice(SERVICES), "port": rand_port()}
+    mode = rng.choice(["host", "path", None])
+    if mode:
+        c["configMode"] = mode
+    c["predicate"] = rand_path() if mode == "path" else rand_host()
+    r = rng.random()
+    if r < 0.4:
+        c["cookie"] = rng.choice(COOKIES)
+    elif r < 0.5:
+        c["cookie"] = None
+    if rng.random() < 0.9:
+        c["containers"] = [{"id": rng.choice(IDS), "ip": rand_ip()}
+                           for _ in range(rng.randrange(0, 4))]
+    return c
+
+
+def valid_payload():
+    d = {"table": rng.choice(TABLES),
+         "running": [{"serviceName": rng.choice(SERVICES), "id": rng.choice(IDS),
+                      "ip": rand_ip()} for _ in range(rng.randrange(0, 6))]}
+    if rng.random() < 0.7:
+        d["candidates"] = [rand_candidate() for _ in range(rng.randrange(0, 4))]
+    return d
+
+
+def string_slots(d, path=()):
+    """Paths of every value in the document (strings, numbers, null...)."""
+    out = []
+    if isinstance(d, dict):
+        for k, v in d.items():
+            out.append(path + (k,))
+            out.extend(string_slots(v, path + (k,)))
+    elif isinstance(d, list):
+        for i, v in enumerate(d):
+            out.append(path + (i,))
+            out.extend(string_slots(v, path + (i,)))
+    return out
+
+
+def get_at(d, path):
+    for k in path:
+        d = d[k]
+    return d
+
+
+def set_at(d, path, value):
+    get_at(d, path[:-1])[path[-1]] = value
+
+
+def hostile_payload():
+    """Returns (bytes, kind)."""
+    d = valid_payload()
+    if not d["running"]:
+        d["running"].append({"serviceName": "app1", "id": "c1", "ip": "10.0.0.1"})
+    slots = string_slots(d)
+    kind = rng.randrange(12)
+    if kind == 0:  # a hostile string in the middle of a value
+        p = rng.choice(slots)
+        v = get_at(d, p)
+        h = rng.choice(HOSTILE)
+        if isinstance(v, str):
+            i = rng.randrange(len(v) + 1)
+            set_at(d, p, v[:i] + h + v[i:])
+        else:
+            set_at(d, p, h)
+    elif kind == 1:  # a whole value replaced by a hostile string
+        set_at(d, rng.choice(slots), rng.choice(HOSTILE) * rng.randrange(1, 3))
+    elif kind == 2:  # wrong JSON type
+        set_at(d, rng.choice(slots), rng.choice(WRONG_TYPES))
+    elif kind == 3:  # a required key removed
+        p = rng.choice([s for s in slots if isinstance(s[-1], str)])
+        del get_at(d, p[:-1])[p[-1]]
+    elif kind == 4:  # ports as odd strings or numbers out of range
+        d.setdefault("candidates", []).append(rand_candidate())
+        d["candidates"][-1]["port"] = rng.choice(PORT_STRINGS + [0, 65536, -1, 80.0, 2 ** 63])
+    elif kind == 5:  # bad addresses
+        d["running"][0]["ip"] = rng.choice(BAD_IPS)
+    elif kind == 6:  # very long or empty values
+        p = rng.choice([s for s in slots if isinstance(get_at(d, s), str)] or slots)
+        set_at(d, p, rng.choice(["", "a" * rng.choice([129, 254, 256, 4096, 100000])]))
+    elif kind == 7:  # invalid UTF-8 bytes inside a string
+        raw = json.dumps(d).encode()
+        i = raw.index(b'"', raw.index(b'"serviceName"') + 14) + 1
+        return raw[:i] + rng.choice([b"\xff", b"\xc3\x28", b"\xed\xa0\x80", b"\xc0\xaf",
+                                     b"\xf8\x88\x80\x80\x80", b"\x80"]) + raw[i:], "utf8"
+    elif kind == 8:  # a raw NUL or control byte in the text
+        raw = json.dumps(d).encode()
+        i = rng.randrange(len(raw) + 1)
+        return raw[:i] + rng.choice([b"\x00", b"\x01", b"\n", b"\x7f"]) + raw[i:], "rawbyte"
+    elif kind == 9:  # duplicate keys
+        raw = json.dumps(d)
+        return ('{"table":"astro",' + raw[1:]).encode(), "dupkey"
+    elif kind == 10:  # deep nesting or a top level that is not an object
+        return rng.choice([b"[" * 50 + b"]" * 50, b'"astro"', b"[]", b"null", b"1",
+                           b'{"table":"astro","running":' + b"[" * 30 + b"]" * 30 + b"}",
+                           b"", b"{", b"\xef\xbb\xbf{}"]), "shape"
+    else:  # a duplicate container id with another address (valid), or a bad mode
+        if rng.random() < 0.5:
+            r = dict(d["running"][0])
+            r["ip"] = rand_ip()
+            d["running"].append(r)
+        else:
+            d.setdefault("candidates", []).append(rand_candidate())
+            d["candidates"][-1]["configMode"] = rng.choice(["HOST", "tcp", "", "path ", 1])
+    return json.dumps(d).encode(), "mutate%d" % kind
+
+
+d = tmpdir()
+dbpath = os.path.join(d, "prop.db")
+store = "sqlite:" + dbpath
+srv = Server(store, extra=["--max-body", "4M", "--frontend-bind", "127.0.0.1:18080"])
+conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=60)
+
+
+def post(body):
+    global conn
+    for attempt in range(2):
+        try:
+            conn.request("POST", "/generate", body=body,
+                         headers={"Content-Type": "application/json"})
+            r = conn.getresponse()
+            return r.status, r.read()
+        except (http.client.HTTPException, OSError):
+            conn.close()
+            conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=60)
+            if attempt:
+                raise
+
+
+def dump(table):
+    p = run_cli(["dump", "--store", store, table])
+    return p.returncode, p.stdout
+
+
+known = {t: None for t in TABLES}
+configs = {}  # config bytes -> first case that produced it
+stats = {"accepted": 0, "rejected": 0, "hostile": 0, "hostile_accepted": 0, "dumps": 0}
+t0 = time.time()
+for case in range(CASES):
+    hostile = rng.random() < 0.5
+    if hostile:
+        body, kind = hostile_payload()
+        stats["hostile"] += 1
+        for t in TABLES:
+            if known[t] is None:
+                known[t] = dump(t)
+                stats["dumps"] += 1
+    else:
+        body, kind = json.dumps(valid_payload()).encode(), "valid"
+    status, answer = post(body)
+    if status == 200:
+        stats["accepted"] += 1
+        stats["hostile_accepted"] += hostile
+        if not ok(answer.endswith(b"\n") and all(c == 10 or 32 <= c < 127 for c in answer),
+                     "case %d: config has a control or non-ASCII byte: %r" % (case, body[:300])):
+            continue
+        configs.setdefault(answer, (case, body))
+        # Which table changed is not known without parsing; forget both.
+        for t in TABLES:
+            known[t] = None
+        continue
+    stats["rejected"] += 1
+    if not ok(hostile, "case %d: a valid payload was refused: %d %r\n  %r"
+                 % (case, status, answer[:300], body[:500])):
+        continue
+    check(status in (400, 413), "case %d (%s): status %d" % (case, kind, status))
+    try:
+        err = json.loads(answer)
+        check(isinstance(err.get("error"), str) and err["error"],
+              "case %d: error without text: %r" % (case, answer[:200]))
+    except ValueError:
+        check(False, "case %d: error is not JSON: %r" % (case, answer[:200]))
+    for t in TABLES:
+        after = dump(t)
+        stats["dumps"] += 1
+        check(after == known[t], "case %d (%s): rejected call changed table %s:\n%r\nbefore %r\nafter %r"
+              % (case, kind, t, body[:500], known[t], after))
+        known[t] = after
+calls_s = time.time() - t0
+conn.close()
+check(srv.stop() == 0, "server stops cleanly")
+
+
+def haproxy_run(path):
+    p = subprocess.run([HAPROXY, "-c", "-q", "-f", path], capture_output=True, timeout=120)
+    return p.returncode == 0, (p.stdout + p.stderr).decode(errors="replace")
+
+
+def renamed(cfg, n):
+    """The config with every proxy name prefixed by c<n>-."""
+    out = []
+    for line in cfg.decode().split("\n"):
+        for key in ("frontend ", "backend ", "    use_backend "):
+            if line.startswith(key):
+                line = key + "c%d-" % n + line[len(key):]
+        out.append(line)
+    return "\n".join(out)
+
+
+def check_batch(items):
+    """items: list of (n, cfg). Returns a list of (n, output) failures."""
+    fd, path = tempfile.mkstemp(suffix=".cfg", dir=d)
+    with os.fdopen(fd, "w") as f:
+        for n, cfg in items:
+            f.write(renamed(cfg, n))
+    ok, out = haproxy_run(path)
+    os.unlink(path)
+    if ok:
+        return []
+    failures = []
+    for n, cfg in items:  # name the culprit on the unmodified config
+        fd, path = tempfile.mkstemp(suffix=".cfg", dir=d)
+        with os.fdopen(fd, "wb") as f:
+            f.write(cfg)
+        ok1, out1 = haproxy_run(path)
+        os.unlink(path)
+        if not ok1:
+            failures.append((n, out1))
+    if not failures:
+        failures.append((items[0][0], "batch failed but every config alone passed: " + out))
+    return failures
+
+
+t1 = time.time()
+items = list(enumerate(configs))
+batches = [items[i:i + BATCH] for i in range(0, len(items), BATCH)]
+with ThreadPoolExecutor(max_workers=2) as pool:
+    results = list(pool.map(check_batch, batches))
+for failures in results:
+    for n, out in failures:
+        case, body = configs[items[n][1]]
+        check(False, "case %d: haproxy -c refused the config:\n%s\npayload %r\nconfig:\n%s"
+              % (case, out[-2000:], body[:1000], items[n][1].decode()[:3000]))
+# The batching itself is checked: a sample of configs run alone agree.
+for n, cfg in rng.sample(items, min(5, len(items))):
+    fd, path = tempfile.mkstemp(suffix=".cfg", dir=d)
+    with os.fdopen(fd, "wb") as f:
+        f.write(cfg)
+    ok, out = haproxy_run(path)
+    os.unlink(path)
+    check(ok, "config %d alone: %s" % (n, out))
+haproxy_s = time.time() - t1
+# And the batch check can fail: a broken config in a batch is found and named.
+if items:
+    broken = items[0][1] + b"\nbackend zz-broken\n    server s 1.2.3.4:99999\n"
+    found = check_batch([(0, items[0][1]), (1, broken)])
+    check([n for n, _ in found] == [1], "a broken config is caught: %r" % found)
+
+check(stats["accepted"] > CASES // 4, "enough accepted calls: %r" % stats)
+check(stats["rejected"] > CASES // 10, "enough rejected calls: %r" % stats)
+print("property: seed %d, %d calls in %.1fs (%d accepted, %d rejected; %d hostile, %d of them "
+      "accepted), %d store dumps; %d distinct configs through haproxy -c in %d runs, %.1fs"
+      % (SEED, CASES, calls_s, stats["accepted"], stats["rejected"], stats["hostile"],
+         stats["hostile_accepted"], stats["dumps"], len(configs), len(batches), haproxy_s),
+      flush=True)
+finish()
