@@ -6,6 +6,7 @@
 #include "registry.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -40,6 +41,9 @@ struct registry {
 	size_t nr_pool, alloc_pool;
 	struct registry_table *buckets[REGISTRY_BUCKETS];
 	size_t nr_cached;
+	/* A write failed and none has worked since: why (guarded by lock). */
+	atomic_int write_failed;
+	char *write_error;
 };
 
 static int64_t registry_now_ms(void)
@@ -190,6 +194,7 @@ void registry_free(struct registry *reg)
 		}
 	}
 	pthread_mutex_destroy(&reg->lock);
+	free(reg->write_error);
 	free(reg->store_spec);
 	free(reg->frontend_bind);
 	free(reg);
@@ -299,6 +304,18 @@ out:
 	return outcome;
 }
 
+/* Remember a failed write for /healthz until a write (a call's or a probe's) works. */
+static void registry_note_write(struct registry *reg, int ok, const char *why)
+{
+	if (ok && !atomic_load(&reg->write_failed))
+		return;
+	pthread_mutex_lock(&reg->lock);
+	free(reg->write_error);
+	reg->write_error = ok ? NULL : xstrdup(why);
+	atomic_store(&reg->write_failed, !ok);
+	pthread_mutex_unlock(&reg->lock);
+}
+
 enum status registry_call(struct registry *reg, const char *json, size_t len,
 			  unsigned flags, struct registry_result *res, struct buf *err,
 			  struct buf *field)
@@ -344,6 +361,10 @@ enum status registry_call(struct registry *reg, const char *json, size_t len,
 		buf_setf(err, "table '%s' kept changing under this call; try again", p.table);
 		ret = ST_UNAVAILABLE;
 	}
+	if (ret == ST_UNAVAILABLE && (write || res->changed))
+		registry_note_write(reg, 0, err->buf);
+	else if (ret == ST_OK && res->changed)
+		registry_note_write(reg, 1, NULL);
 	if (ret != ST_OK) {
 		buf_reset(&res->config);
 		service_list_release(&res->services);
@@ -367,6 +388,11 @@ void registry_result_json(const struct registry_result *res, struct buf *out)
 	(void)buf_addch(out, '}');
 }
 
+/*
+ * Reachable and, after a failed write, writable again: a store that can
+ * probe is probed until a write works; one that cannot keeps reporting the
+ * failure until a call's write works.
+ */
 enum status registry_ping(struct registry *reg, struct buf *err)
 {
 	struct store *st = NULL;
@@ -374,6 +400,19 @@ enum status registry_ping(struct registry *reg, struct buf *err)
 
 	if (ret == ST_OK)
 		ret = store_ping(st, err);
+	if (ret == ST_OK && atomic_load(&reg->write_failed)) {
+		if (reg->caps & STORE_CAP_PROBE) {
+			ret = store_probe(st, err);
+			if (ret == ST_OK)
+				registry_note_write(reg, 1, NULL);
+		} else {
+			pthread_mutex_lock(&reg->lock);
+			buf_setf(err, "the last write failed: %s",
+				 reg->write_error ? reg->write_error : "unknown");
+			pthread_mutex_unlock(&reg->lock);
+			ret = ST_UNAVAILABLE;
+		}
+	}
 	registry_put_store(reg, st, ret != ST_OK);
 	return ret;
 }

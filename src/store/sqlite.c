@@ -8,12 +8,18 @@
 #include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
 
 #include "../xalloc.h"
 #include "../banned.h"
 
 #define SQLITE_SCHEMA_VERSION 1
 #define SQLITE_BUSY_MS 10000
+/* A probe waits this long for another writer, then calls the store busy, not broken. */
+#define SQLITE_PROBE_BUSY_MS 500
+/* Less free space than this on the database's file system counts as full. */
+#define SQLITE_MIN_FREE ((unsigned long long)64 << 10)
 
 static const char sqlite_schema[] =
 	"CREATE TABLE IF NOT EXISTS tables ("
@@ -66,6 +72,7 @@ struct sqlite_store {
 	struct store base;
 	sqlite3 *db;
 	sqlite3_stmt *stmt[SQL_NR];
+	char *path;   /* the database file, for the free-space check */
 	char *table;  /* of the open call, NULL outside one */
 	int wrote;    /* the open call put or removed something (and bumped the version) */
 	struct buf scratch;
@@ -103,6 +110,7 @@ static void sqlite_close(struct store *st)
 		sqlite3_finalize(s->stmt[i]);
 	sqlite3_close(s->db);
 	buf_release(&s->scratch);
+	free(s->path);
 	free(s);
 }
 
@@ -173,6 +181,7 @@ static enum status sqlite_open(const char *arg, struct store **out, struct buf *
 	}
 	s = xcalloc(1, sizeof(*s));
 	s->base.be = &store_sqlite;
+	s->path = xstrdup(arg);
 	buf_init(&s->scratch, 0);
 	if (sqlite3_open_v2(arg, &s->db,
 			    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
@@ -377,6 +386,25 @@ static enum status sqlite_commit(struct store *st, struct buf *err)
 	return ret;
 }
 
+/* A full file system fails writes before SQLite can say so on a read. */
+static enum status sqlite_check_space(struct sqlite_store *s, struct buf *err)
+{
+	struct statvfs vfs;
+	unsigned long long free_bytes;
+
+	if (statvfs(s->path, &vfs))
+		return ST_OK; /* ":memory:" or a URI: nothing to measure */
+	/* root may use the blocks reserved for it, others may not */
+	free_bytes = (unsigned long long)(geteuid() ? vfs.f_bavail : vfs.f_bfree) *
+		     vfs.f_frsize;
+	if (free_bytes < SQLITE_MIN_FREE) {
+		buf_setf(err, "sqlite: the file system of '%s' is full (%llu bytes free)",
+			 s->path, free_bytes);
+		return ST_UNAVAILABLE;
+	}
+	return ST_OK;
+}
+
 static enum status sqlite_ping(struct store *st, struct buf *err)
 {
 	struct sqlite_store *s = (struct sqlite_store *)st;
@@ -387,13 +415,47 @@ static enum status sqlite_ping(struct store *st, struct buf *err)
 	else if (sqlite3_db_readonly(s->db, "main") == 1) {
 		buf_setf(err, "sqlite: the database is read-only");
 		ret = ST_UNAVAILABLE;
+	} else {
+		ret = sqlite_check_space(s, err);
+	}
+	return ret;
+}
+
+/*
+ * Bump the version of the table "" (no real table has so short a name): one
+ * committed write that touches no data, so a fault shows as it would for a call.
+ */
+static enum status sqlite_probe(struct store *st, struct buf *err)
+{
+	struct sqlite_store *s = (struct sqlite_store *)st;
+	enum status ret = sqlite_ping(st, err);
+	int rc;
+
+	if (ret != ST_OK)
+		return ret;
+	if (s->table)
+		BUG("sqlite: probe inside a call on '%s'", s->table);
+	sqlite3_busy_timeout(s->db, SQLITE_PROBE_BUSY_MS);
+	rc = sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+	sqlite3_busy_timeout(s->db, SQLITE_BUSY_MS);
+	if ((rc & 0xff) == SQLITE_BUSY)
+		return ST_OK;
+	if (rc != SQLITE_OK)
+		return sqlite_fail(s, "probe", err);
+	if (sqlite3_exec(s->db,
+			 "INSERT INTO tables (name, version) VALUES ('', 1) "
+			 "ON CONFLICT (name) DO UPDATE SET version = version + 1; COMMIT",
+			 NULL, NULL, NULL) != SQLITE_OK) {
+		ret = sqlite_fail(s, "probe write", err);
+		if (!sqlite3_get_autocommit(s->db))
+			sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
 	}
 	return ret;
 }
 
 const struct store_backend store_sqlite = {
 	.name = "sqlite",
-	.caps = STORE_CAP_VERSION | STORE_CAP_ATOMIC,
+	.caps = STORE_CAP_VERSION | STORE_CAP_ATOMIC | STORE_CAP_PROBE,
 	.open = sqlite_open,
 	.close = sqlite_close,
 	.begin = sqlite_begin,
@@ -404,4 +466,5 @@ const struct store_backend store_sqlite = {
 	.commit = sqlite_commit,
 	.rollback = sqlite_rollback,
 	.ping = sqlite_ping,
+	.probe = sqlite_probe,
 };

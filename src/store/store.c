@@ -89,6 +89,13 @@ enum status store_ping(struct store *st, struct buf *err)
 	return st->be->ping(st, err);
 }
 
+enum status store_probe(struct store *st, struct buf *err)
+{
+	if (!(st->be->caps & STORE_CAP_PROBE))
+		return st->be->ping(st, err);
+	return st->be->probe(st, err);
+}
+
 enum status store_dump(struct store *st, const char *table, struct buf *out,
 		       struct buf *err)
 {

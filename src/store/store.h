@@ -18,6 +18,8 @@
 #define STORE_CAP_VERSION (1u << 0)
 /* begin..commit is all-or-nothing for the table (else: per service). */
 #define STORE_CAP_ATOMIC (1u << 1)
+/* probe() exists: a small real write that tells whether writes work now. */
+#define STORE_CAP_PROBE (1u << 2)
 
 struct store_backend;
 
@@ -86,6 +88,14 @@ struct store_backend {
 
 	/* Answer whether the store is reachable and usable, in bounded time. */
 	enum status (*ping)(struct store *st, struct buf *err);
+
+	/*
+	 * Only with STORE_CAP_PROBE: make one small durable write that changes
+	 * no table's data or version, in bounded time. ST_OK when it worked or
+	 * when another writer holds the lock (contention is not a fault);
+	 * ST_UNAVAILABLE when the write failed (read-only, full disk, I/O).
+	 */
+	enum status (*probe)(struct store *st, struct buf *err);
 };
 
 /* Open a store from a spec such as "sqlite:./registry.db" or "dynamodb:prod-". */
@@ -108,6 +118,8 @@ enum status store_remove(struct store *st, const struct service *svc,
 enum status store_commit(struct store *st, struct buf *err) WARN_UNUSED;
 void store_rollback(struct store *st);
 enum status store_ping(struct store *st, struct buf *err) WARN_UNUSED;
+/* probe(), or ping() for a backend without STORE_CAP_PROBE. */
+enum status store_probe(struct store *st, struct buf *err) WARN_UNUSED;
 
 /*
  * Every stored service of `table` with its times, as deterministic JSON, for

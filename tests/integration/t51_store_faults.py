@@ -1,0 +1,140 @@
+#!/usr/bin/env python3
+"""Store faults: an unwritable database and a full disk give 503 with a JSON
+error, /healthz keeps answering and reports the fault, and both recover by
+themselves once the fault is gone.
+
+Tests run as root in CI, where chmod does not stop writes, so the read-only
+database is made with `chattr +i` on the database and its WAL (never on the
+-shm file: SQLite maps it, and an immutable mapping kills the process with
+SIGBUS). The full disk is a 2 MB tmpfs filled up by a filler file. Each part
+skips with a message when the machine does not allow it."""
+import json
+import os
+import subprocess
+import time
+
+from lrtest import Server, check, finish, payload, sample, tmpdir
+
+
+def healthz(srv):
+    st, h, body = srv.request("GET", "/healthz")
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        doc = {}
+    return st, doc
+
+
+def expect_503(st, body, what):
+    check(st == 503, "%s: 503 (got %d %r)" % (what, st, body[:200]))
+    try:
+        doc = json.loads(body)
+        check(isinstance(doc.get("error"), str) and doc["error"], "%s: JSON error text" % what)
+    except ValueError:
+        check(False, "%s: body is not JSON: %r" % (what, body[:200]))
+
+
+def wait_healthy(srv, timeout=10):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        st, doc = healthz(srv)
+        if st == 200:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def big_payload(table, n=150):
+    """Enough services that storing them needs fresh disk space."""
+    running = [{"serviceName": "svc%03d" % i, "id": "c%03d-%s" % (i, "x" * 60),
+                "ip": "10.1.%d.%d" % (i // 250, i % 250 + 1)} for i in range(n)]
+    cands = [{"serviceName": "svc%03d" % i, "port": 8080, "configMode": "host",
+              "predicate": "s%03d.%s.example.com" % (i, "y" * 60), "cookie": "SID"}
+             for i in range(n)]
+    return payload(table, running, cands)
+
+
+def read_only_part():
+    d = tmpdir()
+    db = os.path.join(d, "ro.db")
+    files = [db, db + "-wal"]
+    srv = Server("sqlite:" + db)
+    try:
+        st, h, body = srv.post(sample("single-candidate.json"))
+        check(st == 200, "before the fault: 200")
+        if subprocess.run(["chattr", "+i"] + files, capture_output=True).returncode:
+            print("SKIP read-only part: chattr +i does not work here (needs root and "
+                  "ext2/3/4, xfs or btrfs)", flush=True)
+            return
+        t0 = time.time()
+        st, h, body = srv.post(sample("data.json"))
+        expect_503(st, body, "write to an immutable database")
+        check(time.time() - t0 < 15, "503 in bounded time (%.1fs)" % (time.time() - t0))
+        st, doc = healthz(srv)
+        check(st == 503 and doc.get("status") == "unavailable" and doc.get("error"),
+              "healthz reports the unwritable store: %d %r" % (st, doc))
+        st, doc = healthz(srv)
+        check(st == 503, "healthz keeps reporting it (%d %r)" % (st, doc))
+        # A call that changes nothing needs no write and is still answered.
+        st, h, body = srv.post(sample("single-candidate.json"))
+        check(st == 200, "an unchanged call is answered while writes fail (%d %r)"
+              % (st, body[:200]))
+        st, h, body = srv.post(sample("data.json"))
+        expect_503(st, body, "still unwritable")
+    finally:
+        subprocess.run(["chattr", "-i"] + files, capture_output=True)
+    check(wait_healthy(srv), "healthz recovers by itself once the file is writable")
+    st, h, body = srv.post(sample("data.json"), {"Accept": "application/json"})
+    check(st == 200 and len(json.loads(body)["services"]) == 3,
+          "writes work again (%d %r)" % (st, body[:200]))
+    check(srv.stop() == 0, "clean stop")
+
+
+def full_disk_part():
+    d = tmpdir()
+    mnt = os.path.join(d, "tiny")
+    os.mkdir(mnt)
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", mnt],
+                      capture_output=True).returncode:
+        print("SKIP full-disk part: cannot mount a tmpfs here (needs root)", flush=True)
+        return
+    srv = None
+    try:
+        srv = Server("sqlite:" + os.path.join(mnt, "full.db"))
+        st, h, body = srv.post(sample("single-candidate.json"))
+        check(st == 200, "before the fault: 200")
+        check(healthz(srv)[0] == 200, "healthz 200 before the fault")
+        filler = os.path.join(mnt, "filler")
+        fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+        for chunk in (65536, 4096, 512):
+            try:
+                while os.write(fd, b"\0" * chunk) == chunk:
+                    pass
+            except OSError:
+                pass
+        os.close(fd)
+        st, doc = healthz(srv)
+        check(st == 503 and "full" in doc.get("error", ""),
+              "healthz reports the full disk: %d %r" % (st, doc))
+        t0 = time.time()
+        st, h, body = srv.post(big_payload("astro"))
+        expect_503(st, body, "write to a full disk")
+        check(time.time() - t0 < 15, "503 in bounded time (%.1fs)" % (time.time() - t0))
+        st, h, body = srv.request("GET", "/healthz")
+        check(st == 503, "healthz still answers, 503: %r" % body[:200])
+        os.unlink(filler)
+        check(wait_healthy(srv), "healthz recovers by itself once there is space")
+        st, h, body = srv.post(big_payload("astro"), {"Accept": "application/json"})
+        check(st == 200 and len(json.loads(body)["services"]) == 150,
+              "writes work again (%d %r)" % (st, body[:200]))
+        check(srv.stop() == 0, "clean stop")
+        srv = None
+    finally:
+        if srv:
+            srv.stop()
+        subprocess.run(["umount", mnt], capture_output=True)
+
+
+read_only_part()
+full_disk_part()
+finish()
