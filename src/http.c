@@ -24,6 +24,14 @@
 #include "banned.h"
 
 #define HTTP_DRAIN_SECONDS 30
+/*
+ * libmicrohttpd keeps a request's headers, its read buffer and the answer's
+ * headers in one per-connection pool, and answers a full pool with its own
+ * HTML 431, or closes the connection when the headers fit but the answer
+ * does not. So the pool gets room beyond --max-header and the limit is
+ * checked here, exactly, with a JSON answer.
+ */
+#define HTTP_POOL_SIZE(max_header) ((max_header) * 2 + 8192)
 
 struct http_server {
 	struct registry *reg;
@@ -121,6 +129,37 @@ static void http_respond_too_large(struct http_server *srv, struct MHD_Connectio
 	buf_release(&msg);
 }
 
+static enum MHD_Result http_add_header_size(void *cls, enum MHD_ValueKind kind,
+					     const char *key, const char *value)
+{
+	size_t *total = cls;
+
+	(void)kind;
+	*total += strlen(key) + (value ? strlen(value) : 0) + 4; /* ": " and CRLF */
+	return MHD_YES;
+}
+
+/* Bytes of the request line and headers, as sent (give or take spaces). */
+static size_t http_header_size(struct MHD_Connection *conn, const char *method,
+			       const char *url, const char *version)
+{
+	size_t total = strlen(method) + strlen(url) + strlen(version) + 4 + 2;
+
+	MHD_get_connection_values(conn, MHD_HEADER_KIND, http_add_header_size, &total);
+	MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, http_add_header_size,
+				  &total);
+	return total;
+}
+
+static double http_elapsed_s(const struct http_request *req)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (double)(now.tv_sec - req->start.tv_sec) +
+	       (double)(now.tv_nsec - req->start.tv_nsec) / 1e9;
+}
+
 static int http_wants_json(struct MHD_Connection *conn)
 {
 	const char *accept = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
@@ -197,10 +236,10 @@ static enum MHD_Result http_access(void *cls, struct MHD_Connection *conn,
 	struct http_server *srv = cls;
 	struct http_request *req = *con_cls;
 
-	(void)version;
 	if (!req) {
 		struct buf allow = BUF_INIT;
 		const char *clen;
+		size_t hsize;
 
 		req = xcalloc(1, sizeof(*req));
 		clock_gettime(CLOCK_MONOTONIC, &req->start);
@@ -210,6 +249,16 @@ static enum MHD_Result http_access(void *cls, struct MHD_Connection *conn,
 		*con_cls = req;
 		atomic_fetch_add(&srv->in_flight, 1);
 
+		hsize = http_header_size(conn, method, url, version);
+		if (hsize > srv->opts->max_header) {
+			struct buf msg = BUF_INIT;
+
+			buf_setf(&msg, "request headers are larger than %zu bytes",
+				 srv->opts->max_header);
+			http_respond_error(conn, req, ST_HEADERS, msg.buf, NULL, NULL);
+			buf_release(&msg);
+			return MHD_YES;
+		}
 		req->route = http_route_find(method, url, &allow);
 		if (!req->route) {
 			if (allow.len)
@@ -236,6 +285,15 @@ static enum MHD_Result http_access(void *cls, struct MHD_Connection *conn,
 		return MHD_YES;
 	}
 	if (*upload_data_size) {
+		/* libmicrohttpd times out idle clients only; a body trickled
+		 * byte by byte must still arrive within the read timeout. It
+		 * cannot queue an answer in mid-body, so the connection is cut. */
+		if (srv->opts->read_timeout &&
+		    http_elapsed_s(req) > srv->opts->read_timeout) {
+			log_event("event=read_timeout path=%s received=%zu", req->path,
+				  req->body.len);
+			return MHD_NO;
+		}
 		if (!req->too_large &&
 		    buf_add(&req->body, upload_data, *upload_data_size))
 			req->too_large = 1;
@@ -383,6 +441,8 @@ enum status http_serve(struct registry *reg, const struct http_options *opts,
 		threads = n > 0 && n < 64 ? (unsigned)n : 2;
 	}
 	signal(SIGPIPE, SIG_IGN);
+	/* Over a file size limit, SQLite should see EFBIG, not kill the server. */
+	signal(SIGXFSZ, SIG_IGN);
 	/* The MHD threads inherit this mask, so only sigwait() sees these. */
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGTERM);
@@ -399,7 +459,7 @@ enum status http_serve(struct registry *reg, const struct http_options *opts,
 		MHD_OPTION_THREAD_POOL_SIZE, threads,
 		MHD_OPTION_CONNECTION_TIMEOUT, opts->read_timeout,
 		MHD_OPTION_CONNECTION_LIMIT, opts->max_connections + threads * 2,
-		MHD_OPTION_CONNECTION_MEMORY_LIMIT, opts->max_header,
+		MHD_OPTION_CONNECTION_MEMORY_LIMIT, HTTP_POOL_SIZE(opts->max_header),
 		MHD_OPTION_NOTIFY_COMPLETED, http_completed, &srv,
 		MHD_OPTION_NOTIFY_CONNECTION, http_notify_connection, &srv,
 		MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024,
