@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "../aws.h"
+#include "../log.h"
 #include "../payload.h"
 #include "../xalloc.h"
 #include "../banned.h"
@@ -445,7 +446,7 @@ static enum status ddb_create_table(struct ddb_store *d, struct buf *err)
 		if (pause < 500)
 			pause *= 2;
 	}
-	fprintf(stderr, "lambda-registry: dynamodb: created table '%s'\n", d->table.buf);
+	log_event("event=dynamodb_table_created table=%s", d->table.buf);
 out:
 	json_decref(answer);
 	return ret;
@@ -535,7 +536,7 @@ static enum status ddb_version(struct store *st, uint64_t *version, struct buf *
 static enum status ddb_load(struct store *st, struct service_list *out, struct buf *err)
 {
 	struct ddb_store *d = (struct ddb_store *)st;
-	struct buf why = BUF_INIT;
+	struct buf why = BUF_INIT, quoted = BUF_INIT, name = BUF_INIT;
 	json_t *answer = NULL, *start = NULL, *req, *items, *item;
 	enum status ret = ST_OK;
 	size_t first = out->nr, i;
@@ -563,10 +564,13 @@ static enum status ddb_load(struct store *st, struct service_list *out, struct b
 			if (!ddb_parse_item(item, svc, &why))
 				continue;
 			/* Left out of the config, but put() may replace it. */
-			fprintf(stderr,
-				"lambda-registry: dynamodb: skipping damaged item '%s' in "
-				"table '%s': %s\n",
-				svc->name ? svc->name : "?", d->table.buf, why.buf);
+			buf_reset(&quoted);
+			(void)buf_addquoted(&quoted, why.buf, why.len);
+			buf_reset(&name);
+			if (svc->name)
+				(void)buf_addquoted(&name, svc->name, strlen(svc->name));
+			log_event("event=dynamodb_item_skipped table=%s service=%s reason=%s",
+				  d->table.buf, svc->name ? name.buf : "-", quoted.buf);
 			if (svc->name) {
 				ALLOC_GROW(d->broken, d->nr_broken + 1, d->alloc_broken);
 				d->broken[d->nr_broken].name = xstrdup(svc->name);
@@ -592,6 +596,8 @@ static enum status ddb_load(struct store *st, struct service_list *out, struct b
 	json_decref(answer);
 	json_decref(start);
 	buf_release(&why);
+	buf_release(&quoted);
+	buf_release(&name);
 	return ret;
 }
 
@@ -676,9 +682,9 @@ static enum status ddb_remove(struct store *st, const struct service *svc,
 static void ddb_end(struct ddb_store *d, const char *how)
 {
 	if (d->trace)
-		fprintf(stderr, "lambda-registry: dynamodb: %s table=%s requests=%lu writes=%u\n",
-			how, d->table.buf, aws_client_requests(d->aws) - d->requests_at_begin,
-			d->writes);
+		log_event("event=dynamodb_call end=%s table=%s requests=%lu writes=%u", how,
+			  d->table.buf, aws_client_requests(d->aws) - d->requests_at_begin,
+			  d->writes);
 	d->deadline = 0;
 	ddb_forget_broken(d);
 }
