@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -184,13 +185,20 @@ static size_t aws_write(char *data, size_t size, size_t nmemb, void *userdata)
 	return size * nmemb;
 }
 
+static pthread_once_t aws_curl_once = PTHREAD_ONCE_INIT;
+
+static void aws_curl_init(void)
+{
+	if (curl_global_init(CURL_GLOBAL_DEFAULT))
+		BUG("curl_global_init failed");
+}
+
 struct aws_client *aws_client_new(struct aws_config *cfg)
 {
 	struct aws_client *c = xcalloc(1, sizeof(*c));
 	struct buf s = BUF_INIT;
 
-	/* Thread-safe since curl 7.84; does nothing after the first time. */
-	curl_global_init(CURL_GLOBAL_DEFAULT);
+	pthread_once(&aws_curl_once, aws_curl_init);
 	c->cfg = *cfg;
 	memset(cfg, 0, sizeof(*cfg));
 	c->curl = curl_easy_init();
@@ -214,6 +222,12 @@ struct aws_client *aws_client_new(struct aws_config *cfg)
 	curl_easy_setopt(c->curl, CURLOPT_ERRORBUFFER, c->errbuf);
 	curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, aws_write);
 	curl_easy_setopt(c->curl, CURLOPT_POST, 1L);
+	/*
+	 * Larger bodies go with "Expect: 100-continue"; do not wait for the
+	 * 100. (Removing the header with "Expect:" would get it signed by
+	 * curl yet not sent, which AWS rejects.)
+	 */
+	curl_easy_setopt(c->curl, CURLOPT_EXPECT_100_TIMEOUT_MS, 0L);
 	buf_release(&s);
 	return c;
 }
@@ -330,7 +344,6 @@ enum status aws_dynamodb_request(struct aws_client *c, const char *op,
 		(void)buf_addf(&hdr, "X-Amz-Security-Token: %s", c->cfg.session_token);
 		headers = curl_slist_append(headers, hdr.buf);
 	}
-	headers = curl_slist_append(headers, "Expect:");
 	if (!headers)
 		BUG("curl_slist_append failed");
 	curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, headers);
