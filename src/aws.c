@@ -19,11 +19,11 @@
 #include "xalloc.h"
 #include "banned.h"
 
-#define AWS_MAX_BODY ((size_t)32 << 20)
+#define AWS_MAX_BODY	    ((size_t)32 << 20)
 #define AWS_BACKOFF_BASE_MS 25u
-#define AWS_BACKOFF_CAP_MS 1000u
+#define AWS_BACKOFF_CAP_MS  1000u
 /* Throttling and 5xx clear up with time; a refused connection rarely does. */
-#define AWS_MAX_ATTEMPTS 10u
+#define AWS_MAX_ATTEMPTS	   10u
 #define AWS_MAX_TRANSPORT_ATTEMPTS 3u
 
 struct aws_client {
@@ -54,8 +54,12 @@ int aws_parse_timeout(const char *s, unsigned *ms, struct buf *err)
 			break;
 	errno = 0;
 	secs = *s && !*p ? strtod(s, &end) : -1;
-	if (secs < 0 || errno || *end || !isfinite(secs) || secs < 0.01 || secs > 3600) {
-		buf_setf(err, "timeout '%s' is not a number of seconds from 0.01 to 3600", s);
+	if (secs < 0 || errno || *end || !isfinite(secs) || secs < 0.01 ||
+	    secs > 3600) {
+		buf_setf(err,
+			 "timeout '%s' is not a number of seconds from 0.01 to "
+			 "3600",
+			 s);
 		return -1;
 	}
 	*ms = (unsigned)(secs * 1000 + 0.5);
@@ -69,6 +73,7 @@ void aws_config_release(struct aws_config *cfg)
 	free(cfg->secret_key);
 	free(cfg->session_token);
 	free(cfg->endpoint);
+	free(cfg->ca_bundle);
 	memset(cfg, 0, sizeof(*cfg));
 }
 
@@ -90,7 +95,8 @@ enum status aws_config_from_env(struct aws_config *cfg, struct buf *err)
 	if (!endpoint)
 		endpoint = aws_getenv("AWS_ENDPOINT_URL");
 	if (!region && !endpoint) {
-		buf_setf(err, "no AWS region: set AWS_REGION (or AWS_ENDPOINT_URL_DYNAMODB)");
+		buf_setf(err, "no AWS region: set AWS_REGION (or "
+			      "AWS_ENDPOINT_URL_DYNAMODB)");
 		goto out;
 	}
 	if (!region)
@@ -110,8 +116,11 @@ enum status aws_config_from_env(struct aws_config *cfg, struct buf *err)
 	if (timeout && aws_parse_timeout(timeout, &cfg->timeout_ms, err))
 		goto out;
 	if (endpoint) {
-		if (strncmp(endpoint, "http://", 7) && strncmp(endpoint, "https://", 8)) {
-			buf_setf(err, "endpoint '%s' is not an http:// or https:// URL",
+		if (strncmp(endpoint, "http://", 7) &&
+		    strncmp(endpoint, "https://", 8)) {
+			buf_setf(err,
+				 "endpoint '%s' is not an http:// or https:// "
+				 "URL",
 				 endpoint);
 			goto out;
 		}
@@ -119,8 +128,8 @@ enum status aws_config_from_env(struct aws_config *cfg, struct buf *err)
 		while (url.len && url.buf[url.len - 1] == '/')
 			buf_setlen(&url, url.len - 1);
 	} else {
-		(void)buf_addf(&url, "https://dynamodb.%s.amazonaws.com%s", region,
-			       strncmp(region, "cn-", 3) ? "" : ".cn");
+		(void)buf_addf(&url, "https://dynamodb.%s.amazonaws.com%s",
+			       region, strncmp(region, "cn-", 3) ? "" : ".cn");
 	}
 	cfg->region = xstrdup(region);
 	cfg->access_key = xstrdup(key);
@@ -129,6 +138,10 @@ enum status aws_config_from_env(struct aws_config *cfg, struct buf *err)
 				     ? xstrdup(aws_getenv("AWS_SESSION_TOKEN"))
 				     : NULL;
 	cfg->endpoint = buf_detach(&url, NULL);
+	/* Where the CA file is not where libcurl was built to look (Lambda). */
+	cfg->ca_bundle = aws_getenv("AWS_CA_BUNDLE")
+				 ? xstrdup(aws_getenv("AWS_CA_BUNDLE"))
+				 : NULL;
 	ret = ST_OK;
 out:
 	if (ret != ST_OK)
@@ -208,7 +221,8 @@ struct aws_client *aws_client_new(struct aws_config *cfg)
 	c->url = buf_detach(&s, NULL);
 	(void)buf_addf(&s, "aws:amz:%s:dynamodb", c->cfg.region);
 	c->sigv4 = buf_detach(&s, NULL);
-	c->rng = ((uint64_t)time(NULL) << 20) ^ (uint64_t)getpid() ^ (uint64_t)(uintptr_t)c;
+	c->rng = ((uint64_t)time(NULL) << 20) ^ (uint64_t)getpid() ^
+		 (uint64_t)(uintptr_t)c;
 	if (!c->rng)
 		c->rng = 1;
 
@@ -222,6 +236,8 @@ struct aws_client *aws_client_new(struct aws_config *cfg)
 	curl_easy_setopt(c->curl, CURLOPT_ERRORBUFFER, c->errbuf);
 	curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, aws_write);
 	curl_easy_setopt(c->curl, CURLOPT_POST, 1L);
+	if (c->cfg.ca_bundle)
+		curl_easy_setopt(c->curl, CURLOPT_CAINFO, c->cfg.ca_bundle);
 	/*
 	 * Larger bodies go with "Expect: 100-continue"; do not wait for the
 	 * 100. (Removing the header with "Expect:" would get it signed by
@@ -253,10 +269,12 @@ unsigned long aws_client_requests(const struct aws_client *c)
 	return c->requests;
 }
 
-/* Fill res->type and `msg` from an error body {"__type": "ns#Type", "message": ...}. */
+/* Fill res->type and `msg` from an error body {"__type": "ns#Type", "message":
+ * ...}. */
 static void aws_parse_error(struct aws_response *res, struct buf *msg)
 {
-	json_t *doc = json_loadb(res->body.buf, res->body.len, 0, NULL); /* new reference */
+	json_t *doc = json_loadb(res->body.buf, res->body.len, 0,
+				 NULL); /* new reference */
 	const char *type = NULL, *text = NULL, *hash;
 
 	buf_reset(msg);
@@ -264,7 +282,8 @@ static void aws_parse_error(struct aws_response *res, struct buf *msg)
 		type = json_string_value(json_object_get(doc, "__type"));
 		text = json_string_value(json_object_get(doc, "message"));
 		if (!text)
-			text = json_string_value(json_object_get(doc, "Message"));
+			text = json_string_value(
+				json_object_get(doc, "Message"));
 	}
 	if (type) {
 		hash = strrchr(type, '#');
@@ -291,11 +310,12 @@ static int aws_is_permanent(CURLcode rc)
 	return rc == CURLE_URL_MALFORMAT || rc == CURLE_UNSUPPORTED_PROTOCOL ||
 	       rc == CURLE_WRITE_ERROR || rc == CURLE_OUT_OF_MEMORY ||
 	       rc == CURLE_BAD_FUNCTION_ARGUMENT || rc == CURLE_NOT_BUILT_IN ||
-	       rc == CURLE_PEER_FAILED_VERIFICATION || rc == CURLE_SSL_CACERT_BADFILE;
+	       rc == CURLE_PEER_FAILED_VERIFICATION ||
+	       rc == CURLE_SSL_CACERT_BADFILE;
 }
 
-static void aws_transport_cause(struct aws_client *c, CURLcode rc, long timeout_ms,
-				struct buf *cause)
+static void aws_transport_cause(struct aws_client *c, CURLcode rc,
+				long timeout_ms, struct buf *cause)
 {
 	long os_errno = 0;
 
@@ -309,14 +329,16 @@ static void aws_transport_cause(struct aws_client *c, CURLcode rc, long timeout_
 		return;
 	}
 	if (rc == CURLE_WRITE_ERROR) {
-		(void)buf_addf(cause, "answer larger than %zu bytes", AWS_MAX_BODY);
+		(void)buf_addf(cause, "answer larger than %zu bytes",
+			       AWS_MAX_BODY);
 		return;
 	}
 	curl_easy_getinfo(c->curl, CURLINFO_OS_ERRNO, &os_errno);
 	if (rc == CURLE_COULDNT_CONNECT && os_errno)
 		(void)buf_addstr(cause, strerror((int)os_errno));
 	else
-		(void)buf_addstr(cause, c->errbuf[0] ? c->errbuf : curl_easy_strerror(rc));
+		(void)buf_addstr(cause, c->errbuf[0] ? c->errbuf
+						     : curl_easy_strerror(rc));
 	/* Messages here are lower case, like the rest of ours. */
 	if (cause->len && isupper((unsigned char)cause->buf[0]) &&
 	    !(cause->len > 1 && isupper((unsigned char)cause->buf[1])))
@@ -324,8 +346,9 @@ static void aws_transport_cause(struct aws_client *c, CURLcode rc, long timeout_
 }
 
 enum status aws_dynamodb_request(struct aws_client *c, const char *op,
-				 const char *body, size_t len, uint64_t deadline,
-				 struct aws_response *res, struct buf *err)
+				 const char *body, size_t len,
+				 uint64_t deadline, struct aws_response *res,
+				 struct buf *err)
 {
 	struct curl_slist *headers = NULL;
 	struct buf hdr = BUF_INIT, cause = BUF_INIT, msg = BUF_INIT;
@@ -336,12 +359,14 @@ enum status aws_dynamodb_request(struct aws_client *c, const char *op,
 	long code, timeout_ms;
 	CURLcode rc;
 
-	headers = curl_slist_append(headers, "Content-Type: application/x-amz-json-1.0");
+	headers = curl_slist_append(headers,
+				    "Content-Type: application/x-amz-json-1.0");
 	(void)buf_addf(&hdr, "X-Amz-Target: DynamoDB_20120810.%s", op);
 	headers = curl_slist_append(headers, hdr.buf);
 	if (c->cfg.session_token) {
 		buf_reset(&hdr);
-		(void)buf_addf(&hdr, "X-Amz-Security-Token: %s", c->cfg.session_token);
+		(void)buf_addf(&hdr, "X-Amz-Security-Token: %s",
+			       c->cfg.session_token);
 		headers = curl_slist_append(headers, hdr.buf);
 	}
 	if (!headers)
@@ -355,8 +380,10 @@ enum status aws_dynamodb_request(struct aws_client *c, const char *op,
 		now = aws_now_ms();
 		if (now >= deadline) {
 			if (!cause.len)
-				(void)buf_addf(&cause, "the call's %u ms budget was used up",
-					       c->cfg.timeout_ms);
+				(void)buf_addf(
+					&cause,
+					"the call's %u ms budget was used up",
+					c->cfg.timeout_ms);
 			break;
 		}
 		timeout_ms = (long)(deadline - now);
@@ -365,12 +392,14 @@ enum status aws_dynamodb_request(struct aws_client *c, const char *op,
 		res->type[0] = '\0';
 		c->errbuf[0] = '\0';
 		curl_easy_setopt(c->curl, CURLOPT_TIMEOUT_MS, timeout_ms);
-		curl_easy_setopt(c->curl, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms);
+		curl_easy_setopt(c->curl, CURLOPT_CONNECTTIMEOUT_MS,
+				 timeout_ms);
 		c->requests++;
 		attempts++;
 		rc = curl_easy_perform(c->curl);
 		if (rc == CURLE_OK) {
-			curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &code);
+			curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE,
+					  &code);
 			res->http_status = code;
 			if (code >= 200 && code < 300) {
 				ret = ST_OK;
@@ -381,7 +410,8 @@ enum status aws_dynamodb_request(struct aws_client *c, const char *op,
 			buf_reset(&cause);
 			if (res->type[0])
 				(void)buf_addf(&cause, "%s: %s", res->type,
-					       msg.len ? msg.buf : "no message");
+					       msg.len ? msg.buf
+						       : "no message");
 			else
 				(void)buf_addf(&cause, "HTTP %ld", code);
 			retry = code >= 500 || aws_is_throttling(res->type);
@@ -396,7 +426,8 @@ enum status aws_dynamodb_request(struct aws_client *c, const char *op,
 			break;
 		{
 			unsigned shift = attempts - 1 < 10 ? attempts - 1 : 10;
-			uint64_t ceiling = (uint64_t)AWS_BACKOFF_BASE_MS << shift;
+			uint64_t ceiling = (uint64_t)AWS_BACKOFF_BASE_MS
+					   << shift;
 			uint64_t delay;
 
 			if (ceiling > AWS_BACKOFF_CAP_MS)
@@ -409,11 +440,15 @@ enum status aws_dynamodb_request(struct aws_client *c, const char *op,
 	}
 	now = aws_now_ms();
 	if (transport || !res->http_status)
-		buf_setf(err, "dynamodb unreachable at %s: %s (%s: %u attempt%s in %llu ms)",
-			 c->cfg.endpoint, cause.buf, op, attempts, attempts == 1 ? "" : "s",
+		buf_setf(err,
+			 "dynamodb unreachable at %s: %s (%s: %u attempt%s in "
+			 "%llu ms)",
+			 c->cfg.endpoint, cause.buf, op, attempts,
+			 attempts == 1 ? "" : "s",
 			 (unsigned long long)(now - start));
 	else if (retry)
-		buf_setf(err, "dynamodb %s failed: %s (%u attempt%s in %llu ms)", op,
+		buf_setf(err,
+			 "dynamodb %s failed: %s (%u attempt%s in %llu ms)", op,
 			 cause.buf, attempts, attempts == 1 ? "" : "s",
 			 (unsigned long long)(now - start));
 	else

@@ -14,29 +14,32 @@
 
 /* Budget of one store call (all its requests and retries), in milliseconds. */
 #define AWS_DEFAULT_TIMEOUT_MS 5000u
-#define AWS_TIMEOUT_ENV "LAMBDA_REGISTRY_STORE_TIMEOUT"
+#define AWS_TIMEOUT_ENV	       "LAMBDA_REGISTRY_STORE_TIMEOUT"
 
 struct aws_config {
 	char *region;
 	char *access_key;
 	char *secret_key;
 	char *session_token; /* NULL: none */
-	char *endpoint;      /* base URL without a trailing '/' */
+	char *endpoint;	     /* base URL without a trailing '/' */
+	char *ca_bundle;     /* NULL: curl's default CA certificates */
 	unsigned timeout_ms; /* budget of one store call */
 };
 
 /*
  * Read AWS_REGION (or AWS_DEFAULT_REGION), AWS_ACCESS_KEY_ID,
  * AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_ENDPOINT_URL_DYNAMODB (or
- * AWS_ENDPOINT_URL) and LAMBDA_REGISTRY_STORE_TIMEOUT (seconds, decimals
- * allowed). Without an endpoint the regional HTTPS endpoint is used; with one
- * the region defaults to us-east-1. ST_USAGE when a setting is missing or
- * malformed; `cfg` is then released.
+ * AWS_ENDPOINT_URL), AWS_CA_BUNDLE and LAMBDA_REGISTRY_STORE_TIMEOUT (seconds,
+ * decimals allowed). Without an endpoint the regional HTTPS endpoint is used;
+ * with one the region defaults to us-east-1. ST_USAGE when a setting is missing
+ * or malformed; `cfg` is then released.
  */
-enum status aws_config_from_env(struct aws_config *cfg, struct buf *err) WARN_UNUSED;
+enum status aws_config_from_env(struct aws_config *cfg,
+				struct buf *err) WARN_UNUSED;
 void aws_config_release(struct aws_config *cfg);
 
-/* Parse a timeout in seconds ("5", "0.5") into milliseconds; -1 if malformed. */
+/* Parse a timeout in seconds ("5", "0.5") into milliseconds; -1 if malformed.
+ */
 int aws_parse_timeout(const char *s, unsigned *ms, struct buf *err);
 
 /* Milliseconds on a monotonic clock, for deadlines. */
@@ -46,7 +49,7 @@ struct aws_client;
 
 struct aws_response {
 	long http_status; /* 0: no answer was received */
-	char type[128];   /* error type without its namespace, "" when none */
+	char type[128];	  /* error type without its namespace, "" when none */
 	struct buf body;  /* the last answer's body */
 };
 
@@ -74,7 +77,8 @@ unsigned long aws_client_requests(const struct aws_client *c);
  * caller can map it.
  */
 enum status aws_dynamodb_request(struct aws_client *c, const char *op,
-				 const char *body, size_t len, uint64_t deadline,
-				 struct aws_response *res, struct buf *err) WARN_UNUSED;
+				 const char *body, size_t len,
+				 uint64_t deadline, struct aws_response *res,
+				 struct buf *err) WARN_UNUSED;
 
 #endif

@@ -30,7 +30,8 @@
 
 #define DDB_TABLE_MAX 255
 
-/* A stored item that failed validation: left out of the load, kept for put(). */
+/* A stored item that failed validation: left out of the load, kept for put().
+ */
 struct ddb_broken {
 	char *name;
 	uint64_t version;
@@ -47,7 +48,8 @@ struct ddb_store {
 	uint64_t deadline;
 	unsigned long requests_at_begin;
 	unsigned writes;
-	char last_type[128]; /* DynamoDB error type of the last failed request */
+	char last_type[128]; /* DynamoDB error type of the last failed request
+			      */
 	struct ddb_broken *broken;
 	size_t nr_broken, alloc_broken;
 };
@@ -89,14 +91,16 @@ static enum status ddb_request(struct ddb_store *d, const char *op, json_t *req,
 	if (!body)
 		BUG("cannot serialise a %s request", op);
 	aws_response_init(&res);
-	ret = aws_dynamodb_request(d->aws, op, body, strlen(body), ddb_call_deadline(d),
-				   &res, err);
+	ret = aws_dynamodb_request(d->aws, op, body, strlen(body),
+				   ddb_call_deadline(d), &res, err);
 	if (ret == ST_OK && answer) {
 		*answer = json_loadb(res.body.buf, res.body.len, 0, NULL);
 		if (!json_is_object(*answer)) {
 			json_decref(*answer);
 			*answer = NULL;
-			buf_setf(err, "dynamodb %s: the answer is not a JSON object", op);
+			buf_setf(err,
+				 "dynamodb %s: the answer is not a JSON object",
+				 op);
 			ret = ST_UNAVAILABLE;
 		}
 	} else if (ret != ST_OK) {
@@ -121,7 +125,8 @@ static void ddb_format_time(int64_t ms, struct buf *out)
 	char text[64];
 	struct tm tm;
 
-	if (!gmtime_r(&secs, &tm) || !strftime(text, sizeof(text), "%Y-%m-%dT%H:%M:%S", &tm))
+	if (!gmtime_r(&secs, &tm) ||
+	    !strftime(text, sizeof(text), "%Y-%m-%dT%H:%M:%S", &tm))
 		BUG("cannot format time %lld", (long long)ms);
 	(void)buf_addf(out, "%s.%03dZ", text, frac);
 }
@@ -147,14 +152,16 @@ static int ddb_digits(const char **p, int n, int *out)
 static int ddb_parse_time(const char *s, int64_t *ms)
 {
 	struct tm tm = {0};
-	int year, mon, day, hour, min, sec, oh = 0, om = 0, frac = 0, scale = 1000;
+	int year, mon, day, hour, min, sec, oh = 0, om = 0, frac = 0,
+					    scale = 1000;
 	int sign = 0;
 	time_t secs;
 
-	if (ddb_digits(&s, 4, &year) || *s++ != '-' || ddb_digits(&s, 2, &mon) ||
-	    *s++ != '-' || ddb_digits(&s, 2, &day) || (*s != 'T' && *s != ' ') ||
-	    !*s++ || ddb_digits(&s, 2, &hour) || *s++ != ':' || ddb_digits(&s, 2, &min) ||
-	    *s++ != ':' || ddb_digits(&s, 2, &sec))
+	if (ddb_digits(&s, 4, &year) || *s++ != '-' ||
+	    ddb_digits(&s, 2, &mon) || *s++ != '-' || ddb_digits(&s, 2, &day) ||
+	    (*s != 'T' && *s != ' ') || !*s++ || ddb_digits(&s, 2, &hour) ||
+	    *s++ != ':' || ddb_digits(&s, 2, &min) || *s++ != ':' ||
+	    ddb_digits(&s, 2, &sec))
 		return -1;
 	if (*s == '.') {
 		s++;
@@ -171,11 +178,12 @@ static int ddb_parse_time(const char *s, int64_t *ms)
 		s++;
 	} else if (*s == '+' || *s == '-') {
 		sign = *s++ == '-' ? -1 : 1;
-		if (ddb_digits(&s, 2, &oh) || (*s == ':' && !*++s) || ddb_digits(&s, 2, &om))
+		if (ddb_digits(&s, 2, &oh) || (*s == ':' && !*++s) ||
+		    ddb_digits(&s, 2, &om))
 			return -1;
 	}
-	if (*s || mon < 1 || mon > 12 || day < 1 || day > 31 || hour > 23 || min > 59 ||
-	    sec > 60)
+	if (*s || mon < 1 || mon > 12 || day < 1 || day > 31 || hour > 23 ||
+	    min > 59 || sec > 60)
 		return -1;
 	tm.tm_year = year - 1900;
 	tm.tm_mon = mon - 1;
@@ -192,7 +200,8 @@ static int ddb_parse_time(const char *s, int64_t *ms)
 /* The string of attribute `name` of type `type` ("S", "N"); NULL if absent. */
 static const char *ddb_attr(json_t *item, const char *name, const char *type)
 {
-	return json_string_value(json_object_get(json_object_get(item, name), type));
+	return json_string_value(
+		json_object_get(json_object_get(item, name), type));
 }
 
 /* An attribute that is absent or DynamoDB NULL. */
@@ -218,7 +227,8 @@ static int ddb_parse_version(const char *s, uint64_t *version)
 	return 0;
 }
 
-static int ddb_parse_containers(json_t *item, struct service *svc, struct buf *why)
+static int ddb_parse_containers(json_t *item, struct service *svc,
+				struct buf *why)
 {
 	struct buf ip = BUF_INIT, check = BUF_INIT;
 	json_t *list, *entry;
@@ -232,13 +242,15 @@ static int ddb_parse_containers(json_t *item, struct service *svc, struct buf *w
 		buf_setf(why, "containers is not a list");
 		goto out;
 	}
-	json_array_foreach(list, i, entry) {
+	json_array_foreach(list, i, entry)
+	{
 		json_t *m = json_object_get(entry, "M");
 		const char *id = ddb_attr(m, "id", "S");
 		const char *addr = ddb_attr(m, "ip", "S");
 
 		if (!id || !addr) {
-			buf_setf(why, "containers[%zu] has no id or ip string", i);
+			buf_setf(why, "containers[%zu] has no id or ip string",
+				 i);
 			goto out;
 		}
 		buf_reset(&ip);
@@ -284,33 +296,39 @@ static int ddb_parse_item(json_t *item, struct service *svc, struct buf *why)
 	/* First, so that a damaged item is still replaced under its version. */
 	if (ddb_attr_missing(item, "version")) {
 		svc->version = DDB_VERSION_LEGACY;
-	} else if (ddb_parse_version(ddb_attr(item, "version", "N"), &svc->version)) {
+	} else if (ddb_parse_version(ddb_attr(item, "version", "N"),
+				     &svc->version)) {
 		svc->version = DDB_VERSION_UNKNOWN;
 		buf_setf(why, "version is not a positive number");
 		goto out;
 	}
-	/* The first version could store an item without configMode: host is the default. */
+	/* The first version could store an item without configMode: host is the
+	 * default. */
 	if (ddb_attr_missing(item, "configMode"))
 		mode = "host";
 	if (!mode || config_mode_parse(mode, &svc->mode)) {
 		buf_setf(why, "configMode is not \"host\" or \"path\"");
 		goto out;
 	}
-	/* The first version stored the port as a string when the payload had one. */
+	/* The first version stored the port as a string when the payload had
+	 * one. */
 	if (!port)
 		port = ddb_attr(item, "port", "S");
 	if (!port || payload_check_port_string(port, &svc->port, &check)) {
 		buf_setf(why, "port: %s", port ? check.buf : "missing");
 		goto out;
 	}
-	if (!predicate || payload_check_predicate(svc->mode, predicate, &canon, &check)) {
-		buf_setf(why, "predicate: %s", predicate ? check.buf : "missing");
+	if (!predicate ||
+	    payload_check_predicate(svc->mode, predicate, &canon, &check)) {
+		buf_setf(why, "predicate: %s",
+			 predicate ? check.buf : "missing");
 		goto out;
 	}
 	svc->predicate = buf_detach(&canon, NULL);
 	if (!ddb_attr_missing(item, "cookie") && !(cookie && !*cookie)) {
 		if (!cookie || payload_check_cookie(cookie, &check)) {
-			buf_setf(why, "cookie: %s", cookie ? check.buf : "not a string");
+			buf_setf(why, "cookie: %s",
+				 cookie ? check.buf : "not a string");
 			goto out;
 		}
 		svc->cookie = xstrdup(cookie);
@@ -350,7 +368,8 @@ static json_t *ddb_item(const struct service *svc, uint64_t version)
 	size_t i;
 
 	json_object_set_new(item, "serviceName", ddb_s(svc->name));
-	json_object_set_new(item, "configMode", ddb_s(config_mode_name(svc->mode)));
+	json_object_set_new(item, "configMode",
+			    ddb_s(config_mode_name(svc->mode)));
 	json_object_set_new(item, "port", ddb_n(svc->port));
 	json_object_set_new(item, "predicate", ddb_s(svc->predicate));
 	if (svc->cookie)
@@ -383,13 +402,15 @@ static void ddb_add_condition(json_t *req, uint64_t version)
 	if (!version)
 		cond = "attribute_not_exists(serviceName)";
 	else if (version == DDB_VERSION_LEGACY)
-		cond = "attribute_exists(serviceName) AND attribute_not_exists(#v)";
+		cond = "attribute_exists(serviceName) AND "
+		       "attribute_not_exists(#v)";
 	else if (version == DDB_VERSION_UNKNOWN)
 		cond = "attribute_exists(serviceName)";
 	else
 		cond = "#v = :v";
 	json_object_set_new(req, "ConditionExpression", json_string(cond));
-	if (version == DDB_VERSION_LEGACY || (version && version < DDB_VERSION_UNKNOWN))
+	if (version == DDB_VERSION_LEGACY ||
+	    (version && version < DDB_VERSION_UNKNOWN))
 		json_object_set_new(req, "ExpressionAttributeNames",
 				    json_pack("{s:s}", "#v", "version"));
 	if (version && version < DDB_VERSION_UNKNOWN)
@@ -407,10 +428,11 @@ static enum status ddb_create_table(struct ddb_store *d, struct buf *err)
 	uint64_t pause = 50;
 	enum status ret;
 
-	req = json_pack("{s:s,s:[{s:s,s:s}],s:[{s:s,s:s}],s:s}", "TableName", d->table.buf,
-			"AttributeDefinitions", "AttributeName", "serviceName",
-			"AttributeType", "S", "KeySchema", "AttributeName", "serviceName",
-			"KeyType", "HASH", "BillingMode", "PAY_PER_REQUEST");
+	req = json_pack("{s:s,s:[{s:s,s:s}],s:[{s:s,s:s}],s:s}", "TableName",
+			d->table.buf, "AttributeDefinitions", "AttributeName",
+			"serviceName", "AttributeType", "S", "KeySchema",
+			"AttributeName", "serviceName", "KeyType", "HASH",
+			"BillingMode", "PAY_PER_REQUEST");
 	ret = ddb_request(d, "CreateTable", req, NULL, err);
 	/* Another instance may be creating it right now: then wait as well. */
 	if (ret != ST_OK && strcmp(d->last_type, "ResourceInUseException"))
@@ -422,17 +444,19 @@ static enum status ddb_create_table(struct ddb_store *d, struct buf *err)
 		if (ret == ST_NOT_FOUND) {
 			buf_reset(err);
 			ret = ST_OK; /* not visible yet */
-		}
-		else if (ret != ST_OK)
+		} else if (ret != ST_OK)
 			goto out;
-		status = json_string_value(
-			json_object_get(json_object_get(answer, "Table"), "TableStatus"));
+		status = json_string_value(json_object_get(
+			json_object_get(answer, "Table"), "TableStatus"));
 		if (status && !strcmp(status, "ACTIVE"))
 			break;
 		if (aws_now_ms() + pause >= ddb_call_deadline(d)) {
-			buf_setf(err, "dynamodb table '%s' is still being created (%s); "
-				      "retry the call",
-				 d->table.buf, status ? status : "not visible yet");
+			buf_setf(err,
+				 "dynamodb table '%s' is still being created "
+				 "(%s); "
+				 "retry the call",
+				 d->table.buf,
+				 status ? status : "not visible yet");
 			ret = ST_UNAVAILABLE;
 			goto out;
 		}
@@ -454,7 +478,8 @@ out:
 
 /* ---- the contract ------------------------------------------------------ */
 
-static enum status ddb_open(const char *arg, struct store **out, struct buf *err)
+static enum status ddb_open(const char *arg, struct store **out,
+			    struct buf *err)
 {
 	struct aws_config cfg;
 	struct ddb_store *d;
@@ -463,11 +488,14 @@ static enum status ddb_open(const char *arg, struct store **out, struct buf *err
 
 	*out = NULL;
 	for (p = arg; *p; p++)
-		if (!isalnum((unsigned char)*p) && *p != '_' && *p != '-' && *p != '.')
+		if (!isalnum((unsigned char)*p) && *p != '_' && *p != '-' &&
+		    *p != '.')
 			break;
 	if (*p || p - arg > DDB_TABLE_MAX - TABLE_NAME_MIN) {
-		buf_setf(err, "dynamodb: table prefix '%s' is not up to %d characters of "
-			      "A-Z a-z 0-9 _ - .",
+		buf_setf(err,
+			 "dynamodb: table prefix '%s' is not up to %d "
+			 "characters of "
+			 "A-Z a-z 0-9 _ - .",
 			 arg, DDB_TABLE_MAX - TABLE_NAME_MIN);
 		return ST_USAGE;
 	}
@@ -515,7 +543,9 @@ static enum status ddb_begin(struct store *st, const char *table, int write,
 	ddb_forget_broken(d);
 	buf_reset(&d->table);
 	if (buf_addstr(&d->table, d->prefix) || buf_addstr(&d->table, table)) {
-		buf_setf(err, "dynamodb table name '%s%s' is longer than %d characters",
+		buf_setf(err,
+			 "dynamodb table name '%s%s' is longer than %d "
+			 "characters",
 			 d->prefix, table, DDB_TABLE_MAX);
 		return ST_INVALID;
 	}
@@ -525,7 +555,8 @@ static enum status ddb_begin(struct store *st, const char *table, int write,
 	return ST_OK;
 }
 
-static enum status ddb_version(struct store *st, uint64_t *version, struct buf *err)
+static enum status ddb_version(struct store *st, uint64_t *version,
+			       struct buf *err)
 {
 	(void)st;
 	(void)version;
@@ -533,7 +564,8 @@ static enum status ddb_version(struct store *st, uint64_t *version, struct buf *
 	return ST_INTERNAL;
 }
 
-static enum status ddb_load(struct store *st, struct service_list *out, struct buf *err)
+static enum status ddb_load(struct store *st, struct service_list *out,
+			    struct buf *err)
 {
 	struct ddb_store *d = (struct ddb_store *)st;
 	struct buf why = BUF_INIT, quoted = BUF_INIT, name = BUF_INIT;
@@ -542,9 +574,11 @@ static enum status ddb_load(struct store *st, struct service_list *out, struct b
 	size_t first = out->nr, i;
 
 	for (;;) {
-		req = json_pack("{s:s,s:b}", "TableName", d->table.buf, "ConsistentRead", 1);
+		req = json_pack("{s:s,s:b}", "TableName", d->table.buf,
+				"ConsistentRead", 1);
 		if (d->scan_limit > 0)
-			json_object_set_new(req, "Limit", json_integer(d->scan_limit));
+			json_object_set_new(req, "Limit",
+					    json_integer(d->scan_limit));
 		if (start)
 			json_object_set(req, "ExclusiveStartKey", start);
 		ret = ddb_request(d, "Scan", req, &answer, err);
@@ -557,7 +591,8 @@ static enum status ddb_load(struct store *st, struct service_list *out, struct b
 		if (ret != ST_OK)
 			break;
 		items = json_object_get(answer, "Items");
-		json_array_foreach(items, i, item) {
+		json_array_foreach(items, i, item)
+		{
 			struct service *svc = service_list_append(out);
 
 			buf_reset(&why);
@@ -568,20 +603,27 @@ static enum status ddb_load(struct store *st, struct service_list *out, struct b
 			(void)buf_addquoted(&quoted, why.buf, why.len);
 			buf_reset(&name);
 			if (svc->name)
-				(void)buf_addquoted(&name, svc->name, strlen(svc->name));
-			log_event("event=dynamodb_item_skipped table=%s service=%s reason=%s",
-				  d->table.buf, svc->name ? name.buf : "-", quoted.buf);
+				(void)buf_addquoted(&name, svc->name,
+						    strlen(svc->name));
+			log_event("event=dynamodb_item_skipped table=%s "
+				  "service=%s reason=%s",
+				  d->table.buf, svc->name ? name.buf : "-",
+				  quoted.buf);
 			if (svc->name) {
-				ALLOC_GROW(d->broken, d->nr_broken + 1, d->alloc_broken);
-				d->broken[d->nr_broken].name = xstrdup(svc->name);
+				ALLOC_GROW(d->broken, d->nr_broken + 1,
+					   d->alloc_broken);
+				d->broken[d->nr_broken].name =
+					xstrdup(svc->name);
 				d->broken[d->nr_broken++].version =
-					svc->version ? svc->version : DDB_VERSION_UNKNOWN;
+					svc->version ? svc->version
+						     : DDB_VERSION_UNKNOWN;
 			}
 			service_release(svc);
 			out->nr--;
 		}
 		json_decref(start);
-		start = json_incref(json_object_get(answer, "LastEvaluatedKey"));
+		start = json_incref(
+			json_object_get(answer, "LastEvaluatedKey"));
 		json_decref(answer);
 		answer = NULL;
 		if (!json_is_object(start) || !json_object_size(start))
@@ -601,8 +643,10 @@ static enum status ddb_load(struct store *st, struct service_list *out, struct b
 	return ret;
 }
 
-/* The version a new service's write must find: that of a damaged item, or none. */
-static uint64_t ddb_expected_version(struct ddb_store *d, const struct service *svc)
+/* The version a new service's write must find: that of a damaged item, or none.
+ */
+static uint64_t ddb_expected_version(struct ddb_store *d,
+				     const struct service *svc)
 {
 	size_t i;
 
@@ -617,13 +661,16 @@ static uint64_t ddb_expected_version(struct ddb_store *d, const struct service *
 static enum status ddb_conflict(const char *what, const struct service *svc,
 				struct ddb_store *d, struct buf *err)
 {
-	buf_setf(err, "dynamodb: service '%s' in table '%s' changed since it was loaded "
-		      "(%s)",
+	buf_setf(err,
+		 "dynamodb: service '%s' in table '%s' changed since it was "
+		 "loaded "
+		 "(%s)",
 		 svc->name, d->table.buf, what);
 	return ST_CONFLICT;
 }
 
-static enum status ddb_put(struct store *st, struct service *svc, struct buf *err)
+static enum status ddb_put(struct store *st, struct service *svc,
+			   struct buf *err)
 {
 	struct ddb_store *d = (struct ddb_store *)st;
 	uint64_t expect = ddb_expected_version(d, svc);
@@ -666,14 +713,15 @@ static enum status ddb_remove(struct store *st, const struct service *svc,
 	enum status ret;
 	json_t *req;
 
-	req = json_pack("{s:s,s:{s:o}}", "TableName", d->table.buf, "Key", "serviceName",
-			ddb_s(svc->name));
+	req = json_pack("{s:s,s:{s:o}}", "TableName", d->table.buf, "Key",
+			"serviceName", ddb_s(svc->name));
 	ddb_add_condition(req, ddb_expected_version(d, svc));
 	ret = ddb_request(d, "DeleteItem", req, NULL, err);
 	if (ret == ST_CONFLICT)
 		return ddb_conflict("delete", svc, d, err);
 	if (ret == ST_NOT_FOUND) /* no table: nothing to delete */
-		ret = svc->version ? ddb_conflict("delete", svc, d, err) : ST_OK;
+		ret = svc->version ? ddb_conflict("delete", svc, d, err)
+				   : ST_OK;
 	if (ret == ST_OK)
 		d->writes++;
 	return ret;
@@ -682,8 +730,10 @@ static enum status ddb_remove(struct store *st, const struct service *svc,
 static void ddb_end(struct ddb_store *d, const char *how)
 {
 	if (d->trace)
-		log_event("event=dynamodb_call end=%s table=%s requests=%lu writes=%u", how,
-			  d->table.buf, aws_client_requests(d->aws) - d->requests_at_begin,
+		log_event("event=dynamodb_call end=%s table=%s requests=%lu "
+			  "writes=%u",
+			  how, d->table.buf,
+			  aws_client_requests(d->aws) - d->requests_at_begin,
 			  d->writes);
 	d->deadline = 0;
 	ddb_forget_broken(d);
@@ -710,7 +760,8 @@ static enum status ddb_ping(struct store *st, struct buf *err)
 	enum status ret;
 
 	d->deadline = ddb_deadline(d);
-	ret = ddb_request(d, "ListTables", json_pack("{s:i}", "Limit", 1), NULL, err);
+	ret = ddb_request(d, "ListTables", json_pack("{s:i}", "Limit", 1), NULL,
+			  err);
 	d->deadline = saved;
 	return ret;
 }
