@@ -30,6 +30,7 @@ class Fake(http.server.ThreadingHTTPServer):
         self.lock = threading.Lock()
         self.requests = []  # (op, headers, body, client port)
         self.script = []    # answers to give first: (status, error type or None)
+        self.by_op = {}     # per operation, answers to give first: (status, body)
         threading.Thread(target=self.serve_forever, daemon=True).start()
 
     @property
@@ -49,8 +50,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
         with self.server.lock:
             self.server.requests.append((op, dict(self.headers), body, self.client_address[1]))
             answer = self.server.script.pop(0) if self.server.script else (200, None)
+            scripted = self.server.by_op.get(op)
+            if scripted:
+                answer = scripted.pop(0)
         status, err = answer
-        if err:
+        if isinstance(err, dict):
+            out = err
+        elif err:
             out = {"__type": f"com.amazonaws.dynamodb.v20120810#{err}",
                    "message": f"scripted {err}"}
         elif status != 200:
@@ -203,6 +209,42 @@ def test_no_retry_for_permanent_errors():
         fake.shutdown()
 
 
+def test_table_creation():
+    fake = Fake()
+    creating = (200, {"Table": {"TableStatus": "CREATING"}})
+    fake.by_op = {"PutItem": [(400, "ResourceNotFoundException")] * 2,
+                  "CreateTable": [(200, {}), (400, "ResourceInUseException")],
+                  "DescribeTable": [(400, "ResourceNotFoundException")] + [creating] * 100}
+    srv = Server(fake.url, LAMBDA_REGISTRY_STORE_TIMEOUT="1")
+    try:
+        # The table never becomes ACTIVE within the budget: 503, in time.
+        st, text, took = srv.post(PAYLOAD)
+        assert st == 503, text
+        assert "table 'p-astro' is still being created (CREATING)" in text, text
+        assert took < 1.5, took
+        ops = [r[0] for r in fake.requests]
+        assert ops[:4] == ["Scan", "PutItem", "CreateTable", "DescribeTable"], ops
+        assert set(ops[4:]) == {"DescribeTable"} and len(ops) < 20, ops
+        # Next call: another instance is creating it (ResourceInUse), it
+        # becomes ACTIVE, the write goes through.
+        fake.by_op["DescribeTable"] = [creating, (200, {"Table": {"TableStatus": "ACTIVE"}})]
+        del fake.requests[:]
+        st, text, _ = srv.post(PAYLOAD)
+        assert st == 200, text
+        ops = [r[0] for r in fake.requests]
+        assert ops == ["Scan", "PutItem", "CreateTable", "DescribeTable", "DescribeTable",
+                       "PutItem"], ops
+        create = json.loads([r[2] for r in fake.requests if r[0] == "CreateTable"][0])
+        assert create == {"TableName": "p-astro", "BillingMode": "PAY_PER_REQUEST",
+                          "AttributeDefinitions": [{"AttributeName": "serviceName",
+                                                    "AttributeType": "S"}],
+                          "KeySchema": [{"AttributeName": "serviceName",
+                                         "KeyType": "HASH"}]}, create
+    finally:
+        srv.stop()
+        fake.shutdown()
+
+
 def test_missing_settings():
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     out = subprocess.run([BIN, "generate", "--store", "dynamodb"], input=b"{}", env=env,
@@ -226,6 +268,7 @@ for name, fn in [("sigv4 signature, session token, keep-alive", test_signing_and
                  ("throttling and 5xx are retried", test_retries_throttling_and_5xx),
                  ("retries stop at the budget", test_retries_stop_at_the_budget),
                  ("permanent errors are not retried", test_no_retry_for_permanent_errors),
+                 ("table creation waits within the budget", test_table_creation),
                  ("missing or malformed settings", test_missing_settings)]:
     try:
         fn()
