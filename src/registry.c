@@ -361,7 +361,7 @@ void registry_result_json(const struct registry_result *res, struct buf *out)
 	(void)buf_addstr(out, "{\"table\":");
 	(void)buf_addjson(out, res->table, strlen(res->table));
 	(void)buf_addstr(out, ",\"services\":");
-	payload_services_json(&res->services, out);
+	payload_services_json(&res->services, 0, out);
 	(void)buf_addstr(out, ",\"config\":");
 	(void)buf_addjson(out, res->config.buf, res->config.len);
 	(void)buf_addch(out, '}');
