@@ -245,6 +245,19 @@ def test_table_creation():
         fake.shutdown()
 
 
+def test_table_name_too_long():
+    fake = Fake()
+    srv = Server(fake.url)
+    try:
+        st, text, _ = srv.post(dict(PAYLOAD, table="t" * 255))
+        assert st == 400, text
+        assert "is longer than 255 characters" in json.loads(text)["error"], text
+        assert not fake.requests, fake.requests
+    finally:
+        srv.stop()
+        fake.shutdown()
+
+
 def test_missing_settings():
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     out = subprocess.run([BIN, "generate", "--store", "dynamodb"], input=b"{}", env=env,
@@ -269,6 +282,7 @@ for name, fn in [("sigv4 signature, session token, keep-alive", test_signing_and
                  ("retries stop at the budget", test_retries_stop_at_the_budget),
                  ("permanent errors are not retried", test_no_retry_for_permanent_errors),
                  ("table creation waits within the budget", test_table_creation),
+                 ("prefix + table over 255 characters", test_table_name_too_long),
                  ("missing or malformed settings", test_missing_settings)]:
     try:
         fn()
