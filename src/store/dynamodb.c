@@ -30,8 +30,7 @@
 
 #define DDB_TABLE_MAX 255
 
-/* A stored item that failed validation: left out of the load, kept for put().
- */
+/* A stored item that failed validation: not loaded, but known to put(). */
 struct ddb_broken {
 	char *name;
 	uint64_t version;
@@ -48,8 +47,7 @@ struct ddb_store {
 	uint64_t deadline;
 	unsigned long requests_at_begin;
 	unsigned writes;
-	char last_type[128]; /* DynamoDB error type of the last failed request
-			      */
+	char last_type[128]; /* error type of the last failed request */
 	struct ddb_broken *broken;
 	size_t nr_broken, alloc_broken;
 };
@@ -302,16 +300,14 @@ static int ddb_parse_item(json_t *item, struct service *svc, struct buf *why)
 		buf_setf(why, "version is not a positive number");
 		goto out;
 	}
-	/* The first version could store an item without configMode: host is the
-	 * default. */
+	/* The first version could leave configMode out: host, the default. */
 	if (ddb_attr_missing(item, "configMode"))
 		mode = "host";
 	if (!mode || config_mode_parse(mode, &svc->mode)) {
 		buf_setf(why, "configMode is not \"host\" or \"path\"");
 		goto out;
 	}
-	/* The first version stored the port as a string when the payload had
-	 * one. */
+	/* The first version kept a port sent as a string as a string. */
 	if (!port)
 		port = ddb_attr(item, "port", "S");
 	if (!port || payload_check_port_string(port, &svc->port, &check)) {
