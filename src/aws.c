@@ -355,7 +355,7 @@ enum status aws_dynamodb_request(struct aws_client *c, const char *op,
 	uint64_t start = aws_now_ms(), now;
 	enum status ret = ST_UNAVAILABLE;
 	unsigned attempts = 0, max_attempts;
-	int transport = 0, retry;
+	int transport = 0, retry = 0;
 	long code, timeout_ms;
 	CURLcode rc;
 
@@ -378,14 +378,8 @@ enum status aws_dynamodb_request(struct aws_client *c, const char *op,
 
 	for (;;) {
 		now = aws_now_ms();
-		if (now >= deadline) {
-			if (!cause.len)
-				(void)buf_addf(
-					&cause,
-					"the call's %u ms budget was used up",
-					c->cfg.timeout_ms);
+		if (now >= deadline)
 			break;
-		}
 		timeout_ms = (long)(deadline - now);
 		buf_reset(&res->body);
 		res->http_status = 0;
@@ -439,7 +433,12 @@ enum status aws_dynamodb_request(struct aws_client *c, const char *op,
 		}
 	}
 	now = aws_now_ms();
-	if (transport || !res->http_status)
+	if (!attempts)
+		buf_setf(err,
+			 "dynamodb %s not sent: the call's %u ms budget "
+			 "was used up",
+			 op, c->cfg.timeout_ms);
+	else if (transport)
 		buf_setf(err,
 			 "dynamodb unreachable at %s: %s (%s: %u attempt%s in "
 			 "%llu ms)",
