@@ -186,7 +186,10 @@ def test_retries_stop_at_the_budget():
         st, text, took = srv.post(UNCHANGED)
         assert st == 503, text
         err = json.loads(text)["error"]
-        assert "dynamodb Scan failed: HTTP 500" in err and "attempts in" in err, err
+        # The last attempt may also be cut off by the budget mid-request
+        # (slow under sanitizers); either way the retries stopped in time.
+        assert ("dynamodb Scan failed: HTTP 500" in err or "no answer within" in err) \
+            and "attempts in" in err, err
         assert took < 1.5, took
         assert 2 <= len(fake.requests) <= 10, len(fake.requests)
     finally:
