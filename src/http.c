@@ -478,6 +478,10 @@ enum status http_serve(struct registry *reg, const struct http_options *opts,
 		  atomic_load(&srv.in_flight));
 	/* Stop accepting, let the requests in flight finish, then stop. */
 	listener = MHD_quiesce_daemon(d);
+	/* Closing it now makes new connections fail at once instead of
+	 * waiting in the backlog for an accept that never comes. */
+	if (listener != MHD_INVALID_SOCKET)
+		close(listener);
 	for (waited = 0; atomic_load(&srv.in_flight) && waited < HTTP_DRAIN_SECONDS * 100;
 	     waited++) {
 		struct timespec ts = {0, 10 * 1000 * 1000};
@@ -485,8 +489,9 @@ enum status http_serve(struct registry *reg, const struct http_options *opts,
 		nanosleep(&ts, NULL);
 	}
 	MHD_stop_daemon(d);
-	if (listener != MHD_INVALID_SOCKET)
-		close(listener);
+	/* Signals that came during the drain must not kill us on unblocking. */
+	while (sigtimedwait(&sigs, NULL, &(struct timespec){0, 0}) > 0)
+		;
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	log_event("event=stopped");
 	return ST_OK;

@@ -733,7 +733,8 @@ out:
 	return st;
 }
 
-void payload_services_json(const struct service_list *list, struct buf *out)
+void payload_services_json(const struct service_list *list, unsigned flags,
+			   struct buf *out)
 {
 	size_t start = out->len, i, j;
 	int ret = 0;
@@ -765,7 +766,12 @@ void payload_services_json(const struct service_list *list, struct buf *out)
 			ret |= buf_addjson(out, c->ip, strlen(c->ip));
 			ret |= buf_addch(out, '}');
 		}
-		ret |= buf_addstr(out, "]}");
+		ret |= buf_addch(out, ']');
+		if (flags & PAYLOAD_JSON_TIMES)
+			ret |= buf_addf(out, ",\"createdAt\":%lld,\"updatedAt\":%lld",
+					(long long)svc->created_at,
+					(long long)svc->updated_at);
+		ret |= buf_addch(out, '}');
 	}
 	ret |= buf_addch(out, ']');
 	/* Over the cap: leave `out` as it was rather than half a document. */

@@ -133,7 +133,31 @@ check(re.search(r"method=POST path=/generate status=200 bytes=\d+ us=\d+", log) 
 check(re.search(r"method=GET path=/nope status=404 bytes=\d+ us=\d+", log) is not None,
       "access log line for 404")
 
-# SIGTERM: exits 0 after finishing in-flight requests.
+# SIGTERM: a request in flight (its body still arriving) is finished and
+# answered, new connections are refused, and the server exits 0.
+body = sample("single-candidate.json")
+s = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+s.sendall(b"POST /generate HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+          b"Content-Length: %d\r\n\r\n" % len(body) + body[:10])
+time.sleep(0.3)
+srv.proc.send_signal(signal.SIGTERM)
+time.sleep(0.5)
+refused = False
+try:
+    socket.create_connection(("127.0.0.1", srv.port), timeout=2).close()
+except OSError:
+    refused = True
+check(refused, "no new connections after SIGTERM")
+check(srv.proc.poll() is None, "still running while a request is in flight")
+s.sendall(body[10:])
+resp = b""
+while True:
+    chunk = s.recv(65536)
+    if not chunk:
+        break
+    resp += chunk
+s.close()
+check(resp.startswith(b"HTTP/1.1 200"), "in-flight request answered: %r" % resp[:60])
 rc = srv.stop(signal.SIGTERM)
 check(rc == 0, "SIGTERM exits 0 (got %r)" % rc)
 

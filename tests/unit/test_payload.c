@@ -1320,7 +1320,7 @@ static void test_services_json(void **state)
 			   "\"cookie\":\"SID\",\"containers\":["
 			   "{\"id\":\"y\",\"ip\":\"0::1\"}," CTR0 "]}"));
 	assert_int_equal(buf_addstr(&out, "prefix:"), 0);
-	payload_services_json(&p.candidates, &out);
+	payload_services_json(&p.candidates, 0, &out);
 	assert_string_equal(out.buf + strlen("prefix:"), want);
 
 	/* What it writes parses back to the same services. */
@@ -1340,7 +1340,7 @@ static void test_services_json(void **state)
 	/* Empty list. */
 	buf_reset(&out);
 	service_list_init(&list);
-	payload_services_json(&list, &out);
+	payload_services_json(&list, 0, &out);
 	assert_string_equal(out.buf, "[]");
 
 	/* Strings are escaped, whatever they hold. */
@@ -1350,7 +1350,7 @@ static void test_services_json(void **state)
 	svc->mode = CONFIG_MODE_HOST;
 	svc->predicate = xstrdup("p");
 	buf_reset(&out);
-	payload_services_json(&list, &out);
+	payload_services_json(&list, 0, &out);
 	assert_string_equal(out.buf,
 			    "[{\"serviceName\":\"q\\\"\\\\\\n\",\"port\":1,"
 			    "\"configMode\":\"host\",\"predicate\":\"p\","
@@ -1360,7 +1360,7 @@ static void test_services_json(void **state)
 	buf_release(&out);
 	buf_init(&out, 16);
 	assert_int_equal(buf_addstr(&out, "keep"), 0);
-	payload_services_json(&list, &out);
+	payload_services_json(&list, 0, &out);
 	assert_string_equal(out.buf, "keep");
 
 	service_list_release(&list);
