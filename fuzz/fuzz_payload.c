@@ -63,7 +63,7 @@ static void fuzz_check_round_trip(const struct payload *p)
 	(void)buf_addstr(&doc, "{\"table\":");
 	(void)buf_addjson(&doc, p->table, strlen(p->table));
 	(void)buf_addstr(&doc, ",\"running\":[],\"candidates\":");
-	payload_services_json(&p->candidates, &doc);
+	payload_services_json(&p->candidates, 0, &doc);
 	(void)buf_addch(&doc, '}');
 	if (payload_parse(&back, doc.buf, doc.len, &err, &field) != ST_OK)
 		check_fail("round trip refused at %s: %s\n%s", field.buf, err.buf, doc.buf);
