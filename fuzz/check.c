@@ -37,7 +37,7 @@ void check_token(const char *what, const char *s)
 	for (i = 0; s[i]; i++) {
 		unsigned char c = (unsigned char)s[i];
 
-		if (c <= 0x20 || c >= 0x7f || strchr("#\"'\\$`{}<>|[]", c))
+		if (c <= 0x20 || c >= 0x7f || strchr("#\"'\\$`{}[]", c))
 			check_fail("%s '%s' has byte 0x%02x at %zu", what, s, c, i);
 	}
 }

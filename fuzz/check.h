@@ -15,8 +15,8 @@ _Noreturn void check_fail(const char *fmt, ...) __attribute__((format(printf, 1,
 
 /*
  * Every value of an accepted payload is one config token: printable ASCII
- * without space, '#', quotes, '\', '$', braces or brackets (so no "${" and
- * no "%[" either).
+ * without space or what HAProxy's config parser gives a meaning: '#',
+ * quotes, '\', '$', '`', braces or brackets (so no "${" and no "%[" either).
  */
 void check_token(const char *what, const char *s);
 void check_payload_tokens(const struct payload *p);
