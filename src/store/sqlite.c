@@ -398,8 +398,9 @@ static enum status sqlite_check_space(struct sqlite_store *s, struct buf *err)
 	free_bytes = (unsigned long long)(geteuid() ? vfs.f_bavail : vfs.f_bfree) *
 		     vfs.f_frsize;
 	if (free_bytes < SQLITE_MIN_FREE) {
-		buf_setf(err, "sqlite: the file system of '%s' is full (%llu bytes free)",
-			 s->path, free_bytes);
+		/* No path here: /healthz shows this to any client. */
+		buf_setf(err, "sqlite: the database's file system is full (%llu bytes free)",
+			 free_bytes);
 		return ST_UNAVAILABLE;
 	}
 	return ST_OK;
