@@ -8,6 +8,8 @@
 #include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
@@ -386,24 +388,46 @@ static enum status sqlite_commit(struct store *st, struct buf *err)
 	return ret;
 }
 
-/* A full file system fails writes before SQLite can say so on a read. */
+/* Whether the file `path` has fewer than SQLITE_MIN_FREE bytes to grow under `limit`. */
+static int sqlite_near_limit(const char *path, unsigned long long limit)
+{
+	struct stat sb;
+
+	if (stat(path, &sb))
+		return 0;
+	return (unsigned long long)sb.st_size + SQLITE_MIN_FREE > limit;
+}
+
+/*
+ * A full file system, or the process's file size limit reached by the
+ * database or its WAL, fails writes long before a read notices.
+ */
 static enum status sqlite_check_space(struct sqlite_store *s, struct buf *err)
 {
 	struct statvfs vfs;
-	unsigned long long free_bytes;
+	struct rlimit rl;
+	struct buf wal = BUF_INIT;
+	enum status ret = ST_OK;
 
 	if (statvfs(s->path, &vfs))
 		return ST_OK; /* ":memory:" or a URI: nothing to measure */
 	/* root may use the blocks reserved for it, others may not */
-	free_bytes = (unsigned long long)(geteuid() ? vfs.f_bavail : vfs.f_bfree) *
-		     vfs.f_frsize;
-	if (free_bytes < SQLITE_MIN_FREE) {
+	if ((unsigned long long)(geteuid() ? vfs.f_bavail : vfs.f_bfree) * vfs.f_frsize <
+	    SQLITE_MIN_FREE) {
 		/* No path here: /healthz shows this to any client. */
-		buf_setf(err, "sqlite: the database's file system is full (%llu bytes free)",
-			 free_bytes);
+		buf_setf(err, "sqlite: the database's file system is full");
 		return ST_UNAVAILABLE;
 	}
-	return ST_OK;
+	if (getrlimit(RLIMIT_FSIZE, &rl) || rl.rlim_cur == RLIM_INFINITY)
+		return ST_OK;
+	(void)buf_addf(&wal, "%s-wal", s->path);
+	if (sqlite_near_limit(s->path, rl.rlim_cur) || sqlite_near_limit(wal.buf, rl.rlim_cur)) {
+		buf_setf(err, "sqlite: the database is at the process's file size limit "
+			      "(%llu bytes)", (unsigned long long)rl.rlim_cur);
+		ret = ST_UNAVAILABLE;
+	}
+	buf_release(&wal);
+	return ret;
 }
 
 static enum status sqlite_ping(struct store *st, struct buf *err)

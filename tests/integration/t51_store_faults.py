@@ -6,8 +6,9 @@ themselves once the fault is gone.
 Tests run as root in CI, where chmod does not stop writes, so the read-only
 database is made with `chattr +i` on the database and its WAL (never on the
 -shm file: SQLite maps it, and an immutable mapping kills the process with
-SIGBUS). The full disk is a 2 MB tmpfs filled up by a filler file. Each part
-skips with a message when the machine does not allow it."""
+SIGBUS). The full disk is a 2 MB tmpfs filled up by a filler file, and the
+size-limited file an RLIMIT_FSIZE set on the running server. Each part skips
+with a message when the machine does not allow it."""
 import json
 import os
 import subprocess
@@ -135,6 +136,34 @@ def full_disk_part():
         subprocess.run(["umount", mnt], capture_output=True)
 
 
+def file_size_limit_part():
+    """RLIMIT_FSIZE lowered on the running server below the size its database
+    already has: writes past it fail with EFBIG (SIGXFSZ is ignored, so the
+    server lives) and /healthz says so; raising the limit lets it recover."""
+    import resource
+    d = tmpdir()
+    srv = Server("sqlite:" + os.path.join(d, "fsize.db"))
+    for i in range(3):
+        st, h, body = srv.post(big_payload("tbl%d" % i))
+        check(st == 200, "before the limit: 200 (%d)" % st)
+    resource.prlimit(srv.proc.pid, resource.RLIMIT_FSIZE, (64 * 1024, resource.RLIM_INFINITY))
+    st, doc = healthz(srv)
+    check(st == 503 and "file size limit" in doc.get("error", ""),
+          "healthz reports the file size limit: %d %r" % (st, doc))
+    st, h, body = srv.post(big_payload("tbl9"))
+    expect_503(st, body, "a write past the file size limit")
+    check(srv.proc.poll() is None, "the server survives SIGXFSZ")
+    st, doc = healthz(srv)
+    check(st == 503, "healthz still 503: %d %r" % (st, doc))
+    resource.prlimit(srv.proc.pid, resource.RLIMIT_FSIZE,
+                     (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+    check(wait_healthy(srv), "healthz recovers once the limit is raised")
+    st, h, body = srv.post(big_payload("tbl9"))
+    check(st == 200, "writes work again (%d)" % st)
+    check(srv.stop() == 0, "clean stop")
+
+
 read_only_part()
 full_disk_part()
+file_size_limit_part()
 finish()
