@@ -11,6 +11,7 @@ size-limited file an RLIMIT_FSIZE set on the running server. Each part skips
 with a message when the machine does not allow it."""
 import json
 import os
+import shutil
 import subprocess
 import time
 
@@ -55,18 +56,40 @@ def big_payload(table, n=150):
     return payload(table, running, cands)
 
 
+def chattr_dir():
+    """A fresh directory where chattr +i works (/tmp may be a tmpfs, which
+    has no such attribute; the build directory usually is not), or None."""
+    import tempfile
+    for base in (None, os.getcwd()):
+        try:
+            d = tempfile.mkdtemp(prefix="lr-it-", dir=base)
+        except OSError:
+            continue
+        probe = os.path.join(d, "probe")
+        open(probe, "w").close()
+        if subprocess.run(["chattr", "+i", probe], capture_output=True).returncode == 0:
+            subprocess.run(["chattr", "-i", probe], capture_output=True)
+            os.unlink(probe)
+            return d
+        os.unlink(probe)
+        os.rmdir(d)
+    return None
+
+
 def read_only_part():
-    d = tmpdir()
+    d = chattr_dir()
+    if d is None:
+        print("SKIP read-only part: chattr +i does not work here (needs root and "
+              "ext2/3/4, xfs or btrfs)", flush=True)
+        return
     db = os.path.join(d, "ro.db")
     files = [db, db + "-wal"]
     srv = Server("sqlite:" + db)
     try:
         st, h, body = srv.post(sample("single-candidate.json"))
         check(st == 200, "before the fault: 200")
-        if subprocess.run(["chattr", "+i"] + files, capture_output=True).returncode:
-            print("SKIP read-only part: chattr +i does not work here (needs root and "
-                  "ext2/3/4, xfs or btrfs)", flush=True)
-            return
+        check(subprocess.run(["chattr", "+i"] + files, capture_output=True).returncode == 0,
+              "chattr +i on the database and its WAL")
         t0 = time.time()
         st, h, body = srv.post(sample("data.json"))
         expect_503(st, body, "write to an immutable database")
@@ -89,6 +112,7 @@ def read_only_part():
     check(st == 200 and len(json.loads(body)["services"]) == 3,
           "writes work again (%d %r)" % (st, body[:200]))
     check(srv.stop() == 0, "clean stop")
+    shutil.rmtree(d, ignore_errors=True)
 
 
 def full_disk_part():
