@@ -1,10 +1,6 @@
 /*
  * libFuzzer harness: whole registry calls (parse, merge against a real SQLite
- * store, render). An input is up to FUZZ_MAX_CALLS payloads separated by a
- * line "--"; each input starts from an empty store. Every accepted call's
- * config must match the directive grammar token for token (check.c), equal a
- * fresh render of the returned services, and be a fixed point: the same
- * payload again changes nothing and gives the same bytes.
+ * store, render), each accepted config checked token by token (check.c).
  */
 #include <jansson.h>
 #include <sqlite3.h>
@@ -148,6 +144,12 @@ out:
 	buf_release(&fresh);
 }
 
+/*
+ * An input is up to FUZZ_MAX_CALLS payloads separated by a line "--", run
+ * in order on an empty store. Every accepted call's config must match the
+ * directive grammar, equal a fresh render of the returned services, and be a
+ * fixed point: the same payload again changes nothing and gives the same bytes.
+ */
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	const char *p = (const char *)data, *end = p + size;

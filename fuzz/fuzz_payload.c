@@ -1,7 +1,6 @@
 /*
- * libFuzzer harness: payload parsing and validation. Accepted payloads hold
- * only single-token values, canonical forms are fixed points, the candidates
- * survive a JSON round trip, and every error message is printable ASCII.
+ * libFuzzer harness: payload parsing and validation. Accepted values are
+ * single tokens, canonical and round-trip; every error message is printable.
  */
 #include <stdint.h>
 #include <string.h>
