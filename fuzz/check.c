@@ -316,3 +316,251 @@ void check_config(const char *cfg, size_t len, const struct service_list *model,
 		check_fail("line %d is past the last backend", c.line.lineno);
 	free(c.text);
 }
+
+/* A cursor over the text for check_strict_json(); `depth` bounds recursion. */
+struct check_json {
+	const unsigned char *p;
+	const unsigned char *end;
+	int depth;
+};
+
+static void check_json_ws(struct check_json *j)
+{
+	while (j->p < j->end && (*j->p == ' ' || *j->p == '\t' || *j->p == '\n' || *j->p == '\r'))
+		j->p++;
+}
+
+static int check_json_lit(struct check_json *j, const char *lit)
+{
+	size_t n = strlen(lit);
+
+	if ((size_t)(j->end - j->p) < n || memcmp(j->p, lit, n))
+		return -1;
+	j->p += n;
+	return 0;
+}
+
+static int check_json_digits(struct check_json *j)
+{
+	const unsigned char *start = j->p;
+
+	while (j->p < j->end && *j->p >= '0' && *j->p <= '9')
+		j->p++;
+	return j->p > start ? 0 : -1;
+}
+
+static int check_json_number(struct check_json *j)
+{
+	if (j->p < j->end && *j->p == '-')
+		j->p++;
+	if (j->p < j->end && *j->p == '0')
+		j->p++;
+	else if (check_json_digits(j))
+		return -1;
+	if (j->p < j->end && *j->p == '.') {
+		j->p++;
+		if (check_json_digits(j))
+			return -1;
+	}
+	if (j->p < j->end && (*j->p == 'e' || *j->p == 'E')) {
+		j->p++;
+		if (j->p < j->end && (*j->p == '+' || *j->p == '-'))
+			j->p++;
+		if (check_json_digits(j))
+			return -1;
+	}
+	return 0;
+}
+
+static int check_json_hex4(struct check_json *j, unsigned *v)
+{
+	int i;
+
+	*v = 0;
+	if (j->end - j->p < 4)
+		return -1;
+	for (i = 0; i < 4; i++) {
+		unsigned char c = *j->p++;
+
+		*v <<= 4;
+		if (c >= '0' && c <= '9')
+			*v |= c - '0';
+		else if (c >= 'a' && c <= 'f')
+			*v |= c - 'a' + 10;
+		else if (c >= 'A' && c <= 'F')
+			*v |= c - 'A' + 10;
+		else
+			return -1;
+	}
+	return 0;
+}
+
+/* One UTF-8 sequence: shortest form, no surrogates, at most U+10FFFF. */
+static int check_json_utf8(struct check_json *j)
+{
+	unsigned char c = *j->p;
+	unsigned cp, n, i;
+
+	if (c < 0x80) {
+		j->p++;
+		return 0;
+	}
+	if (c >= 0xc2 && c <= 0xdf) {
+		n = 1;
+		cp = c & 0x1f;
+	} else if (c >= 0xe0 && c <= 0xef) {
+		n = 2;
+		cp = c & 0x0f;
+	} else if (c >= 0xf0 && c <= 0xf4) {
+		n = 3;
+		cp = c & 0x07;
+	} else {
+		return -1;
+	}
+	if ((size_t)(j->end - j->p) < n + 1)
+		return -1;
+	for (i = 1; i <= n; i++) {
+		if ((j->p[i] & 0xc0) != 0x80)
+			return -1;
+		cp = cp << 6 | (j->p[i] & 0x3f);
+	}
+	if ((n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) || cp > 0x10ffff ||
+	    (cp >= 0xd800 && cp <= 0xdfff))
+		return -1;
+	j->p += n + 1;
+	return 0;
+}
+
+static int check_json_string(struct check_json *j)
+{
+	unsigned v, low;
+
+	if (j->p >= j->end || *j->p != '"')
+		return -1;
+	j->p++;
+	while (j->p < j->end && *j->p != '"') {
+		if (*j->p < 0x20)
+			return -1;
+		if (*j->p != '\\') {
+			if (check_json_utf8(j))
+				return -1;
+			continue;
+		}
+		j->p++;
+		if (j->p >= j->end)
+			return -1;
+		if (*j->p != 'u') {
+			if (!strchr("\"\\/bfnrt", *j->p) || !*j->p)
+				return -1;
+			j->p++;
+			continue;
+		}
+		j->p++;
+		if (check_json_hex4(j, &v))
+			return -1;
+		/* RFC 8259 allows lone surrogates in escapes; jansson does not,
+		 * and either way they are no text, so insist on pairs. */
+		if (v >= 0xdc00 && v <= 0xdfff)
+			return -1;
+		if (v >= 0xd800 && v <= 0xdbff) {
+			if (check_json_lit(j, "\\u") || check_json_hex4(j, &low) ||
+			    low < 0xdc00 || low > 0xdfff)
+				return -1;
+		}
+	}
+	if (j->p >= j->end)
+		return -1;
+	j->p++;
+	return 0;
+}
+
+static int check_json_value(struct check_json *j)
+{
+	int ret = -1;
+
+	if (++j->depth > 64)
+		return -1;
+	check_json_ws(j);
+	if (j->p >= j->end)
+		goto out;
+	switch (*j->p) {
+	case '{':
+		j->p++;
+		check_json_ws(j);
+		if (j->p < j->end && *j->p == '}') {
+			j->p++;
+			ret = 0;
+			break;
+		}
+		for (;;) {
+			check_json_ws(j);
+			if (check_json_string(j))
+				goto out;
+			check_json_ws(j);
+			if (j->p >= j->end || *j->p++ != ':' || check_json_value(j))
+				goto out;
+			check_json_ws(j);
+			if (j->p < j->end && *j->p == ',') {
+				j->p++;
+				continue;
+			}
+			if (j->p < j->end && *j->p == '}') {
+				j->p++;
+				ret = 0;
+			}
+			break;
+		}
+		break;
+	case '[':
+		j->p++;
+		check_json_ws(j);
+		if (j->p < j->end && *j->p == ']') {
+			j->p++;
+			ret = 0;
+			break;
+		}
+		for (;;) {
+			if (check_json_value(j))
+				goto out;
+			check_json_ws(j);
+			if (j->p < j->end && *j->p == ',') {
+				j->p++;
+				continue;
+			}
+			if (j->p < j->end && *j->p == ']') {
+				j->p++;
+				ret = 0;
+			}
+			break;
+		}
+		break;
+	case '"':
+		ret = check_json_string(j);
+		break;
+	case 't':
+		ret = check_json_lit(j, "true");
+		break;
+	case 'f':
+		ret = check_json_lit(j, "false");
+		break;
+	case 'n':
+		ret = check_json_lit(j, "null");
+		break;
+	default:
+		ret = check_json_number(j);
+		break;
+	}
+out:
+	j->depth--;
+	return ret;
+}
+
+int check_strict_json(const char *s, size_t len)
+{
+	struct check_json j = {(const unsigned char *)s, (const unsigned char *)s + len, 0};
+
+	if (check_json_value(&j))
+		return -1;
+	check_json_ws(&j);
+	return j.p == j.end ? 0 : -1;
+}

@@ -29,4 +29,11 @@ void check_payload_tokens(const struct payload *p);
 void check_config(const char *cfg, size_t len, const struct service_list *model,
 		  const char *bind);
 
+/*
+ * 0 when `len` bytes are one JSON text as RFC 8259 defines it (valid UTF-8,
+ * no NUL, nothing around the value but whitespace), else -1. Written apart
+ * from jansson, so that what the registry accepts is checked against it.
+ */
+int check_strict_json(const char *s, size_t len);
+
 #endif

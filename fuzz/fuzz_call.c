@@ -120,6 +120,8 @@ static void fuzz_one_call(const char *json, size_t len)
 		goto out;
 	}
 	fuzz_dirty |= res.changed;
+	if (check_strict_json(json, len))
+		check_fail("accepted text that is not RFC 8259 JSON");
 	check_payload_tokens(&p);
 	check_config(res.config.buf, res.config.len, &res.services, RENDER_DEFAULT_BIND);
 	render_config(&res.services, NULL, &fresh);

@@ -83,6 +83,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct payload p;
 
 	if (payload_parse(&p, (const char *)data, size, &err, &field) == ST_OK) {
+		if (check_strict_json((const char *)data, size))
+			check_fail("accepted text that is not RFC 8259 JSON");
 		check_payload_tokens(&p);
 		fuzz_check_fixed_points(&p);
 		fuzz_check_round_trip(&p);

@@ -663,6 +663,7 @@ enum status payload_parse(struct payload *p, const char *json, size_t len,
 	enum status st = ST_INVALID;
 	json_error_t jerr;
 	json_t *root = NULL, *v;
+	const char *nul;
 	size_t deep, i, line = 1, col = 1;
 
 	payload_init(p);
@@ -672,6 +673,13 @@ enum status payload_parse(struct payload *p, const char *json, size_t len,
 		json = "";
 
 	deep = payload_scan_depth(json, len);
+	/* jansson skips a raw NUL after a number or literal ("80\0,"): refuse
+	 * every raw NUL here, as JSON does. */
+	nul = memchr(json, '\0', len);
+	if (nul && (size_t)(nul - json) < deep)
+		deep = (size_t)(nul - json);
+	else
+		nul = NULL;
 	if (deep < len) {
 		for (i = 0; i < deep; i++) {
 			if (json[i] == '\n') {
@@ -681,10 +689,14 @@ enum status payload_parse(struct payload *p, const char *json, size_t len,
 				col++;
 			}
 		}
-		buf_setf(err,
-			 "invalid JSON: nested deeper than %d levels at line "
-			 "%zu column %zu",
-			 PAYLOAD_MAX_DEPTH, line, col);
+		if (nul)
+			buf_setf(err, "invalid JSON: NUL byte at line %zu column %zu",
+				 line, col);
+		else
+			buf_setf(err,
+				 "invalid JSON: nested deeper than %d levels at line "
+				 "%zu column %zu",
+				 PAYLOAD_MAX_DEPTH, line, col);
 		goto out;
 	}
 	root = json_loadb(json, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY,

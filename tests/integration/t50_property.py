@@ -252,9 +252,16 @@ for case in range(CASES):
                      "case %d: config has a control or non-ASCII byte: %r" % (case, body[:300])):
             continue
         configs.setdefault(answer, (case, body))
+        try:
+            table = json.loads(body)["table"]
+        except ValueError:
+            check(False, "case %d (%s): accepted a body that is not JSON: %r"
+                  % (case, kind, body[:500]))
+            known = {t: None for t in TABLES}
+            continue
         # Only the call's own table may have changed; should another one
         # change, the next comparison of that table catches it.
-        known[json.loads(body)["table"]] = None
+        known[table] = None
         continue
     stats["rejected"] += 1
     if not ok(hostile, "case %d: a valid payload was refused: %d %r\n  %r"

@@ -161,6 +161,9 @@ hostile = {
     "lone surrogate": b'{"table":"astro","running":[{"serviceName":"\\ud800","id":"i","ip":"10.0.0.1"}]}',
     "NUL escape": b'{"table":"astro","running":[{"serviceName":"a\\u0000b","id":"i","ip":"10.0.0.1"}]}',
     "raw NUL": b'{"table":"astro","running":[]}\x00',
+    # jansson skips a NUL right after a number or literal; payload.c refuses it
+    "NUL after a number": b'{"table":"astro","running":[],"x":1\x00}',
+    "NUL after a literal": b'{"table":"astro","running":[],"x":true\x00}',
     "top-level array": b'[{"table":"astro","running":[]}]',
     "top-level string": b'"astro"',
     "top-level number": b"42",
