@@ -14,6 +14,7 @@ config stay clashes) and a batch is one haproxy run. A failing batch is split
 and every config in it checked on its own, unmodified, to name the culprit.
 """
 import http.client
+import atexit
 import json
 import os
 import random
@@ -195,6 +196,7 @@ d = tmpdir()
 dbpath = os.path.join(d, "prop.db")
 store = "sqlite:" + dbpath
 srv = Server(store, extra=["--max-body", "4M", "--frontend-bind", "127.0.0.1:18080"])
+atexit.register(lambda: srv.proc.poll() is None and srv.proc.kill())
 conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=60)
 
 

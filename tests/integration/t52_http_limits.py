@@ -3,6 +3,7 @@
 cut off after --read-timeout, connections over --max-connections are refused
 and counted, hostile JSON gets 400, and 200 idle connections do not delay a
 normal request."""
+import atexit
 import json
 import os
 import socket
@@ -14,6 +15,9 @@ d = tmpdir()
 srv = Server("sqlite:" + os.path.join(d, "limits.db"),
              extra=["--read-timeout", "2", "--max-connections", "8",
                     "--max-header", "4096", "--threads", "2"])
+servers = [srv]
+# A crash of this script must not leave a server behind.
+atexit.register(lambda: [s.proc.kill() for s in servers if s.proc.poll() is None])
 
 
 def connect():
@@ -182,6 +186,7 @@ check(srv.stop() == 0, "clean stop after all that")
 
 # --- 200 idle connections do not delay a normal request.
 srv = Server("sqlite:" + os.path.join(d, "idle.db"))
+servers.append(srv)
 idle = []
 for i in range(200):
     s = connect()
