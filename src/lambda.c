@@ -275,21 +275,30 @@ out:
 	buf_release(&json);
 }
 
+/* As the HTTP server's /healthz: 200 when the store answers, else 503. */
 static void lambda_route_healthz(struct registry *reg, const char *why, size_t max_body,
 				 const struct lambda_request *req,
 				 struct lambda_answer *ans)
 {
-	struct buf err = BUF_INIT;
+	struct buf err = BUF_INIT, body = BUF_INIT;
+	enum status st = ST_UNAVAILABLE;
 
 	(void)max_body;
 	(void)req;
 	if (!reg)
-		lambda_answer_proxy_error(ans, ST_UNAVAILABLE, why, NULL, NULL);
-	else if (registry_ping(reg, &err) != ST_OK)
-		lambda_answer_proxy_error(ans, ST_UNAVAILABLE, err.buf, NULL, NULL);
+		(void)buf_addstr(&err, why);
 	else
-		lambda_answer_proxy(ans, 200, "text/plain; charset=utf-8", NULL, "ok\n", 3);
+		st = registry_ping(reg, &err);
+	(void)buf_addf(&body, "{\"status\":\"%s\"", st == ST_OK ? "ok" : "unavailable");
+	if (st != ST_OK) {
+		(void)buf_addstr(&body, ",\"error\":");
+		(void)buf_addjson(&body, err.buf, err.len);
+	}
+	(void)buf_addch(&body, '}');
+	lambda_answer_proxy(ans, st == ST_OK ? 200 : 503, "application/json", NULL,
+			    body.buf, body.len);
 	buf_release(&err);
+	buf_release(&body);
 }
 
 /* The same routes as the HTTP server. */
@@ -332,14 +341,15 @@ static const char *lambda_route_path(const struct lambda_request *req)
 static void lambda_proxy(struct registry *reg, const char *why, size_t max_body,
 			 const struct lambda_request *req, struct lambda_answer *ans)
 {
-	struct buf allow = BUF_INIT, msg = BUF_INIT;
+	struct buf allow = BUF_INIT;
 	const char *path = lambda_route_path(req);
+	const char *method = strcmp(req->method, "HEAD") ? req->method : "GET";
 	size_t i;
 
 	for (i = 0; i < ARRAY_SIZE(lambda_routes); i++) {
 		if (strcmp(lambda_routes[i].path, path))
 			continue;
-		if (!strcmp(lambda_routes[i].method, req->method)) {
+		if (!strcmp(lambda_routes[i].method, method)) {
 			lambda_routes[i].handler(reg, why, max_body, req, ans);
 			goto out;
 		}
@@ -347,17 +357,13 @@ static void lambda_proxy(struct registry *reg, const char *why, size_t max_body,
 			(void)buf_addstr(&allow, ", ");
 		(void)buf_addstr(&allow, lambda_routes[i].method);
 	}
-	if (allow.len) {
-		(void)buf_addf(&msg, "method '%s' is not allowed on '%s'", req->method, path);
-		lambda_answer_proxy_error(ans, ST_METHOD, msg.buf, NULL, allow.buf);
-	} else {
-		(void)buf_addstr(&msg, "no such path ");
-		(void)buf_addquoted(&msg, path, strlen(path));
-		lambda_answer_proxy_error(ans, ST_NOT_FOUND, msg.buf, NULL, NULL);
-	}
+	/* The HTTP server's words, so that clients see one API. */
+	if (allow.len)
+		lambda_answer_proxy_error(ans, ST_METHOD, "method not allowed", NULL, allow.buf);
+	else
+		lambda_answer_proxy_error(ans, ST_NOT_FOUND, "no such path", NULL, NULL);
 out:
 	buf_release(&allow);
-	buf_release(&msg);
 }
 
 /*
@@ -734,9 +740,10 @@ static enum status lambda_invoke(struct lambda_client *c, struct registry *reg,
 		st = lambda_client_post(c, path.buf, ans.body.buf, ans.body.len,
 					ans.err_type.buf, err);
 	}
-	fprintf(stderr, "lambda request_id=%s shape=%s status=%u %s=%zu us=%lld\n",
+	fprintf(stderr, "lambda request_id=%s shape=%s status=%u %s=%zu us=%lld trace=%s\n",
 		c->request_id.buf, ans.shape, ans.http, ans.is_error ? "error_bytes" : "bytes",
-		ans.body.len, (long long)(lambda_now_us(CLOCK_MONOTONIC) - start_us));
+		ans.body.len, (long long)(lambda_now_us(CLOCK_MONOTONIC) - start_us),
+		c->trace.len ? c->trace.buf : "-");
 	lambda_answer_release(&ans);
 	buf_release(&path);
 	buf_release(&msg);
