@@ -44,12 +44,12 @@ done
 cp "$bin" "$stage/bootstrap"
 strip --strip-all "$stage/bootstrap"
 chmod 0755 "$stage/bootstrap"
-chmod 0644 "$stage/lib/"*
+find "$stage/lib" -type f -exec chmod 0644 {} +
 chmod 0755 "$stage/lib"
 
 # The glibc check: report every symbol with a version newer than max_glibc.
 bad=0
-for f in "$stage/bootstrap" "$stage/lib/"*; do
+for f in "$stage/bootstrap" $(find "$stage/lib" -type f | sort); do
 	newer=$(objdump -T "$f" | awk -v max="$max_glibc" '
 		/\*UND\*/ && match($0, /GLIBC_[0-9]+\.[0-9]+(\.[0-9]+)?/) {
 			v = substr($0, RSTART + 6, RLENGTH - 6)
@@ -67,6 +67,7 @@ done
 
 find "$stage" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
 mkdir -p "$(dirname "$out")"
+out="$(cd "$(dirname "$out")" && pwd)/$(basename "$out")"
 tmp="$out.tmp.$$"
 rm -f "$tmp"
 # Sorted names, no directory entries, no extra attributes (uid, times).
