@@ -111,6 +111,16 @@ static void http_respond_error(struct MHD_Connection *conn, struct http_request 
 	http_respond(conn, req, status_http(st), "application/json", &body, allow);
 }
 
+static void http_respond_too_large(struct http_server *srv, struct MHD_Connection *conn,
+				   struct http_request *req)
+{
+	struct buf msg = BUF_INIT;
+
+	buf_setf(&msg, "request body is larger than %zu bytes", srv->opts->max_body);
+	http_respond_error(conn, req, ST_TOO_LARGE, msg.buf, NULL, NULL);
+	buf_release(&msg);
+}
+
 static int http_wants_json(struct MHD_Connection *conn)
 {
 	const char *accept = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
@@ -216,7 +226,7 @@ static enum MHD_Result http_access(void *cls, struct MHD_Connection *conn,
 		if (clen && req->route->flags & ROUTE_BODY &&
 		    strtoull(clen, NULL, 10) > srv->opts->max_body) {
 			/* Refuse before reading the body at all. */
-			req->too_large = 1;
+			http_respond_too_large(srv, conn, req);
 		}
 		return MHD_YES;
 	}
@@ -234,11 +244,7 @@ static enum MHD_Result http_access(void *cls, struct MHD_Connection *conn,
 			return MHD_YES;
 	}
 	if (req->too_large) {
-		struct buf msg = BUF_INIT;
-
-		buf_setf(&msg, "request body is larger than %zu bytes", srv->opts->max_body);
-		http_respond_error(conn, req, ST_TOO_LARGE, msg.buf, NULL, NULL);
-		buf_release(&msg);
+		http_respond_too_large(srv, conn, req);
 		return MHD_YES;
 	}
 	req->route->handler(srv, conn, req);
@@ -412,6 +418,10 @@ enum status http_serve(struct registry *reg, const struct http_options *opts,
 		  atomic_load(&srv.in_flight));
 	/* Stop accepting, let the requests in flight finish, then stop. */
 	listener = MHD_quiesce_daemon(d);
+	/* Closing it now makes new connections fail at once instead of
+	 * waiting in the backlog for an accept that never comes. */
+	if (listener != MHD_INVALID_SOCKET)
+		close(listener);
 	for (waited = 0; atomic_load(&srv.in_flight) && waited < HTTP_DRAIN_SECONDS * 100;
 	     waited++) {
 		struct timespec ts = {0, 10 * 1000 * 1000};
@@ -419,8 +429,9 @@ enum status http_serve(struct registry *reg, const struct http_options *opts,
 		nanosleep(&ts, NULL);
 	}
 	MHD_stop_daemon(d);
-	if (listener != MHD_INVALID_SOCKET)
-		close(listener);
+	/* Signals that came during the drain must not kill us on unblocking. */
+	while (sigtimedwait(&sigs, NULL, &(struct timespec){0, 0}) > 0)
+		;
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	log_event("event=stopped");
 	return ST_OK;

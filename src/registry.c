@@ -269,24 +269,23 @@ static enum registry_attempt registry_attempt(struct registry *reg, struct store
 	if (*ret != ST_OK)
 		goto out;
 
+	/* The answer: the cached bytes when nothing changed, else a new render. */
 	if (stored == &t->services && !res->changed) {
 		(void)buf_add(&res->config, t->config.buf, t->config.len);
+		if (flags & REGISTRY_WANT_SERVICES)
+			service_list_copy(&res->services, &t->services);
 	} else {
 		render_config(&m.services, &reg->render, &res->config);
+		if (flags & REGISTRY_WANT_SERVICES)
+			service_list_copy(&res->services, &m.services);
 		if (versioned) {
 			struct buf copy = BUF_INIT;
 
 			(void)buf_add(&copy, res->config.buf, res->config.len);
-			if (flags & REGISTRY_WANT_SERVICES)
-				service_list_copy(&res->services, &m.services);
 			registry_table_fill(reg, t, version, &m.services, &copy);
 			buf_release(&copy);
 		}
 	}
-	if ((flags & REGISTRY_WANT_SERVICES) && !res->services.nr)
-		service_list_copy(&res->services, stored == &t->services && !res->changed
-							  ? &t->services
-							  : &m.services);
 	outcome = ATTEMPT_DONE;
 	goto out;
 fail:
@@ -361,7 +360,7 @@ void registry_result_json(const struct registry_result *res, struct buf *out)
 	(void)buf_addstr(out, "{\"table\":");
 	(void)buf_addjson(out, res->table, strlen(res->table));
 	(void)buf_addstr(out, ",\"services\":");
-	payload_services_json(&res->services, out);
+	payload_services_json(&res->services, 0, out);
 	(void)buf_addstr(out, ",\"config\":");
 	(void)buf_addjson(out, res->config.buf, res->config.len);
 	(void)buf_addch(out, '}');

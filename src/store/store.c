@@ -94,7 +94,6 @@ enum status store_dump(struct store *st, const char *table, struct buf *out,
 {
 	struct service_list list;
 	enum status ret;
-	size_t i, j;
 
 	service_list_init(&list);
 	ret = store_begin(st, table, 0, err);
@@ -106,33 +105,9 @@ enum status store_dump(struct store *st, const char *table, struct buf *out,
 		goto out;
 	(void)buf_addstr(out, "{\"table\":");
 	(void)buf_addjson(out, table, strlen(table));
-	(void)buf_addstr(out, ",\"services\":[");
-	for (i = 0; i < list.nr; i++) {
-		const struct service *svc = &list.items[i];
-
-		(void)buf_addstr(out, i ? ",{\"serviceName\":" : "{\"serviceName\":");
-		(void)buf_addjson(out, svc->name, strlen(svc->name));
-		(void)buf_addf(out, ",\"port\":%u,\"configMode\":\"%s\",\"predicate\":",
-			       svc->port, config_mode_name(svc->mode));
-		(void)buf_addjson(out, svc->predicate, strlen(svc->predicate));
-		if (svc->cookie) {
-			(void)buf_addstr(out, ",\"cookie\":");
-			(void)buf_addjson(out, svc->cookie, strlen(svc->cookie));
-		}
-		(void)buf_addstr(out, ",\"containers\":[");
-		for (j = 0; j < svc->nr_containers; j++) {
-			const struct container *c = &svc->containers[j];
-
-			(void)buf_addstr(out, j ? ",{\"id\":" : "{\"id\":");
-			(void)buf_addjson(out, c->id, strlen(c->id));
-			(void)buf_addstr(out, ",\"ip\":");
-			(void)buf_addjson(out, c->ip, strlen(c->ip));
-			(void)buf_addch(out, '}');
-		}
-		(void)buf_addf(out, "],\"createdAt\":%lld,\"updatedAt\":%lld}",
-			       (long long)svc->created_at, (long long)svc->updated_at);
-	}
-	(void)buf_addstr(out, "]}");
+	(void)buf_addstr(out, ",\"services\":");
+	payload_services_json(&list, PAYLOAD_JSON_TIMES, out);
+	(void)buf_addch(out, '}');
 out:
 	service_list_release(&list);
 	return ret;
