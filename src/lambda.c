@@ -12,6 +12,7 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "http.h"
@@ -750,6 +751,33 @@ static enum status lambda_invoke(struct lambda_client *c, struct registry *reg,
 	return st;
 }
 
+/*
+ * The bundled libcurl looks for CA certificates where Debian keeps them, and
+ * AL2023 keeps them elsewhere. Unless set already, point AWS_CA_BUNDLE (the
+ * AWS SDKs' variable, for the store's HTTPS client) at a bundle that exists.
+ */
+static void lambda_find_ca_bundle(void)
+{
+	static const char *const known[] = {
+		"/etc/pki/tls/certs/ca-bundle.crt",   /* Amazon Linux, Fedora, RHEL */
+		"/etc/ssl/certs/ca-certificates.crt", /* Debian, Ubuntu */
+		"/etc/ssl/cert.pem",
+	};
+	const curl_version_info_data *v = curl_version_info(CURLVERSION_NOW);
+	size_t i;
+
+	if (getenv("AWS_CA_BUNDLE"))
+		return;
+	if (v->age >= CURLVERSION_SEVENTH && v->cainfo && !access(v->cainfo, R_OK))
+		return;
+	for (i = 0; i < ARRAY_SIZE(known); i++)
+		if (!access(known[i], R_OK)) {
+			setenv("AWS_CA_BUNDLE", known[i], 0);
+			fprintf(stderr, "lambda ca_bundle=%s\n", known[i]);
+			return;
+		}
+}
+
 /* Open the registry; a store that cannot be reached is retried per invocation. */
 static enum status lambda_open(const struct lambda_options *opts, const char *bind,
 			       struct registry **reg, struct buf *why)
@@ -784,6 +812,7 @@ enum status lambda_run(const struct lambda_options *opts, struct buf *err)
 	st = lambda_client_init(&c, opts->runtime_api, err);
 	if (st != ST_OK)
 		goto out; /* no API to report to */
+	lambda_find_ca_bundle();
 
 	if (render_check_bind(opts->frontend_bind, &bind, &why)) {
 		buf_setf(err, "--frontend-bind: %s", why.buf);
