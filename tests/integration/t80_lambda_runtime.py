@@ -206,7 +206,7 @@ def test_shapes():
 
 
 def test_many():
-    n = 60 if SANITIZED else 400
+    n = 200 if SANITIZED else 400
     rt = Runtime("sqlite:" + os.path.join(TMP, "many.db"))
     api = rt.api
     t0 = time.monotonic()
