@@ -5,11 +5,14 @@ runtime one at a time with the documented headers, and records the answers
 and every breach of the protocol it sees."""
 
 import json
+import os
 import queue
 import socket
+import subprocess
 import threading
 import time
 import uuid
+import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 BASE = "/2018-06-01/runtime"
@@ -264,3 +267,23 @@ def http_event(body, method="POST", raw_path="/generate", stage="$default",
     if body is not None:
         ev["body"] = b64.b64encode(body).decode() if base64 else body.decode()
     return ev
+
+
+def runtime_command(tmp):
+    """The command Lambda would run: the unpacked package's bootstrap, built
+    from the release binary; under the sanitizers `$LR_BIN lambda` (the same
+    code, with ASan). Returns (argv, packaged)."""
+    bin_ = os.environ["LR_BIN"]
+    if os.environ.get("LR_SANITIZED") == "1":
+        return [bin_, "lambda"], False
+    src = os.environ["LR_SOURCE_DIR"]
+    lambda_bin = os.path.join(os.path.dirname(bin_), "lambda-registry-lambda")
+    zip_path = os.path.join(tmp, "package.zip")
+    subprocess.run([os.path.join(src, "scripts", "lambda-package.sh"), lambda_bin, zip_path],
+                   check=True, stdout=subprocess.DEVNULL)
+    pkg = os.path.join(tmp, "task")
+    with zipfile.ZipFile(zip_path) as z:
+        for info in z.infolist():
+            z.extract(info, pkg)
+            os.chmod(os.path.join(pkg, info.filename), info.external_attr >> 16 & 0o777)
+    return [os.path.join(pkg, "bootstrap")], True

@@ -13,10 +13,9 @@ import subprocess
 import sys
 import tempfile
 import time
-import zipfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from lambda_emulator import RuntimeAPI, http_event, rest_event  # noqa: E402
+from lambda_emulator import RuntimeAPI, http_event, rest_event, runtime_command  # noqa: E402
 
 BIN = os.environ["LR_BIN"]
 SRC = os.environ["LR_SOURCE_DIR"]
@@ -32,23 +31,7 @@ def check(cond, what):
         print("FAIL:", what, flush=True)
 
 
-def runtime_command():
-    """The command Lambda would run, and whether it is the packaged one."""
-    if SANITIZED:
-        return [BIN, "lambda"], False
-    lambda_bin = os.path.join(os.path.dirname(BIN), "lambda-registry-lambda")
-    zip_path = os.path.join(TMP, "package.zip")
-    subprocess.run([os.path.join(SRC, "scripts", "lambda-package.sh"), lambda_bin, zip_path],
-                   check=True, stdout=subprocess.DEVNULL)
-    pkg = os.path.join(TMP, "task")
-    with zipfile.ZipFile(zip_path) as z:
-        for info in z.infolist():
-            z.extract(info, pkg)
-            os.chmod(os.path.join(pkg, info.filename), info.external_attr >> 16 & 0o777)
-    return [os.path.join(pkg, "bootstrap")], True
-
-
-CMD, PACKAGED = runtime_command()
+CMD, PACKAGED = runtime_command(TMP)
 
 
 def lambda_env(api, store, **extra):
