@@ -23,7 +23,7 @@
 #define LAMBDA_API_BASE "/2018-06-01/runtime"
 /* Lambda caps events at 6 MB; anything larger is not from Lambda. */
 #define LAMBDA_MAX_EVENT ((size_t)8 << 20)
-#define LAMBDA_MAX_ID 128
+#define LAMBDA_MAX_ID	 128
 /* Posting an answer to the local Runtime API never takes this long. */
 #define LAMBDA_POST_TIMEOUT_MS 30000L
 
@@ -33,7 +33,7 @@ struct lambda_request {
 	const char *path;     /* path, or rawPath, as sent */
 	const char *stage;    /* NULL when unknown */
 	const char *resource; /* REST only: the resource template */
-	int want_json;        /* Accept names application/json */
+	int want_json;	      /* Accept names application/json */
 	json_t *event;
 };
 
@@ -41,7 +41,8 @@ struct lambda_route {
 	const char *method;
 	const char *path;
 	void (*handler)(struct registry *reg, const char *why, size_t max_body,
-			const struct lambda_request *req, struct lambda_answer *ans);
+			const struct lambda_request *req,
+			struct lambda_answer *ans);
 };
 
 void lambda_answer_init(struct lambda_answer *ans)
@@ -90,7 +91,9 @@ static void lambda_answer_proxy(struct lambda_answer *ans, unsigned code,
 	ans->is_error = 0;
 	ans->http = code;
 	buf_reset(&ans->body);
-	(void)buf_addf(&ans->body, "{\"statusCode\":%u,\"headers\":{\"Content-Type\":", code);
+	(void)buf_addf(
+		&ans->body,
+		"{\"statusCode\":%u,\"headers\":{\"Content-Type\":", code);
 	(void)buf_addjson(&ans->body, ctype, strlen(ctype));
 	if (allow) {
 		(void)buf_addstr(&ans->body, ",\"Allow\":");
@@ -158,7 +161,8 @@ static int lambda_base64_decode(const char *s, size_t len, struct buf *out)
 			acc &= (1ul << bits) - 1;
 		}
 	}
-	/* One character alone carries no full byte; padding must fill a quad. */
+	/* One character alone carries no full byte; padding must fill a quad.
+	 */
 	if (chars % 4 == 1 || pad > 2 || (pad && (chars + pad) % 4))
 		return -1;
 	return 0;
@@ -171,23 +175,27 @@ static const char *lambda_get_string(json_t *obj, const char *key)
 }
 
 /* Does any value of header `name` (any case) in `headers` contain `needle`? */
-static int lambda_header_has(json_t *headers, const char *name, const char *needle)
+static int lambda_header_has(json_t *headers, const char *name,
+			     const char *needle)
 {
 	const char *key;
 	json_t *value;
 
 	if (!json_is_object(headers))
 		return 0;
-	json_object_foreach(headers, key, value) {
+	json_object_foreach(headers, key, value)
+	{
 		size_t i;
 
 		if (strcasecmp(key, name))
 			continue;
-		if (json_is_string(value) && strstr(json_string_value(value), needle))
+		if (json_is_string(value) &&
+		    strstr(json_string_value(value), needle))
 			return 1;
 		if (json_is_array(value)) /* multiValueHeaders */
 			for (i = 0; i < json_array_size(value); i++) {
-				const char *s = json_string_value(json_array_get(value, i));
+				const char *s = json_string_value(
+					json_array_get(value, i));
 
 				if (s && strstr(s, needle))
 					return 1;
@@ -197,46 +205,49 @@ static int lambda_header_has(json_t *headers, const char *name, const char *need
 }
 
 /* The request body, decoded when the event says it is base64. */
-static enum status lambda_request_body(const struct lambda_request *req, size_t max_body,
-				       struct buf *out, struct buf *err)
+static enum status lambda_request_body(const struct lambda_request *req,
+				       size_t max_body, struct buf *out,
+				       struct buf *err)
 {
 	json_t *body = json_object_get(req->event, "body");
 	json_t *b64 = json_object_get(req->event, "isBase64Encoded");
-	const char *s;
-	size_t len;
+	enum status st = ST_OK;
+	int rc;
 
 	if (!body || json_is_null(body))
-		return ST_OK; /* no body: the payload check reports it */
+		goto out; /* no body: the payload check reports it */
 	if (!json_is_string(body)) {
 		buf_setf(err, "event field 'body' is not a string");
-		return ST_INVALID;
+		st = ST_INVALID;
+		goto out;
 	}
 	if (b64 && !json_is_boolean(b64)) {
 		buf_setf(err, "event field 'isBase64Encoded' is not a boolean");
-		return ST_INVALID;
+		st = ST_INVALID;
+		goto out;
 	}
-	s = json_string_value(body);
-	len = json_string_length(body);
-	if (json_is_true(b64)) {
-		switch (lambda_base64_decode(s, len, out)) {
-		case 0:
-			return ST_OK;
-		case -1:
-			buf_setf(err, "request body is not valid base64");
-			return ST_INVALID;
-		default:
-			buf_setf(err, "request body is larger than %zu bytes", max_body);
-			return ST_TOO_LARGE;
-		}
+	if (json_is_true(b64))
+		rc = lambda_base64_decode(json_string_value(body),
+					  json_string_length(body), out);
+	else
+		rc = buf_add(out, json_string_value(body),
+			     json_string_length(body))
+			     ? -2
+			     : 0;
+	if (rc == -1) {
+		buf_setf(err, "request body is not valid base64");
+		st = ST_INVALID;
+	} else if (rc) {
+		buf_setf(err, "request body is larger than %zu bytes",
+			 max_body);
+		st = ST_TOO_LARGE;
 	}
-	if (buf_add(out, s, len)) {
-		buf_setf(err, "request body is larger than %zu bytes", max_body);
-		return ST_TOO_LARGE;
-	}
-	return ST_OK;
+out:
+	return st;
 }
 
-static void lambda_route_generate(struct registry *reg, const char *why, size_t max_body,
+static void lambda_route_generate(struct registry *reg, const char *why,
+				  size_t max_body,
 				  const struct lambda_request *req,
 				  struct lambda_answer *ans)
 {
@@ -256,14 +267,16 @@ static void lambda_route_generate(struct registry *reg, const char *why, size_t 
 		goto out;
 	}
 	st = registry_call(reg, body.buf, body.len,
-			   req->want_json ? REGISTRY_WANT_SERVICES : 0, &res, &err, &field);
+			   req->want_json ? REGISTRY_WANT_SERVICES : 0, &res,
+			   &err, &field);
 	if (st != ST_OK) {
 		lambda_answer_proxy_error(ans, st, err.buf, field.buf, NULL);
 		goto out;
 	}
 	if (req->want_json) {
 		registry_result_json(&res, &json);
-		lambda_answer_proxy(ans, 200, "application/json", NULL, json.buf, json.len);
+		lambda_answer_proxy(ans, 200, "application/json", NULL,
+				    json.buf, json.len);
 	} else {
 		lambda_answer_proxy(ans, 200, "text/plain; charset=utf-8", NULL,
 				    res.config.buf, res.config.len);
@@ -277,7 +290,8 @@ out:
 }
 
 /* As the HTTP server's /healthz: 200 when the store answers, else 503. */
-static void lambda_route_healthz(struct registry *reg, const char *why, size_t max_body,
+static void lambda_route_healthz(struct registry *reg, const char *why,
+				 size_t max_body,
 				 const struct lambda_request *req,
 				 struct lambda_answer *ans)
 {
@@ -290,14 +304,15 @@ static void lambda_route_healthz(struct registry *reg, const char *why, size_t m
 		(void)buf_addstr(&err, why);
 	else
 		st = registry_ping(reg, &err);
-	(void)buf_addf(&body, "{\"status\":\"%s\"", st == ST_OK ? "ok" : "unavailable");
+	(void)buf_addf(&body, "{\"status\":\"%s\"",
+		       st == ST_OK ? "ok" : "unavailable");
 	if (st != ST_OK) {
 		(void)buf_addstr(&body, ",\"error\":");
 		(void)buf_addjson(&body, err.buf, err.len);
 	}
 	(void)buf_addch(&body, '}');
-	lambda_answer_proxy(ans, st == ST_OK ? 200 : 503, "application/json", NULL,
-			    body.buf, body.len);
+	lambda_answer_proxy(ans, st == ST_OK ? 200 : 503, "application/json",
+			    NULL, body.buf, body.len);
 	buf_release(&err);
 	buf_release(&body);
 }
@@ -328,9 +343,11 @@ static const char *lambda_route_path(const struct lambda_request *req)
 
 	if (lambda_route_known(req->path))
 		return req->path;
-	if (req->path && req->stage && *req->stage && strcmp(req->stage, "$default")) {
+	if (req->path && req->stage && *req->stage &&
+	    strcmp(req->stage, "$default")) {
 		n = strlen(req->stage);
-		if (req->path[0] == '/' && !strncmp(req->path + 1, req->stage, n) &&
+		if (req->path[0] == '/' &&
+		    !strncmp(req->path + 1, req->stage, n) &&
 		    lambda_route_known(req->path + 1 + n))
 			return req->path + 1 + n;
 	}
@@ -340,7 +357,8 @@ static const char *lambda_route_path(const struct lambda_request *req)
 }
 
 static void lambda_proxy(struct registry *reg, const char *why, size_t max_body,
-			 const struct lambda_request *req, struct lambda_answer *ans)
+			 const struct lambda_request *req,
+			 struct lambda_answer *ans)
 {
 	struct buf allow = BUF_INIT;
 	const char *path = lambda_route_path(req);
@@ -360,9 +378,11 @@ static void lambda_proxy(struct registry *reg, const char *why, size_t max_body,
 	}
 	/* The HTTP server's words, so that clients see one API. */
 	if (allow.len)
-		lambda_answer_proxy_error(ans, ST_METHOD, "method not allowed", NULL, allow.buf);
+		lambda_answer_proxy_error(ans, ST_METHOD, "method not allowed",
+					  NULL, allow.buf);
 	else
-		lambda_answer_proxy_error(ans, ST_NOT_FOUND, "no such path", NULL, NULL);
+		lambda_answer_proxy_error(ans, ST_NOT_FOUND, "no such path",
+					  NULL, NULL);
 out:
 	buf_release(&allow);
 }
@@ -387,7 +407,8 @@ static int lambda_parse_request(json_t *ev, struct lambda_request *req,
 		if (!req->path)
 			req->path = lambda_get_string(http, "path");
 	} else if (json_object_get(ev, "httpMethod")) {
-		/* REST proxy events; HTTP API 1.0 events have the same shape. */
+		/* REST proxy events; HTTP API 1.0 events have the same shape.
+		 */
 		ans->shape = "rest";
 		req->method = lambda_get_string(ev, "httpMethod");
 		req->path = lambda_get_string(ev, "path");
@@ -404,13 +425,14 @@ static int lambda_parse_request(json_t *ev, struct lambda_request *req,
 	req->want_json =
 		lambda_header_has(json_object_get(ev, "headers"), "accept",
 				  "application/json") ||
-		lambda_header_has(json_object_get(ev, "multiValueHeaders"), "accept",
-				  "application/json");
+		lambda_header_has(json_object_get(ev, "multiValueHeaders"),
+				  "accept", "application/json");
 	return 0;
 }
 
-static void lambda_direct(struct registry *reg, const char *why, const char *event,
-			  size_t len, struct lambda_answer *ans)
+static void lambda_direct(struct registry *reg, const char *why,
+			  const char *event, size_t len,
+			  struct lambda_answer *ans)
 {
 	struct buf err = BUF_INIT, field = BUF_INIT;
 	struct registry_result res;
@@ -427,7 +449,8 @@ static void lambda_direct(struct registry *reg, const char *why, const char *eve
 		lambda_answer_error(ans, st, err.buf, field.buf);
 		goto out;
 	}
-	/* The config itself, as a JSON string, as the first version answered. */
+	/* The config itself, as a JSON string, as the first version answered.
+	 */
 	ans->is_error = 0;
 	ans->http = 200;
 	buf_reset(&ans->body);
@@ -439,7 +462,8 @@ out:
 }
 
 void lambda_handle_event(struct registry *reg, const char *why, size_t max_body,
-			 const char *event, size_t len, struct lambda_answer *ans)
+			 const char *event, size_t len,
+			 struct lambda_answer *ans)
 {
 	struct lambda_request req;
 	struct buf err = BUF_INIT;
@@ -514,9 +538,12 @@ static size_t lambda_on_header(char *data, size_t size, size_t n, void *arg)
 {
 	struct lambda_client *c = arg;
 
-	lambda_header_take(data, size * n, "Lambda-Runtime-Aws-Request-Id", &c->request_id);
-	lambda_header_take(data, size * n, "Lambda-Runtime-Deadline-Ms", &c->deadline);
-	lambda_header_take(data, size * n, "Lambda-Runtime-Trace-Id", &c->trace);
+	lambda_header_take(data, size * n, "Lambda-Runtime-Aws-Request-Id",
+			   &c->request_id);
+	lambda_header_take(data, size * n, "Lambda-Runtime-Deadline-Ms",
+			   &c->deadline);
+	lambda_header_take(data, size * n, "Lambda-Runtime-Trace-Id",
+			   &c->trace);
 	return size * n;
 }
 
@@ -532,10 +559,13 @@ static void lambda_client_release(struct lambda_client *c)
 	buf_release(&c->trace);
 }
 
+#define LAMBDA_HOST_CHARS                                                      \
+	"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:[]"
+
 static enum status lambda_client_init(struct lambda_client *c, const char *api,
 				      struct buf *err)
 {
-	size_t i;
+	enum status st = ST_USAGE;
 
 	memset(c, 0, sizeof(*c));
 	buf_init(&c->url, BUF_CAP_MESSAGE);
@@ -545,26 +575,27 @@ static enum status lambda_client_init(struct lambda_client *c, const char *api,
 	buf_init(&c->trace, BUF_CAP_MESSAGE);
 	c->api = api;
 	if (!api || !*api) {
-		buf_setf(err, "AWS_LAMBDA_RUNTIME_API is not set: not running on Lambda");
-		return ST_USAGE;
+		buf_setf(err, "AWS_LAMBDA_RUNTIME_API is not set: not running "
+			      "on Lambda");
+		goto out;
 	}
-	for (i = 0; api[i]; i++)
-		if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-			    "0123456789.-:[]", api[i]) || i > 255) {
-			buf_setf(err, "AWS_LAMBDA_RUNTIME_API '%s' is not HOST:PORT", api);
-			return ST_USAGE;
-		}
+	/* It goes into URLs: a host and a port, nothing else. */
+	if (strspn(api, LAMBDA_HOST_CHARS) != strlen(api) ||
+	    strlen(api) > 255) {
+		buf_setf(err, "AWS_LAMBDA_RUNTIME_API '%s' is not HOST:PORT",
+			 api);
+		goto out;
+	}
+	st = ST_INTERNAL;
 	c->curl = curl_easy_init();
-	if (!c->curl) {
-		buf_setf(err, "cannot start libcurl");
-		return ST_INTERNAL;
-	}
-	c->json_headers = curl_slist_append(NULL, "Content-Type: application/json");
+	c->json_headers =
+		curl_slist_append(NULL, "Content-Type: application/json");
 	/* The API is local: no proxy, no 100-continue round trip. */
-	c->json_headers = curl_slist_append(c->json_headers, "Expect:");
-	if (!c->json_headers) {
-		buf_setf(err, "out of memory");
-		return ST_INTERNAL;
+	if (c->json_headers)
+		c->json_headers = curl_slist_append(c->json_headers, "Expect:");
+	if (!c->curl || !c->json_headers) {
+		buf_setf(err, "cannot start libcurl");
+		goto out;
 	}
 	curl_easy_setopt(c->curl, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(c->curl, CURLOPT_PROXY, "");
@@ -574,7 +605,9 @@ static enum status lambda_client_init(struct lambda_client *c, const char *api,
 	curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, &c->body);
 	curl_easy_setopt(c->curl, CURLOPT_HEADERFUNCTION, lambda_on_header);
 	curl_easy_setopt(c->curl, CURLOPT_HEADERDATA, c);
-	return ST_OK;
+	st = ST_OK;
+out:
+	return st;
 }
 
 /* Run the request set up on the handle; ST_OK when the API answered `want`. */
@@ -594,8 +627,8 @@ static enum status lambda_client_perform(struct lambda_client *c, long want,
 	}
 	curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &code);
 	if (code != want) {
-		buf_setf(err, "runtime api %s answered %ld: %.200s", c->url.buf, code,
-			 c->body.buf);
+		buf_setf(err, "runtime api %s answered %ld: %.200s", c->url.buf,
+			 code, c->body.buf);
 		return code == 413 ? ST_TOO_LARGE : ST_UNAVAILABLE;
 	}
 	return ST_OK;
@@ -608,7 +641,8 @@ static enum status lambda_client_next(struct lambda_client *c, struct buf *err)
 	buf_reset(&c->deadline);
 	buf_reset(&c->trace);
 	buf_reset(&c->url);
-	(void)buf_addf(&c->url, "http://%s" LAMBDA_API_BASE "/invocation/next", c->api);
+	(void)buf_addf(&c->url, "http://%s" LAMBDA_API_BASE "/invocation/next",
+		       c->api);
 	curl_easy_setopt(c->curl, CURLOPT_URL, c->url.buf);
 	curl_easy_setopt(c->curl, CURLOPT_HTTPGET, 1L);
 	curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, NULL);
@@ -628,7 +662,8 @@ static enum status lambda_client_post(struct lambda_client *c, const char *path,
 	buf_reset(&c->url);
 	(void)buf_addf(&c->url, "http://%s" LAMBDA_API_BASE "%s", c->api, path);
 	if (error_type) {
-		(void)buf_addf(&line, "Lambda-Runtime-Function-Error-Type: %s", error_type);
+		(void)buf_addf(&line, "Lambda-Runtime-Function-Error-Type: %s",
+			       error_type);
 		extra = curl_slist_append(NULL, line.buf);
 		if (!extra)
 			BUG("out of memory");
@@ -652,7 +687,8 @@ static enum status lambda_client_post(struct lambda_client *c, const char *path,
 }
 
 /* Lambda's error document for failures outside an event. */
-static void lambda_error_document(enum status st, const char *msg, struct buf *out)
+static void lambda_error_document(enum status st, const char *msg,
+				  struct buf *out)
 {
 	const char *type = status_name(st);
 
@@ -675,29 +711,26 @@ static int64_t lambda_now_us(clockid_t clock)
 /* A request id goes into a URL: allow only what Lambda's ids are made of. */
 static int lambda_id_ok(const struct buf *id)
 {
-	size_t i;
-
-	if (!id->len || id->len > LAMBDA_MAX_ID)
-		return 0;
-	for (i = 0; i < id->len; i++)
-		if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-			    "0123456789-_.", id->buf[i]))
-			return 0;
-	return 1;
+	return id->len && id->len <= LAMBDA_MAX_ID &&
+	       strspn(id->buf,
+		      "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+		      "0123456789-_.") == id->len;
 }
 
 /* Milliseconds left before the deadline header, or INT64_MAX without one. */
 static int64_t lambda_time_left_ms(const struct buf *deadline)
 {
+	int64_t left = INT64_MAX;
 	char *end;
 	long long ms;
 
-	if (!deadline->len)
-		return INT64_MAX;
-	ms = strtoll(deadline->buf, &end, 10);
-	if (*end || ms <= 0)
-		return INT64_MAX;
-	return (int64_t)ms - lambda_now_us(CLOCK_REALTIME) / 1000;
+	if (deadline->len) {
+		ms = strtoll(deadline->buf, &end, 10);
+		if (!*end && ms > 0)
+			left = (int64_t)ms -
+			       lambda_now_us(CLOCK_REALTIME) / 1000;
+	}
+	return left;
 }
 
 /*
@@ -705,8 +738,9 @@ static int64_t lambda_time_left_ms(const struct buf *deadline)
  * did not fit), and log one line for it.
  */
 static enum status lambda_invoke(struct lambda_client *c, struct registry *reg,
-				 const char *why, size_t max_body, enum status fetched,
-				 int64_t start_us, struct buf *err)
+				 const char *why, size_t max_body,
+				 enum status fetched, int64_t start_us,
+				 struct buf *err)
 {
 	struct buf path = BUF_INIT, msg = BUF_INIT;
 	struct lambda_answer ans;
@@ -719,31 +753,41 @@ static enum status lambda_invoke(struct lambda_client *c, struct registry *reg,
 	else
 		unsetenv("_X_AMZN_TRACE_ID");
 	if (fetched == ST_TOO_LARGE) {
-		(void)buf_addf(&msg, "the event is larger than %zu bytes", LAMBDA_MAX_EVENT);
+		(void)buf_addf(&msg, "the event is larger than %zu bytes",
+			       LAMBDA_MAX_EVENT);
 		lambda_answer_error(&ans, ST_TOO_LARGE, msg.buf, NULL);
 	} else if (left <= 0) {
-		/* Lambda is about to stop us: touch no store for an answer nobody awaits. */
-		(void)buf_addf(&msg, "the deadline passed %lld ms ago", (long long)-left);
+		/* Lambda is about to stop us: touch no store for an answer
+		 * nobody awaits. */
+		(void)buf_addf(&msg, "the deadline passed %lld ms ago",
+			       (long long)-left);
 		lambda_answer_error(&ans, ST_UNAVAILABLE, msg.buf, NULL);
 	} else {
-		lambda_handle_event(reg, why, max_body, c->body.buf, c->body.len, &ans);
+		lambda_handle_event(reg, why, max_body, c->body.buf,
+				    c->body.len, &ans);
 	}
 	(void)buf_addf(&path, "/invocation/%s/%s", c->request_id.buf,
 		       ans.is_error ? "error" : "response");
 	st = lambda_client_post(c, path.buf, ans.body.buf, ans.body.len,
 				ans.is_error ? ans.err_type.buf : NULL, err);
 	if (st == ST_TOO_LARGE) {
-		/* Lambda refused the answer's size: the caller still gets an error. */
-		lambda_answer_error(&ans, ST_TOO_LARGE, "the answer is over Lambda's size limit",
+		/* Lambda refused the answer's size: the caller still gets an
+		 * error. */
+		lambda_answer_error(&ans, ST_TOO_LARGE,
+				    "the answer is over Lambda's size limit",
 				    NULL);
 		buf_reset(&path);
-		(void)buf_addf(&path, "/invocation/%s/error", c->request_id.buf);
+		(void)buf_addf(&path, "/invocation/%s/error",
+			       c->request_id.buf);
 		st = lambda_client_post(c, path.buf, ans.body.buf, ans.body.len,
 					ans.err_type.buf, err);
 	}
-	fprintf(stderr, "lambda request_id=%s shape=%s status=%u %s=%zu us=%lld trace=%s\n",
-		c->request_id.buf, ans.shape, ans.http, ans.is_error ? "error_bytes" : "bytes",
-		ans.body.len, (long long)(lambda_now_us(CLOCK_MONOTONIC) - start_us),
+	fprintf(stderr,
+		"lambda request_id=%s shape=%s status=%u %s=%zu us=%lld "
+		"trace=%s\n",
+		c->request_id.buf, ans.shape, ans.http,
+		ans.is_error ? "error_bytes" : "bytes", ans.body.len,
+		(long long)(lambda_now_us(CLOCK_MONOTONIC) - start_us),
 		c->trace.len ? c->trace.buf : "-");
 	lambda_answer_release(&ans);
 	buf_release(&path);
@@ -759,7 +803,8 @@ static enum status lambda_invoke(struct lambda_client *c, struct registry *reg,
 static void lambda_find_ca_bundle(void)
 {
 	static const char *const known[] = {
-		"/etc/pki/tls/certs/ca-bundle.crt",   /* Amazon Linux, Fedora, RHEL */
+		"/etc/pki/tls/certs/ca-bundle.crt",   /* Amazon Linux, Fedora,
+							 RHEL */
 		"/etc/ssl/certs/ca-certificates.crt", /* Debian, Ubuntu */
 		"/etc/ssl/cert.pem",
 	};
@@ -768,7 +813,8 @@ static void lambda_find_ca_bundle(void)
 
 	if (getenv("AWS_CA_BUNDLE"))
 		return;
-	if (v->age >= CURLVERSION_SEVENTH && v->cainfo && !access(v->cainfo, R_OK))
+	if (v->age >= CURLVERSION_SEVENTH && v->cainfo &&
+	    !access(v->cainfo, R_OK))
 		return;
 	for (i = 0; i < ARRAY_SIZE(known); i++)
 		if (!access(known[i], R_OK)) {
@@ -778,9 +824,11 @@ static void lambda_find_ca_bundle(void)
 		}
 }
 
-/* Open the registry; a store that cannot be reached is retried per invocation. */
-static enum status lambda_open(const struct lambda_options *opts, const char *bind,
-			       struct registry **reg, struct buf *why)
+/* Open the registry; a store that cannot be reached is retried per invocation.
+ */
+static enum status lambda_open(const struct lambda_options *opts,
+			       const char *bind, struct registry **reg,
+			       struct buf *why)
 {
 	struct registry_options ropts = {opts->store_spec, {bind}};
 	enum status st;
@@ -789,8 +837,8 @@ static enum status lambda_open(const struct lambda_options *opts, const char *bi
 	st = registry_new(&ropts, reg, why);
 	if (st != ST_OK) {
 		*reg = NULL;
-		fprintf(stderr, "lambda store=%s open=%s: %s\n", opts->store_spec,
-			status_name(st), why->buf);
+		fprintf(stderr, "lambda store=%s open=%s: %s\n",
+			opts->store_spec, status_name(st), why->buf);
 	}
 	return st;
 }
@@ -817,16 +865,20 @@ enum status lambda_run(const struct lambda_options *opts, struct buf *err)
 	if (render_check_bind(opts->frontend_bind, &bind, &why)) {
 		buf_setf(err, "--frontend-bind: %s", why.buf);
 		st = ST_USAGE;
-	} else if (cli_parse_size(opts->max_body, (size_t)1 << 30, &max_body, &why) ||
+	} else if (cli_parse_size(opts->max_body, (size_t)1 << 30, &max_body,
+				  &why) ||
 		   !max_body) {
-		buf_setf(err, "--max-body: %s", why.len ? why.buf : "must be at least 1");
+		buf_setf(err, "--max-body: %s",
+			 why.len ? why.buf : "must be at least 1");
 		st = ST_USAGE;
 	} else {
 		st = lambda_open(opts, bind.buf, &reg, &why);
 		if (st == ST_UNAVAILABLE)
-			st = ST_OK; /* answered with 503 until the store comes back */
+			st = ST_OK; /* answered with 503 until the store comes
+				       back */
 		else if (st != ST_OK)
-			buf_setf(err, "store '%s': %s", opts->store_spec, why.buf);
+			buf_setf(err, "store '%s': %s", opts->store_spec,
+				 why.buf);
 	}
 	if (st != ST_OK) {
 		enum status post;
@@ -844,21 +896,25 @@ enum status lambda_run(const struct lambda_options *opts, struct buf *err)
 	for (;;) {
 		st = lambda_client_next(&c, err);
 		start = lambda_now_us(CLOCK_MONOTONIC);
-		if (st != ST_OK && (st != ST_TOO_LARGE || !lambda_id_ok(&c.request_id)))
+		if (st != ST_OK &&
+		    (st != ST_TOO_LARGE || !lambda_id_ok(&c.request_id)))
 			goto out;
 		if (!lambda_id_ok(&c.request_id)) {
 			/* Without a usable id there is nothing to answer to. */
-			fprintf(stderr, "lambda: invocation without a valid request id, skipped\n");
+			fprintf(stderr, "lambda: invocation without a valid "
+					"request id, skipped\n");
 			continue;
 		}
 		if (!reg && st == ST_OK)
 			(void)lambda_open(opts, bind.buf, &reg, &why);
-		st = lambda_invoke(&c, reg, why.buf, (size_t)max_body, st, start, err);
+		st = lambda_invoke(&c, reg, why.buf, (size_t)max_body, st,
+				   start, err);
 		if (st != ST_OK && st != ST_TOO_LARGE)
 			goto out;
 		if (!count++)
 			fprintf(stderr, "lambda cold_start_us=%lld\n",
-				(long long)(lambda_now_us(CLOCK_MONOTONIC) - t0));
+				(long long)(lambda_now_us(CLOCK_MONOTONIC) -
+					    t0));
 	}
 out:
 	registry_free(reg);

@@ -19,9 +19,10 @@
 #include "registry.h"
 
 #define PAYLOAD                                                                \
-	"{\"table\":\"unit\",\"running\":[{\"serviceName\":\"web\",\"id\":\"c1\","  \
-	"\"ip\":\"10.0.0.1\"}],\"candidates\":[{\"serviceName\":\"web\","         \
-	"\"port\":80,\"predicate\":\"w.example.com\",\"containers\":[{\"id\":"    \
+	"{\"table\":\"unit\",\"running\":[{\"serviceName\":\"web\",\"id\":"    \
+	"\"c1\","                                                              \
+	"\"ip\":\"10.0.0.1\"}],\"candidates\":[{\"serviceName\":\"web\","      \
+	"\"port\":80,\"predicate\":\"w.example.com\",\"containers\":[{\"id\":" \
 	"\"c1\",\"ip\":\"10.0.0.1\"}]}]}"
 /* A valid payload small enough to measure limits with. */
 #define SMALL "{\"table\":\"abc\",\"running\":[]}"
@@ -60,8 +61,8 @@ static int teardown(void **state)
 
 static void b64(const char *in, struct buf *out)
 {
-	static const char tab[] =
-		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqr"
+				  "stuvwxyz0123456789+/";
 	size_t i, n = strlen(in);
 
 	for (i = 0; i < n; i += 3) {
@@ -86,19 +87,21 @@ static json_t *handle(struct registry *r, size_t max_body, const char *event,
 	json_t *doc;
 
 	lambda_answer_init(ans);
-	lambda_handle_event(r, "store down for the test", max_body, event, strlen(event), ans);
+	lambda_handle_event(r, "store down for the test", max_body, event,
+			    strlen(event), ans);
 	doc = json_loadb(ans->body.buf, ans->body.len, JSON_DECODE_ANY, &jerr);
 	if (!doc)
 		fail_msg("answer is not JSON: %s", ans->body.buf);
 	return doc;
 }
 
-static json_t *rest(const char *method, const char *path, const char *body, int base64,
-		    const char *accept)
+static json_t *rest(const char *method, const char *path, const char *body,
+		    int base64, const char *accept)
 {
-	json_t *ev = json_pack("{s:s, s:s, s:s, s:b, s:{s:s}, s:{s:s}}", "httpMethod", method,
-			       "path", path, "resource", path, "isBase64Encoded", base64,
-			       "headers", "Accept", accept ? accept : "*/*",
+	json_t *ev = json_pack("{s:s, s:s, s:s, s:b, s:{s:s}, s:{s:s}}",
+			       "httpMethod", method, "path", path, "resource",
+			       path, "isBase64Encoded", base64, "headers",
+			       "Accept", accept ? accept : "*/*",
 			       "requestContext", "stage", "prod");
 
 	json_object_set_new(ev, "body", body ? json_string(body) : json_null());
@@ -119,7 +122,8 @@ static int proxy_status(struct registry *r, size_t max_body, json_t *ev,
 	assert_int_equal(code, (int)ans.http);
 	if (body) {
 		buf_reset(body);
-		(void)buf_addstr(body, json_string_value(json_object_get(doc, "body")));
+		(void)buf_addstr(
+			body, json_string_value(json_object_get(doc, "body")));
 	}
 	json_decref(doc);
 	json_decref(ev);
@@ -137,7 +141,8 @@ static void test_direct(void **state)
 	doc = handle(reg, 1 << 20, PAYLOAD, &ans);
 	assert_false(ans.is_error);
 	assert_true(json_is_string(doc));
-	assert_non_null(strstr(json_string_value(doc), "server c1 10.0.0.1:80"));
+	assert_non_null(
+		strstr(json_string_value(doc), "server c1 10.0.0.1:80"));
 	assert_string_equal(ans.shape, "direct");
 	json_decref(doc);
 	lambda_answer_release(&ans);
@@ -145,9 +150,12 @@ static void test_direct(void **state)
 	doc = handle(reg, 1 << 20, "{\"table\":\"unit\"}", &ans);
 	assert_true(ans.is_error);
 	assert_string_equal(ans.err_type.buf, "invalid");
-	assert_string_equal(json_string_value(json_object_get(doc, "errorType")), "invalid");
-	assert_non_null(strstr(json_string_value(json_object_get(doc, "errorMessage")),
-			       "running"));
+	assert_string_equal(
+		json_string_value(json_object_get(doc, "errorType")),
+		"invalid");
+	assert_non_null(
+		strstr(json_string_value(json_object_get(doc, "errorMessage")),
+		       "running"));
 	json_decref(doc);
 	lambda_answer_release(&ans);
 
@@ -165,41 +173,59 @@ static void test_base64(void **state)
 
 	(void)state;
 	b64(PAYLOAD, &enc);
-	assert_int_equal(proxy_status(reg, 1 << 20, rest("POST", "/generate", enc.buf, 1, NULL),
-				      &body), 200);
+	assert_int_equal(
+		proxy_status(reg, 1 << 20,
+			     rest("POST", "/generate", enc.buf, 1, NULL),
+			     &body),
+		200);
 	assert_non_null(strstr(body.buf, "backend web"));
 
 	/* Without its padding. */
 	while (enc.len && enc.buf[enc.len - 1] == '=')
 		buf_setlen(&enc, enc.len - 1);
-	assert_int_equal(proxy_status(reg, 1 << 20, rest("POST", "/generate", enc.buf, 1, NULL),
-				      NULL), 200);
+	assert_int_equal(
+		proxy_status(reg, 1 << 20,
+			     rest("POST", "/generate", enc.buf, 1, NULL), NULL),
+		200);
 
 	/* A stray character, data after padding, a lone last character. */
 	buf_reset(&enc);
 	b64(SMALL, &enc);
 	n = enc.len;
 	(void)buf_addstr(&enc, "*");
-	assert_int_equal(proxy_status(reg, 1 << 20, rest("POST", "/generate", enc.buf, 1, NULL),
-				      &body), 400);
+	assert_int_equal(
+		proxy_status(reg, 1 << 20,
+			     rest("POST", "/generate", enc.buf, 1, NULL),
+			     &body),
+		400);
 	assert_non_null(strstr(body.buf, "base64"));
 	buf_setlen(&enc, n);
 	(void)buf_addstr(&enc, "=A");
-	assert_int_equal(proxy_status(reg, 1 << 20, rest("POST", "/generate", enc.buf, 1, NULL),
-				      NULL), 400);
+	assert_int_equal(
+		proxy_status(reg, 1 << 20,
+			     rest("POST", "/generate", enc.buf, 1, NULL), NULL),
+		400);
 	buf_setlen(&enc, n);
 	(void)buf_addstr(&enc, "Q");
-	assert_int_equal(proxy_status(reg, 1 << 20, rest("POST", "/generate", enc.buf, 1, NULL),
-				      NULL), 400);
+	assert_int_equal(
+		proxy_status(reg, 1 << 20,
+			     rest("POST", "/generate", enc.buf, 1, NULL), NULL),
+		400);
 	/* The decoded size counts against the limit, not the encoded one. */
 	buf_reset(&enc);
 	b64(SMALL, &enc);
-	assert_int_equal(proxy_status(reg, strlen(SMALL), rest("POST", "/generate", enc.buf, 1,
-							       NULL), NULL), 200);
+	assert_int_equal(
+		proxy_status(reg, strlen(SMALL),
+			     rest("POST", "/generate", enc.buf, 1, NULL), NULL),
+		200);
+	assert_int_equal(
+		proxy_status(reg, strlen(SMALL) - 1,
+			     rest("POST", "/generate", enc.buf, 1, NULL), NULL),
+		413);
 	assert_int_equal(proxy_status(reg, strlen(SMALL) - 1,
-				      rest("POST", "/generate", enc.buf, 1, NULL), NULL), 413);
-	assert_int_equal(proxy_status(reg, strlen(SMALL) - 1,
-				      rest("POST", "/generate", SMALL, 0, NULL), NULL), 413);
+				      rest("POST", "/generate", SMALL, 0, NULL),
+				      NULL),
+			 413);
 	buf_release(&enc);
 	buf_release(&body);
 }
@@ -210,17 +236,27 @@ static void test_routes(void **state)
 	json_t *ev;
 
 	(void)state;
-	assert_int_equal(proxy_status(reg, 1 << 20, rest("GET", "/healthz", NULL, 0, NULL),
-				      &body), 200);
-	assert_string_equal(body.buf, "{\"status\":\"ok\"}");
-	assert_int_equal(proxy_status(reg, 1 << 20, rest("HEAD", "/healthz", NULL, 0, NULL),
-				      NULL), 200);
-	assert_int_equal(proxy_status(reg, 1 << 20, rest("DELETE", "/generate", NULL, 0, NULL),
-				      &body), 405);
-	assert_int_equal(proxy_status(reg, 1 << 20, rest("POST", "/", NULL, 0, NULL), NULL), 404);
 	assert_int_equal(proxy_status(reg, 1 << 20,
-				      rest("POST", "/generate", PAYLOAD, 0, "application/json"),
-				      &body), 200);
+				      rest("GET", "/healthz", NULL, 0, NULL),
+				      &body),
+			 200);
+	assert_string_equal(body.buf, "{\"status\":\"ok\"}");
+	assert_int_equal(proxy_status(reg, 1 << 20,
+				      rest("HEAD", "/healthz", NULL, 0, NULL),
+				      NULL),
+			 200);
+	assert_int_equal(
+		proxy_status(reg, 1 << 20,
+			     rest("DELETE", "/generate", NULL, 0, NULL), &body),
+		405);
+	assert_int_equal(proxy_status(reg, 1 << 20,
+				      rest("POST", "/", NULL, 0, NULL), NULL),
+			 404);
+	assert_int_equal(proxy_status(reg, 1 << 20,
+				      rest("POST", "/generate", PAYLOAD, 0,
+					   "application/json"),
+				      &body),
+			 200);
 	assert_non_null(strstr(body.buf, "\"services\""));
 
 	/* A custom domain path: the REST resource still names the route. */
@@ -229,13 +265,15 @@ static void test_routes(void **state)
 	assert_int_equal(proxy_status(reg, 1 << 20, ev, NULL), 200);
 
 	/* HTTP API 2.0: rawPath with and without the stage. */
-	ev = json_pack("{s:s, s:s, s:s, s:b, s:{s:s, s:{s:s}}}", "version", "2.0",
-		       "rawPath", "/live/generate", "body", PAYLOAD, "isBase64Encoded", 0,
-		       "requestContext", "stage", "live", "http", "method", "POST");
+	ev = json_pack("{s:s, s:s, s:s, s:b, s:{s:s, s:{s:s}}}", "version",
+		       "2.0", "rawPath", "/live/generate", "body", PAYLOAD,
+		       "isBase64Encoded", 0, "requestContext", "stage", "live",
+		       "http", "method", "POST");
 	assert_int_equal(proxy_status(reg, 1 << 20, ev, NULL), 200);
-	ev = json_pack("{s:s, s:s, s:s, s:{s:s, s:{s:s}}}", "version", "2.0", "rawPath",
-		       "/live/generate", "body", PAYLOAD, "requestContext", "stage",
-		       "$default", "http", "method", "POST");
+	ev = json_pack("{s:s, s:s, s:s, s:{s:s, s:{s:s}}}", "version", "2.0",
+		       "rawPath", "/live/generate", "body", PAYLOAD,
+		       "requestContext", "stage", "$default", "http", "method",
+		       "POST");
 	assert_int_equal(proxy_status(reg, 1 << 20, ev, NULL), 404);
 
 	/* Broken proxy events. */
@@ -255,11 +293,16 @@ static void test_no_store(void **state)
 	json_t *doc;
 
 	(void)state;
-	assert_int_equal(proxy_status(NULL, 1 << 20, rest("POST", "/generate", PAYLOAD, 0, NULL),
-				      &body), 503);
+	assert_int_equal(
+		proxy_status(NULL, 1 << 20,
+			     rest("POST", "/generate", PAYLOAD, 0, NULL),
+			     &body),
+		503);
 	assert_non_null(strstr(body.buf, "store down for the test"));
-	assert_int_equal(proxy_status(NULL, 1 << 20, rest("GET", "/healthz", NULL, 0, NULL),
-				      NULL), 503);
+	assert_int_equal(proxy_status(NULL, 1 << 20,
+				      rest("GET", "/healthz", NULL, 0, NULL),
+				      NULL),
+			 503);
 	doc = handle(NULL, 1 << 20, PAYLOAD, &ans);
 	assert_true(ans.is_error);
 	assert_string_equal(ans.err_type.buf, "unavailable");
