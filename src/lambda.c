@@ -502,6 +502,7 @@ struct lambda_client {
 	struct buf deadline;
 	struct buf trace;
 	char curl_err[CURL_ERROR_SIZE];
+	int global; /* curl_global_init done */
 };
 
 static size_t lambda_on_body(char *data, size_t size, size_t n, void *arg)
@@ -557,6 +558,8 @@ static void lambda_client_release(struct lambda_client *c)
 	buf_release(&c->request_id);
 	buf_release(&c->deadline);
 	buf_release(&c->trace);
+	if (c->global)
+		curl_global_cleanup();
 }
 
 #define LAMBDA_HOST_CHARS                                                      \
@@ -587,6 +590,11 @@ static enum status lambda_client_init(struct lambda_client *c, const char *api,
 		goto out;
 	}
 	st = ST_INTERNAL;
+	if (curl_global_init(CURL_GLOBAL_DEFAULT)) {
+		buf_setf(err, "cannot start libcurl");
+		goto out;
+	}
+	c->global = 1;
 	c->curl = curl_easy_init();
 	c->json_headers =
 		curl_slist_append(NULL, "Content-Type: application/json");
@@ -757,8 +765,7 @@ static enum status lambda_invoke(struct lambda_client *c, struct registry *reg,
 			       LAMBDA_MAX_EVENT);
 		lambda_answer_error(&ans, ST_TOO_LARGE, msg.buf, NULL);
 	} else if (left <= 0) {
-		/* Lambda is about to stop us: touch no store for an answer
-		 * nobody awaits. */
+		/* Lambda is about to stop us: no store work nobody awaits. */
 		(void)buf_addf(&msg, "the deadline passed %lld ms ago",
 			       (long long)-left);
 		lambda_answer_error(&ans, ST_UNAVAILABLE, msg.buf, NULL);
@@ -771,7 +778,7 @@ static enum status lambda_invoke(struct lambda_client *c, struct registry *reg,
 	st = lambda_client_post(c, path.buf, ans.body.buf, ans.body.len,
 				ans.is_error ? ans.err_type.buf : NULL, err);
 	if (st == ST_TOO_LARGE) {
-		/* Lambda refused the answer's size: the caller still gets an
+		/* Lambda refused the answer's size: still answer, with an
 		 * error. */
 		lambda_answer_error(&ans, ST_TOO_LARGE,
 				    "the answer is over Lambda's size limit",
@@ -803,29 +810,26 @@ static enum status lambda_invoke(struct lambda_client *c, struct registry *reg,
 static void lambda_find_ca_bundle(void)
 {
 	static const char *const known[] = {
-		"/etc/pki/tls/certs/ca-bundle.crt",   /* Amazon Linux, Fedora,
-							 RHEL */
+		"/etc/pki/tls/certs/ca-bundle.crt",   /* Amazon Linux, RHEL */
 		"/etc/ssl/certs/ca-certificates.crt", /* Debian, Ubuntu */
 		"/etc/ssl/cert.pem",
 	};
 	const curl_version_info_data *v = curl_version_info(CURLVERSION_NOW);
 	size_t i;
 
-	if (getenv("AWS_CA_BUNDLE"))
-		return;
-	if (v->age >= CURLVERSION_SEVENTH && v->cainfo &&
-	    !access(v->cainfo, R_OK))
-		return;
+	if (getenv("AWS_CA_BUNDLE") || (v->age >= CURLVERSION_SEVENTH &&
+					v->cainfo && !access(v->cainfo, R_OK)))
+		return; /* chosen, or libcurl's own default is there */
 	for (i = 0; i < ARRAY_SIZE(known); i++)
-		if (!access(known[i], R_OK)) {
-			setenv("AWS_CA_BUNDLE", known[i], 0);
-			fprintf(stderr, "lambda ca_bundle=%s\n", known[i]);
-			return;
-		}
+		if (!access(known[i], R_OK))
+			break;
+	if (i < ARRAY_SIZE(known)) {
+		setenv("AWS_CA_BUNDLE", known[i], 0);
+		fprintf(stderr, "lambda ca_bundle=%s\n", known[i]);
+	}
 }
 
-/* Open the registry; a store that cannot be reached is retried per invocation.
- */
+/* Open the registry; an unreachable store is retried per invocation. */
 static enum status lambda_open(const struct lambda_options *opts,
 			       const char *bind, struct registry **reg,
 			       struct buf *why)
@@ -853,10 +857,6 @@ enum status lambda_run(const struct lambda_options *opts, struct buf *err)
 	unsigned long count = 0;
 	enum status st;
 
-	if (curl_global_init(CURL_GLOBAL_DEFAULT)) {
-		buf_setf(err, "cannot start libcurl");
-		return ST_INTERNAL;
-	}
 	st = lambda_client_init(&c, opts->runtime_api, err);
 	if (st != ST_OK)
 		goto out; /* no API to report to */
@@ -873,9 +873,10 @@ enum status lambda_run(const struct lambda_options *opts, struct buf *err)
 		st = ST_USAGE;
 	} else {
 		st = lambda_open(opts, bind.buf, &reg, &why);
+		/* An unreachable store is no init error: 503 until it is back.
+		 */
 		if (st == ST_UNAVAILABLE)
-			st = ST_OK; /* answered with 503 until the store comes
-				       back */
+			st = ST_OK;
 		else if (st != ST_OK)
 			buf_setf(err, "store '%s': %s", opts->store_spec,
 				 why.buf);
@@ -919,7 +920,6 @@ enum status lambda_run(const struct lambda_options *opts, struct buf *err)
 out:
 	registry_free(reg);
 	lambda_client_release(&c);
-	curl_global_cleanup();
 	buf_release(&bind);
 	buf_release(&why);
 	buf_release(&doc);
