@@ -10,10 +10,9 @@ out=${2:?usage: lambda-package.sh BINARY OUT.zip}
 # AL2023's glibc: nothing in the zip may need a newer symbol version.
 max_glibc=2.34
 
-# Fixed times: SOURCE_DATE_EPOCH, else the last commit, else 1980-01-01.
-if [ -z "${SOURCE_DATE_EPOCH:-}" ]; then
-	SOURCE_DATE_EPOCH=$(git -C "$(dirname "$0")" log -1 --format=%ct 2>/dev/null || echo 315532800)
-fi
+# Fixed times: SOURCE_DATE_EPOCH, else 1980-01-01 (the earliest a zip holds),
+# so that unchanged sources give an unchanged zip, whatever the commit.
+SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-315532800}
 export SOURCE_DATE_EPOCH TZ=UTC LC_ALL=C
 
 stage=$(mktemp -d)
