@@ -273,6 +273,25 @@ def test_init_errors():
             rt.stop()
 
 
+def test_entry_points():
+    """`lambda-registry` without arguments on Lambda runs the loop too."""
+    api = RuntimeAPI()
+    env = lambda_env(api, "sqlite:" + os.path.join(TMP, "entry.db"))
+    proc = subprocess.Popen([BIN], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        doc = proxy(api.invoke(rest_event(None, method="GET", path="/healthz",
+                                          resource="/healthz")))
+        check(doc["statusCode"] == 200, "no-argument start on Lambda: %s" % doc)
+    finally:
+        api.close()
+        check(proc.wait(timeout=20) == 3, "no-argument start exits when the API goes")
+    # Off Lambda, no arguments is still a usage error.
+    env.pop("AWS_LAMBDA_RUNTIME_API")
+    out = subprocess.run([BIN], env=env, capture_output=True, text=True)
+    check(out.returncode == 2 and "usage" in out.stderr, "no arguments off Lambda: usage")
+
+
 def test_cold_start():
     """Process start to first answer, for an event that needs no store round trip."""
     runs = 5 if SANITIZED else 15
@@ -309,7 +328,7 @@ def main():
     print("runtime:", " ".join(CMD), "(packaged, clean environment)" if PACKAGED else "")
     try:
         for t in (test_shapes, test_many, test_store_failure, test_init_errors,
-                  test_cold_start):
+                  test_entry_points, test_cold_start):
             t0 = time.monotonic()
             t()
             print("%s: %.1f s" % (t.__name__, time.monotonic() - t0), flush=True)
