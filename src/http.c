@@ -492,6 +492,11 @@ enum status http_serve(struct registry *reg, const struct http_options *opts,
 	/* Signals that came during the drain must not kill us on unblocking. */
 	while (sigtimedwait(&sigs, NULL, &(struct timespec){0, 0}) > 0)
 		;
+	/* SIGTERM and SIGINT stay blocked: the process is on its way out, and a
+	 * second SIGTERM (a supervisor repeating itself) must not turn a clean
+	 * exit into death by signal while the store is being closed. */
+	sigaddset(&old, SIGTERM);
+	sigaddset(&old, SIGINT);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	log_event("event=stopped");
 	return ST_OK;
