@@ -81,6 +81,10 @@ check(status_of(r) == 431, "500 small headers: 431 (%r)" % r[:80])
 r = get_with_headers(b"X-Pad: " + b"a" * 100000 + b"\r\n")
 check(status_of(r) == 431, "100 KB of headers: 431 (libmicrohttpd's own) (%r)" % r[:80])
 body = sample("single-candidate.json")
+r = raw(b"POST /generate HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 5000 +
+        b"\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % len(body) + body)
+check(status_of(r) == 431 and json_body(r) is not None,
+      "a call with headers over the limit: 431 before its body (%r)" % r[:80])
 r = raw(b"POST /generate HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 3500 +
         b"\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % len(body) + body)
 check(status_of(r) == 200 and b"backend app1" in r,
