@@ -10,6 +10,7 @@
 #include "registry.h"
 #include "render.h"
 #include "xalloc.h"
+#include "agent/agent.h"
 #include "banned.h"
 
 #define DEFAULT_STORE "sqlite:./registry.db"
@@ -237,6 +238,10 @@ static const struct cli_command commands[] = {
 	 generate_options, cmd_generate},
 	{"dump", "TABLE", "Print the stored services of TABLE as JSON.", dump_options,
 	 cmd_dump},
+	{"agent", NULL,
+	 "Keep this host's HAProxy in sync with the registry, from Docker or a file.\n"
+	 "Runs until SIGTERM; SIGHUP forces a full resync. Logs key=value lines on stderr.",
+	 agent_options, agent_main},
 };
 
 static void main_usage(FILE *f)
