@@ -36,6 +36,10 @@ enum status cli_parse(const struct cli_command *cmd, int argc, char **argv,
 	int i, n;
 
 	for (n = 0; cmd->options[n].name; n++)
+		if (n >= CLI_MAX_OPTIONS)
+			BUG("command '%s' has more than %d options", cmd->name,
+			    CLI_MAX_OPTIONS);
+	for (n = 0; cmd->options[n].name; n++)
 		values[n] = NULL;
 
 	for (i = 1; i < argc; i++) {

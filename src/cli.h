@@ -8,6 +8,9 @@
 #include "buf.h"
 #include "status.h"
 
+/* A command has at most this many options; `values` arrays are this long. */
+#define CLI_MAX_OPTIONS 32
+
 struct cli_option {
 	const char *name;     /* long name without "--" */
 	const char *arg_name; /* NULL: a switch without argument */

@@ -178,9 +178,10 @@ static int cmd_generate(const char *const *v, int argc, char **argv)
 	if (v[2]) {
 		registry_result_json(&res, &out);
 		(void)buf_addch(&out, '\n');
+	} else {
+		(void)buf_add(&out, res.config.buf, res.config.len);
 	}
-	if (fwrite(v[2] ? out.buf : res.config.buf, 1, v[2] ? out.len : res.config.len,
-		   stdout) != (v[2] ? out.len : res.config.len) || fflush(stdout)) {
+	if (fwrite(out.buf, 1, out.len, stdout) != out.len || fflush(stdout)) {
 		fprintf(stderr, "lambda-registry generate: cannot write the output\n");
 		code = 3;
 	}
@@ -262,7 +263,7 @@ static void main_usage(FILE *f)
 
 int main(int argc, char **argv)
 {
-	const char *values[32];
+	const char *values[CLI_MAX_OPTIONS];
 	struct buf err = BUF_INIT, usage = BUF_INIT;
 	const struct cli_command *cmd = NULL;
 	enum status st;

@@ -14,9 +14,9 @@ struct merge_result {
 	/* Indexes into `services` of the services to write (new or changed). */
 	size_t *changed;
 	size_t nr_changed;
-	/* Stored services to delete, by name (sorted). */
-	char **removed;
-	size_t nr_removed;
+	size_t alloc_changed;
+	/* Stored services to delete: copies of them, with their versions. */
+	struct service_list removed;
 };
 
 void merge_result_init(struct merge_result *res);

@@ -55,8 +55,11 @@ int payload_check_port_string(const char *s, unsigned *port, struct buf *err);
 /*
  * Services in the payload's candidate shape, as a JSON array appended to
  * `out`: serviceName, port, configMode, predicate, cookie (when set),
- * containers [{id, ip}]. Deterministic, in list order.
+ * containers [{id, ip}], and with PAYLOAD_JSON_TIMES also createdAt and
+ * updatedAt (ms since the epoch). Deterministic, in list order.
  */
-void payload_services_json(const struct service_list *list, struct buf *out);
+#define PAYLOAD_JSON_TIMES (1u << 0)
+void payload_services_json(const struct service_list *list, unsigned flags,
+			   struct buf *out);
 
 #endif

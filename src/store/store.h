@@ -49,7 +49,9 @@ struct store_backend {
 
 	/*
 	 * The table's version: it changes on every commit that wrote the
-	 * table, in this process or another. Only with STORE_CAP_VERSION.
+	 * table, in this process or another. Once a call has written, it
+	 * already gives the version its commit will publish, so the caller
+	 * can cache exactly what it committed. Only with STORE_CAP_VERSION.
 	 */
 	enum status (*version)(struct store *st, uint64_t *version, struct buf *err);
 

@@ -1,0 +1,146 @@
+/*
+ * The merge of one call (spec "One call, step by step"): stored services and
+ * a payload in, the table after the call and what changed out. Pure.
+ */
+#include "merge.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "xalloc.h"
+#include "banned.h"
+
+void merge_result_init(struct merge_result *res)
+{
+	memset(res, 0, sizeof(*res));
+	service_list_init(&res->services);
+	service_list_init(&res->removed);
+}
+
+void merge_result_release(struct merge_result *res)
+{
+	service_list_release(&res->services);
+	service_list_release(&res->removed);
+	free(res->changed);
+	merge_result_init(res);
+}
+
+/* Sort key for payload entries: by name, then payload order (stable). */
+struct merge_ref {
+	const char *name;
+	const char *id;
+	size_t idx;
+};
+
+static int merge_ref_cmp(const void *a, const void *b)
+{
+	const struct merge_ref *x = a, *y = b;
+	int cmp = strcmp(x->name, y->name);
+
+	if (cmp)
+		return cmp;
+	if (x->id && y->id && (cmp = strcmp(x->id, y->id)))
+		return cmp;
+	return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+/* The run of refs named `name` starting at *pos, advancing *pos past it. */
+static size_t merge_take_run(const struct merge_ref *refs, size_t nr, size_t *pos,
+			     const char *name)
+{
+	size_t start = *pos;
+
+	while (*pos < nr && !strcmp(refs[*pos].name, name))
+		(*pos)++;
+	return *pos - start;
+}
+
+static void merge_set_settings(struct service *dst, const struct service *src)
+{
+	dst->port = src->port;
+	dst->mode = src->mode;
+	dst->predicate = xstrdup(src->predicate);
+	dst->cookie = src->cookie ? xstrdup(src->cookie) : NULL;
+}
+
+void merge_apply(const struct service_list *stored, const struct payload *p,
+		 int64_t now_ms, struct merge_result *res)
+{
+	const struct service_list *cands = &p->candidates;
+	struct merge_ref *cref = xcalloc(cands->nr, sizeof(*cref));
+	struct merge_ref *rref = xcalloc(p->nr_running, sizeof(*rref));
+	size_t i, si = 0, ci = 0, ri = 0;
+
+	for (i = 0; i < cands->nr; i++)
+		cref[i] = (struct merge_ref){cands->items[i].name, NULL, i};
+	qsort(cref, cands->nr, sizeof(*cref), merge_ref_cmp);
+	for (i = 0; i < p->nr_running; i++)
+		rref[i] = (struct merge_ref){p->running[i].service, p->running[i].id, i};
+	qsort(rref, p->nr_running, sizeof(*rref), merge_ref_cmp);
+
+	/* Walk stored and candidate names together, in byte order. */
+	while (si < stored->nr || ci < cands->nr) {
+		const struct service *old = NULL;
+		const char *name;
+		size_t c0 = ci, nr_c, r0, nr_r, k;
+		struct service *svc;
+
+		if (ci >= cands->nr ||
+		    (si < stored->nr && strcmp(stored->items[si].name, cref[ci].name) <= 0))
+			name = stored->items[si].name;
+		else
+			name = cref[ci].name;
+		if (si < stored->nr && !strcmp(stored->items[si].name, name))
+			old = &stored->items[si++];
+		nr_c = merge_take_run(cref, cands->nr, &ci, name);
+
+		/* Running entries of services that sort before this one belong
+		 * to no known service: they have no routing settings. */
+		while (ri < p->nr_running && strcmp(rref[ri].name, name) < 0)
+			ri++;
+		r0 = ri;
+		nr_r = merge_take_run(rref, p->nr_running, &ri, name);
+
+		/* Step 2: a stored service without running containers is forgotten. */
+		if (!nr_c && !nr_r) {
+			service_copy(service_list_append(&res->removed), old);
+			continue;
+		}
+
+		svc = service_list_append(&res->services);
+		svc->name = xstrdup(name);
+		/* Step 4: the latest candidate's settings win. */
+		merge_set_settings(svc, nr_c ? &cands->items[cref[c0 + nr_c - 1].idx] : old);
+		/* Steps 3, 5, 6: the containers are the candidates' new ones and
+		 * those running under this service; running addresses win, and a
+		 * later duplicate wins over an earlier one. */
+		for (k = c0; k < c0 + nr_c; k++) {
+			const struct service *c = &cands->items[cref[k].idx];
+			size_t j;
+
+			for (j = 0; j < c->nr_containers; j++)
+				service_put_container(svc, c->containers[j].id,
+						      c->containers[j].ip);
+		}
+		for (k = r0; k < r0 + nr_r; k++)
+			service_put_container(svc, p->running[rref[k].idx].id,
+					      p->running[rref[k].idx].ip);
+
+		if (old) {
+			svc->version = old->version;
+			/* Forgotten in step 2 and created anew in step 4? */
+			svc->created_at = nr_r ? old->created_at : now_ms;
+			svc->updated_at = old->updated_at;
+		} else {
+			svc->created_at = now_ms;
+		}
+		/* Step 7: remember what changed. */
+		if (!old || !service_equal(old, svc)) {
+			svc->updated_at = now_ms;
+			ALLOC_GROW(res->changed, res->nr_changed + 1, res->alloc_changed);
+			res->changed[res->nr_changed++] = res->services.nr - 1;
+		}
+	}
+	free(cref);
+	free(rref);
+}

@@ -1,0 +1,780 @@
+/*
+ * Payload parsing and validation: the only place where request JSON is read
+ * and where every value is checked and canonicalised before the rest sees it.
+ */
+#include "payload.h"
+
+#include <arpa/inet.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "xalloc.h"
+#include "banned.h"
+
+/* payload_check_name() serves both service names and container ids. */
+_Static_assert(SERVICE_NAME_MAX == CONTAINER_ID_MAX,
+	       "payload_check_name assumes one maximum for names and ids");
+
+#define PORT_TYPE_ERROR                                                        \
+	"must be an integer from 1 to 65535 or a string of digits"
+
+void payload_init(struct payload *p)
+{
+	memset(p, 0, sizeof(*p));
+	service_list_init(&p->candidates);
+}
+
+void payload_release(struct payload *p)
+{
+	size_t i;
+
+	free(p->table);
+	for (i = 0; i < p->nr_running; i++) {
+		free(p->running[i].service);
+		free(p->running[i].id);
+		free(p->running[i].ip);
+	}
+	free(p->running);
+	service_list_release(&p->candidates);
+	payload_init(p);
+}
+
+/* Character classes in plain ASCII: <ctype.h> would follow the locale. */
+static int is_alnum(unsigned char c)
+{
+	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+	       (c >= '0' && c <= '9');
+}
+
+static int is_hex(unsigned char c)
+{
+	return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'F') ||
+	       (c >= 'a' && c <= 'f');
+}
+
+static void set_quoted_error(struct buf *err, const char *what, const char *s,
+			     const char *reason)
+{
+	buf_reset(err);
+	(void)buf_addf(err, "invalid %s ", what);
+	(void)buf_addquoted(err, s, strlen(s));
+	(void)buf_addf(err, ": %s", reason);
+}
+
+int payload_check_table(const char *s, struct buf *err)
+{
+	size_t len = strlen(s), i;
+
+	for (i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (!is_alnum(c) && c != '_' && c != '-' && c != '.') {
+			set_quoted_error(err, "table name", s,
+					 "only A-Z a-z 0-9 _ - . are allowed");
+			return -1;
+		}
+	}
+	if (len < TABLE_NAME_MIN || len > TABLE_NAME_MAX) {
+		set_quoted_error(err, "table name", s,
+				 "must be 3 to 255 characters long");
+		return -1;
+	}
+	return 0;
+}
+
+int payload_check_name(const char *s, struct buf *err)
+{
+	size_t len = strlen(s), i;
+
+	if (!len) {
+		buf_setf(err, "name must not be empty");
+		return -1;
+	}
+	for (i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (!is_alnum(c) && c != '_' && c != '.' && c != ':' &&
+		    c != '-') {
+			set_quoted_error(
+				err, "name", s,
+				"only A-Z a-z 0-9 _ . : - are allowed");
+			return -1;
+		}
+	}
+	if (len > SERVICE_NAME_MAX) {
+		set_quoted_error(err, "name", s, "longer than 128 characters");
+		return -1;
+	}
+	return 0;
+}
+
+int payload_check_ip(const char *s, struct buf *out, struct buf *err)
+{
+	unsigned char addr[sizeof(struct in6_addr)];
+	char text[INET6_ADDRSTRLEN];
+	int family;
+
+	buf_reset(out);
+	/* Specific reasons for forms people commonly try. */
+	if (strchr(s, '%')) {
+		set_quoted_error(err, "ip", s, "scope ids are not allowed");
+		return -1;
+	}
+	if (strchr(s, '[') || strchr(s, ']')) {
+		set_quoted_error(err, "ip", s,
+				 "must be a bare address without brackets");
+		return -1;
+	}
+	family = strchr(s, ':') ? AF_INET6 : AF_INET;
+	if (inet_pton(family, s, addr) != 1 ||
+	    !inet_ntop(family, addr, text, sizeof(text))) {
+		set_quoted_error(err, "ip", s, "not an IPv4 or IPv6 address");
+		return -1;
+	}
+	if (buf_addstr(out, text)) {
+		buf_setf(err, "ip does not fit in its buffer");
+		return -1;
+	}
+	return 0;
+}
+
+static int check_host_predicate(const char *s, struct buf *out, struct buf *err)
+{
+	size_t len = strlen(s), i, label = 0;
+
+	/* One trailing dot is the fully qualified form of the same name. */
+	if (len && s[len - 1] == '.')
+		len--;
+	if (!len) {
+		set_quoted_error(err, "host name", s, "must not be empty");
+		return -1;
+	}
+	if (len > PREDICATE_MAX) {
+		set_quoted_error(err, "host name", s,
+				 "longer than 253 characters");
+		return -1;
+	}
+	for (i = 0; i <= len; i++) {
+		unsigned char c = i < len ? (unsigned char)s[i] : '.';
+
+		if (c == '.') {
+			if (!label) {
+				set_quoted_error(err, "host name", s,
+						 "has an empty label");
+				return -1;
+			}
+			if (s[i - label] == '-' || s[i - 1] == '-') {
+				set_quoted_error(
+					err, "host name", s,
+					"a label starts or ends with '-'");
+				return -1;
+			}
+			label = 0;
+			continue;
+		}
+		if (!is_alnum(c) && c != '-') {
+			set_quoted_error(
+				err, "host name", s,
+				"only A-Z a-z 0-9 - and . are allowed");
+			return -1;
+		}
+		if (++label > 63) {
+			set_quoted_error(
+				err, "host name", s,
+				"a label is longer than 63 characters");
+			return -1;
+		}
+	}
+	for (i = 0; i < len; i++) {
+		char c = s[i];
+
+		if (c >= 'A' && c <= 'Z')
+			c = (char)(c - 'A' + 'a');
+		if (buf_addch(out, c)) {
+			buf_reset(out);
+			buf_setf(err, "host name does not fit in its buffer");
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* RFC 3986 pchar minus '%' (checked apart) and minus '$' and '\'': both mean
+ * something to the HAProxy config parser. */
+static int is_path_char(unsigned char c)
+{
+	return is_alnum(c) || (c && strchr("-._~!&()*+,;=:@", c));
+}
+
+static int check_path_predicate(const char *s, struct buf *out, struct buf *err)
+{
+	const char *p = s, *seg;
+	size_t len;
+
+	if (*p == '/')
+		p++;
+	len = strlen(p);
+	if (!len) {
+		set_quoted_error(err, "path", s, "must not be empty");
+		return -1;
+	}
+	if (len > PREDICATE_MAX) {
+		set_quoted_error(err, "path", s, "longer than 253 characters");
+		return -1;
+	}
+	if (p[len - 1] == '/') {
+		set_quoted_error(err, "path", s, "must not end with '/'");
+		return -1;
+	}
+	for (seg = p; *seg;) {
+		size_t n = strcspn(seg, "/"), i;
+
+		if (!n) {
+			set_quoted_error(err, "path", s,
+					 "has an empty segment");
+			return -1;
+		}
+		if ((n == 1 && seg[0] == '.') ||
+		    (n == 2 && seg[0] == '.' && seg[1] == '.')) {
+			set_quoted_error(err, "path", s,
+					 "has a '.' or '..' segment");
+			return -1;
+		}
+		for (i = 0; i < n; i++) {
+			unsigned char c = (unsigned char)seg[i];
+
+			if (c == '%' && is_hex((unsigned char)seg[i + 1]) &&
+			    is_hex((unsigned char)seg[i + 2])) {
+				i += 2;
+				continue;
+			}
+			if (!is_path_char(c)) {
+				set_quoted_error(err, "path", s,
+						 "only A-Z a-z 0-9 - . _ ~ ! & "
+						 "( ) * + , ; = : @ "
+						 "and %XX escapes are allowed "
+						 "in segments");
+				return -1;
+			}
+		}
+		seg += n;
+		if (*seg == '/')
+			seg++;
+	}
+	if (buf_add(out, p, len)) {
+		buf_setf(err, "path does not fit in its buffer");
+		return -1;
+	}
+	return 0;
+}
+
+int payload_check_predicate(enum config_mode mode, const char *s,
+			    struct buf *out, struct buf *err)
+{
+	buf_reset(out);
+	switch (mode) {
+	case CONFIG_MODE_HOST:
+		return check_host_predicate(s, out, err);
+	case CONFIG_MODE_PATH:
+		return check_path_predicate(s, out, err);
+	}
+	BUG("bad config mode %d", (int)mode);
+}
+
+int payload_check_cookie(const char *s, struct buf *err)
+{
+	size_t len = strlen(s), i;
+
+	if (!len) {
+		buf_setf(err, "cookie name must not be empty");
+		return -1;
+	}
+	for (i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		/* RFC 6265 token, minus what HAProxy's parser treats specially.
+		 */
+		if (c <= 0x20 || c >= 0x7f ||
+		    strchr("()<>@,;:\\\"/[]?={}#$'`", c)) {
+			set_quoted_error(
+				err, "cookie name", s,
+				"must be an RFC 6265 token without # $ ' `");
+			return -1;
+		}
+	}
+	if (len > COOKIE_NAME_MAX) {
+		set_quoted_error(err, "cookie name", s,
+				 "longer than 128 characters");
+		return -1;
+	}
+	return 0;
+}
+
+int payload_check_port_string(const char *s, unsigned *port, struct buf *err)
+{
+	size_t len = strlen(s), i;
+	unsigned v = 0;
+
+	if (!len || len > 5) {
+		set_quoted_error(err, "port", s, "must be 1 to 5 digits");
+		return -1;
+	}
+	for (i = 0; i < len; i++) {
+		if (s[i] < '0' || s[i] > '9') {
+			set_quoted_error(err, "port", s,
+					 "must be 1 to 5 digits");
+			return -1;
+		}
+		v = v * 10 + (unsigned)(s[i] - '0');
+	}
+	if (v < 1 || v > 65535) {
+		set_quoted_error(err, "port", s, "must be from 1 to 65535");
+		return -1;
+	}
+	*port = v;
+	return 0;
+}
+
+/* Path helpers: `field` is built only on the way to an error. */
+static void path_push_key(struct buf *field, const char *key)
+{
+	if (field->len)
+		(void)buf_addch(field, '.');
+	(void)buf_addstr(field, key);
+}
+
+static void path_push_index(struct buf *field, size_t i)
+{
+	(void)buf_addf(field, "[%zu]", i);
+}
+
+/*
+ * The member `key` of `obj` (borrowed), or NULL when absent. Fails, with
+ * `field` pointing at the member, when it is required but absent, or of the
+ * wrong type (`type` as json_typeof gives it).
+ */
+static int get_member(const json_t *obj, const char *key, json_type type,
+		      int required, json_t **out, struct buf *err,
+		      struct buf *field)
+{
+	static const char *const type_errors[] = {
+		[JSON_OBJECT] = "must be an object",
+		[JSON_ARRAY] = "must be an array",
+		[JSON_STRING] = "must be a string",
+	};
+	json_t *v = json_object_get(obj, key);
+
+	*out = NULL;
+	if (!v) {
+		if (!required)
+			return 0;
+		path_push_key(field, key);
+		buf_setf(err, "is required");
+		return -1;
+	}
+	if (json_typeof(v) != type) {
+		path_push_key(field, key);
+		buf_setf(err, "%s", type_errors[type]);
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
+
+/* A string member checked by `check` and copied; `*out` owns the copy. */
+static int get_name(const json_t *obj, const char *key, char **out,
+		    struct buf *err, struct buf *field)
+{
+	json_t *v;
+
+	if (get_member(obj, key, JSON_STRING, 1, &v, err, field))
+		return -1;
+	if (payload_check_name(json_string_value(v), err)) {
+		path_push_key(field, key);
+		return -1;
+	}
+	*out = xstrdup(json_string_value(v));
+	return 0;
+}
+
+static int get_ip(const json_t *obj, const char *key, char **out,
+		  struct buf *err, struct buf *field)
+{
+	struct buf canon = BUF_INIT;
+	json_t *v;
+	int ret = -1;
+
+	if (get_member(obj, key, JSON_STRING, 1, &v, err, field))
+		goto out;
+	if (payload_check_ip(json_string_value(v), &canon, err)) {
+		path_push_key(field, key);
+		goto out;
+	}
+	*out = buf_detach(&canon, NULL);
+	ret = 0;
+out:
+	buf_release(&canon);
+	return ret;
+}
+
+static int parse_running(struct payload *p, const json_t *arr, struct buf *err,
+			 struct buf *field)
+{
+	size_t i, n = json_array_size(arr);
+	size_t base = field->len;
+
+	p->running = n ? xcalloc(n, sizeof(*p->running)) : NULL;
+	for (i = 0; i < n; i++) {
+		const json_t *item = json_array_get(arr, i);
+		struct running *r = &p->running[i];
+
+		/* Counted first so that a release frees what is filled in. */
+		p->nr_running++;
+		path_push_index(field, i);
+		if (!json_is_object(item)) {
+			buf_setf(err, "must be an object");
+			return -1;
+		}
+		if (get_name(item, "serviceName", &r->service, err, field) ||
+		    get_name(item, "id", &r->id, err, field) ||
+		    get_ip(item, "ip", &r->ip, err, field))
+			return -1;
+		buf_setlen(field, base);
+	}
+	return 0;
+}
+
+static int parse_port(const json_t *obj, unsigned *port, struct buf *err,
+		      struct buf *field)
+{
+	json_t *v = json_object_get(obj, "port");
+
+	if (!v) {
+		buf_setf(err, "is required");
+		goto fail;
+	}
+	if (json_is_integer(v)) {
+		json_int_t n = json_integer_value(v);
+
+		if (n < 1 || n > 65535) {
+			buf_setf(err,
+				 "invalid port %" JSON_INTEGER_FORMAT
+				 ": must be from 1 to 65535",
+				 n);
+			goto fail;
+		}
+		*port = (unsigned)n;
+		return 0;
+	}
+	if (json_is_string(v)) {
+		if (payload_check_port_string(json_string_value(v), port, err))
+			goto fail;
+		return 0;
+	}
+	buf_setf(err, PORT_TYPE_ERROR);
+fail:
+	path_push_key(field, "port");
+	return -1;
+}
+
+static int parse_containers(struct service *svc, const json_t *arr,
+			    struct buf *err, struct buf *field)
+{
+	size_t i, n = json_array_size(arr);
+	size_t base = field->len;
+	int ret = -1;
+
+	for (i = 0; i < n; i++) {
+		const json_t *item = json_array_get(arr, i);
+		char *id = NULL, *ip = NULL;
+
+		path_push_index(field, i);
+		if (!json_is_object(item)) {
+			buf_setf(err, "must be an object");
+			goto out;
+		}
+		if (get_name(item, "id", &id, err, field) ||
+		    get_ip(item, "ip", &ip, err, field)) {
+			free(id);
+			goto out;
+		}
+		/* A repeated id: the later entry's address wins. */
+		service_put_container(svc, id, ip);
+		free(id);
+		free(ip);
+		buf_setlen(field, base);
+	}
+	ret = 0;
+out:
+	return ret;
+}
+
+static int parse_candidate(struct service *svc, const json_t *obj,
+			   struct buf *err, struct buf *field)
+{
+	struct buf canon = BUF_INIT;
+	json_t *v;
+	int ret = -1;
+
+	if (!json_is_object(obj)) {
+		buf_setf(err, "must be an object");
+		goto out;
+	}
+	if (get_name(obj, "serviceName", &svc->name, err, field) ||
+	    parse_port(obj, &svc->port, err, field))
+		goto out;
+
+	/* JSON null is not "absent" here: it is a wrong type. */
+	if (get_member(obj, "configMode", JSON_STRING, 0, &v, err, field))
+		goto out;
+	svc->mode = CONFIG_MODE_HOST;
+	if (v && config_mode_parse(json_string_value(v), &svc->mode)) {
+		set_quoted_error(err, "configMode", json_string_value(v),
+				 "must be \"host\" or \"path\"");
+		path_push_key(field, "configMode");
+		goto out;
+	}
+
+	if (get_member(obj, "predicate", JSON_STRING, 1, &v, err, field))
+		goto out;
+	if (payload_check_predicate(svc->mode, json_string_value(v), &canon,
+				    err)) {
+		path_push_key(field, "predicate");
+		goto out;
+	}
+	svc->predicate = buf_detach(&canon, NULL);
+
+	/* Here null means no cookie, as absence does. */
+	v = json_object_get(obj, "cookie");
+	if (v && !json_is_null(v)) {
+		if (!json_is_string(v)) {
+			buf_setf(err, "must be a string or null");
+			path_push_key(field, "cookie");
+			goto out;
+		}
+		if (payload_check_cookie(json_string_value(v), err)) {
+			path_push_key(field, "cookie");
+			goto out;
+		}
+		svc->cookie = xstrdup(json_string_value(v));
+	}
+
+	if (get_member(obj, "containers", JSON_ARRAY, 0, &v, err, field))
+		goto out;
+	if (v) {
+		path_push_key(field, "containers");
+		if (parse_containers(svc, v, err, field))
+			goto out;
+	}
+	ret = 0;
+out:
+	buf_release(&canon);
+	return ret;
+}
+
+/*
+ * jansson recurses per nesting level, so refuse deep documents before it
+ * sees them: count brackets outside strings. Returns the offset of the
+ * first bracket too deep, or `len` when the depth is fine.
+ */
+static size_t payload_scan_depth(const char *json, size_t len)
+{
+	size_t i, depth = 0;
+	int in_string = 0;
+
+	for (i = 0; i < len; i++) {
+		char c = json[i];
+
+		if (in_string) {
+			if (c == '\\')
+				i++;
+			else if (c == '"')
+				in_string = 0;
+			continue;
+		}
+		switch (c) {
+		case '"':
+			in_string = 1;
+			break;
+		case '[':
+		case '{':
+			if (++depth > PAYLOAD_MAX_DEPTH)
+				return i;
+			break;
+		case ']':
+		case '}':
+			if (depth)
+				depth--;
+			break;
+		}
+	}
+	return len;
+}
+
+/* Text from jansson may hold raw or cut-off bytes; keep the message ASCII. */
+static void add_printable(struct buf *b, const char *s, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (c < 0x20 || c >= 0x7f)
+			(void)buf_addf(b, "\\x%02x", c);
+		else
+			(void)buf_addch(b, (char)c);
+	}
+}
+
+static void set_json_error(struct buf *err, const json_error_t *jerr)
+{
+	static const char dup_prefix[] = "duplicate object key near '";
+	const char *text = jerr->text;
+	size_t len = strlen(text);
+
+	buf_setf(err, "invalid JSON: ");
+	if (json_error_code(jerr) == json_error_duplicate_key &&
+	    !strncmp(text, dup_prefix, strlen(dup_prefix)) && len >= 2 &&
+	    text[len - 1] == '\'') {
+		/* jansson quotes the raw key token: '"name"'. */
+		const char *key = text + strlen(dup_prefix);
+		size_t key_len = (size_t)(text + len - 1 - key);
+
+		if (key_len >= 2 && key[0] == '"' && key[key_len - 1] == '"') {
+			key++;
+			key_len -= 2;
+		}
+		(void)buf_addstr(err, "duplicate key \"");
+		add_printable(err, key, key_len);
+		(void)buf_addch(err, '"');
+	} else {
+		add_printable(err, text, len);
+	}
+	if (jerr->line > 0)
+		(void)buf_addf(err, " at line %d column %d", jerr->line,
+			       jerr->column);
+}
+
+/* `p` is overwritten: pass it initialised or released, never holding data. */
+enum status payload_parse(struct payload *p, const char *json, size_t len,
+			  struct buf *err, struct buf *field)
+{
+	enum status st = ST_INVALID;
+	json_error_t jerr;
+	json_t *root = NULL, *v;
+	size_t deep, i, line = 1, col = 1;
+
+	payload_init(p);
+	buf_reset(err);
+	buf_reset(field);
+	if (!json)
+		json = "";
+
+	deep = payload_scan_depth(json, len);
+	if (deep < len) {
+		for (i = 0; i < deep; i++) {
+			if (json[i] == '\n') {
+				line++;
+				col = 1;
+			} else {
+				col++;
+			}
+		}
+		buf_setf(err,
+			 "invalid JSON: nested deeper than %d levels at line "
+			 "%zu column %zu",
+			 PAYLOAD_MAX_DEPTH, line, col);
+		goto out;
+	}
+	root = json_loadb(json, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY,
+			  &jerr);
+	if (!root) {
+		set_json_error(err, &jerr);
+		goto out;
+	}
+	if (!json_is_object(root)) {
+		buf_setf(err, "must be a JSON object");
+		goto out;
+	}
+
+	if (get_member(root, "table", JSON_STRING, 1, &v, err, field))
+		goto out;
+	if (payload_check_table(json_string_value(v), err)) {
+		path_push_key(field, "table");
+		goto out;
+	}
+	p->table = xstrdup(json_string_value(v));
+
+	if (get_member(root, "running", JSON_ARRAY, 1, &v, err, field))
+		goto out;
+	path_push_key(field, "running");
+	if (parse_running(p, v, err, field))
+		goto out;
+	buf_reset(field);
+
+	if (get_member(root, "candidates", JSON_ARRAY, 0, &v, err, field))
+		goto out;
+	for (i = 0; v && i < json_array_size(v); i++) {
+		struct service *svc = service_list_append(&p->candidates);
+
+		buf_reset(field);
+		path_push_key(field, "candidates");
+		path_push_index(field, i);
+		if (parse_candidate(svc, json_array_get(v, i), err, field))
+			goto out;
+	}
+	buf_reset(field);
+	st = ST_OK;
+out:
+	json_decref(root);
+	if (st != ST_OK)
+		payload_release(p);
+	return st;
+}
+
+void payload_services_json(const struct service_list *list, unsigned flags,
+			   struct buf *out)
+{
+	size_t start = out->len, i, j;
+	int ret = 0;
+
+	ret |= buf_addch(out, '[');
+	for (i = 0; i < list->nr; i++) {
+		const struct service *svc = &list->items[i];
+
+		ret |= buf_addstr(out, i ? ",{\"serviceName\":"
+					 : "{\"serviceName\":");
+		ret |= buf_addjson(out, svc->name, strlen(svc->name));
+		ret |= buf_addf(
+			out,
+			",\"port\":%u,\"configMode\":\"%s\",\"predicate\":",
+			svc->port, config_mode_name(svc->mode));
+		ret |= buf_addjson(out, svc->predicate, strlen(svc->predicate));
+		if (svc->cookie) {
+			ret |= buf_addstr(out, ",\"cookie\":");
+			ret |= buf_addjson(out, svc->cookie,
+					   strlen(svc->cookie));
+		}
+		ret |= buf_addstr(out, ",\"containers\":[");
+		for (j = 0; j < svc->nr_containers; j++) {
+			const struct container *c = &svc->containers[j];
+
+			ret |= buf_addstr(out, j ? ",{\"id\":" : "{\"id\":");
+			ret |= buf_addjson(out, c->id, strlen(c->id));
+			ret |= buf_addstr(out, ",\"ip\":");
+			ret |= buf_addjson(out, c->ip, strlen(c->ip));
+			ret |= buf_addch(out, '}');
+		}
+		ret |= buf_addch(out, ']');
+		if (flags & PAYLOAD_JSON_TIMES)
+			ret |= buf_addf(out, ",\"createdAt\":%lld,\"updatedAt\":%lld",
+					(long long)svc->created_at,
+					(long long)svc->updated_at);
+		ret |= buf_addch(out, '}');
+	}
+	ret |= buf_addch(out, ']');
+	/* Over the cap: leave `out` as it was rather than half a document. */
+	if (ret)
+		buf_setlen(out, start);
+}

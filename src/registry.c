@@ -1,0 +1,393 @@
+/*
+ * One registry call end to end, and the per-table cache that lets an
+ * unchanged call skip loading and rendering: the cache is trusted only while
+ * the store's table version is the one it was filled at.
+ */
+#include "registry.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "merge.h"
+#include "payload.h"
+#include "store/store.h"
+#include "xalloc.h"
+#include "banned.h"
+
+#define REGISTRY_BUCKETS 256
+#define REGISTRY_MAX_CACHED 4096
+#define REGISTRY_MAX_ATTEMPTS 8
+
+struct registry_table {
+	struct registry_table *next;
+	char *name;
+	pthread_mutex_t lock; /* one call at a time on a table, in this process */
+	int cached;
+	uint64_t version;
+	struct service_list services;
+	struct buf config;
+};
+
+struct registry {
+	char *store_spec;
+	char *frontend_bind;
+	struct render_options render;
+	unsigned caps;
+	pthread_mutex_t lock; /* guards the pool and the table map */
+	struct store **pool;
+	size_t nr_pool, alloc_pool;
+	struct registry_table *buckets[REGISTRY_BUCKETS];
+	size_t nr_cached;
+};
+
+static int64_t registry_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static enum status registry_get_store(struct registry *reg, struct store **out,
+				      struct buf *err)
+{
+	*out = NULL;
+	pthread_mutex_lock(&reg->lock);
+	if (reg->nr_pool)
+		*out = reg->pool[--reg->nr_pool];
+	pthread_mutex_unlock(&reg->lock);
+	if (*out)
+		return ST_OK;
+	return store_open(reg->store_spec, out, err);
+}
+
+/* Return a handle to the pool; one that failed is closed, so the next call
+ * starts on a fresh connection once the fault is gone. */
+static void registry_put_store(struct registry *reg, struct store *st, int failed)
+{
+	if (!st)
+		return;
+	if (failed) {
+		store_close(st);
+		return;
+	}
+	pthread_mutex_lock(&reg->lock);
+	ALLOC_GROW(reg->pool, reg->nr_pool + 1, reg->alloc_pool);
+	reg->pool[reg->nr_pool++] = st;
+	pthread_mutex_unlock(&reg->lock);
+}
+
+static unsigned registry_hash(const char *s)
+{
+	unsigned h = 2166136261u;
+
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 16777619u;
+	return h % REGISTRY_BUCKETS;
+}
+
+static struct registry_table *registry_table_get(struct registry *reg, const char *name)
+{
+	struct registry_table **slot, *t;
+
+	pthread_mutex_lock(&reg->lock);
+	slot = &reg->buckets[registry_hash(name)];
+	for (t = *slot; t; t = t->next)
+		if (!strcmp(t->name, name))
+			break;
+	if (!t) {
+		t = xcalloc(1, sizeof(*t));
+		t->name = xstrdup(name);
+		pthread_mutex_init(&t->lock, NULL);
+		buf_init(&t->config, 0);
+		t->next = *slot;
+		*slot = t;
+	}
+	pthread_mutex_unlock(&reg->lock);
+	return t;
+}
+
+static void registry_table_forget(struct registry *reg, struct registry_table *t)
+{
+	if (!t->cached)
+		return;
+	service_list_release(&t->services);
+	buf_release(&t->config);
+	t->cached = 0;
+	pthread_mutex_lock(&reg->lock);
+	reg->nr_cached--;
+	pthread_mutex_unlock(&reg->lock);
+}
+
+/* Take over `services` and `config` as the table's state at `version`. */
+static void registry_table_fill(struct registry *reg, struct registry_table *t,
+				uint64_t version, struct service_list *services,
+				struct buf *config)
+{
+	int room;
+
+	registry_table_forget(reg, t);
+	pthread_mutex_lock(&reg->lock);
+	room = reg->nr_cached < REGISTRY_MAX_CACHED;
+	if (room)
+		reg->nr_cached++;
+	pthread_mutex_unlock(&reg->lock);
+	if (!room)
+		return;
+	t->services = *services;
+	service_list_init(services);
+	t->config = *config;
+	buf_init(config, 0);
+	t->version = version;
+	t->cached = 1;
+}
+
+enum status registry_new(const struct registry_options *opts, struct registry **out,
+			 struct buf *err)
+{
+	struct registry *reg = xcalloc(1, sizeof(*reg));
+	struct store *st = NULL;
+	enum status ret;
+
+	reg->store_spec = xstrdup(opts->store_spec);
+	reg->frontend_bind = xstrdup(opts->render.frontend_bind ? opts->render.frontend_bind
+								: RENDER_DEFAULT_BIND);
+	reg->render.frontend_bind = reg->frontend_bind;
+	pthread_mutex_init(&reg->lock, NULL);
+	ret = store_open(reg->store_spec, &st, err);
+	if (ret != ST_OK) {
+		registry_free(reg);
+		*out = NULL;
+		return ret;
+	}
+	reg->caps = store_caps(st);
+	registry_put_store(reg, st, 0);
+	*out = reg;
+	return ST_OK;
+}
+
+void registry_free(struct registry *reg)
+{
+	size_t i;
+
+	if (!reg)
+		return;
+	for (i = 0; i < reg->nr_pool; i++)
+		store_close(reg->pool[i]);
+	free(reg->pool);
+	for (i = 0; i < REGISTRY_BUCKETS; i++) {
+		struct registry_table *t = reg->buckets[i], *next;
+
+		for (; t; t = next) {
+			next = t->next;
+			service_list_release(&t->services);
+			buf_release(&t->config);
+			pthread_mutex_destroy(&t->lock);
+			free(t->name);
+			free(t);
+		}
+	}
+	pthread_mutex_destroy(&reg->lock);
+	free(reg->store_spec);
+	free(reg->frontend_bind);
+	free(reg);
+}
+
+void registry_result_init(struct registry_result *res)
+{
+	memset(res, 0, sizeof(*res));
+	buf_init(&res->config, 0);
+	service_list_init(&res->services);
+}
+
+void registry_result_release(struct registry_result *res)
+{
+	free(res->table);
+	buf_release(&res->config);
+	service_list_release(&res->services);
+	registry_result_init(res);
+}
+
+/* The outcome of one attempt at a call. */
+enum registry_attempt {
+	ATTEMPT_DONE,
+	ATTEMPT_NEED_WRITE, /* a read-only attempt found changes to write */
+	ATTEMPT_FAILED,
+};
+
+static enum registry_attempt registry_attempt(struct registry *reg, struct store *st,
+					      struct registry_table *t,
+					      const struct payload *p, int write,
+					      unsigned flags, struct registry_result *res,
+					      enum status *ret, struct buf *err)
+{
+	const int versioned = (reg->caps & STORE_CAP_VERSION) != 0;
+	struct service_list loaded;
+	const struct service_list *stored = &loaded;
+	struct merge_result m;
+	enum registry_attempt outcome = ATTEMPT_FAILED;
+	uint64_t version = 0;
+	size_t i;
+
+	service_list_init(&loaded);
+	merge_result_init(&m);
+	*ret = store_begin(st, p->table, write, err);
+	if (*ret != ST_OK)
+		goto out;
+	if (versioned) {
+		*ret = store_version(st, &version, err);
+		if (*ret != ST_OK)
+			goto fail;
+	}
+	if (versioned && t->cached && t->version == version) {
+		stored = &t->services;
+	} else {
+		registry_table_forget(reg, t);
+		*ret = store_load(st, &loaded, err);
+		if (*ret != ST_OK)
+			goto fail;
+	}
+	merge_apply(stored, p, registry_now_ms(), &m);
+	res->changed = m.nr_changed || m.removed.nr;
+
+	if (res->changed && !write && (reg->caps & STORE_CAP_ATOMIC)) {
+		store_rollback(st);
+		outcome = ATTEMPT_NEED_WRITE;
+		goto out;
+	}
+	for (i = 0; *ret == ST_OK && i < m.removed.nr; i++)
+		*ret = store_remove(st, &m.removed.items[i], err);
+	for (i = 0; *ret == ST_OK && i < m.nr_changed; i++)
+		*ret = store_put(st, &m.services.items[m.changed[i]], err);
+	if (*ret == ST_OK && versioned && res->changed)
+		*ret = store_version(st, &version, err);
+	if (*ret != ST_OK)
+		goto fail;
+	*ret = store_commit(st, err);
+	if (*ret != ST_OK)
+		goto out;
+
+	/* The answer: the cached bytes when nothing changed, else a new render. */
+	if (stored == &t->services && !res->changed) {
+		(void)buf_add(&res->config, t->config.buf, t->config.len);
+		if (flags & REGISTRY_WANT_SERVICES)
+			service_list_copy(&res->services, &t->services);
+	} else {
+		render_config(&m.services, &reg->render, &res->config);
+		if (flags & REGISTRY_WANT_SERVICES)
+			service_list_copy(&res->services, &m.services);
+		if (versioned) {
+			struct buf copy = BUF_INIT;
+
+			(void)buf_add(&copy, res->config.buf, res->config.len);
+			registry_table_fill(reg, t, version, &m.services, &copy);
+			buf_release(&copy);
+		}
+	}
+	outcome = ATTEMPT_DONE;
+	goto out;
+fail:
+	store_rollback(st);
+out:
+	if (outcome == ATTEMPT_FAILED)
+		registry_table_forget(reg, t);
+	merge_result_release(&m);
+	service_list_release(&loaded);
+	return outcome;
+}
+
+enum status registry_call(struct registry *reg, const char *json, size_t len,
+			  unsigned flags, struct registry_result *res, struct buf *err,
+			  struct buf *field)
+{
+	struct registry_table *t = NULL;
+	struct store *st = NULL;
+	struct payload p;
+	enum status ret;
+	unsigned attempt;
+	int write = 0;
+
+	payload_init(&p);
+	ret = payload_parse(&p, json, len, err, field);
+	if (ret != ST_OK)
+		goto out;
+	res->table = xstrdup(p.table);
+	t = registry_table_get(reg, p.table);
+	pthread_mutex_lock(&t->lock);
+	ret = registry_get_store(reg, &st, err);
+	if (ret != ST_OK)
+		goto unlock;
+	for (attempt = 0; attempt < REGISTRY_MAX_ATTEMPTS; attempt++) {
+		enum registry_attempt outcome;
+
+		buf_reset(&res->config);
+		service_list_release(&res->services);
+		outcome = registry_attempt(reg, st, t, &p, write, flags, res, &ret, err);
+		if (outcome == ATTEMPT_NEED_WRITE) {
+			write = 1;
+			continue;
+		}
+		if (outcome == ATTEMPT_DONE || ret != ST_CONFLICT)
+			break;
+		/* Another writer won a conditional write: back off a little,
+		 * with jitter, then load and merge again. */
+		{
+			struct timespec ts = {0, (long)(1000000L << (attempt < 6 ? attempt : 6)) / 2 +
+						     (long)(rand() % 1000000)};
+			nanosleep(&ts, NULL);
+		}
+	}
+	if (attempt == REGISTRY_MAX_ATTEMPTS) {
+		buf_setf(err, "table '%s' kept changing under this call; try again", p.table);
+		ret = ST_UNAVAILABLE;
+	}
+	if (ret != ST_OK) {
+		buf_reset(&res->config);
+		service_list_release(&res->services);
+	}
+	registry_put_store(reg, st, ret != ST_OK);
+unlock:
+	pthread_mutex_unlock(&t->lock);
+out:
+	payload_release(&p);
+	return ret;
+}
+
+void registry_result_json(const struct registry_result *res, struct buf *out)
+{
+	(void)buf_addstr(out, "{\"table\":");
+	(void)buf_addjson(out, res->table, strlen(res->table));
+	(void)buf_addstr(out, ",\"services\":");
+	payload_services_json(&res->services, 0, out);
+	(void)buf_addstr(out, ",\"config\":");
+	(void)buf_addjson(out, res->config.buf, res->config.len);
+	(void)buf_addch(out, '}');
+}
+
+enum status registry_ping(struct registry *reg, struct buf *err)
+{
+	struct store *st = NULL;
+	enum status ret = registry_get_store(reg, &st, err);
+
+	if (ret == ST_OK)
+		ret = store_ping(st, err);
+	registry_put_store(reg, st, ret != ST_OK);
+	return ret;
+}
+
+enum status registry_dump(struct registry *reg, const char *table, struct buf *out,
+			  struct buf *err)
+{
+	struct store *st = NULL;
+	enum status ret;
+
+	if (payload_check_table(table, err))
+		return ST_INVALID;
+	ret = registry_get_store(reg, &st, err);
+	if (ret == ST_OK)
+		ret = store_dump(st, table, out, err);
+	registry_put_store(reg, st, ret != ST_OK);
+	return ret;
+}

@@ -1,0 +1,407 @@
+/*
+ * The embedded store: one SQLite database in WAL mode. A call is one
+ * transaction; writers take the lock up front (BEGIN IMMEDIATE) and wait for
+ * each other through the busy timeout, so concurrent calls never fail.
+ */
+#include "store.h"
+
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../xalloc.h"
+#include "../banned.h"
+
+#define SQLITE_SCHEMA_VERSION 1
+#define SQLITE_BUSY_MS 10000
+
+static const char sqlite_schema[] =
+	"CREATE TABLE IF NOT EXISTS tables ("
+	"  name TEXT PRIMARY KEY,"
+	"  version INTEGER NOT NULL"
+	") WITHOUT ROWID;"
+	"CREATE TABLE IF NOT EXISTS services ("
+	"  tbl TEXT NOT NULL,"
+	"  name TEXT NOT NULL,"
+	"  port INTEGER NOT NULL,"
+	"  mode TEXT NOT NULL,"
+	"  predicate TEXT NOT NULL,"
+	"  cookie TEXT,"
+	"  containers TEXT NOT NULL," /* "id ip\n" lines, sorted by id */
+	"  created_at INTEGER NOT NULL,"
+	"  updated_at INTEGER NOT NULL,"
+	"  PRIMARY KEY (tbl, name)"
+	") WITHOUT ROWID;";
+
+enum sqlite_stmt {
+	SQL_BEGIN_READ,
+	SQL_BEGIN_WRITE,
+	SQL_COMMIT,
+	SQL_ROLLBACK,
+	SQL_VERSION,
+	SQL_BUMP,
+	SQL_LOAD,
+	SQL_PUT,
+	SQL_REMOVE,
+	SQL_NR,
+};
+
+static const char *const sqlite_sql[SQL_NR] = {
+	[SQL_BEGIN_READ] = "BEGIN",
+	[SQL_BEGIN_WRITE] = "BEGIN IMMEDIATE",
+	[SQL_COMMIT] = "COMMIT",
+	[SQL_ROLLBACK] = "ROLLBACK",
+	[SQL_VERSION] = "SELECT version FROM tables WHERE name = ?1",
+	[SQL_BUMP] = "INSERT INTO tables (name, version) VALUES (?1, 1) "
+		     "ON CONFLICT (name) DO UPDATE SET version = version + 1",
+	[SQL_LOAD] = "SELECT name, port, mode, predicate, cookie, containers, "
+		     "created_at, updated_at FROM services WHERE tbl = ?1 ORDER BY name",
+	[SQL_PUT] = "INSERT OR REPLACE INTO services (tbl, name, port, mode, predicate, "
+		    "cookie, containers, created_at, updated_at) "
+		    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+	[SQL_REMOVE] = "DELETE FROM services WHERE tbl = ?1 AND name = ?2",
+};
+
+struct sqlite_store {
+	struct store base;
+	sqlite3 *db;
+	sqlite3_stmt *stmt[SQL_NR];
+	char *table;  /* of the open call, NULL outside one */
+	int wrote;    /* the open call put or removed something (and bumped the version) */
+	struct buf scratch;
+};
+
+static enum status sqlite_fail(struct sqlite_store *s, const char *what, struct buf *err)
+{
+	/* Full disk, read-only file, I/O errors, locks: all make the store
+	 * unavailable to the caller, who may retry later. */
+	buf_setf(err, "sqlite: %s: %s", what, sqlite3_errmsg(s->db));
+	return ST_UNAVAILABLE;
+}
+
+/* Run a statement that returns no rows. */
+static enum status sqlite_exec(struct sqlite_store *s, enum sqlite_stmt which,
+			       struct buf *err)
+{
+	sqlite3_stmt *stmt = s->stmt[which];
+	int rc = sqlite3_step(stmt);
+
+	sqlite3_reset(stmt);
+	if (rc != SQLITE_DONE)
+		return sqlite_fail(s, sqlite_sql[which], err);
+	return ST_OK;
+}
+
+static void sqlite_close(struct store *st)
+{
+	struct sqlite_store *s = (struct sqlite_store *)st;
+	size_t i;
+
+	if (s->table)
+		st->be->rollback(st);
+	for (i = 0; i < SQL_NR; i++)
+		sqlite3_finalize(s->stmt[i]);
+	sqlite3_close(s->db);
+	buf_release(&s->scratch);
+	free(s);
+}
+
+static enum status sqlite_setup(struct sqlite_store *s, struct buf *err)
+{
+	sqlite3_stmt *stmt = NULL;
+	enum status ret = ST_UNAVAILABLE;
+	int version = 0;
+	size_t i;
+
+	sqlite3_busy_timeout(s->db, SQLITE_BUSY_MS);
+	sqlite3_extended_result_codes(s->db, 1);
+	/* WAL: readers never block the writer. NORMAL: a committed call
+	 * survives a crash of the process; only power loss may undo the last. */
+	if (sqlite3_exec(s->db, "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;"
+				"PRAGMA foreign_keys = OFF;",
+			 NULL, NULL, NULL) != SQLITE_OK) {
+		sqlite_fail(s, "enabling WAL", err);
+		goto out;
+	}
+	if (sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &stmt, NULL) != SQLITE_OK ||
+	    sqlite3_step(stmt) != SQLITE_ROW) {
+		sqlite_fail(s, "reading the schema version", err);
+		goto out;
+	}
+	version = sqlite3_column_int(stmt, 0);
+	if (version > SQLITE_SCHEMA_VERSION) {
+		buf_setf(err, "sqlite: schema version %d is newer than this program's %d",
+			 version, SQLITE_SCHEMA_VERSION);
+		goto out;
+	}
+	if (version < SQLITE_SCHEMA_VERSION) {
+		struct buf sql = BUF_INIT;
+		int rc;
+
+		(void)buf_addf(&sql, "BEGIN IMMEDIATE; %s PRAGMA user_version = %d; COMMIT;",
+			       sqlite_schema, SQLITE_SCHEMA_VERSION);
+		rc = sqlite3_exec(s->db, sql.buf, NULL, NULL, NULL);
+		buf_release(&sql);
+		if (rc != SQLITE_OK) {
+			sqlite_fail(s, "creating the schema", err);
+			sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+			goto out;
+		}
+	}
+	for (i = 0; i < SQL_NR; i++) {
+		if (sqlite3_prepare_v3(s->db, sqlite_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
+				       &s->stmt[i], NULL) != SQLITE_OK) {
+			sqlite_fail(s, sqlite_sql[i], err);
+			goto out;
+		}
+	}
+	ret = ST_OK;
+out:
+	sqlite3_finalize(stmt);
+	return ret;
+}
+
+static enum status sqlite_open(const char *arg, struct store **out, struct buf *err)
+{
+	struct sqlite_store *s;
+	enum status ret;
+
+	*out = NULL;
+	if (!*arg) {
+		buf_setf(err, "sqlite needs a path: sqlite:PATH");
+		return ST_USAGE;
+	}
+	s = xcalloc(1, sizeof(*s));
+	s->base.be = &store_sqlite;
+	buf_init(&s->scratch, 0);
+	if (sqlite3_open_v2(arg, &s->db,
+			    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+			    NULL) != SQLITE_OK) {
+		buf_setf(err, "sqlite: cannot open '%s': %s", arg,
+			 s->db ? sqlite3_errmsg(s->db) : "out of memory");
+		ret = ST_UNAVAILABLE;
+		goto fail;
+	}
+	ret = sqlite_setup(s, err);
+	if (ret != ST_OK)
+		goto fail;
+	*out = &s->base;
+	return ST_OK;
+fail:
+	sqlite_close(&s->base);
+	return ret;
+}
+
+static enum status sqlite_begin(struct store *st, const char *table, int write,
+				struct buf *err)
+{
+	struct sqlite_store *s = (struct sqlite_store *)st;
+	enum status ret;
+
+	if (s->table)
+		BUG("sqlite: begin inside a call on '%s'", s->table);
+	ret = sqlite_exec(s, write ? SQL_BEGIN_WRITE : SQL_BEGIN_READ, err);
+	if (ret != ST_OK)
+		return ret;
+	s->table = xstrdup(table);
+	s->wrote = 0;
+	return ST_OK;
+}
+
+static void sqlite_end(struct sqlite_store *s)
+{
+	free(s->table);
+	s->table = NULL;
+	s->wrote = 0;
+}
+
+static enum status sqlite_version(struct store *st, uint64_t *version, struct buf *err)
+{
+	struct sqlite_store *s = (struct sqlite_store *)st;
+	sqlite3_stmt *stmt = s->stmt[SQL_VERSION];
+	enum status ret = ST_OK;
+	int rc;
+
+	sqlite3_bind_text(stmt, 1, s->table, -1, SQLITE_STATIC);
+	rc = sqlite3_step(stmt);
+	if (rc == SQLITE_ROW)
+		*version = (uint64_t)sqlite3_column_int64(stmt, 0);
+	else if (rc == SQLITE_DONE)
+		*version = 0;
+	else
+		ret = sqlite_fail(s, "reading the table version", err);
+	sqlite3_reset(stmt);
+	sqlite3_clear_bindings(stmt);
+	return ret;
+}
+
+/* Parse the containers column; a malformed one is a damaged database. */
+static int sqlite_parse_containers(struct service *svc, const char *text)
+{
+	while (*text) {
+		const char *sp = strchr(text, ' ');
+		const char *nl = sp ? strchr(sp, '\n') : NULL;
+		char *id, *ip;
+
+		if (!sp || !nl || sp == text || nl == sp + 1)
+			return -1;
+		id = xstrndup(text, (size_t)(sp - text));
+		ip = xstrndup(sp + 1, (size_t)(nl - sp - 1));
+		service_put_container(svc, id, ip);
+		free(id);
+		free(ip);
+		text = nl + 1;
+	}
+	return 0;
+}
+
+static enum status sqlite_load(struct store *st, struct service_list *out,
+			       struct buf *err)
+{
+	struct sqlite_store *s = (struct sqlite_store *)st;
+	sqlite3_stmt *stmt = s->stmt[SQL_LOAD];
+	enum status ret = ST_OK;
+	int rc;
+
+	sqlite3_bind_text(stmt, 1, s->table, -1, SQLITE_STATIC);
+	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+		struct service *svc = service_list_append(out);
+		const char *mode = (const char *)sqlite3_column_text(stmt, 2);
+		const char *predicate = (const char *)sqlite3_column_text(stmt, 3);
+		const char *containers = (const char *)sqlite3_column_text(stmt, 5);
+
+		svc->name = xstrdup((const char *)sqlite3_column_text(stmt, 0));
+		svc->port = (unsigned)sqlite3_column_int(stmt, 1);
+		svc->predicate = xstrdup(predicate ? predicate : "");
+		if (sqlite3_column_type(stmt, 4) != SQLITE_NULL)
+			svc->cookie = xstrdup((const char *)sqlite3_column_text(stmt, 4));
+		svc->created_at = sqlite3_column_int64(stmt, 6);
+		svc->updated_at = sqlite3_column_int64(stmt, 7);
+		if (!mode || config_mode_parse(mode, &svc->mode) || !predicate ||
+		    !containers || sqlite_parse_containers(svc, containers)) {
+			buf_setf(err, "sqlite: damaged row for service '%s' in table '%s'",
+				 svc->name, s->table);
+			ret = ST_UNAVAILABLE;
+			break;
+		}
+	}
+	if (ret == ST_OK && rc != SQLITE_DONE)
+		ret = sqlite_fail(s, "loading services", err);
+	sqlite3_reset(stmt);
+	sqlite3_clear_bindings(stmt);
+	return ret;
+}
+
+/* The first write of a call bumps the table version, inside the transaction. */
+static enum status sqlite_bump(struct sqlite_store *s, struct buf *err)
+{
+	sqlite3_stmt *bump = s->stmt[SQL_BUMP];
+	enum status ret;
+
+	if (s->wrote)
+		return ST_OK;
+	sqlite3_bind_text(bump, 1, s->table, -1, SQLITE_STATIC);
+	ret = sqlite_exec(s, SQL_BUMP, err);
+	sqlite3_clear_bindings(bump);
+	s->wrote = ret == ST_OK;
+	return ret;
+}
+
+static enum status sqlite_put(struct store *st, struct service *svc, struct buf *err)
+{
+	struct sqlite_store *s = (struct sqlite_store *)st;
+	sqlite3_stmt *stmt = s->stmt[SQL_PUT];
+	size_t i;
+
+	buf_reset(&s->scratch);
+	for (i = 0; i < svc->nr_containers; i++)
+		(void)buf_addf(&s->scratch, "%s %s\n", svc->containers[i].id,
+			       svc->containers[i].ip);
+	sqlite3_bind_text(stmt, 1, s->table, -1, SQLITE_STATIC);
+	sqlite3_bind_text(stmt, 2, svc->name, -1, SQLITE_STATIC);
+	sqlite3_bind_int(stmt, 3, (int)svc->port);
+	sqlite3_bind_text(stmt, 4, config_mode_name(svc->mode), -1, SQLITE_STATIC);
+	sqlite3_bind_text(stmt, 5, svc->predicate, -1, SQLITE_STATIC);
+	if (svc->cookie)
+		sqlite3_bind_text(stmt, 6, svc->cookie, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(stmt, 6);
+	sqlite3_bind_text(stmt, 7, s->scratch.buf, (int)s->scratch.len, SQLITE_STATIC);
+	sqlite3_bind_int64(stmt, 8, svc->created_at);
+	sqlite3_bind_int64(stmt, 9, svc->updated_at);
+	if (sqlite_bump(s, err) != ST_OK || sqlite_exec(s, SQL_PUT, err) != ST_OK) {
+		sqlite3_clear_bindings(stmt);
+		return ST_UNAVAILABLE;
+	}
+	sqlite3_clear_bindings(stmt);
+	svc->version++;
+	return ST_OK;
+}
+
+static enum status sqlite_remove(struct store *st, const struct service *svc,
+				 struct buf *err)
+{
+	struct sqlite_store *s = (struct sqlite_store *)st;
+	sqlite3_stmt *stmt = s->stmt[SQL_REMOVE];
+	enum status ret;
+
+	sqlite3_bind_text(stmt, 1, s->table, -1, SQLITE_STATIC);
+	sqlite3_bind_text(stmt, 2, svc->name, -1, SQLITE_STATIC);
+	ret = sqlite_bump(s, err);
+	if (ret == ST_OK)
+		ret = sqlite_exec(s, SQL_REMOVE, err);
+	sqlite3_clear_bindings(stmt);
+	return ret;
+}
+
+static void sqlite_rollback(struct store *st)
+{
+	struct sqlite_store *s = (struct sqlite_store *)st;
+
+	if (!sqlite3_get_autocommit(s->db)) {
+		sqlite3_step(s->stmt[SQL_ROLLBACK]);
+		sqlite3_reset(s->stmt[SQL_ROLLBACK]);
+	}
+	sqlite_end(s);
+}
+
+static enum status sqlite_commit(struct store *st, struct buf *err)
+{
+	struct sqlite_store *s = (struct sqlite_store *)st;
+	enum status ret = sqlite_exec(s, SQL_COMMIT, err);
+
+	if (ret != ST_OK)
+		sqlite_rollback(st);
+	else
+		sqlite_end(s);
+	return ret;
+}
+
+static enum status sqlite_ping(struct store *st, struct buf *err)
+{
+	struct sqlite_store *s = (struct sqlite_store *)st;
+	enum status ret = ST_OK;
+
+	if (sqlite3_exec(s->db, "SELECT count(*) FROM tables", NULL, NULL, NULL) != SQLITE_OK)
+		ret = sqlite_fail(s, "ping", err);
+	else if (sqlite3_db_readonly(s->db, "main") == 1) {
+		buf_setf(err, "sqlite: the database is read-only");
+		ret = ST_UNAVAILABLE;
+	}
+	return ret;
+}
+
+const struct store_backend store_sqlite = {
+	.name = "sqlite",
+	.caps = STORE_CAP_VERSION | STORE_CAP_ATOMIC,
+	.open = sqlite_open,
+	.close = sqlite_close,
+	.begin = sqlite_begin,
+	.version = sqlite_version,
+	.load = sqlite_load,
+	.put = sqlite_put,
+	.remove = sqlite_remove,
+	.commit = sqlite_commit,
+	.rollback = sqlite_rollback,
+	.ping = sqlite_ping,
+};

@@ -1,0 +1,114 @@
+/* Store lookup by spec, the store_*() wrappers, and the generic dump. */
+#include "store.h"
+
+#include <string.h>
+
+#include "../payload.h"
+#include "../xalloc.h"
+#include "../banned.h"
+
+static const struct store_backend *const store_backends[] = {
+	&store_sqlite,
+};
+
+enum status store_open(const char *spec, struct store **out, struct buf *err)
+{
+	const char *colon = strchr(spec, ':');
+	size_t len = colon ? (size_t)(colon - spec) : strlen(spec);
+	size_t i;
+
+	*out = NULL;
+	for (i = 0; i < ARRAY_SIZE(store_backends); i++) {
+		const struct store_backend *be = store_backends[i];
+
+		if (strlen(be->name) == len && !strncmp(be->name, spec, len))
+			return be->open(colon ? colon + 1 : "", out, err);
+	}
+	buf_setf(err, "unknown store '%s' (want sqlite:PATH, dynamodb or dynamodb:PREFIX)",
+		 spec);
+	return ST_USAGE;
+}
+
+void store_close(struct store *st)
+{
+	if (st)
+		st->be->close(st);
+}
+
+unsigned store_caps(const struct store *st)
+{
+	return st->be->caps;
+}
+
+const char *store_name(const struct store *st)
+{
+	return st->be->name;
+}
+
+enum status store_begin(struct store *st, const char *table, int write,
+			struct buf *err)
+{
+	return st->be->begin(st, table, write, err);
+}
+
+enum status store_version(struct store *st, uint64_t *version, struct buf *err)
+{
+	if (!(st->be->caps & STORE_CAP_VERSION))
+		BUG("store '%s' has no table version", st->be->name);
+	return st->be->version(st, version, err);
+}
+
+enum status store_load(struct store *st, struct service_list *out, struct buf *err)
+{
+	return st->be->load(st, out, err);
+}
+
+enum status store_put(struct store *st, struct service *svc, struct buf *err)
+{
+	return st->be->put(st, svc, err);
+}
+
+enum status store_remove(struct store *st, const struct service *svc,
+			 struct buf *err)
+{
+	return st->be->remove(st, svc, err);
+}
+
+enum status store_commit(struct store *st, struct buf *err)
+{
+	return st->be->commit(st, err);
+}
+
+void store_rollback(struct store *st)
+{
+	st->be->rollback(st);
+}
+
+enum status store_ping(struct store *st, struct buf *err)
+{
+	return st->be->ping(st, err);
+}
+
+enum status store_dump(struct store *st, const char *table, struct buf *out,
+		       struct buf *err)
+{
+	struct service_list list;
+	enum status ret;
+
+	service_list_init(&list);
+	ret = store_begin(st, table, 0, err);
+	if (ret != ST_OK)
+		goto out;
+	ret = store_load(st, &list, err);
+	store_rollback(st);
+	if (ret != ST_OK)
+		goto out;
+	(void)buf_addstr(out, "{\"table\":");
+	(void)buf_addjson(out, table, strlen(table));
+	(void)buf_addstr(out, ",\"services\":");
+	payload_services_json(&list, PAYLOAD_JSON_TIMES, out);
+	(void)buf_addch(out, '}');
+out:
+	service_list_release(&list);
+	return ret;
+}

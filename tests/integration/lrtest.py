@@ -1,0 +1,138 @@
+"""Helpers for the integration tests: run the real binary, talk HTTP over
+loopback, check configs with the real haproxy. Python standard library only."""
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+BIN = os.environ.get("LR_BIN") or os.path.join(
+    os.path.dirname(__file__), "..", "..", "build", "lambda-registry")
+SRC = os.environ.get("LR_SOURCE_DIR") or os.path.join(os.path.dirname(__file__), "..", "..")
+SANITIZED = os.environ.get("LR_SANITIZED") == "1"
+HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
+
+_failures = 0
+_passes = 0
+
+
+def check(cond, what):
+    """Record one assertion; the script fails at the end if any failed."""
+    global _failures, _passes
+    if cond:
+        _passes += 1
+    else:
+        _failures += 1
+        print("FAIL: " + what, flush=True)
+
+
+def finish():
+    print("%d passed, %d failed" % (_passes, _failures), flush=True)
+    sys.exit(1 if _failures else 0)
+
+
+def sample(name):
+    with open(os.path.join(SRC, "sample-data", name), "rb") as f:
+        return f.read()
+
+
+def tmpdir():
+    d = tempfile.mkdtemp(prefix="lr-it-")
+    return d
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def haproxy_check(config, workdir=None):
+    """Run `haproxy -c` on config text; return (ok, output)."""
+    fd, path = tempfile.mkstemp(suffix=".cfg", dir=workdir)
+    with os.fdopen(fd, "wb") as f:
+        f.write(config if isinstance(config, bytes) else config.encode())
+    p = subprocess.run([HAPROXY, "-c", "-f", path], capture_output=True, timeout=60)
+    os.unlink(path)
+    out = (p.stdout + p.stderr).decode(errors="replace")
+    return p.returncode == 0, out
+
+
+def run_cli(args, stdin=None, env=None, timeout=60):
+    e = dict(os.environ)
+    if env:
+        e.update(env)
+    return subprocess.run([BIN] + args, input=stdin, capture_output=True,
+                          env=e, timeout=timeout)
+
+
+class Server:
+    """A `lambda-registry serve` process on a free loopback port."""
+
+    def __init__(self, store, extra=None, env=None, port=None):
+        self.port = port or free_port()
+        self.store = store
+        self.logpath = tempfile.mktemp(prefix="lr-serve-", suffix=".log")
+        self.log = open(self.logpath, "wb")
+        e = dict(os.environ)
+        if env:
+            e.update(env)
+        args = [BIN, "serve", "--listen", "127.0.0.1:%d" % self.port,
+                "--store", store] + (extra or [])
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=self.log, env=e)
+        self.wait_ready()
+
+    def wait_ready(self, timeout=20):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("server exited: " + self.logtext())
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("server did not start: " + self.logtext())
+
+    def logtext(self):
+        self.log.flush()
+        with open(self.logpath, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def request(self, method, path, body=None, headers=None, timeout=30):
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            c.request(method, path, body=body, headers=headers or {})
+            r = c.getresponse()
+            data = r.read()
+            return r.status, dict((k.lower(), v) for k, v in r.getheaders()), data
+        finally:
+            c.close()
+
+    def post(self, body, headers=None):
+        return self.request("POST", "/generate", body, headers)
+
+    def stop(self, sig=signal.SIGTERM, timeout=30):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        return self.proc.returncode
+
+
+def payload(table, running, candidates=None):
+    d = {"table": table, "running": running}
+    if candidates is not None:
+        d["candidates"] = candidates
+    return json.dumps(d).encode()

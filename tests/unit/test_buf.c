@@ -1,0 +1,79 @@
+/* The string buffer: caps, JSON and quoting. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "buf.h"
+
+static void test_cap(void **state)
+{
+	struct buf b;
+
+	(void)state;
+	buf_init(&b, 8);
+	assert_string_equal(b.buf, "");
+	assert_int_equal(buf_addstr(&b, "12345678"), 0);
+	assert_int_equal(buf_addch(&b, '9'), -1);
+	assert_int_equal(buf_addf(&b, "%d", 1), -1);
+	assert_string_equal(b.buf, "12345678");
+	buf_release(&b);
+	assert_string_equal(b.buf, "");
+	assert_int_equal(b.cap, 8);
+}
+
+static void test_json(void **state)
+{
+	struct buf b = BUF_INIT;
+	const char in[] = "a\"b\\c\nd\te\001f\x7fg";
+
+	(void)state;
+	assert_int_equal(buf_addjson(&b, in, sizeof(in) - 1), 0);
+	assert_string_equal(b.buf, "\"a\\\"b\\\\c\\nd\\te\\u0001f\x7fg\"");
+	buf_release(&b);
+}
+
+static void test_quoted(void **state)
+{
+	struct buf b = BUF_INIT;
+
+	(void)state;
+	assert_int_equal(buf_addquoted(&b, "x\ny\"\xff", 5), 0);
+	assert_string_equal(b.buf, "\"x\\ny\\\"\\xff\"");
+	buf_release(&b);
+}
+
+static void test_detach(void **state)
+{
+	struct buf b = BUF_INIT;
+	size_t len;
+	char *s;
+
+	(void)state;
+	s = buf_detach(&b, &len);
+	assert_string_equal(s, "");
+	assert_int_equal(len, 0);
+	free(s);
+	assert_int_equal(buf_addstr(&b, "hello"), 0);
+	s = buf_detach(&b, &len);
+	assert_string_equal(s, "hello");
+	assert_int_equal(len, 5);
+	assert_int_equal(b.len, 0);
+	free(s);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_cap),
+		cmocka_unit_test(test_json),
+		cmocka_unit_test(test_quoted),
+		cmocka_unit_test(test_detach),
+	};
+
+	return cmocka_run_group_tests_name("buf", tests, NULL, NULL);
+}

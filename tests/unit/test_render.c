@@ -1,0 +1,198 @@
+/* The renderer: shape, order, determinism and the golden files. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "buf.h"
+#include "render.h"
+#include "xalloc.h"
+
+static struct service *add(struct service_list *l, const char *name,
+			   enum config_mode mode, const char *predicate,
+			   unsigned port, const char *cookie)
+{
+	struct service *s = service_list_append(l);
+
+	s->name = xstrdup(name);
+	s->mode = mode;
+	s->predicate = xstrdup(predicate);
+	s->port = port;
+	s->cookie = cookie ? xstrdup(cookie) : NULL;
+	return s;
+}
+
+static void render(const struct service_list *l, const char *bind, struct buf *out)
+{
+	struct render_options opts = {bind};
+
+	buf_reset(out);
+	render_config(l, &opts, out);
+}
+
+/* Lines shared by every config: final newline, no trailing blanks, no
+ * quotes or backslashes (an agent of the first version strips them). */
+static void assert_clean(const struct buf *cfg)
+{
+	size_t i;
+
+	assert_true(cfg->len > 0);
+	assert_int_equal(cfg->buf[cfg->len - 1], '\n');
+	for (i = 0; i < cfg->len; i++) {
+		assert_int_not_equal(cfg->buf[i], '"');
+		assert_int_not_equal(cfg->buf[i], '\\');
+		assert_int_not_equal(cfg->buf[i], '\t');
+		assert_int_not_equal(cfg->buf[i], '\r');
+		if (cfg->buf[i] == '\n' && i)
+			assert_int_not_equal(cfg->buf[i - 1], ' ');
+	}
+}
+
+static void test_empty_table(void **state)
+{
+	struct service_list l;
+	struct buf out = BUF_INIT;
+
+	(void)state;
+	service_list_init(&l);
+	render(&l, NULL, &out);
+	assert_clean(&out);
+	assert_non_null(strstr(out.buf, "frontend http\n    bind :80\n"));
+	assert_null(strstr(out.buf, "backend "));
+	assert_null(strstr(out.buf, "use_backend"));
+	buf_release(&out);
+}
+
+static void test_host_and_cookie(void **state)
+{
+	struct service_list l;
+	struct buf out = BUF_INIT;
+	struct service *s;
+
+	(void)state;
+	service_list_init(&l);
+	s = add(&l, "app1", CONFIG_MODE_HOST, "first.example.com", 8080, "JSESSIONID");
+	service_put_container(s, "b2", "10.0.0.2");
+	service_put_container(s, "a1", "2001:db8::1");
+	render(&l, "127.0.0.1:9000", &out);
+	assert_clean(&out);
+	assert_non_null(strstr(out.buf, "    bind 127.0.0.1:9000\n"));
+	assert_non_null(strstr(out.buf,
+		"    acl host_app1 req.hdr(host),field(1,:) -i first.example.com\n"));
+	assert_non_null(strstr(out.buf, "    use_backend app1 if host_app1\n"));
+	assert_non_null(strstr(out.buf,
+		"\nbackend app1\n    balance roundrobin\n    option forwardfor\n"
+		"    cookie JSESSIONID prefix nocache\n"
+		"    server a1 [2001:db8::1]:8080 check cookie a1\n"
+		"    server b2 10.0.0.2:8080 check cookie b2\n"));
+	service_list_release(&l);
+	buf_release(&out);
+}
+
+static void test_path_longest_prefix_first(void **state)
+{
+	struct service_list l;
+	struct buf out = BUF_INIT;
+	const char *a, *ab, *abc, *h;
+
+	(void)state;
+	service_list_init(&l);
+	add(&l, "a", CONFIG_MODE_PATH, "api", 80, NULL);
+	add(&l, "b", CONFIG_MODE_PATH, "api/v1/users", 80, NULL);
+	add(&l, "c", CONFIG_MODE_PATH, "api/v1", 80, NULL);
+	add(&l, "d", CONFIG_MODE_HOST, "d.example", 80, NULL);
+	render(&l, NULL, &out);
+	assert_clean(&out);
+	assert_non_null(strstr(out.buf, "    acl path_a path /api\n    acl path_a path_beg /api/\n"));
+	a = strstr(out.buf, "use_backend a if path_a\n");
+	ab = strstr(out.buf, "use_backend c if path_c\n");
+	abc = strstr(out.buf, "use_backend b if path_b\n");
+	h = strstr(out.buf, "use_backend d if host_d\n");
+	assert_non_null(a);
+	assert_non_null(ab);
+	assert_non_null(abc);
+	assert_non_null(h);
+	assert_true(h < abc && abc < ab && ab < a);
+	/* Backends stay in name order. */
+	assert_true(strstr(out.buf, "\nbackend a\n") < strstr(out.buf, "\nbackend b\n"));
+	assert_true(strstr(out.buf, "\nbackend b\n") < strstr(out.buf, "\nbackend c\n"));
+	service_list_release(&l);
+	buf_release(&out);
+}
+
+static void test_deterministic(void **state)
+{
+	struct service_list l;
+	struct buf one = BUF_INIT, two = BUF_INIT;
+	int i;
+
+	(void)state;
+	service_list_init(&l);
+	for (i = 0; i < 20; i++) {
+		char name[16];
+		struct service *s;
+
+		snprintf(name, sizeof(name), "s%02d", i);
+		s = add(&l, name, i % 3 ? CONFIG_MODE_HOST : CONFIG_MODE_PATH,
+			i % 3 ? "h.example" : "p", 80, i % 2 ? "C" : NULL);
+		service_put_container(s, "x", "10.0.0.1");
+	}
+	render(&l, NULL, &one);
+	render(&l, NULL, &two);
+	assert_int_equal(one.len, two.len);
+	assert_memory_equal(one.buf, two.buf, one.len);
+	service_list_release(&l);
+	buf_release(&one);
+	buf_release(&two);
+}
+
+static void test_check_bind(void **state)
+{
+	static const struct {
+		const char *in, *out;
+	} good[] = {
+		{":80", ":80"},
+		{"*:8080", ":8080"},
+		{"127.0.0.1:8080", "127.0.0.1:8080"},
+		{"[::1]:80", "[::1]:80"},
+		{"[2001:DB8:0::1]:443", "[2001:db8::1]:443"},
+	};
+	static const char *const bad[] = {
+		"", "80", ":0", ":65536", ":80x", "1.2.3:80", "[::1:80", "host:80",
+		"127.0.0.1:80\nbind :81", "::1:80", ":123456", "[fe80::1%eth0]:80",
+	};
+	struct buf out = BUF_INIT, err = BUF_INIT;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		assert_int_equal(render_check_bind(good[i].in, &out, &err), 0);
+		assert_string_equal(out.buf, good[i].out);
+	}
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		buf_reset(&err);
+		if (!render_check_bind(bad[i], &out, &err))
+			fail_msg("bind '%s' was accepted", bad[i]);
+		assert_true(err.len > 0);
+	}
+	buf_release(&out);
+	buf_release(&err);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_empty_table),
+		cmocka_unit_test(test_host_and_cookie),
+		cmocka_unit_test(test_path_longest_prefix_first),
+		cmocka_unit_test(test_deterministic),
+		cmocka_unit_test(test_check_bind),
+	};
+
+	return cmocka_run_group_tests_name("render", tests, NULL, NULL);
+}
