@@ -17,6 +17,7 @@
 #include "agent/docker.h"
 #include "agent/file.h"
 #include "agent/haproxy.h"
+#include "log.h"
 #include "payload.h"
 #include "xalloc.h"
 #include "banned.h"
@@ -88,36 +89,16 @@ static void agent_on_signal(int sig)
 
 void agent_log(const char *level, const char *event, const char *fmt, ...)
 {
-	struct buf line = BUF_INIT;
-	struct timespec ts;
-	struct tm tm;
-	char stamp[32];
+	struct buf msg = BUF_INIT;
 	va_list ap;
-	size_t off = 0;
 
-	clock_gettime(CLOCK_REALTIME, &ts);
-	gmtime_r(&ts.tv_sec, &tm);
-	strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
-	buf_addf(&line, "ts=%s.%03ldZ level=%s event=%s", stamp, ts.tv_nsec / 1000000,
-		 level, event);
 	if (fmt && *fmt) {
-		buf_addch(&line, ' ');
 		va_start(ap, fmt);
-		buf_vaddf(&line, fmt, ap);
+		buf_vaddf(&msg, fmt, ap);
 		va_end(ap);
 	}
-	buf_addch(&line, '\n');
-	/* One write per line, so lines from two threads never interleave. */
-	while (off < line.len) {
-		ssize_t n = write(2, line.buf + off, line.len - off);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		off += (size_t)n;
-	}
-	buf_release(&line);
+	log_event("level=%s event=%s%s%s", level, event, msg.len ? " " : "", msg.buf);
+	buf_release(&msg);
 }
 
 const char *agent_quote(struct buf *scratch, const char *s)
@@ -225,7 +206,7 @@ static void agent_build_payload(const char *table, const struct service_list *li
 			service_copy(service_list_append(&candidates), svc);
 	}
 	buf_addstr(out, "],\"candidates\":");
-	payload_services_json(&candidates, out);
+	payload_services_json(&candidates, 0, out);
 	buf_addch(out, '}');
 	service_list_release(&candidates);
 }

@@ -217,18 +217,31 @@ int haproxy_procs_parse(const char *text, struct haproxy_procs *out)
 enum status haproxy_show_proc(const char *socket, unsigned timeout_ms,
 			      struct haproxy_procs *out, struct buf *err)
 {
+	long long deadline = haproxy_now_ms() + timeout_ms;
 	struct buf text = BUF_INIT;
 	enum status st;
 
 	memset(out, 0, sizeof(*out));
-	/* "quit" makes the master close the connection after the answer. */
-	st = haproxy_master_command(socket, "show proc;quit", timeout_ms, &text, err);
-	if (st != ST_OK)
-		goto out;
-	if (haproxy_procs_parse(text.buf, out)) {
-		buf_setf(err, "unexpected answer to 'show proc': ");
-		buf_addquoted(err, text.buf, text.len > 200 ? 200 : text.len);
-		st = ST_UNAVAILABLE;
+	for (;;) {
+		long long left = deadline - haproxy_now_ms();
+
+		buf_reset(&text);
+		buf_reset(err);
+		/* "quit" makes the master close the connection after the answer. */
+		st = haproxy_master_command(socket, "show proc;quit",
+					    left > 0 ? (unsigned)left : 1, &text, err);
+		if (st != ST_OK)
+			goto out;
+		if (!haproxy_procs_parse(text.buf, out))
+			goto out;
+		/* While it re-executes, the master accepts and closes at once. */
+		if (text.len || haproxy_now_ms() >= deadline) {
+			buf_setf(err, "unexpected answer to 'show proc': ");
+			buf_addquoted(err, text.buf, text.len > 200 ? 200 : text.len);
+			st = ST_UNAVAILABLE;
+			goto out;
+		}
+		haproxy_sleep_ms(20);
 	}
 out:
 	buf_release(&text);
