@@ -44,6 +44,10 @@ struct docker_source {
 	atomic_int forget; /* the events stream reconnected: inspect again */
 	struct docker_seen *seen;
 	size_t nr_seen, alloc_seen;
+	/* Containers already logged as skipped; survives resyncs, pruned to
+	 * the containers still listed. */
+	char **logged;
+	size_t nr_logged, alloc_logged;
 };
 
 /* Actions that change what runs; podman says "died" where Docker says "die". */
@@ -213,12 +217,42 @@ static struct docker_seen *docker_seen_find(struct docker_source *ds, const char
 	return NULL;
 }
 
+static int docker_logged(const struct docker_source *ds, const char *id)
+{
+	size_t i;
+
+	for (i = 0; i < ds->nr_logged; i++)
+		if (!strcmp(ds->logged[i], id))
+			return 1;
+	return 0;
+}
+
+/* Forget logged containers that are no longer listed. */
+static void docker_prune_logged(struct docker_source *ds, json_t *const *items, size_t n)
+{
+	size_t i, j, kept = 0;
+
+	for (i = 0; i < ds->nr_logged; i++) {
+		int listed = 0;
+
+		for (j = 0; j < n && !listed; j++)
+			listed = !strcmp(ds->logged[i],
+					 json_string_value(json_object_get(items[j], "Id")));
+		if (listed)
+			ds->logged[kept++] = ds->logged[i];
+		else
+			free(ds->logged[i]);
+	}
+	ds->nr_logged = kept;
+}
+
 /* Inspect `id` once and remember the outcome; NULL when the engine is gone. */
 static struct docker_seen *docker_inspect(struct docker_source *ds, const char *id,
 					  const char *name, enum status *st,
 					  struct buf *err)
 {
 	struct buf path = BUF_INIT, body = BUF_INIT, reason = BUF_INIT, q = BUF_INIT;
+	struct buf q2 = BUF_INIT;
 	struct docker_seen *seen = docker_seen_find(ds, id);
 	char *esc = NULL;
 
@@ -243,9 +277,13 @@ static struct docker_seen *docker_inspect(struct docker_source *ds, const char *
 	if (docker_container_parse(body.buf, body.len, ds->network, &seen->svc, &reason)) {
 		service_release(&seen->svc);
 		seen->reason = buf_detach(&reason, NULL);
-		/* Logged once: the outcome is remembered until a resync. */
-		agent_log("warn", "skip", "source=docker container=%.12s name=%s reason=%s",
-			  id, agent_quote(&q, name), seen->reason);
+		if (!docker_logged(ds, id)) {
+			agent_log("warn", "skip",
+				  "source=docker container=%.12s name=%s reason=%s", id,
+				  agent_quote(&q, name), agent_quote(&q2, seen->reason));
+			ALLOC_GROW(ds->logged, ds->nr_logged + 1, ds->alloc_logged);
+			ds->logged[ds->nr_logged++] = xstrdup(id);
+		}
 	} else {
 		seen->ok = 1;
 	}
@@ -255,6 +293,7 @@ out:
 	buf_release(&body);
 	buf_release(&reason);
 	buf_release(&q);
+	buf_release(&q2);
 	return seen;
 }
 
@@ -337,6 +376,8 @@ enum status docker_source_load(struct docker_source *ds, struct service_list *ou
 		const char *name = json_string_value(json_array_get(json_object_get(items[i], "Names"), 0));
 		struct docker_seen *seen;
 
+		if (name && *name == '/')
+			name++;
 		seen = docker_inspect(ds, id, name ? name : "", &st, err);
 		if (st != ST_OK) {
 			st = ST_UNAVAILABLE;
@@ -346,6 +387,7 @@ enum status docker_source_load(struct docker_source *ds, struct service_list *ou
 		if (seen && seen->ok)
 			docker_merge(out, &seen->svc);
 	}
+	docker_prune_logged(ds, items, n);
 	service_list_sort(out);
 	st = ST_OK;
 out:
@@ -557,6 +599,9 @@ void docker_source_free(struct docker_source *ds)
 	}
 	docker_seen_clear(ds);
 	free(ds->seen);
+	while (ds->nr_logged)
+		free(ds->logged[--ds->nr_logged]);
+	free(ds->logged);
 	if (ds->curl)
 		curl_easy_cleanup(ds->curl);
 	free(ds->socket);

@@ -155,8 +155,8 @@ static int file_parse_service(json_t *entry, struct service *svc,
 		if (!reason.len &&
 		    !agent_service_add_container(svc, id, ip, &reason))
 			continue;
-		buf_addf(skipped, "service=%s container=%zu reason=%s\n",
-			 agent_quote(&q, svc->name), i, reason.buf);
+		buf_addf(skipped, "service=%s container=%zu ", agent_quote(&q, svc->name), i);
+		buf_addf(skipped, "reason=%s\n", agent_quote(&q, reason.buf));
 	}
 	ret = 0;
 out:
@@ -194,8 +194,9 @@ enum status file_parse_services(const char *json, size_t len,
 		if (file_parse_service(entry, &svc, skipped, &reason)) {
 			const char *name = json_string_value(json_object_get(entry, "serviceName"));
 
-			buf_addf(skipped, "entry=%zu service=%s reason=%s\n", i,
-				 agent_quote(&q, name ? name : ""), reason.buf);
+			buf_addf(skipped, "entry=%zu service=%s ", i,
+				 agent_quote(&q, name ? name : ""));
+			buf_addf(skipped, "reason=%s\n", agent_quote(&q, reason.buf));
 			service_release(&svc);
 			continue;
 		}
