@@ -28,6 +28,8 @@
 #define AGENT_TICK_MS 50
 #define AGENT_BACKOFF_MIN_MS 500
 #define AGENT_BACKOFF_MAX_MS 30000
+/* Characters of one quoted log value. */
+#define AGENT_LOG_VALUE_MAX 1000
 /* Largest config accepted from the registry. */
 #define AGENT_MAX_CONFIG ((size_t)16 << 20)
 
@@ -103,8 +105,26 @@ void agent_log(const char *level, const char *event, const char *fmt, ...)
 
 const char *agent_quote(struct buf *scratch, const char *s)
 {
+	size_t i, len = strlen(s);
+
 	buf_reset(scratch);
-	buf_addquoted(scratch, s, strlen(s));
+	buf_addch(scratch, '"');
+	/* A log line stays one line and stays short enough to read. */
+	for (i = 0; i < len && i < AGENT_LOG_VALUE_MAX; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (c == '"' || c == '\\')
+			buf_addf(scratch, "\\%c", c);
+		else if (c == '\n')
+			buf_addstr(scratch, "\\n");
+		else if (c < 0x20 || c == 0x7f)
+			buf_addf(scratch, "\\x%02x", c);
+		else
+			buf_addch(scratch, (char)c);
+	}
+	if (len > AGENT_LOG_VALUE_MAX)
+		buf_addstr(scratch, "...");
+	buf_addch(scratch, '"');
 	return scratch->buf;
 }
 

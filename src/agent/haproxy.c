@@ -311,6 +311,37 @@ out:
 	return st;
 }
 
+/* HAProxy's [ALERT] lines without their prefix, joined by "; ". */
+static void haproxy_check_message(const struct buf *output, struct buf *err)
+{
+	const char *p = output->buf;
+
+	buf_setf(err, "haproxy -c refused the config: ");
+	while (*p) {
+		const char *eol = strchr(p, '\n');
+		size_t len = eol ? (size_t)(eol - p) : strlen(p);
+		const char *colon;
+
+		if (!strncmp(p, "[ALERT]", 7)) {
+			/* "[ALERT]    (pid) : config : parsing ..." -> "parsing ..." */
+			colon = memmem(p, len, " : ", 3);
+			if (colon && memmem(colon + 3, len - (size_t)(colon + 3 - p), " : ", 3))
+				colon = memmem(colon + 3, len - (size_t)(colon + 3 - p), " : ", 3);
+			if (colon) {
+				len -= (size_t)(colon + 3 - p);
+				p = colon + 3;
+			}
+			buf_add(err, p, len);
+			buf_addstr(err, "; ");
+		}
+		p = eol ? eol + 1 : p + len;
+	}
+	if (!strncmp(err->buf + err->len - 2, "; ", 2))
+		buf_setlen(err, err->len - 2);
+	else
+		buf_add(err, output->buf, output->len);
+}
+
 enum status haproxy_check(const struct haproxy_options *opts, const char *path,
 			  struct buf *err)
 {
@@ -371,11 +402,7 @@ enum status haproxy_check(const struct haproxy_options *opts, const char *path,
 	} else if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
 		st = ST_OK;
 	} else {
-		while (output.len && (output.buf[output.len - 1] == '\n' ||
-				      output.buf[output.len - 1] == ' '))
-			buf_setlen(&output, output.len - 1);
-		buf_setf(err, "haproxy -c refused the config: ");
-		buf_addquoted(err, output.buf, output.len);
+		haproxy_check_message(&output, err);
 		st = ST_INVALID;
 	}
 out:
