@@ -50,3 +50,10 @@ format-check:
 
 clean:
 	rm -rf $(BUILD) $(BUILD_ASAN)
+
+# The AWS Lambda zip (provided.al2023): bootstrap and the libraries it needs.
+.PHONY: lambda-package
+lambda-package: deps $(BUILD)/Makefile
+	@scripts/deps.sh lambda
+	cmake --build $(BUILD) -j $(JOBS) --target lambda-registry-lambda
+	scripts/lambda-package.sh $(BUILD)/lambda-registry-lambda $(BUILD)/lambda-registry-lambda.zip

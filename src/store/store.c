@@ -9,6 +9,7 @@
 
 static const struct store_backend *const store_backends[] = {
 	&store_sqlite,
+	&store_dynamodb,
 };
 
 enum status store_open(const char *spec, struct store **out, struct buf *err)

@@ -1,0 +1,778 @@
+/*
+ * The DynamoDB store backend: one DynamoDB table per payload table, one item
+ * per service in the first version's layout plus a `version` number that
+ * makes every put and delete a conditional write (optimistic concurrency).
+ */
+#include "store.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "../aws.h"
+#include "../log.h"
+#include "../payload.h"
+#include "../xalloc.h"
+#include "../banned.h"
+
+/*
+ * The version reported for an item the first version wrote (it has no
+ * `version` attribute): a write then requires that the item still exists and
+ * still has no version. 0 cannot be used, it means "new".
+ */
+#define DDB_VERSION_LEGACY UINT64_MAX
+/* An item whose version attribute cannot be read; only for broken items. */
+#define DDB_VERSION_UNKNOWN (UINT64_MAX - 1)
+
+#define DDB_TABLE_MAX 255
+
+/* A stored item that failed validation: not loaded, but known to put(). */
+struct ddb_broken {
+	char *name;
+	uint64_t version;
+};
+
+struct ddb_store {
+	struct store base; /* first: the contract casts between the two */
+	struct aws_client *aws;
+	char *prefix;
+	long scan_limit; /* 0: DynamoDB's own page size (a test knob) */
+	int trace;
+	/* The open call. */
+	struct buf table; /* prefix + payload table */
+	uint64_t deadline;
+	unsigned long requests_at_begin;
+	unsigned writes;
+	char last_type[128]; /* error type of the last failed request */
+	struct ddb_broken *broken;
+	size_t nr_broken, alloc_broken;
+};
+
+static void ddb_forget_broken(struct ddb_store *d)
+{
+	size_t i;
+
+	for (i = 0; i < d->nr_broken; i++)
+		free(d->broken[i].name);
+	d->nr_broken = 0;
+}
+
+static uint64_t ddb_deadline(const struct ddb_store *d)
+{
+	return aws_now_ms() + aws_client_config(d->aws)->timeout_ms;
+}
+
+/* The ms budget runs from begin(); outside a call each request gets its own. */
+static uint64_t ddb_call_deadline(struct ddb_store *d)
+{
+	return d->deadline ? d->deadline : ddb_deadline(d);
+}
+
+/*
+ * Send one request; the JSON `req` is consumed (stolen). The DynamoDB errors
+ * the backend acts on are mapped: ConditionalCheckFailedException to
+ * ST_CONFLICT, ResourceNotFoundException to ST_NOT_FOUND.
+ */
+static enum status ddb_request(struct ddb_store *d, const char *op, json_t *req,
+			       json_t **answer, struct buf *err)
+{
+	struct aws_response res;
+	char *body = json_dumps(req, JSON_COMPACT);
+	enum status ret;
+
+	if (answer)
+		*answer = NULL;
+	if (!body)
+		BUG("cannot serialise a %s request", op);
+	aws_response_init(&res);
+	ret = aws_dynamodb_request(d->aws, op, body, strlen(body),
+				   ddb_call_deadline(d), &res, err);
+	if (ret == ST_OK && answer) {
+		*answer = json_loadb(res.body.buf, res.body.len, 0, NULL);
+		if (!json_is_object(*answer)) {
+			json_decref(*answer);
+			*answer = NULL;
+			buf_setf(err,
+				 "dynamodb %s: the answer is not a JSON object",
+				 op);
+			ret = ST_UNAVAILABLE;
+		}
+	} else if (ret != ST_OK) {
+		memcpy(d->last_type, res.type, sizeof(d->last_type));
+		if (!strcmp(res.type, "ConditionalCheckFailedException"))
+			ret = ST_CONFLICT;
+		else if (!strcmp(res.type, "ResourceNotFoundException"))
+			ret = ST_NOT_FOUND;
+	}
+	aws_response_release(&res);
+	free(body);
+	json_decref(req);
+	return ret;
+}
+
+/* ---- item <-> service ---------------------------------------------------- */
+
+static void ddb_format_time(int64_t ms, struct buf *out)
+{
+	time_t secs = (time_t)(ms >= 0 ? ms / 1000 : (ms - 999) / 1000);
+	int frac = (int)(ms - (int64_t)secs * 1000);
+	char text[64];
+	struct tm tm;
+
+	if (!gmtime_r(&secs, &tm) ||
+	    !strftime(text, sizeof(text), "%Y-%m-%dT%H:%M:%S", &tm))
+		BUG("cannot format time %lld", (long long)ms);
+	(void)buf_addf(out, "%s.%03dZ", text, frac);
+}
+
+static int ddb_digits(const char **p, int n, int *out)
+{
+	int v = 0;
+
+	while (n--) {
+		if (!isdigit((unsigned char)**p))
+			return -1;
+		v = v * 10 + (*(*p)++ - '0');
+	}
+	*out = v;
+	return 0;
+}
+
+/*
+ * ISO-8601 as the first version wrote it (JavaScript's toISOString(),
+ * "2024-05-01T10:20:30.123Z"); fractions of any length and a numeric offset
+ * are accepted, no zone means UTC.
+ */
+static int ddb_parse_time(const char *s, int64_t *ms)
+{
+	struct tm tm = {0};
+	int year, mon, day, hour, min, sec, oh = 0, om = 0, frac = 0,
+					    scale = 1000;
+	int sign = 0;
+	time_t secs;
+
+	if (ddb_digits(&s, 4, &year) || *s++ != '-' ||
+	    ddb_digits(&s, 2, &mon) || *s++ != '-' || ddb_digits(&s, 2, &day) ||
+	    (*s != 'T' && *s != ' ') || !*s++ || ddb_digits(&s, 2, &hour) ||
+	    *s++ != ':' || ddb_digits(&s, 2, &min) || *s++ != ':' ||
+	    ddb_digits(&s, 2, &sec))
+		return -1;
+	if (*s == '.') {
+		s++;
+		if (!isdigit((unsigned char)*s))
+			return -1;
+		for (; isdigit((unsigned char)*s); s++) {
+			if (scale > 1) {
+				scale /= 10;
+				frac += (*s - '0') * scale;
+			}
+		}
+	}
+	if (*s == 'Z') {
+		s++;
+	} else if (*s == '+' || *s == '-') {
+		sign = *s++ == '-' ? -1 : 1;
+		if (ddb_digits(&s, 2, &oh) || (*s == ':' && !*++s) ||
+		    ddb_digits(&s, 2, &om))
+			return -1;
+	}
+	if (*s || mon < 1 || mon > 12 || day < 1 || day > 31 || hour > 23 ||
+	    min > 59 || sec > 60)
+		return -1;
+	tm.tm_year = year - 1900;
+	tm.tm_mon = mon - 1;
+	tm.tm_mday = day;
+	tm.tm_hour = hour;
+	tm.tm_min = min;
+	tm.tm_sec = sec;
+	secs = timegm(&tm);
+	secs -= sign * (oh * 3600 + om * 60);
+	*ms = (int64_t)secs * 1000 + frac;
+	return 0;
+}
+
+/* The string of attribute `name` of type `type` ("S", "N"); NULL if absent. */
+static const char *ddb_attr(json_t *item, const char *name, const char *type)
+{
+	return json_string_value(
+		json_object_get(json_object_get(item, name), type));
+}
+
+/* An attribute that is absent or DynamoDB NULL. */
+static int ddb_attr_missing(json_t *item, const char *name)
+{
+	json_t *v = json_object_get(item, name);
+
+	return !v || json_is_true(json_object_get(v, "NULL"));
+}
+
+static int ddb_parse_version(const char *s, uint64_t *version)
+{
+	unsigned long long v;
+	char *end;
+
+	if (!s || !isdigit((unsigned char)*s))
+		return -1;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || *end || !v || v >= DDB_VERSION_UNKNOWN)
+		return -1;
+	*version = v;
+	return 0;
+}
+
+static int ddb_parse_containers(json_t *item, struct service *svc,
+				struct buf *why)
+{
+	struct buf ip = BUF_INIT, check = BUF_INIT;
+	json_t *list, *entry;
+	size_t i;
+	int ret = -1;
+
+	if (ddb_attr_missing(item, "containers"))
+		return 0;
+	list = json_object_get(json_object_get(item, "containers"), "L");
+	if (!json_is_array(list)) {
+		buf_setf(why, "containers is not a list");
+		goto out;
+	}
+	json_array_foreach(list, i, entry)
+	{
+		json_t *m = json_object_get(entry, "M");
+		const char *id = ddb_attr(m, "id", "S");
+		const char *addr = ddb_attr(m, "ip", "S");
+
+		if (!id || !addr) {
+			buf_setf(why, "containers[%zu] has no id or ip string",
+				 i);
+			goto out;
+		}
+		buf_reset(&ip);
+		if (payload_check_name(id, &check)) {
+			buf_setf(why, "containers[%zu].id: %s", i, check.buf);
+			goto out;
+		}
+		if (payload_check_ip(addr, &ip, &check)) {
+			buf_setf(why, "containers[%zu].ip: %s", i, check.buf);
+			goto out;
+		}
+		service_put_container(svc, id, ip.buf);
+	}
+	ret = 0;
+out:
+	buf_release(&ip);
+	buf_release(&check);
+	return ret;
+}
+
+/*
+ * Turn a stored item into `svc`, validated like a payload and canonical, so
+ * a hand-edited or damaged item cannot reach the config. -1 with the reason
+ * in `why` (svc must then be released by the caller).
+ */
+static int ddb_parse_item(json_t *item, struct service *svc, struct buf *why)
+{
+	const char *name = ddb_attr(item, "serviceName", "S");
+	const char *mode = ddb_attr(item, "configMode", "S");
+	const char *port = ddb_attr(item, "port", "N");
+	const char *predicate = ddb_attr(item, "predicate", "S");
+	const char *cookie = ddb_attr(item, "cookie", "S");
+	const char *created = ddb_attr(item, "createdAt", "S");
+	const char *updated = ddb_attr(item, "updatedAt", "S");
+	struct buf canon = BUF_INIT, check = BUF_INIT;
+	int ret = -1;
+
+	if (!name || payload_check_name(name, &check)) {
+		buf_setf(why, "serviceName: %s", name ? check.buf : "missing");
+		goto out;
+	}
+	svc->name = xstrdup(name);
+	/* First, so that a damaged item is still replaced under its version. */
+	if (ddb_attr_missing(item, "version")) {
+		svc->version = DDB_VERSION_LEGACY;
+	} else if (ddb_parse_version(ddb_attr(item, "version", "N"),
+				     &svc->version)) {
+		svc->version = DDB_VERSION_UNKNOWN;
+		buf_setf(why, "version is not a positive number");
+		goto out;
+	}
+	/* The first version could leave configMode out: host, the default. */
+	if (ddb_attr_missing(item, "configMode"))
+		mode = "host";
+	if (!mode || config_mode_parse(mode, &svc->mode)) {
+		buf_setf(why, "configMode is not \"host\" or \"path\"");
+		goto out;
+	}
+	/* The first version kept a port sent as a string as a string. */
+	if (!port)
+		port = ddb_attr(item, "port", "S");
+	if (!port || payload_check_port_string(port, &svc->port, &check)) {
+		buf_setf(why, "port: %s", port ? check.buf : "missing");
+		goto out;
+	}
+	if (!predicate ||
+	    payload_check_predicate(svc->mode, predicate, &canon, &check)) {
+		buf_setf(why, "predicate: %s",
+			 predicate ? check.buf : "missing");
+		goto out;
+	}
+	svc->predicate = buf_detach(&canon, NULL);
+	if (!ddb_attr_missing(item, "cookie") && !(cookie && !*cookie)) {
+		if (!cookie || payload_check_cookie(cookie, &check)) {
+			buf_setf(why, "cookie: %s",
+				 cookie ? check.buf : "not a string");
+			goto out;
+		}
+		svc->cookie = xstrdup(cookie);
+	}
+	if (ddb_parse_containers(item, svc, why))
+		goto out;
+	/* Times are informational: one we cannot read is left unknown (0). */
+	if (created && ddb_parse_time(created, &svc->created_at))
+		svc->created_at = 0;
+	if (updated && ddb_parse_time(updated, &svc->updated_at))
+		svc->updated_at = 0;
+	ret = 0;
+out:
+	buf_release(&canon);
+	buf_release(&check);
+	return ret;
+}
+
+static json_t *ddb_s(const char *s)
+{
+	return json_pack("{s:s}", "S", s); /* new reference */
+}
+
+static json_t *ddb_n(unsigned long long n)
+{
+	char text[32];
+
+	snprintf(text, sizeof(text), "%llu", n);
+	return json_pack("{s:s}", "N", text); /* new reference */
+}
+
+/* The item for `svc` at `version`; new reference. */
+static json_t *ddb_item(const struct service *svc, uint64_t version)
+{
+	json_t *item = json_object(), *list = json_array();
+	struct buf t = BUF_INIT;
+	size_t i;
+
+	json_object_set_new(item, "serviceName", ddb_s(svc->name));
+	json_object_set_new(item, "configMode",
+			    ddb_s(config_mode_name(svc->mode)));
+	json_object_set_new(item, "port", ddb_n(svc->port));
+	json_object_set_new(item, "predicate", ddb_s(svc->predicate));
+	if (svc->cookie)
+		json_object_set_new(item, "cookie", ddb_s(svc->cookie));
+	for (i = 0; i < svc->nr_containers; i++)
+		json_array_append_new(
+			list, json_pack("{s:{s:o,s:o}}", "M", "id",
+					ddb_s(svc->containers[i].id), "ip",
+					ddb_s(svc->containers[i].ip)));
+	json_object_set_new(item, "containers", json_pack("{s:o}", "L", list));
+	ddb_format_time(svc->created_at, &t);
+	json_object_set_new(item, "createdAt", ddb_s(t.buf));
+	buf_reset(&t);
+	ddb_format_time(svc->updated_at, &t);
+	json_object_set_new(item, "updatedAt", ddb_s(t.buf));
+	json_object_set_new(item, "version", ddb_n(version));
+	buf_release(&t);
+	return item;
+}
+
+/*
+ * Add the condition that the stored item still has `version` to `req`:
+ * 0 means it must not exist, DDB_VERSION_LEGACY that it exists without a
+ * version (a first-version item), DDB_VERSION_UNKNOWN only that it exists.
+ */
+static void ddb_add_condition(json_t *req, uint64_t version)
+{
+	const char *cond;
+
+	if (!version)
+		cond = "attribute_not_exists(serviceName)";
+	else if (version == DDB_VERSION_LEGACY)
+		cond = "attribute_exists(serviceName) AND "
+		       "attribute_not_exists(#v)";
+	else if (version == DDB_VERSION_UNKNOWN)
+		cond = "attribute_exists(serviceName)";
+	else
+		cond = "#v = :v";
+	json_object_set_new(req, "ConditionExpression", json_string(cond));
+	if (version == DDB_VERSION_LEGACY ||
+	    (version && version < DDB_VERSION_UNKNOWN))
+		json_object_set_new(req, "ExpressionAttributeNames",
+				    json_pack("{s:s}", "#v", "version"));
+	if (version && version < DDB_VERSION_UNKNOWN)
+		json_object_set_new(req, "ExpressionAttributeValues",
+				    json_pack("{s:o}", ":v", ddb_n(version)));
+}
+
+/* ---- table creation --------------------------------------------------- */
+
+/* Create the call's table (PAY_PER_REQUEST) and wait until it is ACTIVE. */
+static enum status ddb_create_table(struct ddb_store *d, struct buf *err)
+{
+	json_t *req, *answer = NULL;
+	const char *status = "";
+	uint64_t pause = 50;
+	enum status ret;
+
+	req = json_pack("{s:s,s:[{s:s,s:s}],s:[{s:s,s:s}],s:s}", "TableName",
+			d->table.buf, "AttributeDefinitions", "AttributeName",
+			"serviceName", "AttributeType", "S", "KeySchema",
+			"AttributeName", "serviceName", "KeyType", "HASH",
+			"BillingMode", "PAY_PER_REQUEST");
+	ret = ddb_request(d, "CreateTable", req, NULL, err);
+	/* Another instance may be creating it right now: then wait as well. */
+	if (ret != ST_OK && strcmp(d->last_type, "ResourceInUseException"))
+		goto out;
+	buf_reset(err);
+	for (;;) {
+		req = json_pack("{s:s}", "TableName", d->table.buf);
+		ret = ddb_request(d, "DescribeTable", req, &answer, err);
+		if (ret == ST_NOT_FOUND) {
+			buf_reset(err);
+			ret = ST_OK; /* not visible yet */
+		} else if (ret != ST_OK)
+			goto out;
+		status = json_string_value(json_object_get(
+			json_object_get(answer, "Table"), "TableStatus"));
+		if (status && !strcmp(status, "ACTIVE"))
+			break;
+		if (aws_now_ms() + pause >= ddb_call_deadline(d)) {
+			buf_setf(err,
+				 "dynamodb table '%s' is still being created "
+				 "(%s); "
+				 "retry the call",
+				 d->table.buf,
+				 status ? status : "not visible yet");
+			ret = ST_UNAVAILABLE;
+			goto out;
+		}
+		json_decref(answer);
+		answer = NULL;
+		{
+			struct timespec ts = {0, (long)pause * 1000000};
+
+			nanosleep(&ts, NULL);
+		}
+		if (pause < 500)
+			pause *= 2;
+	}
+	log_event("event=dynamodb_table_created table=%s", d->table.buf);
+out:
+	json_decref(answer);
+	return ret;
+}
+
+/* ---- the contract ------------------------------------------------------ */
+
+static enum status ddb_open(const char *arg, struct store **out,
+			    struct buf *err)
+{
+	struct aws_config cfg;
+	struct ddb_store *d;
+	const char *p, *v;
+	enum status ret;
+
+	*out = NULL;
+	for (p = arg; *p; p++)
+		if (!isalnum((unsigned char)*p) && *p != '_' && *p != '-' &&
+		    *p != '.')
+			break;
+	if (*p || p - arg > DDB_TABLE_MAX - TABLE_NAME_MIN) {
+		buf_setf(err,
+			 "dynamodb: table prefix '%s' is not up to %d "
+			 "characters of "
+			 "A-Z a-z 0-9 _ - .",
+			 arg, DDB_TABLE_MAX - TABLE_NAME_MIN);
+		return ST_USAGE;
+	}
+	ret = aws_config_from_env(&cfg, err);
+	if (ret != ST_OK) {
+		struct buf msg = BUF_INIT;
+
+		(void)buf_addf(&msg, "dynamodb: %s", err->buf);
+		buf_setf(err, "%s", msg.buf);
+		buf_release(&msg);
+		return ret;
+	}
+	d = xcalloc(1, sizeof(*d));
+	d->base.be = &store_dynamodb;
+	d->aws = aws_client_new(&cfg);
+	d->prefix = xstrdup(arg);
+	buf_init(&d->table, DDB_TABLE_MAX + 1);
+	v = getenv("LAMBDA_REGISTRY_STORE_TRACE");
+	d->trace = v && *v && strcmp(v, "0");
+	v = getenv("LAMBDA_REGISTRY_STORE_SCAN_LIMIT");
+	if (v && *v)
+		d->scan_limit = strtol(v, NULL, 10);
+	*out = &d->base;
+	return ST_OK;
+}
+
+static void ddb_close(struct store *st)
+{
+	struct ddb_store *d = (struct ddb_store *)st;
+
+	ddb_forget_broken(d);
+	free(d->broken);
+	aws_client_free(d->aws);
+	free(d->prefix);
+	buf_release(&d->table);
+	free(d);
+}
+
+static enum status ddb_begin(struct store *st, const char *table, int write,
+			     struct buf *err)
+{
+	struct ddb_store *d = (struct ddb_store *)st;
+
+	(void)write; /* nothing to lock: writes are conditional per item */
+	ddb_forget_broken(d);
+	buf_reset(&d->table);
+	if (buf_addstr(&d->table, d->prefix) || buf_addstr(&d->table, table)) {
+		buf_setf(err,
+			 "dynamodb table name '%s%s' is longer than %d "
+			 "characters",
+			 d->prefix, table, DDB_TABLE_MAX);
+		return ST_INVALID;
+	}
+	d->deadline = ddb_deadline(d);
+	d->requests_at_begin = aws_client_requests(d->aws);
+	d->writes = 0;
+	return ST_OK;
+}
+
+static enum status ddb_version(struct store *st, uint64_t *version,
+			       struct buf *err)
+{
+	(void)st;
+	(void)version;
+	buf_setf(err, "dynamodb: no table version");
+	return ST_INTERNAL;
+}
+
+static enum status ddb_load(struct store *st, struct service_list *out,
+			    struct buf *err)
+{
+	struct ddb_store *d = (struct ddb_store *)st;
+	struct buf why = BUF_INIT, quoted = BUF_INIT, name = BUF_INIT;
+	json_t *answer = NULL, *start = NULL, *req, *items, *item;
+	enum status ret = ST_OK;
+	size_t first = out->nr, i;
+
+	for (;;) {
+		req = json_pack("{s:s,s:b}", "TableName", d->table.buf,
+				"ConsistentRead", 1);
+		if (d->scan_limit > 0)
+			json_object_set_new(req, "Limit",
+					    json_integer(d->scan_limit));
+		if (start)
+			json_object_set(req, "ExclusiveStartKey", start);
+		ret = ddb_request(d, "Scan", req, &answer, err);
+		if (ret == ST_NOT_FOUND) {
+			/* A table not created yet holds nothing. */
+			buf_reset(err);
+			ret = ST_OK;
+			break;
+		}
+		if (ret != ST_OK)
+			break;
+		items = json_object_get(answer, "Items");
+		json_array_foreach(items, i, item)
+		{
+			struct service *svc = service_list_append(out);
+
+			buf_reset(&why);
+			if (!ddb_parse_item(item, svc, &why))
+				continue;
+			/* Left out of the config, but put() may replace it. */
+			buf_reset(&quoted);
+			(void)buf_addquoted(&quoted, why.buf, why.len);
+			buf_reset(&name);
+			if (svc->name)
+				(void)buf_addquoted(&name, svc->name,
+						    strlen(svc->name));
+			log_event("event=dynamodb_item_skipped table=%s "
+				  "service=%s reason=%s",
+				  d->table.buf, svc->name ? name.buf : "-",
+				  quoted.buf);
+			if (svc->name) {
+				ALLOC_GROW(d->broken, d->nr_broken + 1,
+					   d->alloc_broken);
+				d->broken[d->nr_broken].name =
+					xstrdup(svc->name);
+				d->broken[d->nr_broken++].version =
+					svc->version ? svc->version
+						     : DDB_VERSION_UNKNOWN;
+			}
+			service_release(svc);
+			out->nr--;
+		}
+		json_decref(start);
+		start = json_incref(
+			json_object_get(answer, "LastEvaluatedKey"));
+		json_decref(answer);
+		answer = NULL;
+		if (!json_is_object(start) || !json_object_size(start))
+			break;
+	}
+	if (ret == ST_OK) {
+		service_list_sort(out);
+	} else {
+		while (out->nr > first)
+			service_release(&out->items[--out->nr]);
+	}
+	json_decref(answer);
+	json_decref(start);
+	buf_release(&why);
+	buf_release(&quoted);
+	buf_release(&name);
+	return ret;
+}
+
+/* The version a new service's write must find: that of a damaged item, or none.
+ */
+static uint64_t ddb_expected_version(struct ddb_store *d,
+				     const struct service *svc)
+{
+	size_t i;
+
+	if (svc->version)
+		return svc->version;
+	for (i = 0; i < d->nr_broken; i++)
+		if (!strcmp(d->broken[i].name, svc->name))
+			return d->broken[i].version;
+	return 0;
+}
+
+static enum status ddb_conflict(const char *what, const struct service *svc,
+				struct ddb_store *d, struct buf *err)
+{
+	buf_setf(err,
+		 "dynamodb: service '%s' in table '%s' changed since it was "
+		 "loaded "
+		 "(%s)",
+		 svc->name, d->table.buf, what);
+	return ST_CONFLICT;
+}
+
+static enum status ddb_put(struct store *st, struct service *svc,
+			   struct buf *err)
+{
+	struct ddb_store *d = (struct ddb_store *)st;
+	uint64_t expect = ddb_expected_version(d, svc);
+	uint64_t next = expect && expect < DDB_VERSION_UNKNOWN ? expect + 1 : 1;
+	int64_t now = (int64_t)time(NULL) * 1000;
+	enum status ret;
+	json_t *req;
+	int tries;
+
+	if (!svc->created_at)
+		svc->created_at = now;
+	if (!svc->updated_at)
+		svc->updated_at = now;
+	for (tries = 0; tries < 2; tries++) {
+		req = json_pack("{s:s,s:o}", "TableName", d->table.buf, "Item",
+				ddb_item(svc, next));
+		ddb_add_condition(req, expect);
+		ret = ddb_request(d, "PutItem", req, NULL, err);
+		if (ret != ST_NOT_FOUND || tries)
+			break;
+		ret = ddb_create_table(d, err);
+		if (ret != ST_OK)
+			break;
+	}
+	if (ret == ST_CONFLICT)
+		return ddb_conflict("put", svc, d, err);
+	if (ret == ST_NOT_FOUND)
+		ret = ST_UNAVAILABLE;
+	if (ret == ST_OK) {
+		svc->version = next;
+		d->writes++;
+	}
+	return ret;
+}
+
+static enum status ddb_remove(struct store *st, const struct service *svc,
+			      struct buf *err)
+{
+	struct ddb_store *d = (struct ddb_store *)st;
+	enum status ret;
+	json_t *req;
+
+	req = json_pack("{s:s,s:{s:o}}", "TableName", d->table.buf, "Key",
+			"serviceName", ddb_s(svc->name));
+	ddb_add_condition(req, ddb_expected_version(d, svc));
+	ret = ddb_request(d, "DeleteItem", req, NULL, err);
+	if (ret == ST_CONFLICT)
+		return ddb_conflict("delete", svc, d, err);
+	if (ret == ST_NOT_FOUND) /* no table: nothing to delete */
+		ret = svc->version ? ddb_conflict("delete", svc, d, err)
+				   : ST_OK;
+	if (ret == ST_OK)
+		d->writes++;
+	return ret;
+}
+
+static void ddb_end(struct ddb_store *d, const char *how)
+{
+	if (d->trace)
+		log_event("event=dynamodb_call end=%s table=%s requests=%lu "
+			  "writes=%u",
+			  how, d->table.buf,
+			  aws_client_requests(d->aws) - d->requests_at_begin,
+			  d->writes);
+	d->deadline = 0;
+	ddb_forget_broken(d);
+}
+
+/* Every put and remove was applied when it returned: nothing is left to do. */
+static enum status ddb_commit(struct store *st, struct buf *err)
+{
+	(void)err;
+	ddb_end((struct ddb_store *)st, "commit");
+	return ST_OK;
+}
+
+/* Writes already made stay: the registry's next call converges from them. */
+static void ddb_rollback(struct store *st)
+{
+	ddb_end((struct ddb_store *)st, "rollback");
+}
+
+static enum status ddb_ping(struct store *st, struct buf *err)
+{
+	struct ddb_store *d = (struct ddb_store *)st;
+	uint64_t saved = d->deadline;
+	enum status ret;
+
+	d->deadline = ddb_deadline(d);
+	ret = ddb_request(d, "ListTables", json_pack("{s:i}", "Limit", 1), NULL,
+			  err);
+	d->deadline = saved;
+	return ret;
+}
+
+const struct store_backend store_dynamodb = {
+	.name = "dynamodb",
+	.caps = 0,
+	.open = ddb_open,
+	.close = ddb_close,
+	.begin = ddb_begin,
+	.version = ddb_version,
+	.load = ddb_load,
+	.put = ddb_put,
+	.remove = ddb_remove,
+	.commit = ddb_commit,
+	.rollback = ddb_rollback,
+	.ping = ddb_ping,
+};
