@@ -326,7 +326,7 @@ static void test_apply(void **state)
 
 	/* No master to reload: nothing is touched. */
 	opts.master_socket = "/nonexistent/master.sock";
-	opts.timeout_ms = 200;
+	opts.timeout_ms = 2000; /* also bounds the `-c` run */
 	config_text(&cfg, h->port, "    http-request return status 204\n");
 	assert_int_equal(haproxy_apply(&opts, cfg.buf, cfg.len, &outcome, &err), ST_UNAVAILABLE);
 	assert_int_equal(outcome, HAPROXY_DEFERRED);
