@@ -25,7 +25,7 @@
 /* However busy the source, a change waits at most this long. */
 #define AGENT_MAX_DELAY_MS 5000
 /* How often the loop looks at the source and the signal flags. */
-#define AGENT_TICK_MS 50
+#define AGENT_TICK_MS	     50
 #define AGENT_BACKOFF_MIN_MS 500
 #define AGENT_BACKOFF_MAX_MS 30000
 /* Characters of one quoted log value. */
@@ -34,18 +34,30 @@
 #define AGENT_MAX_CONFIG ((size_t)16 << 20)
 
 const struct cli_option agent_options[] = {
-	{"registry", "URL", "registry base URL; the agent POSTs to URL/generate", NULL},
+	{"registry", "URL",
+	 "registry base URL; the agent POSTs to URL/generate", NULL},
 	{"table", "NAME", "table of this host in the registry", NULL},
-	{"source", "SOURCE", "docker:SOCKET (Docker Engine API) or file:PATH (JSON services)", NULL},
-	{"haproxy-config", "PATH", "live config file HAProxy was started with (-f)", NULL},
-	{"haproxy-master-socket", "PATH", "master CLI socket (haproxy -W -S PATH)", NULL},
-	{"debounce", "MS", "quiet time that ends a burst of changes (at most 5000)", "1000"},
-	{"keep", "N", "configs kept next to the live file as PATH.1 .. PATH.N", "5"},
-	{"keyword", "WORD", "docker: only containers whose name contains WORD", NULL},
+	{"source", "SOURCE",
+	 "docker:SOCKET (Docker Engine API) or file:PATH (JSON services)",
+	 NULL},
+	{"haproxy-config", "PATH",
+	 "live config file HAProxy was started with (-f)", NULL},
+	{"haproxy-master-socket", "PATH",
+	 "master CLI socket (haproxy -W -S PATH)", NULL},
+	{"debounce", "MS",
+	 "quiet time that ends a burst of changes (at most 5000)", "1000"},
+	{"keep", "N", "configs kept next to the live file as PATH.1 .. PATH.N",
+	 "5"},
+	{"keyword", "WORD", "docker: only containers whose name contains WORD",
+	 NULL},
 	{"network", "NAME", "docker: network whose address is used", NULL},
-	{"haproxy-bin", "PATH", "haproxy binary used for `-c` checks", "haproxy"},
-	{"timeout", "MS", "limit for one registry request, check or reload", "10000"},
-	{"once", NULL, "sync once and exit: 0 applied or unchanged, 1 refused, 3 unavailable", NULL},
+	{"haproxy-bin", "PATH", "haproxy binary used for `-c` checks",
+	 "haproxy"},
+	{"timeout", "MS", "limit for one registry request, check or reload",
+	 "10000"},
+	{"once", NULL,
+	 "sync once and exit: 0 applied or unchanged, 1 refused, 3 unavailable",
+	 NULL},
 	{NULL, NULL, NULL, NULL},
 };
 
@@ -99,7 +111,8 @@ void agent_log(const char *level, const char *event, const char *fmt, ...)
 		buf_vaddf(&msg, fmt, ap);
 		va_end(ap);
 	}
-	log_event("level=%s event=%s%s%s", level, event, msg.len ? " " : "", msg.buf);
+	log_event("level=%s event=%s%s%s", level, event, msg.len ? " " : "",
+		  msg.buf);
 	buf_release(&msg);
 }
 
@@ -151,7 +164,8 @@ int agent_service_settings(struct service *svc, const char *name,
 		goto out;
 	svc->mode = CONFIG_MODE_HOST;
 	if (mode && *mode && config_mode_parse(mode, &svc->mode)) {
-		buf_setf(err, "config mode '%s' is neither 'host' nor 'path'", mode);
+		buf_setf(err, "config mode '%s' is neither 'host' nor 'path'",
+			 mode);
 		goto out;
 	}
 	if (!predicate || !*predicate) {
@@ -182,7 +196,8 @@ int agent_service_add_container(struct service *svc, const char *id,
 		buf_setf(err, "container without id");
 		goto out;
 	}
-	/* Container ids become server names: the same rules as service names. */
+	/* Container ids become server names: the same rules as service names.
+	 */
 	if (payload_check_name(id, err))
 		goto out;
 	if (!ip || !*ip) {
@@ -199,7 +214,8 @@ out:
 }
 
 /* {table, running: every container, candidates: services with containers}. */
-static void agent_build_payload(const char *table, const struct service_list *list,
+static void agent_build_payload(const char *table,
+				const struct service_list *list,
 				struct buf *out)
 {
 	struct service_list candidates;
@@ -213,12 +229,15 @@ static void agent_build_payload(const char *table, const struct service_list *li
 		const struct service *svc = &list->items[i];
 
 		for (j = 0; j < svc->nr_containers; j++) {
-			buf_addstr(out, n++ ? ",{\"serviceName\":" : "{\"serviceName\":");
+			buf_addstr(out, n++ ? ",{\"serviceName\":"
+					    : "{\"serviceName\":");
 			buf_addjson(out, svc->name, strlen(svc->name));
 			buf_addstr(out, ",\"id\":");
-			buf_addjson(out, svc->containers[j].id, strlen(svc->containers[j].id));
+			buf_addjson(out, svc->containers[j].id,
+				    strlen(svc->containers[j].id));
 			buf_addstr(out, ",\"ip\":");
-			buf_addjson(out, svc->containers[j].ip, strlen(svc->containers[j].ip));
+			buf_addjson(out, svc->containers[j].ip,
+				    strlen(svc->containers[j].ip));
 			buf_addch(out, '}');
 		}
 		/* A service without containers has nothing to route to. */
@@ -259,34 +278,41 @@ static enum status agent_post(struct agent *a, const struct buf *payload,
 	curl_easy_setopt(a->curl, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(a->curl, CURLOPT_POST, 1L);
 	curl_easy_setopt(a->curl, CURLOPT_POSTFIELDS, payload->buf);
-	curl_easy_setopt(a->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)payload->len);
+	curl_easy_setopt(a->curl, CURLOPT_POSTFIELDSIZE_LARGE,
+			 (curl_off_t)payload->len);
 	curl_easy_setopt(a->curl, CURLOPT_HTTPHEADER, headers);
 	curl_easy_setopt(a->curl, CURLOPT_WRITEFUNCTION, agent_curl_write);
 	curl_easy_setopt(a->curl, CURLOPT_WRITEDATA, &body);
 	curl_easy_setopt(a->curl, CURLOPT_CONNECTTIMEOUT_MS,
 			 (long)(a->timeout_ms < 3000 ? a->timeout_ms : 3000));
 	curl_easy_setopt(a->curl, CURLOPT_TIMEOUT_MS, (long)a->timeout_ms);
-	curl_easy_setopt(a->curl, CURLOPT_USERAGENT, "lambda-registry-agent/" LR_VERSION);
+	curl_easy_setopt(a->curl, CURLOPT_USERAGENT,
+			 "lambda-registry-agent/" LR_VERSION);
 	rc = curl_easy_perform(a->curl);
 	if (rc != CURLE_OK) {
 		if (rc == CURLE_WRITE_ERROR && body.len)
-			buf_setf(err, "config from '%s' is larger than %zu bytes",
+			buf_setf(err,
+				 "config from '%s' is larger than %zu bytes",
 				 a->url.buf, AGENT_MAX_CONFIG);
 		else
-			buf_setf(err, "POST '%s': %s", a->url.buf, curl_easy_strerror(rc));
+			buf_setf(err, "POST '%s': %s", a->url.buf,
+				 curl_easy_strerror(rc));
 		goto out;
 	}
 	curl_easy_getinfo(a->curl, CURLINFO_RESPONSE_CODE, &code);
 	if (code != 200) {
 		buf_setf(err, "POST '%s' answered %ld: ", a->url.buf, code);
 		buf_addquoted(err, body.buf, body.len > 300 ? 300 : body.len);
-		/* 4xx: this payload will not do better next time; 5xx: it may. */
+		/* 4xx: this payload will not do better next time; 5xx: it may.
+		 */
 		st = code >= 400 && code < 500 ? ST_INVALID : ST_UNAVAILABLE;
 		goto out;
 	}
-	if (!body.len || body.buf[body.len - 1] != '\n' || memchr(body.buf, '\0', body.len)) {
+	if (!body.len || body.buf[body.len - 1] != '\n' ||
+	    memchr(body.buf, '\0', body.len)) {
 		buf_setf(err, "POST '%s' answered with %s", a->url.buf,
-			 body.len ? "a config that is not text ending in a newline"
+			 body.len ? "a config that is not text ending in a "
+				    "newline"
 				  : "an empty config");
 		goto out;
 	}
@@ -320,7 +346,8 @@ static int agent_source_changed(struct agent *a)
  */
 static enum status agent_sync(struct agent *a, const char *why)
 {
-	struct buf payload = BUF_INIT, config = BUF_INIT, err = BUF_INIT, q = BUF_INIT;
+	struct buf payload = BUF_INIT, config = BUF_INIT, err = BUF_INIT,
+		   q = BUF_INIT;
 	struct service_list list;
 	enum haproxy_outcome outcome;
 	struct timespec t0, t1;
@@ -333,8 +360,8 @@ static enum status agent_sync(struct agent *a, const char *why)
 	a->syncs++;
 	st = agent_load(a, &list, &err);
 	if (st != ST_OK) {
-		agent_log("error", "source_failed", "status=%s error=%s", status_name(st),
-			  agent_quote(&q, err.buf));
+		agent_log("error", "source_failed", "status=%s error=%s",
+			  status_name(st), agent_quote(&q, err.buf));
 		goto out;
 	}
 	for (i = 0; i < list.nr; i++)
@@ -345,35 +372,40 @@ static enum status agent_sync(struct agent *a, const char *why)
 	if (st != ST_OK) {
 		a->registry_failures++;
 		agent_log("error", "registry_failed",
-			  "status=%s registry_failures=%lu error=%s", status_name(st),
-			  a->registry_failures, agent_quote(&q, err.buf));
+			  "status=%s registry_failures=%lu error=%s",
+			  status_name(st), a->registry_failures,
+			  agent_quote(&q, err.buf));
 		goto out;
 	}
 
 	buf_reset(&err);
 	st = haproxy_apply(&a->haproxy, config.buf, config.len, &outcome, &err);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
-	ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+	ms = (t1.tv_sec - t0.tv_sec) * 1000 +
+	     (t1.tv_nsec - t0.tv_nsec) / 1000000;
 	switch (outcome) {
 	case HAPROXY_UNCHANGED:
 		a->unchanged++;
 		agent_log("info", "unchanged",
-			  "why=%s services=%zu containers=%zu bytes=%zu ms=%ld", why,
-			  list.nr, nr_containers, config.len, ms);
+			  "why=%s services=%zu containers=%zu bytes=%zu ms=%ld",
+			  why, list.nr, nr_containers, config.len, ms);
 		break;
 	case HAPROXY_APPLIED:
 		a->applied++;
 		agent_log("info", "reloaded",
-			  "why=%s services=%zu containers=%zu bytes=%zu ms=%ld reloads=%lu",
-			  why, list.nr, nr_containers, config.len, ms, a->applied);
+			  "why=%s services=%zu containers=%zu bytes=%zu ms=%ld "
+			  "reloads=%lu",
+			  why, list.nr, nr_containers, config.len, ms,
+			  a->applied);
 		break;
 	case HAPROXY_REJECTED:
 		a->rejected++;
-		agent_log("error", "config_rejected", "rejected=%lu error=%s", a->rejected,
-			  agent_quote(&q, err.buf));
+		agent_log("error", "config_rejected", "rejected=%lu error=%s",
+			  a->rejected, agent_quote(&q, err.buf));
 		break;
 	case HAPROXY_DEFERRED:
-		agent_log("error", "haproxy_unreachable", "error=%s", agent_quote(&q, err.buf));
+		agent_log("error", "haproxy_unreachable", "error=%s",
+			  agent_quote(&q, err.buf));
 		st = ST_UNAVAILABLE;
 		break;
 	case HAPROXY_ROLLED_BACK:
@@ -444,8 +476,9 @@ static int agent_loop(struct agent *a)
 			if (st == ST_UNAVAILABLE) {
 				agent_log("info", "retry", "in_ms=%u", backoff);
 				retry_at = agent_now_ms() + backoff;
-				backoff = backoff * 2 > AGENT_BACKOFF_MAX_MS ? AGENT_BACKOFF_MAX_MS
-									     : backoff * 2;
+				backoff = backoff * 2 > AGENT_BACKOFF_MAX_MS
+						  ? AGENT_BACKOFF_MAX_MS
+						  : backoff * 2;
 				why = "retry";
 			} else {
 				pending = 0;
@@ -458,22 +491,24 @@ static int agent_loop(struct agent *a)
 		nanosleep(&tick, NULL);
 	}
 	agent_log("info", "stop",
-		  "syncs=%lu reloads=%lu unchanged=%lu rejected=%lu reload_failures=%lu "
+		  "syncs=%lu reloads=%lu unchanged=%lu rejected=%lu "
+		  "reload_failures=%lu "
 		  "registry_failures=%lu",
-		  a->syncs, a->applied, a->unchanged, a->rejected, a->reload_failures,
-		  a->registry_failures);
+		  a->syncs, a->applied, a->unchanged, a->rejected,
+		  a->reload_failures, a->registry_failures);
 	return 0;
 }
 
-static int agent_parse_ms(const char *name, const char *s, unsigned long long max,
-			  unsigned *out)
+static int agent_parse_ms(const char *name, const char *s,
+			  unsigned long long max, unsigned *out)
 {
 	struct buf err = BUF_INIT;
 	unsigned long long n;
 	int ret = 0;
 
 	if (cli_parse_size(s, max, &n, &err)) {
-		fprintf(stderr, "lambda-registry agent: --%s: %s\n", name, err.buf);
+		fprintf(stderr, "lambda-registry agent: --%s: %s\n", name,
+			err.buf);
 		ret = -1;
 	}
 	*out = (unsigned)n;
@@ -495,27 +530,33 @@ int agent_main(const char *const *v, int argc, char **argv)
 	memset(&a, 0, sizeof(a));
 	buf_init(&a.url, 0);
 	if (argc > 0) {
-		fprintf(stderr, "lambda-registry agent: unexpected argument '%s'\n", argv[0]);
+		fprintf(stderr,
+			"lambda-registry agent: unexpected argument '%s'\n",
+			argv[0]);
 		goto out;
 	}
 	for (i = OPT_REGISTRY; i <= OPT_SOCKET; i++) {
 		if (!v[i] || !*v[i]) {
-			fprintf(stderr, "lambda-registry agent: --%s is required\n",
+			fprintf(stderr,
+				"lambda-registry agent: --%s is required\n",
 				agent_options[i].name);
 			goto out;
 		}
 	}
 	if (payload_check_table(v[OPT_TABLE], &err)) {
-		fprintf(stderr, "lambda-registry agent: --table: %s\n", err.buf);
+		fprintf(stderr, "lambda-registry agent: --table: %s\n",
+			err.buf);
 		goto out;
 	}
 	a.table = v[OPT_TABLE];
-	if (agent_parse_ms("debounce", v[OPT_DEBOUNCE], AGENT_MAX_DELAY_MS, &a.debounce_ms) ||
+	if (agent_parse_ms("debounce", v[OPT_DEBOUNCE], AGENT_MAX_DELAY_MS,
+			   &a.debounce_ms) ||
 	    agent_parse_ms("keep", v[OPT_KEEP], 1000, &a.haproxy.keep) ||
 	    agent_parse_ms("timeout", v[OPT_TIMEOUT], 600000, &a.timeout_ms))
 		goto out;
 	if (a.timeout_ms < 100) {
-		fprintf(stderr, "lambda-registry agent: --timeout: must be at least 100\n");
+		fprintf(stderr, "lambda-registry agent: --timeout: must be at "
+				"least 100\n");
 		goto out;
 	}
 	buf_addstr(&a.url, v[OPT_REGISTRY]);
@@ -529,13 +570,15 @@ int agent_main(const char *const *v, int argc, char **argv)
 	a.haproxy.timeout_ms = a.timeout_ms;
 
 	if (curl_global_init(CURL_GLOBAL_DEFAULT)) {
-		fprintf(stderr, "lambda-registry agent: cannot initialise libcurl\n");
+		fprintf(stderr,
+			"lambda-registry agent: cannot initialise libcurl\n");
 		code = 3;
 		goto out;
 	}
 	a.curl = curl_easy_init();
 	if (!a.curl) {
-		fprintf(stderr, "lambda-registry agent: cannot initialise libcurl\n");
+		fprintf(stderr,
+			"lambda-registry agent: cannot initialise libcurl\n");
 		code = 3;
 		goto out;
 	}
@@ -543,17 +586,24 @@ int agent_main(const char *const *v, int argc, char **argv)
 		a.file = file_source_new(src + 5);
 	} else if (!strncmp(src, "docker:", 7) && src[7]) {
 		dopts.socket = src + 7;
-		dopts.keyword = v[OPT_KEYWORD] && *v[OPT_KEYWORD] ? v[OPT_KEYWORD] : NULL;
-		dopts.network = v[OPT_NETWORK] && *v[OPT_NETWORK] ? v[OPT_NETWORK] : NULL;
+		dopts.keyword = v[OPT_KEYWORD] && *v[OPT_KEYWORD]
+					? v[OPT_KEYWORD]
+					: NULL;
+		dopts.network = v[OPT_NETWORK] && *v[OPT_NETWORK]
+					? v[OPT_NETWORK]
+					: NULL;
 		dopts.timeout_ms = a.timeout_ms;
 		st = docker_source_new(&dopts, &a.docker, &err);
 		if (st != ST_OK) {
-			fprintf(stderr, "lambda-registry agent: --source: %s\n", err.buf);
+			fprintf(stderr, "lambda-registry agent: --source: %s\n",
+				err.buf);
 			goto out;
 		}
 	} else {
-		fprintf(stderr, "lambda-registry agent: --source: '%s' is neither "
-				"docker:SOCKET nor file:PATH\n", src);
+		fprintf(stderr,
+			"lambda-registry agent: --source: '%s' is neither "
+			"docker:SOCKET nor file:PATH\n",
+			src);
 		goto out;
 	}
 
@@ -565,7 +615,8 @@ int agent_main(const char *const *v, int argc, char **argv)
 	sigaction(SIGHUP, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	agent_log("info", "start", "table=%s source=%s registry=%s config=%s debounce_ms=%u",
+	agent_log("info", "start",
+		  "table=%s source=%s registry=%s config=%s debounce_ms=%u",
 		  agent_quote(&err, a.table), src, a.url.buf, a.haproxy.config,
 		  a.debounce_ms);
 	if (v[OPT_ONCE]) {

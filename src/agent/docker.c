@@ -16,8 +16,8 @@
 #include "xalloc.h"
 #include "banned.h"
 
-#define DOCKER_MAX_BODY ((size_t)32 << 20)
-#define DOCKER_MAX_EVENT ((size_t)1 << 20)
+#define DOCKER_MAX_BODY	      ((size_t)32 << 20)
+#define DOCKER_MAX_EVENT      ((size_t)1 << 20)
 #define DOCKER_BACKOFF_MIN_MS 250
 #define DOCKER_BACKOFF_MAX_MS 10000
 /* Characters of the container id used as server name, as `docker ps` shows. */
@@ -76,7 +76,8 @@ static size_t docker_write_buf(char *data, size_t size, size_t nmemb, void *ctx)
 
 /* GET `path` from the engine into `out`; ST_NOT_FOUND for a 404. */
 static enum status docker_get(CURL *curl, const struct docker_source *ds,
-			      const char *path, struct buf *out, struct buf *err)
+			      const char *path, struct buf *out,
+			      struct buf *err)
 {
 	struct buf url = BUF_INIT;
 	enum status st = ST_UNAVAILABLE;
@@ -94,7 +95,8 @@ static enum status docker_get(CURL *curl, const struct docker_source *ds,
 	curl_easy_setopt(curl, CURLOPT_WRITEDATA, out);
 	rc = curl_easy_perform(curl);
 	if (rc != CURLE_OK) {
-		buf_setf(err, "GET '%s' on '%s': %s", path, ds->socket, curl_easy_strerror(rc));
+		buf_setf(err, "GET '%s' on '%s': %s", path, ds->socket,
+			 curl_easy_strerror(rc));
 		goto out;
 	}
 	curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &code);
@@ -134,7 +136,8 @@ static const char *docker_setting(json_t *config, const char *key)
 }
 
 /* The address on `network`, or on the first network (by name) that has one. */
-static const char *docker_address(json_t *netset, const char *network, struct buf *err)
+static const char *docker_address(json_t *netset, const char *network,
+				  struct buf *err)
 {
 	json_t *networks = json_object_get(netset, "Networks");
 	const char *best_name = NULL, *best = NULL, *name;
@@ -150,26 +153,31 @@ static const char *docker_address(json_t *netset, const char *network, struct bu
 	} else {
 		json_object_foreach(networks, name, net)
 		{
-			const char *ip = json_string_value(json_object_get(net, "IPAddress"));
+			const char *ip = json_string_value(
+				json_object_get(net, "IPAddress"));
 
-			if (ip && *ip && (!best_name || strcmp(name, best_name) < 0)) {
+			if (ip && *ip &&
+			    (!best_name || strcmp(name, best_name) < 0)) {
 				best_name = name;
 				best = ip;
 			}
 		}
 		if (!best)
-			best = json_string_value(json_object_get(netset, "IPAddress"));
+			best = json_string_value(
+				json_object_get(netset, "IPAddress"));
 	}
 	if (!best || !*best) {
-		buf_setf(err, "no address%s%s%s", network ? " on network '" : "",
-			 network ? network : "", network ? "'" : "");
+		buf_setf(err, "no address%s%s%s",
+			 network ? " on network '" : "", network ? network : "",
+			 network ? "'" : "");
 		return NULL;
 	}
 	return best;
 }
 
-int docker_container_parse(const char *inspect_json, size_t len, const char *network,
-			   struct service *svc, struct buf *err)
+int docker_container_parse(const char *inspect_json, size_t len,
+			   const char *network, struct service *svc,
+			   struct buf *err)
 {
 	json_error_t jerr;
 	json_t *root, *config;
@@ -194,11 +202,13 @@ int docker_container_parse(const char *inspect_json, size_t len, const char *net
 				   docker_setting(config, "PREDICATE"),
 				   docker_setting(config, "COOKIE"), err))
 		goto out;
-	ip = docker_address(json_object_get(root, "NetworkSettings"), network, err);
+	ip = docker_address(json_object_get(root, "NetworkSettings"), network,
+			    err);
 	if (!ip)
 		goto out;
 	memset(short_id, 0, sizeof(short_id));
-	memcpy(short_id, id, strlen(id) < DOCKER_SHORT_ID ? strlen(id) : DOCKER_SHORT_ID);
+	memcpy(short_id, id,
+	       strlen(id) < DOCKER_SHORT_ID ? strlen(id) : DOCKER_SHORT_ID);
 	if (agent_service_add_container(svc, short_id, ip, err))
 		goto out;
 	ret = 0;
@@ -207,7 +217,8 @@ out:
 	return ret;
 }
 
-static struct docker_seen *docker_seen_find(struct docker_source *ds, const char *id)
+static struct docker_seen *docker_seen_find(struct docker_source *ds,
+					    const char *id)
 {
 	size_t i;
 
@@ -228,7 +239,8 @@ static int docker_logged(const struct docker_source *ds, const char *id)
 }
 
 /* Forget logged containers that are no longer listed. */
-static void docker_prune_logged(struct docker_source *ds, json_t *const *items, size_t n)
+static void docker_prune_logged(struct docker_source *ds, json_t *const *items,
+				size_t n)
 {
 	size_t i, j, kept = 0;
 
@@ -237,7 +249,8 @@ static void docker_prune_logged(struct docker_source *ds, json_t *const *items, 
 
 		for (j = 0; j < n && !listed; j++)
 			listed = !strcmp(ds->logged[i],
-					 json_string_value(json_object_get(items[j], "Id")));
+					 json_string_value(json_object_get(
+						 items[j], "Id")));
 		if (listed)
 			ds->logged[kept++] = ds->logged[i];
 		else
@@ -247,11 +260,12 @@ static void docker_prune_logged(struct docker_source *ds, json_t *const *items, 
 }
 
 /* Inspect `id` once and remember the outcome; NULL when the engine is gone. */
-static struct docker_seen *docker_inspect(struct docker_source *ds, const char *id,
-					  const char *name, enum status *st,
-					  struct buf *err)
+static struct docker_seen *docker_inspect(struct docker_source *ds,
+					  const char *id, const char *name,
+					  enum status *st, struct buf *err)
 {
-	struct buf path = BUF_INIT, body = BUF_INIT, reason = BUF_INIT, q = BUF_INIT;
+	struct buf path = BUF_INIT, body = BUF_INIT, reason = BUF_INIT,
+		   q = BUF_INIT;
 	struct buf q2 = BUF_INIT;
 	struct docker_seen *seen = docker_seen_find(ds, id);
 	char *esc = NULL;
@@ -264,7 +278,8 @@ static struct docker_seen *docker_inspect(struct docker_source *ds, const char *
 	buf_addf(&path, "/containers/%s/json", esc ? esc : "");
 	*st = docker_get(ds->curl, ds, path.buf, &body, err);
 	if (*st == ST_NOT_FOUND) {
-		/* Gone between the list and the inspect: the next event says so. */
+		/* Gone between the list and the inspect: the next event says
+		 * so. */
 		*st = ST_OK;
 		goto out;
 	}
@@ -274,14 +289,18 @@ static struct docker_seen *docker_inspect(struct docker_source *ds, const char *
 	seen = &ds->seen[ds->nr_seen++];
 	memset(seen, 0, sizeof(*seen));
 	seen->id = xstrdup(id);
-	if (docker_container_parse(body.buf, body.len, ds->network, &seen->svc, &reason)) {
+	if (docker_container_parse(body.buf, body.len, ds->network, &seen->svc,
+				   &reason)) {
 		service_release(&seen->svc);
 		seen->reason = buf_detach(&reason, NULL);
 		if (!docker_logged(ds, id)) {
 			agent_log("warn", "skip",
-				  "source=docker container=%.12s name=%s reason=%s", id,
-				  agent_quote(&q, name), agent_quote(&q2, seen->reason));
-			ALLOC_GROW(ds->logged, ds->nr_logged + 1, ds->alloc_logged);
+				  "source=docker container=%.12s name=%s "
+				  "reason=%s",
+				  id, agent_quote(&q, name),
+				  agent_quote(&q2, seen->reason));
+			ALLOC_GROW(ds->logged, ds->nr_logged + 1,
+				   ds->alloc_logged);
 			ds->logged[ds->nr_logged++] = xstrdup(id);
 		}
 	} else {
@@ -299,10 +318,14 @@ out:
 
 static int docker_cmp_created(const void *a, const void *b)
 {
-	json_int_t x = json_integer_value(json_object_get(*(json_t *const *)a, "Created"));
-	json_int_t y = json_integer_value(json_object_get(*(json_t *const *)b, "Created"));
-	const char *ia = json_string_value(json_object_get(*(json_t *const *)a, "Id"));
-	const char *ib = json_string_value(json_object_get(*(json_t *const *)b, "Id"));
+	json_int_t x = json_integer_value(
+		json_object_get(*(json_t *const *)a, "Created"));
+	json_int_t y = json_integer_value(
+		json_object_get(*(json_t *const *)b, "Created"));
+	const char *ia =
+		json_string_value(json_object_get(*(json_t *const *)a, "Id"));
+	const char *ib =
+		json_string_value(json_object_get(*(json_t *const *)b, "Id"));
 
 	if (x != y)
 		return x < y ? -1 : 1;
@@ -329,11 +352,12 @@ static void docker_merge(struct service_list *out, const struct service *one)
 	free(svc->cookie);
 	svc->cookie = one->cookie ? xstrdup(one->cookie) : NULL;
 	for (i = 0; i < one->nr_containers; i++)
-		service_put_container(svc, one->containers[i].id, one->containers[i].ip);
+		service_put_container(svc, one->containers[i].id,
+				      one->containers[i].ip);
 }
 
-enum status docker_source_load(struct docker_source *ds, struct service_list *out,
-			       struct buf *err)
+enum status docker_source_load(struct docker_source *ds,
+			       struct service_list *out, struct buf *err)
 {
 	struct buf body = BUF_INIT;
 	json_error_t jerr;
@@ -372,8 +396,10 @@ enum status docker_source_load(struct docker_source *ds, struct service_list *ou
 	}
 	qsort(items, n, sizeof(*items), docker_cmp_created);
 	for (i = 0; i < n; i++) {
-		const char *id = json_string_value(json_object_get(items[i], "Id"));
-		const char *name = json_string_value(json_array_get(json_object_get(items[i], "Names"), 0));
+		const char *id =
+			json_string_value(json_object_get(items[i], "Id"));
+		const char *name = json_string_value(
+			json_array_get(json_object_get(items[i], "Names"), 0));
 		struct docker_seen *seen;
 
 		if (name && *name == '/')
@@ -405,7 +431,8 @@ struct docker_stream {
 };
 
 /* One event (one JSON line) from /events. */
-static void docker_on_event(struct docker_stream *s, const char *text, size_t len)
+static void docker_on_event(struct docker_stream *s, const char *text,
+			    size_t len)
 {
 	json_t *ev = json_loadb(text, len, 0, NULL);
 	const char *action, *id, *name;
@@ -419,14 +446,17 @@ static void docker_on_event(struct docker_stream *s, const char *text, size_t le
 		action = json_string_value(json_object_get(ev, "status"));
 	id = json_string_value(json_object_get(ev, "id"));
 	if (!id)
-		id = json_string_value(json_object_get(json_object_get(ev, "Actor"), "ID"));
+		id = json_string_value(
+			json_object_get(json_object_get(ev, "Actor"), "ID"));
 	name = json_string_value(json_object_get(
-		json_object_get(json_object_get(ev, "Actor"), "Attributes"), "name"));
+		json_object_get(json_object_get(ev, "Actor"), "Attributes"),
+		"name"));
 	for (i = 0; action && i < ARRAY_SIZE(docker_actions); i++) {
 		if (strcmp(action, docker_actions[i]))
 			continue;
-		agent_log("info", "docker_event", "action=%s container=%.12s name=%s",
-			  action, id ? id : "", agent_quote(&q, name ? name : ""));
+		agent_log("info", "docker_event",
+			  "action=%s container=%.12s name=%s", action,
+			  id ? id : "", agent_quote(&q, name ? name : ""));
 		atomic_store(&s->ds->changed, 1);
 		break;
 	}
@@ -434,7 +464,8 @@ static void docker_on_event(struct docker_stream *s, const char *text, size_t le
 	buf_release(&q);
 }
 
-static size_t docker_stream_write(char *data, size_t size, size_t nmemb, void *ctx)
+static size_t docker_stream_write(char *data, size_t size, size_t nmemb,
+				  void *ctx)
 {
 	struct docker_stream *s = ctx;
 	size_t len = size * nmemb, i, start = 0;
@@ -446,7 +477,8 @@ static size_t docker_stream_write(char *data, size_t size, size_t nmemb, void *c
 		s->connected = 1;
 		atomic_store(&s->ds->forget, 1);
 		atomic_store(&s->ds->changed, 1);
-		agent_log("info", "docker_connected", "socket=%s", s->ds->socket);
+		agent_log("info", "docker_connected", "socket=%s",
+			  s->ds->socket);
 	}
 	for (i = 0; i < len; i++) {
 		if (data[i] != '\n')
@@ -463,8 +495,9 @@ static size_t docker_stream_write(char *data, size_t size, size_t nmemb, void *c
 	return len;
 }
 
-static int docker_stream_progress(void *ctx, curl_off_t dltotal, curl_off_t dlnow,
-				  curl_off_t ultotal, curl_off_t ulnow)
+static int docker_stream_progress(void *ctx, curl_off_t dltotal,
+				  curl_off_t dlnow, curl_off_t ultotal,
+				  curl_off_t ulnow)
 {
 	struct docker_stream *s = ctx;
 
@@ -475,7 +508,8 @@ static int docker_stream_progress(void *ctx, curl_off_t dltotal, curl_off_t dlno
 	return atomic_load(&s->ds->stop) ? 1 : 0;
 }
 
-static size_t docker_stream_header(char *data, size_t size, size_t nitems, void *ctx)
+static size_t docker_stream_header(char *data, size_t size, size_t nitems,
+				   void *ctx)
 {
 	struct docker_stream *s = ctx;
 	size_t len = size * nitems;
@@ -517,7 +551,8 @@ static void *docker_events_thread(void *arg)
 	/* Only container events; the actions are picked here, since Docker and
 	 * podman name some of them differently. */
 	filters = curl_easy_escape(curl, "{\"type\":[\"container\"]}", 0);
-	buf_addf(&url, "http://localhost/events?filters=%s", filters ? filters : "");
+	buf_addf(&url, "http://localhost/events?filters=%s",
+		 filters ? filters : "");
 	while (curl && !atomic_load(&ds->stop)) {
 		CURLcode rc;
 		long code = 0;
@@ -529,26 +564,33 @@ static void *docker_events_thread(void *arg)
 		curl_easy_setopt(curl, CURLOPT_UNIX_SOCKET_PATH, ds->socket);
 		curl_easy_setopt(curl, CURLOPT_URL, url.buf);
 		curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-		curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, (long)ds->timeout_ms);
-		curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, docker_stream_write);
+		curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS,
+				 (long)ds->timeout_ms);
+		curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION,
+				 docker_stream_write);
 		curl_easy_setopt(curl, CURLOPT_WRITEDATA, &s);
-		curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, docker_stream_header);
+		curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION,
+				 docker_stream_header);
 		curl_easy_setopt(curl, CURLOPT_HEADERDATA, &s);
 		curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
-		curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, docker_stream_progress);
+		curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION,
+				 docker_stream_progress);
 		curl_easy_setopt(curl, CURLOPT_XFERINFODATA, &s);
 		rc = curl_easy_perform(curl);
 		if (atomic_load(&ds->stop))
 			break;
 		curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &code);
-		agent_log("warn", "docker_disconnected", "socket=%s error=\"%s\" http=%ld retry_ms=%u",
+		agent_log("warn", "docker_disconnected",
+			  "socket=%s error=\"%s\" http=%ld retry_ms=%u",
 			  ds->socket, curl_easy_strerror(rc), code, backoff);
 		/* Something may have changed while the stream was down. */
 		atomic_store(&ds->changed, 1);
 		if (s.connected)
 			backoff = DOCKER_BACKOFF_MIN_MS;
 		docker_sleep_ms(ds, backoff);
-		backoff = backoff * 2 > DOCKER_BACKOFF_MAX_MS ? DOCKER_BACKOFF_MAX_MS : backoff * 2;
+		backoff = backoff * 2 > DOCKER_BACKOFF_MAX_MS
+				  ? DOCKER_BACKOFF_MAX_MS
+				  : backoff * 2;
 	}
 	curl_free(filters);
 	if (curl)
@@ -580,7 +622,8 @@ enum status docker_source_new(const struct docker_options *opts,
 	}
 	r = pthread_create(&ds->thread, NULL, docker_events_thread, ds);
 	if (r) {
-		buf_setf(err, "cannot start the events thread: %s", strerror(r));
+		buf_setf(err, "cannot start the events thread: %s",
+			 strerror(r));
 		docker_source_free(ds);
 		return ST_INTERNAL;
 	}

@@ -10,8 +10,9 @@
 #include "status.h"
 
 struct docker_options {
-	const char *socket;  /* path of the engine's unix socket */
-	const char *keyword; /* only containers whose name holds this; NULL: all */
+	const char *socket; /* path of the engine's unix socket */
+	const char
+		*keyword; /* only containers whose name holds this; NULL: all */
 	const char *network; /* network to take the address from; NULL: any */
 	unsigned timeout_ms; /* for one API request */
 };

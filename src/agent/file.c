@@ -24,7 +24,7 @@ struct file_source {
 	char *path;
 	struct stat st; /* as of the last look */
 	int have_st;
-	struct buf bytes;   /* as of the last load */
+	struct buf bytes; /* as of the last load */
 	int loaded;
 	struct buf skipped; /* complaints already logged, one per line */
 };
@@ -127,7 +127,8 @@ static int file_parse_service(json_t *entry, struct service *svc,
 		goto out;
 	port = json_object_get(entry, "port");
 	if (json_is_integer(port)) {
-		buf_addf(&port_text, "%lld", (long long)json_integer_value(port));
+		buf_addf(&port_text, "%lld",
+			 (long long)json_integer_value(port));
 		port_s = port_text.buf;
 	} else if (json_is_string(port)) {
 		port_s = json_string_value(port);
@@ -135,7 +136,8 @@ static int file_parse_service(json_t *entry, struct service *svc,
 		buf_setf(err, "'port' must be a number or a numeric string");
 		goto out;
 	}
-	if (agent_service_settings(svc, name, port_s, mode, predicate, cookie, err))
+	if (agent_service_settings(svc, name, port_s, mode, predicate, cookie,
+				   err))
 		goto out;
 
 	containers = json_object_get(entry, "containers");
@@ -155,7 +157,8 @@ static int file_parse_service(json_t *entry, struct service *svc,
 		if (!reason.len &&
 		    !agent_service_add_container(svc, id, ip, &reason))
 			continue;
-		buf_addf(skipped, "service=%s container=%zu ", agent_quote(&q, svc->name), i);
+		buf_addf(skipped, "service=%s container=%zu ",
+			 agent_quote(&q, svc->name), i);
 		buf_addf(skipped, "reason=%s\n", agent_quote(&q, reason.buf));
 	}
 	ret = 0;
@@ -178,7 +181,8 @@ enum status file_parse_services(const char *json, size_t len,
 
 	root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &jerr);
 	if (!root) {
-		buf_setf(err, "not valid JSON at line %d: %s", jerr.line, jerr.text);
+		buf_setf(err, "not valid JSON at line %d: %s", jerr.line,
+			 jerr.text);
 		goto out;
 	}
 	if (!json_is_array(root)) {
@@ -192,16 +196,20 @@ enum status file_parse_services(const char *json, size_t len,
 		memset(&svc, 0, sizeof(svc));
 		buf_reset(&reason);
 		if (file_parse_service(entry, &svc, skipped, &reason)) {
-			const char *name = json_string_value(json_object_get(entry, "serviceName"));
+			const char *name = json_string_value(
+				json_object_get(entry, "serviceName"));
 
 			buf_addf(skipped, "entry=%zu service=%s ", i,
 				 agent_quote(&q, name ? name : ""));
-			buf_addf(skipped, "reason=%s\n", agent_quote(&q, reason.buf));
+			buf_addf(skipped, "reason=%s\n",
+				 agent_quote(&q, reason.buf));
 			service_release(&svc);
 			continue;
 		}
 		if (service_list_find(out, svc.name)) {
-			buf_addf(skipped, "entry=%zu service=%s reason=\"listed twice\"\n",
+			buf_addf(skipped,
+				 "entry=%zu service=%s reason=\"listed "
+				 "twice\"\n",
 				 i, agent_quote(&q, svc.name));
 			service_release(&svc);
 			continue;

@@ -58,7 +58,8 @@ static void haproxy_sleep_ms(unsigned ms)
 		;
 }
 
-static int haproxy_connect(const char *path, long long deadline, struct buf *err)
+static int haproxy_connect(const char *path, long long deadline,
+			   struct buf *err)
 {
 	struct sockaddr_un sa;
 	int fd = -1;
@@ -79,10 +80,13 @@ static int haproxy_connect(const char *path, long long deadline, struct buf *err
 		if (!connect(fd, (struct sockaddr *)&sa, sizeof(sa)))
 			return fd;
 		close(fd);
-		/* The master re-executes itself on reload: the socket comes back. */
-		if ((errno != ECONNREFUSED && errno != ENOENT && errno != EAGAIN) ||
+		/* The master re-executes itself on reload: the socket comes
+		 * back. */
+		if ((errno != ECONNREFUSED && errno != ENOENT &&
+		     errno != EAGAIN) ||
 		    haproxy_now_ms() >= deadline) {
-			buf_setf(err, "cannot connect to '%s': %s", path, strerror(errno));
+			buf_setf(err, "cannot connect to '%s': %s", path,
+				 strerror(errno));
 			return -1;
 		}
 		haproxy_sleep_ms(20);
@@ -104,12 +108,14 @@ enum status haproxy_master_command(const char *socket, const char *cmd,
 		goto out;
 	buf_addf(&line, "%s\n", cmd);
 	while (off < line.len) {
-		ssize_t n = send(fd, line.buf + off, line.len - off, MSG_NOSIGNAL);
+		ssize_t n =
+			send(fd, line.buf + off, line.len - off, MSG_NOSIGNAL);
 
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
-			buf_setf(err, "cannot send to '%s': %s", socket, strerror(errno));
+			buf_setf(err, "cannot send to '%s': %s", socket,
+				 strerror(errno));
 			goto out;
 		}
 		off += (size_t)n;
@@ -122,7 +128,9 @@ enum status haproxy_master_command(const char *socket, const char *cmd,
 		int r;
 
 		if (left <= 0) {
-			buf_setf(err, "no complete answer from '%s' to '%s' in time", socket, cmd);
+			buf_setf(err,
+				 "no complete answer from '%s' to '%s' in time",
+				 socket, cmd);
 			goto out;
 		}
 		r = poll(&pfd, 1, (int)left);
@@ -134,10 +142,12 @@ enum status haproxy_master_command(const char *socket, const char *cmd,
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
-			/* The master closes hard when it re-executes on reload. */
+			/* The master closes hard when it re-executes on reload.
+			 */
 			if (errno == ECONNRESET)
 				break;
-			buf_setf(err, "cannot read from '%s': %s", socket, strerror(errno));
+			buf_setf(err, "cannot read from '%s': %s", socket,
+				 strerror(errno));
 			goto out;
 		}
 		if (!n)
@@ -227,17 +237,21 @@ enum status haproxy_show_proc(const char *socket, unsigned timeout_ms,
 
 		buf_reset(&text);
 		buf_reset(err);
-		/* "quit" makes the master close the connection after the answer. */
+		/* "quit" makes the master close the connection after the
+		 * answer. */
 		st = haproxy_master_command(socket, "show proc;quit",
-					    left > 0 ? (unsigned)left : 1, &text, err);
+					    left > 0 ? (unsigned)left : 1,
+					    &text, err);
 		if (st != ST_OK)
 			goto out;
 		if (!haproxy_procs_parse(text.buf, out))
 			goto out;
-		/* While it re-executes, the master accepts and closes at once. */
+		/* While it re-executes, the master accepts and closes at once.
+		 */
 		if (text.len || haproxy_now_ms() >= deadline) {
 			buf_setf(err, "unexpected answer to 'show proc': ");
-			buf_addquoted(err, text.buf, text.len > 200 ? 200 : text.len);
+			buf_addquoted(err, text.buf,
+				      text.len > 200 ? 200 : text.len);
 			st = ST_UNAVAILABLE;
 			goto out;
 		}
@@ -258,7 +272,8 @@ static int haproxy_has_pid(const struct haproxy_procs *p, pid_t pid)
 	return 0;
 }
 
-enum status haproxy_reload(const char *socket, unsigned timeout_ms, struct buf *err)
+enum status haproxy_reload(const char *socket, unsigned timeout_ms,
+			   struct buf *err)
 {
 	long long deadline = haproxy_now_ms() + timeout_ms;
 	struct haproxy_procs before, now;
@@ -270,7 +285,8 @@ enum status haproxy_reload(const char *socket, unsigned timeout_ms, struct buf *
 	st = haproxy_show_proc(socket, timeout_ms, &before, err);
 	if (st != ST_OK)
 		goto out;
-	st = haproxy_master_command(socket, "reload", timeout_ms, &ignored, err);
+	st = haproxy_master_command(socket, "reload", timeout_ms, &ignored,
+				    err);
 	if (st != ST_OK)
 		goto out;
 	for (;;) {
@@ -278,7 +294,8 @@ enum status haproxy_reload(const char *socket, unsigned timeout_ms, struct buf *
 
 		haproxy_procs_release(&now);
 		if (left <= 0) {
-			buf_setf(err, "no new worker after reload within %u ms", timeout_ms);
+			buf_setf(err, "no new worker after reload within %u ms",
+				 timeout_ms);
 			st = ST_UNAVAILABLE;
 			goto out;
 		}
@@ -292,8 +309,9 @@ enum status haproxy_reload(const char *socket, unsigned timeout_ms, struct buf *
 			goto out;
 		}
 		if (now.failed > before.failed) {
-			buf_setf(err, "the master could not load the new config "
-				      "(failed reloads %u -> %u)",
+			buf_setf(err,
+				 "the master could not load the new config "
+				 "(failed reloads %u -> %u)",
 				 before.failed, now.failed);
 			st = ST_INVALID;
 			goto out;
@@ -323,10 +341,15 @@ static void haproxy_check_message(const struct buf *output, struct buf *err)
 		const char *colon;
 
 		if (!strncmp(p, "[ALERT]", 7)) {
-			/* "[ALERT]    (pid) : config : parsing ..." -> "parsing ..." */
+			/* "[ALERT]    (pid) : config : parsing ..." -> "parsing
+			 * ..." */
 			colon = memmem(p, len, " : ", 3);
-			if (colon && memmem(colon + 3, len - (size_t)(colon + 3 - p), " : ", 3))
-				colon = memmem(colon + 3, len - (size_t)(colon + 3 - p), " : ", 3);
+			if (colon &&
+			    memmem(colon + 3, len - (size_t)(colon + 3 - p),
+				   " : ", 3))
+				colon = memmem(colon + 3,
+					       len - (size_t)(colon + 3 - p),
+					       " : ", 3);
 			if (colon) {
 				len -= (size_t)(colon + 3 - p);
 				p = colon + 3;
@@ -346,7 +369,8 @@ enum status haproxy_check(const struct haproxy_options *opts, const char *path,
 			  struct buf *err)
 {
 	long long deadline = haproxy_now_ms() + opts->timeout_ms;
-	char *argv[] = {(char *)opts->bin, (char *)"-c", (char *)"-f", (char *)path, NULL};
+	char *argv[] = {(char *)opts->bin, (char *)"-c", (char *)"-f",
+			(char *)path, NULL};
 	posix_spawn_file_actions_t fa;
 	struct buf output = BUF_INIT;
 	enum status st = ST_INTERNAL;
@@ -397,7 +421,8 @@ enum status haproxy_check(const struct haproxy_options *opts, const char *path,
 	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
 		;
 	if (killed) {
-		buf_setf(err, "'%s -c' took longer than %u ms", opts->bin, opts->timeout_ms);
+		buf_setf(err, "'%s -c' took longer than %u ms", opts->bin,
+			 opts->timeout_ms);
 		st = ST_UNAVAILABLE;
 	} else if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
 		st = ST_OK;
@@ -412,7 +437,8 @@ out:
 	return st;
 }
 
-enum status haproxy_read_file(const char *path, struct buf *out, struct buf *err)
+enum status haproxy_read_file(const char *path, struct buf *out,
+			      struct buf *err)
 {
 	char chunk[65536];
 	enum status st = ST_OK;
@@ -430,7 +456,8 @@ enum status haproxy_read_file(const char *path, struct buf *out, struct buf *err
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
-			buf_setf(err, "cannot read '%s': %s", path, strerror(errno));
+			buf_setf(err, "cannot read '%s': %s", path,
+				 strerror(errno));
 			st = ST_UNAVAILABLE;
 			break;
 		}
@@ -463,7 +490,8 @@ static int haproxy_write_file(const char *path, const char *data, size_t len,
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
-			buf_setf(err, "cannot write '%s': %s", path, strerror(errno));
+			buf_setf(err, "cannot write '%s': %s", path,
+				 strerror(errno));
 			close(fd);
 			unlink(path);
 			return -1;
@@ -519,7 +547,8 @@ static int haproxy_replace(const char *live, const char *tmp, const char *data,
 	if (haproxy_write_file(tmp, data, len, 1, err))
 		return -1;
 	if (rename(tmp, live)) {
-		buf_setf(err, "cannot rename '%s' to '%s': %s", tmp, live, strerror(errno));
+		buf_setf(err, "cannot rename '%s' to '%s': %s", tmp, live,
+			 strerror(errno));
 		unlink(tmp);
 		return -1;
 	}
@@ -527,7 +556,8 @@ static int haproxy_replace(const char *live, const char *tmp, const char *data,
 	return 0;
 }
 
-/* config.N-1 -> config.N, ..., config.1 -> config.2, then `data` as config.1. */
+/* config.N-1 -> config.N, ..., config.1 -> config.2, then `data` as config.1.
+ */
 static void haproxy_keep_history(const struct haproxy_options *opts,
 				 const char *data, size_t len)
 {
@@ -553,7 +583,8 @@ static void haproxy_keep_history(const struct haproxy_options *opts,
 }
 
 enum status haproxy_apply(const struct haproxy_options *opts, const char *cfg,
-			  size_t len, enum haproxy_outcome *outcome, struct buf *err)
+			  size_t len, enum haproxy_outcome *outcome,
+			  struct buf *err)
 {
 	struct buf live = BUF_INIT, tmp = BUF_INIT, keep = BUF_INIT;
 	struct buf err2 = BUF_INIT;
@@ -575,7 +606,8 @@ enum status haproxy_apply(const struct haproxy_options *opts, const char *cfg,
 	/* Same folder as the live file, so that rename() is atomic. */
 	haproxy_dirname(opts->config, &tmp);
 	buf_addf(&tmp, "/.%s.tmp.%ld",
-		 strrchr(opts->config, '/') ? strrchr(opts->config, '/') + 1 : opts->config,
+		 strrchr(opts->config, '/') ? strrchr(opts->config, '/') + 1
+					    : opts->config,
 		 (long)getpid());
 	if (haproxy_write_file(tmp.buf, cfg, len, 1, err)) {
 		st = ST_UNAVAILABLE;
@@ -590,7 +622,8 @@ enum status haproxy_apply(const struct haproxy_options *opts, const char *cfg,
 		goto out;
 	}
 	/* Touch the live file only when the master is there to reload it. */
-	st = haproxy_show_proc(opts->master_socket, opts->timeout_ms, &procs, err);
+	st = haproxy_show_proc(opts->master_socket, opts->timeout_ms, &procs,
+			       err);
 	haproxy_procs_release(&procs);
 	if (st != ST_OK) {
 		unlink(tmp.buf);
@@ -598,8 +631,8 @@ enum status haproxy_apply(const struct haproxy_options *opts, const char *cfg,
 		goto out;
 	}
 	if (rename(tmp.buf, opts->config)) {
-		buf_setf(err, "cannot rename '%s' to '%s': %s", tmp.buf, opts->config,
-			 strerror(errno));
+		buf_setf(err, "cannot rename '%s' to '%s': %s", tmp.buf,
+			 opts->config, strerror(errno));
 		unlink(tmp.buf);
 		st = ST_UNAVAILABLE;
 		*outcome = HAPROXY_REJECTED;
@@ -625,8 +658,10 @@ enum status haproxy_apply(const struct haproxy_options *opts, const char *cfg,
 		goto out;
 	}
 	buf_reset(&err2);
-	if (haproxy_reload(opts->master_socket, opts->timeout_ms, &err2) != ST_OK) {
-		buf_addf(err, "; reload of the previous config failed too: %s", err2.buf);
+	if (haproxy_reload(opts->master_socket, opts->timeout_ms, &err2) !=
+	    ST_OK) {
+		buf_addf(err, "; reload of the previous config failed too: %s",
+			 err2.buf);
 		goto out;
 	}
 	*outcome = HAPROXY_ROLLED_BACK;

@@ -12,11 +12,11 @@
 #include "status.h"
 
 struct haproxy_options {
-	const char *config;        /* the live file HAProxy was started with */
+	const char *config;	   /* the live file HAProxy was started with */
 	const char *master_socket; /* the `-S` socket of the master process */
-	const char *bin;           /* haproxy binary for `-c` */
-	unsigned keep;             /* configs kept as config.1 .. config.N */
-	unsigned timeout_ms;       /* for one check and for one reload */
+	const char *bin;	   /* haproxy binary for `-c` */
+	unsigned keep;		   /* configs kept as config.1 .. config.N */
+	unsigned timeout_ms;	   /* for one check and for one reload */
 };
 
 /* What `show proc` says about the processes of one master. */
@@ -24,17 +24,18 @@ struct haproxy_procs {
 	pid_t master;
 	unsigned reloads; /* reloads the master did */
 	unsigned failed;  /* of which failed (2.6 prints "[failed: N]") */
-	pid_t *workers;   /* current workers, not the old ones */
+	pid_t *workers;	  /* current workers, not the old ones */
 	size_t nr_workers;
 };
 
 enum haproxy_outcome {
-	HAPROXY_UNCHANGED,  /* same bytes as the live file: nothing done */
-	HAPROXY_APPLIED,    /* written and reloaded; a new worker is up */
-	HAPROXY_REJECTED,   /* `haproxy -c` refused it; the live file is untouched */
+	HAPROXY_UNCHANGED, /* same bytes as the live file: nothing done */
+	HAPROXY_APPLIED,   /* written and reloaded; a new worker is up */
+	HAPROXY_REJECTED, /* `haproxy -c` refused it; the live file is untouched
+			   */
 	HAPROXY_ROLLED_BACK, /* the reload failed; the old config is back */
-	HAPROXY_BROKEN,     /* the reload failed and so did the rollback */
-	HAPROXY_DEFERRED,   /* the master did not answer: nothing was touched */
+	HAPROXY_BROKEN,	     /* the reload failed and so did the rollback */
+	HAPROXY_DEFERRED, /* the master did not answer: nothing was touched */
 };
 
 const char *haproxy_outcome_name(enum haproxy_outcome o);

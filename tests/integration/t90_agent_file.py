@@ -285,6 +285,36 @@ try:
     check(reloads() == before and agent.count("reloaded") == before_log,
           "reformatted file: no reload")
 
+    # A burst of edits, each within the debounce time of the last: one reload.
+    time.sleep(DEBOUNCE_MS / 1000.0 + 0.3)
+    before = reloads()[0]
+    for i in range(8):
+        web["containers"] = [{"id": c, "ip": ADDR[c]} for c in ["w2", "w3", "x1"][: 2 + i % 2]]
+        write_services([web, api, apiv1, pfoo])
+        time.sleep(DEBOUNCE_MS / 1000.0 / 3)
+    time.sleep(DEBOUNCE_MS / 1000.0 + 0.7)
+    check(reloads()[0] - before == 1, "a burst of 8 edits: one reload (%d)" %
+          (reloads()[0] - before))
+
+    # Edits that never pause still land: a burst waits at most 5 s.
+    before = reloads()[0]
+    t0 = time.time()
+    landed = None
+    i = 0
+    while time.time() - t0 < 6.5:
+        # Every edit a new state, so that any round reloads.
+        write_services([web, api, apiv1, pfoo, svc("tick", "host", "t%d.example.com" % i, ["x1"])])
+        i += 1
+        time.sleep(DEBOUNCE_MS / 1000.0 / 3)
+        if landed is None and reloads()[0] > before:
+            landed = time.time() - t0
+    check(landed is not None and 4.5 <= landed <= 6.4,
+          "never-quiet edits: first reload after ~5 s (%r)" % landed)
+    print("never-quiet edits -> first reload after %.2fs" % (landed or -1), flush=True)
+    web["containers"] = [{"id": c, "ip": ADDR[c]} for c in ["w2", "w3"]]
+    write_services([web, api, apiv1, pfoo])
+    time.sleep(DEBOUNCE_MS / 1000.0 + 0.7)
+
     # A steady load across 20+ reloads: not one failed request.
     results = {"ok": 0, "fail": 0, "errors": []}
     lock = threading.Lock()
