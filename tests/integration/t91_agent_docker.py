@@ -137,11 +137,17 @@ shutil.copy(busybox, os.path.join(rootfs, "bin", "busybox"))
 for applet in ("sh", "httpd", "mkdir", "echo", "cp"):
     os.symlink("busybox", os.path.join(rootfs, "bin", applet))
 tar = subprocess.Popen(["tar", "-C", rootfs, "-c", "."], stdout=subprocess.PIPE)
-imp = subprocess.run(PODMAN + ["import", "-", IMAGE], stdin=tar.stdout, capture_output=True,
-                     env=env, timeout=120)
+imp = subprocess.Popen(PODMAN + ["import", "-", IMAGE], stdin=tar.stdout,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+tar.stdout.close()  # only podman reads the pipe: tar sees it close if podman dies
+try:
+    _, imp_err = imp.communicate(timeout=120)
+except subprocess.TimeoutExpired:
+    imp.kill()
+    _, imp_err = imp.communicate()
 tar.wait()
 if imp.returncode != 0:
-    skip("podman import failed: " + imp.stderr.decode(errors="replace")[-300:])
+    skip("podman import failed: " + imp_err.decode(errors="replace")[-300:])
 probe = podman("run", "--rm", "--network", "podman", IMAGE, "/bin/busybox", "true")
 if probe.returncode != 0:
     skip("podman run failed: " + probe.stderr.decode(errors="replace")[-300:])
