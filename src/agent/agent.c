@@ -464,6 +464,13 @@ static int agent_loop(struct agent *a)
 				first = now;
 				why = "change";
 			}
+			/* New input (or an engine that is back) is worth a try
+			 * now rather than at the end of a long backoff; the
+			 * debounce still spaces the tries. */
+			if (retry_at) {
+				retry_at = 0;
+				backoff = AGENT_BACKOFF_MIN_MS;
+			}
 			pending = 1;
 			last = now;
 		}
@@ -520,7 +527,7 @@ int agent_main(const char *const *v, int argc, char **argv)
 {
 	struct agent a;
 	struct docker_options dopts;
-	struct buf err = BUF_INIT;
+	struct buf err = BUF_INIT, q = BUF_INIT, q2 = BUF_INIT;
 	struct sigaction sa;
 	const char *src = v[OPT_SOURCE];
 	int code = 2;
@@ -617,8 +624,8 @@ int agent_main(const char *const *v, int argc, char **argv)
 
 	agent_log("info", "start",
 		  "table=%s source=%s registry=%s config=%s debounce_ms=%u",
-		  agent_quote(&err, a.table), src, a.url.buf, a.haproxy.config,
-		  a.debounce_ms);
+		  agent_quote(&err, a.table), agent_quote(&q, src), a.url.buf,
+		  agent_quote(&q2, a.haproxy.config), a.debounce_ms);
 	if (v[OPT_ONCE]) {
 		st = agent_sync(&a, "once");
 		code = st == ST_OK ? 0 : st == ST_UNAVAILABLE ? 3 : 1;
@@ -632,6 +639,8 @@ out:
 		curl_easy_cleanup(a.curl);
 	curl_global_cleanup();
 	buf_release(&a.url);
+	buf_release(&q);
+	buf_release(&q2);
 	buf_release(&err);
 	return code;
 }
