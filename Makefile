@@ -50,3 +50,10 @@ format-check:
 
 clean:
 	rm -rf $(BUILD) $(BUILD_ASAN)
+
+# Benchmarks of issue 7 (wrk, scale, DynamoDB via dynalite); writes bench/RESULTS.md.
+BENCH_ARGS ?=
+.PHONY: bench
+bench: build
+	@scripts/deps.sh bench
+	python3 bench/run.py --build $(BUILD) $(BENCH_ARGS)
