@@ -656,9 +656,438 @@ static void set_json_error(struct buf *err, const json_error_t *jerr)
 			       jerr->column);
 }
 
-/* `p` is overwritten: pass it initialised or released, never holding data. */
+/*
+ * The fast path: a small parser for exactly the payload's shape, without a
+ * JSON tree. It accepts only documents it is sure about (no escapes, no
+ * unknown or repeated keys, nothing but ASCII in strings, ports as plain
+ * integers) whose every value passes the same checks; for anything else it
+ * gives up and the full path below (jansson) decides, so errors and edge
+ * cases keep one implementation.
+ */
+struct fast {
+	const char *s, *end;
+	struct buf canon; /* scratch for canonical forms */
+	struct buf scratch;
+};
+
+struct fast_str {
+	const char *s;
+	size_t len;
+};
+
+static void fast_ws(struct fast *f)
+{
+	while (f->s < f->end && (*f->s == ' ' || *f->s == '\n' || *f->s == '\r' ||
+				 *f->s == '\t'))
+		f->s++;
+}
+
+/* Skip white space and take `c`. */
+static int fast_take(struct fast *f, char c)
+{
+	fast_ws(f);
+	if (f->s >= f->end || *f->s != c)
+		return -1;
+	f->s++;
+	return 0;
+}
+
+/* Peek at the next significant byte (0 at the end). */
+static char fast_peek(struct fast *f)
+{
+	fast_ws(f);
+	return f->s < f->end ? *f->s : 0;
+}
+
+/* A string of printable ASCII without escapes. */
+static int fast_string(struct fast *f, struct fast_str *out)
+{
+	const char *p;
+
+	if (fast_take(f, '"'))
+		return -1;
+	for (p = f->s; p < f->end; p++) {
+		unsigned char c = (unsigned char)*p;
+
+		if (c == '"')
+			break;
+		if (c < 0x20 || c >= 0x7f || c == '\\')
+			return -1;
+	}
+	if (p >= f->end)
+		return -1;
+	out->s = f->s;
+	out->len = (size_t)(p - f->s);
+	f->s = p + 1;
+	return 0;
+}
+
+static int fast_is(const struct fast_str *t, const char *lit)
+{
+	size_t n = strlen(lit);
+
+	return t->len == n && !memcmp(t->s, lit, n);
+}
+
+/* `t` as a C string in f->scratch (valid until the next call). */
+static const char *fast_cstr(struct fast *f, const struct fast_str *t)
+{
+	buf_reset(&f->scratch);
+	if (buf_add(&f->scratch, t->s, t->len))
+		return NULL;
+	return f->scratch.buf;
+}
+
+/* Service names and container ids, as payload_check_name() accepts them. */
+static char *fast_name(const struct fast_str *t)
+{
+	size_t i;
+
+	if (!t->len || t->len > SERVICE_NAME_MAX)
+		return NULL;
+	for (i = 0; i < t->len; i++) {
+		unsigned char c = (unsigned char)t->s[i];
+
+		if (!is_alnum(c) && c != '_' && c != '.' && c != ':' && c != '-')
+			return NULL;
+	}
+	return xstrndup(t->s, t->len);
+}
+
+/* An IPv4 address already in the form inet_ntop() gives (four decimal
+ * parts of 0-255 without leading zeros) is its own canonical form. */
+static int fast_is_canonical_ipv4(const struct fast_str *t)
+{
+	size_t i = 0, part;
+
+	for (part = 0; part < 4; part++) {
+		size_t start = i;
+		unsigned v = 0;
+
+		if (part && (i >= t->len || t->s[i++] != '.'))
+			return 0;
+		start = i;
+		while (i < t->len && t->s[i] >= '0' && t->s[i] <= '9' && i - start < 3)
+			v = v * 10 + (unsigned)(t->s[i++] - '0');
+		if (i == start || v > 255 || (t->s[start] == '0' && i - start > 1))
+			return 0;
+	}
+	return i == t->len;
+}
+
+static char *fast_ip(struct fast *f, const struct fast_str *t)
+{
+	struct buf err = BUF_INIT;
+	const char *s;
+	char *ret = NULL;
+
+	if (fast_is_canonical_ipv4(t))
+		return xstrndup(t->s, t->len);
+	s = fast_cstr(f, t);
+	if (s && !payload_check_ip(s, &f->canon, &err))
+		ret = xstrndup(f->canon.buf, f->canon.len);
+	buf_release(&err);
+	return ret;
+}
+
+/* Object members: '{' then for each member its key, or the end. */
+static int fast_member(struct fast *f, int first, struct fast_str *key)
+{
+	char c = fast_peek(f);
+
+	if (c == '}') {
+		f->s++;
+		return 1;
+	}
+	if (!first) {
+		if (c != ',')
+			return -1;
+		f->s++;
+	}
+	if (fast_string(f, key) || fast_take(f, ':'))
+		return -1;
+	return 0;
+}
+
+/* Array items: 0 before each item, 1 at the end, -1 on anything else. */
+static int fast_item(struct fast *f, int first)
+{
+	char c = fast_peek(f);
+
+	if (c == ']') {
+		f->s++;
+		return 1;
+	}
+	if (!first) {
+		if (c != ',')
+			return -1;
+		f->s++;
+	}
+	return 0;
+}
+
+/* {"id": ..., "ip": ...} as a container (the caller frees both). */
+static int fast_container(struct fast *f, int with_service, char **service, char **id,
+			  char **ip)
+{
+	struct fast_str key, val;
+	int r, first = 1;
+
+	if (fast_take(f, '{'))
+		return -1;
+	while (!(r = fast_member(f, first, &key))) {
+		char **slot;
+
+		first = 0;
+		if (with_service && fast_is(&key, "serviceName"))
+			slot = service;
+		else if (fast_is(&key, "id"))
+			slot = id;
+		else if (fast_is(&key, "ip"))
+			slot = ip;
+		else
+			return -1;
+		if (*slot || fast_string(f, &val))
+			return -1;
+		*slot = slot == ip ? fast_ip(f, &val) : fast_name(&val);
+		if (!*slot)
+			return -1;
+	}
+	if (r < 0 || !*id || !*ip || (with_service && !*service))
+		return -1;
+	return 0;
+}
+
+static int fast_running(struct fast *f, struct payload *p)
+{
+	size_t alloc = 0;
+	int r, first = 1;
+
+	if (fast_take(f, '['))
+		return -1;
+	while (!(r = fast_item(f, first))) {
+		struct running *run;
+
+		first = 0;
+		ALLOC_GROW(p->running, p->nr_running + 1, alloc);
+		run = &p->running[p->nr_running++];
+		memset(run, 0, sizeof(*run));
+		if (fast_container(f, 1, &run->service, &run->id, &run->ip))
+			return -1;
+	}
+	return r < 0 ? -1 : 0;
+}
+
+static int fast_containers(struct fast *f, struct service *svc)
+{
+	int r, first = 1;
+
+	if (fast_take(f, '['))
+		return -1;
+	while (!(r = fast_item(f, first))) {
+		char *id = NULL, *ip = NULL;
+
+		first = 0;
+		r = fast_container(f, 0, NULL, &id, &ip);
+		if (!r)
+			service_put_container(svc, id, ip);
+		free(id);
+		free(ip);
+		if (r)
+			return -1;
+	}
+	return r < 0 ? -1 : 0;
+}
+
+/* A port given as a plain integer of 1 to 65535. */
+static int fast_port_number(struct fast *f, unsigned *port)
+{
+	unsigned v = 0;
+	size_t n = 0;
+
+	fast_ws(f);
+	if (f->s >= f->end || *f->s < '1' || *f->s > '9')
+		return -1;
+	while (f->s < f->end && *f->s >= '0' && *f->s <= '9' && n < 6) {
+		v = v * 10 + (unsigned)(*f->s++ - '0');
+		n++;
+	}
+	/* A fraction or exponent makes it a real: the full path says so. */
+	if (n > 5 || v > 65535 ||
+	    (f->s < f->end && (*f->s == '.' || *f->s == 'e' || *f->s == 'E' ||
+			       (*f->s >= '0' && *f->s <= '9'))))
+		return -1;
+	*port = v;
+	return 0;
+}
+
+enum fast_key {
+	FK_NAME = 1u << 0,
+	FK_PORT = 1u << 1,
+	FK_MODE = 1u << 2,
+	FK_PREDICATE = 1u << 3,
+	FK_COOKIE = 1u << 4,
+	FK_CONTAINERS = 1u << 5,
+};
+
+static int fast_candidate(struct fast *f, struct service *svc)
+{
+	struct buf err = BUF_INIT;
+	struct fast_str key, val, predicate = {NULL, 0};
+	const char *s;
+	unsigned seen = 0, bit;
+	int r, first = 1, ret = -1;
+
+	svc->mode = CONFIG_MODE_HOST;
+	if (fast_take(f, '{'))
+		goto out;
+	while (!(r = fast_member(f, first, &key))) {
+		first = 0;
+		if (fast_is(&key, "serviceName"))
+			bit = FK_NAME;
+		else if (fast_is(&key, "port"))
+			bit = FK_PORT;
+		else if (fast_is(&key, "configMode"))
+			bit = FK_MODE;
+		else if (fast_is(&key, "predicate"))
+			bit = FK_PREDICATE;
+		else if (fast_is(&key, "cookie"))
+			bit = FK_COOKIE;
+		else if (fast_is(&key, "containers"))
+			bit = FK_CONTAINERS;
+		else
+			goto out;
+		if (seen & bit)
+			goto out;
+		seen |= bit;
+		switch (bit) {
+		case FK_NAME:
+			if (fast_string(f, &val) || !(svc->name = fast_name(&val)))
+				goto out;
+			break;
+		case FK_PORT:
+			if (fast_peek(f) == '"') {
+				if (fast_string(f, &val) || !(s = fast_cstr(f, &val)) ||
+				    payload_check_port_string(s, &svc->port, &err))
+					goto out;
+			} else if (fast_port_number(f, &svc->port)) {
+				goto out;
+			}
+			break;
+		case FK_MODE:
+			if (fast_string(f, &val) || !(s = fast_cstr(f, &val)) ||
+			    config_mode_parse(s, &svc->mode))
+				goto out;
+			break;
+		case FK_PREDICATE:
+			/* Checked once the mode is known, as members come in any order. */
+			if (fast_string(f, &predicate))
+				goto out;
+			break;
+		case FK_COOKIE:
+			if (fast_peek(f) == 'n') {
+				if (f->end - f->s < 4 || memcmp(f->s, "null", 4))
+					goto out;
+				f->s += 4;
+				break;
+			}
+			if (fast_string(f, &val) || !(s = fast_cstr(f, &val)) ||
+			    payload_check_cookie(s, &err))
+				goto out;
+			svc->cookie = xstrndup(val.s, val.len);
+			break;
+		case FK_CONTAINERS:
+			if (fast_containers(f, svc))
+				goto out;
+			break;
+		}
+	}
+	if (r < 0 || !(seen & FK_NAME) || !(seen & FK_PORT) || !(seen & FK_PREDICATE))
+		goto out;
+	if (!(s = fast_cstr(f, &predicate)) ||
+	    payload_check_predicate(svc->mode, s, &f->canon, &err))
+		goto out;
+	svc->predicate = xstrndup(f->canon.buf, f->canon.len);
+	ret = 0;
+out:
+	buf_release(&err);
+	return ret;
+}
+
+static int fast_candidates(struct fast *f, struct payload *p)
+{
+	int r, first = 1;
+
+	if (fast_take(f, '['))
+		return -1;
+	while (!(r = fast_item(f, first))) {
+		first = 0;
+		if (fast_candidate(f, service_list_append(&p->candidates)))
+			return -1;
+	}
+	return r < 0 ? -1 : 0;
+}
+
+/* 0 with `p` filled, or -1 (with `p` released) to leave it to the full path. */
+static int payload_parse_fast(struct payload *p, const char *json, size_t len)
+{
+	struct fast f = {json, json + len, BUF_INIT, BUF_INIT};
+	struct fast_str key, val;
+	unsigned seen = 0;
+	int r, first = 1, ret = -1;
+
+	if (fast_take(&f, '{'))
+		goto out;
+	while (!(r = fast_member(&f, first, &key))) {
+		unsigned bit;
+
+		first = 0;
+		bit = fast_is(&key, "table") ? 1 : fast_is(&key, "running") ? 2
+			: fast_is(&key, "candidates") ? 4 : 0;
+		if (!bit || (seen & bit))
+			goto out;
+		seen |= bit;
+		if (bit == 1) {
+			if (fast_string(&f, &val) || val.len < TABLE_NAME_MIN ||
+			    val.len > TABLE_NAME_MAX)
+				goto out;
+			p->table = xstrndup(val.s, val.len);
+			if (payload_check_table(p->table, &f.scratch))
+				goto out;
+		} else if (bit == 2) {
+			if (fast_running(&f, p))
+				goto out;
+		} else if (fast_candidates(&f, p)) {
+			goto out;
+		}
+	}
+	fast_ws(&f);
+	if (r < 0 || !(seen & 1) || !(seen & 2) || f.s != f.end)
+		goto out;
+	ret = 0;
+out:
+	buf_release(&f.canon);
+	buf_release(&f.scratch);
+	if (ret)
+		payload_release(p);
+	return ret;
+}
+
 enum status payload_parse(struct payload *p, const char *json, size_t len,
 			  struct buf *err, struct buf *field)
+{
+	payload_init(p);
+	if (json && !payload_parse_fast(p, json, len)) {
+		buf_reset(err);
+		buf_reset(field);
+		return ST_OK;
+	}
+	return payload_parse_full(p, json, len, err, field);
+}
+
+/* `p` is overwritten: pass it initialised or released, never holding data. */
+enum status payload_parse_full(struct payload *p, const char *json, size_t len,
+			       struct buf *err, struct buf *field)
 {
 	enum status st = ST_INVALID;
 	json_error_t jerr;

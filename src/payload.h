@@ -39,6 +39,15 @@ void payload_release(struct payload *p);
 enum status payload_parse(struct payload *p, const char *json, size_t len,
 			  struct buf *err, struct buf *field) WARN_UNUSED;
 
+/*
+ * The same with the general JSON parser only. payload_parse() first tries a
+ * parser for exactly the payload's shape and falls back to this one for
+ * anything it is not sure about; both must give the same result (the unit
+ * tests compare them).
+ */
+enum status payload_parse_full(struct payload *p, const char *json, size_t len,
+			       struct buf *err, struct buf *field) WARN_UNUSED;
+
 /* Validators shared with other front ends (the agent, the stores). Each
  * returns 0 when `s` is acceptable, else -1 with the reason in `err`. */
 int payload_check_table(const char *s, struct buf *err);
