@@ -197,10 +197,11 @@ def table_writes(db):
     return row[0]
 
 
-def scale_payload(table, nr, per=5, extra=False):
+def scale_payload(table, nr, per=5, extra=False, with_candidates=True):
     """`nr` services x `per` containers, in the shape bench_core renders:
     every 4th service in path mode, every other one sticky. With `extra`,
-    service 0 has one more container, announced as a candidate."""
+    service 0 has one more container, announced as a candidate. Without
+    `candidates`, only `running` (a "container stopped" call)."""
     running, candidates = [], []
     for i in range(nr):
         name = f"svc-{i:05d}"
@@ -221,6 +222,8 @@ def scale_payload(table, nr, per=5, extra=False):
             candidates.append(cand)
     if extra:
         candidates[0]["containers"] = candidates[0]["containers"][-1:]
+    if not with_candidates:
+        candidates = []
     return json.dumps({"table": table, "running": running, "candidates": candidates},
                       separators=(",", ":")).encode()
 
@@ -233,7 +236,7 @@ def bench_scale(args, work, results, store_kind, sizes):
         seed = scale_payload(table, nr)
         add = scale_payload(table, nr, extra=True)
         # Removing the extra container again: `running` without it.
-        remove = seed
+        remove = scale_payload(table, nr, with_candidates=False)
         if store_kind == "sqlite":
             store, env = f"sqlite:{os.path.join(work, f'scale-{nr}.db')}", None
         else:

@@ -63,8 +63,51 @@ static void merge_set_settings(struct service *dst, const struct service *src)
 	dst->cookie = src->cookie ? xstrdup(src->cookie) : NULL;
 }
 
+/* Sort refs unless they already are (agents often send `running` in order). */
+static void merge_sort_refs(struct merge_ref *refs, size_t nr)
+{
+	size_t i;
+
+	for (i = 1; i < nr; i++)
+		if (merge_ref_cmp(&refs[i - 1], &refs[i]) > 0)
+			break;
+	if (i < nr)
+		qsort(refs, nr, sizeof(*refs), merge_ref_cmp);
+}
+
+/*
+ * Whether `old` stays as it is when no candidate names it and `run` (its
+ * running entries, sorted by id and then payload order) is all that is
+ * running under it: the same ids with the same addresses, where the last
+ * of duplicates wins.
+ */
+static int merge_unchanged(const struct service *old, const struct payload *p,
+			   const struct merge_ref *run, size_t nr)
+{
+	size_t k, n = 0;
+
+	for (k = 0; k < nr; k++) {
+		const struct running *r = &p->running[run[k].idx];
+
+		if (k + 1 < nr && !strcmp(run[k + 1].id, r->id))
+			continue; /* a later duplicate decides */
+		if (n >= old->nr_containers || strcmp(old->containers[n].id, r->id) ||
+		    strcmp(old->containers[n].ip, r->ip))
+			return 0;
+		n++;
+	}
+	return n == old->nr_containers;
+}
+
 void merge_apply(const struct service_list *stored, const struct payload *p,
 		 int64_t now_ms, struct merge_result *res)
+{
+	/* Without flags nothing in `stored` is touched. */
+	merge_apply_flags((struct service_list *)stored, p, now_ms, 0, res);
+}
+
+void merge_apply_flags(struct service_list *stored, const struct payload *p,
+		       int64_t now_ms, unsigned flags, struct merge_result *res)
 {
 	const struct service_list *cands = &p->candidates;
 	struct merge_ref *cref = xcalloc(cands->nr, sizeof(*cref));
@@ -73,14 +116,14 @@ void merge_apply(const struct service_list *stored, const struct payload *p,
 
 	for (i = 0; i < cands->nr; i++)
 		cref[i] = (struct merge_ref){cands->items[i].name, NULL, i};
-	qsort(cref, cands->nr, sizeof(*cref), merge_ref_cmp);
+	merge_sort_refs(cref, cands->nr);
 	for (i = 0; i < p->nr_running; i++)
 		rref[i] = (struct merge_ref){p->running[i].service, p->running[i].id, i};
-	qsort(rref, p->nr_running, sizeof(*rref), merge_ref_cmp);
+	merge_sort_refs(rref, p->nr_running);
 
 	/* Walk stored and candidate names together, in byte order. */
 	while (si < stored->nr || ci < cands->nr) {
-		const struct service *old = NULL;
+		struct service *old = NULL;
 		const char *name;
 		size_t c0 = ci, nr_c, r0, nr_r, k;
 		struct service *svc;
@@ -103,7 +146,27 @@ void merge_apply(const struct service_list *stored, const struct payload *p,
 
 		/* Step 2: a stored service without running containers is forgotten. */
 		if (!nr_c && !nr_r) {
-			service_copy(service_list_append(&res->removed), old);
+			svc = service_list_append(&res->removed);
+			if (flags & MERGE_MOVE) {
+				*svc = *old;
+				memset(old, 0, sizeof(*old));
+			} else {
+				service_copy(svc, old);
+			}
+			continue;
+		}
+		/* The common case, a service that stays as it is: no need to
+		 * build it anew, nor (MERGE_CHECK) to keep it at all. */
+		if (old && !nr_c && merge_unchanged(old, p, rref + r0, nr_r)) {
+			if (flags & MERGE_CHECK)
+				continue;
+			svc = service_list_append(&res->services);
+			if (flags & MERGE_MOVE) {
+				*svc = *old;
+				memset(old, 0, sizeof(*old));
+			} else {
+				service_copy(svc, old);
+			}
 			continue;
 		}
 

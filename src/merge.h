@@ -30,4 +30,15 @@ void merge_result_release(struct merge_result *res);
 void merge_apply(const struct service_list *stored, const struct payload *p,
 		 int64_t now_ms, struct merge_result *res);
 
+/* Only find out what changes: `services` holds just the new and changed
+ * services (and `changed` indexes them all); the rest is as without it. */
+#define MERGE_CHECK (1u << 0)
+/* Move unchanged and removed services out of `stored` instead of copying
+ * them; what is left of `stored` is only fit for service_list_release(). */
+#define MERGE_MOVE (1u << 1)
+
+/* merge_apply() with MERGE_* flags. */
+void merge_apply_flags(struct service_list *stored, const struct payload *p,
+		       int64_t now_ms, unsigned flags, struct merge_result *res);
+
 #endif

@@ -25,15 +25,51 @@ void payload_init(struct payload *p)
 	service_list_init(&p->candidates);
 }
 
+struct payload_block {
+	struct payload_block *next;
+	size_t used, size;
+	char data[];
+};
+
+#define PAYLOAD_BLOCK_SIZE ((size_t)64 << 10)
+
+/* A copy of `len` bytes and a NUL in p->blocks. */
+static char *payload_strndup(struct payload *p, const char *s, size_t len)
+{
+	struct payload_block *b = p->blocks;
+	char *ret;
+
+	if (!b || b->size - b->used < len + 1) {
+		size_t size = len + 1 > PAYLOAD_BLOCK_SIZE ? len + 1 : PAYLOAD_BLOCK_SIZE;
+
+		b = xmalloc(sizeof(*b) + size);
+		b->size = size;
+		b->used = 0;
+		b->next = p->blocks;
+		p->blocks = b;
+	}
+	ret = b->data + b->used;
+	memcpy(ret, s, len);
+	ret[len] = '\0';
+	b->used += len + 1;
+	return ret;
+}
+
 void payload_release(struct payload *p)
 {
 	size_t i;
 
 	free(p->table);
-	for (i = 0; i < p->nr_running; i++) {
+	for (i = 0; !p->blocks && i < p->nr_running; i++) {
 		free(p->running[i].service);
 		free(p->running[i].id);
 		free(p->running[i].ip);
+	}
+	while (p->blocks) {
+		struct payload_block *next = p->blocks->next;
+
+		free(p->blocks);
+		p->blocks = next;
 	}
 	free(p->running);
 	service_list_release(&p->candidates);
@@ -699,22 +735,19 @@ static char fast_peek(struct fast *f)
 	return f->s < f->end ? *f->s : 0;
 }
 
-/* A string of printable ASCII without escapes. */
+/* A string token (see the note on escapes inside). */
 static int fast_string(struct fast *f, struct fast_str *out)
 {
 	const char *p;
 
 	if (fast_take(f, '"'))
 		return -1;
-	for (p = f->s; p < f->end; p++) {
-		unsigned char c = (unsigned char)*p;
-
-		if (c == '"')
-			break;
-		if (c < 0x20 || c >= 0x7f || c == '\\')
-			return -1;
-	}
-	if (p >= f->end)
+	/* Up to the next quote, escaped or not: every value is then checked
+	 * by a rule that refuses '\\', control and non-ASCII bytes, and every
+	 * key must equal a known name, so a string with an escape can only
+	 * end in the full path. */
+	p = memchr(f->s, '"', (size_t)(f->end - f->s));
+	if (!p)
 		return -1;
 	out->s = f->s;
 	out->len = (size_t)(p - f->s);
@@ -739,19 +772,19 @@ static const char *fast_cstr(struct fast *f, const struct fast_str *t)
 }
 
 /* Service names and container ids, as payload_check_name() accepts them. */
-static char *fast_name(const struct fast_str *t)
+static int fast_name(const struct fast_str *t)
 {
 	size_t i;
 
 	if (!t->len || t->len > SERVICE_NAME_MAX)
-		return NULL;
+		return -1;
 	for (i = 0; i < t->len; i++) {
 		unsigned char c = (unsigned char)t->s[i];
 
 		if (!is_alnum(c) && c != '_' && c != '.' && c != ':' && c != '-')
-			return NULL;
+			return -1;
 	}
-	return xstrndup(t->s, t->len);
+	return 0;
 }
 
 /* An IPv4 address already in the form inet_ntop() gives (four decimal
@@ -761,7 +794,7 @@ static int fast_is_canonical_ipv4(const struct fast_str *t)
 	size_t i = 0, part;
 
 	for (part = 0; part < 4; part++) {
-		size_t start = i;
+		size_t start;
 		unsigned v = 0;
 
 		if (part && (i >= t->len || t->s[i++] != '.'))
@@ -775,17 +808,21 @@ static int fast_is_canonical_ipv4(const struct fast_str *t)
 	return i == t->len;
 }
 
-static char *fast_ip(struct fast *f, const struct fast_str *t)
+/* Replace `t` by its canonical address (in f->canon when it differs). */
+static int fast_ip(struct fast *f, struct fast_str *t)
 {
 	struct buf err = BUF_INIT;
 	const char *s;
-	char *ret = NULL;
+	int ret = -1;
 
 	if (fast_is_canonical_ipv4(t))
-		return xstrndup(t->s, t->len);
+		return 0;
 	s = fast_cstr(f, t);
-	if (s && !payload_check_ip(s, &f->canon, &err))
-		ret = xstrndup(f->canon.buf, f->canon.len);
+	if (s && !payload_check_ip(s, &f->canon, &err)) {
+		t->s = f->canon.buf;
+		t->len = f->canon.len;
+		ret = 0;
+	}
 	buf_release(&err);
 	return ret;
 }
@@ -826,8 +863,9 @@ static int fast_item(struct fast *f, int first)
 	return 0;
 }
 
-/* {"id": ..., "ip": ...} as a container (the caller frees both). */
-static int fast_container(struct fast *f, int with_service, char **service, char **id,
+/* {"id": ..., "ip": ...} (and "serviceName" with `service`), the strings
+ * copied into p->blocks. */
+static int fast_container(struct fast *f, struct payload *p, char **service, char **id,
 			  char **ip)
 {
 	struct fast_str key, val;
@@ -839,7 +877,7 @@ static int fast_container(struct fast *f, int with_service, char **service, char
 		char **slot;
 
 		first = 0;
-		if (with_service && fast_is(&key, "serviceName"))
+		if (service && fast_is(&key, "serviceName"))
 			slot = service;
 		else if (fast_is(&key, "id"))
 			slot = id;
@@ -849,11 +887,11 @@ static int fast_container(struct fast *f, int with_service, char **service, char
 			return -1;
 		if (*slot || fast_string(f, &val))
 			return -1;
-		*slot = slot == ip ? fast_ip(f, &val) : fast_name(&val);
-		if (!*slot)
+		if (slot == ip ? fast_ip(f, &val) : fast_name(&val))
 			return -1;
+		*slot = payload_strndup(p, val.s, val.len);
 	}
-	if (r < 0 || !*id || !*ip || (with_service && !*service))
+	if (r < 0 || !*id || !*ip || (service && !*service))
 		return -1;
 	return 0;
 }
@@ -872,13 +910,13 @@ static int fast_running(struct fast *f, struct payload *p)
 		ALLOC_GROW(p->running, p->nr_running + 1, alloc);
 		run = &p->running[p->nr_running++];
 		memset(run, 0, sizeof(*run));
-		if (fast_container(f, 1, &run->service, &run->id, &run->ip))
+		if (fast_container(f, p, &run->service, &run->id, &run->ip))
 			return -1;
 	}
 	return r < 0 ? -1 : 0;
 }
 
-static int fast_containers(struct fast *f, struct service *svc)
+static int fast_containers(struct fast *f, struct payload *p, struct service *svc)
 {
 	int r, first = 1;
 
@@ -888,13 +926,9 @@ static int fast_containers(struct fast *f, struct service *svc)
 		char *id = NULL, *ip = NULL;
 
 		first = 0;
-		r = fast_container(f, 0, NULL, &id, &ip);
-		if (!r)
-			service_put_container(svc, id, ip);
-		free(id);
-		free(ip);
-		if (r)
+		if (fast_container(f, p, NULL, &id, &ip))
 			return -1;
+		service_put_container(svc, id, ip);
 	}
 	return r < 0 ? -1 : 0;
 }
@@ -930,7 +964,7 @@ enum fast_key {
 	FK_CONTAINERS = 1u << 5,
 };
 
-static int fast_candidate(struct fast *f, struct service *svc)
+static int fast_candidate(struct fast *f, struct payload *p, struct service *svc)
 {
 	struct buf err = BUF_INIT;
 	struct fast_str key, val, predicate = {NULL, 0};
@@ -962,8 +996,9 @@ static int fast_candidate(struct fast *f, struct service *svc)
 		seen |= bit;
 		switch (bit) {
 		case FK_NAME:
-			if (fast_string(f, &val) || !(svc->name = fast_name(&val)))
+			if (fast_string(f, &val) || fast_name(&val))
 				goto out;
+			svc->name = xstrndup(val.s, val.len);
 			break;
 		case FK_PORT:
 			if (fast_peek(f) == '"') {
@@ -997,7 +1032,7 @@ static int fast_candidate(struct fast *f, struct service *svc)
 			svc->cookie = xstrndup(val.s, val.len);
 			break;
 		case FK_CONTAINERS:
-			if (fast_containers(f, svc))
+			if (fast_containers(f, p, svc))
 				goto out;
 			break;
 		}
@@ -1022,7 +1057,7 @@ static int fast_candidates(struct fast *f, struct payload *p)
 		return -1;
 	while (!(r = fast_item(f, first))) {
 		first = 0;
-		if (fast_candidate(f, service_list_append(&p->candidates)))
+		if (fast_candidate(f, p, service_list_append(&p->candidates)))
 			return -1;
 	}
 	return r < 0 ? -1 : 0;

@@ -20,12 +20,17 @@ struct running {
 	char *ip;
 };
 
+struct payload_block;
+
 struct payload {
 	char *table;
 	struct running *running;
 	size_t nr_running;
 	/* Candidates in payload order; containers sorted and unique per candidate. */
 	struct service_list candidates;
+	/* When set, the strings of `running` live in these blocks (one free
+	 * per block instead of three per entry); else each is malloc'd. */
+	struct payload_block *blocks;
 };
 
 void payload_init(struct payload *p);

@@ -225,7 +225,8 @@ static enum registry_attempt registry_attempt(struct registry *reg, struct store
 {
 	const int versioned = (reg->caps & STORE_CAP_VERSION) != 0;
 	struct service_list loaded;
-	const struct service_list *stored = &loaded;
+	struct service_list *stored = &loaded;
+	unsigned mflags = MERGE_MOVE;
 	struct merge_result m;
 	enum registry_attempt outcome = ATTEMPT_FAILED;
 	uint64_t version = 0;
@@ -243,13 +244,18 @@ static enum registry_attempt registry_attempt(struct registry *reg, struct store
 	}
 	if (versioned && t->cached && t->version == version) {
 		stored = &t->services;
+		/* A read-only attempt on the cache only needs to know whether
+		 * anything changes; a writing one takes the cached services
+		 * over instead of copying them, as it replaces the cache. */
+		if (!write && (reg->caps & STORE_CAP_ATOMIC))
+			mflags = MERGE_CHECK;
 	} else {
 		registry_table_forget(reg, t);
 		*ret = store_load(st, &loaded, err);
 		if (*ret != ST_OK)
 			goto fail;
 	}
-	merge_apply(stored, p, registry_now_ms(), &m);
+	merge_apply_flags(stored, p, registry_now_ms(), mflags, &m);
 	res->changed = m.nr_changed || m.removed.nr;
 
 	if (res->changed && !write && (reg->caps & STORE_CAP_ATOMIC)) {
@@ -270,7 +276,7 @@ static enum registry_attempt registry_attempt(struct registry *reg, struct store
 		goto out;
 
 	/* The answer: the cached bytes when nothing changed, else a new render. */
-	if (stored == &t->services && !res->changed) {
+	if ((mflags & MERGE_CHECK) && !res->changed) {
 		(void)buf_add(&res->config, t->config.buf, t->config.len);
 		if (flags & REGISTRY_WANT_SERVICES)
 			service_list_copy(&res->services, &t->services);
