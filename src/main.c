@@ -1,4 +1,5 @@
 /* lambda-registry: the subcommand table and the entry point. */
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -94,6 +95,11 @@ static int cmd_serve(const char *const *v, int argc, char **argv)
 	}
 	opts.threads = (unsigned)n;
 
+	/* A long-running server: large buffers (payloads, configs) get their
+	 * own mappings and go back to the system when freed, and two malloc
+	 * arenas serve the thread pool; this keeps the peak RSS near the data. */
+	mallopt(M_MMAP_THRESHOLD, 128 * 1024);
+	mallopt(M_ARENA_MAX, 2);
 	code = main_open_registry(v[1], v[3], &reg);
 	if (code)
 		goto out;

@@ -103,10 +103,26 @@ void merge_apply(const struct service_list *stored, const struct payload *p,
 		 int64_t now_ms, struct merge_result *res)
 {
 	/* Without flags nothing in `stored` is touched. */
-	merge_apply_flags((struct service_list *)stored, p, now_ms, 0, res);
+	merge_apply_flags((struct service_list *)stored, (struct payload *)p, now_ms, 0, res);
 }
 
-void merge_apply_flags(struct service_list *stored, const struct payload *p,
+/* The one candidate for a service becomes it, without copies (MERGE_TAKE). */
+static void merge_take_candidate(struct service *svc, struct service *c)
+{
+	svc->name = c->name;
+	svc->port = c->port;
+	svc->mode = c->mode;
+	svc->predicate = c->predicate;
+	svc->cookie = c->cookie;
+	svc->containers = c->containers;
+	svc->nr_containers = c->nr_containers;
+	svc->alloc_containers = c->alloc_containers;
+	c->name = c->predicate = c->cookie = NULL;
+	c->containers = NULL;
+	c->nr_containers = c->alloc_containers = 0;
+}
+
+void merge_apply_flags(struct service_list *stored, struct payload *p,
 		       int64_t now_ms, unsigned flags, struct merge_result *res)
 {
 	const struct service_list *cands = &p->candidates;
@@ -146,6 +162,10 @@ void merge_apply_flags(struct service_list *stored, const struct payload *p,
 
 		/* Step 2: a stored service without running containers is forgotten. */
 		if (!nr_c && !nr_r) {
+			if (flags & MERGE_CHECK) {
+				service_copy(service_list_append(&res->removed), old);
+				break;
+			}
 			svc = service_list_append(&res->removed);
 			if (flags & MERGE_MOVE) {
 				*svc = *old;
@@ -171,9 +191,17 @@ void merge_apply_flags(struct service_list *stored, const struct payload *p,
 		}
 
 		svc = service_list_append(&res->services);
-		svc->name = xstrdup(name);
-		/* Step 4: the latest candidate's settings win. */
-		merge_set_settings(svc, nr_c ? &cands->items[cref[c0 + nr_c - 1].idx] : old);
+		if (nr_c == 1 && (flags & MERGE_TAKE)) {
+			/* Its containers are sorted and unique, as the loop
+			 * below would make them. */
+			merge_take_candidate(svc, &p->candidates.items[cref[c0].idx]);
+			nr_c = 0;
+		} else {
+			svc->name = xstrdup(name);
+			/* Step 4: the latest candidate's settings win. */
+			merge_set_settings(svc, nr_c ? &cands->items[cref[c0 + nr_c - 1].idx]
+						     : old);
+		}
 		/* Steps 3, 5, 6: the containers are the candidates' new ones and
 		 * those running under this service; running addresses win, and a
 		 * later duplicate wins over an earlier one. */
@@ -203,6 +231,8 @@ void merge_apply_flags(struct service_list *stored, const struct payload *p,
 			ALLOC_GROW(res->changed, res->nr_changed + 1, res->alloc_changed);
 			res->changed[res->nr_changed++] = res->services.nr - 1;
 		}
+		if ((flags & MERGE_CHECK) && (res->nr_changed || res->removed.nr))
+			break; /* the answer is known */
 	}
 	free(cref);
 	free(rref);

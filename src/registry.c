@@ -6,6 +6,7 @@
 #include "registry.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -20,6 +21,13 @@
 #define REGISTRY_MAX_CACHED 4096
 #define REGISTRY_MAX_ATTEMPTS 8
 
+/* A rendered config, shared read-only by the cache and the answers in flight. */
+struct registry_share {
+	atomic_uint refs;
+	size_t len;
+	char *data;
+};
+
 struct registry_table {
 	struct registry_table *next;
 	char *name;
@@ -27,7 +35,7 @@ struct registry_table {
 	int cached;
 	uint64_t version;
 	struct service_list services;
-	struct buf config;
+	struct registry_share *config;
 };
 
 struct registry {
@@ -79,6 +87,36 @@ static void registry_put_store(struct registry *reg, struct store *st, int faile
 	pthread_mutex_unlock(&reg->lock);
 }
 
+/* A share of `config` (taken over), with one reference. */
+static struct registry_share *registry_share_new(struct buf *config)
+{
+	struct registry_share *share = xmalloc(sizeof(*share));
+
+	atomic_init(&share->refs, 1);
+	share->data = buf_detach(config, &share->len);
+	return share;
+}
+
+static struct registry_share *registry_share_ref(struct registry_share *share)
+{
+	atomic_fetch_add(&share->refs, 1);
+	return share;
+}
+
+void registry_share_release(struct registry_share *share)
+{
+	if (share && atomic_fetch_sub(&share->refs, 1) == 1) {
+		free(share->data);
+		free(share);
+	}
+}
+
+const char *registry_share_data(const struct registry_share *share, size_t *len)
+{
+	*len = share->len;
+	return share->data;
+}
+
 static unsigned registry_hash(const char *s)
 {
 	unsigned h = 2166136261u;
@@ -101,7 +139,6 @@ static struct registry_table *registry_table_get(struct registry *reg, const cha
 		t = xcalloc(1, sizeof(*t));
 		t->name = xstrdup(name);
 		pthread_mutex_init(&t->lock, NULL);
-		buf_init(&t->config, 0);
 		t->next = *slot;
 		*slot = t;
 	}
@@ -114,17 +151,19 @@ static void registry_table_forget(struct registry *reg, struct registry_table *t
 	if (!t->cached)
 		return;
 	service_list_release(&t->services);
-	buf_release(&t->config);
+	registry_share_release(t->config);
+	t->config = NULL;
 	t->cached = 0;
 	pthread_mutex_lock(&reg->lock);
 	reg->nr_cached--;
 	pthread_mutex_unlock(&reg->lock);
 }
 
-/* Take over `services` and `config` as the table's state at `version`. */
+/* Take over `services`, and a reference to `config`, as the table's state
+ * at `version`. */
 static void registry_table_fill(struct registry *reg, struct registry_table *t,
 				uint64_t version, struct service_list *services,
-				struct buf *config)
+				struct registry_share *config)
 {
 	int room;
 
@@ -138,8 +177,7 @@ static void registry_table_fill(struct registry *reg, struct registry_table *t,
 		return;
 	t->services = *services;
 	service_list_init(services);
-	t->config = *config;
-	buf_init(config, 0);
+	t->config = registry_share_ref(config);
 	t->version = version;
 	t->cached = 1;
 }
@@ -183,7 +221,7 @@ void registry_free(struct registry *reg)
 		for (; t; t = next) {
 			next = t->next;
 			service_list_release(&t->services);
-			buf_release(&t->config);
+			registry_share_release(t->config);
 			pthread_mutex_destroy(&t->lock);
 			free(t->name);
 			free(t);
@@ -206,8 +244,28 @@ void registry_result_release(struct registry_result *res)
 {
 	free(res->table);
 	buf_release(&res->config);
+	registry_share_release(res->share);
 	service_list_release(&res->services);
 	registry_result_init(res);
+}
+
+/* Put `config` into the result: a reference, or a copy in res->config. */
+static void registry_answer(struct registry_result *res, struct registry_share *config,
+			    unsigned flags)
+{
+	if (flags & REGISTRY_SHARE_CONFIG)
+		res->share = registry_share_ref(config);
+	else
+		(void)buf_add(&res->config, config->data, config->len);
+}
+
+/* Forget a partial answer before a retry or after a failure. */
+static void registry_result_reset(struct registry_result *res)
+{
+	buf_reset(&res->config);
+	registry_share_release(res->share);
+	res->share = NULL;
+	service_list_release(&res->services);
 }
 
 /* The outcome of one attempt at a call. */
@@ -219,7 +277,7 @@ enum registry_attempt {
 
 static enum registry_attempt registry_attempt(struct registry *reg, struct store *st,
 					      struct registry_table *t,
-					      const struct payload *p, int write,
+					      struct payload *p, int write,
 					      unsigned flags, struct registry_result *res,
 					      enum status *ret, struct buf *err)
 {
@@ -227,7 +285,9 @@ static enum registry_attempt registry_attempt(struct registry *reg, struct store
 	struct service_list loaded;
 	struct service_list *stored = &loaded;
 	unsigned mflags = MERGE_MOVE;
+	int64_t now = registry_now_ms();
 	struct merge_result m;
+	int cache_hit;
 	enum registry_attempt outcome = ATTEMPT_FAILED;
 	uint64_t version = 0;
 	size_t i;
@@ -242,20 +302,35 @@ static enum registry_attempt registry_attempt(struct registry *reg, struct store
 		if (*ret != ST_OK)
 			goto fail;
 	}
-	if (versioned && t->cached && t->version == version) {
+	cache_hit = versioned && t->cached && t->version == version;
+	if (cache_hit) {
 		stored = &t->services;
-		/* A read-only attempt on the cache only needs to know whether
-		 * anything changes; a writing one takes the cached services
-		 * over instead of copying them, as it replaces the cache. */
-		if (!write && (reg->caps & STORE_CAP_ATOMIC))
-			mflags = MERGE_CHECK;
 	} else {
 		registry_table_forget(reg, t);
 		*ret = store_load(st, &loaded, err);
 		if (*ret != ST_OK)
 			goto fail;
 	}
-	merge_apply_flags(stored, p, registry_now_ms(), mflags, &m);
+	/*
+	 * A read-only attempt only needs to know whether anything changes (it
+	 * is redone for writing if so). A writing one, or a read that must
+	 * fill the cache, moves the stored services over instead of copying
+	 * them; the final attempt on an atomic store also takes the payload's
+	 * candidates over, as nothing will merge that payload again.
+	 */
+	if (!write && (reg->caps & STORE_CAP_ATOMIC)) {
+		merge_apply_flags(stored, p, now, MERGE_CHECK, &m);
+		if (!m.nr_changed && !m.removed.nr && !cache_hit) {
+			merge_result_release(&m);
+			merge_apply_flags(stored, p, now, mflags, &m);
+		} else {
+			mflags = MERGE_CHECK;
+		}
+	} else {
+		if (write && (reg->caps & STORE_CAP_ATOMIC))
+			mflags |= MERGE_TAKE;
+		merge_apply_flags(stored, p, now, mflags, &m);
+	}
 	res->changed = m.nr_changed || m.removed.nr;
 
 	if (res->changed && !write && (reg->caps & STORE_CAP_ATOMIC)) {
@@ -277,20 +352,25 @@ static enum registry_attempt registry_attempt(struct registry *reg, struct store
 
 	/* The answer: the cached bytes when nothing changed, else a new render. */
 	if ((mflags & MERGE_CHECK) && !res->changed) {
-		(void)buf_add(&res->config, t->config.buf, t->config.len);
+		registry_answer(res, t->config, flags);
 		if (flags & REGISTRY_WANT_SERVICES)
 			service_list_copy(&res->services, &t->services);
 	} else {
-		render_config(&m.services, &reg->render, &res->config);
+		struct buf config = BUF_INIT;
+		struct registry_share *share;
+
+		/* The cached config is replaced below: let it go first, so
+		 * that a large table's two configs do not meet in memory. */
+		registry_share_release(t->config);
+		t->config = NULL;
+		render_config(&m.services, &reg->render, &config);
+		share = registry_share_new(&config);
+		registry_answer(res, share, flags);
 		if (flags & REGISTRY_WANT_SERVICES)
 			service_list_copy(&res->services, &m.services);
-		if (versioned) {
-			struct buf copy = BUF_INIT;
-
-			(void)buf_add(&copy, res->config.buf, res->config.len);
-			registry_table_fill(reg, t, version, &m.services, &copy);
-			buf_release(&copy);
-		}
+		if (versioned)
+			registry_table_fill(reg, t, version, &m.services, share);
+		registry_share_release(share);
 	}
 	outcome = ATTEMPT_DONE;
 	goto out;
@@ -328,8 +408,7 @@ enum status registry_call(struct registry *reg, const char *json, size_t len,
 	for (attempt = 0; attempt < REGISTRY_MAX_ATTEMPTS; attempt++) {
 		enum registry_attempt outcome;
 
-		buf_reset(&res->config);
-		service_list_release(&res->services);
+		registry_result_reset(res);
 		outcome = registry_attempt(reg, st, t, &p, write, flags, res, &ret, err);
 		if (outcome == ATTEMPT_NEED_WRITE) {
 			write = 1;
@@ -337,6 +416,13 @@ enum status registry_call(struct registry *reg, const char *json, size_t len,
 		}
 		if (outcome == ATTEMPT_DONE || ret != ST_CONFLICT)
 			break;
+		/* That attempt may have taken the payload apart (MERGE_TAKE). */
+		if (write && (reg->caps & STORE_CAP_ATOMIC)) {
+			payload_release(&p);
+			ret = payload_parse(&p, json, len, err, field);
+			if (ret != ST_OK)
+				break;
+		}
 		/* Another writer won a conditional write: back off a little,
 		 * with jitter, then load and merge again. */
 		{
@@ -349,10 +435,8 @@ enum status registry_call(struct registry *reg, const char *json, size_t len,
 		buf_setf(err, "table '%s' kept changing under this call; try again", p.table);
 		ret = ST_UNAVAILABLE;
 	}
-	if (ret != ST_OK) {
-		buf_reset(&res->config);
-		service_list_release(&res->services);
-	}
+	if (ret != ST_OK)
+		registry_result_reset(res);
 	registry_put_store(reg, st, ret != ST_OK);
 unlock:
 	pthread_mutex_unlock(&t->lock);
