@@ -6,6 +6,7 @@
 
 #include <arpa/inet.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -746,8 +747,9 @@ static int fast_string(struct fast *f, struct fast_str *out)
 	 * by a rule that refuses '\\', control and non-ASCII bytes, and every
 	 * key must equal a known name, so a string with an escape can only
 	 * end in the full path. */
-	p = memchr(f->s, '"', (size_t)(f->end - f->s));
-	if (!p)
+	for (p = f->s; p < f->end && *p != '"'; p++)
+		;
+	if (p >= f->end)
 		return -1;
 	out->s = f->s;
 	out->len = (size_t)(p - f->s);
@@ -755,12 +757,7 @@ static int fast_string(struct fast *f, struct fast_str *out)
 	return 0;
 }
 
-static int fast_is(const struct fast_str *t, const char *lit)
-{
-	size_t n = strlen(lit);
-
-	return t->len == n && !memcmp(t->s, lit, n);
-}
+#define fast_is(t, lit) ((t)->len == sizeof(lit) - 1 && !memcmp((t)->s, lit, sizeof(lit) - 1))
 
 /* `t` as a C string in f->scratch (valid until the next call). */
 static const char *fast_cstr(struct fast *f, const struct fast_str *t)
@@ -771,6 +768,19 @@ static const char *fast_cstr(struct fast *f, const struct fast_str *t)
 	return f->scratch.buf;
 }
 
+/* The bytes payload_check_name() accepts, as a table filled once. */
+static unsigned char fast_name_chars[256];
+static pthread_once_t fast_name_once = PTHREAD_ONCE_INIT;
+
+static void fast_name_init(void)
+{
+	unsigned c;
+
+	for (c = 0; c < 256; c++)
+		fast_name_chars[c] = is_alnum((unsigned char)c) || c == '_' || c == '.' ||
+				     c == ':' || c == '-';
+}
+
 /* Service names and container ids, as payload_check_name() accepts them. */
 static int fast_name(const struct fast_str *t)
 {
@@ -778,12 +788,9 @@ static int fast_name(const struct fast_str *t)
 
 	if (!t->len || t->len > SERVICE_NAME_MAX)
 		return -1;
-	for (i = 0; i < t->len; i++) {
-		unsigned char c = (unsigned char)t->s[i];
-
-		if (!is_alnum(c) && c != '_' && c != '.' && c != ':' && c != '-')
+	for (i = 0; i < t->len; i++)
+		if (!fast_name_chars[(unsigned char)t->s[i]])
 			return -1;
-	}
 	return 0;
 }
 
@@ -1071,6 +1078,7 @@ static int payload_parse_fast(struct payload *p, const char *json, size_t len)
 	unsigned seen = 0;
 	int r, first = 1, ret = -1;
 
+	pthread_once(&fast_name_once, fast_name_init);
 	if (fast_take(&f, '{'))
 		goto out;
 	while (!(r = fast_member(&f, first, &key))) {

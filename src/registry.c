@@ -329,7 +329,16 @@ static enum registry_attempt registry_attempt(struct registry *reg, struct store
 	} else {
 		if (write && (reg->caps & STORE_CAP_ATOMIC))
 			mflags |= MERGE_TAKE;
+		/* This attempt renders anew and replaces (or on failure forgets)
+		 * the cache: the old config can go now, before the merge, so
+		 * that a large table's two configs never meet in memory. */
+		registry_share_release(t->config);
+		t->config = NULL;
 		merge_apply_flags(stored, p, now, mflags, &m);
+		/* What is left of a taken payload is not needed any more:
+		 * give its memory back before the config is rendered. */
+		if (mflags & MERGE_TAKE)
+			payload_release(p);
 	}
 	res->changed = m.nr_changed || m.removed.nr;
 
@@ -359,9 +368,7 @@ static enum registry_attempt registry_attempt(struct registry *reg, struct store
 		struct buf config = BUF_INIT;
 		struct registry_share *share;
 
-		/* The cached config is replaced below: let it go first, so
-		 * that a large table's two configs do not meet in memory. */
-		registry_share_release(t->config);
+		registry_share_release(t->config); /* replaced below */
 		t->config = NULL;
 		render_config(&m.services, &reg->render, &config);
 		share = registry_share_new(&config);
@@ -432,7 +439,7 @@ enum status registry_call(struct registry *reg, const char *json, size_t len,
 		}
 	}
 	if (attempt == REGISTRY_MAX_ATTEMPTS) {
-		buf_setf(err, "table '%s' kept changing under this call; try again", p.table);
+		buf_setf(err, "table '%s' kept changing under this call; try again", res->table);
 		ret = ST_UNAVAILABLE;
 	}
 	if (ret != ST_OK)
