@@ -134,8 +134,10 @@ def loadavg():
         return " ".join(f.read().split()[:3])
 
 
-def bench_wrk(args, work, results):
-    """(1)-(4): the three loads side by side, `rounds` times; medians."""
+def bench_wrk(args, work, results, store=None, prefix="", rounds=None):
+    """(1)-(4): the three loads side by side, `rounds` times; medians. With
+    `store` (DynamoDB), the figures go to keys starting with `prefix`."""
+    rounds = rounds or args.rounds
     sample = os.path.join(ROOT, "sample-data", "data.json")
     doc = json.load(open(sample))
     doc["table"] = "bench-write"
@@ -146,44 +148,51 @@ def bench_wrk(args, work, results):
     json.dump(doc, open(body_b, "w"))
 
     db = os.path.join(work, "wrk.db")
-    srv = Server(args.bin, f"sqlite:{db}", work)
-    runs = {"unchanged": [], "write": [], "healthz": []}
+    srv = Server(args.bin, store or f"sqlite:{db}", work)
+    runs = {"unchanged": [], "write": [], "healthz": [], "notfound": []}
     write_share = []
     try:
         conn = http.client.HTTPConnection("127.0.0.1", srv.port)
         post(conn, open(sample, "rb").read())  # the state that stays
         conn.close()
         t, c = args.threads, args.connections
-        for r in range(args.rounds):
-            log(f"bench: wrk round {r + 1}/{args.rounds} (load {loadavg()})")
+        for r in range(rounds):
+            log(f"bench: wrk round {r + 1}/{rounds} (load {loadavg()})")
             runs["healthz"].append(wrk(srv.port, "/healthz", args.seconds, t, c))
+            runs["notfound"].append(wrk(srv.port, "/nope", args.seconds, t, c))
             runs["unchanged"].append(
                 wrk(srv.port, "/generate", args.seconds, t, c,
                     os.path.join(BENCH, "generate.lua"), {"LR_BODY": sample}))
-            before = table_writes(db)
+            before = 0 if store else table_writes(db)
             res = wrk(srv.port, "/generate", args.seconds, t, c,
                       os.path.join(BENCH, "write.lua"),
                       {"LR_BODY_A": body_a, "LR_BODY_B": body_b})
             runs["write"].append(res)
-            write_share.append((table_writes(db) - before) / max(res["requests"], 1))
-        results["rss_kib_wrk"] = srv.rss_peak_kib()
+            if not store:
+                write_share.append((table_writes(db) - before) / max(res["requests"], 1))
+        results[prefix + "rss_kib_wrk"] = srv.rss_peak_kib()
     finally:
         srv.stop()
 
     def med(kind, key):
         return statistics.median(r[key] for r in runs[kind])
 
-    for i, kind in ((1, "unchanged"), (2, "write"), (3, "healthz")):
-        results[f"rps{i}"] = med(kind, "rps")
-        results[f"p50_{i}"] = med(kind, "p50")
-        results[f"p99_{i}"] = med(kind, "p99")
-        results[f"bad{i}"] = sum(r["bad"] for r in runs[kind])
-    results["runs"] = runs
-    results["ratio13"] = statistics.median(
+    for i, kind in ((1, "unchanged"), (2, "write"), (3, "healthz"), (0, "notfound")):
+        results[f"{prefix}rps{i}"] = med(kind, "rps")
+        results[f"{prefix}p50_{i}"] = med(kind, "p50")
+        results[f"{prefix}p99_{i}"] = med(kind, "p99")
+        results[f"{prefix}bad{i}"] = sum(r["bad"] for r in runs[kind])
+    results[prefix + "runs"] = runs
+    results[prefix + "ratio13"] = statistics.median(
         u["rps"] / h["rps"] for u, h in zip(runs["unchanged"], runs["healthz"]))
-    results["ratio23"] = statistics.median(
+    results[prefix + "ratio23"] = statistics.median(
         w["rps"] / h["rps"] for w, h in zip(runs["write"], runs["healthz"]))
-    results["write_share"] = statistics.median(write_share)
+    if write_share:
+        results["write_share"] = statistics.median(write_share)
+    results[prefix + "ratio10"] = statistics.median(
+        u["rps"] / n["rps"] for u, n in zip(runs["unchanged"], runs["notfound"]))
+    results[prefix + "ratio20"] = statistics.median(
+        w["rps"] / n["rps"] for w, n in zip(runs["write"], runs["notfound"]))
 
 
 def table_writes(db):
@@ -322,18 +331,22 @@ def report(args, results, m):
             f"| {r('p99_2'):.2f} ms | {r('bad2')} | |",
             f"| (3) GET /healthz | {fmt(r('rps3'))} | {r('p50_3'):.2f} ms "
             f"| {r('p99_3'):.2f} ms | {r('bad3')} | |",
+            f"| (extra) GET /nope: a 404 from the route table, no store | {fmt(r('rps0'))} "
+            f"| {r('p50_0'):.2f} ms | {r('p99_0'):.2f} ms | all | |",
             "",
             f"(4) ratio 1/3 = {r('ratio13'):.2f}, ratio 2/3 = {r('ratio23'):.2f} "
-            "(median of the per-round ratios).",
+            "(median of the per-round ratios). GET /healthz also runs a SQLite query "
+            "(the store's ping); against the bare HTTP layer (the 404 row) the ratios are "
+            f"{r('ratio10'):.2f} and {r('ratio20'):.2f}.",
             f"In (2) {100 * r('write_share'):.0f}% of the calls wrote (counted from the "
             "store's table versions); each wrk thread has a table of its own and "
             "alternates two payloads that differ in one container's address.",
             f"Server peak RSS after these runs: {r('rss_kib_wrk', 0) / 1024:.1f} MiB.",
             "",
-            "Rounds (req/s: unchanged / writes / healthz): " + "; ".join(
-                f"{u['rps']:.0f} / {w['rps']:.0f} / {h['rps']:.0f}"
-                for u, w, h in zip(r("runs")["unchanged"], r("runs")["write"],
-                                   r("runs")["healthz"])) + ".",
+            "Rounds (req/s: unchanged / writes / healthz / 404): " + "; ".join(
+                f"{u['rps']:.0f} / {w['rps']:.0f} / {h['rps']:.0f} / {n['rps']:.0f}"
+                for u, w, h, n in zip(r("runs")["unchanged"], r("runs")["write"],
+                                      r("runs")["healthz"], r("runs")["notfound"])) + ".",
             "",
         ]
     if "add_ms_1000" in results:
@@ -359,6 +372,23 @@ def report(args, results, m):
         lines.append("")
     if "ddb_status" in results:
         lines += ["## DynamoDB store (dynalite on the same machine)", "", r("ddb_status"), ""]
+    if "dynamodb_rps1" in results:
+        d = "dynamodb_"
+        lines += [
+            f"wrk -t{args.threads} -c{args.connections} -d{args.seconds}s, one round:",
+            "",
+            "| load | req/s | p50 | p99 | non-2xx |",
+            "|---|---|---|---|---|",
+            f"| (1) POST /generate, unchanged state | {fmt(r(d + 'rps1'))} "
+            f"| {r(d + 'p50_1'):.2f} ms | {r(d + 'p99_1'):.2f} ms | {r(d + 'bad1')} |",
+            f"| (2) POST /generate, every call writes | {fmt(r(d + 'rps2'))} "
+            f"| {r(d + 'p50_2'):.2f} ms | {r(d + 'p99_2'):.2f} ms | {r(d + 'bad2')} |",
+            f"| (3) GET /healthz | {fmt(r(d + 'rps3'))} | {r(d + 'p50_3'):.2f} ms "
+            f"| {r(d + 'p99_3'):.2f} ms | {r(d + 'bad3')} |",
+            "",
+            f"(4) ratio 1/3 = {r(d + 'ratio13'):.2f}, ratio 2/3 = {r(d + 'ratio23'):.2f}.",
+            "",
+        ]
     if any(k.startswith("add_ms_dynamodb_") for k in results):
         lines += [
             "| services | add one container: median (max) | config | server peak RSS |",
@@ -391,6 +421,7 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--connections", type=int, default=10)
     ap.add_argument("--scale-calls", type=int, default=15)
+    ap.add_argument("--ddb-calls", type=int, default=5)
     ap.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000])
     ap.add_argument("--only", action="append", choices=["wrk", "scale", "dynamodb"])
     ap.add_argument("--out", default=os.path.join(BENCH, "RESULTS.md"))
@@ -430,11 +461,13 @@ def bench_dynamodb(args, work, results):
         results["ddb_status"] = "Pending: the DynamoDB store has not landed."
         return
     if os.environ.get("DYNALITE_PID"):
+        bench_wrk(args, work, results, store="dynamodb:benchw-", prefix="dynamodb_", rounds=1)
         bench_scale(args, work, results, "dynamodb", args.sizes)
         return
     out = os.path.join(work, "ddb.json")
     cmd = [DYNALITE, sys.executable, os.path.abspath(__file__), "--build", args.build,
-           "--only", "dynamodb", "--scale-calls", str(args.scale_calls),
+           "--only", "dynamodb", "--scale-calls", str(args.ddb_calls),
+           "--seconds", str(args.seconds),
            "--out", os.path.join(work, "ddb.md"), "--json", out, "--sizes",
            *map(str, args.sizes)]
     proc = subprocess.run(cmd)
