@@ -1,38 +1,34 @@
--- POST /generate so that every call writes: two payloads (LR_BODY_A and
--- LR_BODY_B, which differ in one container's address) alternate, and each
--- wrk thread has a table of its own ("<table>-t<N>"). A thread's connections
--- share its table, so two calls could still arrive out of turn; run.py
--- counts the writes from the store's table versions and reports the share.
+-- POST /generate so that every call writes: each wrk thread has a table of
+-- its own ("<table>-t<N>"), and every request moves the first running
+-- container to a new address (a counter), so no call finds the state it
+-- asks for. The payload is LR_BODY_A; run.py counts the writes from the
+-- store's table versions and reports the share.
 local counter = 0
-local threads = {}
 
 function setup(thread)
   counter = counter + 1
   thread:set("tid", counter)
-  table.insert(threads, thread)
 end
 
-local function slurp(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("*a")
-  f:close()
-  return s
-end
-
-local bodies = {}
+local head, tail
 local n = 0
 
 function init(args)
-  local suffix = "-t" .. tostring(tid)
-  for i, name in ipairs({"LR_BODY_A", "LR_BODY_B"}) do
-    local s = slurp(os.getenv(name))
-    -- The table name is the first "table" member of the payload.
-    bodies[i] = s:gsub('"table"%s*:%s*"([^"]*)"', '"table":"%1' .. suffix .. '"', 1)
-  end
+  local f = assert(io.open(os.getenv("LR_BODY_A"), "rb"))
+  local s = f:read("*a")
+  f:close()
+  -- The table name is the first "table" member of the payload.
+  s = s:gsub('"table"%s*:%s*"([^"]*)"', '"table":"%1-t' .. tostring(tid) .. '"', 1)
+  -- Split around the first "ip" value, the one the counter replaces.
+  local a, b = s:find('"ip"%s*:%s*"[^"]*"')
+  head = s:sub(1, a - 1) .. '"ip":"'
+  tail = '"' .. s:sub(b + 1)
 end
 
 function request()
   n = n + 1
+  local ip = string.format("10.%d.%d.%d", math.floor(n / 65536) % 256,
+                           math.floor(n / 256) % 256, n % 256)
   return wrk.format("POST", "/generate", {["Content-Type"] = "application/json"},
-                    bodies[n % 2 + 1])
+                    head .. ip .. tail)
 end

@@ -44,6 +44,10 @@ struct registry {
 	struct render_options render;
 	unsigned caps;
 	pthread_mutex_t lock; /* guards the pool and the table map */
+	/* Writers of this process take turns here before the store's own
+	 * lock: SQLite's busy handler waits by sleeping (up to 100 ms a
+	 * time), a mutex hands over at once. */
+	pthread_mutex_t write_lock;
 	struct store **pool;
 	size_t nr_pool, alloc_pool;
 	struct registry_table *buckets[REGISTRY_BUCKETS];
@@ -194,6 +198,7 @@ enum status registry_new(const struct registry_options *opts, struct registry **
 								: RENDER_DEFAULT_BIND);
 	reg->render.frontend_bind = reg->frontend_bind;
 	pthread_mutex_init(&reg->lock, NULL);
+	pthread_mutex_init(&reg->write_lock, NULL);
 	ret = store_open(reg->store_spec, &st, err);
 	if (ret != ST_OK) {
 		registry_free(reg);
@@ -228,6 +233,7 @@ void registry_free(struct registry *reg)
 		}
 	}
 	pthread_mutex_destroy(&reg->lock);
+	pthread_mutex_destroy(&reg->write_lock);
 	free(reg->store_spec);
 	free(reg->frontend_bind);
 	free(reg);
@@ -416,7 +422,11 @@ enum status registry_call(struct registry *reg, const char *json, size_t len,
 		enum registry_attempt outcome;
 
 		registry_result_reset(res);
+		if (write)
+			pthread_mutex_lock(&reg->write_lock);
 		outcome = registry_attempt(reg, st, t, &p, write, flags, res, &ret, err);
+		if (write)
+			pthread_mutex_unlock(&reg->write_lock);
 		if (outcome == ATTEMPT_NEED_WRITE) {
 			write = 1;
 			continue;
