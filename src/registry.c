@@ -36,6 +36,9 @@ struct registry_table {
 	uint64_t version;
 	struct service_list services;
 	struct registry_share *config;
+	/* The last call wrote: the next one likely will too, so it starts
+	 * with the write lock instead of a read attempt. */
+	int wrote_last;
 };
 
 struct registry {
@@ -292,8 +295,9 @@ static enum registry_attempt registry_attempt(struct registry *reg, struct store
 	struct service_list *stored = &loaded;
 	unsigned mflags = MERGE_MOVE;
 	int64_t now = registry_now_ms();
+	const int atomic = (reg->caps & STORE_CAP_ATOMIC) != 0;
 	struct merge_result m;
-	int cache_hit;
+	int cache_hit, full = 1;
 	enum registry_attempt outcome = ATTEMPT_FAILED;
 	uint64_t version = 0;
 	size_t i;
@@ -318,22 +322,27 @@ static enum registry_attempt registry_attempt(struct registry *reg, struct store
 			goto fail;
 	}
 	/*
-	 * A read-only attempt only needs to know whether anything changes (it
-	 * is redone for writing if so). A writing one, or a read that must
-	 * fill the cache, moves the stored services over instead of copying
-	 * them; the final attempt on an atomic store also takes the payload's
-	 * candidates over, as nothing will merge that payload again.
+	 * First only find out whether anything changes: enough for an
+	 * unchanged call on the cache, and for a read-only attempt that finds
+	 * changes (it is redone for writing). Otherwise merge in full, moving
+	 * the stored services over instead of copying them; the final attempt
+	 * on an atomic store also takes the payload's candidates over, as
+	 * nothing will merge that payload again.
 	 */
-	if (!write && (reg->caps & STORE_CAP_ATOMIC)) {
+	if (atomic && (cache_hit || !write)) {
+		int unchanged;
+
 		merge_apply_flags(stored, p, now, MERGE_CHECK, &m);
-		if (!m.nr_changed && !m.removed.nr && !cache_hit) {
-			merge_result_release(&m);
-			merge_apply_flags(stored, p, now, mflags, &m);
-		} else {
+		unchanged = !m.nr_changed && !m.removed.nr;
+		if ((unchanged && cache_hit) || (!unchanged && !write)) {
 			mflags = MERGE_CHECK;
+			full = 0;
+		} else {
+			merge_result_release(&m);
 		}
-	} else {
-		if (write && (reg->caps & STORE_CAP_ATOMIC))
+	}
+	if (full) {
+		if (write && atomic)
 			mflags |= MERGE_TAKE;
 		/* This attempt renders anew and replaces (or on failure forgets)
 		 * the cache: the old config can go now, before the merge, so
@@ -415,6 +424,7 @@ enum status registry_call(struct registry *reg, const char *json, size_t len,
 	res->table = xstrdup(p.table);
 	t = registry_table_get(reg, p.table);
 	pthread_mutex_lock(&t->lock);
+	write = t->wrote_last && (reg->caps & STORE_CAP_ATOMIC);
 	ret = registry_get_store(reg, &st, err);
 	if (ret != ST_OK)
 		goto unlock;
@@ -431,6 +441,8 @@ enum status registry_call(struct registry *reg, const char *json, size_t len,
 			write = 1;
 			continue;
 		}
+		if (outcome == ATTEMPT_DONE)
+			t->wrote_last = res->changed;
 		if (outcome == ATTEMPT_DONE || ret != ST_CONFLICT)
 			break;
 		/* That attempt may have taken the payload apart (MERGE_TAKE). */
