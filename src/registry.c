@@ -322,19 +322,16 @@ static enum registry_attempt registry_attempt(struct registry *reg, struct store
 			goto fail;
 	}
 	/*
-	 * First only find out whether anything changes: enough for an
-	 * unchanged call on the cache, and for a read-only attempt that finds
-	 * changes (it is redone for writing). Otherwise merge in full, moving
-	 * the stored services over instead of copying them; the final attempt
-	 * on an atomic store also takes the payload's candidates over, as
-	 * nothing will merge that payload again.
+	 * A read-only attempt first only finds out whether anything changes:
+	 * enough for an unchanged call on the cache, and when it finds changes
+	 * (the call is redone for writing). Otherwise merge in full, moving
+	 * the stored services over instead of copying them; the writing
+	 * attempt on an atomic store also takes the payload's candidates over,
+	 * as nothing will merge that payload again.
 	 */
-	if (atomic && (cache_hit || !write)) {
-		int unchanged;
-
+	if (atomic && !write) {
 		merge_apply_flags(stored, p, now, MERGE_CHECK, &m);
-		unchanged = !m.nr_changed && !m.removed.nr;
-		if ((unchanged && cache_hit) || (!unchanged && !write)) {
+		if (cache_hit || m.nr_changed || m.removed.nr) {
 			mflags = MERGE_CHECK;
 			full = 0;
 		} else {
@@ -344,11 +341,6 @@ static enum registry_attempt registry_attempt(struct registry *reg, struct store
 	if (full) {
 		if (write && atomic)
 			mflags |= MERGE_TAKE;
-		/* This attempt renders anew and replaces (or on failure forgets)
-		 * the cache: the old config can go now, before the merge, so
-		 * that a large table's two configs never meet in memory. */
-		registry_share_release(t->config);
-		t->config = NULL;
 		merge_apply_flags(stored, p, now, mflags, &m);
 		/* What is left of a taken payload is not needed any more:
 		 * give its memory back before the config is rendered. */
@@ -375,7 +367,14 @@ static enum registry_attempt registry_attempt(struct registry *reg, struct store
 		goto out;
 
 	/* The answer: the cached bytes when nothing changed, else a new render. */
-	if ((mflags & MERGE_CHECK) && !res->changed) {
+	if (cache_hit && !res->changed) {
+		/* A full merge moved the cached services out; unchanged, they
+		 * go back as they were. */
+		if (!(mflags & MERGE_CHECK)) {
+			service_list_release(&t->services);
+			t->services = m.services;
+			service_list_init(&m.services);
+		}
 		registry_answer(res, t->config, flags);
 		if (flags & REGISTRY_WANT_SERVICES)
 			service_list_copy(&res->services, &t->services);
