@@ -34,6 +34,20 @@ struct payload_block {
 
 #define PAYLOAD_BLOCK_SIZE ((size_t)64 << 10)
 
+/* Start the blocks with one as large as the document: its strings fit in
+ * it (a canonical IPv6 address may not, then another block follows). A
+ * small payload then costs one small allocation, a large one a mapping
+ * whose pages are touched only as far as it is filled. */
+static void payload_blocks_start(struct payload *p, size_t len)
+{
+	struct payload_block *b = xmalloc(sizeof(*b) + len + 1);
+
+	b->size = len + 1;
+	b->used = 0;
+	b->next = NULL;
+	p->blocks = b;
+}
+
 /* A copy of `len` bytes and a NUL in p->blocks. */
 static char *payload_strndup(struct payload *p, const char *s, size_t len)
 {
@@ -1079,6 +1093,7 @@ static int payload_parse_fast(struct payload *p, const char *json, size_t len)
 	int r, first = 1, ret = -1;
 
 	pthread_once(&fast_name_once, fast_name_init);
+	payload_blocks_start(p, len);
 	if (fast_take(&f, '{'))
 		goto out;
 	while (!(r = fast_member(&f, first, &key))) {
