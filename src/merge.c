@@ -76,20 +76,56 @@ static void merge_sort_refs(struct merge_ref *refs, size_t nr)
 }
 
 /*
- * Whether `old` stays as it is when no candidate names it and `run` (its
- * running entries, sorted by id and then payload order) is all that is
- * running under it: the same ids with the same addresses, where the last
- * of duplicates wins.
+ * The running entries in (service, id, payload) order: `refs` when they had
+ * to be sorted, else the payload's own array, which already is in order
+ * (agents usually send it so), without a copy.
  */
-static int merge_unchanged(const struct service *old, const struct payload *p,
-			   const struct merge_ref *run, size_t nr)
+struct merge_runs {
+	const struct running *running;
+	struct merge_ref *refs;
+};
+
+static const struct running *merge_run(const struct merge_runs *runs, size_t k)
+{
+	return &runs->running[runs->refs ? runs->refs[k].idx : k];
+}
+
+static void merge_runs_init(struct merge_runs *runs, const struct payload *p)
+{
+	size_t i;
+
+	runs->running = p->running;
+	runs->refs = NULL;
+	for (i = 1; i < p->nr_running; i++) {
+		const struct running *a = &p->running[i - 1], *b = &p->running[i];
+		int cmp = strcmp(a->service, b->service);
+
+		if (cmp > 0 || (!cmp && strcmp(a->id, b->id) > 0))
+			break;
+	}
+	if (i >= p->nr_running)
+		return;
+	runs->refs = xcalloc(p->nr_running, sizeof(*runs->refs));
+	for (i = 0; i < p->nr_running; i++)
+		runs->refs[i] = (struct merge_ref){p->running[i].service, p->running[i].id, i};
+	qsort(runs->refs, p->nr_running, sizeof(*runs->refs), merge_ref_cmp);
+}
+
+/*
+ * Whether `old` stays as it is when no candidate names it and the runs
+ * [r0, r0 + nr) (its running entries, sorted by id and then payload order)
+ * are all that is running under it: the same ids with the same addresses,
+ * where the last of duplicates wins.
+ */
+static int merge_unchanged(const struct service *old, const struct merge_runs *runs,
+			   size_t r0, size_t nr)
 {
 	size_t k, n = 0;
 
 	for (k = 0; k < nr; k++) {
-		const struct running *r = &p->running[run[k].idx];
+		const struct running *r = merge_run(runs, r0 + k);
 
-		if (k + 1 < nr && !strcmp(run[k + 1].id, r->id))
+		if (k + 1 < nr && !strcmp(merge_run(runs, r0 + k + 1)->id, r->id))
 			continue; /* a later duplicate decides */
 		if (n >= old->nr_containers || strcmp(old->containers[n].id, r->id) ||
 		    strcmp(old->containers[n].ip, r->ip))
@@ -127,15 +163,13 @@ void merge_apply_flags(struct service_list *stored, struct payload *p,
 {
 	const struct service_list *cands = &p->candidates;
 	struct merge_ref *cref = xcalloc(cands->nr, sizeof(*cref));
-	struct merge_ref *rref = xcalloc(p->nr_running, sizeof(*rref));
+	struct merge_runs runs;
 	size_t i, si = 0, ci = 0, ri = 0;
 
 	for (i = 0; i < cands->nr; i++)
 		cref[i] = (struct merge_ref){cands->items[i].name, NULL, i};
 	merge_sort_refs(cref, cands->nr);
-	for (i = 0; i < p->nr_running; i++)
-		rref[i] = (struct merge_ref){p->running[i].service, p->running[i].id, i};
-	merge_sort_refs(rref, p->nr_running);
+	merge_runs_init(&runs, p);
 
 	/* Walk stored and candidate names together, in byte order. */
 	while (si < stored->nr || ci < cands->nr) {
@@ -155,10 +189,12 @@ void merge_apply_flags(struct service_list *stored, struct payload *p,
 
 		/* Running entries of services that sort before this one belong
 		 * to no known service: they have no routing settings. */
-		while (ri < p->nr_running && strcmp(rref[ri].name, name) < 0)
+		while (ri < p->nr_running && strcmp(merge_run(&runs, ri)->service, name) < 0)
 			ri++;
 		r0 = ri;
-		nr_r = merge_take_run(rref, p->nr_running, &ri, name);
+		while (ri < p->nr_running && !strcmp(merge_run(&runs, ri)->service, name))
+			ri++;
+		nr_r = ri - r0;
 
 		/* Step 2: a stored service without running containers is forgotten. */
 		if (!nr_c && !nr_r) {
@@ -177,7 +213,7 @@ void merge_apply_flags(struct service_list *stored, struct payload *p,
 		}
 		/* The common case, a service that stays as it is: no need to
 		 * build it anew, nor (MERGE_CHECK) to keep it at all. */
-		if (old && !nr_c && merge_unchanged(old, p, rref + r0, nr_r)) {
+		if (old && !nr_c && merge_unchanged(old, &runs, r0, nr_r)) {
 			if (flags & MERGE_CHECK)
 				continue;
 			svc = service_list_append(&res->services);
@@ -214,8 +250,8 @@ void merge_apply_flags(struct service_list *stored, struct payload *p,
 						      c->containers[j].ip);
 		}
 		for (k = r0; k < r0 + nr_r; k++)
-			service_put_container(svc, p->running[rref[k].idx].id,
-					      p->running[rref[k].idx].ip);
+			service_put_container(svc, merge_run(&runs, k)->id,
+					      merge_run(&runs, k)->ip);
 
 		if (old) {
 			svc->version = old->version;
@@ -235,5 +271,5 @@ void merge_apply_flags(struct service_list *stored, struct payload *p,
 			break; /* the answer is known */
 	}
 	free(cref);
-	free(rref);
+	free(runs.refs);
 }

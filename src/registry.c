@@ -24,7 +24,7 @@
 /* A rendered config, shared read-only by the cache and the answers in flight. */
 struct registry_share {
 	atomic_uint refs;
-	size_t len;
+	size_t len, alloc;
 	char *data;
 };
 
@@ -100,8 +100,29 @@ static struct registry_share *registry_share_new(struct buf *config)
 	struct registry_share *share = xmalloc(sizeof(*share));
 
 	atomic_init(&share->refs, 1);
+	share->alloc = config->alloc;
 	share->data = buf_detach(config, &share->len);
 	return share;
+}
+
+/*
+ * Release `share`; when this was the last reference, its memory becomes
+ * the (empty) buffer `out`, so that the next render reuses pages already
+ * in place instead of faulting in new ones. Only the holder of a table's
+ * lock can know it holds the last reference of that table's config.
+ */
+static void registry_share_recycle(struct registry_share *share, struct buf *out)
+{
+	if (!share)
+		return;
+	if (atomic_load(&share->refs) == 1 && share->alloc) {
+		out->buf = share->data;
+		out->alloc = share->alloc;
+		buf_setlen(out, 0);
+		free(share);
+		return;
+	}
+	registry_share_release(share);
 }
 
 static struct registry_share *registry_share_ref(struct registry_share *share)
@@ -382,7 +403,7 @@ static enum registry_attempt registry_attempt(struct registry *reg, struct store
 		struct buf config = BUF_INIT;
 		struct registry_share *share;
 
-		registry_share_release(t->config); /* replaced below */
+		registry_share_recycle(t->config, &config); /* replaced below */
 		t->config = NULL;
 		render_config(&m.services, &reg->render, &config);
 		share = registry_share_new(&config);
