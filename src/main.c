@@ -95,10 +95,13 @@ static int cmd_serve(const char *const *v, int argc, char **argv)
 	}
 	opts.threads = (unsigned)n;
 
-	/* A long-running server: large buffers (payloads, configs) get their
-	 * own mappings and go back to the system when freed, and two malloc
-	 * arenas serve the thread pool; this keeps the peak RSS near the data. */
-	mallopt(M_MMAP_THRESHOLD, 128 * 1024);
+	/* A long-running server: buffers up to a few MB (payloads of thousands
+	 * of containers) are reused from the heap, as faulting in fresh pages
+	 * for each call costs more than the work on them; larger ones get their
+	 * own mappings and go back to the system when freed. Two arenas for
+	 * the thread pool keep freed memory in few places. */
+	mallopt(M_MMAP_THRESHOLD, 4 << 20);
+	mallopt(M_TRIM_THRESHOLD, 8 << 20);
 	mallopt(M_ARENA_MAX, 2);
 	code = main_open_registry(v[1], v[3], &reg);
 	if (code)
