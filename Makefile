@@ -51,6 +51,13 @@ format-check:
 clean:
 	rm -rf $(BUILD) $(BUILD_ASAN)
 
+# The AWS Lambda zip (provided.al2023): bootstrap and the libraries it needs.
+.PHONY: lambda-package
+lambda-package: deps $(BUILD)/Makefile
+	@scripts/deps.sh lambda
+	cmake --build $(BUILD) -j $(JOBS) --target lambda-registry-lambda
+	scripts/lambda-package.sh $(BUILD)/lambda-registry-lambda $(BUILD)/lambda-registry-lambda.zip
+
 # Benchmarks of issue 7 (wrk, scale, DynamoDB via dynalite); writes bench/RESULTS.md.
 BENCH_ARGS ?=
 .PHONY: bench

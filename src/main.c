@@ -8,6 +8,7 @@
 #include "buf.h"
 #include "cli.h"
 #include "http.h"
+#include "lambda.h"
 #include "registry.h"
 #include "render.h"
 #include "xalloc.h"
@@ -238,6 +239,44 @@ out:
 	return code;
 }
 
+static const struct cli_option lambda_cli_options[] = {
+	{"store", "SPEC", "sqlite:PATH, dynamodb or dynamodb:PREFIX", "dynamodb"},
+	{"frontend-bind", "ADDR:PORT", "bind line of the generated frontend", RENDER_DEFAULT_BIND},
+	{"max-body", "BYTES", "largest API Gateway request body accepted (K/M/G suffixes)", "1M"},
+	{NULL, NULL, NULL, NULL},
+};
+
+static int cmd_lambda(const char *const *v, int argc, char **argv)
+{
+	struct lambda_options opts = {getenv("AWS_LAMBDA_RUNTIME_API"), v[0], v[1], v[2]};
+	struct buf err = BUF_INIT;
+	enum status st;
+	int code = 0;
+
+	if (argc > 0) {
+		fprintf(stderr, "lambda-registry lambda: unexpected argument '%s'\n", argv[0]);
+		code = 2;
+		goto out;
+	}
+	st = lambda_run(&opts, &err);
+	if (st != ST_OK) {
+		fprintf(stderr, "lambda-registry lambda: %s\n", err.buf);
+		code = status_exit(st);
+	}
+out:
+	buf_release(&err);
+	return code;
+}
+
+/* The Lambda package runs the binary as "bootstrap", without arguments. */
+static int main_is_bootstrap(const char *argv0)
+{
+	const char *base = strrchr(argv0, '/');
+
+	base = base ? base + 1 : argv0;
+	return !strcmp(base, "bootstrap") || getenv("AWS_LAMBDA_RUNTIME_API");
+}
+
 static const struct cli_command commands[] = {
 	{"serve", NULL, "Serve POST /generate and GET /healthz over HTTP.",
 	 serve_options, cmd_serve},
@@ -247,6 +286,11 @@ static const struct cli_command commands[] = {
 	 generate_options, cmd_generate},
 	{"dump", "TABLE", "Print the stored services of TABLE as JSON.", dump_options,
 	 cmd_dump},
+	{"lambda", NULL,
+	 "Run as an AWS Lambda custom runtime (the package's bootstrap runs this).\n"
+	 "Answers direct invocations, API Gateway REST proxy and HTTP API events\n"
+	 "from the Runtime API at AWS_LAMBDA_RUNTIME_API.",
+	 lambda_cli_options, cmd_lambda},
 };
 
 static void main_usage(FILE *f)
@@ -274,6 +318,12 @@ int main(int argc, char **argv)
 	size_t i;
 	int first, code;
 
+	char *bootstrap_argv[] = {argv[0], (char *)"lambda", NULL};
+
+	if (argc < 2 && argv[0] && main_is_bootstrap(argv[0])) {
+		argc = 2;
+		argv = bootstrap_argv;
+	}
 	if (argc < 2) {
 		main_usage(stderr);
 		return 2;

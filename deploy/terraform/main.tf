@@ -1,0 +1,91 @@
+# The function, its log group and its role.
+
+data "aws_caller_identity" "current" {}
+data "aws_partition" "current" {}
+
+locals {
+  package_path = coalesce(var.package_path, "${path.module}/../../build/lambda-registry-lambda.zip")
+  # Every table the store may use: prefix + the payload's table name.
+  table_arns = "arn:${data.aws_partition.current.partition}:dynamodb:${var.region}:${data.aws_caller_identity.current.account_id}:table/${var.table_prefix}*"
+}
+
+# Created here, not by Lambda, so that retention applies and destroy removes it.
+resource "aws_cloudwatch_log_group" "registry" {
+  name              = "/aws/lambda/${var.function_name}"
+  retention_in_days = var.log_retention_days
+}
+
+data "aws_iam_policy_document" "assume_lambda" {
+  statement {
+    actions = ["sts:AssumeRole"]
+
+    principals {
+      type        = "Service"
+      identifiers = ["lambda.amazonaws.com"]
+    }
+  }
+}
+
+resource "aws_iam_role" "registry" {
+  name               = "${var.function_name}-role"
+  assume_role_policy = data.aws_iam_policy_document.assume_lambda.json
+}
+
+# Least privilege: exactly the calls the DynamoDB store makes
+# (src/store/dynamodb.c), on the prefixed tables only, and the log group.
+data "aws_iam_policy_document" "registry" {
+  statement {
+    sid       = "WriteOwnLogs"
+    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+    resources = ["${aws_cloudwatch_log_group.registry.arn}:*"]
+  }
+
+  statement {
+    sid = "RegistryTables"
+    actions = [
+      "dynamodb:CreateTable",
+      "dynamodb:DeleteItem",
+      "dynamodb:DescribeTable",
+      "dynamodb:PutItem",
+      "dynamodb:Scan",
+    ]
+    resources = [local.table_arns]
+  }
+
+  # The health check (GET /healthz) lists at most one table name;
+  # ListTables has no resource-level permissions.
+  statement {
+    sid       = "HealthCheck"
+    actions   = ["dynamodb:ListTables"]
+    resources = ["*"]
+  }
+}
+
+resource "aws_iam_role_policy" "registry" {
+  name   = "${var.function_name}-policy"
+  role   = aws_iam_role.registry.id
+  policy = data.aws_iam_policy_document.registry.json
+}
+
+resource "aws_lambda_function" "registry" {
+  function_name    = var.function_name
+  description      = "lambda-registry: HAProxy service registry (custom runtime in C)"
+  role             = aws_iam_role.registry.arn
+  runtime          = "provided.al2023"
+  handler          = "bootstrap"
+  architectures    = [var.architecture]
+  memory_size      = var.memory_size
+  timeout          = var.timeout
+  filename         = local.package_path
+  source_code_hash = filebase64sha256(local.package_path)
+
+  environment {
+    variables = {
+      LAMBDA_REGISTRY_STORE         = "dynamodb:${var.table_prefix}"
+      LAMBDA_REGISTRY_FRONTEND_BIND = var.frontend_bind
+    }
+  }
+
+  # The log group and the role's rights exist before the first invocation.
+  depends_on = [aws_cloudwatch_log_group.registry, aws_iam_role_policy.registry]
+}
