@@ -99,11 +99,12 @@ static int cmd_serve(const char *const *v, int argc, char **argv)
 	/* A long-running server: buffers up to a few MB (payloads of thousands
 	 * of containers) are reused from the heap, as faulting in fresh pages
 	 * for each call costs more than the work on them; larger ones get their
-	 * own mappings and go back to the system when freed. Two arenas for
-	 * the thread pool keep freed memory in few places. */
+	 * own mappings and go back to the system when freed. One arena for
+	 * the thread pool keeps freed memory in one place (the worker that
+	 * serves a connection would otherwise decide how much the heap keeps). */
 	mallopt(M_MMAP_THRESHOLD, 4 << 20);
 	mallopt(M_TRIM_THRESHOLD, 8 << 20);
-	mallopt(M_ARENA_MAX, 2);
+	mallopt(M_ARENA_MAX, 1);
 	code = main_open_registry(v[1], v[3], &reg);
 	if (code)
 		goto out;
