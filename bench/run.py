@@ -487,7 +487,7 @@ def bench_dynamodb(args, work, results):
            "--seconds", str(args.seconds),
            "--out", os.path.join(work, "ddb.md"), "--json", out, "--sizes",
            *map(str, args.sizes)]
-    proc = subprocess.run(cmd)
+    proc = subprocess.run(cmd, stdout=subprocess.DEVNULL)
     if proc.returncode:
         results["ddb_status"] = f"The dynalite run failed (exit {proc.returncode})."
         return
