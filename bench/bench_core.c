@@ -26,7 +26,8 @@ static double bench_now(void)
 
 /* The shape bench/run.py posts: every 4th service in path mode, every
  * other one sticky, 5 containers each (see run.py scale_payload). */
-static void bench_fill_services(struct service_list *list, unsigned nr, unsigned per)
+static void bench_fill_services(struct service_list *list, unsigned nr,
+				unsigned per)
 {
 	unsigned i, j;
 
@@ -49,7 +50,8 @@ static void bench_fill_services(struct service_list *list, unsigned nr, unsigned
 			char id[32], ip[32];
 
 			snprintf(id, sizeof(id), "c%05u%02u", i, j);
-			snprintf(ip, sizeof(ip), "10.%u.%u.%u", (i * per + j) >> 16 & 255,
+			snprintf(ip, sizeof(ip), "10.%u.%u.%u",
+				 (i * per + j) >> 16 & 255,
 				 (i * per + j) >> 8 & 255, (i * per + j) & 255);
 			service_put_container(svc, id, ip);
 		}
@@ -79,7 +81,8 @@ static int bench_render(unsigned nr)
 	} while (elapsed < 1.0 || rounds < 3);
 	printf("{\"bench\":\"render\",\"services\":%u,\"config_bytes\":%zu,"
 	       "\"rounds\":%u,\"ms_per_render\":%.3f,\"mb_per_s\":%.1f}\n",
-	       nr, size, rounds, elapsed * 1e3 / rounds, (double)bytes / elapsed / 1e6);
+	       nr, size, rounds, elapsed * 1e3 / rounds,
+	       (double)bytes / elapsed / 1e6);
 	buf_release(&out);
 	service_list_release(&list);
 	return 0;
@@ -114,15 +117,18 @@ static int bench_parse(const char *path)
 	do {
 		struct payload p;
 
-		if (payload_parse(&p, json.buf, json.len, &err, &field) != ST_OK) {
-			fprintf(stderr, "bench_core: %s: %s\n", field.buf, err.buf);
+		if (payload_parse(&p, json.buf, json.len, &err, &field) !=
+		    ST_OK) {
+			fprintf(stderr, "bench_core: %s: %s\n", field.buf,
+				err.buf);
 			goto out;
 		}
 		payload_release(&p);
 		rounds++;
 		elapsed = bench_now() - start;
 	} while (elapsed < 1.0 || rounds < 3);
-	printf("{\"bench\":\"parse\",\"bytes\":%zu,\"rounds\":%u,\"ms_per_parse\":%.3f,"
+	printf("{\"bench\":\"parse\",\"bytes\":%zu,\"rounds\":%u,\"ms_per_"
+	       "parse\":%.3f,"
 	       "\"mb_per_s\":%.1f}\n",
 	       json.len, rounds, elapsed * 1e3 / rounds,
 	       (double)json.len * rounds / elapsed / 1e6);
@@ -135,8 +141,8 @@ out:
 }
 
 /* Whole calls: one `seed`, then `a` and `b` alternately, `rounds` times. */
-static int bench_call(const char *store, const char *seed, const char *a, const char *b,
-		      unsigned rounds)
+static int bench_call(const char *store, const char *seed, const char *a,
+		      const char *b, unsigned rounds)
 {
 	struct registry_options opts = {store, {RENDER_DEFAULT_BIND}};
 	struct buf body[3] = {BUF_INIT, BUF_INIT, BUF_INIT};
@@ -161,8 +167,10 @@ static int bench_call(const char *store, const char *seed, const char *a, const 
 
 		registry_result_init(&res);
 		start = bench_now();
-		if (registry_call(reg, in->buf, in->len, 0, &res, &err, &field) != ST_OK) {
-			fprintf(stderr, "bench_core: call: %s %s\n", field.buf, err.buf);
+		if (registry_call(reg, in->buf, in->len, 0, &res, &err,
+				  &field) != ST_OK) {
+			fprintf(stderr, "bench_core: call: %s %s\n", field.buf,
+				err.buf);
 			registry_result_release(&res);
 			goto out;
 		}
@@ -175,7 +183,8 @@ static int bench_call(const char *store, const char *seed, const char *a, const 
 		if (took > worst)
 			worst = took;
 	}
-	printf("{\"bench\":\"call\",\"rounds\":%u,\"ms_per_call\":%.3f,\"ms_worst\":%.3f,"
+	printf("{\"bench\":\"call\",\"rounds\":%u,\"ms_per_call\":%.3f,\"ms_"
+	       "worst\":%.3f,"
 	       "\"config_bytes\":%zu}\n",
 	       rounds, total * 1e3 / rounds, worst * 1e3, size);
 	ret = 0;

@@ -20,7 +20,7 @@
 #include "xalloc.h"
 #include "banned.h"
 
-#define NOW 1800000000000LL
+#define NOW    1800000000000LL
 #define ROUNDS 3000
 
 static unsigned long rng_state;
@@ -64,7 +64,8 @@ static void fill_stored(struct service_list *list, unsigned long seed)
 
 /* Often `stored` as it is (then nothing changes), sometimes with a
  * duplicate; else random entries. */
-static void fill_running_from(struct payload *p, const struct service_list *stored)
+static void fill_running_from(struct payload *p,
+			      const struct service_list *stored)
 {
 	size_t i, j, n = 0;
 
@@ -82,7 +83,8 @@ static void fill_running_from(struct payload *p, const struct service_list *stor
 	if (n && rnd(4) == 0) {
 		/* One container moved to another address. */
 		struct running *r = &p->running[rnd((unsigned)n)];
-		const char *other = strcmp(r->ip, "10.0.0.1") ? "10.0.0.1" : "10.0.0.2";
+		const char *other =
+			strcmp(r->ip, "10.0.0.1") ? "10.0.0.1" : "10.0.0.2";
 
 		free(r->ip);
 		r->ip = xstrdup(other);
@@ -125,11 +127,13 @@ static void fill_payload(struct payload *p, unsigned long seed,
 
 		for (a = 1; a < n; a++)
 			for (b = a; b > 0; b--) {
-				struct running *x = &p->running[b - 1], *y = &p->running[b];
+				struct running *x = &p->running[b - 1],
+					       *y = &p->running[b];
 				int cmp = strcmp(x->service, y->service);
 				struct running tmp;
 
-				if (cmp < 0 || (!cmp && strcmp(x->id, y->id) <= 0))
+				if (cmp < 0 ||
+				    (!cmp && strcmp(x->id, y->id) <= 0))
 					break;
 				tmp = *x;
 				*x = *y;
@@ -152,7 +156,8 @@ static void fill_payload(struct payload *p, unsigned long seed,
 	}
 }
 
-static void assert_same_service(const struct service *a, const struct service *b)
+static void assert_same_service(const struct service *a,
+				const struct service *b)
 {
 	assert_true(service_equal(a, b));
 	assert_int_equal(a->created_at, b->created_at);
@@ -184,7 +189,8 @@ static void test_modes_agree(void **state)
 
 		merge_apply(&stored, &p, NOW, &base);
 		merge_apply_flags(&stored, &p, NOW, MERGE_CHECK, &check);
-		merge_apply_flags(&stored2, &p2, NOW, MERGE_MOVE | MERGE_TAKE, &moved);
+		merge_apply_flags(&stored2, &p2, NOW, MERGE_MOVE | MERGE_TAKE,
+				  &moved);
 
 		assert_int_equal(!!(base.nr_changed || base.removed.nr),
 				 !!(check.nr_changed || check.removed.nr));
@@ -192,13 +198,15 @@ static void test_modes_agree(void **state)
 
 		assert_int_equal(base.services.nr, moved.services.nr);
 		for (i = 0; i < base.services.nr; i++)
-			assert_same_service(&base.services.items[i], &moved.services.items[i]);
+			assert_same_service(&base.services.items[i],
+					    &moved.services.items[i]);
 		assert_int_equal(base.nr_changed, moved.nr_changed);
 		for (i = 0; i < base.nr_changed; i++)
 			assert_int_equal(base.changed[i], moved.changed[i]);
 		assert_int_equal(base.removed.nr, moved.removed.nr);
 		for (i = 0; i < base.removed.nr; i++)
-			assert_same_service(&base.removed.items[i], &moved.removed.items[i]);
+			assert_same_service(&base.removed.items[i],
+					    &moved.removed.items[i]);
 
 		merge_result_release(&base);
 		merge_result_release(&check);

@@ -22,47 +22,64 @@
 #define MUTATIONS_PER_SEED 3000
 
 static const char *const seed_files[] = {
-	"sample-data/data.json",      "sample-data/single-candidate.json",
-	"tests/golden/data.json",     "tests/golden/empty.json",
-	"tests/golden/mixed.json",    "tests/golden/single-candidate.json",
+	"sample-data/data.json",   "sample-data/single-candidate.json",
+	"tests/golden/data.json",  "tests/golden/empty.json",
+	"tests/golden/mixed.json", "tests/golden/single-candidate.json",
 };
 
 /* Edge cases each parser must agree on, valid ones first. */
 static const char *const seed_texts[] = {
 	"{\"table\":\"abc\",\"running\":[]}",
-	" {\"running\" : [ ] , \"table\" : \"a.b-c_d\" , \"candidates\" : [ ] } \n",
-	"{\"table\":\"abc\",\"running\":[{\"ip\":\"10.0.0.1\",\"id\":\"x\",\"serviceName\":\"s\"}],"
-	"\"candidates\":[{\"containers\":[{\"ip\":\"::FFFF:1.2.3.4\",\"id\":\"b\"},"
-	"{\"id\":\"a\",\"ip\":\"2001:DB8::1\"},{\"id\":\"b\",\"ip\":\"10.0.0.9\"}],"
+	" {\"running\" : [ ] , \"table\" : \"a.b-c_d\" , \"candidates\" : [ ] "
+	"} \n",
+	"{\"table\":\"abc\",\"running\":[{\"ip\":\"10.0.0.1\",\"id\":\"x\","
+	"\"serviceName\":\"s\"}],"
+	"\"candidates\":[{\"containers\":[{\"ip\":\"::FFFF:1.2.3.4\",\"id\":"
+	"\"b\"},"
+	"{\"id\":\"a\",\"ip\":\"2001:DB8::1\"},{\"id\":\"b\",\"ip\":\"10.0.0."
+	"9\"}],"
 	"\"predicate\":\"/Api/v1\",\"configMode\":\"path\",\"port\":\"080\","
 	"\"serviceName\":\"s\",\"cookie\":null}]}",
-	"{\"table\":\"abc\",\"running\":[],\"candidates\":[{\"serviceName\":\"s\",\"port\":65535,"
+	"{\"table\":\"abc\",\"running\":[],\"candidates\":[{\"serviceName\":"
+	"\"s\",\"port\":65535,"
 	"\"predicate\":\"Example.COM.\",\"cookie\":\"SID\"}]}",
-	"{\"table\":\"abc\",\"running\":[{\"serviceName\":\"s\",\"id\":\"x\",\"ip\":\"010.0.0.1\"}]}",
-	"{\"table\":\"abc\",\"running\":[{\"serviceName\":\"s\",\"id\":\"x\",\"ip\":\"1.2.3.256\"}]}",
-	"{\"table\":\"abc\",\"running\":[{\"serviceName\":\"s\",\"id\":\"x\",\"ip\":\"1.2.3\"}]}",
-	"{\"table\":\"abc\",\"running\":[{\"serviceName\":\"s\",\"id\":\"x\",\"ip\":\"0.0.0.0\"}]}",
+	"{\"table\":\"abc\",\"running\":[{\"serviceName\":\"s\",\"id\":\"x\","
+	"\"ip\":\"010.0.0.1\"}]}",
+	"{\"table\":\"abc\",\"running\":[{\"serviceName\":\"s\",\"id\":\"x\","
+	"\"ip\":\"1.2.3.256\"}]}",
+	"{\"table\":\"abc\",\"running\":[{\"serviceName\":\"s\",\"id\":\"x\","
+	"\"ip\":\"1.2.3\"}]}",
+	"{\"table\":\"abc\",\"running\":[{\"serviceName\":\"s\",\"id\":\"x\","
+	"\"ip\":\"0.0.0.0\"}]}",
 	"{\"table\":\"abc\",\"running\":[],\"extra\":1}",
 	"{\"table\":\"abc\",\"table\":\"abd\",\"running\":[]}",
 	"{\"table\":\"a\\u0062c\",\"running\":[]}",
 	"{\"table\":\"ab\",\"running\":[]}",
 	"{\"table\":\"abc\",\"running\":{}}",
 	"{\"table\":\"abc\",\"running\":[],\"candidates\":null}",
-	"{\"table\":\"abc\",\"running\":[],\"candidates\":[{\"serviceName\":\"s\",\"port\":80.0,"
+	"{\"table\":\"abc\",\"running\":[],\"candidates\":[{\"serviceName\":"
+	"\"s\",\"port\":80.0,"
 	"\"predicate\":\"h\"}]}",
-	"{\"table\":\"abc\",\"running\":[],\"candidates\":[{\"serviceName\":\"s\",\"port\":1e2,"
+	"{\"table\":\"abc\",\"running\":[],\"candidates\":[{\"serviceName\":"
+	"\"s\",\"port\":1e2,"
 	"\"predicate\":\"h\"}]}",
-	"{\"table\":\"abc\",\"running\":[],\"candidates\":[{\"serviceName\":\"s\",\"port\":0,"
+	"{\"table\":\"abc\",\"running\":[],\"candidates\":[{\"serviceName\":"
+	"\"s\",\"port\":0,"
 	"\"predicate\":\"h\"}]}",
-	"{\"table\":\"abc\",\"running\":[],\"candidates\":[{\"serviceName\":\"s\",\"port\":65536,"
+	"{\"table\":\"abc\",\"running\":[],\"candidates\":[{\"serviceName\":"
+	"\"s\",\"port\":65536,"
 	"\"predicate\":\"h\"}]}",
-	"{\"table\":\"abc\",\"running\":[],\"candidates\":[{\"serviceName\":\"s\",\"port\":080,"
+	"{\"table\":\"abc\",\"running\":[],\"candidates\":[{\"serviceName\":"
+	"\"s\",\"port\":080,"
 	"\"predicate\":\"h\"}]}",
-	"{\"table\":\"abc\",\"running\":[],\"candidates\":[{\"serviceName\":\"s\",\"port\":8,"
+	"{\"table\":\"abc\",\"running\":[],\"candidates\":[{\"serviceName\":"
+	"\"s\",\"port\":8,"
 	"\"configMode\":null,\"predicate\":\"h\"}]}",
-	"{\"table\":\"abc\",\"running\":[],\"candidates\":[{\"serviceName\":\"s\",\"port\":8,"
+	"{\"table\":\"abc\",\"running\":[],\"candidates\":[{\"serviceName\":"
+	"\"s\",\"port\":8,"
 	"\"configMode\":\"HOST\",\"predicate\":\"h\"}]}",
-	"{\"table\":\"abc\",\"running\":[],\"candidates\":[{\"serviceName\":\"s\",\"port\":8,"
+	"{\"table\":\"abc\",\"running\":[],\"candidates\":[{\"serviceName\":"
+	"\"s\",\"port\":8,"
 	"\"predicate\":\"h\",\"cookie\":nul}]}",
 	"{\"table\":\"abc\",\"running\":[]} x",
 	"{\"table\":\"abc\",\"running\":[]}\0",
@@ -71,9 +88,30 @@ static const char *const seed_texts[] = {
 };
 
 static const char *const tokens[] = {
-	"null", "\"x\"", "\"id\":\"a\",", "1e2", "\\u0041", "-1", "65536", "\"port\":80,",
-	"{}", "[]", ",", ":", "\"", "\\", "true", "\"ip\":\"::1\",", "\"cookie\":null,",
-	"\"serviceName\":\"s\",", "\xc3\xa9", "\x7f", "0", "\t", "/", ".",
+	"null",
+	"\"x\"",
+	"\"id\":\"a\",",
+	"1e2",
+	"\\u0041",
+	"-1",
+	"65536",
+	"\"port\":80,",
+	"{}",
+	"[]",
+	",",
+	":",
+	"\"",
+	"\\",
+	"true",
+	"\"ip\":\"::1\",",
+	"\"cookie\":null,",
+	"\"serviceName\":\"s\",",
+	"\xc3\xa9",
+	"\x7f",
+	"0",
+	"\t",
+	"/",
+	".",
 };
 
 static unsigned long rng_state = 88172645463325252UL;
@@ -86,7 +124,8 @@ static unsigned long rng(void)
 	return rng_state;
 }
 
-static void assert_same_services(const struct service_list *a, const struct service_list *b)
+static void assert_same_services(const struct service_list *a,
+				 const struct service_list *b)
 {
 	size_t i, j;
 
@@ -103,8 +142,10 @@ static void assert_same_services(const struct service_list *a, const struct serv
 			assert_string_equal(x->cookie, y->cookie);
 		assert_int_equal(x->nr_containers, y->nr_containers);
 		for (j = 0; j < x->nr_containers; j++) {
-			assert_string_equal(x->containers[j].id, y->containers[j].id);
-			assert_string_equal(x->containers[j].ip, y->containers[j].ip);
+			assert_string_equal(x->containers[j].id,
+					    y->containers[j].id);
+			assert_string_equal(x->containers[j].ip,
+					    y->containers[j].ip);
 		}
 	}
 }
@@ -112,7 +153,8 @@ static void assert_same_services(const struct service_list *a, const struct serv
 /* Returns 1 when the input was valid. */
 static int compare(const char *json, size_t len)
 {
-	struct buf err1 = BUF_INIT, field1 = BUF_INIT, err2 = BUF_INIT, field2 = BUF_INIT;
+	struct buf err1 = BUF_INIT, field1 = BUF_INIT, err2 = BUF_INIT,
+		   field2 = BUF_INIT;
 	struct payload p1, p2;
 	enum status st1, st2;
 	size_t i;
@@ -121,14 +163,18 @@ static int compare(const char *json, size_t len)
 	payload_init(&p2);
 	st1 = payload_parse(&p1, json, len, &err1, &field1);
 	st2 = payload_parse_full(&p2, json, len, &err2, &field2);
-	if (st1 != st2 || strcmp(err1.buf, err2.buf) || strcmp(field1.buf, field2.buf))
-		fail_msg("input %.*s\n  fast+full: %d %s: %s\n  full: %d %s: %s", (int)len, json,
-			 (int)st1, field1.buf, err1.buf, (int)st2, field2.buf, err2.buf);
+	if (st1 != st2 || strcmp(err1.buf, err2.buf) ||
+	    strcmp(field1.buf, field2.buf))
+		fail_msg(
+			"input %.*s\n  fast+full: %d %s: %s\n  full: %d %s: %s",
+			(int)len, json, (int)st1, field1.buf, err1.buf,
+			(int)st2, field2.buf, err2.buf);
 	if (st1 == ST_OK) {
 		assert_string_equal(p1.table, p2.table);
 		assert_int_equal(p1.nr_running, p2.nr_running);
 		for (i = 0; i < p1.nr_running; i++) {
-			assert_string_equal(p1.running[i].service, p2.running[i].service);
+			assert_string_equal(p1.running[i].service,
+					    p2.running[i].service);
 			assert_string_equal(p1.running[i].id, p2.running[i].id);
 			assert_string_equal(p1.running[i].ip, p2.running[i].ip);
 		}
