@@ -7,7 +7,9 @@ pkgs="cmake make gcc pkg-config libjansson-dev libmicrohttpd-dev libsqlite3-dev 
 for want in "$@"; do
 	case "$want" in
 	build) ;;
-	test) pkgs="$pkgs libcmocka-dev haproxy python3 curl sqlite3 nodejs npm clang libclang-rt-14-dev valgrind zip unzip binutils" ;;
+	test) pkgs="$pkgs libcmocka-dev haproxy python3 curl sqlite3 nodejs npm clang libclang-rt-14-dev valgrind zip unzip binutils"
+		# The agent's Docker-source test runs a real engine: podman.
+		pkgs="$pkgs podman runc busybox-static" ;;
 	bench) pkgs="$pkgs wrk haproxy python3 curl nodejs npm" ;;
 	fuzz) pkgs="$pkgs clang libclang-rt-14-dev" ;;
 	lambda) pkgs="$pkgs zip unzip binutils" ;;

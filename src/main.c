@@ -12,6 +12,7 @@
 #include "registry.h"
 #include "render.h"
 #include "xalloc.h"
+#include "agent/agent.h"
 #include "banned.h"
 
 #define DEFAULT_STORE "sqlite:./registry.db"
@@ -292,6 +293,10 @@ static const struct cli_command commands[] = {
 	 "Answers direct invocations, API Gateway REST proxy and HTTP API events\n"
 	 "from the Runtime API at AWS_LAMBDA_RUNTIME_API.",
 	 lambda_cli_options, cmd_lambda},
+	{"agent", NULL,
+	 "Keep this host's HAProxy in sync with the registry, from Docker or a file.\n"
+	 "Runs until SIGTERM; SIGHUP forces a full resync. Logs key=value lines on stderr.",
+	 agent_options, agent_main},
 };
 
 static void main_usage(FILE *f)

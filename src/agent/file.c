@@ -1,0 +1,294 @@
+/*
+ * The agent's file source: services listed in a JSON file, for hosts without
+ * Docker and for tests. Change detection is stat() then a byte comparison.
+ */
+#include "agent/file.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "agent/agent.h"
+#include "agent/haproxy.h"
+#include "payload.h"
+#include "xalloc.h"
+#include "banned.h"
+
+/* A services file larger than this is refused. */
+#define FILE_MAX_BYTES ((size_t)16 << 20)
+
+struct file_source {
+	char *path;
+	struct stat st; /* as of the last look */
+	int have_st;
+	struct buf bytes; /* as of the last load */
+	int loaded;
+	struct buf skipped; /* complaints already logged, one per line */
+};
+
+struct file_source *file_source_new(const char *path)
+{
+	struct file_source *fs = xcalloc(1, sizeof(*fs));
+
+	fs->path = xstrdup(path);
+	buf_init(&fs->bytes, FILE_MAX_BYTES);
+	buf_init(&fs->skipped, 0);
+	return fs;
+}
+
+void file_source_free(struct file_source *fs)
+{
+	if (!fs)
+		return;
+	free(fs->path);
+	buf_release(&fs->bytes);
+	buf_release(&fs->skipped);
+	free(fs);
+}
+
+static int file_same_stat(const struct stat *a, const struct stat *b)
+{
+	return a->st_ino == b->st_ino && a->st_dev == b->st_dev &&
+	       a->st_size == b->st_size &&
+	       a->st_mtim.tv_sec == b->st_mtim.tv_sec &&
+	       a->st_mtim.tv_nsec == b->st_mtim.tv_nsec &&
+	       a->st_ctim.tv_sec == b->st_ctim.tv_sec &&
+	       a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
+}
+
+int file_source_changed(struct file_source *fs)
+{
+	struct buf now = BUF_INIT, err = BUF_INIT;
+	struct stat st;
+	int changed = 0;
+	enum status rs;
+
+	if (stat(fs->path, &st)) {
+		changed = fs->have_st;
+		fs->have_st = 0;
+		goto out;
+	}
+	if (fs->have_st && file_same_stat(&st, &fs->st))
+		goto out;
+	fs->st = st;
+	fs->have_st = 1;
+	if (!fs->loaded) {
+		changed = 1;
+		goto out;
+	}
+	/* Touched or rewritten: only a change of bytes counts. */
+	buf_init(&now, FILE_MAX_BYTES);
+	rs = haproxy_read_file(fs->path, &now, &err);
+	changed = rs != ST_OK || now.len != fs->bytes.len ||
+		  memcmp(now.buf, fs->bytes.buf, now.len);
+out:
+	buf_release(&now);
+	buf_release(&err);
+	return changed;
+}
+
+/* A string member, or NULL when absent or null; -1 for another type. */
+static int file_get_string(json_t *obj, const char *key, const char **out,
+			   struct buf *err)
+{
+	json_t *v = json_object_get(obj, key);
+
+	*out = NULL;
+	if (!v || json_is_null(v))
+		return 0;
+	if (!json_is_string(v)) {
+		buf_setf(err, "'%s' must be a string", key);
+		return -1;
+	}
+	*out = json_string_value(v);
+	return 0;
+}
+
+static int file_parse_service(json_t *entry, struct service *svc,
+			      struct buf *skipped, struct buf *err)
+{
+	const char *name, *mode, *predicate, *cookie, *port_s = NULL;
+	struct buf reason = BUF_INIT, q = BUF_INIT, port_text = BUF_INIT;
+	json_t *port, *containers, *c;
+	size_t i;
+	int ret = -1;
+
+	if (!json_is_object(entry)) {
+		buf_setf(err, "an entry is not an object");
+		goto out;
+	}
+	if (file_get_string(entry, "serviceName", &name, err) ||
+	    file_get_string(entry, "configMode", &mode, err) ||
+	    file_get_string(entry, "predicate", &predicate, err) ||
+	    file_get_string(entry, "cookie", &cookie, err))
+		goto out;
+	port = json_object_get(entry, "port");
+	if (json_is_integer(port)) {
+		buf_addf(&port_text, "%lld",
+			 (long long)json_integer_value(port));
+		port_s = port_text.buf;
+	} else if (json_is_string(port)) {
+		port_s = json_string_value(port);
+	} else if (port) {
+		buf_setf(err, "'port' must be a number or a numeric string");
+		goto out;
+	}
+	if (agent_service_settings(svc, name, port_s, mode, predicate, cookie,
+				   err))
+		goto out;
+
+	containers = json_object_get(entry, "containers");
+	if (containers && !json_is_array(containers)) {
+		buf_setf(err, "'containers' must be an array");
+		goto out;
+	}
+	json_array_foreach(containers, i, c)
+	{
+		const char *id = NULL, *ip = NULL;
+
+		buf_reset(&reason);
+		if (!json_is_object(c))
+			buf_setf(&reason, "not an object");
+		else if (!file_get_string(c, "id", &id, &reason))
+			(void)file_get_string(c, "ip", &ip, &reason);
+		if (!reason.len &&
+		    !agent_service_add_container(svc, id, ip, &reason))
+			continue;
+		buf_addf(skipped, "service=%s container=%zu ",
+			 agent_quote(&q, svc->name), i);
+		buf_addf(skipped, "reason=%s\n", agent_quote(&q, reason.buf));
+	}
+	ret = 0;
+out:
+	buf_release(&reason);
+	buf_release(&q);
+	buf_release(&port_text);
+	return ret;
+}
+
+enum status file_parse_services(const char *json, size_t len,
+				struct service_list *out, struct buf *skipped,
+				struct buf *err)
+{
+	struct buf reason = BUF_INIT, q = BUF_INIT;
+	json_error_t jerr;
+	json_t *root, *entry;
+	enum status st = ST_INVALID;
+	size_t i;
+
+	root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (!root) {
+		buf_setf(err, "not valid JSON at line %d: %s", jerr.line,
+			 jerr.text);
+		goto out;
+	}
+	if (!json_is_array(root)) {
+		buf_setf(err, "the document must be an array of services");
+		goto out;
+	}
+	json_array_foreach(root, i, entry)
+	{
+		struct service svc;
+
+		memset(&svc, 0, sizeof(svc));
+		buf_reset(&reason);
+		if (file_parse_service(entry, &svc, skipped, &reason)) {
+			const char *name = json_string_value(
+				json_object_get(entry, "serviceName"));
+
+			buf_addf(skipped, "entry=%zu service=%s ", i,
+				 agent_quote(&q, name ? name : ""));
+			buf_addf(skipped, "reason=%s\n",
+				 agent_quote(&q, reason.buf));
+			service_release(&svc);
+			continue;
+		}
+		if (service_list_find(out, svc.name)) {
+			buf_addf(skipped,
+				 "entry=%zu service=%s reason=\"listed "
+				 "twice\"\n",
+				 i, agent_quote(&q, svc.name));
+			service_release(&svc);
+			continue;
+		}
+		*service_list_append(out) = svc;
+		service_list_sort(out);
+	}
+	st = ST_OK;
+out:
+	json_decref(root);
+	buf_release(&reason);
+	buf_release(&q);
+	return st;
+}
+
+/* 1 when `line` (with its newline) is one of the lines of `lines`. */
+static int file_has_line(const char *lines, const char *line, size_t len)
+{
+	const char *p = lines;
+
+	while (*p) {
+		const char *eol = strchr(p, '\n');
+		size_t n = eol ? (size_t)(eol - p + 1) : strlen(p);
+
+		if (n == len && !memcmp(p, line, len))
+			return 1;
+		p += n;
+	}
+	return 0;
+}
+
+/* Log the complaints in `now` that were not logged for the previous load. */
+static void file_log_skipped(struct file_source *fs, const char *now)
+{
+	const char *p = now;
+	struct buf q = BUF_INIT;
+
+	while (*p) {
+		const char *eol = strchr(p, '\n');
+		size_t len = eol ? (size_t)(eol - p + 1) : strlen(p);
+
+		if (!file_has_line(fs->skipped.buf, p, len))
+			agent_log("warn", "skip", "source=file path=%s %.*s",
+				  agent_quote(&q, fs->path),
+				  (int)(eol ? len - 1 : len), p);
+		p += len;
+	}
+	buf_reset(&fs->skipped);
+	buf_addstr(&fs->skipped, now);
+	buf_release(&q);
+}
+
+enum status file_source_load(struct file_source *fs, struct service_list *out,
+			     struct buf *err)
+{
+	struct buf bytes = BUF_INIT, skipped = BUF_INIT;
+	struct stat st;
+	enum status rs;
+
+	buf_init(&bytes, FILE_MAX_BYTES);
+	/* stat first: a change landing during the read is seen next time. */
+	if (!stat(fs->path, &st)) {
+		fs->st = st;
+		fs->have_st = 1;
+	}
+	rs = haproxy_read_file(fs->path, &bytes, err);
+	if (rs == ST_NOT_FOUND)
+		buf_setf(err, "'%s' does not exist", fs->path);
+	if (rs != ST_OK)
+		goto out;
+	buf_reset(&fs->bytes);
+	(void)buf_add(&fs->bytes, bytes.buf, bytes.len);
+	fs->loaded = 1;
+	rs = file_parse_services(bytes.buf, bytes.len, out, &skipped, err);
+	if (rs != ST_OK)
+		service_list_release(out);
+	file_log_skipped(fs, skipped.buf);
+out:
+	buf_release(&bytes);
+	buf_release(&skipped);
+	return rs;
+}

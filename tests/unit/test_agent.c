@@ -1,0 +1,402 @@
+/* The agent's pieces: show proc parsing, the services file, container
+ * inspect parsing, and config apply against a real master-worker HAProxy. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "agent/docker.h"
+#include "agent/file.h"
+#include "agent/haproxy.h"
+#include "buf.h"
+#include "xalloc.h"
+
+extern char **environ;
+
+static void test_procs_parse(void **state)
+{
+	const char *text = "#<PID>          <type>          <reloads>       "
+			   "<uptime>        <version>      \n"
+			   "5294            master          2 [failed: 1]   "
+			   "0d00h10m16s     2.6.12\n"
+			   "# workers\n"
+			   "26688           worker          0               "
+			   "0d00h00m02s     2.6.12\n"
+			   "# old workers\n"
+			   "5295            worker          1               "
+			   "0d00h10m16s     2.6.12\n"
+			   "# programs\n\n";
+	struct haproxy_procs p;
+
+	(void)state;
+	assert_int_equal(haproxy_procs_parse(text, &p), 0);
+	assert_int_equal(p.master, 5294);
+	assert_int_equal(p.reloads, 2);
+	assert_int_equal(p.failed, 1);
+	assert_int_equal(p.nr_workers, 1);
+	assert_int_equal(p.workers[0], 26688);
+	haproxy_procs_release(&p);
+	assert_int_equal(haproxy_procs_parse("", &p), -1);
+	assert_int_equal(haproxy_procs_parse("#<PID> nothing\n# workers\n", &p),
+			 -1);
+}
+
+static void test_file_parse(void **state)
+{
+	const char *json =
+		"[{\"serviceName\":\"web\",\"port\":\"8080\",\"predicate\":"
+		"\"WWW.Example.com\","
+		"  "
+		"\"cookie\":\"SID\",\"containers\":[{\"id\":\"b\",\"ip\":\"10."
+		"0.0.2\"},"
+		"  "
+		"{\"id\":\"a\",\"ip\":\"10.0.0.1\"},{\"id\":\"bad\",\"ip\":"
+		"\"10.0.0\"}]},"
+		" {\"serviceName\":\"api\",\"port\":80,\"configMode\":\"path\","
+		"\"predicate\":\"/api/v1\","
+		"  \"containers\":[{\"id\":\"c\",\"ip\":\"10.0.0.3\"}]},"
+		" {\"serviceName\":\"noport\",\"predicate\":\"x.example.com\"},"
+		" {\"serviceName\":\"web\",\"port\":1,\"predicate\":\"dup."
+		"example.com\"},"
+		" {\"serviceName\":\"mode\",\"port\":1,\"configMode\":\"tcp\","
+		"\"predicate\":\"m\"},"
+		" 42]";
+	struct service_list list;
+	struct buf skipped = BUF_INIT, err = BUF_INIT;
+
+	(void)state;
+	service_list_init(&list);
+	assert_int_equal(
+		file_parse_services(json, strlen(json), &list, &skipped, &err),
+		ST_OK);
+	assert_int_equal(list.nr, 2);
+	assert_string_equal(list.items[0].name, "api");
+	assert_int_equal(list.items[0].mode, CONFIG_MODE_PATH);
+	assert_string_equal(list.items[0].predicate, "api/v1");
+	assert_string_equal(list.items[1].name, "web");
+	assert_string_equal(list.items[1].predicate, "www.example.com");
+	assert_int_equal(list.items[1].port, 8080);
+	assert_string_equal(list.items[1].cookie, "SID");
+	assert_int_equal(list.items[1].nr_containers, 2);
+	assert_string_equal(list.items[1].containers[0].id, "a");
+	/* One line per skipped thing: the bad container, noport, dup, mode, 42.
+	 */
+	assert_non_null(strstr(skipped.buf, "container=2"));
+	assert_non_null(
+		strstr(skipped.buf, "service=\"noport\" reason=\"no port\""));
+	assert_non_null(strstr(skipped.buf, "listed twice"));
+	assert_non_null(strstr(skipped.buf, "service=\"mode\""));
+	assert_non_null(strstr(skipped.buf, "entry=5"));
+	service_list_release(&list);
+
+	service_list_init(&list);
+	buf_reset(&skipped);
+	assert_int_equal(file_parse_services("{}", 2, &list, &skipped, &err),
+			 ST_INVALID);
+	assert_int_equal(file_parse_services("[", 1, &list, &skipped, &err),
+			 ST_INVALID);
+	assert_int_equal(list.nr, 0);
+	service_list_release(&list);
+	buf_release(&skipped);
+	buf_release(&err);
+}
+
+static void test_docker_parse(void **state)
+{
+	const char *env =
+		"{\"Id\":\"0123456789abcdef0123\",\"Config\":{\"Env\":[\"PATH=/"
+		"bin\","
+		"\"SERVICE_NAME=web\",\"PORT=8080\",\"PREDICATE=web.example."
+		"com\","
+		"\"COOKIE=SID\"],\"Labels\":{\"SERVICE_NAME=ignored\":\"x\"}},"
+		"\"NetworkSettings\":{\"IPAddress\":\"\",\"Networks\":{"
+		"\"zeta\":{\"IPAddress\":\"10.9.0.5\"},\"alpha\":{"
+		"\"IPAddress\":\"10.8.0.5\"}}}}";
+	const char *labels =
+		"{\"Id\":\"feedface\",\"Config\":{\"Env\":null,\"Labels\":{"
+		"\"SERVICE_NAME\":\"api\",\"PORT\":\"81\",\"CONFIG_MODE\":"
+		"\"path\","
+		"\"PREDICATE\":\"api\"}},\"NetworkSettings\":{\"IPAddress\":"
+		"\"172.17.0.3\","
+		"\"Networks\":{}}}";
+	const char *noport =
+		"{\"Id\":\"x\",\"Config\":{\"Env\":[\"SERVICE_NAME=web\","
+		"\"PREDICATE=a.b\"]},"
+		"\"NetworkSettings\":{\"IPAddress\":\"172.17.0.3\"}}";
+	struct service svc;
+	struct buf err = BUF_INIT;
+
+	(void)state;
+	memset(&svc, 0, sizeof(svc));
+	assert_int_equal(
+		docker_container_parse(env, strlen(env), NULL, &svc, &err), 0);
+	assert_string_equal(svc.name, "web");
+	assert_int_equal(svc.port, 8080);
+	assert_string_equal(svc.cookie, "SID");
+	assert_int_equal(svc.nr_containers, 1);
+	assert_string_equal(svc.containers[0].id, "0123456789ab");
+	assert_string_equal(svc.containers[0].ip,
+			    "10.8.0.5"); /* first network by name */
+	service_release(&svc);
+
+	assert_int_equal(
+		docker_container_parse(env, strlen(env), "zeta", &svc, &err),
+		0);
+	assert_string_equal(svc.containers[0].ip, "10.9.0.5");
+	service_release(&svc);
+	assert_int_equal(
+		docker_container_parse(env, strlen(env), "nope", &svc, &err),
+		-1);
+	assert_non_null(strstr(err.buf, "nope"));
+	service_release(&svc);
+
+	assert_int_equal(docker_container_parse(labels, strlen(labels), NULL,
+						&svc, &err),
+			 0);
+	assert_string_equal(svc.name, "api");
+	assert_int_equal(svc.mode, CONFIG_MODE_PATH);
+	assert_string_equal(svc.containers[0].ip, "172.17.0.3");
+	service_release(&svc);
+
+	buf_reset(&err);
+	assert_int_equal(docker_container_parse(noport, strlen(noport), NULL,
+						&svc, &err),
+			 -1);
+	assert_string_equal(err.buf, "no port");
+	service_release(&svc);
+	buf_release(&err);
+}
+
+/* A scratch folder with a master-worker HAProxy on a free loopback port. */
+struct hap {
+	char dir[64];
+	char cfg[128];
+	char sock[128];
+	int port;
+	pid_t pid;
+};
+
+static int free_port(void)
+{
+	struct sockaddr_in sa;
+	socklen_t len = sizeof(sa);
+	int fd = socket(AF_INET, SOCK_STREAM, 0), port;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sin_family = AF_INET;
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+	port = ntohs(sa.sin_port);
+	close(fd);
+	return port;
+}
+
+static void config_text(struct buf *out, int port, const char *extra)
+{
+	buf_reset(out);
+	buf_addf(out,
+		 "global\n    maxconn 100\n\ndefaults\n    mode http\n"
+		 "    timeout connect 1s\n    timeout client 5s\n    timeout "
+		 "server 5s\n\n"
+		 "frontend http\n    bind 127.0.0.1:%d\n%s",
+		 port, extra);
+}
+
+static void write_text(const char *path, const struct buf *b)
+{
+	FILE *f = fopen(path, "wb");
+
+	assert_non_null(f);
+	assert_int_equal(fwrite(b->buf, 1, b->len, f), b->len);
+	assert_int_equal(fclose(f), 0);
+}
+
+static int hap_setup(void **state)
+{
+	struct hap *h = xcalloc(1, sizeof(*h));
+	struct haproxy_procs p;
+	struct buf text = BUF_INIT, err = BUF_INIT;
+	posix_spawn_file_actions_t fa;
+	char *argv[7], log[160];
+	int i;
+
+	snprintf(h->dir, sizeof(h->dir), "/tmp/lr-agent-unit-XXXXXX");
+	assert_non_null(mkdtemp(h->dir));
+	snprintf(h->cfg, sizeof(h->cfg), "%s/haproxy.cfg", h->dir);
+	snprintf(h->sock, sizeof(h->sock), "%s/master.sock", h->dir);
+	h->port = free_port();
+	config_text(&text, h->port, "");
+	write_text(h->cfg, &text);
+	argv[0] = (char *)"haproxy";
+	argv[1] = (char *)"-W";
+	argv[2] = (char *)"-S";
+	argv[3] = h->sock;
+	argv[4] = (char *)"-f";
+	argv[5] = h->cfg;
+	argv[6] = NULL;
+	/* HAProxy's own messages go to a file in the scratch folder. */
+	snprintf(log, sizeof(log), "%s/haproxy.log", h->dir);
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_addopen(&fa, 1, log,
+					 O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	posix_spawn_file_actions_adddup2(&fa, 1, 2);
+	assert_int_equal(
+		posix_spawnp(&h->pid, "haproxy", &fa, NULL, argv, environ), 0);
+	posix_spawn_file_actions_destroy(&fa);
+	for (i = 0; i < 200; i++) {
+		buf_reset(&err);
+		if (haproxy_show_proc(h->sock, 1000, &p, &err) == ST_OK) {
+			haproxy_procs_release(&p);
+			break;
+		}
+		usleep(25000);
+	}
+	assert_true(i < 200);
+	buf_release(&text);
+	buf_release(&err);
+	*state = h;
+	return 0;
+}
+
+static int hap_teardown(void **state)
+{
+	struct hap *h = *state;
+	char cmd[256];
+	int status;
+
+	kill(h->pid, SIGTERM);
+	waitpid(h->pid, &status, 0);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", h->dir);
+	if (system(cmd))
+		fprintf(stderr, "cannot remove %s\n", h->dir);
+	free(h);
+	return 0;
+}
+
+static void read_text(const char *path, struct buf *out)
+{
+	struct buf err = BUF_INIT;
+
+	buf_reset(out);
+	assert_int_equal(haproxy_read_file(path, out, &err), ST_OK);
+	buf_release(&err);
+}
+
+static void test_apply(void **state)
+{
+	struct hap *h = *state;
+	struct haproxy_options opts = {h->cfg, h->sock, "haproxy", 2, 10000};
+	struct buf cfg = BUF_INIT, live = BUF_INIT, err = BUF_INIT,
+		   path = BUF_INIT;
+	struct haproxy_procs before, after;
+	enum haproxy_outcome outcome;
+	struct stat st1, st2;
+	int busy, one = 1;
+	struct sockaddr_in sa;
+	socklen_t len = sizeof(sa);
+
+	/* The same bytes: nothing happens, not even a write. */
+	read_text(h->cfg, &cfg);
+	assert_int_equal(stat(h->cfg, &st1), 0);
+	assert_int_equal(haproxy_apply(&opts, cfg.buf, cfg.len, &outcome, &err),
+			 ST_OK);
+	assert_int_equal(outcome, HAPROXY_UNCHANGED);
+	assert_int_equal(stat(h->cfg, &st2), 0);
+	assert_int_equal(st1.st_ino, st2.st_ino);
+
+	/* A new config: written, reloaded, a new worker up, history kept. */
+	assert_int_equal(haproxy_show_proc(h->sock, 5000, &before, &err),
+			 ST_OK);
+	config_text(&cfg, h->port,
+		    "    http-request return status 200 content-type "
+		    "text/plain string ok\n");
+	assert_int_equal(haproxy_apply(&opts, cfg.buf, cfg.len, &outcome, &err),
+			 ST_OK);
+	assert_int_equal(outcome, HAPROXY_APPLIED);
+	assert_int_equal(haproxy_show_proc(h->sock, 5000, &after, &err), ST_OK);
+	assert_int_equal(after.reloads, before.reloads + 1);
+	assert_int_not_equal(after.workers[0], before.workers[0]);
+	haproxy_procs_release(&before);
+	haproxy_procs_release(&after);
+	read_text(h->cfg, &live);
+	assert_string_equal(live.buf, cfg.buf);
+	buf_addf(&path, "%s.1", h->cfg);
+	read_text(path.buf, &live);
+	assert_string_equal(live.buf, cfg.buf);
+
+	/* Refused by -c: the live file keeps the last good config. */
+	buf_reset(&err);
+	assert_int_equal(
+		haproxy_apply(&opts, "global\n    bogus\n", 16, &outcome, &err),
+		ST_INVALID);
+	assert_int_equal(outcome, HAPROXY_REJECTED);
+	if (!strstr(err.buf, "bogus"))
+		fprintf(stderr, "err: %s\n", err.buf);
+	assert_non_null(strstr(err.buf, "bogus"));
+	read_text(h->cfg, &live);
+	assert_string_equal(live.buf, cfg.buf);
+
+	/* Accepted by -c, but the port is taken: rolled back and reloaded. */
+	busy = socket(AF_INET, SOCK_STREAM, 0);
+	setsockopt(busy, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	memset(&sa, 0, sizeof(sa));
+	sa.sin_family = AF_INET;
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(bind(busy, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(busy, 1), 0);
+	assert_int_equal(getsockname(busy, (struct sockaddr *)&sa, &len), 0);
+	buf_reset(&path);
+	buf_addf(&path, "    bind 127.0.0.1:%d\n", ntohs(sa.sin_port));
+	read_text(h->cfg, &live);
+	config_text(&cfg, h->port, path.buf);
+	buf_reset(&err);
+	assert_int_not_equal(
+		haproxy_apply(&opts, cfg.buf, cfg.len, &outcome, &err), ST_OK);
+	assert_int_equal(outcome, HAPROXY_ROLLED_BACK);
+	close(busy);
+	read_text(h->cfg, &cfg);
+	assert_string_equal(cfg.buf, live.buf);
+
+	/* No master to reload: nothing is touched. */
+	opts.master_socket = "/nonexistent/master.sock";
+	opts.timeout_ms = 2000; /* also bounds the `-c` run */
+	config_text(&cfg, h->port, "    http-request return status 204\n");
+	assert_int_equal(haproxy_apply(&opts, cfg.buf, cfg.len, &outcome, &err),
+			 ST_UNAVAILABLE);
+	assert_int_equal(outcome, HAPROXY_DEFERRED);
+	read_text(h->cfg, &cfg);
+	assert_string_equal(cfg.buf, live.buf);
+
+	buf_release(&cfg);
+	buf_release(&live);
+	buf_release(&err);
+	buf_release(&path);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_procs_parse),
+		cmocka_unit_test(test_file_parse),
+		cmocka_unit_test(test_docker_parse),
+		cmocka_unit_test_setup_teardown(test_apply, hap_setup,
+						hap_teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
