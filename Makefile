@@ -61,6 +61,13 @@ lambda-package: deps $(BUILD)/Makefile
 	cmake --build $(BUILD) -j $(JOBS) --target lambda-registry-lambda
 	scripts/lambda-package.sh $(BUILD)/lambda-registry-lambda $(BUILD)/lambda-registry-lambda.zip
 
+# Benchmarks of issue 7 (wrk, scale, DynamoDB via dynalite); writes bench/RESULTS.md.
+BENCH_ARGS ?=
+.PHONY: bench
+bench: build
+	@scripts/deps.sh bench
+	python3 bench/run.py --build $(BUILD) $(BENCH_ARGS)
+
 # libFuzzer harnesses (fuzz/), built with clang, ASan and UBSan.
 .PHONY: build-fuzz fuzz test-fuzz
 

@@ -1,4 +1,5 @@
 /* lambda-registry: the subcommand table and the entry point. */
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -96,6 +97,15 @@ static int cmd_serve(const char *const *v, int argc, char **argv)
 	}
 	opts.threads = (unsigned)n;
 
+	/* A long-running server: buffers up to a few MB (payloads of thousands
+	 * of containers) are reused from the heap, as faulting in fresh pages
+	 * for each call costs more than the work on them; larger ones get their
+	 * own mappings and go back to the system when freed. One arena for
+	 * the thread pool keeps freed memory in one place (the worker that
+	 * serves a connection would otherwise decide how much the heap keeps). */
+	mallopt(M_MMAP_THRESHOLD, 4 << 20);
+	mallopt(M_TRIM_THRESHOLD, 8 << 20);
+	mallopt(M_ARENA_MAX, 1);
 	code = main_open_registry(v[1], v[3], &reg);
 	if (code)
 		goto out;

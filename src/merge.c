@@ -63,24 +63,117 @@ static void merge_set_settings(struct service *dst, const struct service *src)
 	dst->cookie = src->cookie ? xstrdup(src->cookie) : NULL;
 }
 
+/* Sort refs unless they already are (agents often send `running` in order). */
+static void merge_sort_refs(struct merge_ref *refs, size_t nr)
+{
+	size_t i;
+
+	for (i = 1; i < nr; i++)
+		if (merge_ref_cmp(&refs[i - 1], &refs[i]) > 0)
+			break;
+	if (i < nr)
+		qsort(refs, nr, sizeof(*refs), merge_ref_cmp);
+}
+
+/*
+ * The running entries in (service, id, payload) order: `refs` when they had
+ * to be sorted, else the payload's own array, which already is in order
+ * (agents usually send it so), without a copy.
+ */
+struct merge_runs {
+	const struct running *running;
+	struct merge_ref *refs;
+};
+
+static const struct running *merge_run(const struct merge_runs *runs, size_t k)
+{
+	return &runs->running[runs->refs ? runs->refs[k].idx : k];
+}
+
+static void merge_runs_init(struct merge_runs *runs, const struct payload *p)
+{
+	size_t i;
+
+	runs->running = p->running;
+	runs->refs = NULL;
+	for (i = 1; i < p->nr_running; i++) {
+		const struct running *a = &p->running[i - 1], *b = &p->running[i];
+		int cmp = strcmp(a->service, b->service);
+
+		if (cmp > 0 || (!cmp && strcmp(a->id, b->id) > 0))
+			break;
+	}
+	if (i >= p->nr_running)
+		return;
+	runs->refs = xcalloc(p->nr_running, sizeof(*runs->refs));
+	for (i = 0; i < p->nr_running; i++)
+		runs->refs[i] = (struct merge_ref){p->running[i].service, p->running[i].id, i};
+	qsort(runs->refs, p->nr_running, sizeof(*runs->refs), merge_ref_cmp);
+}
+
+/*
+ * Whether `old` stays as it is when no candidate names it and the runs
+ * [r0, r0 + nr) (its running entries, sorted by id and then payload order)
+ * are all that is running under it: the same ids with the same addresses,
+ * where the last of duplicates wins.
+ */
+static int merge_unchanged(const struct service *old, const struct merge_runs *runs,
+			   size_t r0, size_t nr)
+{
+	size_t k, n = 0;
+
+	for (k = 0; k < nr; k++) {
+		const struct running *r = merge_run(runs, r0 + k);
+
+		if (k + 1 < nr && !strcmp(merge_run(runs, r0 + k + 1)->id, r->id))
+			continue; /* a later duplicate decides */
+		if (n >= old->nr_containers || strcmp(old->containers[n].id, r->id) ||
+		    strcmp(old->containers[n].ip, r->ip))
+			return 0;
+		n++;
+	}
+	return n == old->nr_containers;
+}
+
 void merge_apply(const struct service_list *stored, const struct payload *p,
 		 int64_t now_ms, struct merge_result *res)
 {
+	/* Without flags nothing in `stored` is touched. */
+	merge_apply_flags((struct service_list *)stored, (struct payload *)p, now_ms, 0, res);
+}
+
+/* The one candidate for a service becomes it, without copies (MERGE_TAKE). */
+static void merge_take_candidate(struct service *svc, struct service *c)
+{
+	svc->name = c->name;
+	svc->port = c->port;
+	svc->mode = c->mode;
+	svc->predicate = c->predicate;
+	svc->cookie = c->cookie;
+	svc->containers = c->containers;
+	svc->nr_containers = c->nr_containers;
+	svc->alloc_containers = c->alloc_containers;
+	c->name = c->predicate = c->cookie = NULL;
+	c->containers = NULL;
+	c->nr_containers = c->alloc_containers = 0;
+}
+
+void merge_apply_flags(struct service_list *stored, struct payload *p,
+		       int64_t now_ms, unsigned flags, struct merge_result *res)
+{
 	const struct service_list *cands = &p->candidates;
 	struct merge_ref *cref = xcalloc(cands->nr, sizeof(*cref));
-	struct merge_ref *rref = xcalloc(p->nr_running, sizeof(*rref));
+	struct merge_runs runs;
 	size_t i, si = 0, ci = 0, ri = 0;
 
 	for (i = 0; i < cands->nr; i++)
 		cref[i] = (struct merge_ref){cands->items[i].name, NULL, i};
-	qsort(cref, cands->nr, sizeof(*cref), merge_ref_cmp);
-	for (i = 0; i < p->nr_running; i++)
-		rref[i] = (struct merge_ref){p->running[i].service, p->running[i].id, i};
-	qsort(rref, p->nr_running, sizeof(*rref), merge_ref_cmp);
+	merge_sort_refs(cref, cands->nr);
+	merge_runs_init(&runs, p);
 
 	/* Walk stored and candidate names together, in byte order. */
 	while (si < stored->nr || ci < cands->nr) {
-		const struct service *old = NULL;
+		struct service *old = NULL;
 		const char *name;
 		size_t c0 = ci, nr_c, r0, nr_r, k;
 		struct service *svc;
@@ -96,21 +189,55 @@ void merge_apply(const struct service_list *stored, const struct payload *p,
 
 		/* Running entries of services that sort before this one belong
 		 * to no known service: they have no routing settings. */
-		while (ri < p->nr_running && strcmp(rref[ri].name, name) < 0)
+		while (ri < p->nr_running && strcmp(merge_run(&runs, ri)->service, name) < 0)
 			ri++;
 		r0 = ri;
-		nr_r = merge_take_run(rref, p->nr_running, &ri, name);
+		while (ri < p->nr_running && !strcmp(merge_run(&runs, ri)->service, name))
+			ri++;
+		nr_r = ri - r0;
 
 		/* Step 2: a stored service without running containers is forgotten. */
 		if (!nr_c && !nr_r) {
-			service_copy(service_list_append(&res->removed), old);
+			if (flags & MERGE_CHECK) {
+				service_copy(service_list_append(&res->removed), old);
+				break;
+			}
+			svc = service_list_append(&res->removed);
+			if (flags & MERGE_MOVE) {
+				*svc = *old;
+				memset(old, 0, sizeof(*old));
+			} else {
+				service_copy(svc, old);
+			}
+			continue;
+		}
+		/* The common case, a service that stays as it is: no need to
+		 * build it anew, nor (MERGE_CHECK) to keep it at all. */
+		if (old && !nr_c && merge_unchanged(old, &runs, r0, nr_r)) {
+			if (flags & MERGE_CHECK)
+				continue;
+			svc = service_list_append(&res->services);
+			if (flags & MERGE_MOVE) {
+				*svc = *old;
+				memset(old, 0, sizeof(*old));
+			} else {
+				service_copy(svc, old);
+			}
 			continue;
 		}
 
 		svc = service_list_append(&res->services);
-		svc->name = xstrdup(name);
-		/* Step 4: the latest candidate's settings win. */
-		merge_set_settings(svc, nr_c ? &cands->items[cref[c0 + nr_c - 1].idx] : old);
+		if (nr_c == 1 && (flags & MERGE_TAKE)) {
+			/* Its containers are sorted and unique, as the loop
+			 * below would make them. */
+			merge_take_candidate(svc, &p->candidates.items[cref[c0].idx]);
+			nr_c = 0;
+		} else {
+			svc->name = xstrdup(name);
+			/* Step 4: the latest candidate's settings win. */
+			merge_set_settings(svc, nr_c ? &cands->items[cref[c0 + nr_c - 1].idx]
+						     : old);
+		}
 		/* Steps 3, 5, 6: the containers are the candidates' new ones and
 		 * those running under this service; running addresses win, and a
 		 * later duplicate wins over an earlier one. */
@@ -123,8 +250,8 @@ void merge_apply(const struct service_list *stored, const struct payload *p,
 						      c->containers[j].ip);
 		}
 		for (k = r0; k < r0 + nr_r; k++)
-			service_put_container(svc, p->running[rref[k].idx].id,
-					      p->running[rref[k].idx].ip);
+			service_put_container(svc, merge_run(&runs, k)->id,
+					      merge_run(&runs, k)->ip);
 
 		if (old) {
 			svc->version = old->version;
@@ -140,7 +267,9 @@ void merge_apply(const struct service_list *stored, const struct payload *p,
 			ALLOC_GROW(res->changed, res->nr_changed + 1, res->alloc_changed);
 			res->changed[res->nr_changed++] = res->services.nr - 1;
 		}
+		if ((flags & MERGE_CHECK) && (res->nr_changed || res->removed.nr))
+			break; /* the answer is known */
 	}
 	free(cref);
-	free(rref);
+	free(runs.refs);
 }

@@ -30,4 +30,20 @@ void merge_result_release(struct merge_result *res);
 void merge_apply(const struct service_list *stored, const struct payload *p,
 		 int64_t now_ms, struct merge_result *res);
 
+/* Only find out whether anything changes: the merge stops at the first
+ * change, and `services` holds no unchanged service; `changed` and
+ * `removed` are then empty exactly when nothing changes. */
+#define MERGE_CHECK (1u << 0)
+/* Move unchanged and removed services out of `stored` instead of copying
+ * them; what is left of `stored` is only fit for service_list_release(). */
+#define MERGE_MOVE (1u << 1)
+
+/* Take over the candidates' strings and containers from the payload instead
+ * of copying them; the payload is then only fit for payload_release(). */
+#define MERGE_TAKE (1u << 2)
+
+/* merge_apply() with MERGE_* flags; `p` is modified only with MERGE_TAKE. */
+void merge_apply_flags(struct service_list *stored, struct payload *p,
+		       int64_t now_ms, unsigned flags, struct merge_result *res);
+
 #endif

@@ -6,6 +6,7 @@
 
 #include <arpa/inet.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -25,15 +26,65 @@ void payload_init(struct payload *p)
 	service_list_init(&p->candidates);
 }
 
+struct payload_block {
+	struct payload_block *next;
+	size_t used, size;
+	char data[];
+};
+
+#define PAYLOAD_BLOCK_SIZE ((size_t)64 << 10)
+
+/* Start the blocks with one as large as the document: its strings fit in
+ * it (a canonical IPv6 address may not, then another block follows). A
+ * small payload then costs one small allocation, a large one a mapping
+ * whose pages are touched only as far as it is filled. */
+static void payload_blocks_start(struct payload *p, size_t len)
+{
+	struct payload_block *b = xmalloc(sizeof(*b) + len + 1);
+
+	b->size = len + 1;
+	b->used = 0;
+	b->next = NULL;
+	p->blocks = b;
+}
+
+/* A copy of `len` bytes and a NUL in p->blocks. */
+static char *payload_strndup(struct payload *p, const char *s, size_t len)
+{
+	struct payload_block *b = p->blocks;
+	char *ret;
+
+	if (!b || b->size - b->used < len + 1) {
+		size_t size = len + 1 > PAYLOAD_BLOCK_SIZE ? len + 1 : PAYLOAD_BLOCK_SIZE;
+
+		b = xmalloc(sizeof(*b) + size);
+		b->size = size;
+		b->used = 0;
+		b->next = p->blocks;
+		p->blocks = b;
+	}
+	ret = b->data + b->used;
+	memcpy(ret, s, len);
+	ret[len] = '\0';
+	b->used += len + 1;
+	return ret;
+}
+
 void payload_release(struct payload *p)
 {
 	size_t i;
 
 	free(p->table);
-	for (i = 0; i < p->nr_running; i++) {
+	for (i = 0; !p->blocks && i < p->nr_running; i++) {
 		free(p->running[i].service);
 		free(p->running[i].id);
 		free(p->running[i].ip);
+	}
+	while (p->blocks) {
+		struct payload_block *next = p->blocks->next;
+
+		free(p->blocks);
+		p->blocks = next;
 	}
 	free(p->running);
 	service_list_release(&p->candidates);
@@ -656,9 +707,445 @@ static void set_json_error(struct buf *err, const json_error_t *jerr)
 			       jerr->column);
 }
 
-/* `p` is overwritten: pass it initialised or released, never holding data. */
+/*
+ * The fast path: a small parser for exactly the payload's shape, without a
+ * JSON tree. It accepts only documents it is sure about (no escapes, no
+ * unknown or repeated keys, nothing but ASCII in strings, ports as plain
+ * integers) whose every value passes the same checks; for anything else it
+ * gives up and the full path below (jansson) decides, so errors and edge
+ * cases keep one implementation.
+ */
+struct fast {
+	const char *s, *end;
+	struct buf canon; /* scratch for canonical forms */
+	struct buf scratch;
+};
+
+struct fast_str {
+	const char *s;
+	size_t len;
+};
+
+static void fast_ws(struct fast *f)
+{
+	while (f->s < f->end && (*f->s == ' ' || *f->s == '\n' || *f->s == '\r' ||
+				 *f->s == '\t'))
+		f->s++;
+}
+
+/* Skip white space and take `c`. */
+static int fast_take(struct fast *f, char c)
+{
+	fast_ws(f);
+	if (f->s >= f->end || *f->s != c)
+		return -1;
+	f->s++;
+	return 0;
+}
+
+/* Peek at the next significant byte (0 at the end). */
+static char fast_peek(struct fast *f)
+{
+	fast_ws(f);
+	return f->s < f->end ? *f->s : 0;
+}
+
+/* A string token (see the note on escapes inside). */
+static int fast_string(struct fast *f, struct fast_str *out)
+{
+	const char *p;
+
+	if (fast_take(f, '"'))
+		return -1;
+	/* Up to the next quote, escaped or not: every value is then checked
+	 * by a rule that refuses '\\', control and non-ASCII bytes, and every
+	 * key must equal a known name, so a string with an escape can only
+	 * end in the full path. */
+	for (p = f->s; p < f->end && *p != '"'; p++)
+		;
+	if (p >= f->end)
+		return -1;
+	out->s = f->s;
+	out->len = (size_t)(p - f->s);
+	f->s = p + 1;
+	return 0;
+}
+
+#define fast_is(t, lit) ((t)->len == sizeof(lit) - 1 && !memcmp((t)->s, lit, sizeof(lit) - 1))
+
+/* `t` as a C string in f->scratch (valid until the next call). */
+static const char *fast_cstr(struct fast *f, const struct fast_str *t)
+{
+	buf_reset(&f->scratch);
+	if (buf_add(&f->scratch, t->s, t->len))
+		return NULL;
+	return f->scratch.buf;
+}
+
+/* The bytes payload_check_name() accepts, as a table filled once. */
+static unsigned char fast_name_chars[256];
+static pthread_once_t fast_name_once = PTHREAD_ONCE_INIT;
+
+static void fast_name_init(void)
+{
+	unsigned c;
+
+	for (c = 0; c < 256; c++)
+		fast_name_chars[c] = is_alnum((unsigned char)c) || c == '_' || c == '.' ||
+				     c == ':' || c == '-';
+}
+
+/* Service names and container ids, as payload_check_name() accepts them. */
+static int fast_name(const struct fast_str *t)
+{
+	size_t i;
+
+	if (!t->len || t->len > SERVICE_NAME_MAX)
+		return -1;
+	for (i = 0; i < t->len; i++)
+		if (!fast_name_chars[(unsigned char)t->s[i]])
+			return -1;
+	return 0;
+}
+
+/* An IPv4 address already in the form inet_ntop() gives (four decimal
+ * parts of 0-255 without leading zeros) is its own canonical form. */
+static int fast_is_canonical_ipv4(const struct fast_str *t)
+{
+	size_t i = 0, part;
+
+	for (part = 0; part < 4; part++) {
+		size_t start;
+		unsigned v = 0;
+
+		if (part && (i >= t->len || t->s[i++] != '.'))
+			return 0;
+		start = i;
+		while (i < t->len && t->s[i] >= '0' && t->s[i] <= '9' && i - start < 3)
+			v = v * 10 + (unsigned)(t->s[i++] - '0');
+		if (i == start || v > 255 || (t->s[start] == '0' && i - start > 1))
+			return 0;
+	}
+	return i == t->len;
+}
+
+/* Replace `t` by its canonical address (in f->canon when it differs). */
+static int fast_ip(struct fast *f, struct fast_str *t)
+{
+	struct buf err = BUF_INIT;
+	const char *s;
+	int ret = -1;
+
+	if (fast_is_canonical_ipv4(t))
+		return 0;
+	s = fast_cstr(f, t);
+	if (s && !payload_check_ip(s, &f->canon, &err)) {
+		t->s = f->canon.buf;
+		t->len = f->canon.len;
+		ret = 0;
+	}
+	buf_release(&err);
+	return ret;
+}
+
+/* Object members: '{' then for each member its key, or the end. */
+static int fast_member(struct fast *f, int first, struct fast_str *key)
+{
+	char c = fast_peek(f);
+
+	if (c == '}') {
+		f->s++;
+		return 1;
+	}
+	if (!first) {
+		if (c != ',')
+			return -1;
+		f->s++;
+	}
+	if (fast_string(f, key) || fast_take(f, ':'))
+		return -1;
+	return 0;
+}
+
+/* Array items: 0 before each item, 1 at the end, -1 on anything else. */
+static int fast_item(struct fast *f, int first)
+{
+	char c = fast_peek(f);
+
+	if (c == ']') {
+		f->s++;
+		return 1;
+	}
+	if (!first) {
+		if (c != ',')
+			return -1;
+		f->s++;
+	}
+	return 0;
+}
+
+/* {"id": ..., "ip": ...} (and "serviceName" with `service`), the strings
+ * copied into p->blocks. */
+static int fast_container(struct fast *f, struct payload *p, char **service, char **id,
+			  char **ip)
+{
+	struct fast_str key, val;
+	int r, first = 1;
+
+	if (fast_take(f, '{'))
+		return -1;
+	while (!(r = fast_member(f, first, &key))) {
+		char **slot;
+
+		first = 0;
+		if (service && fast_is(&key, "serviceName"))
+			slot = service;
+		else if (fast_is(&key, "id"))
+			slot = id;
+		else if (fast_is(&key, "ip"))
+			slot = ip;
+		else
+			return -1;
+		if (*slot || fast_string(f, &val))
+			return -1;
+		if (slot == ip ? fast_ip(f, &val) : fast_name(&val))
+			return -1;
+		*slot = payload_strndup(p, val.s, val.len);
+	}
+	if (r < 0 || !*id || !*ip || (service && !*service))
+		return -1;
+	return 0;
+}
+
+static int fast_running(struct fast *f, struct payload *p)
+{
+	size_t alloc = 0;
+	int r, first = 1;
+
+	if (fast_take(f, '['))
+		return -1;
+	while (!(r = fast_item(f, first))) {
+		struct running *run;
+
+		first = 0;
+		ALLOC_GROW(p->running, p->nr_running + 1, alloc);
+		run = &p->running[p->nr_running++];
+		memset(run, 0, sizeof(*run));
+		if (fast_container(f, p, &run->service, &run->id, &run->ip))
+			return -1;
+	}
+	return r < 0 ? -1 : 0;
+}
+
+static int fast_containers(struct fast *f, struct payload *p, struct service *svc)
+{
+	int r, first = 1;
+
+	if (fast_take(f, '['))
+		return -1;
+	while (!(r = fast_item(f, first))) {
+		char *id = NULL, *ip = NULL;
+
+		first = 0;
+		if (fast_container(f, p, NULL, &id, &ip))
+			return -1;
+		service_put_container(svc, id, ip);
+	}
+	return r < 0 ? -1 : 0;
+}
+
+/* A port given as a plain integer of 1 to 65535. */
+static int fast_port_number(struct fast *f, unsigned *port)
+{
+	unsigned v = 0;
+	size_t n = 0;
+
+	fast_ws(f);
+	if (f->s >= f->end || *f->s < '1' || *f->s > '9')
+		return -1;
+	while (f->s < f->end && *f->s >= '0' && *f->s <= '9' && n < 6) {
+		v = v * 10 + (unsigned)(*f->s++ - '0');
+		n++;
+	}
+	/* A fraction or exponent makes it a real: the full path says so. */
+	if (n > 5 || v > 65535 ||
+	    (f->s < f->end && (*f->s == '.' || *f->s == 'e' || *f->s == 'E' ||
+			       (*f->s >= '0' && *f->s <= '9'))))
+		return -1;
+	*port = v;
+	return 0;
+}
+
+enum fast_key {
+	FK_NAME = 1u << 0,
+	FK_PORT = 1u << 1,
+	FK_MODE = 1u << 2,
+	FK_PREDICATE = 1u << 3,
+	FK_COOKIE = 1u << 4,
+	FK_CONTAINERS = 1u << 5,
+};
+
+static int fast_candidate(struct fast *f, struct payload *p, struct service *svc)
+{
+	struct buf err = BUF_INIT;
+	struct fast_str key, val, predicate = {NULL, 0};
+	const char *s;
+	unsigned seen = 0, bit;
+	int r, first = 1, ret = -1;
+
+	svc->mode = CONFIG_MODE_HOST;
+	if (fast_take(f, '{'))
+		goto out;
+	while (!(r = fast_member(f, first, &key))) {
+		first = 0;
+		if (fast_is(&key, "serviceName"))
+			bit = FK_NAME;
+		else if (fast_is(&key, "port"))
+			bit = FK_PORT;
+		else if (fast_is(&key, "configMode"))
+			bit = FK_MODE;
+		else if (fast_is(&key, "predicate"))
+			bit = FK_PREDICATE;
+		else if (fast_is(&key, "cookie"))
+			bit = FK_COOKIE;
+		else if (fast_is(&key, "containers"))
+			bit = FK_CONTAINERS;
+		else
+			goto out;
+		if (seen & bit)
+			goto out;
+		seen |= bit;
+		switch (bit) {
+		case FK_NAME:
+			if (fast_string(f, &val) || fast_name(&val))
+				goto out;
+			svc->name = xstrndup(val.s, val.len);
+			break;
+		case FK_PORT:
+			if (fast_peek(f) == '"') {
+				if (fast_string(f, &val) || !(s = fast_cstr(f, &val)) ||
+				    payload_check_port_string(s, &svc->port, &err))
+					goto out;
+			} else if (fast_port_number(f, &svc->port)) {
+				goto out;
+			}
+			break;
+		case FK_MODE:
+			if (fast_string(f, &val) || !(s = fast_cstr(f, &val)) ||
+			    config_mode_parse(s, &svc->mode))
+				goto out;
+			break;
+		case FK_PREDICATE:
+			/* Checked once the mode is known, as members come in any order. */
+			if (fast_string(f, &predicate))
+				goto out;
+			break;
+		case FK_COOKIE:
+			if (fast_peek(f) == 'n') {
+				if (f->end - f->s < 4 || memcmp(f->s, "null", 4))
+					goto out;
+				f->s += 4;
+				break;
+			}
+			if (fast_string(f, &val) || !(s = fast_cstr(f, &val)) ||
+			    payload_check_cookie(s, &err))
+				goto out;
+			svc->cookie = xstrndup(val.s, val.len);
+			break;
+		case FK_CONTAINERS:
+			if (fast_containers(f, p, svc))
+				goto out;
+			break;
+		}
+	}
+	if (r < 0 || !(seen & FK_NAME) || !(seen & FK_PORT) || !(seen & FK_PREDICATE))
+		goto out;
+	if (!(s = fast_cstr(f, &predicate)) ||
+	    payload_check_predicate(svc->mode, s, &f->canon, &err))
+		goto out;
+	svc->predicate = xstrndup(f->canon.buf, f->canon.len);
+	ret = 0;
+out:
+	buf_release(&err);
+	return ret;
+}
+
+static int fast_candidates(struct fast *f, struct payload *p)
+{
+	int r, first = 1;
+
+	if (fast_take(f, '['))
+		return -1;
+	while (!(r = fast_item(f, first))) {
+		first = 0;
+		if (fast_candidate(f, p, service_list_append(&p->candidates)))
+			return -1;
+	}
+	return r < 0 ? -1 : 0;
+}
+
+/* 0 with `p` filled, or -1 (with `p` released) to leave it to the full path. */
+static int payload_parse_fast(struct payload *p, const char *json, size_t len)
+{
+	struct fast f = {json, json + len, BUF_INIT, BUF_INIT};
+	struct fast_str key, val;
+	unsigned seen = 0;
+	int r, first = 1, ret = -1;
+
+	pthread_once(&fast_name_once, fast_name_init);
+	payload_blocks_start(p, len);
+	if (fast_take(&f, '{'))
+		goto out;
+	while (!(r = fast_member(&f, first, &key))) {
+		unsigned bit;
+
+		first = 0;
+		bit = fast_is(&key, "table") ? 1 : fast_is(&key, "running") ? 2
+			: fast_is(&key, "candidates") ? 4 : 0;
+		if (!bit || (seen & bit))
+			goto out;
+		seen |= bit;
+		if (bit == 1) {
+			if (fast_string(&f, &val) || val.len < TABLE_NAME_MIN ||
+			    val.len > TABLE_NAME_MAX)
+				goto out;
+			p->table = xstrndup(val.s, val.len);
+			if (payload_check_table(p->table, &f.scratch))
+				goto out;
+		} else if (bit == 2) {
+			if (fast_running(&f, p))
+				goto out;
+		} else if (fast_candidates(&f, p)) {
+			goto out;
+		}
+	}
+	fast_ws(&f);
+	if (r < 0 || !(seen & 1) || !(seen & 2) || f.s != f.end)
+		goto out;
+	ret = 0;
+out:
+	buf_release(&f.canon);
+	buf_release(&f.scratch);
+	if (ret)
+		payload_release(p);
+	return ret;
+}
+
 enum status payload_parse(struct payload *p, const char *json, size_t len,
 			  struct buf *err, struct buf *field)
+{
+	payload_init(p);
+	if (json && !payload_parse_fast(p, json, len)) {
+		buf_reset(err);
+		buf_reset(field);
+		return ST_OK;
+	}
+	return payload_parse_full(p, json, len, err, field);
+}
+
+/* `p` is overwritten: pass it initialised or released, never holding data. */
+enum status payload_parse_full(struct payload *p, const char *json, size_t len,
+			       struct buf *err, struct buf *field)
 {
 	enum status st = ST_INVALID;
 	json_error_t jerr;

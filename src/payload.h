@@ -20,12 +20,17 @@ struct running {
 	char *ip;
 };
 
+struct payload_block;
+
 struct payload {
 	char *table;
 	struct running *running;
 	size_t nr_running;
 	/* Candidates in payload order; containers sorted and unique per candidate. */
 	struct service_list candidates;
+	/* When set, the strings of `running` live in these blocks (one free
+	 * per block instead of three per entry); else each is malloc'd. */
+	struct payload_block *blocks;
 };
 
 void payload_init(struct payload *p);
@@ -38,6 +43,15 @@ void payload_release(struct payload *p);
  */
 enum status payload_parse(struct payload *p, const char *json, size_t len,
 			  struct buf *err, struct buf *field) WARN_UNUSED;
+
+/*
+ * The same with the general JSON parser only. payload_parse() first tries a
+ * parser for exactly the payload's shape and falls back to this one for
+ * anything it is not sure about; both must give the same result (the unit
+ * tests compare them).
+ */
+enum status payload_parse_full(struct payload *p, const char *json, size_t len,
+			       struct buf *err, struct buf *field) WARN_UNUSED;
 
 /* Validators shared with other front ends (the agent, the stores). Each
  * returns 0 when `s` is acceptable, else -1 with the reason in `err`. */

@@ -21,6 +21,13 @@
 #define REGISTRY_MAX_CACHED 4096
 #define REGISTRY_MAX_ATTEMPTS 8
 
+/* A rendered config, shared read-only by the cache and the answers in flight. */
+struct registry_share {
+	atomic_uint refs;
+	size_t len, alloc;
+	char *data;
+};
+
 struct registry_table {
 	struct registry_table *next;
 	char *name;
@@ -28,7 +35,10 @@ struct registry_table {
 	int cached;
 	uint64_t version;
 	struct service_list services;
-	struct buf config;
+	struct registry_share *config;
+	/* The last call wrote: the next one likely will too, so it starts
+	 * with the write lock instead of a read attempt. */
+	int wrote_last;
 };
 
 struct registry {
@@ -37,6 +47,10 @@ struct registry {
 	struct render_options render;
 	unsigned caps;
 	pthread_mutex_t lock; /* guards the pool and the table map */
+	/* Writers of this process take turns here before the store's own
+	 * lock: SQLite's busy handler waits by sleeping (up to 100 ms a
+	 * time), a mutex hands over at once. */
+	pthread_mutex_t write_lock;
 	struct store **pool;
 	size_t nr_pool, alloc_pool;
 	struct registry_table *buckets[REGISTRY_BUCKETS];
@@ -83,6 +97,57 @@ static void registry_put_store(struct registry *reg, struct store *st, int faile
 	pthread_mutex_unlock(&reg->lock);
 }
 
+/* A share of `config` (taken over), with one reference. */
+static struct registry_share *registry_share_new(struct buf *config)
+{
+	struct registry_share *share = xmalloc(sizeof(*share));
+
+	atomic_init(&share->refs, 1);
+	share->alloc = config->alloc;
+	share->data = buf_detach(config, &share->len);
+	return share;
+}
+
+/*
+ * Release `share`; when this was the last reference, its memory becomes
+ * the (empty) buffer `out`, so that the next render reuses pages already
+ * in place instead of faulting in new ones. Only the holder of a table's
+ * lock can know it holds the last reference of that table's config.
+ */
+static void registry_share_recycle(struct registry_share *share, struct buf *out)
+{
+	if (!share)
+		return;
+	if (atomic_load(&share->refs) == 1 && share->alloc) {
+		out->buf = share->data;
+		out->alloc = share->alloc;
+		buf_setlen(out, 0);
+		free(share);
+		return;
+	}
+	registry_share_release(share);
+}
+
+static struct registry_share *registry_share_ref(struct registry_share *share)
+{
+	atomic_fetch_add(&share->refs, 1);
+	return share;
+}
+
+void registry_share_release(struct registry_share *share)
+{
+	if (share && atomic_fetch_sub(&share->refs, 1) == 1) {
+		free(share->data);
+		free(share);
+	}
+}
+
+const char *registry_share_data(const struct registry_share *share, size_t *len)
+{
+	*len = share->len;
+	return share->data;
+}
+
 static unsigned registry_hash(const char *s)
 {
 	unsigned h = 2166136261u;
@@ -105,7 +170,6 @@ static struct registry_table *registry_table_get(struct registry *reg, const cha
 		t = xcalloc(1, sizeof(*t));
 		t->name = xstrdup(name);
 		pthread_mutex_init(&t->lock, NULL);
-		buf_init(&t->config, 0);
 		t->next = *slot;
 		*slot = t;
 	}
@@ -118,17 +182,19 @@ static void registry_table_forget(struct registry *reg, struct registry_table *t
 	if (!t->cached)
 		return;
 	service_list_release(&t->services);
-	buf_release(&t->config);
+	registry_share_release(t->config);
+	t->config = NULL;
 	t->cached = 0;
 	pthread_mutex_lock(&reg->lock);
 	reg->nr_cached--;
 	pthread_mutex_unlock(&reg->lock);
 }
 
-/* Take over `services` and `config` as the table's state at `version`. */
+/* Take over `services`, and a reference to `config`, as the table's state
+ * at `version`. */
 static void registry_table_fill(struct registry *reg, struct registry_table *t,
 				uint64_t version, struct service_list *services,
-				struct buf *config)
+				struct registry_share *config)
 {
 	int room;
 
@@ -142,8 +208,7 @@ static void registry_table_fill(struct registry *reg, struct registry_table *t,
 		return;
 	t->services = *services;
 	service_list_init(services);
-	t->config = *config;
-	buf_init(config, 0);
+	t->config = registry_share_ref(config);
 	t->version = version;
 	t->cached = 1;
 }
@@ -160,6 +225,7 @@ enum status registry_new(const struct registry_options *opts, struct registry **
 								: RENDER_DEFAULT_BIND);
 	reg->render.frontend_bind = reg->frontend_bind;
 	pthread_mutex_init(&reg->lock, NULL);
+	pthread_mutex_init(&reg->write_lock, NULL);
 	ret = store_open(reg->store_spec, &st, err);
 	if (ret != ST_OK) {
 		registry_free(reg);
@@ -187,13 +253,14 @@ void registry_free(struct registry *reg)
 		for (; t; t = next) {
 			next = t->next;
 			service_list_release(&t->services);
-			buf_release(&t->config);
+			registry_share_release(t->config);
 			pthread_mutex_destroy(&t->lock);
 			free(t->name);
 			free(t);
 		}
 	}
 	pthread_mutex_destroy(&reg->lock);
+	pthread_mutex_destroy(&reg->write_lock);
 	free(reg->write_error);
 	free(reg->store_spec);
 	free(reg->frontend_bind);
@@ -211,8 +278,28 @@ void registry_result_release(struct registry_result *res)
 {
 	free(res->table);
 	buf_release(&res->config);
+	registry_share_release(res->share);
 	service_list_release(&res->services);
 	registry_result_init(res);
+}
+
+/* Put `config` into the result: a reference, or a copy in res->config. */
+static void registry_answer(struct registry_result *res, struct registry_share *config,
+			    unsigned flags)
+{
+	if (flags & REGISTRY_SHARE_CONFIG)
+		res->share = registry_share_ref(config);
+	else
+		(void)buf_add(&res->config, config->data, config->len);
+}
+
+/* Forget a partial answer before a retry or after a failure. */
+static void registry_result_reset(struct registry_result *res)
+{
+	buf_reset(&res->config);
+	registry_share_release(res->share);
+	res->share = NULL;
+	service_list_release(&res->services);
 }
 
 /* The outcome of one attempt at a call. */
@@ -224,14 +311,18 @@ enum registry_attempt {
 
 static enum registry_attempt registry_attempt(struct registry *reg, struct store *st,
 					      struct registry_table *t,
-					      const struct payload *p, int write,
+					      struct payload *p, int write,
 					      unsigned flags, struct registry_result *res,
 					      enum status *ret, struct buf *err)
 {
 	const int versioned = (reg->caps & STORE_CAP_VERSION) != 0;
 	struct service_list loaded;
-	const struct service_list *stored = &loaded;
+	struct service_list *stored = &loaded;
+	unsigned mflags = MERGE_MOVE;
+	int64_t now = registry_now_ms();
+	const int atomic = (reg->caps & STORE_CAP_ATOMIC) != 0;
 	struct merge_result m;
+	int cache_hit, full = 1;
 	enum registry_attempt outcome = ATTEMPT_FAILED;
 	uint64_t version = 0;
 	size_t i;
@@ -246,7 +337,8 @@ static enum registry_attempt registry_attempt(struct registry *reg, struct store
 		if (*ret != ST_OK)
 			goto fail;
 	}
-	if (versioned && t->cached && t->version == version) {
+	cache_hit = versioned && t->cached && t->version == version;
+	if (cache_hit) {
 		stored = &t->services;
 	} else {
 		registry_table_forget(reg, t);
@@ -254,7 +346,32 @@ static enum registry_attempt registry_attempt(struct registry *reg, struct store
 		if (*ret != ST_OK)
 			goto fail;
 	}
-	merge_apply(stored, p, registry_now_ms(), &m);
+	/*
+	 * A read-only attempt first only finds out whether anything changes:
+	 * enough for an unchanged call on the cache, and when it finds changes
+	 * (the call is redone for writing). Otherwise merge in full, moving
+	 * the stored services over instead of copying them; the writing
+	 * attempt on an atomic store also takes the payload's candidates over,
+	 * as nothing will merge that payload again.
+	 */
+	if (atomic && !write) {
+		merge_apply_flags(stored, p, now, MERGE_CHECK, &m);
+		if (cache_hit || m.nr_changed || m.removed.nr) {
+			mflags = MERGE_CHECK;
+			full = 0;
+		} else {
+			merge_result_release(&m);
+		}
+	}
+	if (full) {
+		if (write && atomic)
+			mflags |= MERGE_TAKE;
+		merge_apply_flags(stored, p, now, mflags, &m);
+		/* What is left of a taken payload is not needed any more:
+		 * give its memory back before the config is rendered. */
+		if (mflags & MERGE_TAKE)
+			payload_release(p);
+	}
 	res->changed = m.nr_changed || m.removed.nr;
 
 	if (res->changed && !write && (reg->caps & STORE_CAP_ATOMIC)) {
@@ -275,21 +392,31 @@ static enum registry_attempt registry_attempt(struct registry *reg, struct store
 		goto out;
 
 	/* The answer: the cached bytes when nothing changed, else a new render. */
-	if (stored == &t->services && !res->changed) {
-		(void)buf_add(&res->config, t->config.buf, t->config.len);
+	if (cache_hit && !res->changed) {
+		/* A full merge moved the cached services out; unchanged, they
+		 * go back as they were. */
+		if (!(mflags & MERGE_CHECK)) {
+			service_list_release(&t->services);
+			t->services = m.services;
+			service_list_init(&m.services);
+		}
+		registry_answer(res, t->config, flags);
 		if (flags & REGISTRY_WANT_SERVICES)
 			service_list_copy(&res->services, &t->services);
 	} else {
-		render_config(&m.services, &reg->render, &res->config);
+		struct buf config = BUF_INIT;
+		struct registry_share *share;
+
+		registry_share_recycle(t->config, &config); /* replaced below */
+		t->config = NULL;
+		render_config(&m.services, &reg->render, &config);
+		share = registry_share_new(&config);
+		registry_answer(res, share, flags);
 		if (flags & REGISTRY_WANT_SERVICES)
 			service_list_copy(&res->services, &m.services);
-		if (versioned) {
-			struct buf copy = BUF_INIT;
-
-			(void)buf_add(&copy, res->config.buf, res->config.len);
-			registry_table_fill(reg, t, version, &m.services, &copy);
-			buf_release(&copy);
-		}
+		if (versioned)
+			registry_table_fill(reg, t, version, &m.services, share);
+		registry_share_release(share);
 	}
 	outcome = ATTEMPT_DONE;
 	goto out;
@@ -333,21 +460,34 @@ enum status registry_call(struct registry *reg, const char *json, size_t len,
 	res->table = xstrdup(p.table);
 	t = registry_table_get(reg, p.table);
 	pthread_mutex_lock(&t->lock);
+	write = t->wrote_last && (reg->caps & STORE_CAP_ATOMIC);
 	ret = registry_get_store(reg, &st, err);
 	if (ret != ST_OK)
 		goto unlock;
 	for (attempt = 0; attempt < REGISTRY_MAX_ATTEMPTS; attempt++) {
 		enum registry_attempt outcome;
 
-		buf_reset(&res->config);
-		service_list_release(&res->services);
+		registry_result_reset(res);
+		if (write)
+			pthread_mutex_lock(&reg->write_lock);
 		outcome = registry_attempt(reg, st, t, &p, write, flags, res, &ret, err);
+		if (write)
+			pthread_mutex_unlock(&reg->write_lock);
 		if (outcome == ATTEMPT_NEED_WRITE) {
 			write = 1;
 			continue;
 		}
+		if (outcome == ATTEMPT_DONE)
+			t->wrote_last = res->changed;
 		if (outcome == ATTEMPT_DONE || ret != ST_CONFLICT)
 			break;
+		/* That attempt may have taken the payload apart (MERGE_TAKE). */
+		if (write && (reg->caps & STORE_CAP_ATOMIC)) {
+			payload_release(&p);
+			ret = payload_parse(&p, json, len, err, field);
+			if (ret != ST_OK)
+				break;
+		}
 		/* Another writer won a conditional write: back off a little,
 		 * with jitter, then load and merge again. */
 		{
@@ -357,17 +497,15 @@ enum status registry_call(struct registry *reg, const char *json, size_t len,
 		}
 	}
 	if (attempt == REGISTRY_MAX_ATTEMPTS) {
-		buf_setf(err, "table '%s' kept changing under this call; try again", p.table);
+		buf_setf(err, "table '%s' kept changing under this call; try again", res->table);
 		ret = ST_UNAVAILABLE;
 	}
 	if (ret == ST_UNAVAILABLE && (write || res->changed))
 		registry_note_write(reg, 0, err->buf);
 	else if (ret == ST_OK && res->changed)
 		registry_note_write(reg, 1, NULL);
-	if (ret != ST_OK) {
-		buf_reset(&res->config);
-		service_list_release(&res->services);
-	}
+	if (ret != ST_OK)
+		registry_result_reset(res);
 	registry_put_store(reg, st, ret != ST_OK);
 unlock:
 	pthread_mutex_unlock(&t->lock);

@@ -21,14 +21,26 @@ struct registry_options {
 	struct render_options render;
 };
 
+struct registry_share;
+
 struct registry_result {
 	char *table;
-	struct buf config;
+	struct buf config; /* empty with REGISTRY_SHARE_CONFIG */
+	/* With REGISTRY_SHARE_CONFIG: the config, shared with the cache instead
+	 * of copied (see registry_share_data); registry_result_release() drops
+	 * it, or take it over and call registry_share_release() when done. */
+	struct registry_share *share;
 	struct service_list services; /* filled only with REGISTRY_WANT_SERVICES */
 	int changed;                  /* the call wrote to the store */
 };
 
 #define REGISTRY_WANT_SERVICES (1u << 0)
+#define REGISTRY_SHARE_CONFIG (1u << 1)
+
+/* The bytes of a shared config; valid until the last reference goes. */
+const char *registry_share_data(const struct registry_share *share, size_t *len);
+/* Drop one reference (NULL is fine); thread-safe. */
+void registry_share_release(struct registry_share *share);
 
 enum status registry_new(const struct registry_options *opts,
 			 struct registry **out, struct buf *err) WARN_UNUSED;

@@ -25,30 +25,58 @@ static const char render_head[] =
 	"\n"
 	"frontend http\n";
 
-/* The config is built in memory; it cannot outgrow the default cap. */
-static void render_add(struct buf *out, const char *s, size_t len)
+/*
+ * A cursor over the output buffer: appends are a bounds check and a memcpy,
+ * and the buffer's length and NUL are set once at the end (render_done).
+ * The config is built in memory; it cannot outgrow the default cap.
+ */
+struct render_w {
+	struct buf *b;
+	char *p, *end;
+};
+
+static void render_start(struct render_w *w, struct buf *out, size_t hint)
 {
-	if (buf_add(out, s, len))
-		BUG("config over %zu bytes", out->cap);
+	w->b = out;
+	buf_grow(out, hint);
+	w->p = out->buf + out->len;
+	w->end = out->buf + out->alloc - 1; /* room for the NUL */
 }
 
-#define RENDER_LIT(out, lit) render_add((out), (lit), sizeof(lit) - 1)
-
-static void render_str(struct buf *out, const char *s)
+static void render_done(struct render_w *w)
 {
-	render_add(out, s, strlen(s));
+	size_t len = (size_t)(w->p - w->b->buf);
+
+	if (len > w->b->cap)
+		BUG("config over %zu bytes", w->b->cap);
+	buf_setlen(w->b, len);
 }
 
-static void render_uint(struct buf *out, unsigned v)
+static void render_grow(struct render_w *w, size_t len)
 {
-	char tmp[16];
-	size_t n = sizeof(tmp);
+	struct buf *b = w->b;
 
-	do {
-		tmp[--n] = (char)('0' + v % 10);
-		v /= 10;
-	} while (v);
-	render_add(out, tmp + n, sizeof(tmp) - n);
+	b->len = (size_t)(w->p - b->buf);
+	if (len > b->cap || b->len > b->cap - len)
+		BUG("config over %zu bytes", b->cap);
+	buf_grow(b, len);
+	w->p = b->buf + b->len;
+	w->end = b->buf + b->alloc - 1;
+}
+
+static inline void render_add(struct render_w *w, const char *s, size_t len)
+{
+	if ((size_t)(w->end - w->p) < len)
+		render_grow(w, len);
+	memcpy(w->p, s, len);
+	w->p += len;
+}
+
+#define RENDER_LIT(w, lit) render_add((w), (lit), sizeof(lit) - 1)
+
+static inline void render_str(struct render_w *w, const char *s)
+{
+	render_add(w, s, strlen(s));
 }
 
 /* Path services go longest predicate first, so the longest prefix wins. */
@@ -63,74 +91,88 @@ static int render_path_cmp(const void *a, const void *b)
 	return strcmp(x->name, y->name);
 }
 
-static void render_acl(struct buf *out, const struct service *svc)
+static void render_acl(struct render_w *w, const struct service *svc)
 {
 	if (svc->mode == CONFIG_MODE_HOST) {
 		/* The Host header may carry a ":port"; compare the name only. */
-		RENDER_LIT(out, "    acl host_");
-		render_str(out, svc->name);
-		RENDER_LIT(out, " req.hdr(host),field(1,:) -i ");
-		render_str(out, svc->predicate);
-		RENDER_LIT(out, "\n");
+		RENDER_LIT(w, "    acl host_");
+		render_str(w, svc->name);
+		RENDER_LIT(w, " req.hdr(host),field(1,:) -i ");
+		render_str(w, svc->predicate);
+		RENDER_LIT(w, "\n");
 		return;
 	}
 	/* "/p" itself and anything below "/p/", but not "/pfoo". */
-	RENDER_LIT(out, "    acl path_");
-	render_str(out, svc->name);
-	RENDER_LIT(out, " path /");
-	render_str(out, svc->predicate);
-	RENDER_LIT(out, "\n    acl path_");
-	render_str(out, svc->name);
-	RENDER_LIT(out, " path_beg /");
-	render_str(out, svc->predicate);
-	RENDER_LIT(out, "/\n");
+	RENDER_LIT(w, "    acl path_");
+	render_str(w, svc->name);
+	RENDER_LIT(w, " path /");
+	render_str(w, svc->predicate);
+	RENDER_LIT(w, "\n    acl path_");
+	render_str(w, svc->name);
+	RENDER_LIT(w, " path_beg /");
+	render_str(w, svc->predicate);
+	RENDER_LIT(w, "/\n");
 }
 
-static void render_use_backend(struct buf *out, const struct service *svc)
+static void render_use_backend(struct render_w *w, const struct service *svc)
 {
-	RENDER_LIT(out, "    use_backend ");
-	render_str(out, svc->name);
+	RENDER_LIT(w, "    use_backend ");
+	render_str(w, svc->name);
 	if (svc->mode == CONFIG_MODE_HOST)
-		RENDER_LIT(out, " if host_");
+		RENDER_LIT(w, " if host_");
 	else
-		RENDER_LIT(out, " if path_");
-	render_str(out, svc->name);
-	RENDER_LIT(out, "\n");
+		RENDER_LIT(w, " if path_");
+	render_str(w, svc->name);
+	RENDER_LIT(w, "\n");
 }
 
-static void render_backend(struct buf *out, const struct service *svc)
+static void render_backend(struct render_w *w, const struct service *svc)
 {
-	size_t i;
+	char port[16];
+	size_t i, nport = sizeof(port) - 1;
+	unsigned v = svc->port;
+	size_t ncookie = svc->cookie ? strlen(svc->cookie) : 0;
 
-	RENDER_LIT(out, "\nbackend ");
-	render_str(out, svc->name);
-	RENDER_LIT(out, "\n    balance roundrobin\n    option forwardfor\n");
+	/* ":PORT check", the same for every server of the service. */
+	port[nport] = '\0';
+	do {
+		port[--nport] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	port[--nport] = ':';
+
+	RENDER_LIT(w, "\nbackend ");
+	render_str(w, svc->name);
+	RENDER_LIT(w, "\n    balance roundrobin\n    option forwardfor\n");
 	if (svc->cookie) {
-		RENDER_LIT(out, "    cookie ");
-		render_str(out, svc->cookie);
-		RENDER_LIT(out, " prefix nocache\n");
+		RENDER_LIT(w, "    cookie ");
+		render_add(w, svc->cookie, ncookie);
+		RENDER_LIT(w, " prefix nocache\n");
 	}
 	for (i = 0; i < svc->nr_containers; i++) {
 		const struct container *c = &svc->containers[i];
-		int v6 = strchr(c->ip, ':') != NULL;
+		size_t nid = strlen(c->id), nip = strlen(c->ip);
+		int v6 = memchr(c->ip, ':', nip) != NULL;
 
-		RENDER_LIT(out, "    server ");
-		render_str(out, c->id);
-		RENDER_LIT(out, " ");
-		if (v6)
-			RENDER_LIT(out, "[");
-		render_str(out, c->ip);
-		if (v6)
-			RENDER_LIT(out, "]");
-		RENDER_LIT(out, ":");
-		render_uint(out, svc->port);
-		RENDER_LIT(out, " check");
+		RENDER_LIT(w, "    server ");
+		render_add(w, c->id, nid);
+		if (v6) {
+			RENDER_LIT(w, " [");
+			render_add(w, c->ip, nip);
+			RENDER_LIT(w, "]");
+		} else {
+			RENDER_LIT(w, " ");
+			render_add(w, c->ip, nip);
+		}
+		render_add(w, port + nport, sizeof(port) - 1 - nport);
 		if (svc->cookie) {
 			/* Each server its own value, so a client sticks to one. */
-			RENDER_LIT(out, " cookie ");
-			render_str(out, c->id);
+			RENDER_LIT(w, " check cookie ");
+			render_add(w, c->id, nid);
+			RENDER_LIT(w, "\n");
+		} else {
+			RENDER_LIT(w, " check\n");
 		}
-		RENDER_LIT(out, "\n");
 	}
 }
 
@@ -138,33 +180,36 @@ void render_config(const struct service_list *services,
 		   const struct render_options *opts, struct buf *out)
 {
 	const struct service **paths = NULL;
+	struct render_w w;
 	size_t i, nr_paths = 0;
 
-	RENDER_LIT(out, render_head);
-	RENDER_LIT(out, "    bind ");
-	render_str(out, opts && opts->frontend_bind ? opts->frontend_bind
-						    : RENDER_DEFAULT_BIND);
-	RENDER_LIT(out, "\n");
+	/* A guess at the size, so that the buffer rarely grows on the way. */
+	render_start(&w, out, 1024 + services->nr * 512);
+	RENDER_LIT(&w, render_head);
+	RENDER_LIT(&w, "    bind ");
+	render_str(&w, opts && opts->frontend_bind ? opts->frontend_bind : RENDER_DEFAULT_BIND);
+	RENDER_LIT(&w, "\n");
 
 	for (i = 0; i < services->nr; i++)
-		render_acl(out, &services->items[i]);
+		render_acl(&w, &services->items[i]);
 
 	if (services->nr)
 		paths = xmalloc(services->nr * sizeof(*paths));
 	for (i = 0; i < services->nr; i++) {
 		if (services->items[i].mode == CONFIG_MODE_HOST)
-			render_use_backend(out, &services->items[i]);
+			render_use_backend(&w, &services->items[i]);
 		else
 			paths[nr_paths++] = &services->items[i];
 	}
 	if (nr_paths > 1)
 		qsort(paths, nr_paths, sizeof(*paths), render_path_cmp);
 	for (i = 0; i < nr_paths; i++)
-		render_use_backend(out, paths[i]);
+		render_use_backend(&w, paths[i]);
 	free(paths);
 
 	for (i = 0; i < services->nr; i++)
-		render_backend(out, &services->items[i]);
+		render_backend(&w, &services->items[i]);
+	render_done(&w);
 }
 
 int render_check_bind(const char *s, struct buf *out, struct buf *err)

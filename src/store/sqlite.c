@@ -126,9 +126,10 @@ static enum status sqlite_setup(struct sqlite_store *s, struct buf *err)
 	sqlite3_busy_timeout(s->db, SQLITE_BUSY_MS);
 	sqlite3_extended_result_codes(s->db, 1);
 	/* WAL: readers never block the writer. NORMAL: a committed call
-	 * survives a crash of the process; only power loss may undo the last. */
+	 * survives a crash of the process; only power loss may undo the last.
+	 * A small page cache: the registry caches whole tables itself. */
 	if (sqlite3_exec(s->db, "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;"
-				"PRAGMA foreign_keys = OFF;",
+				"PRAGMA foreign_keys = OFF; PRAGMA cache_size = -512;",
 			 NULL, NULL, NULL) != SQLITE_OK) {
 		sqlite_fail(s, "enabling WAL", err);
 		goto out;

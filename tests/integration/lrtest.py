@@ -36,6 +36,25 @@ def finish():
     sys.exit(1 if _failures else 0)
 
 
+def skip(why):
+    """End the script as skipped (ctest counts exit 77 as a skip)."""
+    print("SKIP: " + why, flush=True)
+    sys.exit(77)
+
+
+def run_steps(steps, cleanup=None):
+    """Run test functions in order, print each one's time, then finish()."""
+    try:
+        for step in steps:
+            t0 = time.monotonic()
+            step()
+            print("%s: %.1f s" % (step.__name__, time.monotonic() - t0), flush=True)
+    finally:
+        if cleanup:
+            cleanup()
+    finish()
+
+
 def sample(name):
     with open(os.path.join(SRC, "sample-data", name), "rb") as f:
         return f.read()

@@ -15,6 +15,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from lrtest import check, run_steps  # noqa: E402
 from lambda_emulator import RuntimeAPI, http_event, rest_event, runtime_command  # noqa: E402
 
 BIN = os.environ["LR_BIN"]
@@ -22,13 +23,6 @@ SRC = os.environ["LR_SOURCE_DIR"]
 SANITIZED = os.environ.get("LR_SANITIZED") == "1"
 DATA = open(os.path.join(SRC, "sample-data", "data.json"), "rb").read()
 TMP = tempfile.mkdtemp(prefix="lr-lambda-")
-failures = []
-
-
-def check(cond, what):
-    if not cond:
-        failures.append(what)
-        print("FAIL:", what, flush=True)
 
 
 CMD, PACKAGED = runtime_command(TMP)
@@ -330,18 +324,9 @@ def test_cold_start():
 
 def main():
     print("runtime:", " ".join(CMD), "(packaged, clean environment)" if PACKAGED else "")
-    try:
-        for t in (test_shapes, test_many, test_store_failure, test_init_errors,
-                  test_entry_points, test_cold_start):
-            t0 = time.monotonic()
-            t()
-            print("%s: %.1f s" % (t.__name__, time.monotonic() - t0), flush=True)
-    finally:
-        shutil.rmtree(TMP, ignore_errors=True)
-    if failures:
-        print("%d failure(s)" % len(failures))
-        sys.exit(1)
-    print("ok")
+    run_steps((test_shapes, test_many, test_store_failure, test_init_errors,
+                  test_entry_points, test_cold_start),
+              cleanup=lambda: shutil.rmtree(TMP, ignore_errors=True))
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import time
 import zipfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from lrtest import check, finish, skip  # noqa: E402
 from lambda_emulator import RuntimeAPI, rest_event  # noqa: E402
 
 BIN = os.environ["LR_BIN"]
@@ -24,13 +25,6 @@ MAX_GLIBC = (2, 34)
 GLIBC_LIBS = re.compile(r"^(libc|libm|libpthread|libdl|librt|libresolv|libutil|libanl|"
                         r"libBrokenLocale)\.so\.|^ld-linux.*\.so\.|^linux-vdso\.so\.")
 EPOCH = "1700000000"
-failures = []
-
-
-def check(cond, what):
-    if not cond:
-        failures.append(what)
-        print("FAIL:", what, flush=True)
 
 
 def package(binary, out):
@@ -155,8 +149,7 @@ def test_reproducible(tmp, first):
 
 def main():
     if os.environ.get("LR_SANITIZED") == "1":
-        print("skipped: the package is built from the release binary")
-        return
+        skip("the package is built from the release binary")
     tmp = tempfile.mkdtemp(prefix="lr-pkg-")
     try:
         zip_path = os.path.join(tmp, "lambda-registry-lambda.zip")
@@ -168,10 +161,7 @@ def main():
         test_reproducible(tmp, zip_path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    if failures:
-        print("%d failure(s)" % len(failures))
-        sys.exit(1)
-    print("ok")
+    finish()
 
 
 if __name__ == "__main__":

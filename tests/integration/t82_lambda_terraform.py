@@ -11,17 +11,13 @@ import shutil
 import subprocess
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from lrtest import check, finish  # noqa: E402
+
 SRC = os.environ["LR_SOURCE_DIR"]
 TF = os.path.join(SRC, "deploy", "terraform")
 DEPS = os.path.join(SRC, ".deps", "npm-hcl2json")
 PACKAGE = "@cdktf/hcl2json@0.21.0"
-failures = []
-
-
-def check(cond, what):
-    if not cond:
-        failures.append(what)
-        print("FAIL:", what, flush=True)
 
 
 def install_parser():
@@ -253,10 +249,7 @@ def main():
         base = ".".join(r.split(".")[:3 if r.startswith("data.") else 2])
         check(base in declared, "reference to undeclared %s" % r)
 
-    if failures:
-        print("%d failure(s)" % len(failures))
-        sys.exit(1)
-    print("ok")
+    finish()
 
 
 if __name__ == "__main__":

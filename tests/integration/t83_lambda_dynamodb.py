@@ -6,7 +6,7 @@ and HTTP API events, two function instances on one table, the cold start
 with this store, and an unreachable endpoint (503 in bounded time).
 
 Re-runs itself under tests/dynamodb/with-dynalite.sh (the DynamoDB store's
-test launcher); skipped where the DynamoDB store is not built in."""
+test launcher)."""
 
 import json
 import os
@@ -19,14 +19,11 @@ import shutil
 
 SRC = os.environ["LR_SOURCE_DIR"]
 LAUNCH = os.path.join(SRC, "tests", "dynamodb", "with-dynalite.sh")
-if not os.path.exists(os.path.join(SRC, "src", "store", "dynamodb.c")) or \
-        not os.path.exists(LAUNCH):
-    print("skipped: no DynamoDB store in this tree")
-    sys.exit(0)
 if not os.environ.get("DYNALITE_PID"):
     os.execv(LAUNCH, [LAUNCH, sys.executable, os.path.abspath(__file__)])
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from lrtest import check, run_steps  # noqa: E402
 from lambda_emulator import RuntimeAPI, http_event, rest_event, runtime_command  # noqa: E402
 
 BIN = os.environ["LR_BIN"]
@@ -35,13 +32,6 @@ DATA = open(os.path.join(SRC, "sample-data", "data.json"), "rb").read()
 TMP = tempfile.mkdtemp(prefix="lr-lambda-ddb-")
 CMD, PACKAGED = runtime_command(TMP)
 PREFIX = "lrlambda%d-" % os.getpid()
-failures = []
-
-
-def check(cond, what):
-    if not cond:
-        failures.append(what)
-        print("FAIL:", what, flush=True)
 
 
 def lambda_env(api, **extra):
@@ -194,17 +184,8 @@ def test_unreachable():
 
 def main():
     print("runtime:", " ".join(CMD), "(packaged)" if PACKAGED else "")
-    try:
-        for t in (test_shapes, test_two_instances, test_cold_start, test_unreachable):
-            t0 = time.monotonic()
-            t()
-            print("%s: %.1f s" % (t.__name__, time.monotonic() - t0), flush=True)
-    finally:
-        shutil.rmtree(TMP, ignore_errors=True)
-    if failures:
-        print("%d failure(s)" % len(failures))
-        sys.exit(1)
-    print("ok")
+    run_steps((test_shapes, test_two_instances, test_cold_start, test_unreachable),
+              cleanup=lambda: shutil.rmtree(TMP, ignore_errors=True))
 
 
 if __name__ == "__main__":

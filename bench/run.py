@@ -1,0 +1,503 @@
+#!/usr/bin/env python3
+"""The benchmarks of issue 7, end to end, on a release build.
+
+1-4. wrk over keep-alive against one `serve` (SQLite): POST /generate on
+     unchanged state, POST /generate where every call writes, GET /healthz;
+     the three run side by side in rounds and the medians are reported,
+     with the ratios 1/3 and 2/3.
+5.   Scale: tables of 1,000 and 10,000 services x 5 containers: end-to-end
+     latency of a call that adds one container (a fresh server per size),
+     config bytes, the renderer's MB/s (bench_core, in process) and the
+     server's peak RSS (VmHWM).
+6.   The scale figures again with the DynamoDB store (a local dynalite).
+
+Usage: bench/run.py [--build DIR] [--seconds N] [--rounds N] [--out FILE]
+                    [--only wrk|scale|dynamodb]...
+Prints Markdown and writes it to --out (default bench/RESULTS.md).
+"""
+import argparse
+import datetime
+import http.client
+import json
+import os
+import re
+import shutil
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BENCH = os.path.join(ROOT, "bench")
+DYNALITE = os.path.join(ROOT, "tests", "dynamodb", "with-dynalite.sh")
+
+# The first version (a Lambda function on a local DynamoDB), from issue 7.
+FIRST = {
+    "serial": "65 calls/s, p50 14.5 ms, p99 30 ms",
+    "parallel": "140 calls/s at 10 in flight",
+    "rss": "115 MiB",
+    "add1k": "126 ms",
+}
+
+TARGETS = [
+    ("ratio 1/3 (unchanged / healthz)", "ratio13", ">=", 0.5, ""),
+    ("ratio 2/3 (writes / healthz)", "ratio23", ">=", 0.25, ""),
+    ("POST /generate, unchanged state", "rps1", ">=", 20000, " req/s"),
+    ("add one container at 10,000 services", "add_ms_10000", "<=", 20, " ms"),
+    ("renderer at 10,000 services", "render_mbs_10000", ">=", 500, " MB/s"),
+    ("server peak RSS at 10,000 services", "rss_mib_10000", "<=", 32, " MiB"),
+]
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """One `serve` process on a free loopback port."""
+
+    def __init__(self, binary, store, work, max_body="64M", env=None):
+        self.port = free_port()
+        self.log = open(os.path.join(work, "serve.log"), "ab")
+        self.proc = subprocess.Popen(
+            [binary, "serve", "--listen", f"127.0.0.1:{self.port}", "--store", store,
+             "--max-body", max_body],
+            stdout=subprocess.DEVNULL, stderr=self.log, env=env)
+        for _ in range(500):
+            try:
+                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
+                return
+            except OSError:
+                if self.proc.poll() is not None:
+                    break
+                time.sleep(0.02)
+        raise SystemExit(f"bench: serve --store {store} did not start")
+
+    def cpu_ticks(self):
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])  # utime + stime
+
+    def measure(self, fn, *a):
+        """fn(*a) (a wrk run), plus the server's CPU time per request."""
+        t0 = self.cpu_ticks()
+        res = fn(*a)
+        ticks = self.cpu_ticks() - t0
+        res["cpu_us"] = ticks * 1e6 / os.sysconf("SC_CLK_TCK") / max(res["requests"], 1)
+        return res
+
+    def rss_peak_kib(self):
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+        return 0
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait()
+        self.log.close()
+
+
+def post(conn, body, path="/generate"):
+    conn.request("POST", path, body=body, headers={"Content-Type": "application/json"})
+    resp = conn.getresponse()
+    data = resp.read()
+    if resp.status != 200:
+        raise SystemExit(f"bench: POST {path}: HTTP {resp.status}: {data[:300]!r}")
+    return data
+
+
+def ms(text):
+    m = re.match(r"([\d.]+)(us|ms|s)$", text)
+    value = float(m.group(1))
+    return value / 1000 if m.group(2) == "us" else value * 1000 if m.group(2) == "s" else value
+
+
+def wrk(port, path, seconds, threads, connections, script=None, env=None):
+    cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    if script:
+        cmd += ["-s", script]
+    cmd.append(f"http://127.0.0.1:{port}{path}")
+    out = subprocess.run(cmd, env=dict(os.environ, **(env or {})), capture_output=True,
+                         text=True, check=True).stdout
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: (.*)", out)
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "requests": int(re.search(r"(\d+) requests in", out).group(1)),
+        "p50": ms(re.search(r"50%\s+(\S+)", out).group(1)),
+        "p99": ms(re.search(r"99%\s+(\S+)", out).group(1)),
+        "bad": int(bad.group(1)) if bad else 0,
+        "socket_errors": errors.group(1) if errors else "",
+    }
+
+
+def loadavg():
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
+def bench_wrk(args, work, results, store=None, prefix="", rounds=None):
+    """(1)-(4): the three loads side by side, `rounds` times; medians. With
+    `store` (DynamoDB), the figures go to keys starting with `prefix`."""
+    rounds = rounds or args.rounds
+    sample = os.path.join(ROOT, "sample-data", "data.json")
+    doc = json.load(open(sample))
+    doc["table"] = "bench-write"
+    body_a = os.path.join(work, "write-a.json")
+    json.dump(doc, open(body_a, "w"))
+    doc["running"][0]["ip"] = "192.168.1.250"
+    body_b = os.path.join(work, "write-b.json")
+    json.dump(doc, open(body_b, "w"))
+
+    db = os.path.join(work, "wrk.db")
+    srv = Server(args.bin, store or f"sqlite:{db}", work)
+    runs = {"unchanged": [], "write": [], "healthz": []}
+    write_share = []
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", srv.port)
+        post(conn, open(sample, "rb").read())  # the state that stays
+        conn.close()
+        t, c = args.threads, args.connections
+        for r in range(rounds):
+            log(f"bench: wrk round {r + 1}/{rounds} (load {loadavg()})")
+            runs["healthz"].append(srv.measure(wrk, srv.port, "/healthz", args.seconds, t, c))
+            runs["unchanged"].append(
+                srv.measure(wrk, srv.port, "/generate", args.seconds, t, c,
+                            os.path.join(BENCH, "generate.lua"), {"LR_BODY": sample}))
+            before = 0 if store else table_writes(db)
+            res = srv.measure(wrk, srv.port, "/generate", args.seconds, t, c,
+                              os.path.join(BENCH, "write.lua"),
+                              {"LR_BODY_A": body_a, "LR_BODY_B": body_b})
+            runs["write"].append(res)
+            if not store:
+                write_share.append((table_writes(db) - before) / max(res["requests"], 1))
+        results[prefix + "rss_kib_wrk"] = srv.rss_peak_kib()
+    finally:
+        srv.stop()
+
+    def med(kind, key):
+        return statistics.median(r[key] for r in runs[kind])
+
+    for i, kind in ((1, "unchanged"), (2, "write"), (3, "healthz")):
+        results[f"{prefix}cpu{i}"] = med(kind, "cpu_us")
+        results[f"{prefix}rps{i}"] = med(kind, "rps")
+        results[f"{prefix}p50_{i}"] = med(kind, "p50")
+        results[f"{prefix}p99_{i}"] = med(kind, "p99")
+        results[f"{prefix}bad{i}"] = sum(r["bad"] for r in runs[kind])
+    results[prefix + "runs"] = runs
+    results[prefix + "ratio13"] = statistics.median(
+        u["rps"] / h["rps"] for u, h in zip(runs["unchanged"], runs["healthz"]))
+    results[prefix + "ratio23"] = statistics.median(
+        w["rps"] / h["rps"] for w, h in zip(runs["write"], runs["healthz"]))
+    if write_share:
+        results["write_share"] = statistics.median(write_share)
+
+
+
+def table_writes(db):
+    """Commits that wrote a bench-write table: the sum of their versions."""
+    con = sqlite3.connect(db, timeout=30)
+    try:
+        row = con.execute("SELECT coalesce(sum(version), 0) FROM tables "
+                          "WHERE name LIKE 'bench-write%'").fetchone()
+    finally:
+        con.close()
+    return row[0]
+
+
+def scale_payload(table, nr, per=5, extra=False, with_candidates=True):
+    """`nr` services x `per` containers, in the shape bench_core renders:
+    every 4th service in path mode, every other one sticky. With `extra`,
+    service 0 has one more container, announced as a candidate. Without
+    `candidates`, only `running` (a "container stopped" call)."""
+    running, candidates = [], []
+    for i in range(nr):
+        name = f"svc-{i:05d}"
+        n = per + (1 if extra and i == 0 else 0)
+        conts = []
+        for j in range(n):
+            k = i * per + j if j < per else nr * per + 1
+            conts.append({"id": f"c{i:05d}{j:02d}",
+                          "ip": f"10.{k >> 16 & 255}.{k >> 8 & 255}.{k & 255}"})
+        running += [{"serviceName": name, **c} for c in conts]
+        cand = {"serviceName": name, "port": 8080,
+                "configMode": "path" if i % 4 == 3 else "host",
+                "predicate": f"api/v{i}" if i % 4 == 3 else f"{name}.example.com",
+                "containers": conts}
+        if i % 2:
+            cand["cookie"] = "SRVID"
+        if not extra or i == 0:
+            candidates.append(cand)
+    if extra:
+        candidates[0]["containers"] = candidates[0]["containers"][-1:]
+    if not with_candidates:
+        candidates = []
+    return json.dumps({"table": table, "running": running, "candidates": candidates},
+                      separators=(",", ":")).encode()
+
+
+def bench_scale(args, work, results, store_kind, sizes):
+    """(5)/(6): one fresh server per size; seed, then alternately add and
+    remove one container (every call writes), timing each call."""
+    for nr in sizes:
+        table = f"scale-{nr}"
+        seed = scale_payload(table, nr)
+        add = scale_payload(table, nr, extra=True)
+        # Removing the extra container again: `running` without it.
+        remove = scale_payload(table, nr, with_candidates=False)
+        if store_kind == "sqlite":
+            store, env = f"sqlite:{os.path.join(work, f'scale-{nr}.db')}", None
+        else:
+            # Seeding 10,000 services is 10,000 PutItems in one call: more
+            # than the default budget of a store call allows.
+            store = f"dynamodb:bench{nr}-"
+            env = dict(os.environ, LAMBDA_REGISTRY_STORE_TIMEOUT="300")
+        srv = Server(args.bin, store, work, env=env)
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=600)
+            t0 = time.monotonic()
+            config = post(conn, seed)
+            seed_ms = (time.monotonic() - t0) * 1000
+            times = []
+            for i in range(args.scale_calls * 2):
+                body = add if i % 2 == 0 else remove
+                t0 = time.monotonic()
+                out = post(conn, body)
+                if i % 2 == 0:
+                    times.append((time.monotonic() - t0) * 1000)
+                    config = out
+            conn.close()
+            rss = srv.rss_peak_kib()
+        finally:
+            srv.stop()
+        key = f"{store_kind}_{nr}" if store_kind != "sqlite" else f"{nr}"
+        results[f"add_ms_{key}"] = statistics.median(times)
+        results[f"add_ms_max_{key}"] = max(times)
+        results[f"seed_ms_{key}"] = seed_ms
+        results[f"config_bytes_{key}"] = len(config)
+        results[f"payload_bytes_{key}"] = len(add)
+        results[f"rss_mib_{key}"] = rss / 1024
+        log(f"bench: {store_kind} {nr} services: add {results[f'add_ms_{key}']:.1f} ms, "
+            f"rss {rss / 1024:.1f} MiB")
+        if store_kind == "sqlite":
+            out = subprocess.run([args.core, "render", str(nr)], capture_output=True,
+                                 text=True, check=True).stdout
+            results[f"render_mbs_{nr}"] = json.loads(out)["mb_per_s"]
+            path = os.path.join(work, f"add-{nr}.json")
+            open(path, "wb").write(add)
+            out = subprocess.run([args.core, "parse", path], capture_output=True,
+                                 text=True, check=True).stdout
+            results[f"parse_mbs_{nr}"] = json.loads(out)["mb_per_s"]
+            results[f"parse_ms_{nr}"] = json.loads(out)["ms_per_parse"]
+
+
+def machine():
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo")
+                if l.startswith("model name")), "?")
+    try:
+        commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
+                                capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "--", "src"],
+                               capture_output=True, text=True).stdout.strip()
+    except OSError:
+        commit, dirty = "?", ""
+    return {"nproc": os.cpu_count(), "cpu": cpu, "commit": commit + ("+dirty" if dirty else ""),
+            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+
+
+def fmt(value, digits=0):
+    return "n/a" if value is None else f"{value:,.{digits}f}"
+
+
+def report(args, results, m):
+    r = results.get
+    lines = [
+        "# Benchmark results",
+        "",
+        f"{m['date']}, commit {m['commit']}, {m['nproc']} CPUs ({m['cpu']}), "
+        f"load average at the start {r('load_start')}, at the end {r('load_end')}.",
+        "Release build (RelWithDebInfo). wrk, the server and other work share the "
+        "same CPUs, so figures move between runs; the ratios come from runs side by side.",
+        "",
+    ]
+    if "rps1" in results:
+        lines += [
+            f"## HTTP (SQLite store), wrk -t{args.threads} -c{args.connections} "
+            f"-d{args.seconds}s, median of {args.rounds} rounds",
+            "",
+            "| load | req/s | p50 | p99 | server CPU per request | non-2xx | first version |",
+            "|---|---|---|---|---|---|---|",
+            f"| (1) POST /generate, unchanged state | {fmt(r('rps1'))} | {r('p50_1'):.2f} ms "
+            f"| {r('p99_1'):.2f} ms | {r('cpu1'):.0f} µs | {r('bad1')} "
+            f"| {FIRST['serial']}; {FIRST['parallel']} |",
+            f"| (2) POST /generate, every call writes | {fmt(r('rps2'))} | {r('p50_2'):.2f} ms "
+            f"| {r('p99_2'):.2f} ms | {r('cpu2'):.0f} µs | {r('bad2')} | |",
+            f"| (3) GET /healthz | {fmt(r('rps3'))} | {r('p50_3'):.2f} ms "
+            f"| {r('p99_3'):.2f} ms | {r('cpu3'):.0f} µs | {r('bad3')} | |",
+            "",
+            f"(4) ratio 1/3 = {r('ratio13'):.2f}, ratio 2/3 = {r('ratio23'):.2f} "
+            "(median of the per-round ratios). GET /healthz is not free either: it runs "
+            "the store's ping (a SQLite query). Server CPU per request (user + system "
+            "time of the server process over the run, divided by the requests) does not "
+            "depend on how busy the machine is, unlike req/s.",
+            f"In (2) {100 * r('write_share'):.0f}% of the calls wrote (counted from the "
+            "store's table versions); each wrk thread has a table of its own, and "
+            "each request moves one container of sample-data/data.json to a new address.",
+            f"Server peak RSS after these runs: {r('rss_kib_wrk', 0) / 1024:.1f} MiB.",
+            "",
+            "Rounds (req/s: unchanged / writes / healthz): " + "; ".join(
+                f"{u['rps']:.0f} / {w['rps']:.0f} / {h['rps']:.0f}"
+                for u, w, h in zip(r("runs")["unchanged"], r("runs")["write"],
+                                   r("runs")["healthz"])) + ".",
+            "",
+        ]
+    if "add_ms_1000" in results:
+        lines += [
+            "## Scale (SQLite store): N services x 5 containers",
+            "",
+            "A fresh server per size, seeded with one call; then calls that add one "
+            f"container (with its candidate) alternate with calls that remove it "
+            f"again; the median of {args.scale_calls} adding calls, end to end over "
+            "HTTP keep-alive (Python client: send the payload, read the whole config).",
+            "",
+            "| services | payload | add one container: median (max) | config | "
+            "renderer (in process) | parse (in process) | server peak RSS | first version |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for nr in args.sizes:
+            lines.append(
+                f"| {nr:,} | {fmt(r(f'payload_bytes_{nr}'))} B | {r(f'add_ms_{nr}'):.1f} ms "
+                f"({r(f'add_ms_max_{nr}'):.1f}) | {fmt(r(f'config_bytes_{nr}'))} B "
+                f"| {fmt(r(f'render_mbs_{nr}'))} MB/s | {r(f'parse_ms_{nr}'):.1f} ms "
+                f"({fmt(r(f'parse_mbs_{nr}'))} MB/s) | {r(f'rss_mib_{nr}'):.1f} MiB "
+                f"| {(FIRST['add1k'] + ', ' + FIRST['rss']) if nr == 1000 else ''} |")
+        lines.append("")
+    if "ddb_status" in results:
+        lines += ["## DynamoDB store (dynalite on the same machine)", "", r("ddb_status"), ""]
+    if "dynamodb_rps1" in results:
+        d = "dynamodb_"
+        lines += [
+            f"wrk -t{args.threads} -c{args.connections} -d{args.seconds}s, one round:",
+            "",
+            "| load | req/s | p50 | p99 | non-2xx |",
+            "|---|---|---|---|---|",
+            f"| (1) POST /generate, unchanged state | {fmt(r(d + 'rps1'))} "
+            f"| {r(d + 'p50_1'):.2f} ms | {r(d + 'p99_1'):.2f} ms | {r(d + 'bad1')} |",
+            f"| (2) POST /generate, every call writes | {fmt(r(d + 'rps2'))} "
+            f"| {r(d + 'p50_2'):.2f} ms | {r(d + 'p99_2'):.2f} ms | {r(d + 'bad2')} |",
+            f"| (3) GET /healthz | {fmt(r(d + 'rps3'))} | {r(d + 'p50_3'):.2f} ms "
+            f"| {r(d + 'p99_3'):.2f} ms | {r(d + 'bad3')} |",
+            "",
+            f"(4) ratio 1/3 = {r(d + 'ratio13'):.2f}, ratio 2/3 = {r(d + 'ratio23'):.2f}.",
+            "",
+        ]
+    if any(k.startswith("add_ms_dynamodb_") for k in results):
+        lines += [
+            f"Scale, as above (median of {args.ddb_calls} adding calls):",
+            "",
+            "| services | seeding call | add one container: median (max) | config "
+            "| server peak RSS |",
+            "|---|---|---|---|---|",
+        ]
+        for nr in args.sizes:
+            k = f"dynamodb_{nr}"
+            if f"add_ms_{k}" in results:
+                lines.append(f"| {nr:,} | {r(f'seed_ms_{k}'):.0f} ms "
+                             f"| {r(f'add_ms_{k}'):.1f} ms ({r(f'add_ms_max_{k}'):.1f}) "
+                             f"| {fmt(r(f'config_bytes_{k}'))} B | {r(f'rss_mib_{k}'):.1f} MiB |")
+        lines.append("")
+    lines += ["## Targets", "", "| target | measured | met |", "|---|---|---|"]
+    for label, key, op, goal, unit in TARGETS:
+        value = r(key)
+        if value is None:
+            lines.append(f"| {label} {op} {goal:,}{unit} | not measured | |")
+            continue
+        ok = value >= goal if op == ">=" else value <= goal
+        digits = 2 if goal < 1 else 1 if goal < 1000 else 0
+        lines.append(f"| {label} {op} {goal:,}{unit} | {fmt(value, digits)}{unit} "
+                     f"| {'yes' if ok else 'no'} |")
+    return "\n".join(lines) + "\n"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--build", default=os.path.join(ROOT, "build"))
+    ap.add_argument("--seconds", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--connections", type=int, default=10)
+    ap.add_argument("--scale-calls", type=int, default=15)
+    ap.add_argument("--ddb-calls", type=int, default=5)
+    ap.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000])
+    ap.add_argument("--only", action="append", choices=["wrk", "scale", "dynamodb"])
+    ap.add_argument("--out", default=os.path.join(BENCH, "RESULTS.md"))
+    ap.add_argument("--json", help="also write the raw figures here")
+    args = ap.parse_args()
+    args.bin = os.path.join(args.build, "lambda-registry")
+    args.core = os.path.join(args.build, "bench", "bench_core")
+    only = set(args.only or ["wrk", "scale", "dynamodb"])
+    for tool in ("wrk",):
+        if not shutil.which(tool):
+            raise SystemExit(f"bench: {tool} is missing (scripts/deps.sh bench)")
+
+    results = {"load_start": loadavg()}
+    work = tempfile.mkdtemp(prefix="lr-bench-")
+    try:
+        if "wrk" in only:
+            bench_wrk(args, work, results)
+        if "scale" in only:
+            bench_scale(args, work, results, "sqlite", args.sizes)
+        if "dynamodb" in only:
+            bench_dynamodb(args, work, results)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    results["load_end"] = loadavg()
+    text = report(args, results, machine())
+    print(text)
+    with open(args.out, "w") as f:
+        f.write(text)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
+
+
+def bench_dynamodb(args, work, results):
+    """Runs this script's scale part again next to a private dynalite."""
+    if not os.path.exists(os.path.join(ROOT, "src", "store", "dynamodb.c")):
+        results["ddb_status"] = "Pending: the DynamoDB store has not landed."
+        return
+    if os.environ.get("DYNALITE_PID"):
+        bench_wrk(args, work, results, store="dynamodb:benchw-", prefix="dynamodb_", rounds=1)
+        bench_scale(args, work, results, "dynamodb", args.sizes)
+        return
+    out = os.path.join(work, "ddb.json")
+    cmd = [DYNALITE, sys.executable, os.path.abspath(__file__), "--build", args.build,
+           "--only", "dynamodb", "--scale-calls", str(args.ddb_calls),
+           "--seconds", str(args.seconds),
+           "--out", os.path.join(work, "ddb.md"), "--json", out, "--sizes",
+           *map(str, args.sizes)]
+    proc = subprocess.run(cmd, stdout=subprocess.DEVNULL)
+    if proc.returncode:
+        results["ddb_status"] = f"The dynalite run failed (exit {proc.returncode})."
+        return
+    ddb = json.load(open(out))
+    results.update({k: v for k, v in ddb.items() if "dynamodb" in k})
+    results["ddb_status"] = (
+        "Same scale calls as above, one fresh server per size, dynalite (Node, in "
+        "memory) on the same CPUs. DynamoDB has no exact table version, so the "
+        "registry does not cache its tables: each call scans the table.")
+
+
+if __name__ == "__main__":
+    main()
