@@ -762,7 +762,10 @@ static int fast_string(struct fast *f, struct fast_str *out)
 	 * key must equal a known name, so a string with an escape can only
 	 * end in the full path. */
 	for (p = f->s; p < f->end && *p != '"'; p++)
-		;
+		/* A raw control byte is not JSON, and a NUL would cut the C
+		 * string the checks see: leave both to the full path. */
+		if ((unsigned char)*p < 0x20)
+			return -1;
 	if (p >= f->end)
 		return -1;
 	out->s = f->s;

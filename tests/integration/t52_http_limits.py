@@ -172,6 +172,9 @@ hostile = {
     # jansson skips a NUL right after a number or literal; payload.c refuses it
     "NUL after a number": b'{"table":"astro","running":[],"x":1\x00}',
     "NUL after a literal": b'{"table":"astro","running":[],"x":true\x00}',
+    # the fast parser once cut a string at a raw NUL and checked the rest
+    "NUL inside a string": b'{"table":"astro","running":[],"candidates":[{"serviceName":"a",'
+                           b'"port":80,"predicate":"a.com","cookie":"JSESS\x00ID"}]}',
     "top-level array": b'[{"table":"astro","running":[]}]',
     "top-level string": b'"astro"',
     "top-level number": b"42",
