@@ -46,10 +46,10 @@ test-asan: build-asan
 		LR_SANITIZED=1 ctest --output-on-failure -j $(JOBS) $(CTEST_ARGS)
 
 format:
-	clang-format -i src/*.[ch] src/*/*.[ch] tests/*/*.c
+	clang-format -i src/*.[ch] src/*/*.[ch] tests/*/*.c fuzz/*.[ch] bench/*.c
 
 format-check:
-	clang-format --dry-run --Werror src/*.[ch] src/*/*.[ch] tests/*/*.c
+	clang-format --dry-run --Werror src/*.[ch] src/*/*.[ch] tests/*/*.c fuzz/*.[ch] bench/*.c
 
 clean:
 	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_FUZZ)

@@ -11,7 +11,8 @@
 #include "service.h"
 
 /* Abort with a message (libFuzzer then saves the input as a crash). */
-_Noreturn void check_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+_Noreturn void check_fail(const char *fmt, ...)
+	__attribute__((format(printf, 1, 2)));
 
 /*
  * Every value of an accepted payload is one config token: printable ASCII

@@ -67,7 +67,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	return 0;
 }
 
-/* Forget every table. Bumping the versions keeps the registry's cache honest. */
+/* Forget every table. Bumping the versions keeps the registry's cache honest.
+ */
 static void fuzz_reset_store(void)
 {
 	if (!fuzz_dirty)
@@ -92,7 +93,8 @@ static void fuzz_check_json(const struct registry_result *res)
 	if (!doc)
 		check_fail("result JSON does not parse: %s", jerr.text);
 	cfg = json_object_get(doc, "config");
-	if (!json_is_string(cfg) || json_string_length(cfg) != res->config.len ||
+	if (!json_is_string(cfg) ||
+	    json_string_length(cfg) != res->config.len ||
 	    memcmp(json_string_value(cfg), res->config.buf, res->config.len))
 		check_fail("result JSON config differs");
 	json_decref(doc);
@@ -109,27 +111,32 @@ static void fuzz_one_call(const char *json, size_t len)
 	registry_result_init(&res);
 	registry_result_init(&again);
 	pst = payload_parse(&p, json, len, &err, &field);
-	st = registry_call(fuzz_reg, json, len, REGISTRY_WANT_SERVICES, &res, &err, &field);
+	st = registry_call(fuzz_reg, json, len, REGISTRY_WANT_SERVICES, &res,
+			   &err, &field);
 	if ((st == ST_OK) != (pst == ST_OK))
-		check_fail("payload_parse says %s, registry_call says %s", status_name(pst),
-			   status_name(st));
+		check_fail("payload_parse says %s, registry_call says %s",
+			   status_name(pst), status_name(st));
 	if (st != ST_OK) {
 		if (st != ST_INVALID)
-			check_fail("a healthy store failed a call: %s: %s", status_name(st),
-				   err.buf);
+			check_fail("a healthy store failed a call: %s: %s",
+				   status_name(st), err.buf);
 		goto out;
 	}
 	fuzz_dirty |= res.changed;
 	if (check_strict_json(json, len))
 		check_fail("accepted text that is not RFC 8259 JSON");
 	check_payload_tokens(&p);
-	check_config(res.config.buf, res.config.len, &res.services, RENDER_DEFAULT_BIND);
+	check_config(res.config.buf, res.config.len, &res.services,
+		     RENDER_DEFAULT_BIND);
 	render_config(&res.services, NULL, &fresh);
-	if (fresh.len != res.config.len || memcmp(fresh.buf, res.config.buf, fresh.len))
-		check_fail("the returned config is not the render of the returned services");
+	if (fresh.len != res.config.len ||
+	    memcmp(fresh.buf, res.config.buf, fresh.len))
+		check_fail("the returned config is not the render of the "
+			   "returned services");
 	fuzz_check_json(&res);
 
-	st = registry_call(fuzz_reg, json, len, REGISTRY_WANT_SERVICES, &again, &err, &field);
+	st = registry_call(fuzz_reg, json, len, REGISTRY_WANT_SERVICES, &again,
+			   &err, &field);
 	if (st != ST_OK)
 		check_fail("the same payload again failed: %s", err.buf);
 	if (again.changed)
@@ -160,7 +167,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	fuzz_reset_store();
 	for (calls = 0; calls < FUZZ_MAX_CALLS && p <= end; calls++) {
-		const char *sep = memmem(p, (size_t)(end - p), FUZZ_SEPARATOR, seplen);
+		const char *sep =
+			memmem(p, (size_t)(end - p), FUZZ_SEPARATOR, seplen);
 		const char *stop = sep ? sep : end;
 
 		fuzz_one_call(p, (size_t)(stop - p));

@@ -16,7 +16,8 @@ static void fuzz_check_printable(const char *what, const struct buf *b)
 	size_t i;
 
 	for (i = 0; i < b->len; i++)
-		if ((unsigned char)b->buf[i] < 0x20 || (unsigned char)b->buf[i] >= 0x7f)
+		if ((unsigned char)b->buf[i] < 0x20 ||
+		    (unsigned char)b->buf[i] >= 0x7f)
 			check_fail("%s has byte 0x%02x: %s", what,
 				   (unsigned char)b->buf[i], b->buf);
 }
@@ -32,18 +33,22 @@ static void fuzz_check_fixed_points(const struct payload *p)
 	for (i = 0; i < p->nr_running; i++) {
 		if (payload_check_ip(p->running[i].ip, &out, &err) ||
 		    strcmp(out.buf, p->running[i].ip))
-			check_fail("ip '%s' is not canonical", p->running[i].ip);
+			check_fail("ip '%s' is not canonical",
+				   p->running[i].ip);
 	}
 	for (i = 0; i < p->candidates.nr; i++) {
 		const struct service *svc = &p->candidates.items[i];
 
-		if (payload_check_predicate(svc->mode, svc->predicate, &out, &err) ||
+		if (payload_check_predicate(svc->mode, svc->predicate, &out,
+					    &err) ||
 		    strcmp(out.buf, svc->predicate))
-			check_fail("predicate '%s' is not canonical", svc->predicate);
+			check_fail("predicate '%s' is not canonical",
+				   svc->predicate);
 		if (svc->cookie && payload_check_cookie(svc->cookie, &err))
 			check_fail("cookie '%s' fails again", svc->cookie);
 		for (j = 0; j < svc->nr_containers; j++)
-			if (payload_check_ip(svc->containers[j].ip, &out, &err) ||
+			if (payload_check_ip(svc->containers[j].ip, &out,
+					     &err) ||
 			    strcmp(out.buf, svc->containers[j].ip))
 				check_fail("ip '%s' is not canonical",
 					   svc->containers[j].ip);
@@ -65,11 +70,13 @@ static void fuzz_check_round_trip(const struct payload *p)
 	payload_services_json(&p->candidates, 0, &doc);
 	(void)buf_addch(&doc, '}');
 	if (payload_parse(&back, doc.buf, doc.len, &err, &field) != ST_OK)
-		check_fail("round trip refused at %s: %s\n%s", field.buf, err.buf, doc.buf);
+		check_fail("round trip refused at %s: %s\n%s", field.buf,
+			   err.buf, doc.buf);
 	if (back.candidates.nr != p->candidates.nr)
 		check_fail("round trip lost candidates");
 	for (i = 0; i < back.candidates.nr; i++)
-		if (!service_equal(&back.candidates.items[i], &p->candidates.items[i]))
+		if (!service_equal(&back.candidates.items[i],
+				   &p->candidates.items[i]))
 			check_fail("round trip changed candidate %zu", i);
 	payload_release(&back);
 	buf_release(&doc);
@@ -82,7 +89,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct buf err = BUF_INIT, field = BUF_INIT;
 	struct payload p;
 
-	if (payload_parse(&p, (const char *)data, size, &err, &field) == ST_OK) {
+	if (payload_parse(&p, (const char *)data, size, &err, &field) ==
+	    ST_OK) {
 		if (check_strict_json((const char *)data, size))
 			check_fail("accepted text that is not RFC 8259 JSON");
 		check_payload_tokens(&p);

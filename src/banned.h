@@ -1,4 +1,5 @@
-/* Calls that are easy to misuse; use buf_*() or the bounded variants instead. */
+/* Calls that are easy to misuse; use buf_*() or the bounded variants instead.
+ */
 #ifndef BANNED_H
 #define BANNED_H
 

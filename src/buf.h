@@ -18,7 +18,10 @@ struct buf {
 	size_t cap; /* appends that would make len exceed this fail */
 };
 
-#define BUF_INIT {buf_empty, 0, 0, BUF_CAP_DEFAULT}
+#define BUF_INIT                                                               \
+	{                                                                      \
+		buf_empty, 0, 0, BUF_CAP_DEFAULT                               \
+	}
 
 extern char buf_empty[];
 
@@ -48,7 +51,8 @@ void buf_setf(struct buf *b, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 /* Append `s` as a quoted, printable form for error messages: "a\nb". */
 int buf_addquoted(struct buf *b, const char *s, size_t len);
-/* Append `s` as a JSON string literal, quotes included (valid UTF-8 expected). */
+/* Append `s` as a JSON string literal, quotes included (valid UTF-8 expected).
+ */
 int buf_addjson(struct buf *b, const char *s, size_t len);
 
 #endif

@@ -14,7 +14,9 @@ static void cli_env_name(const char *opt, struct buf *out)
 	buf_reset(out);
 	(void)buf_addstr(out, "LAMBDA_REGISTRY_");
 	for (; *opt; opt++)
-		(void)buf_addch(out, *opt == '-' ? '_' : (char)toupper((unsigned char)*opt));
+		(void)buf_addch(
+			out,
+			*opt == '-' ? '_' : (char)toupper((unsigned char)*opt));
 }
 
 static int cli_find(const struct cli_command *cmd, const char *name, size_t len)
@@ -58,7 +60,8 @@ enum status cli_parse(const struct cli_command *cmd, int argc, char **argv,
 		}
 		name = arg + 2;
 		eq = strchr(name, '=');
-		idx = cli_find(cmd, name, eq ? (size_t)(eq - name) : strlen(name));
+		idx = cli_find(cmd, name,
+			       eq ? (size_t)(eq - name) : strlen(name));
 		if (idx < 0) {
 			buf_setf(err, "unknown option '%s'", arg);
 			ret = ST_USAGE;
@@ -66,7 +69,8 @@ enum status cli_parse(const struct cli_command *cmd, int argc, char **argv,
 		}
 		if (!cmd->options[idx].arg_name) {
 			if (eq) {
-				buf_setf(err, "option '--%s' takes no value", cmd->options[idx].name);
+				buf_setf(err, "option '--%s' takes no value",
+					 cmd->options[idx].name);
 				ret = ST_USAGE;
 				goto out;
 			}
@@ -76,7 +80,8 @@ enum status cli_parse(const struct cli_command *cmd, int argc, char **argv,
 		} else if (i + 1 < argc) {
 			values[idx] = argv[++i];
 		} else {
-			buf_setf(err, "option '--%s' needs a value", cmd->options[idx].name);
+			buf_setf(err, "option '--%s' needs a value",
+				 cmd->options[idx].name);
 			ret = ST_USAGE;
 			goto out;
 		}
@@ -103,14 +108,17 @@ void cli_usage(const struct cli_command *cmd, struct buf *out)
 	struct buf env = BUF_INIT;
 	int i;
 
-	(void)buf_addf(out, "usage: lambda-registry %s [OPTIONS]%s%s\n\n%s\n\noptions:\n",
-		       cmd->name, cmd->args ? " " : "", cmd->args ? cmd->args : "",
-		       cmd->summary);
+	(void)buf_addf(
+		out,
+		"usage: lambda-registry %s [OPTIONS]%s%s\n\n%s\n\noptions:\n",
+		cmd->name, cmd->args ? " " : "", cmd->args ? cmd->args : "",
+		cmd->summary);
 	for (i = 0; cmd->options[i].name; i++) {
 		const struct cli_option *o = &cmd->options[i];
 
 		cli_env_name(o->name, &env);
-		(void)buf_addf(out, "  --%s%s%s\n      %s", o->name, o->arg_name ? " " : "",
+		(void)buf_addf(out, "  --%s%s%s\n      %s", o->name,
+			       o->arg_name ? " " : "",
 			       o->arg_name ? o->arg_name : "", o->help);
 		if (o->dflt)
 			(void)buf_addf(out, " (default: %s)", o->dflt);
@@ -120,8 +128,8 @@ void cli_usage(const struct cli_command *cmd, struct buf *out)
 	buf_release(&env);
 }
 
-int cli_parse_size(const char *s, unsigned long long max, unsigned long long *out,
-		   struct buf *err)
+int cli_parse_size(const char *s, unsigned long long max,
+		   unsigned long long *out, struct buf *err)
 {
 	unsigned long long v, mult = 1;
 	char *end;

@@ -15,12 +15,12 @@ struct cli_option {
 	const char *name;     /* long name without "--" */
 	const char *arg_name; /* NULL: a switch without argument */
 	const char *help;
-	const char *dflt;     /* value when neither flag nor environment sets it */
+	const char *dflt; /* value when neither flag nor environment sets it */
 };
 
 struct cli_command {
 	const char *name;
-	const char *args;    /* usage after the options, e.g. "[FILE|-]" */
+	const char *args; /* usage after the options, e.g. "[FILE|-]" */
 	const char *summary;
 	const struct cli_option *options; /* terminated by {NULL} */
 	/* Returns the process exit code; `values` is indexed like `options`. */
@@ -34,13 +34,14 @@ struct cli_command {
  * argv[*first..argc). "--help" gives ST_NOT_FOUND with nothing parsed.
  */
 enum status cli_parse(const struct cli_command *cmd, int argc, char **argv,
-		      const char **values, int *first, struct buf *err) WARN_UNUSED;
+		      const char **values, int *first,
+		      struct buf *err) WARN_UNUSED;
 
 /* The usage text of `cmd`, built from its table. */
 void cli_usage(const struct cli_command *cmd, struct buf *out);
 
 /* Parse a decimal size or count with an optional K/M/G suffix (1024-based). */
-int cli_parse_size(const char *s, unsigned long long max, unsigned long long *out,
-		   struct buf *err);
+int cli_parse_size(const char *s, unsigned long long max,
+		   unsigned long long *out, struct buf *err);
 
 #endif

@@ -31,7 +31,7 @@
  * does not. So the pool gets room beyond --max-header and the limit is
  * checked here, exactly, with a JSON answer.
  */
-#define HTTP_POOL_SIZE(max_header) ((max_header) * 2 + 8192)
+#define HTTP_POOL_SIZE(max_header) ((max_header)*2 + 8192)
 
 struct http_server {
 	struct registry *reg;
@@ -54,7 +54,8 @@ struct http_request {
 	int answered;
 };
 
-typedef void http_handler_fn(struct http_server *srv, struct MHD_Connection *conn,
+typedef void http_handler_fn(struct http_server *srv,
+			     struct MHD_Connection *conn,
 			     struct http_request *req);
 
 struct http_route {
@@ -86,19 +87,21 @@ void http_error_json(const char *msg, const char *field, struct buf *out)
 
 /* Queue `body` (taken over) as the answer. */
 static void http_respond(struct MHD_Connection *conn, struct http_request *req,
-			 unsigned status, const char *content_type, struct buf *body,
-			 const char *allow)
+			 unsigned status, const char *content_type,
+			 struct buf *body, const char *allow)
 {
 	struct MHD_Response *resp;
 	size_t len;
 	char *data = buf_detach(body, &len);
 
-	resp = MHD_create_response_from_buffer(len, data, MHD_RESPMEM_MUST_FREE);
+	resp = MHD_create_response_from_buffer(len, data,
+					       MHD_RESPMEM_MUST_FREE);
 	if (!resp) {
 		free(data);
 		return;
 	}
-	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+				content_type);
 	if (allow)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
 	if (MHD_queue_response(conn, status, resp) == MHD_YES) {
@@ -116,7 +119,8 @@ static void http_share_free(void *cls)
 
 /* A 200 text/plain answer from a shared config (taken over), sent without
  * copying it: the reference goes when libmicrohttpd is done with it. */
-static void http_respond_share(struct MHD_Connection *conn, struct http_request *req,
+static void http_respond_share(struct MHD_Connection *conn,
+			       struct http_request *req,
 			       struct registry_share *share)
 {
 	struct MHD_Response *resp;
@@ -139,33 +143,38 @@ static void http_respond_share(struct MHD_Connection *conn, struct http_request 
 	MHD_destroy_response(resp);
 }
 
-static void http_respond_error(struct MHD_Connection *conn, struct http_request *req,
-			       enum status st, const char *msg, const char *field,
+static void http_respond_error(struct MHD_Connection *conn,
+			       struct http_request *req, enum status st,
+			       const char *msg, const char *field,
 			       const char *allow)
 {
 	struct buf body = BUF_INIT;
 
 	http_error_json(msg, field, &body);
-	http_respond(conn, req, status_http(st), "application/json", &body, allow);
+	http_respond(conn, req, status_http(st), "application/json", &body,
+		     allow);
 }
 
-static void http_respond_too_large(struct http_server *srv, struct MHD_Connection *conn,
+static void http_respond_too_large(struct http_server *srv,
+				   struct MHD_Connection *conn,
 				   struct http_request *req)
 {
 	struct buf msg = BUF_INIT;
 
-	buf_setf(&msg, "request body is larger than %zu bytes", srv->opts->max_body);
+	buf_setf(&msg, "request body is larger than %zu bytes",
+		 srv->opts->max_body);
 	http_respond_error(conn, req, ST_TOO_LARGE, msg.buf, NULL, NULL);
 	buf_release(&msg);
 }
 
 static enum MHD_Result http_add_header_size(void *cls, enum MHD_ValueKind kind,
-					     const char *key, const char *value)
+					    const char *key, const char *value)
 {
 	size_t *total = cls;
 
 	(void)kind;
-	*total += strlen(key) + (value ? strlen(value) : 0) + 4; /* ": " and CRLF */
+	*total += strlen(key) + (value ? strlen(value) : 0) +
+		  4; /* ": " and CRLF */
 	return MHD_YES;
 }
 
@@ -175,9 +184,10 @@ static size_t http_header_size(struct MHD_Connection *conn, const char *method,
 {
 	size_t total = strlen(method) + strlen(url) + strlen(version) + 4 + 2;
 
-	MHD_get_connection_values(conn, MHD_HEADER_KIND, http_add_header_size, &total);
-	MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, http_add_header_size,
+	MHD_get_connection_values(conn, MHD_HEADER_KIND, http_add_header_size,
 				  &total);
+	MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND,
+				  http_add_header_size, &total);
 	return total;
 }
 
@@ -192,8 +202,8 @@ static double http_elapsed_s(const struct http_request *req)
 
 static int http_wants_json(struct MHD_Connection *conn)
 {
-	const char *accept = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-							 MHD_HTTP_HEADER_ACCEPT);
+	const char *accept = MHD_lookup_connection_value(
+		conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT);
 
 	return accept && strstr(accept, "application/json");
 }
@@ -208,8 +218,9 @@ static void http_generate(struct http_server *srv, struct MHD_Connection *conn,
 
 	registry_result_init(&res);
 	st = registry_call(srv->reg, req->body.buf, req->body.len,
-			   json ? REGISTRY_WANT_SERVICES : REGISTRY_SHARE_CONFIG, &res, &err,
-			   &field);
+			   json ? REGISTRY_WANT_SERVICES
+				: REGISTRY_SHARE_CONFIG,
+			   &res, &err, &field);
 	if (st != ST_OK) {
 		http_respond_error(conn, req, st, err.buf, field.buf, NULL);
 	} else if (json) {
@@ -231,20 +242,23 @@ static void http_healthz(struct http_server *srv, struct MHD_Connection *conn,
 	struct buf err = BUF_INIT, body = BUF_INIT;
 	enum status st = registry_ping(srv->reg, &err);
 
-	(void)buf_addf(&body, "{\"status\":\"%s\"", st == ST_OK ? "ok" : "unavailable");
+	(void)buf_addf(&body, "{\"status\":\"%s\"",
+		       st == ST_OK ? "ok" : "unavailable");
 	if (st != ST_OK) {
 		(void)buf_addstr(&body, ",\"error\":");
 		(void)buf_addjson(&body, err.buf, err.len);
 	}
 	(void)buf_addf(&body, ",\"connections\":%u,\"refused\":%lu}",
-		       atomic_load(&srv->connections), atomic_load(&srv->refused));
-	http_respond(conn, req, st == ST_OK ? 200 : 503, "application/json", &body, NULL);
+		       atomic_load(&srv->connections),
+		       atomic_load(&srv->refused));
+	http_respond(conn, req, st == ST_OK ? 200 : 503, "application/json",
+		     &body, NULL);
 	buf_release(&err);
 }
 
 /* Find the route for method and path; on a miss say whether the path exists. */
-static const struct http_route *http_route_find(const char *method, const char *path,
-						struct buf *allow)
+static const struct http_route *
+http_route_find(const char *method, const char *path, struct buf *allow)
 {
 	size_t i;
 
@@ -255,7 +269,8 @@ static const struct http_route *http_route_find(const char *method, const char *
 			continue;
 		if (!strcmp(http_routes[i].method, method))
 			return &http_routes[i];
-		(void)buf_addf(allow, "%s%s", allow->len ? ", " : "", http_routes[i].method);
+		(void)buf_addf(allow, "%s%s", allow->len ? ", " : "",
+			       http_routes[i].method);
 	}
 	return NULL;
 }
@@ -285,32 +300,36 @@ static enum MHD_Result http_access(void *cls, struct MHD_Connection *conn,
 		if (hsize > srv->opts->max_header) {
 			struct buf msg = BUF_INIT;
 
-			buf_setf(&msg, "request headers are larger than %zu bytes",
+			buf_setf(&msg,
+				 "request headers are larger than %zu bytes",
 				 srv->opts->max_header);
-			http_respond_error(conn, req, ST_HEADERS, msg.buf, NULL, NULL);
+			http_respond_error(conn, req, ST_HEADERS, msg.buf, NULL,
+					   NULL);
 			buf_release(&msg);
 			return MHD_YES;
 		}
 		req->route = http_route_find(method, url, &allow);
 		if (!req->route) {
 			if (allow.len)
-				http_respond_error(conn, req, ST_METHOD, "method not allowed",
-						   NULL, allow.buf);
+				http_respond_error(conn, req, ST_METHOD,
+						   "method not allowed", NULL,
+						   allow.buf);
 			else
-				http_respond_error(conn, req, ST_NOT_FOUND, "no such path",
-						   NULL, NULL);
+				http_respond_error(conn, req, ST_NOT_FOUND,
+						   "no such path", NULL, NULL);
 			buf_release(&allow);
 			return MHD_YES;
 		}
-		clen = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-						   MHD_HTTP_HEADER_CONTENT_LENGTH);
+		clen = MHD_lookup_connection_value(
+			conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
 		if (clen && req->route->flags & ROUTE_BODY &&
 		    strtoull(clen, NULL, 10) > srv->opts->max_body) {
 			/* Refuse before reading the body at all. */
 			http_respond_too_large(srv, conn, req);
 		} else if (clen && req->route->flags & ROUTE_BODY) {
-			/* Room for the whole body at once: no copying as it grows
-			 * (large allocations stay untouched until filled). */
+			/* Room for the whole body at once: no copying as it
+			 * grows (large allocations stay untouched until
+			 * filled). */
 			buf_grow(&req->body, (size_t)strtoull(clen, NULL, 10));
 		}
 		return MHD_YES;
@@ -323,11 +342,12 @@ static enum MHD_Result http_access(void *cls, struct MHD_Connection *conn,
 	if (*upload_data_size) {
 		/* libmicrohttpd times out idle clients only; a body trickled
 		 * byte by byte must still arrive within the read timeout. It
-		 * cannot queue an answer in mid-body, so the connection is cut. */
+		 * cannot queue an answer in mid-body, so the connection is cut.
+		 */
 		if (srv->opts->read_timeout &&
 		    http_elapsed_s(req) > srv->opts->read_timeout) {
-			log_event("event=read_timeout path=%s received=%zu", req->path,
-				  req->body.len);
+			log_event("event=read_timeout path=%s received=%zu",
+				  req->path, req->body.len);
 			return MHD_NO;
 		}
 		if (!req->too_large &&
@@ -345,8 +365,8 @@ static enum MHD_Result http_access(void *cls, struct MHD_Connection *conn,
 	return MHD_YES;
 }
 
-static void http_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
-			   enum MHD_RequestTerminationCode toe)
+static void http_completed(void *cls, struct MHD_Connection *conn,
+			   void **con_cls, enum MHD_RequestTerminationCode toe)
 {
 	struct http_server *srv = cls;
 	struct http_request *req = *con_cls;
@@ -359,9 +379,10 @@ static void http_completed(void *cls, struct MHD_Connection *conn, void **con_cl
 	clock_gettime(CLOCK_MONOTONIC, &end);
 	us = (long long)(end.tv_sec - req->start.tv_sec) * 1000000 +
 	     (end.tv_nsec - req->start.tv_nsec) / 1000;
-	log_event("method=%s path=%s status=%u bytes=%zu us=%lld%s", req->method,
-		  req->path, req->answered ? req->status : 0, req->bytes, us,
-		  toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " aborted=1");
+	log_event(
+		"method=%s path=%s status=%u bytes=%zu us=%lld%s", req->method,
+		req->path, req->answered ? req->status : 0, req->bytes, us,
+		toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " aborted=1");
 	buf_release(&req->body);
 	free(req->path);
 	free(req);
@@ -384,8 +405,8 @@ static void http_notify_connection(void *cls, struct MHD_Connection *conn,
 }
 
 /* Over the cap, a new connection is closed at once and counted. */
-static enum MHD_Result http_accept_policy(void *cls, const struct sockaddr *addr,
-					  socklen_t addrlen)
+static enum MHD_Result
+http_accept_policy(void *cls, const struct sockaddr *addr, socklen_t addrlen)
 {
 	struct http_server *srv = cls;
 
@@ -396,8 +417,9 @@ static enum MHD_Result http_accept_policy(void *cls, const struct sockaddr *addr
 
 		/* Log the first refusal and then every 1000th, not each one. */
 		if (n == 1 || n % 1000 == 0)
-			log_event("event=connection_refused refused=%lu limit=%u", n,
-				  srv->opts->max_connections);
+			log_event(
+				"event=connection_refused refused=%lu limit=%u",
+				n, srv->opts->max_connections);
 		return MHD_NO;
 	}
 	return MHD_YES;
@@ -477,7 +499,8 @@ enum status http_serve(struct registry *reg, const struct http_options *opts,
 		threads = n > 0 && n < 64 ? (unsigned)n : 2;
 	}
 	signal(SIGPIPE, SIG_IGN);
-	/* Over a file size limit, SQLite should see EFBIG, not kill the server. */
+	/* Over a file size limit, SQLite should see EFBIG, not kill the server.
+	 */
 	signal(SIGXFSZ, SIG_IGN);
 	/* The MHD threads inherit this mask, so only sigwait() sees these. */
 	sigemptyset(&sigs);
@@ -494,23 +517,27 @@ enum status http_serve(struct registry *reg, const struct http_options *opts,
 		MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
 		MHD_OPTION_THREAD_POOL_SIZE, threads,
 		MHD_OPTION_CONNECTION_TIMEOUT, opts->read_timeout,
-		MHD_OPTION_CONNECTION_LIMIT, opts->max_connections + threads * 2,
-		MHD_OPTION_CONNECTION_MEMORY_LIMIT, HTTP_POOL_SIZE(opts->max_header),
-		/* Grow the read buffer in large steps: a large body then arrives in
-		 * few reads (3 MB took 5 ms longer in 1 KiB steps). */
-		MHD_OPTION_CONNECTION_MEMORY_INCREMENT, (size_t)(opts->max_header / 2),
-		MHD_OPTION_NOTIFY_COMPLETED, http_completed, &srv,
-		MHD_OPTION_NOTIFY_CONNECTION, http_notify_connection, &srv,
-		MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024,
-		MHD_OPTION_END);
+		MHD_OPTION_CONNECTION_LIMIT,
+		opts->max_connections + threads * 2,
+		MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+		HTTP_POOL_SIZE(opts->max_header),
+		/* Grow the read buffer in large steps: a large body then
+		 * arrives in few reads (3 MB took 5 ms longer in 1 KiB steps).
+		 */
+		MHD_OPTION_CONNECTION_MEMORY_INCREMENT,
+		(size_t)(opts->max_header / 2), MHD_OPTION_NOTIFY_COMPLETED,
+		http_completed, &srv, MHD_OPTION_NOTIFY_CONNECTION,
+		http_notify_connection, &srv, MHD_OPTION_LISTEN_BACKLOG_SIZE,
+		1024, MHD_OPTION_END);
 	if (!d) {
 		buf_setf(err, "cannot listen on '%s': %s", opts->listen,
-			 errno ? strerror(errno) : "libmicrohttpd refused the options");
+			 errno ? strerror(errno)
+			       : "libmicrohttpd refused the options");
 		pthread_sigmask(SIG_SETMASK, &old, NULL);
 		return ST_UNAVAILABLE;
 	}
-	log_event("event=listening listen=%s threads=%u max_body=%zu", opts->listen,
-		  threads, opts->max_body);
+	log_event("event=listening listen=%s threads=%u max_body=%zu",
+		  opts->listen, threads, opts->max_body);
 
 	sigwait(&sigs, &sig);
 	log_event("event=stopping signal=%d in_flight=%u", sig,
@@ -521,7 +548,8 @@ enum status http_serve(struct registry *reg, const struct http_options *opts,
 	 * waiting in the backlog for an accept that never comes. */
 	if (listener != MHD_INVALID_SOCKET)
 		close(listener);
-	for (waited = 0; atomic_load(&srv.in_flight) && waited < HTTP_DRAIN_SECONDS * 100;
+	for (waited = 0;
+	     atomic_load(&srv.in_flight) && waited < HTTP_DRAIN_SECONDS * 100;
 	     waited++) {
 		struct timespec ts = {0, 10 * 1000 * 1000};
 

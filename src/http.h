@@ -1,4 +1,5 @@
-/* The HTTP front end (libmicrohttpd): routes as a table, JSON errors, access log. */
+/* The HTTP front end (libmicrohttpd): routes as a table, JSON errors, access
+ * log. */
 #ifndef HTTP_H
 #define HTTP_H
 
@@ -11,12 +12,12 @@
 #define HTTP_DEFAULT_MAX_BODY ((size_t)1 << 20)
 
 struct http_options {
-	const char *listen;       /* "ADDR:PORT", "[::1]:PORT" */
-	size_t max_body;          /* bodies over this get 413 */
-	unsigned read_timeout;    /* seconds an idle or slow client may take */
+	const char *listen;	  /* "ADDR:PORT", "[::1]:PORT" */
+	size_t max_body;	  /* bodies over this get 413 */
+	unsigned read_timeout;	  /* seconds an idle or slow client may take */
 	unsigned max_connections; /* connections over this are refused */
-	size_t max_header;        /* bytes of request headers; over: 431 */
-	unsigned threads;         /* worker threads; 0: one per CPU */
+	size_t max_header;	  /* bytes of request headers; over: 431 */
+	unsigned threads;	  /* worker threads; 0: one per CPU */
 };
 
 /*

@@ -20,14 +20,16 @@ void log_event(const char *fmt, ...)
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);
 	n = strftime(line, sizeof(line), "ts=%Y-%m-%dT%H:%M:%S", &tm);
-	len = snprintf(line + n, sizeof(line) - n, ".%03ldZ ", ts.tv_nsec / 1000000);
+	len = snprintf(line + n, sizeof(line) - n, ".%03ldZ ",
+		       ts.tv_nsec / 1000000);
 	n += (size_t)len;
 	va_start(ap, fmt);
 	len = vsnprintf(line + n, sizeof(line) - n - 1, fmt, ap);
 	va_end(ap);
 	if (len < 0)
 		return;
-	n += (size_t)len < sizeof(line) - n - 1 ? (size_t)len : sizeof(line) - n - 2;
+	n += (size_t)len < sizeof(line) - n - 1 ? (size_t)len
+						: sizeof(line) - n - 2;
 	line[n++] = '\n';
 	(void)!write(STDERR_FILENO, line, n);
 }

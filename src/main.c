@@ -26,14 +26,16 @@ static int main_open_registry(const char *store, const char *bind,
 	int code = 0;
 
 	if (render_check_bind(bind, &canon, &err)) {
-		fprintf(stderr, "lambda-registry: --frontend-bind: %s\n", err.buf);
+		fprintf(stderr, "lambda-registry: --frontend-bind: %s\n",
+			err.buf);
 		code = 2;
 		goto out;
 	}
 	opts.render.frontend_bind = canon.buf;
 	st = registry_new(&opts, reg, &err);
 	if (st != ST_OK) {
-		fprintf(stderr, "lambda-registry: store '%s': %s\n", store, err.buf);
+		fprintf(stderr, "lambda-registry: store '%s': %s\n", store,
+			err.buf);
 		code = status_exit(st);
 	}
 out:
@@ -44,12 +46,18 @@ out:
 
 static const struct cli_option serve_options[] = {
 	{"listen", "ADDR:PORT", "address to listen on", "127.0.0.1:8080"},
-	{"store", "SPEC", "sqlite:PATH, dynamodb or dynamodb:PREFIX", DEFAULT_STORE},
-	{"max-body", "BYTES", "largest request body accepted (K/M/G suffixes)", "1M"},
-	{"frontend-bind", "ADDR:PORT", "bind line of the generated frontend", RENDER_DEFAULT_BIND},
-	{"read-timeout", "SECONDS", "time an idle or slow client may take", "30"},
-	{"max-connections", "N", "connections served at once; more are refused", "1024"},
-	{"max-header", "BYTES", "largest request header block; over it: 431", "16K"},
+	{"store", "SPEC", "sqlite:PATH, dynamodb or dynamodb:PREFIX",
+	 DEFAULT_STORE},
+	{"max-body", "BYTES", "largest request body accepted (K/M/G suffixes)",
+	 "1M"},
+	{"frontend-bind", "ADDR:PORT", "bind line of the generated frontend",
+	 RENDER_DEFAULT_BIND},
+	{"read-timeout", "SECONDS", "time an idle or slow client may take",
+	 "30"},
+	{"max-connections", "N", "connections served at once; more are refused",
+	 "1024"},
+	{"max-header", "BYTES", "largest request header block; over it: 431",
+	 "16K"},
 	{"threads", "N", "worker threads (0: one per CPU)", "0"},
 	{NULL, NULL, NULL, NULL},
 };
@@ -64,12 +72,15 @@ static int cmd_serve(const char *const *v, int argc, char **argv)
 	int code = 2;
 
 	if (argc > 0) {
-		fprintf(stderr, "lambda-registry serve: unexpected argument '%s'\n", argv[0]);
+		fprintf(stderr,
+			"lambda-registry serve: unexpected argument '%s'\n",
+			argv[0]);
 		goto out;
 	}
 	opts.listen = v[0];
 	if (cli_parse_size(v[2], (size_t)1 << 30, &n, &err)) {
-		fprintf(stderr, "lambda-registry serve: --max-body: %s\n", err.buf);
+		fprintf(stderr, "lambda-registry serve: --max-body: %s\n",
+			err.buf);
 		goto out;
 	}
 	opts.max_body = (size_t)n;
@@ -80,7 +91,8 @@ static int cmd_serve(const char *const *v, int argc, char **argv)
 	}
 	opts.read_timeout = (unsigned)n;
 	if (cli_parse_size(v[5], 1000000, &n, &err) || !n) {
-		fprintf(stderr, "lambda-registry serve: --max-connections: %s\n",
+		fprintf(stderr,
+			"lambda-registry serve: --max-connections: %s\n",
 			err.len ? err.buf : "must be at least 1");
 		goto out;
 	}
@@ -92,7 +104,8 @@ static int cmd_serve(const char *const *v, int argc, char **argv)
 	}
 	opts.max_header = (size_t)n;
 	if (cli_parse_size(v[7], 256, &n, &err)) {
-		fprintf(stderr, "lambda-registry serve: --threads: %s\n", err.buf);
+		fprintf(stderr, "lambda-registry serve: --threads: %s\n",
+			err.buf);
 		goto out;
 	}
 	opts.threads = (unsigned)n;
@@ -102,7 +115,8 @@ static int cmd_serve(const char *const *v, int argc, char **argv)
 	 * for each call costs more than the work on them; larger ones get their
 	 * own mappings and go back to the system when freed. One arena for
 	 * the thread pool keeps freed memory in one place (the worker that
-	 * serves a connection would otherwise decide how much the heap keeps). */
+	 * serves a connection would otherwise decide how much the heap keeps).
+	 */
 	mallopt(M_MMAP_THRESHOLD, 4 << 20);
 	mallopt(M_TRIM_THRESHOLD, 8 << 20);
 	mallopt(M_ARENA_MAX, 1);
@@ -133,7 +147,8 @@ static int main_read_input(const char *path, struct buf *out, struct buf *err)
 	}
 	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
 		if (buf_add(out, chunk, n)) {
-			buf_setf(err, "'%s' is larger than %zu bytes", path, out->cap);
+			buf_setf(err, "'%s' is larger than %zu bytes", path,
+				 out->cap);
 			ret = -1;
 			break;
 		}
@@ -148,15 +163,19 @@ static int main_read_input(const char *path, struct buf *out, struct buf *err)
 }
 
 static const struct cli_option generate_options[] = {
-	{"store", "SPEC", "sqlite:PATH, dynamodb or dynamodb:PREFIX", DEFAULT_STORE},
-	{"frontend-bind", "ADDR:PORT", "bind line of the generated frontend", RENDER_DEFAULT_BIND},
-	{"json", NULL, "print {table, services, config} as JSON instead of the config", NULL},
+	{"store", "SPEC", "sqlite:PATH, dynamodb or dynamodb:PREFIX",
+	 DEFAULT_STORE},
+	{"frontend-bind", "ADDR:PORT", "bind line of the generated frontend",
+	 RENDER_DEFAULT_BIND},
+	{"json", NULL,
+	 "print {table, services, config} as JSON instead of the config", NULL},
 	{NULL, NULL, NULL, NULL},
 };
 
 static int cmd_generate(const char *const *v, int argc, char **argv)
 {
-	struct buf input = BUF_INIT, err = BUF_INIT, field = BUF_INIT, out = BUF_INIT;
+	struct buf input = BUF_INIT, err = BUF_INIT, field = BUF_INIT,
+		   out = BUF_INIT;
 	struct registry_result res;
 	struct registry *reg = NULL;
 	enum status st;
@@ -164,7 +183,8 @@ static int cmd_generate(const char *const *v, int argc, char **argv)
 
 	registry_result_init(&res);
 	if (argc > 1) {
-		fprintf(stderr, "lambda-registry generate: one input at most\n");
+		fprintf(stderr,
+			"lambda-registry generate: one input at most\n");
 		code = 2;
 		goto out;
 	}
@@ -176,13 +196,16 @@ static int cmd_generate(const char *const *v, int argc, char **argv)
 	code = main_open_registry(v[0], v[1], &reg);
 	if (code)
 		goto out;
-	st = registry_call(reg, input.buf, input.len, v[2] ? REGISTRY_WANT_SERVICES : 0,
-			   &res, &err, &field);
+	st = registry_call(reg, input.buf, input.len,
+			   v[2] ? REGISTRY_WANT_SERVICES : 0, &res, &err,
+			   &field);
 	if (st != ST_OK) {
 		if (field.len)
-			fprintf(stderr, "lambda-registry generate: %s: %s\n", field.buf, err.buf);
+			fprintf(stderr, "lambda-registry generate: %s: %s\n",
+				field.buf, err.buf);
 		else
-			fprintf(stderr, "lambda-registry generate: %s\n", err.buf);
+			fprintf(stderr, "lambda-registry generate: %s\n",
+				err.buf);
 		code = status_exit(st);
 		goto out;
 	}
@@ -193,7 +216,8 @@ static int cmd_generate(const char *const *v, int argc, char **argv)
 		(void)buf_add(&out, res.config.buf, res.config.len);
 	}
 	if (fwrite(out.buf, 1, out.len, stdout) != out.len || fflush(stdout)) {
-		fprintf(stderr, "lambda-registry generate: cannot write the output\n");
+		fprintf(stderr,
+			"lambda-registry generate: cannot write the output\n");
 		code = 3;
 	}
 out:
@@ -207,7 +231,8 @@ out:
 }
 
 static const struct cli_option dump_options[] = {
-	{"store", "SPEC", "sqlite:PATH, dynamodb or dynamodb:PREFIX", DEFAULT_STORE},
+	{"store", "SPEC", "sqlite:PATH, dynamodb or dynamodb:PREFIX",
+	 DEFAULT_STORE},
 	{NULL, NULL, NULL, NULL},
 };
 
@@ -219,7 +244,8 @@ static int cmd_dump(const char *const *v, int argc, char **argv)
 	int code;
 
 	if (argc != 1) {
-		fprintf(stderr, "lambda-registry dump: needs exactly one TABLE\n");
+		fprintf(stderr,
+			"lambda-registry dump: needs exactly one TABLE\n");
 		code = 2;
 		goto out;
 	}
@@ -242,21 +268,27 @@ out:
 }
 
 static const struct cli_option lambda_cli_options[] = {
-	{"store", "SPEC", "sqlite:PATH, dynamodb or dynamodb:PREFIX", "dynamodb"},
-	{"frontend-bind", "ADDR:PORT", "bind line of the generated frontend", RENDER_DEFAULT_BIND},
-	{"max-body", "BYTES", "largest API Gateway request body accepted (K/M/G suffixes)", "1M"},
+	{"store", "SPEC", "sqlite:PATH, dynamodb or dynamodb:PREFIX",
+	 "dynamodb"},
+	{"frontend-bind", "ADDR:PORT", "bind line of the generated frontend",
+	 RENDER_DEFAULT_BIND},
+	{"max-body", "BYTES",
+	 "largest API Gateway request body accepted (K/M/G suffixes)", "1M"},
 	{NULL, NULL, NULL, NULL},
 };
 
 static int cmd_lambda(const char *const *v, int argc, char **argv)
 {
-	struct lambda_options opts = {getenv("AWS_LAMBDA_RUNTIME_API"), v[0], v[1], v[2]};
+	struct lambda_options opts = {getenv("AWS_LAMBDA_RUNTIME_API"), v[0],
+				      v[1], v[2]};
 	struct buf err = BUF_INIT;
 	enum status st;
 	int code = 0;
 
 	if (argc > 0) {
-		fprintf(stderr, "lambda-registry lambda: unexpected argument '%s'\n", argv[0]);
+		fprintf(stderr,
+			"lambda-registry lambda: unexpected argument '%s'\n",
+			argv[0]);
 		code = 2;
 		goto out;
 	}
@@ -283,19 +315,25 @@ static const struct cli_command commands[] = {
 	{"serve", NULL, "Serve POST /generate and GET /healthz over HTTP.",
 	 serve_options, cmd_serve},
 	{"generate", "[FILE|-]",
-	 "Apply one payload (FILE or standard input) to the store and print the config.\n"
-	 "Exit status: 0 ok, 1 invalid payload, 2 usage error, 3 store failure.",
+	 "Apply one payload (FILE or standard input) to the store and print "
+	 "the config.\n"
+	 "Exit status: 0 ok, 1 invalid payload, 2 usage error, 3 store "
+	 "failure.",
 	 generate_options, cmd_generate},
-	{"dump", "TABLE", "Print the stored services of TABLE as JSON.", dump_options,
-	 cmd_dump},
+	{"dump", "TABLE", "Print the stored services of TABLE as JSON.",
+	 dump_options, cmd_dump},
 	{"lambda", NULL,
-	 "Run as an AWS Lambda custom runtime (the package's bootstrap runs this).\n"
-	 "Answers direct invocations, API Gateway REST proxy and HTTP API events\n"
+	 "Run as an AWS Lambda custom runtime (the package's bootstrap runs "
+	 "this).\n"
+	 "Answers direct invocations, API Gateway REST proxy and HTTP API "
+	 "events\n"
 	 "from the Runtime API at AWS_LAMBDA_RUNTIME_API.",
 	 lambda_cli_options, cmd_lambda},
 	{"agent", NULL,
-	 "Keep this host's HAProxy in sync with the registry, from Docker or a file.\n"
-	 "Runs until SIGTERM; SIGHUP forces a full resync. Logs key=value lines on stderr.",
+	 "Keep this host's HAProxy in sync with the registry, from Docker or a "
+	 "file.\n"
+	 "Runs until SIGTERM; SIGHUP forces a full resync. Logs key=value "
+	 "lines on stderr.",
 	 agent_options, agent_main},
 };
 
@@ -310,7 +348,8 @@ static void main_usage(FILE *f)
 		int len = nl ? (int)(nl - commands[i].summary)
 			     : (int)strlen(commands[i].summary);
 
-		fprintf(f, "  %-10s %.*s\n", commands[i].name, len, commands[i].summary);
+		fprintf(f, "  %-10s %.*s\n", commands[i].name, len,
+			commands[i].summary);
 	}
 	fprintf(f, "\n'lambda-registry COMMAND --help' describes a command.\n");
 }
@@ -346,7 +385,8 @@ int main(int argc, char **argv)
 		if (!strcmp(argv[1], commands[i].name))
 			cmd = &commands[i];
 	if (!cmd) {
-		fprintf(stderr, "lambda-registry: unknown command '%s'\n\n", argv[1]);
+		fprintf(stderr, "lambda-registry: unknown command '%s'\n\n",
+			argv[1]);
 		main_usage(stderr);
 		return 2;
 	}
@@ -357,7 +397,8 @@ int main(int argc, char **argv)
 		code = 0;
 	} else if (st != ST_OK) {
 		cli_usage(cmd, &usage);
-		fprintf(stderr, "lambda-registry %s: %s\n\n%s", cmd->name, err.buf, usage.buf);
+		fprintf(stderr, "lambda-registry %s: %s\n\n%s", cmd->name,
+			err.buf, usage.buf);
 		code = 2;
 	} else {
 		code = cmd->run(values, argc - 1 - first, argv + 1 + first);

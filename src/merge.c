@@ -45,8 +45,8 @@ static int merge_ref_cmp(const void *a, const void *b)
 }
 
 /* The run of refs named `name` starting at *pos, advancing *pos past it. */
-static size_t merge_take_run(const struct merge_ref *refs, size_t nr, size_t *pos,
-			     const char *name)
+static size_t merge_take_run(const struct merge_ref *refs, size_t nr,
+			     size_t *pos, const char *name)
 {
 	size_t start = *pos;
 
@@ -97,7 +97,8 @@ static void merge_runs_init(struct merge_runs *runs, const struct payload *p)
 	runs->running = p->running;
 	runs->refs = NULL;
 	for (i = 1; i < p->nr_running; i++) {
-		const struct running *a = &p->running[i - 1], *b = &p->running[i];
+		const struct running *a = &p->running[i - 1],
+				     *b = &p->running[i];
 		int cmp = strcmp(a->service, b->service);
 
 		if (cmp > 0 || (!cmp && strcmp(a->id, b->id) > 0))
@@ -107,7 +108,8 @@ static void merge_runs_init(struct merge_runs *runs, const struct payload *p)
 		return;
 	runs->refs = xcalloc(p->nr_running, sizeof(*runs->refs));
 	for (i = 0; i < p->nr_running; i++)
-		runs->refs[i] = (struct merge_ref){p->running[i].service, p->running[i].id, i};
+		runs->refs[i] = (struct merge_ref){p->running[i].service,
+						   p->running[i].id, i};
 	qsort(runs->refs, p->nr_running, sizeof(*runs->refs), merge_ref_cmp);
 }
 
@@ -117,17 +119,19 @@ static void merge_runs_init(struct merge_runs *runs, const struct payload *p)
  * are all that is running under it: the same ids with the same addresses,
  * where the last of duplicates wins.
  */
-static int merge_unchanged(const struct service *old, const struct merge_runs *runs,
-			   size_t r0, size_t nr)
+static int merge_unchanged(const struct service *old,
+			   const struct merge_runs *runs, size_t r0, size_t nr)
 {
 	size_t k, n = 0;
 
 	for (k = 0; k < nr; k++) {
 		const struct running *r = merge_run(runs, r0 + k);
 
-		if (k + 1 < nr && !strcmp(merge_run(runs, r0 + k + 1)->id, r->id))
+		if (k + 1 < nr &&
+		    !strcmp(merge_run(runs, r0 + k + 1)->id, r->id))
 			continue; /* a later duplicate decides */
-		if (n >= old->nr_containers || strcmp(old->containers[n].id, r->id) ||
+		if (n >= old->nr_containers ||
+		    strcmp(old->containers[n].id, r->id) ||
 		    strcmp(old->containers[n].ip, r->ip))
 			return 0;
 		n++;
@@ -139,7 +143,8 @@ void merge_apply(const struct service_list *stored, const struct payload *p,
 		 int64_t now_ms, struct merge_result *res)
 {
 	/* Without flags nothing in `stored` is touched. */
-	merge_apply_flags((struct service_list *)stored, (struct payload *)p, now_ms, 0, res);
+	merge_apply_flags((struct service_list *)stored, (struct payload *)p,
+			  now_ms, 0, res);
 }
 
 /* The one candidate for a service becomes it, without copies (MERGE_TAKE). */
@@ -179,7 +184,8 @@ void merge_apply_flags(struct service_list *stored, struct payload *p,
 		struct service *svc;
 
 		if (ci >= cands->nr ||
-		    (si < stored->nr && strcmp(stored->items[si].name, cref[ci].name) <= 0))
+		    (si < stored->nr &&
+		     strcmp(stored->items[si].name, cref[ci].name) <= 0))
 			name = stored->items[si].name;
 		else
 			name = cref[ci].name;
@@ -189,17 +195,21 @@ void merge_apply_flags(struct service_list *stored, struct payload *p,
 
 		/* Running entries of services that sort before this one belong
 		 * to no known service: they have no routing settings. */
-		while (ri < p->nr_running && strcmp(merge_run(&runs, ri)->service, name) < 0)
+		while (ri < p->nr_running &&
+		       strcmp(merge_run(&runs, ri)->service, name) < 0)
 			ri++;
 		r0 = ri;
-		while (ri < p->nr_running && !strcmp(merge_run(&runs, ri)->service, name))
+		while (ri < p->nr_running &&
+		       !strcmp(merge_run(&runs, ri)->service, name))
 			ri++;
 		nr_r = ri - r0;
 
-		/* Step 2: a stored service without running containers is forgotten. */
+		/* Step 2: a stored service without running containers is
+		 * forgotten. */
 		if (!nr_c && !nr_r) {
 			if (flags & MERGE_CHECK) {
-				service_copy(service_list_append(&res->removed), old);
+				service_copy(service_list_append(&res->removed),
+					     old);
 				break;
 			}
 			svc = service_list_append(&res->removed);
@@ -230,17 +240,20 @@ void merge_apply_flags(struct service_list *stored, struct payload *p,
 		if (nr_c == 1 && (flags & MERGE_TAKE)) {
 			/* Its containers are sorted and unique, as the loop
 			 * below would make them. */
-			merge_take_candidate(svc, &p->candidates.items[cref[c0].idx]);
+			merge_take_candidate(
+				svc, &p->candidates.items[cref[c0].idx]);
 			nr_c = 0;
 		} else {
 			svc->name = xstrdup(name);
 			/* Step 4: the latest candidate's settings win. */
-			merge_set_settings(svc, nr_c ? &cands->items[cref[c0 + nr_c - 1].idx]
-						     : old);
+			merge_set_settings(
+				svc,
+				nr_c ? &cands->items[cref[c0 + nr_c - 1].idx]
+				     : old);
 		}
-		/* Steps 3, 5, 6: the containers are the candidates' new ones and
-		 * those running under this service; running addresses win, and a
-		 * later duplicate wins over an earlier one. */
+		/* Steps 3, 5, 6: the containers are the candidates' new ones
+		 * and those running under this service; running addresses win,
+		 * and a later duplicate wins over an earlier one. */
 		for (k = c0; k < c0 + nr_c; k++) {
 			const struct service *c = &cands->items[cref[k].idx];
 			size_t j;
@@ -264,10 +277,12 @@ void merge_apply_flags(struct service_list *stored, struct payload *p,
 		/* Step 7: remember what changed. */
 		if (!old || !service_equal(old, svc)) {
 			svc->updated_at = now_ms;
-			ALLOC_GROW(res->changed, res->nr_changed + 1, res->alloc_changed);
+			ALLOC_GROW(res->changed, res->nr_changed + 1,
+				   res->alloc_changed);
 			res->changed[res->nr_changed++] = res->services.nr - 1;
 		}
-		if ((flags & MERGE_CHECK) && (res->nr_changed || res->removed.nr))
+		if ((flags & MERGE_CHECK) &&
+		    (res->nr_changed || res->removed.nr))
 			break; /* the answer is known */
 	}
 	free(cref);

@@ -10,7 +10,8 @@
 #include "service.h"
 
 struct merge_result {
-	struct service_list services; /* the table after the call, sorted by name */
+	struct service_list
+		services; /* the table after the call, sorted by name */
 	/* Indexes into `services` of the services to write (new or changed). */
 	size_t *changed;
 	size_t nr_changed;
@@ -44,6 +45,7 @@ void merge_apply(const struct service_list *stored, const struct payload *p,
 
 /* merge_apply() with MERGE_* flags; `p` is modified only with MERGE_TAKE. */
 void merge_apply_flags(struct service_list *stored, struct payload *p,
-		       int64_t now_ms, unsigned flags, struct merge_result *res);
+		       int64_t now_ms, unsigned flags,
+		       struct merge_result *res);
 
 #endif

@@ -55,7 +55,8 @@ static char *payload_strndup(struct payload *p, const char *s, size_t len)
 	char *ret;
 
 	if (!b || b->size - b->used < len + 1) {
-		size_t size = len + 1 > PAYLOAD_BLOCK_SIZE ? len + 1 : PAYLOAD_BLOCK_SIZE;
+		size_t size = len + 1 > PAYLOAD_BLOCK_SIZE ? len + 1
+							   : PAYLOAD_BLOCK_SIZE;
 
 		b = xmalloc(sizeof(*b) + size);
 		b->size = size;
@@ -728,8 +729,8 @@ struct fast_str {
 
 static void fast_ws(struct fast *f)
 {
-	while (f->s < f->end && (*f->s == ' ' || *f->s == '\n' || *f->s == '\r' ||
-				 *f->s == '\t'))
+	while (f->s < f->end && (*f->s == ' ' || *f->s == '\n' ||
+				 *f->s == '\r' || *f->s == '\t'))
 		f->s++;
 }
 
@@ -774,7 +775,8 @@ static int fast_string(struct fast *f, struct fast_str *out)
 	return 0;
 }
 
-#define fast_is(t, lit) ((t)->len == sizeof(lit) - 1 && !memcmp((t)->s, lit, sizeof(lit) - 1))
+#define fast_is(t, lit)                                                        \
+	((t)->len == sizeof(lit) - 1 && !memcmp((t)->s, lit, sizeof(lit) - 1))
 
 /* `t` as a C string in f->scratch (valid until the next call). */
 static const char *fast_cstr(struct fast *f, const struct fast_str *t)
@@ -794,8 +796,8 @@ static void fast_name_init(void)
 	unsigned c;
 
 	for (c = 0; c < 256; c++)
-		fast_name_chars[c] = is_alnum((unsigned char)c) || c == '_' || c == '.' ||
-				     c == ':' || c == '-';
+		fast_name_chars[c] = is_alnum((unsigned char)c) || c == '_' ||
+				     c == '.' || c == ':' || c == '-';
 }
 
 /* Service names and container ids, as payload_check_name() accepts them. */
@@ -824,9 +826,11 @@ static int fast_is_canonical_ipv4(const struct fast_str *t)
 		if (part && (i >= t->len || t->s[i++] != '.'))
 			return 0;
 		start = i;
-		while (i < t->len && t->s[i] >= '0' && t->s[i] <= '9' && i - start < 3)
+		while (i < t->len && t->s[i] >= '0' && t->s[i] <= '9' &&
+		       i - start < 3)
 			v = v * 10 + (unsigned)(t->s[i++] - '0');
-		if (i == start || v > 255 || (t->s[start] == '0' && i - start > 1))
+		if (i == start || v > 255 ||
+		    (t->s[start] == '0' && i - start > 1))
 			return 0;
 	}
 	return i == t->len;
@@ -889,8 +893,8 @@ static int fast_item(struct fast *f, int first)
 
 /* {"id": ..., "ip": ...} (and "serviceName" with `service`), the strings
  * copied into p->blocks. */
-static int fast_container(struct fast *f, struct payload *p, char **service, char **id,
-			  char **ip)
+static int fast_container(struct fast *f, struct payload *p, char **service,
+			  char **id, char **ip)
 {
 	struct fast_str key, val;
 	int r, first = 1;
@@ -940,7 +944,8 @@ static int fast_running(struct fast *f, struct payload *p)
 	return r < 0 ? -1 : 0;
 }
 
-static int fast_containers(struct fast *f, struct payload *p, struct service *svc)
+static int fast_containers(struct fast *f, struct payload *p,
+			   struct service *svc)
 {
 	int r, first = 1;
 
@@ -988,7 +993,8 @@ enum fast_key {
 	FK_CONTAINERS = 1u << 5,
 };
 
-static int fast_candidate(struct fast *f, struct payload *p, struct service *svc)
+static int fast_candidate(struct fast *f, struct payload *p,
+			  struct service *svc)
 {
 	struct buf err = BUF_INIT;
 	struct fast_str key, val, predicate = {NULL, 0};
@@ -1026,8 +1032,10 @@ static int fast_candidate(struct fast *f, struct payload *p, struct service *svc
 			break;
 		case FK_PORT:
 			if (fast_peek(f) == '"') {
-				if (fast_string(f, &val) || !(s = fast_cstr(f, &val)) ||
-				    payload_check_port_string(s, &svc->port, &err))
+				if (fast_string(f, &val) ||
+				    !(s = fast_cstr(f, &val)) ||
+				    payload_check_port_string(s, &svc->port,
+							      &err))
 					goto out;
 			} else if (fast_port_number(f, &svc->port)) {
 				goto out;
@@ -1039,13 +1047,15 @@ static int fast_candidate(struct fast *f, struct payload *p, struct service *svc
 				goto out;
 			break;
 		case FK_PREDICATE:
-			/* Checked once the mode is known, as members come in any order. */
+			/* Checked once the mode is known, as members come in
+			 * any order. */
 			if (fast_string(f, &predicate))
 				goto out;
 			break;
 		case FK_COOKIE:
 			if (fast_peek(f) == 'n') {
-				if (f->end - f->s < 4 || memcmp(f->s, "null", 4))
+				if (f->end - f->s < 4 ||
+				    memcmp(f->s, "null", 4))
 					goto out;
 				f->s += 4;
 				break;
@@ -1061,7 +1071,8 @@ static int fast_candidate(struct fast *f, struct payload *p, struct service *svc
 			break;
 		}
 	}
-	if (r < 0 || !(seen & FK_NAME) || !(seen & FK_PORT) || !(seen & FK_PREDICATE))
+	if (r < 0 || !(seen & FK_NAME) || !(seen & FK_PORT) ||
+	    !(seen & FK_PREDICATE))
 		goto out;
 	if (!(s = fast_cstr(f, &predicate)) ||
 	    payload_check_predicate(svc->mode, s, &f->canon, &err))
@@ -1103,8 +1114,10 @@ static int payload_parse_fast(struct payload *p, const char *json, size_t len)
 		unsigned bit;
 
 		first = 0;
-		bit = fast_is(&key, "table") ? 1 : fast_is(&key, "running") ? 2
-			: fast_is(&key, "candidates") ? 4 : 0;
+		bit = fast_is(&key, "table")	    ? 1
+		      : fast_is(&key, "running")    ? 2
+		      : fast_is(&key, "candidates") ? 4
+						    : 0;
 		if (!bit || (seen & bit))
 			goto out;
 		seen |= bit;
@@ -1180,11 +1193,14 @@ enum status payload_parse_full(struct payload *p, const char *json, size_t len,
 			}
 		}
 		if (nul)
-			buf_setf(err, "invalid JSON: NUL byte at line %zu column %zu",
-				 line, col);
+			buf_setf(
+				err,
+				"invalid JSON: NUL byte at line %zu column %zu",
+				line, col);
 		else
 			buf_setf(err,
-				 "invalid JSON: nested deeper than %d levels at line "
+				 "invalid JSON: nested deeper than %d levels "
+				 "at line "
 				 "%zu column %zu",
 				 PAYLOAD_MAX_DEPTH, line, col);
 		goto out;
@@ -1270,9 +1286,10 @@ void payload_services_json(const struct service_list *list, unsigned flags,
 		}
 		ret |= buf_addch(out, ']');
 		if (flags & PAYLOAD_JSON_TIMES)
-			ret |= buf_addf(out, ",\"createdAt\":%lld,\"updatedAt\":%lld",
-					(long long)svc->created_at,
-					(long long)svc->updated_at);
+			ret |= buf_addf(
+				out, ",\"createdAt\":%lld,\"updatedAt\":%lld",
+				(long long)svc->created_at,
+				(long long)svc->updated_at);
 		ret |= buf_addch(out, '}');
 	}
 	ret |= buf_addch(out, ']');

@@ -26,7 +26,8 @@ struct payload {
 	char *table;
 	struct running *running;
 	size_t nr_running;
-	/* Candidates in payload order; containers sorted and unique per candidate. */
+	/* Candidates in payload order; containers sorted and unique per
+	 * candidate. */
 	struct service_list candidates;
 	/* When set, the strings of `running` live in these blocks (one free
 	 * per block instead of three per entry); else each is malloc'd. */
@@ -59,9 +60,10 @@ int payload_check_table(const char *s, struct buf *err);
 int payload_check_name(const char *s, struct buf *err);
 /* Canonicalise an IPv4/IPv6 address into `out`. */
 int payload_check_ip(const char *s, struct buf *out, struct buf *err);
-/* Canonicalise a predicate for `mode` into `out` (lower-case host, no leading '/'). */
-int payload_check_predicate(enum config_mode mode, const char *s, struct buf *out,
-			    struct buf *err);
+/* Canonicalise a predicate for `mode` into `out` (lower-case host, no leading
+ * '/'). */
+int payload_check_predicate(enum config_mode mode, const char *s,
+			    struct buf *out, struct buf *err);
 int payload_check_cookie(const char *s, struct buf *err);
 /* Port from a decimal string; for numbers already in range use it directly. */
 int payload_check_port_string(const char *s, unsigned *port, struct buf *err);

@@ -17,11 +17,12 @@
 #include "xalloc.h"
 #include "banned.h"
 
-#define REGISTRY_BUCKETS 256
-#define REGISTRY_MAX_CACHED 4096
+#define REGISTRY_BUCKETS      256
+#define REGISTRY_MAX_CACHED   4096
 #define REGISTRY_MAX_ATTEMPTS 8
 
-/* A rendered config, shared read-only by the cache and the answers in flight. */
+/* A rendered config, shared read-only by the cache and the answers in flight.
+ */
 struct registry_share {
 	atomic_uint refs;
 	size_t len, alloc;
@@ -31,7 +32,8 @@ struct registry_share {
 struct registry_table {
 	struct registry_table *next;
 	char *name;
-	pthread_mutex_t lock; /* one call at a time on a table, in this process */
+	pthread_mutex_t
+		lock; /* one call at a time on a table, in this process */
 	int cached;
 	uint64_t version;
 	struct service_list services;
@@ -83,7 +85,8 @@ static enum status registry_get_store(struct registry *reg, struct store **out,
 
 /* Return a handle to the pool; one that failed is closed, so the next call
  * starts on a fresh connection once the fault is gone. */
-static void registry_put_store(struct registry *reg, struct store *st, int failed)
+static void registry_put_store(struct registry *reg, struct store *st,
+			       int failed)
 {
 	if (!st)
 		return;
@@ -114,7 +117,8 @@ static struct registry_share *registry_share_new(struct buf *config)
  * in place instead of faulting in new ones. Only the holder of a table's
  * lock can know it holds the last reference of that table's config.
  */
-static void registry_share_recycle(struct registry_share *share, struct buf *out)
+static void registry_share_recycle(struct registry_share *share,
+				   struct buf *out)
 {
 	if (!share)
 		return;
@@ -157,7 +161,8 @@ static unsigned registry_hash(const char *s)
 	return h % REGISTRY_BUCKETS;
 }
 
-static struct registry_table *registry_table_get(struct registry *reg, const char *name)
+static struct registry_table *registry_table_get(struct registry *reg,
+						 const char *name)
 {
 	struct registry_table **slot, *t;
 
@@ -177,7 +182,8 @@ static struct registry_table *registry_table_get(struct registry *reg, const cha
 	return t;
 }
 
-static void registry_table_forget(struct registry *reg, struct registry_table *t)
+static void registry_table_forget(struct registry *reg,
+				  struct registry_table *t)
 {
 	if (!t->cached)
 		return;
@@ -213,16 +219,17 @@ static void registry_table_fill(struct registry *reg, struct registry_table *t,
 	t->cached = 1;
 }
 
-enum status registry_new(const struct registry_options *opts, struct registry **out,
-			 struct buf *err)
+enum status registry_new(const struct registry_options *opts,
+			 struct registry **out, struct buf *err)
 {
 	struct registry *reg = xcalloc(1, sizeof(*reg));
 	struct store *st = NULL;
 	enum status ret;
 
 	reg->store_spec = xstrdup(opts->store_spec);
-	reg->frontend_bind = xstrdup(opts->render.frontend_bind ? opts->render.frontend_bind
-								: RENDER_DEFAULT_BIND);
+	reg->frontend_bind =
+		xstrdup(opts->render.frontend_bind ? opts->render.frontend_bind
+						   : RENDER_DEFAULT_BIND);
 	reg->render.frontend_bind = reg->frontend_bind;
 	pthread_mutex_init(&reg->lock, NULL);
 	pthread_mutex_init(&reg->write_lock, NULL);
@@ -284,8 +291,8 @@ void registry_result_release(struct registry_result *res)
 }
 
 /* Put `config` into the result: a reference, or a copy in res->config. */
-static void registry_answer(struct registry_result *res, struct registry_share *config,
-			    unsigned flags)
+static void registry_answer(struct registry_result *res,
+			    struct registry_share *config, unsigned flags)
 {
 	if (flags & REGISTRY_SHARE_CONFIG)
 		res->share = registry_share_ref(config);
@@ -309,11 +316,11 @@ enum registry_attempt {
 	ATTEMPT_FAILED,
 };
 
-static enum registry_attempt registry_attempt(struct registry *reg, struct store *st,
-					      struct registry_table *t,
-					      struct payload *p, int write,
-					      unsigned flags, struct registry_result *res,
-					      enum status *ret, struct buf *err)
+static enum registry_attempt
+registry_attempt(struct registry *reg, struct store *st,
+		 struct registry_table *t, struct payload *p, int write,
+		 unsigned flags, struct registry_result *res, enum status *ret,
+		 struct buf *err)
 {
 	const int versioned = (reg->caps & STORE_CAP_VERSION) != 0;
 	struct service_list loaded;
@@ -391,7 +398,8 @@ static enum registry_attempt registry_attempt(struct registry *reg, struct store
 	if (*ret != ST_OK)
 		goto out;
 
-	/* The answer: the cached bytes when nothing changed, else a new render. */
+	/* The answer: the cached bytes when nothing changed, else a new render.
+	 */
 	if (cache_hit && !res->changed) {
 		/* A full merge moved the cached services out; unchanged, they
 		 * go back as they were. */
@@ -415,7 +423,8 @@ static enum registry_attempt registry_attempt(struct registry *reg, struct store
 		if (flags & REGISTRY_WANT_SERVICES)
 			service_list_copy(&res->services, &m.services);
 		if (versioned)
-			registry_table_fill(reg, t, version, &m.services, share);
+			registry_table_fill(reg, t, version, &m.services,
+					    share);
 		registry_share_release(share);
 	}
 	outcome = ATTEMPT_DONE;
@@ -430,7 +439,8 @@ out:
 	return outcome;
 }
 
-/* Remember a failed write for /healthz until a write (a call's or a probe's) works. */
+/* Remember a failed write for /healthz until a write (a call's or a probe's)
+ * works. */
 static void registry_note_write(struct registry *reg, int ok, const char *why)
 {
 	if (ok && !atomic_load(&reg->write_failed))
@@ -443,8 +453,8 @@ static void registry_note_write(struct registry *reg, int ok, const char *why)
 }
 
 enum status registry_call(struct registry *reg, const char *json, size_t len,
-			  unsigned flags, struct registry_result *res, struct buf *err,
-			  struct buf *field)
+			  unsigned flags, struct registry_result *res,
+			  struct buf *err, struct buf *field)
 {
 	struct registry_table *t = NULL;
 	struct store *st = NULL;
@@ -470,7 +480,8 @@ enum status registry_call(struct registry *reg, const char *json, size_t len,
 		registry_result_reset(res);
 		if (write)
 			pthread_mutex_lock(&reg->write_lock);
-		outcome = registry_attempt(reg, st, t, &p, write, flags, res, &ret, err);
+		outcome = registry_attempt(reg, st, t, &p, write, flags, res,
+					   &ret, err);
 		if (write)
 			pthread_mutex_unlock(&reg->write_lock);
 		if (outcome == ATTEMPT_NEED_WRITE) {
@@ -481,7 +492,8 @@ enum status registry_call(struct registry *reg, const char *json, size_t len,
 			t->wrote_last = res->changed;
 		if (outcome == ATTEMPT_DONE || ret != ST_CONFLICT)
 			break;
-		/* That attempt may have taken the payload apart (MERGE_TAKE). */
+		/* That attempt may have taken the payload apart (MERGE_TAKE).
+		 */
 		if (write && (reg->caps & STORE_CAP_ATOMIC)) {
 			payload_release(&p);
 			ret = payload_parse(&p, json, len, err, field);
@@ -491,13 +503,18 @@ enum status registry_call(struct registry *reg, const char *json, size_t len,
 		/* Another writer won a conditional write: back off a little,
 		 * with jitter, then load and merge again. */
 		{
-			struct timespec ts = {0, (long)(1000000L << (attempt < 6 ? attempt : 6)) / 2 +
-						     (long)(rand() % 1000000)};
+			struct timespec ts = {
+				0, (long)(1000000L
+					  << (attempt < 6 ? attempt : 6)) /
+						   2 +
+					   (long)(rand() % 1000000)};
 			nanosleep(&ts, NULL);
 		}
 	}
 	if (attempt == REGISTRY_MAX_ATTEMPTS) {
-		buf_setf(err, "table '%s' kept changing under this call; try again", res->table);
+		buf_setf(err,
+			 "table '%s' kept changing under this call; try again",
+			 res->table);
 		ret = ST_UNAVAILABLE;
 	}
 	if (ret == ST_UNAVAILABLE && (write || res->changed))
@@ -545,7 +562,8 @@ enum status registry_ping(struct registry *reg, struct buf *err)
 		} else {
 			pthread_mutex_lock(&reg->lock);
 			buf_setf(err, "the last write failed: %s",
-				 reg->write_error ? reg->write_error : "unknown");
+				 reg->write_error ? reg->write_error
+						  : "unknown");
 			pthread_mutex_unlock(&reg->lock);
 			ret = ST_UNAVAILABLE;
 		}
@@ -554,8 +572,8 @@ enum status registry_ping(struct registry *reg, struct buf *err)
 	return ret;
 }
 
-enum status registry_dump(struct registry *reg, const char *table, struct buf *out,
-			  struct buf *err)
+enum status registry_dump(struct registry *reg, const char *table,
+			  struct buf *out, struct buf *err)
 {
 	struct store *st = NULL;
 	enum status ret;

@@ -30,15 +30,17 @@ struct registry_result {
 	 * of copied (see registry_share_data); registry_result_release() drops
 	 * it, or take it over and call registry_share_release() when done. */
 	struct registry_share *share;
-	struct service_list services; /* filled only with REGISTRY_WANT_SERVICES */
-	int changed;                  /* the call wrote to the store */
+	struct service_list
+		services; /* filled only with REGISTRY_WANT_SERVICES */
+	int changed;	  /* the call wrote to the store */
 };
 
 #define REGISTRY_WANT_SERVICES (1u << 0)
-#define REGISTRY_SHARE_CONFIG (1u << 1)
+#define REGISTRY_SHARE_CONFIG  (1u << 1)
 
 /* The bytes of a shared config; valid until the last reference goes. */
-const char *registry_share_data(const struct registry_share *share, size_t *len);
+const char *registry_share_data(const struct registry_share *share,
+				size_t *len);
 /* Drop one reference (NULL is fine); thread-safe. */
 void registry_share_release(struct registry_share *share);
 

@@ -94,7 +94,8 @@ static int render_path_cmp(const void *a, const void *b)
 static void render_acl(struct render_w *w, const struct service *svc)
 {
 	if (svc->mode == CONFIG_MODE_HOST) {
-		/* The Host header may carry a ":port"; compare the name only. */
+		/* The Host header may carry a ":port"; compare the name only.
+		 */
 		RENDER_LIT(w, "    acl host_");
 		render_str(w, svc->name);
 		RENDER_LIT(w, " req.hdr(host),field(1,:) -i ");
@@ -166,7 +167,8 @@ static void render_backend(struct render_w *w, const struct service *svc)
 		}
 		render_add(w, port + nport, sizeof(port) - 1 - nport);
 		if (svc->cookie) {
-			/* Each server its own value, so a client sticks to one. */
+			/* Each server its own value, so a client sticks to one.
+			 */
 			RENDER_LIT(w, " check cookie ");
 			render_add(w, c->id, nid);
 			RENDER_LIT(w, "\n");
@@ -187,7 +189,8 @@ void render_config(const struct service_list *services,
 	render_start(&w, out, 1024 + services->nr * 512);
 	RENDER_LIT(&w, render_head);
 	RENDER_LIT(&w, "    bind ");
-	render_str(&w, opts && opts->frontend_bind ? opts->frontend_bind : RENDER_DEFAULT_BIND);
+	render_str(&w, opts && opts->frontend_bind ? opts->frontend_bind
+						   : RENDER_DEFAULT_BIND);
 	RENDER_LIT(&w, "\n");
 
 	for (i = 0; i < services->nr; i++)
@@ -245,14 +248,16 @@ int render_check_bind(const char *s, struct buf *out, struct buf *err)
 		host.buf[host.len - 1] = '\0';
 		if (inet_pton(AF_INET6, host.buf + 1, addr) != 1 ||
 		    !inet_ntop(AF_INET6, addr, text, sizeof(text))) {
-			buf_setf(err, "'%s' is not a valid IPv6 address", host.buf + 1);
+			buf_setf(err, "'%s' is not a valid IPv6 address",
+				 host.buf + 1);
 			goto out;
 		}
 		(void)buf_addf(out, "[%s]:%lu", text, port);
 	} else if (inet_pton(AF_INET, host.buf, addr) == 1) {
 		(void)buf_addf(out, "%s:%lu", host.buf, port);
 	} else {
-		buf_setf(err, "'%s' is not an IPv4 address or [IPv6] address", host.buf);
+		buf_setf(err, "'%s' is not an IPv4 address or [IPv6] address",
+			 host.buf);
 		goto out;
 	}
 	ret = 0;

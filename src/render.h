@@ -11,7 +11,8 @@
 #define RENDER_DEFAULT_BIND ":80"
 
 struct render_options {
-	const char *frontend_bind; /* "ADDR:PORT" as accepted by render_check_bind */
+	const char *frontend_bind; /* "ADDR:PORT" as accepted by
+				      render_check_bind */
 };
 
 /* Append the config for `services` (sorted by name) to `out`. */

@@ -56,9 +56,10 @@ void service_copy(struct service *dst, const struct service *src)
 	dst->predicate = xstrdup(src->predicate);
 	dst->cookie = src->cookie ? xstrdup(src->cookie) : NULL;
 	dst->alloc_containers = src->nr_containers;
-	dst->containers = src->nr_containers
-				  ? xmalloc(src->nr_containers * sizeof(*dst->containers))
-				  : NULL;
+	dst->containers =
+		src->nr_containers
+			? xmalloc(src->nr_containers * sizeof(*dst->containers))
+			: NULL;
 	for (i = 0; i < src->nr_containers; i++) {
 		dst->containers[i].id = xstrdup(src->containers[i].id);
 		dst->containers[i].ip = xstrdup(src->containers[i].ip);
@@ -88,7 +89,8 @@ static size_t service_container_pos(const struct service *svc, const char *id,
 	return lo;
 }
 
-struct container *service_find_container(const struct service *svc, const char *id)
+struct container *service_find_container(const struct service *svc,
+					 const char *id)
 {
 	int found;
 	size_t pos = service_container_pos(svc, id, &found);
@@ -116,7 +118,8 @@ void service_put_container(struct service *svc, const char *id, const char *ip)
 		}
 		return;
 	}
-	ALLOC_GROW(svc->containers, svc->nr_containers + 1, svc->alloc_containers);
+	ALLOC_GROW(svc->containers, svc->nr_containers + 1,
+		   svc->alloc_containers);
 	memmove(svc->containers + pos + 1, svc->containers + pos,
 		(svc->nr_containers - pos) * sizeof(*svc->containers));
 	svc->containers[pos].id = xstrdup(id);
@@ -148,8 +151,9 @@ int service_equal(const struct service *a, const struct service *b)
 {
 	size_t i;
 
-	if (strcmp(a->name, b->name) || a->port != b->port || a->mode != b->mode ||
-	    strcmp(a->predicate, b->predicate) || !str_equal_null(a->cookie, b->cookie) ||
+	if (strcmp(a->name, b->name) || a->port != b->port ||
+	    a->mode != b->mode || strcmp(a->predicate, b->predicate) ||
+	    !str_equal_null(a->cookie, b->cookie) ||
 	    a->nr_containers != b->nr_containers)
 		return 0;
 	for (i = 0; i < a->nr_containers; i++)
@@ -196,7 +200,8 @@ void service_list_sort(struct service_list *list)
 		qsort(list->items, list->nr, sizeof(*list->items), service_cmp);
 }
 
-struct service *service_list_find(const struct service_list *list, const char *name)
+struct service *service_list_find(const struct service_list *list,
+				  const char *name)
 {
 	size_t lo = 0, hi = list->nr;
 

@@ -11,10 +11,10 @@
 
 #define SERVICE_NAME_MAX 128
 #define CONTAINER_ID_MAX 128
-#define TABLE_NAME_MIN 3
-#define TABLE_NAME_MAX 255
-#define PREDICATE_MAX 253
-#define COOKIE_NAME_MAX 128
+#define TABLE_NAME_MIN	 3
+#define TABLE_NAME_MAX	 255
+#define PREDICATE_MAX	 253
+#define COOKIE_NAME_MAX	 128
 
 enum config_mode {
 	CONFIG_MODE_HOST = 0,
@@ -30,9 +30,10 @@ struct service {
 	char *name;
 	unsigned port;
 	enum config_mode mode;
-	/* host mode: lower-case host name; path mode: segments without the leading '/' */
+	/* host mode: lower-case host name; path mode: segments without the
+	 * leading '/' */
 	char *predicate;
-	char *cookie; /* NULL: not sticky */
+	char *cookie;		      /* NULL: not sticky */
 	struct container *containers; /* sorted by id, ids unique */
 	size_t nr_containers;
 	size_t alloc_containers;
@@ -57,7 +58,8 @@ void service_release(struct service *svc);
 void service_copy(struct service *dst, const struct service *src);
 /* Add or replace the container `id`; keeps the array sorted. */
 void service_put_container(struct service *svc, const char *id, const char *ip);
-struct container *service_find_container(const struct service *svc, const char *id);
+struct container *service_find_container(const struct service *svc,
+					 const char *id);
 void service_sort_containers(struct service *svc);
 /* Same routing settings and the same containers (times and version ignored). */
 int service_equal(const struct service *a, const struct service *b);
@@ -68,7 +70,9 @@ void service_list_release(struct service_list *list);
 struct service *service_list_append(struct service_list *list);
 void service_list_sort(struct service_list *list);
 /* Binary search; the list must be sorted. */
-struct service *service_list_find(const struct service_list *list, const char *name);
-void service_list_copy(struct service_list *dst, const struct service_list *src);
+struct service *service_list_find(const struct service_list *list,
+				  const char *name);
+void service_list_copy(struct service_list *dst,
+		       const struct service_list *src);
 
 #endif

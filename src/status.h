@@ -6,15 +6,15 @@
 
 enum status {
 	ST_OK = 0,
-	ST_INVALID,     /* bad input: malformed JSON or a payload rule broken */
-	ST_NOT_FOUND,   /* unknown path or object */
-	ST_METHOD,      /* method not allowed on a known path */
-	ST_CONFLICT,    /* a concurrent writer won; the caller may retry */
+	ST_INVALID,	/* bad input: malformed JSON or a payload rule broken */
+	ST_NOT_FOUND,	/* unknown path or object */
+	ST_METHOD,	/* method not allowed on a known path */
+	ST_CONFLICT,	/* a concurrent writer won; the caller may retry */
 	ST_UNAVAILABLE, /* the store (or a remote) failed or timed out */
-	ST_TOO_LARGE,   /* input over its size limit */
-	ST_HEADERS,     /* request headers over their limit */
-	ST_USAGE,       /* bad command line */
-	ST_INTERNAL,    /* a bug or an unexpected failure */
+	ST_TOO_LARGE,	/* input over its size limit */
+	ST_HEADERS,	/* request headers over their limit */
+	ST_USAGE,	/* bad command line */
+	ST_INTERNAL,	/* a bug or an unexpected failure */
 };
 
 /* HTTP status code for a result. */

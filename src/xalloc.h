@@ -1,4 +1,5 @@
-/* Allocation wrappers: running out of memory is not recoverable here, so abort. */
+/* Allocation wrappers: running out of memory is not recoverable here, so abort.
+ */
 #ifndef XALLOC_H
 #define XALLOC_H
 
@@ -14,7 +15,7 @@ char *xstrndup(const char *s, size_t n);
 #define ALLOC_GROW(x, nr, alloc)                                               \
 	do {                                                                   \
 		if ((nr) > (alloc)) {                                          \
-			(alloc) = (alloc) < 8 ? 8 : (alloc) * 2;               \
+			(alloc) = (alloc) < 8 ? 8 : (alloc)*2;                 \
 			if ((alloc) < (nr))                                    \
 				(alloc) = (nr);                                \
 			(x) = xrealloc((x), (alloc) * sizeof(*(x)));           \

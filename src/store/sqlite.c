@@ -17,8 +17,9 @@
 #include "../banned.h"
 
 #define SQLITE_SCHEMA_VERSION 1
-#define SQLITE_BUSY_MS 10000
-/* A probe waits this long for another writer, then calls the store busy, not broken. */
+#define SQLITE_BUSY_MS	      10000
+/* A probe waits this long for another writer, then calls the store busy, not
+ * broken. */
 #define SQLITE_PROBE_BUSY_MS 500
 /* Less free space than this on the database's file system counts as full. */
 #define SQLITE_MIN_FREE ((unsigned long long)64 << 10)
@@ -63,8 +64,10 @@ static const char *const sqlite_sql[SQL_NR] = {
 	[SQL_BUMP] = "INSERT INTO tables (name, version) VALUES (?1, 1) "
 		     "ON CONFLICT (name) DO UPDATE SET version = version + 1",
 	[SQL_LOAD] = "SELECT name, port, mode, predicate, cookie, containers, "
-		     "created_at, updated_at FROM services WHERE tbl = ?1 ORDER BY name",
-	[SQL_PUT] = "INSERT OR REPLACE INTO services (tbl, name, port, mode, predicate, "
+		     "created_at, updated_at FROM services WHERE tbl = ?1 "
+		     "ORDER BY name",
+	[SQL_PUT] = "INSERT OR REPLACE INTO services (tbl, name, port, mode, "
+		    "predicate, "
 		    "cookie, containers, created_at, updated_at) "
 		    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
 	[SQL_REMOVE] = "DELETE FROM services WHERE tbl = ?1 AND name = ?2",
@@ -74,13 +77,15 @@ struct sqlite_store {
 	struct store base;
 	sqlite3 *db;
 	sqlite3_stmt *stmt[SQL_NR];
-	char *path;   /* the database file, for the free-space check */
-	char *table;  /* of the open call, NULL outside one */
-	int wrote;    /* the open call put or removed something (and bumped the version) */
+	char *path;  /* the database file, for the free-space check */
+	char *table; /* of the open call, NULL outside one */
+	int wrote;   /* the open call put or removed something (and bumped the
+			version) */
 	struct buf scratch;
 };
 
-static enum status sqlite_fail(struct sqlite_store *s, const char *what, struct buf *err)
+static enum status sqlite_fail(struct sqlite_store *s, const char *what,
+			       struct buf *err)
 {
 	/* Full disk, read-only file, I/O errors, locks: all make the store
 	 * unavailable to the caller, who may retry later. */
@@ -128,20 +133,25 @@ static enum status sqlite_setup(struct sqlite_store *s, struct buf *err)
 	/* WAL: readers never block the writer. NORMAL: a committed call
 	 * survives a crash of the process; only power loss may undo the last.
 	 * A small page cache: the registry caches whole tables itself. */
-	if (sqlite3_exec(s->db, "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;"
-				"PRAGMA foreign_keys = OFF; PRAGMA cache_size = -512;",
-			 NULL, NULL, NULL) != SQLITE_OK) {
+	if (sqlite3_exec(
+		    s->db,
+		    "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;"
+		    "PRAGMA foreign_keys = OFF; PRAGMA cache_size = -512;",
+		    NULL, NULL, NULL) != SQLITE_OK) {
 		sqlite_fail(s, "enabling WAL", err);
 		goto out;
 	}
-	if (sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &stmt, NULL) != SQLITE_OK ||
+	if (sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &stmt, NULL) !=
+		    SQLITE_OK ||
 	    sqlite3_step(stmt) != SQLITE_ROW) {
 		sqlite_fail(s, "reading the schema version", err);
 		goto out;
 	}
 	version = sqlite3_column_int(stmt, 0);
 	if (version > SQLITE_SCHEMA_VERSION) {
-		buf_setf(err, "sqlite: schema version %d is newer than this program's %d",
+		buf_setf(err,
+			 "sqlite: schema version %d is newer than this "
+			 "program's %d",
 			 version, SQLITE_SCHEMA_VERSION);
 		goto out;
 	}
@@ -149,8 +159,10 @@ static enum status sqlite_setup(struct sqlite_store *s, struct buf *err)
 		struct buf sql = BUF_INIT;
 		int rc;
 
-		(void)buf_addf(&sql, "BEGIN IMMEDIATE; %s PRAGMA user_version = %d; COMMIT;",
-			       sqlite_schema, SQLITE_SCHEMA_VERSION);
+		(void)buf_addf(
+			&sql,
+			"BEGIN IMMEDIATE; %s PRAGMA user_version = %d; COMMIT;",
+			sqlite_schema, SQLITE_SCHEMA_VERSION);
 		rc = sqlite3_exec(s->db, sql.buf, NULL, NULL, NULL);
 		buf_release(&sql);
 		if (rc != SQLITE_OK) {
@@ -160,8 +172,9 @@ static enum status sqlite_setup(struct sqlite_store *s, struct buf *err)
 		}
 	}
 	for (i = 0; i < SQL_NR; i++) {
-		if (sqlite3_prepare_v3(s->db, sqlite_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
-				       &s->stmt[i], NULL) != SQLITE_OK) {
+		if (sqlite3_prepare_v3(s->db, sqlite_sql[i], -1,
+				       SQLITE_PREPARE_PERSISTENT, &s->stmt[i],
+				       NULL) != SQLITE_OK) {
 			sqlite_fail(s, sqlite_sql[i], err);
 			goto out;
 		}
@@ -172,7 +185,8 @@ out:
 	return ret;
 }
 
-static enum status sqlite_open(const char *arg, struct store **out, struct buf *err)
+static enum status sqlite_open(const char *arg, struct store **out,
+			       struct buf *err)
 {
 	struct sqlite_store *s;
 	enum status ret;
@@ -187,7 +201,8 @@ static enum status sqlite_open(const char *arg, struct store **out, struct buf *
 	s->path = xstrdup(arg);
 	buf_init(&s->scratch, 0);
 	if (sqlite3_open_v2(arg, &s->db,
-			    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+			    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+				    SQLITE_OPEN_NOMUTEX,
 			    NULL) != SQLITE_OK) {
 		buf_setf(err, "sqlite: cannot open '%s': %s", arg,
 			 s->db ? sqlite3_errmsg(s->db) : "out of memory");
@@ -227,7 +242,8 @@ static void sqlite_end(struct sqlite_store *s)
 	s->wrote = 0;
 }
 
-static enum status sqlite_version(struct store *st, uint64_t *version, struct buf *err)
+static enum status sqlite_version(struct store *st, uint64_t *version,
+				  struct buf *err)
 {
 	struct sqlite_store *s = (struct sqlite_store *)st;
 	sqlite3_stmt *stmt = s->stmt[SQL_VERSION];
@@ -279,19 +295,25 @@ static enum status sqlite_load(struct store *st, struct service_list *out,
 	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
 		struct service *svc = service_list_append(out);
 		const char *mode = (const char *)sqlite3_column_text(stmt, 2);
-		const char *predicate = (const char *)sqlite3_column_text(stmt, 3);
-		const char *containers = (const char *)sqlite3_column_text(stmt, 5);
+		const char *predicate =
+			(const char *)sqlite3_column_text(stmt, 3);
+		const char *containers =
+			(const char *)sqlite3_column_text(stmt, 5);
 
 		svc->name = xstrdup((const char *)sqlite3_column_text(stmt, 0));
 		svc->port = (unsigned)sqlite3_column_int(stmt, 1);
 		svc->predicate = xstrdup(predicate ? predicate : "");
 		if (sqlite3_column_type(stmt, 4) != SQLITE_NULL)
-			svc->cookie = xstrdup((const char *)sqlite3_column_text(stmt, 4));
+			svc->cookie = xstrdup(
+				(const char *)sqlite3_column_text(stmt, 4));
 		svc->created_at = sqlite3_column_int64(stmt, 6);
 		svc->updated_at = sqlite3_column_int64(stmt, 7);
-		if (!mode || config_mode_parse(mode, &svc->mode) || !predicate ||
-		    !containers || sqlite_parse_containers(svc, containers)) {
-			buf_setf(err, "sqlite: damaged row for service '%s' in table '%s'",
+		if (!mode || config_mode_parse(mode, &svc->mode) ||
+		    !predicate || !containers ||
+		    sqlite_parse_containers(svc, containers)) {
+			buf_setf(err,
+				 "sqlite: damaged row for service '%s' in "
+				 "table '%s'",
 				 svc->name, s->table);
 			ret = ST_UNAVAILABLE;
 			break;
@@ -319,7 +341,8 @@ static enum status sqlite_bump(struct sqlite_store *s, struct buf *err)
 	return ret;
 }
 
-static enum status sqlite_put(struct store *st, struct service *svc, struct buf *err)
+static enum status sqlite_put(struct store *st, struct service *svc,
+			      struct buf *err)
 {
 	struct sqlite_store *s = (struct sqlite_store *)st;
 	sqlite3_stmt *stmt = s->stmt[SQL_PUT];
@@ -332,16 +355,19 @@ static enum status sqlite_put(struct store *st, struct service *svc, struct buf 
 	sqlite3_bind_text(stmt, 1, s->table, -1, SQLITE_STATIC);
 	sqlite3_bind_text(stmt, 2, svc->name, -1, SQLITE_STATIC);
 	sqlite3_bind_int(stmt, 3, (int)svc->port);
-	sqlite3_bind_text(stmt, 4, config_mode_name(svc->mode), -1, SQLITE_STATIC);
+	sqlite3_bind_text(stmt, 4, config_mode_name(svc->mode), -1,
+			  SQLITE_STATIC);
 	sqlite3_bind_text(stmt, 5, svc->predicate, -1, SQLITE_STATIC);
 	if (svc->cookie)
 		sqlite3_bind_text(stmt, 6, svc->cookie, -1, SQLITE_STATIC);
 	else
 		sqlite3_bind_null(stmt, 6);
-	sqlite3_bind_text(stmt, 7, s->scratch.buf, (int)s->scratch.len, SQLITE_STATIC);
+	sqlite3_bind_text(stmt, 7, s->scratch.buf, (int)s->scratch.len,
+			  SQLITE_STATIC);
 	sqlite3_bind_int64(stmt, 8, svc->created_at);
 	sqlite3_bind_int64(stmt, 9, svc->updated_at);
-	if (sqlite_bump(s, err) != ST_OK || sqlite_exec(s, SQL_PUT, err) != ST_OK) {
+	if (sqlite_bump(s, err) != ST_OK ||
+	    sqlite_exec(s, SQL_PUT, err) != ST_OK) {
 		sqlite3_clear_bindings(stmt);
 		return ST_UNAVAILABLE;
 	}
@@ -389,7 +415,8 @@ static enum status sqlite_commit(struct store *st, struct buf *err)
 	return ret;
 }
 
-/* Whether the file `path` has fewer than SQLITE_MIN_FREE bytes to grow under `limit`. */
+/* Whether the file `path` has fewer than SQLITE_MIN_FREE bytes to grow under
+ * `limit`. */
 static int sqlite_near_limit(const char *path, unsigned long long limit)
 {
 	struct stat sb;
@@ -413,7 +440,8 @@ static enum status sqlite_check_space(struct sqlite_store *s, struct buf *err)
 	if (statvfs(s->path, &vfs))
 		return ST_OK; /* ":memory:" or a URI: nothing to measure */
 	/* root may use the blocks reserved for it, others may not */
-	if ((unsigned long long)(geteuid() ? vfs.f_bavail : vfs.f_bfree) * vfs.f_frsize <
+	if ((unsigned long long)(geteuid() ? vfs.f_bavail : vfs.f_bfree) *
+		    vfs.f_frsize <
 	    SQLITE_MIN_FREE) {
 		/* No path here: /healthz shows this to any client. */
 		buf_setf(err, "sqlite: the database's file system is full");
@@ -422,9 +450,13 @@ static enum status sqlite_check_space(struct sqlite_store *s, struct buf *err)
 	if (getrlimit(RLIMIT_FSIZE, &rl) || rl.rlim_cur == RLIM_INFINITY)
 		return ST_OK;
 	(void)buf_addf(&wal, "%s-wal", s->path);
-	if (sqlite_near_limit(s->path, rl.rlim_cur) || sqlite_near_limit(wal.buf, rl.rlim_cur)) {
-		buf_setf(err, "sqlite: the database is at the process's file size limit "
-			      "(%llu bytes)", (unsigned long long)rl.rlim_cur);
+	if (sqlite_near_limit(s->path, rl.rlim_cur) ||
+	    sqlite_near_limit(wal.buf, rl.rlim_cur)) {
+		buf_setf(err,
+			 "sqlite: the database is at the process's file size "
+			 "limit "
+			 "(%llu bytes)",
+			 (unsigned long long)rl.rlim_cur);
 		ret = ST_UNAVAILABLE;
 	}
 	buf_release(&wal);
@@ -436,7 +468,8 @@ static enum status sqlite_ping(struct store *st, struct buf *err)
 	struct sqlite_store *s = (struct sqlite_store *)st;
 	enum status ret = ST_OK;
 
-	if (sqlite3_exec(s->db, "SELECT count(*) FROM tables", NULL, NULL, NULL) != SQLITE_OK)
+	if (sqlite3_exec(s->db, "SELECT count(*) FROM tables", NULL, NULL,
+			 NULL) != SQLITE_OK)
 		ret = sqlite_fail(s, "ping", err);
 	else if (sqlite3_db_readonly(s->db, "main") == 1) {
 		buf_setf(err, "sqlite: the database is read-only");
@@ -449,7 +482,8 @@ static enum status sqlite_ping(struct store *st, struct buf *err)
 
 /*
  * Bump the version of the table "" (no real table has so short a name): one
- * committed write that touches no data, so a fault shows as it would for a call.
+ * committed write that touches no data, so a fault shows as it would for a
+ * call.
  */
 static enum status sqlite_probe(struct store *st, struct buf *err)
 {
@@ -470,7 +504,8 @@ static enum status sqlite_probe(struct store *st, struct buf *err)
 		return sqlite_fail(s, "probe", err);
 	if (sqlite3_exec(s->db,
 			 "INSERT INTO tables (name, version) VALUES ('', 1) "
-			 "ON CONFLICT (name) DO UPDATE SET version = version + 1; COMMIT",
+			 "ON CONFLICT (name) DO UPDATE SET version = version + "
+			 "1; COMMIT",
 			 NULL, NULL, NULL) != SQLITE_OK) {
 		ret = sqlite_fail(s, "probe write", err);
 		if (!sqlite3_get_autocommit(s->db))

@@ -25,7 +25,9 @@ enum status store_open(const char *spec, struct store **out, struct buf *err)
 		if (strlen(be->name) == len && !strncmp(be->name, spec, len))
 			return be->open(colon ? colon + 1 : "", out, err);
 	}
-	buf_setf(err, "unknown store '%s' (want sqlite:PATH, dynamodb or dynamodb:PREFIX)",
+	buf_setf(err,
+		 "unknown store '%s' (want sqlite:PATH, dynamodb or "
+		 "dynamodb:PREFIX)",
 		 spec);
 	return ST_USAGE;
 }
@@ -59,7 +61,8 @@ enum status store_version(struct store *st, uint64_t *version, struct buf *err)
 	return st->be->version(st, version, err);
 }
 
-enum status store_load(struct store *st, struct service_list *out, struct buf *err)
+enum status store_load(struct store *st, struct service_list *out,
+		       struct buf *err)
 {
 	return st->be->load(st, out, err);
 }

@@ -36,7 +36,8 @@ struct store_backend {
 	 * there is none), creating files or schema as needed. ST_USAGE for a
 	 * malformed `arg`, ST_UNAVAILABLE when the store cannot be reached.
 	 */
-	enum status (*open)(const char *arg, struct store **out, struct buf *err);
+	enum status (*open)(const char *arg, struct store **out,
+			    struct buf *err);
 
 	/* Release the handle; an open transaction is rolled back. */
 	void (*close)(struct store *st);
@@ -55,7 +56,8 @@ struct store_backend {
 	 * already gives the version its commit will publish, so the caller
 	 * can cache exactly what it committed. Only with STORE_CAP_VERSION.
 	 */
-	enum status (*version)(struct store *st, uint64_t *version, struct buf *err);
+	enum status (*version)(struct store *st, uint64_t *version,
+			       struct buf *err);
 
 	/*
 	 * Append every stored service of the table to `out`, sorted by name,
@@ -70,7 +72,8 @@ struct store_backend {
 	 * stored item still has it, else returns ST_CONFLICT. On success the
 	 * backend sets `svc->version` to the new version.
 	 */
-	enum status (*put)(struct store *st, struct service *svc, struct buf *err);
+	enum status (*put)(struct store *st, struct service *svc,
+			   struct buf *err);
 
 	/* Delete `svc` (by name), with the same version check as put(). */
 	enum status (*remove)(struct store *st, const struct service *svc,
@@ -98,7 +101,8 @@ struct store_backend {
 	enum status (*probe)(struct store *st, struct buf *err);
 };
 
-/* Open a store from a spec such as "sqlite:./registry.db" or "dynamodb:prod-". */
+/* Open a store from a spec such as "sqlite:./registry.db" or "dynamodb:prod-".
+ */
 enum status store_open(const char *spec, struct store **out,
 		       struct buf *err) WARN_UNUSED;
 void store_close(struct store *st);

@@ -54,12 +54,14 @@ static void make_service(struct service *svc, const char *name, unsigned port,
 		if (i % 2)
 			snprintf(ip, sizeof(ip), "2001:db8::%x", i + 1);
 		else
-			snprintf(ip, sizeof(ip), "10.0.%d.%d", i / 200, i % 200 + 1);
+			snprintf(ip, sizeof(ip), "10.0.%d.%d", i / 200,
+				 i % 200 + 1);
 		service_put_container(svc, id, ip);
 	}
 }
 
-static void load_table(struct store *st, const char *table, struct service_list *out)
+static void load_table(struct store *st, const char *table,
+		       struct service_list *out)
 {
 	struct buf err = BUF_INIT;
 
@@ -95,7 +97,8 @@ static void test_empty_table(void **state)
 	if (store_caps(st) & STORE_CAP_VERSION) {
 		uint64_t v = 42;
 
-		assert_int_equal(store_begin(st, "never-written-table", 0, &err), ST_OK);
+		assert_int_equal(
+			store_begin(st, "never-written-table", 0, &err), ST_OK);
 		assert_int_equal(store_version(st, &v, &err), ST_OK);
 		assert_int_equal(v, 0);
 		store_rollback(st);
@@ -354,7 +357,8 @@ static void test_many_services(void **state)
 	load_table(st, t, &list);
 	assert_int_equal(list.nr, nr);
 	for (i = 1; i < nr; i++)
-		assert_true(strcmp(list.items[i - 1].name, list.items[i].name) < 0);
+		assert_true(strcmp(list.items[i - 1].name, list.items[i].name) <
+			    0);
 	assert_int_equal(list.items[nr - 1].nr_containers, 20);
 	service_list_release(&list);
 	buf_release(&err);
@@ -380,7 +384,8 @@ int main(void)
 	if (!backend || !strcmp(backend, "sqlite")) {
 		if (!mkdtemp(dir))
 			return 1;
-		snprintf(store_spec, sizeof(store_spec), "sqlite:%s/store.db", dir);
+		snprintf(store_spec, sizeof(store_spec), "sqlite:%s/store.db",
+			 dir);
 	} else if (!strcmp(backend, "dynamodb")) {
 		const char *prefix = getenv("LR_TEST_STORE_PREFIX");
 
@@ -391,9 +396,12 @@ int main(void)
 		return 1;
 	}
 	/* Fresh table names per run, so a shared server needs no cleanup. */
-	snprintf(table_a, sizeof(table_a), "conf-a-%ld-%d", (long)time(NULL), (int)getpid());
-	snprintf(table_b, sizeof(table_b), "conf-b-%ld-%d", (long)time(NULL), (int)getpid());
-	ret = cmocka_run_group_tests_name(backend ? backend : "sqlite", tests, NULL, NULL);
+	snprintf(table_a, sizeof(table_a), "conf-a-%ld-%d", (long)time(NULL),
+		 (int)getpid());
+	snprintf(table_b, sizeof(table_b), "conf-b-%ld-%d", (long)time(NULL),
+		 (int)getpid());
+	ret = cmocka_run_group_tests_name(backend ? backend : "sqlite", tests,
+					  NULL, NULL);
 	if (!backend || !strcmp(backend, "sqlite")) {
 		char cmd[128];
 

@@ -12,13 +12,14 @@
 #include "merge.h"
 #include "xalloc.h"
 
-#define NOW 1800000000000LL
+#define NOW  1800000000000LL
 #define THEN 1700000000000LL
 
 static void add_running(struct payload *p, const char *svc, const char *id,
 			const char *ip)
 {
-	p->running = xrealloc(p->running, (p->nr_running + 1) * sizeof(*p->running));
+	p->running =
+		xrealloc(p->running, (p->nr_running + 1) * sizeof(*p->running));
 	p->running[p->nr_running].service = xstrdup(svc);
 	p->running[p->nr_running].id = xstrdup(id);
 	p->running[p->nr_running].ip = xstrdup(ip);
@@ -39,10 +40,11 @@ static struct service *add_service(struct service_list *list, const char *name,
 	return s;
 }
 
-static struct service *stored_service(struct service_list *stored, const char *name,
-				      const char *predicate)
+static struct service *stored_service(struct service_list *stored,
+				      const char *name, const char *predicate)
 {
-	struct service *s = add_service(stored, name, CONFIG_MODE_HOST, predicate, 80, NULL);
+	struct service *s = add_service(stored, name, CONFIG_MODE_HOST,
+					predicate, 80, NULL);
 
 	s->created_at = THEN;
 	s->updated_at = THEN;
@@ -75,8 +77,10 @@ static void test_forget_stopped_service(void **state)
 
 	(void)state;
 	service_list_init(&stored);
-	service_put_container(stored_service(&stored, "a", "a.example"), "a1", "10.0.0.1");
-	service_put_container(stored_service(&stored, "b", "b.example"), "b1", "10.0.0.2");
+	service_put_container(stored_service(&stored, "a", "a.example"), "a1",
+			      "10.0.0.1");
+	service_put_container(stored_service(&stored, "b", "b.example"), "b1",
+			      "10.0.0.2");
 	setup_payload(&p);
 	add_running(&p, "b", "b1", "10.0.0.2");
 	merge_result_init(&m);
@@ -144,10 +148,12 @@ static void test_candidate_replaces_settings(void **state)
 
 	(void)state;
 	service_list_init(&stored);
-	service_put_container(stored_service(&stored, "web", "old.example"), "c1", "10.0.0.1");
+	service_put_container(stored_service(&stored, "web", "old.example"),
+			      "c1", "10.0.0.1");
 	setup_payload(&p);
 	add_running(&p, "web", "c1", "10.0.0.1");
-	c = add_service(&p.candidates, "web", CONFIG_MODE_PATH, "shop", 9000, "SID");
+	c = add_service(&p.candidates, "web", CONFIG_MODE_PATH, "shop", 9000,
+			"SID");
 	service_put_container(c, "c9", "10.0.0.9");
 	merge_result_init(&m);
 	merge_apply(&stored, &p, NOW, &m);
@@ -176,9 +182,14 @@ static void test_latest_candidate_wins(void **state)
 	(void)state;
 	service_list_init(&stored);
 	setup_payload(&p);
-	service_put_container(add_service(&p.candidates, "x", CONFIG_MODE_HOST, "one.example", 80, NULL), "a", "10.0.0.1");
-	add_service(&p.candidates, "y", CONFIG_MODE_HOST, "y.example", 80, NULL);
-	service_put_container(add_service(&p.candidates, "x", CONFIG_MODE_HOST, "two.example", 81, NULL), "b", "10.0.0.2");
+	service_put_container(add_service(&p.candidates, "x", CONFIG_MODE_HOST,
+					  "one.example", 80, NULL),
+			      "a", "10.0.0.1");
+	add_service(&p.candidates, "y", CONFIG_MODE_HOST, "y.example", 80,
+		    NULL);
+	service_put_container(add_service(&p.candidates, "x", CONFIG_MODE_HOST,
+					  "two.example", 81, NULL),
+			      "b", "10.0.0.2");
 	merge_result_init(&m);
 	merge_apply(&stored, &p, NOW, &m);
 
@@ -208,7 +219,8 @@ static void test_running_joins_new_service(void **state)
 	setup_payload(&p);
 	add_running(&p, "new", "r1", "10.0.0.5");
 	add_running(&p, "unknown", "u1", "10.0.0.6");
-	add_service(&p.candidates, "new", CONFIG_MODE_HOST, "new.example", 80, NULL);
+	add_service(&p.candidates, "new", CONFIG_MODE_HOST, "new.example", 80,
+		    NULL);
 	merge_result_init(&m);
 	merge_apply(&stored, &p, NOW, &m);
 
@@ -244,7 +256,8 @@ static void test_container_identity(void **state)
 	add_running(&p, "a", "q11", "0.0.7.99");
 	/* b's q1 restarted with a new address. */
 	add_running(&p, "b", "q1", "10.1.1.1");
-	c = add_service(&p.candidates, "b", CONFIG_MODE_HOST, "b.example", 80, NULL);
+	c = add_service(&p.candidates, "b", CONFIG_MODE_HOST, "b.example", 80,
+			NULL);
 	service_put_container(c, "q1", "10.2.2.2");
 	merge_result_init(&m);
 	merge_apply(&stored, &p, NOW, &m);
@@ -270,7 +283,8 @@ static void test_running_duplicates_collapse(void **state)
 
 	(void)state;
 	service_list_init(&stored);
-	service_put_container(stored_service(&stored, "a", "a.example"), "x", "10.0.0.1");
+	service_put_container(stored_service(&stored, "a", "a.example"), "x",
+			      "10.0.0.1");
 	setup_payload(&p);
 	add_running(&p, "a", "x", "10.0.0.2");
 	add_running(&p, "a", "x", "10.0.0.3");
@@ -299,10 +313,15 @@ static void test_all_services_survive(void **state)
 	for (i = 0; i < 50; i++) {
 		snprintf(name, sizeof(name), "s%02d", i);
 		snprintf(id, sizeof(id), "c%02d", i);
-		service_put_container(stored_service(&stored, name, "x.example"), id, "10.0.0.1");
+		service_put_container(
+			stored_service(&stored, name, "x.example"), id,
+			"10.0.0.1");
 		add_running(&p, name, id, "10.0.0.1");
 	}
-	service_put_container(add_service(&p.candidates, "s25", CONFIG_MODE_HOST, "new.example", 80, NULL), "z", "10.0.0.2");
+	service_put_container(add_service(&p.candidates, "s25",
+					  CONFIG_MODE_HOST, "new.example", 80,
+					  NULL),
+			      "z", "10.0.0.2");
 	merge_result_init(&m);
 	merge_apply(&stored, &p, NOW, &m);
 	assert_int_equal(m.services.nr, 50);
@@ -323,7 +342,8 @@ static void test_no_candidates(void **state)
 
 	(void)state;
 	service_list_init(&stored);
-	service_put_container(stored_service(&stored, "a", "a.example"), "x", "10.0.0.1");
+	service_put_container(stored_service(&stored, "a", "a.example"), "x",
+			      "10.0.0.1");
 	setup_payload(&p);
 	merge_result_init(&m);
 	merge_apply(&stored, &p, NOW, &m);
@@ -348,7 +368,8 @@ static void test_unchanged_call_and_order(void **state)
 	add_running(&p, "zeta", "b", "10.0.0.2");
 	add_running(&p, "alpha", "z", "10.0.0.3");
 	add_running(&p, "alpha", "a", "10.0.0.4");
-	add_service(&p.candidates, "zeta", CONFIG_MODE_HOST, "z.example", 80, NULL);
+	add_service(&p.candidates, "zeta", CONFIG_MODE_HOST, "z.example", 80,
+		    NULL);
 	add_service(&p.candidates, "alpha", CONFIG_MODE_PATH, "a", 80, "C");
 	merge_result_init(&m1);
 	merge_apply(&stored, &p, NOW, &m1);

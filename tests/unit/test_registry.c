@@ -83,6 +83,8 @@ static size_t count(const char *hay, const char *needle)
 	return n;
 }
 
+/* Payloads are spelled out in JSON; keep them as written. */
+/* clang-format off */
 #define SVC(name, pred, id, ip)                                                \
 	"{\"serviceName\":\"" name "\",\"port\":80,\"predicate\":\"" pred      \
 	"\",\"containers\":[{\"id\":\"" id "\",\"ip\":\"" ip "\"}]}"
@@ -263,17 +265,25 @@ static void test_cache_sees_other_writers(void **state)
 	registry_free(r2);
 }
 
+/* clang-format on */
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup(test_every_service_read_back, fresh_store),
+		cmocka_unit_test_setup(test_every_service_read_back,
+				       fresh_store),
 		cmocka_unit_test_setup(test_tables_are_namespaces, fresh_store),
-		cmocka_unit_test_setup(test_call_without_candidates, fresh_store),
-		cmocka_unit_test_setup(test_missing_config_mode_is_host, fresh_store),
+		cmocka_unit_test_setup(test_call_without_candidates,
+				       fresh_store),
+		cmocka_unit_test_setup(test_missing_config_mode_is_host,
+				       fresh_store),
 		cmocka_unit_test_setup(test_no_html_escaping, fresh_store),
-		cmocka_unit_test_setup(test_rejected_call_changes_nothing, fresh_store),
-		cmocka_unit_test_setup(test_unchanged_call_writes_nothing, fresh_store),
-		cmocka_unit_test_setup(test_cache_sees_other_writers, fresh_store),
+		cmocka_unit_test_setup(test_rejected_call_changes_nothing,
+				       fresh_store),
+		cmocka_unit_test_setup(test_unchanged_call_writes_nothing,
+				       fresh_store),
+		cmocka_unit_test_setup(test_cache_sees_other_writers,
+				       fresh_store),
 	};
 	char cmd[128];
 	int ret;

@@ -27,7 +27,8 @@ static struct service *add(struct service_list *l, const char *name,
 	return s;
 }
 
-static void render(const struct service_list *l, const char *bind, struct buf *out)
+static void render(const struct service_list *l, const char *bind,
+		   struct buf *out)
 {
 	struct render_options opts = {bind};
 
@@ -76,20 +77,23 @@ static void test_host_and_cookie(void **state)
 
 	(void)state;
 	service_list_init(&l);
-	s = add(&l, "app1", CONFIG_MODE_HOST, "first.example.com", 8080, "JSESSIONID");
+	s = add(&l, "app1", CONFIG_MODE_HOST, "first.example.com", 8080,
+		"JSESSIONID");
 	service_put_container(s, "b2", "10.0.0.2");
 	service_put_container(s, "a1", "2001:db8::1");
 	render(&l, "127.0.0.1:9000", &out);
 	assert_clean(&out);
 	assert_non_null(strstr(out.buf, "    bind 127.0.0.1:9000\n"));
 	assert_non_null(strstr(out.buf,
-		"    acl host_app1 req.hdr(host),field(1,:) -i first.example.com\n"));
+			       "    acl host_app1 req.hdr(host),field(1,:) -i "
+			       "first.example.com\n"));
 	assert_non_null(strstr(out.buf, "    use_backend app1 if host_app1\n"));
-	assert_non_null(strstr(out.buf,
-		"\nbackend app1\n    balance roundrobin\n    option forwardfor\n"
-		"    cookie JSESSIONID prefix nocache\n"
-		"    server a1 [2001:db8::1]:8080 check cookie a1\n"
-		"    server b2 10.0.0.2:8080 check cookie b2\n"));
+	assert_non_null(strstr(
+		out.buf, "\nbackend app1\n    balance roundrobin\n    option "
+			 "forwardfor\n"
+			 "    cookie JSESSIONID prefix nocache\n"
+			 "    server a1 [2001:db8::1]:8080 check cookie a1\n"
+			 "    server b2 10.0.0.2:8080 check cookie b2\n"));
 	service_list_release(&l);
 	buf_release(&out);
 }
@@ -108,7 +112,9 @@ static void test_path_longest_prefix_first(void **state)
 	add(&l, "d", CONFIG_MODE_HOST, "d.example", 80, NULL);
 	render(&l, NULL, &out);
 	assert_clean(&out);
-	assert_non_null(strstr(out.buf, "    acl path_a path /api\n    acl path_a path_beg /api/\n"));
+	assert_non_null(strstr(
+		out.buf,
+		"    acl path_a path /api\n    acl path_a path_beg /api/\n"));
 	a = strstr(out.buf, "use_backend a if path_a\n");
 	ab = strstr(out.buf, "use_backend c if path_c\n");
 	abc = strstr(out.buf, "use_backend b if path_b\n");
@@ -119,8 +125,10 @@ static void test_path_longest_prefix_first(void **state)
 	assert_non_null(h);
 	assert_true(h < abc && abc < ab && ab < a);
 	/* Backends stay in name order. */
-	assert_true(strstr(out.buf, "\nbackend a\n") < strstr(out.buf, "\nbackend b\n"));
-	assert_true(strstr(out.buf, "\nbackend b\n") < strstr(out.buf, "\nbackend c\n"));
+	assert_true(strstr(out.buf, "\nbackend a\n") <
+		    strstr(out.buf, "\nbackend b\n"));
+	assert_true(strstr(out.buf, "\nbackend b\n") <
+		    strstr(out.buf, "\nbackend c\n"));
 	service_list_release(&l);
 	buf_release(&out);
 }
@@ -163,8 +171,10 @@ static void test_check_bind(void **state)
 		{"[2001:DB8:0::1]:443", "[2001:db8::1]:443"},
 	};
 	static const char *const bad[] = {
-		"", "80", ":0", ":65536", ":80x", "1.2.3:80", "[::1:80", "host:80",
-		"127.0.0.1:80\nbind :81", "::1:80", ":123456", "[fe80::1%eth0]:80",
+		"",	   "80",      ":0",
+		":65536",  ":80x",    "1.2.3:80",
+		"[::1:80", "host:80", "127.0.0.1:80\nbind :81",
+		"::1:80",  ":123456", "[fe80::1%eth0]:80",
 	};
 	struct buf out = BUF_INIT, err = BUF_INIT;
 	size_t i;
