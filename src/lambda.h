@@ -17,9 +17,9 @@
 struct lambda_options {
 	const char *runtime_api; /* "HOST:PORT" from AWS_LAMBDA_RUNTIME_API */
 	const char *store_spec;	 /* as for registry_new */
-	const char
-		*frontend_bind; /* "ADDR:PORT", as render_check_bind takes it */
-	const char *max_body;	/* proxy bodies over this get 413 (K/M/G) */
+	/* "ADDR:PORT", as render_check_bind takes it */
+	const char *frontend_bind;
+	const char *max_body; /* proxy bodies over this get 413 (K/M/G) */
 };
 
 /* What one event asks the runtime to post back. */

@@ -10,8 +10,8 @@
 #include "service.h"
 
 struct merge_result {
-	struct service_list
-		services; /* the table after the call, sorted by name */
+	/* the table after the call, sorted by name */
+	struct service_list services;
 	/* Indexes into `services` of the services to write (new or changed). */
 	size_t *changed;
 	size_t nr_changed;

@@ -32,8 +32,8 @@ struct registry_share {
 struct registry_table {
 	struct registry_table *next;
 	char *name;
-	pthread_mutex_t
-		lock; /* one call at a time on a table, in this process */
+	/* one call at a time on a table, in this process */
+	pthread_mutex_t lock;
 	int cached;
 	uint64_t version;
 	struct service_list services;

@@ -30,9 +30,9 @@ struct registry_result {
 	 * of copied (see registry_share_data); registry_result_release() drops
 	 * it, or take it over and call registry_share_release() when done. */
 	struct registry_share *share;
-	struct service_list
-		services; /* filled only with REGISTRY_WANT_SERVICES */
-	int changed;	  /* the call wrote to the store */
+	/* filled only with REGISTRY_WANT_SERVICES */
+	struct service_list services;
+	int changed; /* the call wrote to the store */
 };
 
 #define REGISTRY_WANT_SERVICES (1u << 0)

@@ -11,8 +11,8 @@
 
 struct docker_options {
 	const char *socket; /* path of the engine's unix socket */
-	const char
-		*keyword; /* only containers whose name holds this; NULL: all */
+	/* only containers whose name holds this; NULL: all */
+	const char *keyword;
 	const char *network; /* network to take the address from; NULL: any */
 	unsigned timeout_ms; /* for one API request */
 };
