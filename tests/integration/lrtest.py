@@ -42,6 +42,19 @@ def skip(why):
     sys.exit(77)
 
 
+def wait_for(pred, timeout, step=0.02):
+    """Seconds until pred() held (OSError counts as not yet), or None."""
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        try:
+            if pred():
+                return time.time() - t0
+        except OSError:
+            pass
+        time.sleep(step)
+    return None
+
+
 def run_steps(steps, cleanup=None):
     """Run test functions in order, print each one's time, then finish()."""
     try:

@@ -15,7 +15,8 @@ import threading
 import time
 
 from backends import Backend
-from lrtest import BIN, HAPROXY, SANITIZED, Server, check, finish, free_port, tmpdir
+from lrtest import (BIN, HAPROXY, SANITIZED, Server, check, finish, free_port, tmpdir,
+                    wait_for)
 
 DEBOUNCE_MS = 250
 TABLE = "agent-file"
@@ -110,19 +111,6 @@ def get(host, path="/", cookie=None, timeout=10):
         return r.status, body.split(" ")[0] if r.status == 200 else None, r.getheader("Set-Cookie")
     finally:
         c.close()
-
-
-def wait_for(pred, timeout):
-    """Seconds until pred() held, or None."""
-    t0 = time.time()
-    while time.time() - t0 < timeout:
-        try:
-            if pred():
-                return time.time() - t0
-        except OSError:
-            pass
-        time.sleep(0.02)
-    return None
 
 
 class Agent:

@@ -10,20 +10,13 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 
-from lrtest import BIN, HAPROXY, Server, check, finish, free_port, tmpdir
+from lrtest import BIN, HAPROXY, Server, check, finish, free_port, skip, tmpdir, wait_for
 
-SKIP = 77
 DEBOUNCE_MS = 300
 TABLE = "agent-docker"
 IMAGE = "lrtest-busybox"
-
-
-def skip(why):
-    print("SKIP: docker source test: " + why, flush=True)
-    sys.exit(SKIP)
 
 
 podman_bin = shutil.which("podman")
@@ -116,18 +109,6 @@ def seen(host, path="/index.html", n=6):
         except OSError:
             out.add("error")
     return out
-
-
-def wait_for(pred, timeout):
-    t0 = time.time()
-    while time.time() - t0 < timeout:
-        try:
-            if pred():
-                return time.time() - t0
-        except OSError:
-            pass
-        time.sleep(0.05)
-    return None
 
 
 # Setup: every step that fails here means podman cannot run on this machine.
