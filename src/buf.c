@@ -1,9 +1,12 @@
 /* Growable, size-capped string buffer. */
 #include "buf.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "xalloc.h"
 #include "banned.h"
@@ -16,6 +19,7 @@ void buf_init(struct buf *b, size_t cap)
 	b->len = 0;
 	b->alloc = 0;
 	b->cap = cap ? cap : BUF_CAP_DEFAULT;
+	b->overflow = 0;
 }
 
 void buf_release(struct buf *b)
@@ -39,6 +43,7 @@ char *buf_detach(struct buf *b, size_t *len)
 void buf_reset(struct buf *b)
 {
 	buf_setlen(b, 0);
+	b->overflow = 0;
 }
 
 void buf_grow(struct buf *b, size_t extra)
@@ -71,8 +76,12 @@ void buf_setlen(struct buf *b, size_t len)
 
 int buf_add(struct buf *b, const void *data, size_t len)
 {
-	if (len > b->cap || b->len > b->cap - len)
+	if (b->overflow)
 		return -1;
+	if (len > b->cap || b->len > b->cap - len) {
+		b->overflow = 1;
+		return -1;
+	}
 	if (!len)
 		return 0;
 	buf_grow(b, len);
@@ -96,13 +105,17 @@ int buf_vaddf(struct buf *b, const char *fmt, va_list ap)
 	va_list cp;
 	int n;
 
+	if (b->overflow)
+		return -1;
 	va_copy(cp, ap);
 	n = vsnprintf(NULL, 0, fmt, cp);
 	va_end(cp);
 	if (n < 0)
 		BUG("bad format '%s'", fmt);
-	if ((size_t)n > b->cap || b->len > b->cap - (size_t)n)
+	if ((size_t)n > b->cap || b->len > b->cap - (size_t)n) {
+		b->overflow = 1;
 		return -1;
+	}
 	buf_grow(b, (size_t)n);
 	vsnprintf(b->buf + b->len, (size_t)n + 1, fmt, ap);
 	buf_setlen(b, b->len + (size_t)n);
@@ -190,4 +203,45 @@ int buf_addjson(struct buf *b, const char *s, size_t len)
 	if (ret)
 		buf_setlen(b, start);
 	return ret ? -1 : 0;
+}
+
+enum status buf_read_file(struct buf *out, const char *path, struct buf *err)
+{
+	size_t start = out->len;
+	enum status st = ST_OK;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0) {
+		if (errno == ENOENT)
+			return ST_NOT_FOUND;
+		buf_setf(err, "cannot open '%s': %s", path, strerror(errno));
+		return ST_UNAVAILABLE;
+	}
+	for (;;) {
+		ssize_t n;
+
+		buf_grow(out, 65536);
+		n = read(fd, out->buf + out->len, out->alloc - out->len - 1);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			buf_setf(err, "cannot read '%s': %s", path,
+				 strerror(errno));
+			st = ST_UNAVAILABLE;
+			break;
+		}
+		if (!n)
+			break;
+		if ((size_t)n > out->cap || out->len > out->cap - (size_t)n) {
+			buf_setf(err, "'%s' is larger than %zu bytes", path,
+				 out->cap);
+			st = ST_TOO_LARGE;
+			break;
+		}
+		buf_setlen(out, out->len + (size_t)n);
+	}
+	close(fd);
+	if (st != ST_OK)
+		buf_setlen(out, start);
+	return st;
 }

@@ -2,10 +2,12 @@
 #include "log.h"
 
 #include <stdarg.h>
+#include <string.h>
 #include <stdio.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "buf.h"
 #include "banned.h"
 
 void log_event(const char *fmt, ...)
@@ -32,4 +34,33 @@ void log_event(const char *fmt, ...)
 						: sizeof(line) - n - 2;
 	line[n++] = '\n';
 	(void)!write(STDERR_FILENO, line, n);
+}
+
+const char *log_quote_mem(struct buf *scratch, const char *s, size_t len)
+{
+	size_t i;
+
+	buf_reset(scratch);
+	(void)buf_addch(scratch, '"');
+	for (i = 0; i < len && i < LOG_VALUE_MAX; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (c == '"' || c == '\\')
+			(void)buf_addf(scratch, "\\%c", c);
+		else if (c == '\n')
+			(void)buf_addstr(scratch, "\\n");
+		else if (c < 0x20 || c == 0x7f)
+			(void)buf_addf(scratch, "\\x%02x", c);
+		else
+			(void)buf_addch(scratch, (char)c);
+	}
+	if (len > LOG_VALUE_MAX)
+		(void)buf_addstr(scratch, "...");
+	(void)buf_addch(scratch, '"');
+	return scratch->buf;
+}
+
+const char *log_quote(struct buf *scratch, const char *s)
+{
+	return log_quote_mem(scratch, s, strlen(s));
 }

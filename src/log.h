@@ -2,7 +2,24 @@
 #ifndef LOG_H
 #define LOG_H
 
+#include <stddef.h>
+
 /* Write "ts=... <fmt>\n" to stderr in one write, so lines never interleave. */
 void log_event(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+struct buf;
+
+/* The longest value log_quote() writes before it cuts with "...". */
+#define LOG_VALUE_MAX 1000
+
+/*
+ * `s` as one log value: always in double quotes, with '"', '\\', control
+ * bytes and DEL escaped, so a value from a client (a URL with %0A decoded,
+ * a header) can never end the line or forge a key. Written into `scratch`
+ * (reset first); returns scratch->buf.
+ */
+const char *log_quote(struct buf *scratch, const char *s);
+/* The same for `len` bytes that may hold a NUL. */
+const char *log_quote_mem(struct buf *scratch, const char *s, size_t len);
 
 #endif

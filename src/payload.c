@@ -1098,8 +1098,10 @@ static int fast_candidates(struct fast *f, struct payload *p)
 	return r < 0 ? -1 : 0;
 }
 
-/* 0 with `p` filled, or -1 (with `p` released) to leave it to the full path. */
-static int payload_parse_fast(struct payload *p, const char *json, size_t len)
+/* 0 with `p` filled, or -1 (with `p` released) to leave it to the full path.
+ * With `table_optional`, a document without "table" is complete. */
+static int payload_parse_fast(struct payload *p, const char *json, size_t len,
+			      int table_optional)
 {
 	struct fast f = {json, json + len, BUF_INIT, BUF_INIT};
 	struct fast_str key, val;
@@ -1136,7 +1138,9 @@ static int payload_parse_fast(struct payload *p, const char *json, size_t len)
 		}
 	}
 	fast_ws(&f);
-	if (r < 0 || !(seen & 1) || !(seen & 2) || f.s != f.end)
+	if (!table_optional && !(seen & 1))
+		goto out;
+	if (r < 0 || !(seen & 2) || f.s != f.end)
 		goto out;
 	ret = 0;
 out:
@@ -1147,11 +1151,15 @@ out:
 	return ret;
 }
 
+static enum status payload_parse_doc(struct payload *p, const char *json,
+				     size_t len, int table_optional,
+				     struct buf *err, struct buf *field);
+
 enum status payload_parse(struct payload *p, const char *json, size_t len,
 			  struct buf *err, struct buf *field)
 {
 	payload_init(p);
-	if (json && !payload_parse_fast(p, json, len)) {
+	if (json && !payload_parse_fast(p, json, len, 0)) {
 		buf_reset(err);
 		buf_reset(field);
 		return ST_OK;
@@ -1159,9 +1167,46 @@ enum status payload_parse(struct payload *p, const char *json, size_t len,
 	return payload_parse_full(p, json, len, err, field);
 }
 
+enum status payload_parse_table(struct payload *p, const char *table,
+				const char *json, size_t len, struct buf *err,
+				struct buf *field)
+{
+	enum status st;
+
+	if (!table)
+		return payload_parse(p, json, len, err, field);
+	payload_init(p);
+	if (json && !payload_parse_fast(p, json, len, 1)) {
+		buf_reset(err);
+		buf_reset(field);
+		st = ST_OK;
+	} else {
+		st = payload_parse_doc(p, json, len, 1, err, field);
+	}
+	if (st != ST_OK)
+		return st;
+	if (!p->table) {
+		p->table = xstrdup(table);
+	} else if (strcmp(p->table, table)) {
+		buf_setf(err, "must equal the table in the path, ");
+		(void)buf_addquoted(err, table, strlen(table));
+		buf_setf(field, "table");
+		payload_release(p);
+		return ST_INVALID;
+	}
+	return ST_OK;
+}
+
 /* `p` is overwritten: pass it initialised or released, never holding data. */
 enum status payload_parse_full(struct payload *p, const char *json, size_t len,
 			       struct buf *err, struct buf *field)
+{
+	return payload_parse_doc(p, json, len, 0, err, field);
+}
+
+static enum status payload_parse_doc(struct payload *p, const char *json,
+				     size_t len, int table_optional,
+				     struct buf *err, struct buf *field)
 {
 	enum status st = ST_INVALID;
 	json_error_t jerr;
@@ -1216,13 +1261,15 @@ enum status payload_parse_full(struct payload *p, const char *json, size_t len,
 		goto out;
 	}
 
-	if (get_member(root, "table", JSON_STRING, 1, &v, err, field))
+	if (get_member(root, "table", JSON_STRING, !table_optional, &v, err,
+		       field))
 		goto out;
-	if (payload_check_table(json_string_value(v), err)) {
+	if (v && payload_check_table(json_string_value(v), err)) {
 		path_push_key(field, "table");
 		goto out;
 	}
-	p->table = xstrdup(json_string_value(v));
+	if (v)
+		p->table = xstrdup(json_string_value(v));
 
 	if (get_member(root, "running", JSON_ARRAY, 1, &v, err, field))
 		goto out;

@@ -46,6 +46,15 @@ enum status payload_parse(struct payload *p, const char *json, size_t len,
 			  struct buf *err, struct buf *field) WARN_UNUSED;
 
 /*
+ * As payload_parse(), for a call addressed to `table` (the path's, already
+ * checked): the document's "table" may be left out, and when present must
+ * equal `table` (else ST_INVALID naming "table"). NULL: payload_parse().
+ */
+enum status payload_parse_table(struct payload *p, const char *table,
+				const char *json, size_t len, struct buf *err,
+				struct buf *field) WARN_UNUSED;
+
+/*
  * The same with the general JSON parser only. payload_parse() first tries a
  * parser for exactly the payload's shape and falls back to this one for
  * anything it is not sure about; both must give the same result (the unit

@@ -456,6 +456,15 @@ enum status registry_call(struct registry *reg, const char *json, size_t len,
 			  unsigned flags, struct registry_result *res,
 			  struct buf *err, struct buf *field)
 {
+	return registry_call_table(reg, NULL, json, len, flags, res, err,
+				   field);
+}
+
+enum status registry_call_table(struct registry *reg, const char *table,
+				const char *json, size_t len, unsigned flags,
+				struct registry_result *res, struct buf *err,
+				struct buf *field)
+{
 	struct registry_table *t = NULL;
 	struct store *st = NULL;
 	struct payload p;
@@ -464,7 +473,7 @@ enum status registry_call(struct registry *reg, const char *json, size_t len,
 	int write = 0;
 
 	payload_init(&p);
-	ret = payload_parse(&p, json, len, err, field);
+	ret = payload_parse_table(&p, table, json, len, err, field);
 	if (ret != ST_OK)
 		goto out;
 	res->table = xstrdup(p.table);
@@ -496,7 +505,8 @@ enum status registry_call(struct registry *reg, const char *json, size_t len,
 		 */
 		if (write && (reg->caps & STORE_CAP_ATOMIC)) {
 			payload_release(&p);
-			ret = payload_parse(&p, json, len, err, field);
+			ret = payload_parse_table(&p, table, json, len, err,
+						  field);
 			if (ret != ST_OK)
 				break;
 		}

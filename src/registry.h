@@ -58,6 +58,11 @@ void registry_result_release(struct registry_result *res);
 enum status registry_call(struct registry *reg, const char *json, size_t len,
 			  unsigned flags, struct registry_result *res,
 			  struct buf *err, struct buf *field) WARN_UNUSED;
+/* The same for a call addressed to `table` (see payload_parse_table()). */
+enum status registry_call_table(struct registry *reg, const char *table,
+				const char *json, size_t len, unsigned flags,
+				struct registry_result *res, struct buf *err,
+				struct buf *field) WARN_UNUSED;
 
 /* {"table":...,"services":[...],"config":"..."} for a result with services. */
 void registry_result_json(const struct registry_result *res, struct buf *out);

@@ -1,0 +1,430 @@
+/* The route table every front end serves, and the answers it gives. */
+#include "api.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "payload.h"
+#include "registry.h"
+#include "xalloc.h"
+#include "banned.h"
+
+struct api {
+	struct api_options opts;
+};
+
+static api_handler_fn api_generate, api_healthz;
+
+/* Matched in order; a pattern's {name} takes one whole, non-empty segment. */
+static const struct api_route api_routes[] = {
+	{"POST", "/generate", api_generate, API_BODY | API_BLOCKING,
+	 API_SCOPE_TABLE_WRITE},
+	{"POST", "/v1/tables/{table}/generate", api_generate,
+	 API_BODY | API_BLOCKING, API_SCOPE_TABLE_WRITE},
+	{"GET", "/healthz", api_healthz, API_BLOCKING, API_SCOPE_NONE},
+};
+
+struct api *api_new(const struct api_options *opts)
+{
+	struct api *api = xcalloc(1, sizeof(*api));
+
+	api->opts = *opts;
+	return api;
+}
+
+void api_free(struct api *api)
+{
+	free(api);
+}
+
+void api_request_init(struct api_request *req)
+{
+	memset(req, 0, sizeof(*req));
+}
+
+void api_request_release(struct api_request *req)
+{
+	size_t i;
+
+	for (i = 0; i < req->nr_params; i++)
+		free(req->params[i].value);
+	req->nr_params = 0;
+	req->route = NULL;
+}
+
+void api_answer_init(struct api_answer *ans)
+{
+	memset(ans, 0, sizeof(*ans));
+	buf_init(&ans->body, 0);
+	ans->content_type = "application/json";
+	ans->route = "-";
+}
+
+void api_answer_release(struct api_answer *ans)
+{
+	size_t i;
+
+	buf_release(&ans->body);
+	registry_share_release(ans->share);
+	ans->share = NULL;
+	for (i = 0; i < ans->nr_headers; i++)
+		free(ans->headers[i].value);
+	ans->nr_headers = 0;
+}
+
+const char *api_answer_data(const struct api_answer *ans, size_t *len)
+{
+	if (ans->share)
+		return registry_share_data(ans->share, len);
+	*len = ans->body.len;
+	return ans->body.buf;
+}
+
+struct registry_share *api_answer_take_share(struct api_answer *ans)
+{
+	struct registry_share *share = ans->share;
+
+	ans->share = NULL;
+	return share;
+}
+
+void api_answer_header(struct api_answer *ans, const char *name,
+		       const char *fmt, ...)
+{
+	struct buf value = BUF_INIT;
+	va_list ap;
+
+	if (ans->nr_headers == API_MAX_HEADERS)
+		BUG("more than %d answer headers", API_MAX_HEADERS);
+	va_start(ap, fmt);
+	(void)buf_vaddf(&value, fmt, ap);
+	va_end(ap);
+	ans->headers[ans->nr_headers].name = name;
+	ans->headers[ans->nr_headers].value = buf_detach(&value, NULL);
+	ans->nr_headers++;
+}
+
+const char *api_answer_get_header(const struct api_answer *ans,
+				  const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < ans->nr_headers; i++)
+		if (!strcasecmp(ans->headers[i].name, name))
+			return ans->headers[i].value;
+	return NULL;
+}
+
+void api_error_json(const char *msg, const char *field, struct buf *out)
+{
+	(void)buf_addstr(out, "{\"error\":");
+	(void)buf_addjson(out, msg, strlen(msg));
+	if (field && *field) {
+		(void)buf_addstr(out, ",\"field\":");
+		(void)buf_addjson(out, field, strlen(field));
+	}
+	(void)buf_addstr(out, "}");
+}
+
+void api_answer_error(struct api_answer *ans, enum status st, const char *msg,
+		      const char *field)
+{
+	registry_share_release(ans->share);
+	ans->share = NULL;
+	buf_reset(&ans->body);
+	api_error_json(msg, field, &ans->body);
+	ans->status = status_http(st);
+	ans->content_type = "application/json";
+}
+
+const char *api_param(const struct api_request *req, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < req->nr_params; i++)
+		if (!strcmp(req->params[i].name, name))
+			return req->params[i].value;
+	return NULL;
+}
+
+static int api_hex(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* Decode `len` bytes of a query component; -1 on a bad escape or a NUL. */
+static int api_query_decode(const char *s, size_t len, struct buf *out)
+{
+	size_t i;
+
+	for (i = 0; i < len; i++) {
+		char c = s[i];
+
+		if (c == '+') {
+			c = ' ';
+		} else if (c == '%') {
+			int hi, lo;
+
+			if (i + 2 >= len)
+				return -1;
+			hi = api_hex(s[i + 1]);
+			lo = api_hex(s[i + 2]);
+			if (hi < 0 || lo < 0 || !(hi | lo))
+				return -1;
+			c = (char)(hi << 4 | lo);
+			i += 2;
+		}
+		if (buf_addch(out, c))
+			return -1;
+	}
+	return 0;
+}
+
+int api_query(const struct api_request *req, const char *name, struct buf *out)
+{
+	const char *p = req->query;
+	size_t nlen = strlen(name);
+
+	buf_reset(out);
+	while (p && *p) {
+		const char *amp = strchr(p, '&');
+		size_t len = amp ? (size_t)(amp - p) : strlen(p);
+		const char *eq = memchr(p, '=', len);
+		size_t klen = eq ? (size_t)(eq - p) : len;
+
+		if (klen == nlen && !memcmp(p, name, nlen)) {
+			if (!eq)
+				return 1;
+			return api_query_decode(eq + 1, len - klen - 1, out)
+				       ? -1
+				       : 1;
+		}
+		p = amp ? amp + 1 : NULL;
+	}
+	return 0;
+}
+
+/*
+ * Does `path` match `pattern`? Literal segments compare exactly (no
+ * decoding: "/generate%00x" is not "/generate"); a {name} segment takes
+ * one non-empty segment, recorded in `req` when it is given.
+ */
+static int api_match(const char *pattern, const char *path,
+		     struct api_request *req)
+{
+	const char *p = pattern, *s = path;
+
+	while (*p) {
+		if (*p == '{') {
+			const char *close = strchr(p, '}');
+			const char *end = strchr(s, '/');
+			size_t len = end ? (size_t)(end - s) : strlen(s);
+
+			if (!close)
+				BUG("bad route pattern '%s'", pattern);
+			if (!len)
+				return 0;
+			if (req) {
+				if (req->nr_params == API_MAX_PARAMS)
+					BUG("too many parameters in '%s'",
+					    pattern);
+				/* The name is set by api_take_params(). */
+				req->params[req->nr_params].name = NULL;
+				req->params[req->nr_params].value =
+					xstrndup(s, len);
+				req->nr_params++;
+			}
+			p = close + 1;
+			s += len;
+			continue;
+		}
+		if (*p != *s)
+			return 0;
+		p++;
+		s++;
+	}
+	return !*s;
+}
+
+/* The route parameter names, as static strings (patterns use these only). */
+static const char *api_param_name(const char *brace)
+{
+	if (!strncmp(brace, "{table}", 7))
+		return "table";
+	BUG("unknown route parameter at '%s'", brace);
+}
+
+/* Record the parameters of `route` for `path` (already known to match). */
+static void api_take_params(const struct api_route *route, const char *path,
+			    struct api_request *req)
+{
+	const char *p;
+	size_t i = 0;
+
+	api_request_release(req);
+	if (!api_match(route->pattern, path, req))
+		BUG("route '%s' no longer matches", route->pattern);
+	for (p = strchr(route->pattern, '{'); p; p = strchr(p + 1, '{'))
+		req->params[i++].name = api_param_name(p);
+}
+
+int api_begin(struct api *api, struct api_request *req, struct api_answer *ans)
+{
+	struct buf allow = BUF_INIT, err = BUF_INIT;
+	const char *method = req->method ? req->method : "";
+	const char *path = req->path ? req->path : "";
+	const struct api_route *route = NULL;
+	const char *table;
+	size_t i;
+	int ret = -1;
+
+	(void)api;
+	if (!strcmp(method, "HEAD"))
+		method = "GET";
+	for (i = 0; i < ARRAY_SIZE(api_routes); i++) {
+		if (!api_match(api_routes[i].pattern, path, NULL))
+			continue;
+		if (!strcmp(api_routes[i].method, method)) {
+			route = &api_routes[i];
+			break;
+		}
+		if (!strstr(allow.buf, api_routes[i].method))
+			(void)buf_addf(&allow, "%s%s", allow.len ? ", " : "",
+				       api_routes[i].method);
+	}
+	if (!route) {
+		if (allow.len) {
+			if (strstr(allow.buf, "GET"))
+				(void)buf_addstr(&allow, ", HEAD");
+			api_answer_error(ans, ST_METHOD, "method not allowed",
+					 NULL);
+			api_answer_header(ans, "Allow", "%s", allow.buf);
+		} else {
+			api_answer_error(ans, ST_NOT_FOUND, "no such path",
+					 NULL);
+		}
+		goto out;
+	}
+	ans->route = route->pattern;
+	api_take_params(route, path, req);
+	table = api_param(req, "table");
+	if (table && payload_check_table(table, &err)) {
+		api_answer_error(ans, ST_INVALID, err.buf, "table");
+		goto out;
+	}
+	req->route = route;
+	ret = 0;
+out:
+	buf_release(&allow);
+	buf_release(&err);
+	return ret;
+}
+
+void api_finish(struct api *api, struct api_request *req,
+		struct api_answer *ans)
+{
+	if (!req->route)
+		BUG("api_finish() without a matched route");
+	if (req->body_len > api->opts.max_body && api->opts.max_body) {
+		struct buf msg = BUF_INIT;
+
+		buf_setf(&msg, "request body is larger than %zu bytes",
+			 api->opts.max_body);
+		api_answer_error(ans, ST_TOO_LARGE, msg.buf, NULL);
+		buf_release(&msg);
+		return;
+	}
+	req->route->handler(api, req, ans);
+}
+
+void api_handle(struct api *api, struct api_request *req,
+		struct api_answer *ans)
+{
+	if (!api_begin(api, req, ans))
+		api_finish(api, req, ans);
+}
+
+static int api_wants_json(const struct api_request *req)
+{
+	const char *accept =
+		req->header ? req->header(req->header_ctx, "Accept") : NULL;
+
+	return accept && strstr(accept, "application/json");
+}
+
+static void api_generate(struct api *api, const struct api_request *req,
+			 struct api_answer *ans)
+{
+	struct buf err = BUF_INIT, field = BUF_INIT;
+	struct registry_result res;
+	int json = api_wants_json(req);
+	enum status st;
+
+	registry_result_init(&res);
+	if (!api->opts.reg) {
+		api_answer_error(ans, ST_UNAVAILABLE,
+				 api->opts.unavailable
+					 ? api->opts.unavailable
+					 : "the store is unavailable",
+				 NULL);
+		goto out;
+	}
+	st = registry_call_table(api->opts.reg, api_param(req, "table"),
+				 req->body, req->body_len,
+				 json ? REGISTRY_WANT_SERVICES
+				      : REGISTRY_SHARE_CONFIG,
+				 &res, &err, &field);
+	if (st != ST_OK) {
+		api_answer_error(ans, st, err.buf, field.buf);
+		goto out;
+	}
+	ans->status = 200;
+	if (json) {
+		registry_result_json(&res, &ans->body);
+		ans->content_type = "application/json";
+	} else {
+		ans->share = res.share;
+		res.share = NULL;
+		ans->content_type = "text/plain; charset=utf-8";
+	}
+out:
+	registry_result_release(&res);
+	buf_release(&err);
+	buf_release(&field);
+}
+
+static void api_healthz(struct api *api, const struct api_request *req,
+			struct api_answer *ans)
+{
+	struct buf err = BUF_INIT;
+	enum status st = ST_UNAVAILABLE;
+
+	(void)req;
+	if (api->opts.reg)
+		st = registry_ping(api->opts.reg, &err);
+	else
+		(void)buf_addstr(&err, api->opts.unavailable
+					       ? api->opts.unavailable
+					       : "the store is unavailable");
+	(void)buf_addf(&ans->body, "{\"status\":\"%s\"",
+		       st == ST_OK ? "ok" : "unavailable");
+	if (st != ST_OK) {
+		(void)buf_addstr(&ans->body, ",\"error\":");
+		(void)buf_addjson(&ans->body, err.buf, err.len);
+	}
+	if (api->opts.health)
+		api->opts.health(api->opts.health_ctx, &ans->body);
+	(void)buf_addch(&ans->body, '}');
+	ans->status = st == ST_OK ? 200 : 503;
+	ans->content_type = "application/json";
+	buf_release(&err);
+}

@@ -1,0 +1,149 @@
+/*
+ * The API layer: one route table for every front end. HTTP and Lambda turn
+ * what they received into a struct api_request, call api_begin() and
+ * api_finish() (or api_handle()), and send the struct api_answer back. They
+ * hold no routing and no answer formats of their own.
+ */
+#ifndef API_H
+#define API_H
+
+#include <stddef.h>
+
+#include "buf.h"
+#include "status.h"
+
+struct registry;
+struct registry_share;
+
+#define API_MAX_PARAMS	4
+#define API_MAX_HEADERS 8
+
+/* What a route needs of the front end (bits of api_route.flags). */
+#define API_BODY (1u << 0) /* reads a request body (else none is read) */
+#define API_BLOCKING                                                           \
+	(1u << 1) /* may wait on the store: never run it where                 \
+		   * a wait stalls other clients */
+
+/* The permission a route needs; checked before its handler runs. */
+enum api_scope {
+	API_SCOPE_NONE = 0,    /* open, tells nothing about tables */
+	API_SCOPE_TABLE_READ,  /* read the path's {table} */
+	API_SCOPE_TABLE_WRITE, /* write the path's {table} (implies read) */
+	API_SCOPE_ADMIN,
+};
+
+struct api_options {
+	struct registry *reg;	 /* NULL: every store route answers 503 */
+	const char *unavailable; /* why reg is NULL */
+	size_t max_body;	 /* larger bodies get 413 */
+	/* Appends front-end members to /healthz (",\"connections\":3"). */
+	void (*health)(void *ctx, struct buf *json);
+	void *health_ctx;
+};
+
+struct api;
+
+struct api_param {
+	const char *name;
+	char *value; /* the raw path segment, not decoded */
+};
+
+struct api_request {
+	/* Set by the front end; borrowed, valid until the answer is sent. */
+	const char *method; /* as received */
+	const char *path;   /* as received, not decoded, without the query */
+	const char *query;  /* after '?', not decoded; NULL when none */
+	/* A request header by name, any case; NULL when absent. */
+	const char *(*header)(void *ctx, const char *name);
+	void *header_ctx;
+	const char *body;
+	size_t body_len;
+
+	/* Set by api_begin(); api_request_release() frees them. */
+	const struct api_route *route;
+	struct api_param params[API_MAX_PARAMS];
+	size_t nr_params;
+};
+
+struct api_header {
+	const char *name; /* static */
+	char *value;
+};
+
+struct api_answer {
+	unsigned status;
+	const char *content_type; /* static */
+	struct buf body;
+	/* When set, the body is this shared config instead of `body` (sent
+	 * without a copy; see api_answer_data and api_answer_take_share). */
+	struct registry_share *share;
+	struct api_header headers[API_MAX_HEADERS];
+	size_t nr_headers;
+	/* The matched route's pattern for logs and metrics, never the raw
+	 * path; "-" when nothing matched. */
+	const char *route;
+};
+
+typedef void api_handler_fn(struct api *api, const struct api_request *req,
+			    struct api_answer *ans);
+
+struct api_route {
+	const char *method;
+	const char *pattern; /* "/v1/tables/{table}/generate" */
+	api_handler_fn *handler;
+	unsigned flags;
+	enum api_scope scope;
+};
+
+/* `opts` is copied; the registry stays the caller's. */
+struct api *api_new(const struct api_options *opts);
+void api_free(struct api *api);
+
+void api_request_init(struct api_request *req);
+void api_request_release(struct api_request *req);
+void api_answer_init(struct api_answer *ans);
+void api_answer_release(struct api_answer *ans);
+
+/* The path parameter `name` of the matched route (raw), or NULL. */
+const char *api_param(const struct api_request *req, const char *name);
+/*
+ * The query parameter `name`, decoded (%XX and '+'), into `out`. Returns 1
+ * when present, 0 when absent, -1 when malformed (a bad escape or a NUL).
+ */
+int api_query(const struct api_request *req, const char *name, struct buf *out);
+
+/*
+ * Match the route for the request's method and path, and check what can be
+ * checked before a body is read (path parameters; later the scope). Returns
+ * 0 with req->route set: read the body if the route has API_BODY, then call
+ * api_finish(). Returns -1 with `ans` filled (404, 405 with Allow, 400): send
+ * it and read no body. HEAD is matched as GET.
+ */
+int api_begin(struct api *api, struct api_request *req, struct api_answer *ans);
+/* Run the matched route's handler on the complete request. */
+void api_finish(struct api *api, struct api_request *req,
+		struct api_answer *ans);
+/* api_begin() and api_finish() for a front end that has the body already. */
+void api_handle(struct api *api, struct api_request *req,
+		struct api_answer *ans);
+
+/* The answer's body bytes, whether owned or shared. */
+const char *api_answer_data(const struct api_answer *ans, size_t *len);
+/* Take the shared config over (NULL when there is none): the caller
+ * releases it with registry_share_release() after sending. */
+struct registry_share *api_answer_take_share(struct api_answer *ans);
+/* Add a header to the answer; `name` must be a static string. */
+void api_answer_header(struct api_answer *ans, const char *name,
+		       const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* The header `name` of the answer (any case), or NULL. */
+const char *api_answer_get_header(const struct api_answer *ans,
+				  const char *name);
+/* A JSON error answer: {"error": msg, "field": field} with st's status. */
+void api_answer_error(struct api_answer *ans, enum status st, const char *msg,
+		      const char *field);
+
+/* {"error": msg, "field": field} (field left out when NULL or empty). */
+void api_error_json(const char *msg, const char *field, struct buf *out);
+
+#endif
