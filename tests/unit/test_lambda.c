@@ -14,8 +14,10 @@
 #include <cmocka.h>
 #include <jansson.h>
 
+#include "api.h"
 #include "buf.h"
 #include "lambda.h"
+#include "lambda_event.h"
 #include "registry.h"
 
 #define PAYLOAD                                                                \
@@ -83,12 +85,15 @@ static void b64(const char *in, struct buf *out)
 static json_t *handle(struct registry *r, size_t max_body, const char *event,
 		      struct lambda_answer *ans)
 {
+	struct api_options opts = {r, "store down for the test", max_body, NULL,
+				   NULL};
+	struct api *api = api_new(&opts);
 	json_error_t jerr;
 	json_t *doc;
 
 	lambda_answer_init(ans);
-	lambda_handle_event(r, "store down for the test", max_body, event,
-			    strlen(event), ans);
+	lambda_event_handle(api, event, strlen(event), ans);
+	api_free(api);
 	doc = json_loadb(ans->body.buf, ans->body.len, JSON_DECODE_ANY, &jerr);
 	if (!doc)
 		fail_msg("answer is not JSON: %s", ans->body.buf);
