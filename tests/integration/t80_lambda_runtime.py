@@ -150,6 +150,25 @@ def test_shapes():
         broken = rest_event(DATA)
         broken["body"] = 12
         proxy_error(proxy(api.invoke(broken)), 400)
+        # Issue 11 defect 10: a direct event obeys --max-body as proxy events do.
+        ans = api.invoke(big)
+        check(ans.kind == "error" and ans.json().get("errorType") == "too_large" and
+              "larger than" in ans.json().get("errorMessage", ""),
+              "direct event over --max-body: %r" % ans)
+        check(ans.headers.get("Lambda-Runtime-Function-Error-Type") == "too_large",
+              "too_large error type header: %s" % ans.headers)
+
+        # The table route, through the resource API Gateway matched (a base
+        # path mapping keeps its prefix in `path`).
+        ev = rest_event(DATA, path="/registry/v1/tables/astro/generate",
+                        resource="/v1/tables/{table}/generate")
+        ev["pathParameters"] = {"table": "astro"}
+        doc = proxy(api.invoke(ev))
+        check(doc["statusCode"] == 200 and doc["body"] == want, "rest table route: %s" % doc)
+        ev = rest_event(DATA, path="/v1/tables/other/generate",
+                        resource="/v1/tables/{table}/generate")
+        ev["pathParameters"] = {"table": "other"}
+        proxy_error(proxy(api.invoke(ev)), 400, "table")
 
         # HTTP API 2.0: $default stage, a named stage in rawPath, base64, errors.
         for ev in (http_event(DATA), http_event(DATA, raw_path="/prod/generate", stage="prod"),
@@ -164,6 +183,11 @@ def test_shapes():
         proxy_error(proxy(api.invoke(http_event(DATA, method="PUT"))), 405)
         proxy_error(proxy(api.invoke(http_event(DATA, raw_path="/other/generate",
                                                 stage="prod"))), 404)
+        doc = proxy(api.invoke(http_event(DATA, raw_path="/prod/v1/tables/astro/generate",
+                                          stage="prod")))
+        check(doc["statusCode"] == 200 and doc["body"] == want,
+              "http api table route under a stage: %s" % str(doc)[:200])
+        proxy_error(proxy(api.invoke(http_event(big))), 413)
 
         # A deadline already passed: an error, and no store work.
         ans = api.invoke(DATA, deadline_ms=int(time.time() * 1000) - 1000)
@@ -180,6 +204,29 @@ def test_shapes():
           "one log line per invocation (%d for %d)" % (log.count("lambda request_id="),
                                                       len(api.answers)))
     check(api.connections <= 2, "Runtime API connections kept alive: %d" % api.connections)
+
+
+def test_relative_deadline():
+    """Issue 11 defect 10: some local emulators send a relative deadline
+    ("5000"); it is no deadline at all, and is logged once."""
+    rt = Runtime("sqlite:" + os.path.join(TMP, "deadline.db"))
+    api = rt.api
+    try:
+        for deadline in (5000, 5000, "soon"):
+            ans = api.invoke(DATA, deadline_ms=deadline)
+            check(ans.kind == "response", "deadline %r: %r" % (deadline, ans))
+        doc = proxy(api.invoke(rest_event(DATA), deadline_ms=5000))
+        check(doc["statusCode"] == 200, "rest event with deadline 5000: %s" % str(doc)[:200])
+        # A real deadline is still honoured after that.
+        ans = api.invoke(DATA, deadline_ms=int(time.time() * 1000) - 1000)
+        check(ans.kind == "error" and "deadline" in ans.json()["errorMessage"],
+              "passed deadline after an ignored one: %r" % ans)
+    finally:
+        rc, log = rt.stop()
+    check(rc == 3, "relative deadline: exit status %s" % rc)
+    check(log.count("event=deadline_ignored") == 1,
+          "deadline_ignored logged once: %d" % log.count("event=deadline_ignored"))
+    check('event=deadline_ignored value="5000"' in log, "the ignored value is logged")
 
 
 def test_many():
@@ -324,8 +371,8 @@ def test_cold_start():
 
 def main():
     print("runtime:", " ".join(CMD), "(packaged, clean environment)" if PACKAGED else "")
-    run_steps((test_shapes, test_many, test_store_failure, test_init_errors,
-                  test_entry_points, test_cold_start),
+    run_steps((test_shapes, test_relative_deadline, test_many, test_store_failure,
+               test_init_errors, test_entry_points, test_cold_start),
               cleanup=lambda: shutil.rmtree(TMP, ignore_errors=True))
 
 

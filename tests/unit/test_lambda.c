@@ -316,6 +316,266 @@ static void test_no_store(void **state)
 	buf_release(&body);
 }
 
+/* The "field" member of a JSON error body, or "" (borrowed from `body`). */
+static const char *error_field(const struct buf *body, json_t **doc)
+{
+	const char *field;
+
+	*doc = json_loadb(body->buf, body->len, 0, NULL);
+	field = json_string_value(json_object_get(*doc, "field"));
+	return field ? field : "";
+}
+
+static json_t *http_api(const char *method, const char *raw_path,
+			const char *stage, const char *body)
+{
+	return json_pack("{s:s, s:s, s:s, s:s, s:b, s:{s:s}, s:{s:s, s:{s:s}}}",
+			 "version", "2.0", "routeKey", "$default", "rawPath",
+			 raw_path, "body", body, "isBase64Encoded", 0,
+			 "headers", "accept", "*/*", "requestContext", "stage",
+			 stage, "http", "method", method);
+}
+
+/* A REST event for a resource template with its path parameters. */
+static json_t *rest_resource(const char *path, const char *resource,
+			     const char *param, const char *value)
+{
+	json_t *ev = rest("POST", path, PAYLOAD, 0, NULL);
+
+	json_object_set_new(ev, "resource", json_string(resource));
+	json_object_set_new(ev, "pathParameters",
+			    json_pack("{s:s}", param, value));
+	return ev;
+}
+
+static void test_table_routes(void **state)
+{
+	struct buf body = BUF_INIT;
+	json_t *ev, *doc;
+
+	(void)state;
+	/* The path as sent, and the template API Gateway matched. */
+	assert_int_equal(proxy_status(reg, 1 << 20,
+				      rest("POST", "/v1/tables/unit/generate",
+					   PAYLOAD, 0, NULL),
+				      &body),
+			 200);
+	assert_non_null(strstr(body.buf, "server c1 10.0.0.1:80"));
+	ev = rest_resource("/v1/tables/unit/generate",
+			   "/v1/tables/{table}/generate", "table", "unit");
+	assert_int_equal(proxy_status(reg, 1 << 20, ev, NULL), 200);
+	/* A custom domain's base path: only the resource names the route. */
+	ev = rest_resource("/registry/v1/tables/unit/generate",
+			   "/v1/tables/{table}/generate", "table", "unit");
+	assert_int_equal(proxy_status(reg, 1 << 20, ev, NULL), 200);
+	/* A greedy proxy resource. */
+	ev = rest_resource("/registry/v1/tables/unit/generate", "/{proxy+}",
+			   "proxy", "v1/tables/unit/generate");
+	assert_int_equal(proxy_status(reg, 1 << 20, ev, &body), 200);
+	assert_non_null(strstr(body.buf, "backend web"));
+	/* A parameter that is missing, or would add a segment: no route. */
+	ev = rest_resource("/registry/v1/tables/unit/generate",
+			   "/v1/tables/{table}/generate", "other", "unit");
+	assert_int_equal(proxy_status(reg, 1 << 20, ev, NULL), 404);
+	ev = rest_resource("/registry/v1/tables/unit/generate",
+			   "/v1/tables/{table}/generate", "table", "a/b");
+	assert_int_equal(proxy_status(reg, 1 << 20, ev, NULL), 404);
+	/* A table name the store refuses, even when percent-encoded. */
+	ev = rest_resource("/registry/v1/tables/x/generate",
+			   "/v1/tables/{table}/generate", "table", "a b");
+	assert_int_equal(proxy_status(reg, 1 << 20, ev, &body), 400);
+	assert_string_equal(error_field(&body, &doc), "table");
+	json_decref(doc);
+
+	/* HTTP API 2.0: under a named stage and under $default. */
+	ev = http_api("POST", "/live/v1/tables/unit/generate", "live", PAYLOAD);
+	assert_int_equal(proxy_status(reg, 1 << 20, ev, &body), 200);
+	assert_non_null(strstr(body.buf, "server c1 10.0.0.1:80"));
+	ev = http_api("POST", "/v1/tables/unit/generate", "$default", PAYLOAD);
+	assert_int_equal(proxy_status(reg, 1 << 20, ev, NULL), 200);
+	/* The route key's template, when a base path hides the route. */
+	ev = http_api("POST", "/base/v1/tables/unit/generate", "$default",
+		      PAYLOAD);
+	json_object_set_new(ev, "routeKey",
+			    json_string("POST /v1/tables/{table}/generate"));
+	json_object_set_new(ev, "pathParameters",
+			    json_pack("{s:s}", "table", "unit"));
+	assert_int_equal(proxy_status(reg, 1 << 20, ev, NULL), 200);
+
+	/* The path names one table, the payload another. */
+	assert_int_equal(proxy_status(reg, 1 << 20,
+				      rest("POST", "/v1/tables/other/generate",
+					   PAYLOAD, 0, NULL),
+				      &body),
+			 400);
+	assert_string_equal(error_field(&body, &doc), "table");
+	json_decref(doc);
+	ev = http_api("POST", "/live/v1/tables/other/generate", "live",
+		      PAYLOAD);
+	assert_int_equal(proxy_status(reg, 1 << 20, ev, &body), 400);
+	assert_string_equal(error_field(&body, &doc), "table");
+	json_decref(doc);
+	ev = http_api("POST", "/v1/tables/bad!name/generate", "$default",
+		      PAYLOAD);
+	assert_int_equal(proxy_status(reg, 1 << 20, ev, &body), 400);
+	assert_string_equal(error_field(&body, &doc), "table");
+	json_decref(doc);
+	/* The pattern route knows its methods. */
+	ev = http_api("GET", "/live/v1/tables/unit/generate", "live", PAYLOAD);
+	assert_int_equal(proxy_status(reg, 1 << 20, ev, NULL), 405);
+	buf_release(&body);
+}
+
+/* The proxy answer's header `name`, or NULL. */
+static char *answer_header(struct registry *r, json_t *ev, const char *name,
+			   int *code)
+{
+	struct lambda_answer ans;
+	char *text = json_dumps(ev, 0);
+	json_t *doc = handle(r, 1 << 20, text, &ans);
+	const char *value = json_string_value(
+		json_object_get(json_object_get(doc, "headers"), name));
+	char *ret = value ? strdup(value) : NULL;
+
+	*code = (int)json_integer_value(json_object_get(doc, "statusCode"));
+	json_decref(doc);
+	json_decref(ev);
+	free(text);
+	lambda_answer_release(&ans);
+	return ret;
+}
+
+static void test_headers(void **state)
+{
+	json_t *ev;
+	char *value;
+	int code;
+
+	(void)state;
+	/* Allow comes from the api, as on HTTP. */
+	value = answer_header(reg, rest("GET", "/generate", NULL, 0, NULL),
+			      "Allow", &code);
+	assert_int_equal(code, 405);
+	assert_string_equal(value, "POST");
+	free(value);
+	value = answer_header(reg, rest("GET", "/healthz", NULL, 0, NULL),
+			      "Content-Type", &code);
+	assert_int_equal(code, 200);
+	assert_string_equal(value, "application/json");
+	free(value);
+
+	/* Repeated Accept headers (multiValueHeaders) count together. */
+	ev = rest("POST", "/generate", PAYLOAD, 0, NULL);
+	json_object_set_new(ev, "multiValueHeaders",
+			    json_pack("{s:[s, s]}", "accept", "text/plain",
+				      "application/json"));
+	value = answer_header(reg, ev, "Content-Type", &code);
+	assert_int_equal(code, 200);
+	assert_string_equal(value, "application/json");
+	free(value);
+	/* HTTP API header names come in lower case. */
+	ev = http_api("POST", "/generate", "$default", PAYLOAD);
+	json_object_set_new(ev, "headers",
+			    json_pack("{s:s}", "accept", "application/json"));
+	value = answer_header(reg, ev, "Content-Type", &code);
+	assert_int_equal(code, 200);
+	assert_string_equal(value, "application/json");
+	free(value);
+}
+
+/* A valid payload of over 1.1 MB (one long predicate). */
+static void big_payload(struct buf *out)
+{
+	size_t i;
+
+	(void)buf_addstr(out,
+			 "{\"table\":\"unit\",\"running\":[{\"serviceName\":"
+			 "\"web\",\"id\":\"c1\",\"ip\":\"10.0.0.1\"}],"
+			 "\"candidates\":[{\"serviceName\":\"web\","
+			 "\"port\":80,\"predicate\":\"");
+	for (i = 0; i < 1100000 / 8; i++)
+		(void)buf_addstr(out, "abcdefg.");
+	(void)buf_addstr(out, "example.com\",\"containers\":[{\"id\":\"c1\","
+			      "\"ip\":\"10.0.0.1\"}]}]}");
+}
+
+/* Issue 11, defect 10: direct events obey --max-body as proxy events do. */
+static void test_direct_max_body(void **state)
+{
+	struct lambda_answer ans;
+	struct buf big = BUF_INIT;
+	json_t *doc;
+
+	(void)state;
+	big_payload(&big);
+	assert_true(big.len > 1100000);
+	assert_int_equal(
+		proxy_status(reg, 1 << 20,
+			     rest("POST", "/generate", big.buf, 0, NULL), NULL),
+		413);
+	assert_int_equal(
+		proxy_status(reg, 1 << 20,
+			     http_api("POST", "/generate", "$default", big.buf),
+			     NULL),
+		413);
+	doc = handle(reg, 1 << 20, big.buf, &ans);
+	assert_true(ans.is_error);
+	assert_int_equal(ans.http, 413);
+	assert_string_equal(ans.err_type.buf, "too_large");
+	assert_string_equal(
+		json_string_value(json_object_get(doc, "errorType")),
+		"too_large");
+	assert_non_null(
+		strstr(json_string_value(json_object_get(doc, "errorMessage")),
+		       "larger than 1048576 bytes"));
+	json_decref(doc);
+	lambda_answer_release(&ans);
+
+	/* At the limit it passes; one byte under, it does not. */
+	doc = handle(reg, strlen(PAYLOAD), PAYLOAD, &ans);
+	assert_false(ans.is_error);
+	json_decref(doc);
+	lambda_answer_release(&ans);
+	doc = handle(reg, strlen(PAYLOAD) - 1, PAYLOAD, &ans);
+	assert_true(ans.is_error);
+	assert_string_equal(ans.err_type.buf, "too_large");
+	json_decref(doc);
+	lambda_answer_release(&ans);
+	buf_release(&big);
+}
+
+/* Issue 11, defect 10: a relative or garbled deadline is no deadline. */
+static void test_deadline(void **state)
+{
+	uint64_t now = 1764633600000ull, deadline = 0;
+	char text[32];
+
+	(void)state;
+	assert_int_equal(lambda_deadline_parse(NULL, now, &deadline), 0);
+	assert_int_equal(lambda_deadline_parse("", now, &deadline), 0);
+	snprintf(text, sizeof(text), "%llu", (unsigned long long)now + 3000);
+	assert_int_equal(lambda_deadline_parse(text, now, &deadline), 1);
+	assert_true(deadline == now + 3000);
+	/* Passed already: still a deadline (the caller refuses the work). */
+	snprintf(text, sizeof(text), "%llu", (unsigned long long)now - 1000);
+	assert_int_equal(lambda_deadline_parse(text, now, &deadline), 1);
+	assert_true(deadline == now - 1000);
+	/* Relative ms, epoch seconds, epoch microseconds, junk. */
+	assert_int_equal(lambda_deadline_parse("5000", now, &deadline), -1);
+	snprintf(text, sizeof(text), "%llu",
+		 (unsigned long long)(now / 1000 + 30));
+	assert_int_equal(lambda_deadline_parse(text, now, &deadline), -1);
+	snprintf(text, sizeof(text), "%llu", (unsigned long long)(now * 1000));
+	assert_int_equal(lambda_deadline_parse(text, now, &deadline), -1);
+	assert_int_equal(lambda_deadline_parse("-5000", now, &deadline), -1);
+	assert_int_equal(
+		lambda_deadline_parse(" 1764633603000", now, &deadline), -1);
+	assert_int_equal(
+		lambda_deadline_parse("99999999999999999999", now, &deadline),
+		-1);
+	assert_int_equal(lambda_deadline_parse("soon", now, &deadline), -1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -323,6 +583,10 @@ int main(void)
 		cmocka_unit_test(test_base64),
 		cmocka_unit_test(test_routes),
 		cmocka_unit_test(test_no_store),
+		cmocka_unit_test(test_table_routes),
+		cmocka_unit_test(test_headers),
+		cmocka_unit_test(test_direct_max_body),
+		cmocka_unit_test(test_deadline),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
