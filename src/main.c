@@ -273,7 +273,8 @@ static const struct cli_option lambda_cli_options[] = {
 	{"frontend-bind", "ADDR:PORT", "bind line of the generated frontend",
 	 RENDER_DEFAULT_BIND},
 	{"max-body", "BYTES",
-	 "largest API Gateway request body accepted (K/M/G suffixes)", "1M"},
+	 "largest request body or direct event accepted (K/M/G suffixes)",
+	 "1M"},
 	{NULL, NULL, NULL, NULL},
 };
 

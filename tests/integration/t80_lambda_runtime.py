@@ -216,7 +216,7 @@ def test_relative_deadline():
             ans = api.invoke(DATA, deadline_ms=deadline)
             check(ans.kind == "response", "deadline %r: %r" % (deadline, ans))
         doc = proxy(api.invoke(rest_event(DATA), deadline_ms=5000))
-        check(doc["statusCode"] == 200, "rest event with deadline 5000: %s" % str(doc)[:200])
+        check(doc.get("statusCode") == 200, "rest event with deadline 5000: %s" % str(doc)[:200])
         # A real deadline is still honoured after that.
         ans = api.invoke(DATA, deadline_ms=int(time.time() * 1000) - 1000)
         check(ans.kind == "error" and "deadline" in ans.json()["errorMessage"],
