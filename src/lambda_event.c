@@ -192,14 +192,13 @@ static json_t *lambda_get_nocase(json_t *obj, const char *name)
 static const char *lambda_event_header(void *ctx, const char *name)
 {
 	struct lambda_event *ev = ctx;
-	json_t *values, *cached;
+	json_t *values, *cached = json_object_get(ev->joined, name);
 	struct buf joined = BUF_INIT;
-	const char *ret = NULL;
+	const char *ret = json_string_value(cached);
 	size_t i;
 
-	cached = json_object_get(ev->joined, name);
 	if (cached)
-		return json_string_value(cached);
+		goto out;
 	values = lambda_get_nocase(
 		json_object_get(ev->event, "multiValueHeaders"), name);
 	for (i = 0; json_is_array(values) && i < json_array_size(values); i++) {
@@ -211,14 +210,15 @@ static const char *lambda_event_header(void *ctx, const char *name)
 			(void)buf_addstr(&joined, ", ");
 		(void)buf_addstr(&joined, s);
 	}
-	if (joined.len && !buf_overflowed(&joined)) {
-		cached = json_stringn(joined.buf, joined.len);
-		if (cached && !json_object_set_new(ev->joined, name, cached))
-			ret = json_string_value(cached);
+	if (!joined.len || buf_overflowed(&joined)) {
+		ret = json_string_value(lambda_get_nocase(
+			json_object_get(ev->event, "headers"), name));
 		goto out;
 	}
-	ret = json_string_value(
-		lambda_get_nocase(json_object_get(ev->event, "headers"), name));
+	/* set_new steals `cached` even when it fails. */
+	cached = json_stringn(joined.buf, joined.len);
+	if (cached && !json_object_set_new(ev->joined, name, cached))
+		ret = json_string_value(cached);
 out:
 	buf_release(&joined);
 	return ret;
@@ -412,53 +412,63 @@ static int lambda_fill_template(const char *tmpl, json_t *params,
 }
 
 /*
- * Try `path` as the request's route path: 0 when it names a route (api_begin
- * matched it, or refused the method or a parameter), else -1 with `ans`
- * holding the 404.
+ * api_begin() on `path`: 1 when it matched a route, 0 when it knows the
+ * path but refused the request (405, a bad parameter), -1 when it knows no
+ * such path; `ans` holds the refusal.
  */
 static int lambda_try_path(struct api *api, const char *path,
-			   struct api_request *req, struct api_answer *ans,
-			   int *matched)
+			   struct api_request *req, struct api_answer *ans)
 {
+	int rc = 1;
+
 	api_request_release(req);
 	api_answer_release(ans);
 	api_answer_init(ans);
 	req->path = path;
-	if (!api_begin(api, req, ans)) {
-		*matched = 1;
-		return 0;
-	}
-	*matched = 0;
-	return ans->status == 404 ? -1 : 0;
+	if (api_begin(api, req, ans))
+		rc = ans->status == 404 ? -1 : 0;
+	return rc;
+}
+
+/* The path without a named stage's prefix ("/live/generate"), or NULL. */
+static const char *lambda_unstaged_path(const struct lambda_event *ev)
+{
+	size_t n = ev->stage ? strlen(ev->stage) : 0;
+
+	if (!n || !strcmp(ev->stage, "$default") || ev->path[0] != '/' ||
+	    strncmp(ev->path + 1, ev->stage, n) || ev->path[1 + n] != '/')
+		return NULL;
+	return ev->path + 1 + n;
 }
 
 /*
- * Match the event's route: the path as sent; else the path without the
- * stage prefix (an HTTP API rawPath keeps a named stage, a custom domain
- * keeps its base path in a REST path); else the resource template API
- * Gateway matched, with the path parameters filled in. The first that names
- * a route wins; when none does, the path as sent gives the 404. Returns 0
- * with req->route set (go on with api_finish), -1 with `ans` filled.
+ * Match the event's route, trying in turn: the path as sent; the path
+ * without the stage prefix (an HTTP API rawPath keeps a named stage); the
+ * template API Gateway matched (REST resource, HTTP API routeKey) with the
+ * path parameters filled in, which also covers a custom domain's base path
+ * and {proxy+}. The first that names a route decides, even when the api
+ * refuses it; when none does, the answer is the api's 404 (the same for
+ * every path). Returns 0 with req->route set (go on with api_finish()), -1
+ * with `ans` filled.
  */
 static int lambda_event_begin(struct api *api, struct lambda_event *ev,
 			      struct api_request *req, struct api_answer *ans)
 {
-	size_t n = ev->stage ? strlen(ev->stage) : 0;
-	int matched = 0;
+	const char *paths[3];
+	size_t i;
+	int rc = -1;
 
-	if (!lambda_try_path(api, ev->path, req, ans, &matched))
-		goto out;
-	if (n && strcmp(ev->stage, "$default") && ev->path[0] == '/' &&
-	    !strncmp(ev->path + 1, ev->stage, n) && ev->path[1 + n] == '/' &&
-	    !lambda_try_path(api, ev->path + 1 + n, req, ans, &matched))
-		goto out;
-	if (ev->resource &&
-	    !lambda_fill_template(ev->resource, ev->path_params, &ev->route) &&
-	    !lambda_try_path(api, ev->route.buf, req, ans, &matched))
-		goto out;
-	(void)lambda_try_path(api, ev->path, req, ans, &matched);
-out:
-	return matched ? 0 : -1;
+	paths[0] = ev->path;
+	paths[1] = lambda_unstaged_path(ev);
+	paths[2] = ev->resource && !lambda_fill_template(ev->resource,
+							 ev->path_params,
+							 &ev->route)
+			   ? ev->route.buf
+			   : NULL;
+	for (i = 0; i < ARRAY_SIZE(paths) && rc < 0; i++)
+		if (paths[i])
+			rc = lambda_try_path(api, paths[i], req, ans);
+	return rc > 0 ? 0 : -1;
 }
 
 static int lambda_base64_value(char c)
