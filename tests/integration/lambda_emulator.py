@@ -46,6 +46,7 @@ class RuntimeAPI:
         self.init_errors = []  # (headers, body)
         self.violations = []
         self.connections = 0
+        self.resets = 0  # connections the runtime dropped mid-exchange
         self.nexts = 0
         self.closing = False
         api = self
@@ -60,6 +61,15 @@ class RuntimeAPI:
                 self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 with api.lock:
                     api.connections += 1
+
+            def handle(self):
+                # A runtime that refuses an event over its cap drops the
+                # connection mid-body; that is its answer, not a crash.
+                try:
+                    super().handle()
+                except ConnectionResetError:
+                    with api.lock:
+                        api.resets += 1
 
             def log_message(self, *args):
                 pass

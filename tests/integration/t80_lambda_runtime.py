@@ -211,6 +211,8 @@ def test_shapes():
           "one log line per invocation (%d for %d)" % (log.count("lambda request_id="),
                                                       len(api.answers)))
     check(api.connections <= 2, "Runtime API connections kept alive: %d" % api.connections)
+    check(api.resets <= 1, "connections dropped (only for the event over the cap): %d" %
+          api.resets)
 
 
 def test_relative_deadline():
