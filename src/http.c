@@ -499,15 +499,32 @@ static enum MHD_Result http_start(struct http_server *srv,
 	req->areq.path = req->uri;
 	req->areq.header = http_header;
 	req->areq.header_ctx = conn;
+	/*
+	 * libmicrohttpd closes the connection after an answer queued in this
+	 * first call, so without a body the answer waits for the next call
+	 * (the end of the request) and the connection stays open. With a body
+	 * we do not read, answering now and closing is what keeps its bytes
+	 * from being taken for a next request.
+	 */
 	if (api_begin(srv->api, &req->areq, &req->ans)) {
-		/* Unread body bytes must not be taken for a next request. */
 		req->close = req->has_body;
-		ret = http_send(req);
+		if (req->has_body) {
+			ret = http_send(req);
+		} else {
+			req->state = HTTP_READY;
+			ret = MHD_YES;
+		}
 		goto out;
 	}
 	if (!(req->areq.route->flags & API_BODY)) {
 		req->close = req->has_body;
-		ret = http_dispatch(srv, req);
+		if (req->has_body) {
+			ret = http_dispatch(srv, req);
+		} else {
+			req->state =
+				HTTP_BODY; /* nothing comes: dispatched next */
+			ret = MHD_YES;
+		}
 		goto out;
 	}
 	if (clen && strtoull(clen, NULL, 10) > srv->opts->max_body) {
