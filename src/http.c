@@ -29,14 +29,16 @@
 
 #define HTTP_DRAIN_SECONDS 30
 /*
- * libmicrohttpd keeps a request's headers, its read buffer, one record per
- * query argument and the answer's headers in one per-connection pool. A
- * full pool gets its own HTML 431, or no answer at all when the answer no
- * longer fits (2,000 query arguments were held until the timeout). So the
- * pool has room for the headers twice over plus a record (about 64 bytes)
- * for every argument a --max-header request line can hold ("a&" each), and
- * the limit is checked here, exactly, with a JSON answer. The pool is
- * mapped, not touched: only a request that uses it costs the memory.
+ * libmicrohttpd keeps a request's headers, its read buffer, one record (56
+ * bytes) per query argument and the answer's headers in one per-connection
+ * pool. A full pool gets its own HTML 431, or no answer at all when the
+ * pool ran out on argument records (2,000 arguments were held until the
+ * timeout): it cannot build the answer. So the pool has room for the
+ * headers twice over plus the records of a --max-header request line of
+ * short arguments ("a=1&"), and the limit is checked here, exactly, with a
+ * JSON answer. Only a line of empty arguments ("&&&...", a record per
+ * byte) still runs the pool dry; the header timeout answers it (408). The
+ * pool is mapped, not touched: only a request that uses it costs memory.
  */
 #define HTTP_POOL_SIZE(max_header) ((max_header)*34 + 8192)
 /* How often the header deadlines are checked. */
