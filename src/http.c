@@ -29,18 +29,22 @@
 
 #define HTTP_DRAIN_SECONDS 30
 /*
- * libmicrohttpd keeps a request's headers, its read buffer, one record (56
- * bytes) per query argument and the answer's headers in one per-connection
- * pool. A full pool gets its own HTML 431, or no answer at all when the
- * pool ran out on argument records (2,000 arguments were held until the
- * timeout): it cannot build the answer. So the pool has room for the
- * headers twice over plus the records of a --max-header request line of
- * short arguments ("a=1&"), and the limit is checked here, exactly, with a
- * JSON answer. Only a line of empty arguments ("&&&...", a record per
- * byte) still runs the pool dry; the header timeout answers it (408). The
- * pool is mapped, not touched: only a request that uses it costs memory.
+ * libmicrohttpd keeps a request's headers, its read buffer, one record per
+ * query argument and the answer's headers in one per-connection pool, and
+ * touches all of it on every request (a larger pool costs its size in
+ * memory for every connection). A full pool gets its own HTML 431, or no
+ * answer at all when it ran out on argument records: it cannot build the
+ * answer and never calls us (2,000 arguments were held until the timeout).
+ * So the pool gets room beyond --max-header, the limit is checked here,
+ * exactly, with a JSON answer, and a request line whose argument records
+ * cannot fit is answered by http_uri() through the reaper.
  */
-#define HTTP_POOL_SIZE(max_header) ((max_header)*34 + 8192)
+#define HTTP_POOL_SIZE(max_header) ((max_header)*2 + 8192)
+/* libmicrohttpd 0.9.75's record of one argument (struct MHD_HTTP_Header:
+ * two links, key and value with their sizes, the kind). */
+#define HTTP_ARG_RECORD 56
+/* How long libmicrohttpd gets to prove an estimate of http_uri() wrong. */
+#define HTTP_ARGS_GRACE_MS 50
 /* How often the header deadlines are checked. */
 #define HTTP_REAP_MS 100
 /* Non-writing store calls (/healthz) get a small lane of their own. */
@@ -77,11 +81,13 @@ struct http_conn {
 	MHD_socket fd;
 	uint64_t deadline_ms; /* headers due by then; 0: none pending */
 	int cut;	      /* shut down by the reaper */
+	const char *answer;   /* what the reaper sends; NULL: a 408 */
 };
 
 struct http_server {
 	struct api *api;
 	const struct http_options *opts;
+	size_t pool_size;
 	atomic_uint connections;
 	atomic_ulong refused;
 	atomic_ulong queue_full;
@@ -309,8 +315,7 @@ static struct http_conn *http_conn_of(struct MHD_Connection *conn)
 	return ci ? ci->socket_context : NULL;
 }
 
-/* The headers of the connection's request are in: no deadline until the
- * answer (0), or the next request's headers are due by `deadline_ms`. */
+/* After an answer: the next request's headers are due by `deadline_ms`. */
 static void http_conn_set_deadline(struct http_server *srv,
 				   struct MHD_Connection *conn,
 				   uint64_t deadline_ms)
@@ -321,7 +326,31 @@ static void http_conn_set_deadline(struct http_server *srv,
 		return;
 	pthread_mutex_lock(&srv->conns_lock);
 	c->deadline_ms = deadline_ms;
+	c->answer = NULL;
 	pthread_mutex_unlock(&srv->conns_lock);
+}
+
+/*
+ * The request's headers are in: no deadline until the answer. -1 when the
+ * reaper got there first (it wrote its answer and shut the socket down, so
+ * libmicrohttpd must write nothing more). The reaper checks and writes
+ * under the same lock, so exactly one of the two answers.
+ */
+static int http_conn_headers_done(struct http_server *srv,
+				  struct MHD_Connection *conn)
+{
+	struct http_conn *c = http_conn_of(conn);
+	int ret = 0;
+
+	if (!c)
+		return 0;
+	pthread_mutex_lock(&srv->conns_lock);
+	if (c->cut)
+		ret = -1;
+	c->deadline_ms = 0;
+	c->answer = NULL;
+	pthread_mutex_unlock(&srv->conns_lock);
+	return ret;
 }
 
 /* Lane of a blocking route: whatever may write the store queues apart from
@@ -473,7 +502,8 @@ static enum MHD_Result http_start(struct http_server *srv,
 
 	buf_init(&f.bad, BUF_CAP_MESSAGE);
 	req->method = xstrdup(method);
-	http_conn_set_deadline(srv, conn, 0);
+	if (http_conn_headers_done(srv, conn))
+		return MHD_NO;
 	MHD_get_connection_values(conn, MHD_HEADER_KIND, http_framing_header,
 				  &f);
 	clen = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
@@ -601,6 +631,48 @@ static enum MHD_Result http_access(void *cls, struct MHD_Connection *conn,
 	return ret;
 }
 
+/* What the reaper sends before it shuts a connection down. */
+static const char http_408[] =
+	"HTTP/1.1 408 Request Timeout\r\n"
+	"Connection: close\r\n"
+	"Content-Type: application/json\r\n"
+	"Content-Length: 45\r\n\r\n"
+	"{\"error\":\"the request headers took too long\"}";
+static const char http_431_args[] =
+	"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+	"Connection: close\r\n"
+	"Content-Type: application/json\r\n"
+	"Content-Length: 43\r\n\r\n"
+	"{\"error\":\"too many arguments in the query\"}";
+
+/*
+ * Will libmicrohttpd run its pool dry on this target's argument records
+ * (then it neither answers nor calls us)? The estimate counts the target
+ * twice (the read buffer grows in steps) and room for the headers; when it
+ * says yes, the reaper answers 431 shortly unless http_start() runs first
+ * and calls it off (see http_conn_headers_done()).
+ */
+static void http_uri_check_args(struct http_server *srv,
+				struct MHD_Connection *conn, const char *uri)
+{
+	const char *q = strchr(uri, '?');
+	size_t records = 0;
+	struct http_conn *c;
+
+	for (; q && *q; q++)
+		records += *q == '&';
+	if (records * HTTP_ARG_RECORD + strlen(uri) * 2 + 8192 <=
+	    srv->pool_size)
+		return;
+	c = http_conn_of(conn);
+	if (!c)
+		return;
+	pthread_mutex_lock(&srv->conns_lock);
+	c->deadline_ms = clock_now_ms() + HTTP_ARGS_GRACE_MS;
+	c->answer = http_431_args;
+	pthread_mutex_unlock(&srv->conns_lock);
+}
+
 /* Called with the request target as received, before libmicrohttpd parses
  * it: our request object starts here (it becomes *con_cls). */
 static void *http_uri(void *cls, const char *uri, struct MHD_Connection *conn)
@@ -622,6 +694,7 @@ static void *http_uri(void *cls, const char *uri, struct MHD_Connection *conn)
 		req->areq.query = q + 1;
 	}
 	atomic_fetch_add(&srv->in_flight, 1);
+	http_uri_check_args(srv, conn, uri);
 	return req;
 }
 
@@ -720,12 +793,6 @@ static void http_notify_connection(void *cls, struct MHD_Connection *conn,
  * while no answer is being sent (before the headers are complete, and after
  * the last answer went out in full).
  */
-static const char http_408[] =
-	"HTTP/1.1 408 Request Timeout\r\n"
-	"Connection: close\r\n"
-	"Content-Type: application/json\r\n"
-	"Content-Length: 45\r\n\r\n"
-	"{\"error\":\"the request headers took too long\"}";
 
 static void *http_reaper(void *arg)
 {
@@ -743,7 +810,8 @@ static void *http_reaper(void *arg)
 			if (c->cut || !c->deadline_ms || now < c->deadline_ms ||
 			    c->fd == MHD_INVALID_SOCKET)
 				continue;
-			(void)!send(c->fd, http_408, sizeof(http_408) - 1,
+			(void)!send(c->fd, c->answer ? c->answer : http_408,
+				    strlen(c->answer ? c->answer : http_408),
 				    MSG_DONTWAIT | MSG_NOSIGNAL);
 			shutdown(c->fd, SHUT_RDWR);
 			c->cut = 1;
@@ -870,7 +938,8 @@ bad:
 enum status http_serve(struct registry *reg, const struct http_options *opts,
 		       struct buf *err)
 {
-	struct http_server srv = {.opts = opts};
+	struct http_server srv = {
+		.opts = opts, .pool_size = HTTP_POOL_SIZE(opts->max_header)};
 	struct api_options aopts = {0};
 	struct sockaddr_storage ss;
 	struct MHD_Daemon *d = NULL;
@@ -945,8 +1014,7 @@ enum status http_serve(struct registry *reg, const struct http_options *opts,
 		opts->max_connections + threads * 2,
 		MHD_OPTION_PER_IP_CONNECTION_LIMIT,
 		opts->max_connections_per_ip,
-		MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-		(size_t)HTTP_POOL_SIZE(opts->max_header),
+		MHD_OPTION_CONNECTION_MEMORY_LIMIT, srv.pool_size,
 		/* Grow the read buffer in large steps: a large body then
 		 * arrives in few reads (3 MB took 5 ms longer in 1 KiB steps).
 		 */

@@ -275,19 +275,16 @@ def test_framing():
               "%s: one %d answer, then closed (%r, %s, %.2fs)" % (what, code, got, how, took))
         check(json_of(out) is not None and "error" in json_of(out),
               "%s: a JSON error (%r)" % (what, out[-120:]))
-    # Request lines with thousands of query arguments got no answer at all.
-    for n in (2000, 5000):
-        q = "&".join("a%d=1" % i for i in range(n))
+    # Request lines with thousands of query arguments got no answer at all:
+    # libmicrohttpd's pool runs out on their records. What fits is served,
+    # the rest gets 431 JSON at once.
+    for what, q, want in (("500 query arguments", "&".join("a%d=1" % i for i in range(500)), 200),
+                          ("2,000 query arguments", "&".join("a%d=1" % i for i in range(2000)), 431),
+                          ("5,000 query arguments", "&".join("a%d=1" % i for i in range(5000)), 431),
+                          ("16,000 empty query arguments", "&" * 16000, 431)):
         st, out, took = get(srv, "/healthz?" + q)
-        want = 200 if len(q) < 16000 else 431
-        check(st == want and took < SLOW, "%d query arguments: %d (got %d in %.2fs)"
-              % (n, want, st, took))
-    # libmicrohttpd cannot answer once argument records (one per '&') fill
-    # its pool: the header timeout answers for it.
-    out, how, took = raw(srv, b"GET /healthz?" + b"&" * 16000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
-    check(answers(out) == [408] and took < 4,
-          "16,000 empty query arguments: 408 at the header timeout (%r, %.1fs)"
-          % (answers(out), took))
+        check(st == want and took < SLOW and json_of(out) is not None,
+              "%s: %d with JSON (got %d in %.2fs)" % (what, want, st, took))
     # Only bare CRs, never a line feed: the request line never ends, so the
     # header timeout answers it.
     out, how, took = raw(srv, b"GET /healthz HTTP/1.1\rHost: x\r\r", timeout=10)
