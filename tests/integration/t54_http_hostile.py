@@ -57,7 +57,7 @@ def raw(srv, data, timeout=10, src="127.0.0.1"):
 
 def answers(out):
     """The status codes of every answer in a byte stream."""
-    return [int(m) for m in re.findall(rb"(?:^|\r\n\r\n|[}>])HTTP/1\.[01] (\d{3}) ", out)]
+    return [int(m) for m in re.findall(rb"HTTP/1\.[01] (\d{3}) [A-Z]", out)]
 
 
 def get(srv, path="/healthz", src="127.0.0.1", timeout=10):
@@ -294,6 +294,11 @@ def test_framing():
     # Keep-alive still works for well-framed requests.
     out, how, took = raw(srv, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" + P)
     check(answers(out) == [200, 200], "two well-framed pipelined requests: %r" % answers(out))
+    post1 = (b"POST /generate HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(BODY)
+             + BODY)
+    out, how, took = raw(srv, post1 + b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n" + post1 + P)
+    check(answers(out) == [200, 404, 200, 200],
+          "keep-alive across store calls and a 404: %r" % answers(out))
     check(srv.stop() == 0, "clean stop")
 
 
