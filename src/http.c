@@ -502,8 +502,10 @@ static enum MHD_Result http_start(struct http_server *srv,
 
 	buf_init(&f.bad, BUF_CAP_MESSAGE);
 	req->method = xstrdup(method);
-	if (http_conn_headers_done(srv, conn))
-		return MHD_NO;
+	if (http_conn_headers_done(srv, conn)) {
+		ret = MHD_NO;
+		goto out;
+	}
 	MHD_get_connection_values(conn, MHD_HEADER_KIND, http_framing_header,
 				  &f);
 	clen = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
@@ -577,6 +579,42 @@ out:
 	return ret;
 }
 
+/* A call in HTTP_BODY: more of the body, or (none left) its end. */
+static enum MHD_Result http_body(struct http_server *srv,
+				 struct http_request *req, const char *data,
+				 size_t *size)
+{
+	struct buf scratch = BUF_INIT;
+	enum MHD_Result ret = MHD_YES;
+
+	if (!*size) {
+		if (req->too_large) {
+			http_too_large(srv, req);
+			ret = http_send(req);
+		} else {
+			ret = http_dispatch(srv, req);
+		}
+		goto out;
+	}
+	/* libmicrohttpd times out idle clients only; a body trickled byte by
+	 * byte must still arrive within the read timeout. It cannot queue an
+	 * answer in mid-body, so the connection is cut. */
+	if (srv->opts->read_timeout &&
+	    clock_now_us() - req->start_us >
+		    (uint64_t)srv->opts->read_timeout * 1000000) {
+		log_event("event=read_timeout path=%s received=%zu",
+			  log_quote(&scratch, req->uri), req->body.len);
+		ret = MHD_NO;
+		goto out;
+	}
+	if (!req->too_large && buf_add(&req->body, data, *size))
+		req->too_large = 1;
+	*size = 0;
+out:
+	buf_release(&scratch);
+	return ret;
+}
+
 static enum MHD_Result http_access(void *cls, struct MHD_Connection *conn,
 				   const char *url, const char *method,
 				   const char *version, const char *upload_data,
@@ -584,7 +622,6 @@ static enum MHD_Result http_access(void *cls, struct MHD_Connection *conn,
 {
 	struct http_server *srv = cls;
 	struct http_request *req = *con_cls;
-	struct buf scratch = BUF_INIT;
 	enum MHD_Result ret = MHD_YES;
 
 	(void)url;  /* the raw target comes from http_uri() */
@@ -593,41 +630,21 @@ static enum MHD_Result http_access(void *cls, struct MHD_Connection *conn,
 		return MHD_NO; /* http_uri() runs first for every request */
 	switch (req->state) {
 	case HTTP_NEW:
-		return http_start(srv, req, method, version);
+		ret = http_start(srv, req, method, version);
+		break;
 	case HTTP_BODY:
-		if (!*upload_data_size) {
-			if (req->too_large) {
-				http_too_large(srv, req);
-				return http_send(req);
-			}
-			return http_dispatch(srv, req);
-		}
-		/* libmicrohttpd times out idle clients only; a body trickled
-		 * byte by byte must still arrive within the read timeout. It
-		 * cannot queue an answer in mid-body, so the connection is
-		 * cut. */
-		if (srv->opts->read_timeout &&
-		    clock_now_us() - req->start_us >
-			    (uint64_t)srv->opts->read_timeout * 1000000) {
-			log_event("event=read_timeout path=%s received=%zu",
-				  log_quote(&scratch, req->uri), req->body.len);
-			buf_release(&scratch);
-			return MHD_NO;
-		}
-		if (!req->too_large &&
-		    buf_add(&req->body, upload_data, *upload_data_size))
-			req->too_large = 1;
-		*upload_data_size = 0;
-		return MHD_YES;
+		ret = http_body(srv, req, upload_data, upload_data_size);
+		break;
 	case HTTP_QUEUED:
-		return MHD_YES; /* not called while suspended */
+		break; /* not called while suspended */
 	case HTTP_READY:
 		ret = http_send(req);
+		*upload_data_size = 0; /* discard what still comes */
 		break;
 	case HTTP_SENT:
+		*upload_data_size = 0;
 		break;
 	}
-	*upload_data_size = 0; /* discard what still comes */
 	return ret;
 }
 
