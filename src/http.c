@@ -43,8 +43,10 @@
 /* libmicrohttpd 0.9.75's record of one argument (struct MHD_HTTP_Header:
  * two links, key and value with their sizes, the kind). */
 #define HTTP_ARG_RECORD 56
-/* How long libmicrohttpd gets to prove an estimate of http_uri() wrong. */
-#define HTTP_ARGS_GRACE_MS 50
+/* How long libmicrohttpd gets to prove an estimate of http_uri() wrong: it
+ * parses the arguments at once, but the headers after them may take a
+ * moment (the answer would be a wrong 431 then). */
+#define HTTP_ARGS_GRACE_MS 250
 /* How often the header deadlines are checked. */
 #define HTTP_REAP_MS 100
 /* Non-writing store calls (/healthz) get a small lane of their own. */
