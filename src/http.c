@@ -822,21 +822,27 @@ static void *http_reaper(void *arg)
 		struct timespec ts;
 		struct http_conn *c;
 		uint64_t now = clock_now_ms();
-		unsigned long cut = 0;
+		unsigned long cut = 0, args = 0;
 
 		pthread_mutex_lock(&srv->conns_lock);
 		for (c = srv->conns; c; c = c->next) {
+			const char *answer = c->answer ? c->answer : http_408;
+
 			if (c->cut || !c->deadline_ms || now < c->deadline_ms ||
 			    c->fd == MHD_INVALID_SOCKET)
 				continue;
-			(void)!send(c->fd, c->answer ? c->answer : http_408,
-				    strlen(c->answer ? c->answer : http_408),
+			(void)!send(c->fd, answer, strlen(answer),
 				    MSG_DONTWAIT | MSG_NOSIGNAL);
 			shutdown(c->fd, SHUT_RDWR);
 			c->cut = 1;
-			cut++;
+			if (c->answer)
+				args++;
+			else
+				cut++;
 		}
 		pthread_mutex_unlock(&srv->conns_lock);
+		if (args)
+			log_event("event=too_many_arguments refused=%lu", args);
 		if (cut) {
 			unsigned long n =
 				atomic_fetch_add(&srv->header_timeouts, cut) +
