@@ -107,7 +107,7 @@ struct http_server {
 
 enum http_state {
 	HTTP_NEW,    /* request line seen, headers not handled yet */
-	HTTP_BODY,   /* reading the body of an API_BODY route */
+	HTTP_BODY,   /* reading the body (API_BODY), or waiting for the end */
 	HTTP_QUEUED, /* suspended while a worker runs the route */
 	HTTP_READY,  /* the answer waits to be queued */
 	HTTP_SENT,   /* the answer is queued; what still comes is dropped */
