@@ -1,7 +1,7 @@
 /*
- * The HTTP server: libmicrohttpd with a thread pool, a route table, bodies
- * capped before they are read in full, JSON errors and one access-log line
- * per request.
+ * The HTTP front end: libmicrohttpd turned into API requests and API answers
+ * back, store calls on worker lanes off the polling threads, framing checks
+ * of our own, and time and connection limits against hostile clients.
  */
 #include "http.h"
 
@@ -12,104 +12,129 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "api.h"
+#include "clock.h"
 #include "log.h"
 #include "xalloc.h"
 #include "banned.h"
 
 #define HTTP_DRAIN_SECONDS 30
 /*
- * libmicrohttpd keeps a request's headers, its read buffer and the answer's
- * headers in one per-connection pool, and answers a full pool with its own
- * HTML 431, or closes the connection when the headers fit but the answer
- * does not. So the pool gets room beyond --max-header and the limit is
- * checked here, exactly, with a JSON answer.
+ * libmicrohttpd keeps a request's headers, its read buffer, one record per
+ * query argument and the answer's headers in one per-connection pool, and
+ * touches all of it on every request (a larger pool costs its size in
+ * memory for every connection). A full pool gets its own HTML 431, or no
+ * answer at all when it ran out on argument records: it cannot build the
+ * answer and never calls us (2,000 arguments were held until the timeout).
+ * So the pool gets room beyond --max-header, the limit is checked here,
+ * exactly, with a JSON answer, and a request line whose argument records
+ * cannot fit is answered by http_uri() through the reaper.
  */
 #define HTTP_POOL_SIZE(max_header) ((max_header)*2 + 8192)
+/* libmicrohttpd 0.9.75's record of one argument (struct MHD_HTTP_Header:
+ * two links, key and value with their sizes, the kind). */
+#define HTTP_ARG_RECORD 56
+/* How long libmicrohttpd gets to prove an estimate of http_uri() wrong: it
+ * parses the arguments at once, but the headers after them may take a
+ * moment (the answer would be a wrong 431 then). */
+#define HTTP_ARGS_GRACE_MS 250
+/* How often the header deadlines are checked. */
+#define HTTP_REAP_MS 100
+/* Non-writing store calls (/healthz) get a small lane of their own. */
+#define HTTP_READ_WORKERS     2
+#define HTTP_DEFAULT_WORKERS  16
+#define HTTP_DEFAULT_QUEUE    64
+#define HTTP_RETRY_AFTER_SECS 1
+
+enum http_lane_id {
+	HTTP_LANE_WRITE,
+	HTTP_LANE_READ,
+	HTTP_NR_LANES,
+};
+
+struct http_request;
+struct http_server;
+
+/* Threads that run API_BLOCKING routes, fed by a bounded queue. */
+struct http_lane {
+	const char *name;
+	struct http_server *srv;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct http_request *head, *tail; /* waiting for a worker */
+	unsigned len, max;
+	unsigned nr_workers;
+	pthread_t *workers;
+	int stopping;
+};
+
+/* A connection, for the header deadline (its socket context). */
+struct http_conn {
+	struct http_conn *prev, *next;
+	MHD_socket fd;
+	uint64_t deadline_ms; /* headers due by then; 0: none pending */
+	int cut;	      /* shut down by the reaper */
+	const char *answer;   /* what the reaper sends; NULL: a 408 */
+};
 
 struct http_server {
-	struct registry *reg;
+	struct api *api;
 	const struct http_options *opts;
+	size_t pool_size;
 	atomic_uint connections;
 	atomic_ulong refused;
+	atomic_ulong queue_full;
+	atomic_ulong header_timeouts;
 	atomic_uint in_flight;
+	struct http_lane lanes[HTTP_NR_LANES];
+	/* Every open connection, for the reaper (guarded by conns_lock). */
+	pthread_mutex_t conns_lock;
+	struct http_conn *conns;
+	pthread_t reaper;
+	pthread_mutex_t reaper_lock;
+	pthread_cond_t reaper_cond;
+	int reaper_stop;
 };
 
-/* Per-request state, from the first call of the handler to completion. */
+enum http_state {
+	HTTP_NEW,    /* request line seen, headers not handled yet */
+	HTTP_BODY,   /* reading the body (API_BODY), or waiting for the end */
+	HTTP_QUEUED, /* suspended while a worker runs the route */
+	HTTP_READY,  /* the answer waits to be queued */
+	HTTP_SENT,   /* the answer is queued; what still comes is dropped */
+};
+
+/* One request, from its request line to the completion notice. */
 struct http_request {
-	struct timespec start;
-	const struct http_route *route;
-	char method[8];
-	char *path;
+	struct http_server *srv;
+	struct MHD_Connection *conn;
+	struct http_request *next; /* in a lane's queue */
+	uint64_t start_us;
+	enum http_state state;
+	char *uri;    /* the request target as received, cut at '?' */
+	char *method; /* NULL until the headers are complete */
+	struct api_request areq;
+	struct api_answer ans;
 	struct buf body;
+	int has_body;  /* Content-Length over 0 or Transfer-Encoding */
+	int too_large; /* a chunked body went over --max-body */
+	int close;     /* close the connection after the answer */
 	unsigned status;
 	size_t bytes;
-	int too_large;
-	int answered;
-};
-
-typedef void http_handler_fn(struct http_server *srv,
-			     struct MHD_Connection *conn,
-			     struct http_request *req);
-
-struct http_route {
-	const char *method;
-	const char *path;
-	http_handler_fn *handler;
-	unsigned flags;
-};
-
-#define ROUTE_BODY (1u << 0) /* reads a request body */
-
-static http_handler_fn http_generate, http_healthz;
-
-static const struct http_route http_routes[] = {
-	{"POST", "/generate", http_generate, ROUTE_BODY},
-	{"GET", "/healthz", http_healthz, 0},
 };
 
 void http_error_json(const char *msg, const char *field, struct buf *out)
 {
-	(void)buf_addstr(out, "{\"error\":");
-	(void)buf_addjson(out, msg, strlen(msg));
-	if (field && *field) {
-		(void)buf_addstr(out, ",\"field\":");
-		(void)buf_addjson(out, field, strlen(field));
-	}
-	(void)buf_addstr(out, "}");
-}
-
-/* Queue `body` (taken over) as the answer. */
-static void http_respond(struct MHD_Connection *conn, struct http_request *req,
-			 unsigned status, const char *content_type,
-			 struct buf *body, const char *allow)
-{
-	struct MHD_Response *resp;
-	size_t len;
-	char *data = buf_detach(body, &len);
-
-	resp = MHD_create_response_from_buffer(len, data,
-					       MHD_RESPMEM_MUST_FREE);
-	if (!resp) {
-		free(data);
-		return;
-	}
-	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
-				content_type);
-	if (allow)
-		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
-	if (MHD_queue_response(conn, status, resp) == MHD_YES) {
-		req->status = status;
-		req->bytes = len;
-		req->answered = 1;
-	}
-	MHD_destroy_response(resp);
+	api_error_json(msg, field, out);
 }
 
 static void http_share_free(void *cls)
@@ -117,162 +142,479 @@ static void http_share_free(void *cls)
 	registry_share_release(cls);
 }
 
-/* A 200 text/plain answer from a shared config (taken over), sent without
- * copying it: the reference goes when libmicrohttpd is done with it. */
-static void http_respond_share(struct MHD_Connection *conn,
-			       struct http_request *req,
-			       struct registry_share *share)
+/* Queue req->ans; the share goes with the response, the body is taken. */
+static enum MHD_Result http_send(struct http_request *req)
 {
+	struct api_answer *ans = &req->ans;
+	struct registry_share *share;
 	struct MHD_Response *resp;
-	size_t len;
-	const char *data = registry_share_data(share, &len);
+	enum MHD_Result ret;
+	size_t len, i;
 
-	resp = MHD_create_response_from_buffer_with_free_callback_cls(
-		len, (void *)data, http_share_free, share);
-	if (!resp) {
-		registry_share_release(share);
-		return;
+	req->state = HTTP_SENT;
+	if (buf_overflowed(&ans->body))
+		api_answer_error(ans, ST_INTERNAL, "the answer is incomplete",
+				 NULL);
+	share = api_answer_take_share(ans);
+	if (share) {
+		const char *data = registry_share_data(share, &len);
+
+		resp = MHD_create_response_from_buffer_with_free_callback_cls(
+			len, (void *)data, http_share_free, share);
+		if (!resp)
+			registry_share_release(share);
+	} else {
+		char *data = buf_detach(&ans->body, &len);
+
+		resp = MHD_create_response_from_buffer(len, data,
+						       MHD_RESPMEM_MUST_FREE);
+		if (!resp)
+			free(data);
 	}
+	if (!resp)
+		return MHD_NO;
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
-				"text/plain; charset=utf-8");
-	if (MHD_queue_response(conn, 200, resp) == MHD_YES) {
-		req->status = 200;
-		req->bytes = len;
-		req->answered = 1;
-	}
+				ans->content_type);
+	for (i = 0; i < ans->nr_headers; i++)
+		MHD_add_response_header(resp, ans->headers[i].name,
+					ans->headers[i].value);
+	if (req->close)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION,
+					"close");
+	ret = MHD_queue_response(req->conn, ans->status, resp);
 	MHD_destroy_response(resp);
+	if (ret == MHD_YES) {
+		req->status = ans->status;
+		req->bytes = len;
+	}
+	return ret;
 }
 
-static void http_respond_error(struct MHD_Connection *conn,
-			       struct http_request *req, enum status st,
-			       const char *msg, const char *field,
-			       const char *allow)
+/* Answer with a JSON error now and close the connection after it. */
+static enum MHD_Result http_refuse(struct http_request *req, enum status st,
+				   unsigned http_status, const char *msg)
 {
-	struct buf body = BUF_INIT;
-
-	http_error_json(msg, field, &body);
-	http_respond(conn, req, status_http(st), "application/json", &body,
-		     allow);
+	api_answer_error(&req->ans, st, msg, NULL);
+	if (http_status)
+		req->ans.status = http_status;
+	req->close = 1;
+	return http_send(req);
 }
 
-static void http_respond_too_large(struct http_server *srv,
+static const char *http_header(void *ctx, const char *name)
+{
+	return MHD_lookup_connection_value(ctx, MHD_HEADER_KIND, name);
+}
+
+/* What the framing checks need from the request headers. */
+struct http_framing {
+	unsigned content_lengths, transfer_encodings, hosts;
+	const char *transfer_encoding;
+	struct buf bad; /* the first problem found, empty when none */
+	size_t header_bytes;
+};
+
+static int http_is_tchar(unsigned char c)
+{
+	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
+	       (c >= 'A' && c <= 'Z') || strchr("!#$%&'*+-.^_`|~", c);
+}
+
+static enum MHD_Result http_framing_header(void *cls, enum MHD_ValueKind kind,
+					   const char *key, const char *value)
+{
+	struct http_framing *f = cls;
+	const char *p;
+
+	(void)kind;
+	f->header_bytes += strlen(key) + (value ? strlen(value) : 0) + 4;
+	if (!strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH))
+		f->content_lengths++;
+	else if (!strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING)) {
+		f->transfer_encodings++;
+		f->transfer_encoding = value;
+	} else if (!strcasecmp(key, MHD_HTTP_HEADER_HOST))
+		f->hosts++;
+	if (f->bad.len)
+		return MHD_YES;
+	/* "Content-Length : 5" arrives as the name "Content-Length ". */
+	for (p = key; *p && http_is_tchar((unsigned char)*p); p++)
+		;
+	if (*p || !*key) {
+		(void)buf_addstr(&f->bad, "header name ");
+		(void)buf_addquoted(&f->bad, key, strlen(key));
+		(void)buf_addstr(&f->bad, " is not a token");
+		return MHD_YES;
+	}
+	for (p = value ? value : ""; *p; p++)
+		if (*p == '\r' || *p == '\n') {
+			(void)buf_addstr(&f->bad, "header ");
+			(void)buf_addquoted(&f->bad, key, strlen(key));
+			(void)buf_addstr(&f->bad, " has a line break");
+			break;
+		}
+	return MHD_YES;
+}
+
+/*
+ * Refuse what a front proxy might frame differently from us (RFC 9112
+ * sections 3.2 and 6): answers 400 (501 for a transfer coding other than
+ * chunked) and closes the connection, so a request smuggled behind it is
+ * never read. libmicrohttpd 0.9.75 already refuses a Content-Length that is
+ * not a number. Returns 0 when the request may go on.
+ */
+static int http_check_framing(struct http_request *req, const char *version,
+			      struct http_framing *f)
+{
+	struct buf msg = BUF_INIT;
+	unsigned code = 0;
+	int ret = -1;
+	const char *p;
+
+	/* A bare CR does not end a line for libmicrohttpd: it stays in the
+	 * target or in a header value, where it is refused. */
+	for (p = req->uri; *p && (unsigned char)*p > ' ' && *p != 0x7f; p++)
+		;
+	if (!*p && req->areq.query)
+		for (p = req->areq.query;
+		     *p && (unsigned char)*p > ' ' && *p != 0x7f; p++)
+			;
+	if (*p) {
+		(void)buf_addstr(&msg, "the request target has a control byte");
+	} else if (f->bad.len) {
+		(void)buf_addstr(&msg, f->bad.buf);
+	} else if (f->content_lengths > 1) {
+		(void)buf_addstr(&msg, "more than one Content-Length header");
+	} else if (f->transfer_encodings && f->content_lengths) {
+		(void)buf_addstr(&msg, "Content-Length with Transfer-Encoding");
+	} else if (f->transfer_encodings > 1) {
+		(void)buf_addstr(&msg, "more than one Transfer-Encoding");
+	} else if (f->transfer_encodings &&
+		   strcasecmp(f->transfer_encoding, "chunked")) {
+		(void)buf_addstr(&msg, "transfer coding ");
+		(void)buf_addquoted(&msg, f->transfer_encoding,
+				    strlen(f->transfer_encoding));
+		(void)buf_addstr(&msg, " is not supported");
+		code = MHD_HTTP_NOT_IMPLEMENTED;
+	} else if (f->hosts > 1) {
+		(void)buf_addstr(&msg, "more than one Host header");
+	} else if (!f->hosts && !strcmp(version, MHD_HTTP_VERSION_1_1)) {
+		(void)buf_addstr(&msg, "an HTTP/1.1 request without Host");
+	} else {
+		ret = 0;
+	}
+	if (ret)
+		(void)http_refuse(req, ST_INVALID, code, msg.buf);
+	buf_release(&msg);
+	return ret;
+}
+
+static struct http_conn *http_conn_of(struct MHD_Connection *conn)
+{
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(
+		conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+
+	return ci ? ci->socket_context : NULL;
+}
+
+/* After an answer: the next request's headers are due by `deadline_ms`. */
+static void http_conn_set_deadline(struct http_server *srv,
 				   struct MHD_Connection *conn,
-				   struct http_request *req)
+				   uint64_t deadline_ms)
+{
+	struct http_conn *c = http_conn_of(conn);
+
+	if (!c)
+		return;
+	pthread_mutex_lock(&srv->conns_lock);
+	c->deadline_ms = deadline_ms;
+	c->answer = NULL;
+	pthread_mutex_unlock(&srv->conns_lock);
+}
+
+/*
+ * The request's headers are in: no deadline until the answer. -1 when the
+ * reaper got there first (it wrote its answer and shut the socket down, so
+ * libmicrohttpd must write nothing more). The reaper checks and writes
+ * under the same lock, so exactly one of the two answers.
+ */
+static int http_conn_headers_done(struct http_server *srv,
+				  struct MHD_Connection *conn)
+{
+	struct http_conn *c = http_conn_of(conn);
+	int ret = 0;
+
+	if (!c)
+		return 0;
+	pthread_mutex_lock(&srv->conns_lock);
+	if (c->cut)
+		ret = -1;
+	c->deadline_ms = 0;
+	c->answer = NULL;
+	pthread_mutex_unlock(&srv->conns_lock);
+	return ret;
+}
+
+/* Lane of a blocking route: whatever may write the store queues apart from
+ * the reads, so /healthz never waits behind writers held by a lock. */
+static struct http_lane *http_lane_of(struct http_server *srv,
+				      const struct api_route *route)
+{
+	if (route->scope >= API_SCOPE_TABLE_WRITE)
+		return &srv->lanes[HTTP_LANE_WRITE];
+	return &srv->lanes[HTTP_LANE_READ];
+}
+
+/*
+ * Hand the request to a worker: suspend the connection first (a worker may
+ * finish and resume it before this returns; resuming a connection that is
+ * not suspended yet would be lost), then queue it. -1 when the queue is
+ * full or stopping: nothing was suspended.
+ */
+static int http_lane_submit(struct http_lane *lane, struct http_request *req)
+{
+	int ret = -1;
+
+	pthread_mutex_lock(&lane->lock);
+	if (!lane->stopping && lane->len < lane->max) {
+		req->state = HTTP_QUEUED;
+		MHD_suspend_connection(req->conn);
+		req->next = NULL;
+		if (lane->tail)
+			lane->tail->next = req;
+		else
+			lane->head = req;
+		lane->tail = req;
+		lane->len++;
+		pthread_cond_signal(&lane->cond);
+		ret = 0;
+	}
+	pthread_mutex_unlock(&lane->lock);
+	return ret;
+}
+
+/* A worker: run queued routes until the lane stops and its queue is empty. */
+static void *http_worker(void *arg)
+{
+	struct http_lane *lane = arg;
+	struct http_server *srv = lane->srv;
+
+	for (;;) {
+		struct http_request *req;
+
+		pthread_mutex_lock(&lane->lock);
+		while (!lane->head && !lane->stopping)
+			pthread_cond_wait(&lane->cond, &lane->lock);
+		req = lane->head;
+		if (req) {
+			lane->head = req->next;
+			if (!lane->head)
+				lane->tail = NULL;
+			lane->len--;
+		}
+		pthread_mutex_unlock(&lane->lock);
+		if (!req)
+			break;
+		api_finish(srv->api, &req->areq, &req->ans);
+		/* MHD_resume_connection() takes libmicrohttpd's lock, which the
+		 * polling thread takes before it calls us again: the answer is
+		 * seen complete there. */
+		req->state = HTTP_READY;
+		MHD_resume_connection(req->conn);
+	}
+	return NULL;
+}
+
+static void http_lane_start(struct http_lane *lane, struct http_server *srv,
+			    const char *name, unsigned workers, unsigned max)
+{
+	unsigned i;
+
+	lane->name = name;
+	lane->srv = srv;
+	lane->max = max;
+	pthread_mutex_init(&lane->lock, NULL);
+	pthread_cond_init(&lane->cond, NULL);
+	lane->workers = xcalloc(workers, sizeof(*lane->workers));
+	for (i = 0; i < workers; i++) {
+		if (pthread_create(&lane->workers[i], NULL, http_worker, lane))
+			break;
+		lane->nr_workers++;
+	}
+}
+
+/* Let the workers finish what is queued, then join them. */
+static void http_lane_stop(struct http_lane *lane)
+{
+	unsigned i;
+
+	pthread_mutex_lock(&lane->lock);
+	lane->stopping = 1;
+	pthread_cond_broadcast(&lane->cond);
+	pthread_mutex_unlock(&lane->lock);
+	for (i = 0; i < lane->nr_workers; i++)
+		pthread_join(lane->workers[i], NULL);
+	free(lane->workers);
+	pthread_cond_destroy(&lane->cond);
+	pthread_mutex_destroy(&lane->lock);
+}
+
+/* Run the matched route: inline when it cannot wait, else on its lane. */
+static enum MHD_Result http_dispatch(struct http_server *srv,
+				     struct http_request *req)
+{
+	const struct api_route *route = req->areq.route;
+
+	req->areq.body = req->body.buf;
+	req->areq.body_len = req->body.len;
+	if (!(route->flags & API_BLOCKING)) {
+		api_finish(srv->api, &req->areq, &req->ans);
+		return http_send(req);
+	}
+	if (!http_lane_submit(http_lane_of(srv, route), req))
+		return MHD_YES;
+	atomic_fetch_add(&srv->queue_full, 1);
+	api_answer_error(&req->ans, ST_UNAVAILABLE,
+			 "too many calls are waiting for the store", NULL);
+	api_answer_header(&req->ans, "Retry-After", "%d",
+			  HTTP_RETRY_AFTER_SECS);
+	return http_send(req);
+}
+
+static void http_too_large(struct http_server *srv, struct http_request *req)
 {
 	struct buf msg = BUF_INIT;
 
 	buf_setf(&msg, "request body is larger than %zu bytes",
 		 srv->opts->max_body);
-	http_respond_error(conn, req, ST_TOO_LARGE, msg.buf, NULL, NULL);
+	api_answer_error(&req->ans, ST_TOO_LARGE, msg.buf, NULL);
 	buf_release(&msg);
 }
 
-static enum MHD_Result http_add_header_size(void *cls, enum MHD_ValueKind kind,
-					    const char *key, const char *value)
+/* The first call: the headers are complete. Check them, match the route. */
+static enum MHD_Result http_start(struct http_server *srv,
+				  struct http_request *req, const char *method,
+				  const char *version)
 {
-	size_t *total = cls;
+	struct MHD_Connection *conn = req->conn;
+	struct http_framing f = {0};
+	const char *clen;
+	enum MHD_Result ret;
+	size_t hsize;
 
-	(void)kind;
-	*total += strlen(key) + (value ? strlen(value) : 0) +
-		  4; /* ": " and CRLF */
-	return MHD_YES;
-}
-
-/* Bytes of the request line and headers, as sent (give or take spaces). */
-static size_t http_header_size(struct MHD_Connection *conn, const char *method,
-			       const char *url, const char *version)
-{
-	size_t total = strlen(method) + strlen(url) + strlen(version) + 4 + 2;
-
-	MHD_get_connection_values(conn, MHD_HEADER_KIND, http_add_header_size,
-				  &total);
-	MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND,
-				  http_add_header_size, &total);
-	return total;
-}
-
-static double http_elapsed_s(const struct http_request *req)
-{
-	struct timespec now;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (double)(now.tv_sec - req->start.tv_sec) +
-	       (double)(now.tv_nsec - req->start.tv_nsec) / 1e9;
-}
-
-static int http_wants_json(struct MHD_Connection *conn)
-{
-	const char *accept = MHD_lookup_connection_value(
-		conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT);
-
-	return accept && strstr(accept, "application/json");
-}
-
-static void http_generate(struct http_server *srv, struct MHD_Connection *conn,
-			  struct http_request *req)
-{
-	struct buf err = BUF_INIT, field = BUF_INIT, out = BUF_INIT;
-	struct registry_result res;
-	int json = http_wants_json(conn);
-	enum status st;
-
-	registry_result_init(&res);
-	st = registry_call(srv->reg, req->body.buf, req->body.len,
-			   json ? REGISTRY_WANT_SERVICES
-				: REGISTRY_SHARE_CONFIG,
-			   &res, &err, &field);
-	if (st != ST_OK) {
-		http_respond_error(conn, req, st, err.buf, field.buf, NULL);
-	} else if (json) {
-		registry_result_json(&res, &out);
-		http_respond(conn, req, 200, "application/json", &out, NULL);
-	} else {
-		http_respond_share(conn, req, res.share);
-		res.share = NULL;
+	buf_init(&f.bad, BUF_CAP_MESSAGE);
+	req->method = xstrdup(method);
+	if (http_conn_headers_done(srv, conn)) {
+		ret = MHD_NO;
+		goto out;
 	}
-	registry_result_release(&res);
-	buf_release(&err);
-	buf_release(&field);
-	buf_release(&out);
+	MHD_get_connection_values(conn, MHD_HEADER_KIND, http_framing_header,
+				  &f);
+	clen = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+					   MHD_HTTP_HEADER_CONTENT_LENGTH);
+	req->has_body =
+		f.transfer_encodings || (clen && strtoull(clen, NULL, 10) > 0);
+	/* The request line as sent, the headers give or take spaces. */
+	hsize = strlen(method) + strlen(req->uri) +
+		(req->areq.query ? strlen(req->areq.query) + 1 : 0) +
+		strlen(version) + 4 + f.header_bytes;
+	if (hsize > srv->opts->max_header) {
+		struct buf msg = BUF_INIT;
+
+		buf_setf(&msg, "request headers are larger than %zu bytes",
+			 srv->opts->max_header);
+		ret = http_refuse(req, ST_HEADERS, 0, msg.buf);
+		buf_release(&msg);
+		goto out;
+	}
+	if (http_check_framing(req, version, &f)) {
+		ret = req->status ? MHD_YES : MHD_NO;
+		goto out;
+	}
+	req->areq.method = req->method;
+	req->areq.path = req->uri;
+	req->areq.header = http_header;
+	req->areq.header_ctx = conn;
+	/*
+	 * libmicrohttpd closes the connection after an answer queued in this
+	 * first call, so without a body the answer waits for the next call
+	 * (the end of the request) and the connection stays open. With a body
+	 * we do not read, answering now and closing is what keeps its bytes
+	 * from being taken for a next request.
+	 */
+	if (api_begin(srv->api, &req->areq, &req->ans)) {
+		req->close = req->has_body;
+		if (req->has_body) {
+			ret = http_send(req);
+		} else {
+			req->state = HTTP_READY;
+			ret = MHD_YES;
+		}
+		goto out;
+	}
+	if (!(req->areq.route->flags & API_BODY)) {
+		req->close = req->has_body;
+		if (req->has_body) {
+			ret = http_dispatch(srv, req);
+		} else {
+			req->state =
+				HTTP_BODY; /* nothing comes: dispatched next */
+			ret = MHD_YES;
+		}
+		goto out;
+	}
+	if (clen && strtoull(clen, NULL, 10) > srv->opts->max_body) {
+		/* Refuse before reading the body at all. */
+		http_too_large(srv, req);
+		req->close = 1;
+		ret = http_send(req);
+		goto out;
+	}
+	/* Room for the whole body at once: no copying as it grows (large
+	 * allocations stay untouched until filled). */
+	if (clen)
+		buf_grow(&req->body, (size_t)strtoull(clen, NULL, 10));
+	req->state = HTTP_BODY;
+	ret = MHD_YES;
+out:
+	buf_release(&f.bad);
+	return ret;
 }
 
-static void http_healthz(struct http_server *srv, struct MHD_Connection *conn,
-			 struct http_request *req)
+/* A call in HTTP_BODY: more of the body, or (none left) its end. */
+static enum MHD_Result http_body(struct http_server *srv,
+				 struct http_request *req, const char *data,
+				 size_t *size)
 {
-	struct buf err = BUF_INIT, body = BUF_INIT;
-	enum status st = registry_ping(srv->reg, &err);
+	struct buf scratch = BUF_INIT;
+	enum MHD_Result ret = MHD_YES;
 
-	(void)buf_addf(&body, "{\"status\":\"%s\"",
-		       st == ST_OK ? "ok" : "unavailable");
-	if (st != ST_OK) {
-		(void)buf_addstr(&body, ",\"error\":");
-		(void)buf_addjson(&body, err.buf, err.len);
+	if (!*size) {
+		if (req->too_large) {
+			http_too_large(srv, req);
+			ret = http_send(req);
+		} else {
+			ret = http_dispatch(srv, req);
+		}
+		goto out;
 	}
-	(void)buf_addf(&body, ",\"connections\":%u,\"refused\":%lu}",
-		       atomic_load(&srv->connections),
-		       atomic_load(&srv->refused));
-	http_respond(conn, req, st == ST_OK ? 200 : 503, "application/json",
-		     &body, NULL);
-	buf_release(&err);
-}
-
-/* Find the route for method and path; on a miss say whether the path exists. */
-static const struct http_route *
-http_route_find(const char *method, const char *path, struct buf *allow)
-{
-	size_t i;
-
-	if (!strcmp(method, "HEAD"))
-		method = "GET";
-	for (i = 0; i < ARRAY_SIZE(http_routes); i++) {
-		if (strcmp(http_routes[i].path, path))
-			continue;
-		if (!strcmp(http_routes[i].method, method))
-			return &http_routes[i];
-		(void)buf_addf(allow, "%s%s", allow->len ? ", " : "",
-			       http_routes[i].method);
+	/* libmicrohttpd times out idle clients only; a body trickled byte by
+	 * byte must still arrive within the read timeout. It cannot queue an
+	 * answer in mid-body, so the connection is cut. */
+	if (srv->opts->read_timeout &&
+	    clock_now_us() - req->start_us >
+		    (uint64_t)srv->opts->read_timeout * 1000000) {
+		log_event("event=read_timeout path=%s received=%zu",
+			  log_quote(&scratch, req->uri), req->body.len);
+		ret = MHD_NO;
+		goto out;
 	}
-	return NULL;
+	if (!req->too_large && buf_add(&req->body, data, *size))
+		req->too_large = 1;
+	*size = 0;
+out:
+	buf_release(&scratch);
+	return ret;
 }
 
 static enum MHD_Result http_access(void *cls, struct MHD_Connection *conn,
@@ -282,87 +624,105 @@ static enum MHD_Result http_access(void *cls, struct MHD_Connection *conn,
 {
 	struct http_server *srv = cls;
 	struct http_request *req = *con_cls;
+	enum MHD_Result ret = MHD_YES;
 
-	if (!req) {
-		struct buf allow = BUF_INIT;
-		const char *clen;
-		size_t hsize;
-
-		req = xcalloc(1, sizeof(*req));
-		clock_gettime(CLOCK_MONOTONIC, &req->start);
-		snprintf(req->method, sizeof(req->method), "%s", method);
-		req->path = xstrdup(url);
-		buf_init(&req->body, srv->opts->max_body);
-		*con_cls = req;
-		atomic_fetch_add(&srv->in_flight, 1);
-
-		hsize = http_header_size(conn, method, url, version);
-		if (hsize > srv->opts->max_header) {
-			struct buf msg = BUF_INIT;
-
-			buf_setf(&msg,
-				 "request headers are larger than %zu bytes",
-				 srv->opts->max_header);
-			http_respond_error(conn, req, ST_HEADERS, msg.buf, NULL,
-					   NULL);
-			buf_release(&msg);
-			return MHD_YES;
-		}
-		req->route = http_route_find(method, url, &allow);
-		if (!req->route) {
-			if (allow.len)
-				http_respond_error(conn, req, ST_METHOD,
-						   "method not allowed", NULL,
-						   allow.buf);
-			else
-				http_respond_error(conn, req, ST_NOT_FOUND,
-						   "no such path", NULL, NULL);
-			buf_release(&allow);
-			return MHD_YES;
-		}
-		clen = MHD_lookup_connection_value(
-			conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-		if (clen && req->route->flags & ROUTE_BODY &&
-		    strtoull(clen, NULL, 10) > srv->opts->max_body) {
-			/* Refuse before reading the body at all. */
-			http_respond_too_large(srv, conn, req);
-		} else if (clen && req->route->flags & ROUTE_BODY) {
-			/* Room for the whole body at once: no copying as it
-			 * grows (large allocations stay untouched until
-			 * filled). */
-			buf_grow(&req->body, (size_t)strtoull(clen, NULL, 10));
-		}
-		return MHD_YES;
-	}
-
-	if (req->answered) {
+	(void)url;  /* the raw target comes from http_uri() */
+	(void)conn; /* req->conn */
+	if (!req)
+		return MHD_NO; /* http_uri() runs first for every request */
+	switch (req->state) {
+	case HTTP_NEW:
+		ret = http_start(srv, req, method, version);
+		break;
+	case HTTP_BODY:
+		ret = http_body(srv, req, upload_data, upload_data_size);
+		break;
+	case HTTP_QUEUED:
+		break; /* not called while suspended */
+	case HTTP_READY:
+		ret = http_send(req);
 		*upload_data_size = 0; /* discard what still comes */
-		return MHD_YES;
-	}
-	if (*upload_data_size) {
-		/* libmicrohttpd times out idle clients only; a body trickled
-		 * byte by byte must still arrive within the read timeout. It
-		 * cannot queue an answer in mid-body, so the connection is cut.
-		 */
-		if (srv->opts->read_timeout &&
-		    http_elapsed_s(req) > srv->opts->read_timeout) {
-			log_event("event=read_timeout path=%s received=%zu",
-				  req->path, req->body.len);
-			return MHD_NO;
-		}
-		if (!req->too_large &&
-		    buf_add(&req->body, upload_data, *upload_data_size))
-			req->too_large = 1;
+		break;
+	case HTTP_SENT:
 		*upload_data_size = 0;
-		if (!req->too_large)
-			return MHD_YES;
+		break;
 	}
-	if (req->too_large) {
-		http_respond_too_large(srv, conn, req);
-		return MHD_YES;
+	return ret;
+}
+
+/* What the reaper sends before it shuts a connection down. */
+static const char http_408[] =
+	"HTTP/1.1 408 Request Timeout\r\n"
+	"Connection: close\r\n"
+	"Content-Type: application/json\r\n"
+	"Content-Length: 45\r\n\r\n"
+	"{\"error\":\"the request headers took too long\"}";
+static const char http_431_args[] =
+	"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+	"Connection: close\r\n"
+	"Content-Type: application/json\r\n"
+	"Content-Length: 43\r\n\r\n"
+	"{\"error\":\"too many arguments in the query\"}";
+
+/*
+ * Will libmicrohttpd run its pool dry on this target's argument records
+ * (then it neither answers nor calls us)? The estimate counts the target
+ * twice (the read buffer grows in steps) and room for the headers; when it
+ * says yes, the reaper answers 431 shortly unless http_start() runs first
+ * and calls it off (see http_conn_headers_done()).
+ */
+static void http_uri_check_args(struct http_server *srv,
+				struct MHD_Connection *conn, const char *uri)
+{
+	const char *q = strchr(uri, '?');
+	size_t records = 0;
+	struct http_conn *c;
+
+	for (; q && *q; q++)
+		records += *q == '&';
+	if (records * HTTP_ARG_RECORD + strlen(uri) * 2 + 8192 <=
+	    srv->pool_size)
+		return;
+	c = http_conn_of(conn);
+	if (!c)
+		return;
+	pthread_mutex_lock(&srv->conns_lock);
+	c->deadline_ms = clock_now_ms() + HTTP_ARGS_GRACE_MS;
+	c->answer = http_431_args;
+	pthread_mutex_unlock(&srv->conns_lock);
+}
+
+/* Called with the request target as received, before libmicrohttpd parses
+ * it: our request object starts here (it becomes *con_cls). */
+static void *http_uri(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+	struct http_server *srv = cls;
+	struct http_request *req = xcalloc(1, sizeof(*req));
+	char *q;
+
+	req->srv = srv;
+	req->conn = conn;
+	req->start_us = clock_now_us();
+	req->uri = xstrdup(uri);
+	api_request_init(&req->areq);
+	api_answer_init(&req->ans);
+	buf_init(&req->body, srv->opts->max_body);
+	q = strchr(req->uri, '?');
+	if (q) {
+		*q = '\0';
+		req->areq.query = q + 1;
 	}
-	req->route->handler(srv, conn, req);
-	return MHD_YES;
+	atomic_fetch_add(&srv->in_flight, 1);
+	http_uri_check_args(srv, conn, uri);
+	return req;
+}
+
+/* Leave the target as it is: routes match the path as received. */
+static size_t http_unescape(void *cls, struct MHD_Connection *conn, char *s)
+{
+	(void)cls;
+	(void)conn;
+	return strlen(s);
 }
 
 static void http_completed(void *cls, struct MHD_Connection *conn,
@@ -370,21 +730,30 @@ static void http_completed(void *cls, struct MHD_Connection *conn,
 {
 	struct http_server *srv = cls;
 	struct http_request *req = *con_cls;
-	struct timespec end;
-	long long us;
+	struct buf qmethod = BUF_INIT, qpath = BUF_INIT;
+	unsigned next_s = srv->opts->header_timeout + srv->opts->read_timeout;
 
-	(void)conn;
 	if (!req)
 		return;
-	clock_gettime(CLOCK_MONOTONIC, &end);
-	us = (long long)(end.tv_sec - req->start.tv_sec) * 1000000 +
-	     (end.tv_nsec - req->start.tv_nsec) / 1000;
-	log_event(
-		"method=%s path=%s status=%u bytes=%zu us=%lld%s", req->method,
-		req->path, req->answered ? req->status : 0, req->bytes, us,
-		toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " aborted=1");
+	log_event("method=%s path=%s route=%s status=%u bytes=%zu us=%llu%s",
+		  req->method ? log_quote(&qmethod, req->method) : "-",
+		  log_quote(&qpath, req->uri), req->ans.route,
+		  req->state == HTTP_SENT ? req->status : 0, req->bytes,
+		  (unsigned long long)(clock_now_us() - req->start_us),
+		  toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? ""
+							     : " aborted=1");
+	/* The next request on this connection may idle for the read timeout
+	 * and then has the header timeout for its headers. */
+	if (srv->opts->header_timeout)
+		http_conn_set_deadline(
+			srv, conn, clock_now_ms() + (uint64_t)next_s * 1000);
+	api_request_release(&req->areq);
+	api_answer_release(&req->ans);
 	buf_release(&req->body);
-	free(req->path);
+	buf_release(&qmethod);
+	buf_release(&qpath);
+	free(req->method);
+	free(req->uri);
 	free(req);
 	*con_cls = NULL;
 	atomic_fetch_sub(&srv->in_flight, 1);
@@ -395,13 +764,127 @@ static void http_notify_connection(void *cls, struct MHD_Connection *conn,
 				   enum MHD_ConnectionNotificationCode toe)
 {
 	struct http_server *srv = cls;
+	struct http_conn *c = *socket_context;
 
-	(void)conn;
-	(void)socket_context;
-	if (toe == MHD_CONNECTION_NOTIFY_STARTED)
+	if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+		const union MHD_ConnectionInfo *ci = MHD_get_connection_info(
+			conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+
 		atomic_fetch_add(&srv->connections, 1);
+		c = xcalloc(1, sizeof(*c));
+		c->fd = ci ? ci->connect_fd : MHD_INVALID_SOCKET;
+		if (srv->opts->header_timeout)
+			c->deadline_ms =
+				clock_now_ms() +
+				(uint64_t)srv->opts->header_timeout * 1000;
+		pthread_mutex_lock(&srv->conns_lock);
+		c->next = srv->conns;
+		if (c->next)
+			c->next->prev = c;
+		srv->conns = c;
+		pthread_mutex_unlock(&srv->conns_lock);
+		*socket_context = c;
+		return;
+	}
+	atomic_fetch_sub(&srv->connections, 1);
+	if (!c)
+		return;
+	/* libmicrohttpd closes the socket after this returns: unlinked
+	 * first, the reaper never shuts down a reused descriptor. */
+	pthread_mutex_lock(&srv->conns_lock);
+	if (c->prev)
+		c->prev->next = c->next;
 	else
-		atomic_fetch_sub(&srv->connections, 1);
+		srv->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	pthread_mutex_unlock(&srv->conns_lock);
+	free(c);
+	*socket_context = NULL;
+}
+
+/*
+ * The reaper: libmicrohttpd only times out connections that go idle, so a
+ * client trickling a header byte a second would hold its connection for
+ * ever. Connections whose headers are past their deadline get a 408 and are
+ * shut down; libmicrohttpd then sees the end of the stream and closes them
+ * as usual. Writing to its socket is safe here: a deadline is pending only
+ * while no answer is being sent (before the headers are complete, and after
+ * the last answer went out in full).
+ */
+
+static void *http_reaper(void *arg)
+{
+	struct http_server *srv = arg;
+
+	pthread_mutex_lock(&srv->reaper_lock);
+	while (!srv->reaper_stop) {
+		struct timespec ts;
+		struct http_conn *c;
+		uint64_t now = clock_now_ms();
+		unsigned long cut = 0, args = 0;
+
+		pthread_mutex_lock(&srv->conns_lock);
+		for (c = srv->conns; c; c = c->next) {
+			const char *answer = c->answer ? c->answer : http_408;
+
+			if (c->cut || !c->deadline_ms || now < c->deadline_ms ||
+			    c->fd == MHD_INVALID_SOCKET)
+				continue;
+			(void)!send(c->fd, answer, strlen(answer),
+				    MSG_DONTWAIT | MSG_NOSIGNAL);
+			shutdown(c->fd, SHUT_RDWR);
+			c->cut = 1;
+			if (c->answer)
+				args++;
+			else
+				cut++;
+		}
+		pthread_mutex_unlock(&srv->conns_lock);
+		if (args)
+			log_event("event=too_many_arguments refused=%lu", args);
+		if (cut) {
+			unsigned long n =
+				atomic_fetch_add(&srv->header_timeouts, cut) +
+				cut;
+
+			log_event("event=header_timeout cut=%lu total=%lu "
+				  "limit_s=%u",
+				  cut, n, srv->opts->header_timeout);
+		}
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += HTTP_REAP_MS * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&srv->reaper_cond, &srv->reaper_lock,
+				       &ts);
+	}
+	pthread_mutex_unlock(&srv->reaper_lock);
+	return NULL;
+}
+
+/* The front end's members of /healthz. */
+static void http_health(void *ctx, struct buf *json)
+{
+	struct http_server *srv = ctx;
+	unsigned queued[HTTP_NR_LANES];
+	size_t i;
+
+	for (i = 0; i < HTTP_NR_LANES; i++) {
+		pthread_mutex_lock(&srv->lanes[i].lock);
+		queued[i] = srv->lanes[i].len;
+		pthread_mutex_unlock(&srv->lanes[i].lock);
+	}
+	(void)buf_addf(json,
+		       ",\"connections\":%u,\"refused\":%lu,\"queued\":%u,"
+		       "\"queue_full\":%lu,\"header_timeouts\":%lu",
+		       atomic_load(&srv->connections),
+		       atomic_load(&srv->refused),
+		       queued[HTTP_LANE_WRITE] + queued[HTTP_LANE_READ],
+		       atomic_load(&srv->queue_full),
+		       atomic_load(&srv->header_timeouts));
 }
 
 /* Over the cap, a new connection is closed at once and counted. */
@@ -424,7 +907,6 @@ http_accept_policy(void *cls, const struct sockaddr *addr, socklen_t addrlen)
 	}
 	return MHD_YES;
 }
-
 static int http_parse_listen(const char *s, struct sockaddr_storage *ss,
 			     socklen_t *len, struct buf *err)
 {
@@ -481,15 +963,22 @@ bad:
 enum status http_serve(struct registry *reg, const struct http_options *opts,
 		       struct buf *err)
 {
-	struct http_server srv = {.reg = reg, .opts = opts};
+	struct http_server srv = {
+		.opts = opts, .pool_size = HTTP_POOL_SIZE(opts->max_header)};
+	struct api_options aopts = {0};
 	struct sockaddr_storage ss;
 	struct MHD_Daemon *d = NULL;
 	sigset_t sigs, old;
 	socklen_t sslen = 0;
 	unsigned threads = opts->threads;
+	unsigned workers = opts->workers ? opts->workers : HTTP_DEFAULT_WORKERS;
+	unsigned max_queue =
+		opts->max_queue ? opts->max_queue : HTTP_DEFAULT_QUEUE;
 	unsigned flags;
+	enum status ret = ST_OK;
 	MHD_socket listener;
 	int sig = 0, waited;
+	size_t i;
 
 	if (http_parse_listen(opts->listen, &ss, &sslen, err))
 		return ST_USAGE;
@@ -498,18 +987,47 @@ enum status http_serve(struct registry *reg, const struct http_options *opts,
 
 		threads = n > 0 && n < 64 ? (unsigned)n : 2;
 	}
+	aopts.reg = reg;
+	aopts.max_body = opts->max_body;
+	aopts.health = http_health;
+	aopts.health_ctx = &srv;
+	srv.api = api_new(&aopts);
+	pthread_mutex_init(&srv.conns_lock, NULL);
+	pthread_mutex_init(&srv.reaper_lock, NULL);
+	pthread_cond_init(&srv.reaper_cond, NULL);
+
 	signal(SIGPIPE, SIG_IGN);
 	/* Over a file size limit, SQLite should see EFBIG, not kill the server.
 	 */
 	signal(SIGXFSZ, SIG_IGN);
-	/* The MHD threads inherit this mask, so only sigwait() sees these. */
+	/* Every thread started from here inherits this mask, so only
+	 * sigwait() sees these. */
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGTERM);
 	sigaddset(&sigs, SIGINT);
 	pthread_sigmask(SIG_BLOCK, &sigs, &old);
 
+	/*
+	 * Store calls never run on the polling threads: a call waiting for a
+	 * lock there stalls every connection that thread serves (/healthz
+	 * took 9.8 s behind a locked SQLite). Writing routes queue for one
+	 * lane; the rest (/healthz: its ping is a read, which SQLite in WAL
+	 * mode answers while another process holds the write lock, but it may
+	 * open a store connection or probe after a failed write) get a small
+	 * lane of their own, so they never wait behind writers.
+	 */
+	http_lane_start(&srv.lanes[HTTP_LANE_WRITE], &srv, "write", workers,
+			max_queue);
+	http_lane_start(&srv.lanes[HTTP_LANE_READ], &srv, "read",
+			HTTP_READ_WORKERS, max_queue);
+	if (pthread_create(&srv.reaper, NULL, http_reaper, &srv)) {
+		buf_setf(err, "cannot start a thread: %s", strerror(errno));
+		ret = ST_UNAVAILABLE;
+		goto stop_lanes;
+	}
+
 	flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC |
-		MHD_USE_ERROR_LOG;
+		MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
 	if (ss.ss_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
 	d = MHD_start_daemon(
@@ -519,25 +1037,30 @@ enum status http_serve(struct registry *reg, const struct http_options *opts,
 		MHD_OPTION_CONNECTION_TIMEOUT, opts->read_timeout,
 		MHD_OPTION_CONNECTION_LIMIT,
 		opts->max_connections + threads * 2,
-		MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-		HTTP_POOL_SIZE(opts->max_header),
+		MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+		opts->max_connections_per_ip,
+		MHD_OPTION_CONNECTION_MEMORY_LIMIT, srv.pool_size,
 		/* Grow the read buffer in large steps: a large body then
 		 * arrives in few reads (3 MB took 5 ms longer in 1 KiB steps).
 		 */
 		MHD_OPTION_CONNECTION_MEMORY_INCREMENT,
 		(size_t)(opts->max_header / 2), MHD_OPTION_NOTIFY_COMPLETED,
 		http_completed, &srv, MHD_OPTION_NOTIFY_CONNECTION,
-		http_notify_connection, &srv, MHD_OPTION_LISTEN_BACKLOG_SIZE,
-		1024, MHD_OPTION_END);
+		http_notify_connection, &srv, MHD_OPTION_URI_LOG_CALLBACK,
+		http_uri, &srv, MHD_OPTION_UNESCAPE_CALLBACK, http_unescape,
+		&srv, MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_END);
 	if (!d) {
 		buf_setf(err, "cannot listen on '%s': %s", opts->listen,
 			 errno ? strerror(errno)
 			       : "libmicrohttpd refused the options");
-		pthread_sigmask(SIG_SETMASK, &old, NULL);
-		return ST_UNAVAILABLE;
+		ret = ST_UNAVAILABLE;
+		goto stop_reaper;
 	}
-	log_event("event=listening listen=%s threads=%u max_body=%zu",
-		  opts->listen, threads, opts->max_body);
+	log_event("event=listening listen=%s threads=%u workers=%u "
+		  "max_queue=%u max_body=%zu header_timeout=%u "
+		  "max_connections_per_ip=%u",
+		  opts->listen, threads, workers, max_queue, opts->max_body,
+		  opts->header_timeout, opts->max_connections_per_ip);
 
 	sigwait(&sigs, &sig);
 	log_event("event=stopping signal=%d in_flight=%u", sig,
@@ -550,21 +1073,40 @@ enum status http_serve(struct registry *reg, const struct http_options *opts,
 		close(listener);
 	for (waited = 0;
 	     atomic_load(&srv.in_flight) && waited < HTTP_DRAIN_SECONDS * 100;
-	     waited++) {
-		struct timespec ts = {0, 10 * 1000 * 1000};
-
-		nanosleep(&ts, NULL);
-	}
-	MHD_stop_daemon(d);
+	     waited++)
+		clock_sleep_ms(10);
+stop_reaper:
+	pthread_mutex_lock(&srv.reaper_lock);
+	srv.reaper_stop = 1;
+	pthread_cond_signal(&srv.reaper_cond);
+	pthread_mutex_unlock(&srv.reaper_lock);
+	pthread_join(srv.reaper, NULL);
+stop_lanes:
+	/* Workers finish what is queued and resume those connections before
+	 * libmicrohttpd stops (it must not stop with suspended ones). */
+	for (i = 0; i < HTTP_NR_LANES; i++)
+		http_lane_stop(&srv.lanes[i]);
+	for (waited = 0; d && atomic_load(&srv.in_flight) && waited < 100;
+	     waited++)
+		clock_sleep_ms(10);
+	if (d)
+		MHD_stop_daemon(d);
 	/* Signals that came during the drain must not kill us on unblocking. */
 	while (sigtimedwait(&sigs, NULL, &(struct timespec){0, 0}) > 0)
 		;
 	/* SIGTERM and SIGINT stay blocked: the process is on its way out, and a
 	 * second SIGTERM (a supervisor repeating itself) must not turn a clean
 	 * exit into death by signal while the store is being closed. */
-	sigaddset(&old, SIGTERM);
-	sigaddset(&old, SIGINT);
+	if (ret == ST_OK) {
+		sigaddset(&old, SIGTERM);
+		sigaddset(&old, SIGINT);
+	}
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	log_event("event=stopped");
-	return ST_OK;
+	api_free(srv.api);
+	pthread_cond_destroy(&srv.reaper_cond);
+	pthread_mutex_destroy(&srv.reaper_lock);
+	pthread_mutex_destroy(&srv.conns_lock);
+	if (ret == ST_OK)
+		log_event("event=stopped");
+	return ret;
 }

@@ -1,5 +1,8 @@
-/* The HTTP front end (libmicrohttpd): routes as a table, JSON errors, access
- * log. */
+/*
+ * The HTTP front end (libmicrohttpd): translates requests to the API layer
+ * (api.h) and its answers back, runs store calls off the polling threads,
+ * and keeps hostile clients from taking the server down for everyone.
+ */
 #ifndef HTTP_H
 #define HTTP_H
 
@@ -17,7 +20,17 @@ struct http_options {
 	unsigned read_timeout;	  /* seconds an idle or slow client may take */
 	unsigned max_connections; /* connections over this are refused */
 	size_t max_header;	  /* bytes of request headers; over: 431 */
-	unsigned threads;	  /* worker threads; 0: one per CPU */
+	unsigned threads;	  /* polling threads; 0: one per CPU */
+	/* Seconds from connecting (or from the last answer) until the request
+	 * headers are complete, however slowly they trickle; 0: no limit. */
+	unsigned header_timeout;
+	/* Connections one client address may hold; 0: no limit. */
+	unsigned max_connections_per_ip;
+	/* Threads that run store calls that write; 0: a default. */
+	unsigned workers;
+	/* Store calls waiting for a worker; over it: 503 with Retry-After.
+	 * 0: a default. */
+	unsigned max_queue;
 };
 
 /*
@@ -28,7 +41,8 @@ struct http_options {
 enum status http_serve(struct registry *reg, const struct http_options *opts,
 		       struct buf *err) WARN_UNUSED;
 
-/* {"error": msg, "field": field} (field omitted when empty). */
+/* {"error": msg, "field": field} (field omitted when empty); the same as
+ * api_error_json(), kept for callers that predate the API layer. */
 void http_error_json(const char *msg, const char *field, struct buf *out);
 
 #endif

@@ -58,7 +58,16 @@ static const struct cli_option serve_options[] = {
 	 "1024"},
 	{"max-header", "BYTES", "largest request header block; over it: 431",
 	 "16K"},
-	{"threads", "N", "worker threads (0: one per CPU)", "0"},
+	{"threads", "N", "polling threads (0: one per CPU)", "0"},
+	{"header-timeout", "SECONDS",
+	 "time a client may take to send its request headers (0: no limit)",
+	 "10"},
+	{"max-connections-per-ip", "N",
+	 "connections one client address may hold (0: no limit)", "64"},
+	{"workers", "N", "threads that run store calls that write", "16"},
+	{"max-queue", "N",
+	 "store calls waiting for a worker; more get 503 with Retry-After",
+	 "64"},
 	{NULL, NULL, NULL, NULL},
 };
 
@@ -109,6 +118,31 @@ static int cmd_serve(const char *const *v, int argc, char **argv)
 		goto out;
 	}
 	opts.threads = (unsigned)n;
+	if (cli_parse_size(v[8], 86400, &n, &err)) {
+		fprintf(stderr, "lambda-registry serve: --header-timeout: %s\n",
+			err.buf);
+		goto out;
+	}
+	opts.header_timeout = (unsigned)n;
+	if (cli_parse_size(v[9], 1000000, &n, &err)) {
+		fprintf(stderr,
+			"lambda-registry serve: --max-connections-per-ip: %s\n",
+			err.buf);
+		goto out;
+	}
+	opts.max_connections_per_ip = (unsigned)n;
+	if (cli_parse_size(v[10], 1024, &n, &err) || !n) {
+		fprintf(stderr, "lambda-registry serve: --workers: %s\n",
+			err.len ? err.buf : "must be at least 1");
+		goto out;
+	}
+	opts.workers = (unsigned)n;
+	if (cli_parse_size(v[11], 1000000, &n, &err) || !n) {
+		fprintf(stderr, "lambda-registry serve: --max-queue: %s\n",
+			err.len ? err.buf : "must be at least 1");
+		goto out;
+	}
+	opts.max_queue = (unsigned)n;
 
 	/* A long-running server: buffers up to a few MB (payloads of thousands
 	 * of containers) are reused from the heap, as faulting in fresh pages
