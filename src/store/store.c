@@ -1,6 +1,7 @@
 /* Store lookup by spec, the store_*() wrappers, and the generic dump. */
 #include "store.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "../payload.h"
@@ -98,6 +99,74 @@ enum status store_probe(struct store *st, struct buf *err)
 	if (!(st->be->caps & STORE_CAP_PROBE))
 		return st->be->ping(st, err);
 	return st->be->probe(st, err);
+}
+
+void store_doc_release(struct store_doc *doc)
+{
+	free(doc->key);
+	free(doc->value);
+	memset(doc, 0, sizeof(*doc));
+}
+
+void store_doc_list_init(struct store_doc_list *list)
+{
+	memset(list, 0, sizeof(*list));
+}
+
+void store_doc_list_release(struct store_doc_list *list)
+{
+	size_t i;
+
+	for (i = 0; i < list->nr; i++)
+		store_doc_release(&list->items[i]);
+	free(list->items);
+	store_doc_list_init(list);
+}
+
+struct store_doc *store_doc_list_append(struct store_doc_list *list)
+{
+	struct store_doc *doc;
+
+	if (list->nr == list->alloc) {
+		list->alloc = list->alloc ? list->alloc * 2 : 8;
+		list->items = xrealloc(list->items,
+				       list->alloc * sizeof(*list->items));
+	}
+	doc = &list->items[list->nr++];
+	memset(doc, 0, sizeof(*doc));
+	return doc;
+}
+
+enum status store_doc_get(struct store *st, const char *kind, const char *key,
+			  struct store_doc *out, struct buf *err)
+{
+	return st->be->doc_get(st, kind, key, out, err);
+}
+
+enum status store_doc_put(struct store *st, const char *kind, const char *key,
+			  const char *value, uint64_t expect, uint64_t *version,
+			  struct buf *err)
+{
+	return st->be->doc_put(st, kind, key, value, expect, version, err);
+}
+
+enum status store_doc_delete(struct store *st, const char *kind,
+			     const char *key, struct buf *err)
+{
+	return st->be->doc_delete(st, kind, key, err);
+}
+
+enum status store_doc_list(struct store *st, const char *kind,
+			   const char *after, size_t limit,
+			   struct store_doc_list *out, struct buf *err)
+{
+	return st->be->doc_list(st, kind, after, limit, out, err);
+}
+
+enum status store_doc_generation(struct store *st, const char *kind,
+				 uint64_t *generation, struct buf *err)
+{
+	return st->be->doc_generation(st, kind, generation, err);
 }
 
 enum status store_dump(struct store *st, const char *table, struct buf *out,

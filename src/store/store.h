@@ -23,6 +23,27 @@
 
 struct store_backend;
 
+/*
+ * A document: a small JSON text kept beside the tables, addressed by a kind
+ * ("settings", "token", "agent", ...) and a key within that kind. Settings,
+ * tokens and agent reports live in every backend this way, so every process
+ * on one store sees the same ones.
+ */
+struct store_doc {
+	char *key;
+	char *value;	    /* NUL-terminated JSON text */
+	uint64_t version;   /* the kind's generation when it was written */
+	int64_t updated_at; /* ms since the epoch */
+};
+
+struct store_doc_list {
+	struct store_doc *items;
+	size_t nr, alloc;
+};
+
+/* doc_put()'s `expect` for "whatever is there, if anything". */
+#define STORE_DOC_ANY UINT64_MAX
+
 struct store {
 	const struct store_backend *be;
 };
@@ -99,6 +120,50 @@ struct store_backend {
 	 * ST_UNAVAILABLE when the write failed (read-only, full disk, I/O).
 	 */
 	enum status (*probe)(struct store *st, struct buf *err);
+
+	/*
+	 * Documents. Each doc_* call is a transaction of its own, never inside
+	 * a table call (begin..commit), and bounded in time like the rest.
+	 * Every backend implements them.
+	 */
+
+	/* The document `kind`/`key` into `out` (store_doc_release() it);
+	 * ST_NOT_FOUND when there is none. */
+	enum status (*doc_get)(struct store *st, const char *kind,
+			       const char *key, struct store_doc *out,
+			       struct buf *err);
+
+	/*
+	 * Store `value` (JSON text) as `kind`/`key`, durably. With `expect`
+	 * other than STORE_DOC_ANY the put happens only if the current
+	 * version is `expect` (0: there is none), else ST_CONFLICT and
+	 * nothing changes. Bumps the kind's generation; the document's
+	 * version becomes that generation, into `*version` when not NULL.
+	 */
+	enum status (*doc_put)(struct store *st, const char *kind,
+			       const char *key, const char *value,
+			       uint64_t expect, uint64_t *version,
+			       struct buf *err);
+
+	/* Delete `kind`/`key` and bump the kind's generation; ST_NOT_FOUND
+	 * when there was none (and nothing changes). */
+	enum status (*doc_delete)(struct store *st, const char *kind,
+				  const char *key, struct buf *err);
+
+	/* Append the documents of `kind` whose keys sort after `after` ("":
+	 * from the first) in byte order, at most `limit` of them. */
+	enum status (*doc_list)(struct store *st, const char *kind,
+				const char *after, size_t limit,
+				struct store_doc_list *out, struct buf *err);
+
+	/*
+	 * The kind's generation: a number that grows on every put or delete
+	 * of a document of `kind`, by any process on the store, and never goes
+	 * back (0 before the first). One cheap read tells a process whether
+	 * what it cached of that kind (settings, tokens) is still current.
+	 */
+	enum status (*doc_generation)(struct store *st, const char *kind,
+				      uint64_t *generation, struct buf *err);
 };
 
 /* Open a store from a spec such as "sqlite:./registry.db" or "dynamodb:prod-".
@@ -124,6 +189,27 @@ void store_rollback(struct store *st);
 enum status store_ping(struct store *st, struct buf *err) WARN_UNUSED;
 /* probe(), or ping() for a backend without STORE_CAP_PROBE. */
 enum status store_probe(struct store *st, struct buf *err) WARN_UNUSED;
+
+void store_doc_release(struct store_doc *doc);
+void store_doc_list_init(struct store_doc_list *list);
+void store_doc_list_release(struct store_doc_list *list);
+/* Append an empty document to `list` and return it. */
+struct store_doc *store_doc_list_append(struct store_doc_list *list);
+
+enum status store_doc_get(struct store *st, const char *kind, const char *key,
+			  struct store_doc *out, struct buf *err) WARN_UNUSED;
+enum status store_doc_put(struct store *st, const char *kind, const char *key,
+			  const char *value, uint64_t expect, uint64_t *version,
+			  struct buf *err) WARN_UNUSED;
+enum status store_doc_delete(struct store *st, const char *kind,
+			     const char *key, struct buf *err) WARN_UNUSED;
+enum status store_doc_list(struct store *st, const char *kind,
+			   const char *after, size_t limit,
+			   struct store_doc_list *out,
+			   struct buf *err) WARN_UNUSED;
+enum status store_doc_generation(struct store *st, const char *kind,
+				 uint64_t *generation,
+				 struct buf *err) WARN_UNUSED;
 
 /*
  * Every stored service of `table` with its times, as deterministic JSON, for
