@@ -467,7 +467,7 @@ try:
     fake = FakeRegistry(good + b"# after throttling\n")
     fake.script = [(429, b'{"message":"Too Many Requests"}\n')] * 2 + \
         [(200, b"<html><body>Service busy</body></html>\n")] * 2
-    agent = Agent(fake.url, ["--check-timeout", "30000"])
+    agent = Agent(fake.url)
     # The live file is renamed before the reload: wait for the reload.
     t = wait_for(lambda: agent.count("reloaded") == 1, 60)
     check(t is not None and read(live) == fake.answer,
