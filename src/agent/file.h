@@ -11,12 +11,12 @@
 #include "status.h"
 
 /*
- * A source over the file at `path` (--source file:PATH); only `path` of the
- * options matters. The file need not exist yet: load() says ST_UNAVAILABLE
- * until it does. A missing file, unreadable bytes or a document that is not
- * an array give ST_UNAVAILABLE or ST_INVALID, and the caller keeps what it
- * had. changed() is a stat() and, when that moved, a byte comparison: the
- * same bytes rewritten are no change.
+ * A source over the file at `arg` (--source file:PATH); it uses none of the
+ * options. The file need not exist yet: changed() says 1 once it does. A
+ * missing file gives ST_NOT_FOUND, unreadable bytes ST_UNAVAILABLE, a document
+ * that is not an array ST_INVALID, and the caller keeps what it had. changed()
+ * is a stat() and, when that moved, a byte comparison: the same bytes rewritten
+ * are no change.
  */
 source_new_fn file_source_new;
 

@@ -28,10 +28,11 @@ struct source_ops {
 	 * name on ST_OK). An entry or container with missing or invalid
 	 * settings is logged once (event=skip) and left out; the others
 	 * still count. ST_UNAVAILABLE when what feeds the source cannot be
-	 * read now (worth retrying), ST_INVALID when it can but makes no
-	 * sense as a whole (retrying only helps once it changed). On an
-	 * error `out` is left empty and `err` says why. Called from the loop
-	 * only, never concurrently.
+	 * read now (worth retrying); ST_NOT_FOUND when there is nothing yet
+	 * and ST_INVALID (or ST_TOO_LARGE) when it makes no sense as a whole:
+	 * retrying helps only after changed() said 1. On an error `out` is
+	 * left empty and `err` says why. Called from the loop only, never
+	 * concurrently.
 	 */
 	enum status (*load)(struct source *src, struct service_list *out,
 			    struct buf *err);

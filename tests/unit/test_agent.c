@@ -186,6 +186,81 @@ static void test_docker_parse(void **state)
 	buf_release(&err);
 }
 
+static void write_string(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "wb");
+
+	assert_non_null(f);
+	assert_int_equal(fwrite(text, 1, strlen(text), f), strlen(text));
+	assert_int_equal(fclose(f), 0);
+}
+
+/* The file source through its ops: changes are changes of bytes. */
+static void test_file_source(void **state)
+{
+	const char *one = "[{\"serviceName\":\"web\",\"port\":80,"
+			  "\"predicate\":\"w.example.com\",\"containers\":"
+			  "[{\"id\":\"a\",\"ip\":\"10.0.0.1\"}]}]";
+	const char *two = "[{\"serviceName\":\"web\",\"port\":81,"
+			  "\"predicate\":\"w.example.com\"}]";
+	char dir[] = "/tmp/lr-agent-file-XXXXXX", path[64], tmp[72];
+	struct source_options opts = {NULL, NULL, 1000};
+	struct source *src = NULL;
+	struct service_list list;
+	struct buf err = BUF_INIT;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/services.json", dir);
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	assert_int_equal(file_source_new("", &opts, &src, &err), ST_INVALID);
+	assert_null(src);
+	assert_int_equal(file_source_new(path, &opts, &src, &err), ST_OK);
+	assert_string_equal(src->ops->name, "file");
+
+	/* Not there yet: worth a retry, and no change to report. */
+	service_list_init(&list);
+	assert_int_equal(source_load(src, &list, &err), ST_NOT_FOUND);
+	assert_non_null(strstr(err.buf, "does not exist"));
+	assert_int_equal(source_changed(src), 0);
+
+	write_string(path, one);
+	assert_int_equal(source_changed(src), 1);
+	assert_int_equal(source_load(src, &list, &err), ST_OK);
+	assert_int_equal(list.nr, 1);
+	assert_int_equal(list.items[0].nr_containers, 1);
+	service_list_release(&list);
+	assert_int_equal(source_changed(src), 0);
+
+	/* The same bytes in a new file: no change. Other bytes: a change. */
+	write_string(tmp, one);
+	assert_int_equal(rename(tmp, path), 0);
+	assert_int_equal(source_changed(src), 0);
+	write_string(tmp, two);
+	assert_int_equal(rename(tmp, path), 0);
+	assert_int_equal(source_changed(src), 1);
+	service_list_init(&list);
+	assert_int_equal(source_load(src, &list, &err), ST_OK);
+	assert_int_equal(list.items[0].port, 81);
+	service_list_release(&list);
+
+	/* Not JSON: refused as a whole, and `out` stays empty. */
+	write_string(path, "[");
+	service_list_init(&list);
+	assert_int_equal(source_load(src, &list, &err), ST_INVALID);
+	assert_int_equal(list.nr, 0);
+	service_list_release(&list);
+
+	/* After a resync the next look reports a change. */
+	source_resync(src);
+	assert_int_equal(source_changed(src), 1);
+
+	source_free(src);
+	unlink(path);
+	assert_int_equal(rmdir(dir), 0);
+	buf_release(&err);
+}
+
 /* A scratch folder with a master-worker HAProxy on a free loopback port. */
 struct hap {
 	char dir[64];
@@ -769,6 +844,7 @@ int main(void)
 		cmocka_unit_test(test_procs_parse),
 		cmocka_unit_test(test_file_parse),
 		cmocka_unit_test(test_docker_parse),
+		cmocka_unit_test(test_file_source),
 		cmocka_unit_test(test_docker_prune),
 		cmocka_unit_test_setup_teardown(test_apply, hap_setup,
 						hap_teardown),
