@@ -472,10 +472,10 @@ static int agent_open_source(struct agent *a, const char *spec,
 			ret = 0;
 		goto out;
 	}
-	fprintf(stderr,
-		"lambda-registry agent: --source: '%s' is neither "
-		"docker:SOCKET nor file:PATH\n",
-		spec);
+	buf_setf(&err, "'%s' names no source; known:", spec);
+	for (i = 0; i < ARRAY_SIZE(agent_sources); i++)
+		buf_addf(&err, " %s:...", agent_sources[i].name);
+	fprintf(stderr, "lambda-registry agent: --source: %s\n", err.buf);
 out:
 	buf_release(&err);
 	return ret;
