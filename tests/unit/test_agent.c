@@ -28,6 +28,7 @@
 #include "agent/source.h"
 #include "buf.h"
 #include "clock.h"
+#include "payload.h"
 #include "xalloc.h"
 
 extern char **environ;
@@ -117,6 +118,66 @@ static void test_file_parse(void **state)
 	assert_int_equal(list.nr, 0);
 	service_list_release(&list);
 	buf_release(&skipped);
+	buf_release(&err);
+}
+
+/* The sources' shared checks, now in payload.c: what each refusal says. */
+static void test_service_text(void **state)
+{
+	static const struct {
+		const char *name, *port, *mode, *predicate, *cookie, *want;
+	} bad[] = {
+		{NULL, "80", NULL, "a.b", NULL, "no service name"},
+		{"a b", "80", NULL, "a.b", NULL, "invalid name"},
+		{"web", "", NULL, "a.b", NULL, "no port"},
+		{"web", "80x", NULL, "a.b", NULL, "invalid port"},
+		{"web", "80", "tcp", "a.b", NULL,
+		 "invalid config mode \"tcp\""},
+		{"web", "80", "path", NULL, NULL, "no predicate"},
+		{"web", "80", NULL, "a.b", "a;b", "invalid cookie name"},
+	};
+	struct service svc;
+	struct buf err = BUF_INIT;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < ARRAY_SIZE(bad); i++) {
+		memset(&svc, 0, sizeof(svc));
+		buf_reset(&err);
+		assert_int_equal(payload_check_service_text(
+					 &svc, bad[i].name, bad[i].port,
+					 bad[i].mode, bad[i].predicate,
+					 bad[i].cookie, &err),
+				 -1);
+		if (!strstr(err.buf, bad[i].want))
+			fprintf(stderr, "case %zu: %s\n", i, err.buf);
+		assert_non_null(strstr(err.buf, bad[i].want));
+		service_release(&svc);
+	}
+
+	memset(&svc, 0, sizeof(svc));
+	assert_int_equal(payload_check_service_text(&svc, "web", "8080", "",
+						    "WWW.Example.com", "",
+						    &err),
+			 0);
+	assert_int_equal(svc.mode, CONFIG_MODE_HOST);
+	assert_string_equal(svc.predicate, "www.example.com");
+	assert_null(svc.cookie);
+	assert_int_equal(payload_check_container_text(&svc, "c1",
+						      "::ffff:10.0.0.1", &err),
+			 0);
+	assert_int_equal(svc.nr_containers, 1);
+	buf_reset(&err);
+	assert_int_equal(payload_check_container_text(&svc, "c2", NULL, &err),
+			 -1);
+	assert_string_equal(err.buf, "container 'c2' has no address");
+	assert_int_equal(
+		payload_check_container_text(&svc, "", "10.0.0.2", &err), -1);
+	assert_int_equal(
+		payload_check_container_text(&svc, "c/3", "10.0.0.3", &err),
+		-1);
+	assert_int_equal(svc.nr_containers, 1);
+	service_release(&svc);
 	buf_release(&err);
 }
 
@@ -843,6 +904,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_procs_parse),
 		cmocka_unit_test(test_file_parse),
+		cmocka_unit_test(test_service_text),
 		cmocka_unit_test(test_docker_parse),
 		cmocka_unit_test(test_file_source),
 		cmocka_unit_test(test_docker_prune),
