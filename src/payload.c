@@ -1344,3 +1344,74 @@ void payload_services_json(const struct service_list *list, unsigned flags,
 	if (ret)
 		buf_setlen(out, start);
 }
+
+int payload_check_service_text(struct service *svc, const char *name,
+			       const char *port, const char *mode,
+			       const char *predicate, const char *cookie,
+			       struct buf *err)
+{
+	struct buf canon = BUF_INIT;
+	int ret = -1;
+
+	if (!name || !*name) {
+		buf_setf(err, "no service name");
+		goto out;
+	}
+	if (payload_check_name(name, err))
+		goto out;
+	svc->name = xstrdup(name);
+	if (!port || !*port) {
+		buf_setf(err, "no port");
+		goto out;
+	}
+	if (payload_check_port_string(port, &svc->port, err))
+		goto out;
+	svc->mode = CONFIG_MODE_HOST;
+	if (mode && *mode && config_mode_parse(mode, &svc->mode)) {
+		set_quoted_error(err, "config mode", mode,
+				 "neither 'host' nor 'path'");
+		goto out;
+	}
+	if (!predicate || !*predicate) {
+		buf_setf(err, "no predicate");
+		goto out;
+	}
+	if (payload_check_predicate(svc->mode, predicate, &canon, err))
+		goto out;
+	svc->predicate = buf_detach(&canon, NULL);
+	if (cookie && *cookie) {
+		if (payload_check_cookie(cookie, err))
+			goto out;
+		svc->cookie = xstrdup(cookie);
+	}
+	ret = 0;
+out:
+	buf_release(&canon);
+	return ret;
+}
+
+int payload_check_container_text(struct service *svc, const char *id,
+				 const char *ip, struct buf *err)
+{
+	struct buf canon = BUF_INIT;
+	int ret = -1;
+
+	if (!id || !*id) {
+		buf_setf(err, "container without id");
+		goto out;
+	}
+	/* Container ids become server names: the rules of service names. */
+	if (payload_check_name(id, err))
+		goto out;
+	if (!ip || !*ip) {
+		buf_setf(err, "container '%s' has no address", id);
+		goto out;
+	}
+	if (payload_check_ip(ip, &canon, err))
+		goto out;
+	service_put_container(svc, id, canon.buf);
+	ret = 0;
+out:
+	buf_release(&canon);
+	return ret;
+}

@@ -87,4 +87,21 @@ int payload_check_port_string(const char *s, unsigned *port, struct buf *err);
 void payload_services_json(const struct service_list *list, unsigned flags,
 			   struct buf *out);
 
+/*
+ * A service's routing settings given as text, as the agent's sources read
+ * them (environment, labels, a JSON file): checked with the validators above
+ * and canonicalised into `svc`, which the caller releases either way. `mode`
+ * and `cookie` may be NULL or empty (host mode, not sticky); the others are
+ * required. -1 with the reason in `err`.
+ */
+int payload_check_service_text(struct service *svc, const char *name,
+			       const char *port, const char *mode,
+			       const char *predicate, const char *cookie,
+			       struct buf *err);
+
+/* Check a container id (a server name) and address given as text and add
+ * them to `svc`. -1 with the reason in `err`, `svc` unchanged. */
+int payload_check_container_text(struct service *svc, const char *id,
+				 const char *ip, struct buf *err);
+
 #endif

@@ -5,18 +5,19 @@
 #include "agent/agent.h"
 
 #include <curl/curl.h>
-#include <errno.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "agent/docker.h"
 #include "agent/file.h"
 #include "agent/haproxy.h"
+#include "agent/source.h"
+#include "clock.h"
+#include "curlx.h"
 #include "log.h"
 #include "payload.h"
 #include "xalloc.h"
@@ -28,10 +29,8 @@
 #define AGENT_TICK_MS	     50
 #define AGENT_BACKOFF_MIN_MS 500
 #define AGENT_BACKOFF_MAX_MS 30000
-/* Characters of one quoted log value. */
-#define AGENT_LOG_VALUE_MAX 1000
 /* Largest config accepted from the registry. */
-#define AGENT_MAX_CONFIG ((size_t)16 << 20)
+#define AGENT_MAX_CONFIG HAPROXY_CONFIG_MAX
 
 const struct cli_option agent_options[] = {
 	{"registry", "URL",
@@ -53,8 +52,13 @@ const struct cli_option agent_options[] = {
 	{"network", "NAME", "docker: network whose address is used", NULL},
 	{"haproxy-bin", "PATH", "haproxy binary used for `-c` checks",
 	 "haproxy"},
-	{"timeout", "MS", "limit for one registry request, check or reload",
+	{"timeout", "MS", "limit for one registry request or one reload",
 	 "10000"},
+	{"check-timeout", "MS",
+	 "limit for `haproxy -c` on a small config; grows with the size",
+	 "10000"},
+	{"check-timeout-per-mb", "MS",
+	 "time `haproxy -c` is allowed for every MB of config", "12000"},
 	{"once", NULL,
 	 "sync once and exit: 0 applied or unchanged, 1 refused, 3 unavailable",
 	 NULL},
@@ -73,7 +77,18 @@ enum {
 	OPT_NETWORK,
 	OPT_BIN,
 	OPT_TIMEOUT,
+	OPT_CHECK_TIMEOUT,
+	OPT_CHECK_PER_MB,
 	OPT_ONCE,
+};
+
+/* The sources --source can name, as NAME:ARG. */
+static const struct {
+	const char *name;
+	source_new_fn *new_source;
+} agent_sources[] = {
+	{"file", file_source_new},
+	{"docker", docker_source_new},
 };
 
 struct agent {
@@ -82,12 +97,21 @@ struct agent {
 	unsigned debounce_ms;
 	unsigned timeout_ms;
 	struct haproxy_options haproxy;
-	struct file_source *file;
-	struct docker_source *docker;
+	struct source *source;
 	CURL *curl;
+	struct backoff backoff; /* between tries of one pending change */
 	/* Counters, logged with every outcome. */
 	unsigned long syncs, applied, unchanged, rejected, reload_failures,
-		registry_failures;
+		registry_failures, check_timeouts, local_errors;
+};
+
+/* What the loop does after a round. */
+enum agent_next {
+	AGENT_DONE,  /* applied or unchanged: wait for the source */
+	AGENT_RETRY, /* not applied, may work later: try again after backoff */
+	/* refused in a way that only new input can change: wait for the
+	 * source, but do not spin on the same input */
+	AGENT_WAIT,
 };
 
 static volatile sig_atomic_t agent_stop;
@@ -101,7 +125,11 @@ static void agent_on_signal(int sig)
 		agent_stop = 1;
 }
 
-void agent_log(const char *level, const char *event, const char *fmt, ...)
+static void agent_log(const char *level, const char *event, const char *fmt,
+		      ...) __attribute__((format(printf, 3, 4)));
+
+static void agent_log(const char *level, const char *event, const char *fmt,
+		      ...)
 {
 	struct buf msg = BUF_INIT;
 	va_list ap;
@@ -114,103 +142,6 @@ void agent_log(const char *level, const char *event, const char *fmt, ...)
 	log_event("level=%s event=%s%s%s", level, event, msg.len ? " " : "",
 		  msg.buf);
 	buf_release(&msg);
-}
-
-const char *agent_quote(struct buf *scratch, const char *s)
-{
-	size_t i, len = strlen(s);
-
-	buf_reset(scratch);
-	buf_addch(scratch, '"');
-	/* A log line stays one line and stays short enough to read. */
-	for (i = 0; i < len && i < AGENT_LOG_VALUE_MAX; i++) {
-		unsigned char c = (unsigned char)s[i];
-
-		if (c == '"' || c == '\\')
-			buf_addf(scratch, "\\%c", c);
-		else if (c == '\n')
-			buf_addstr(scratch, "\\n");
-		else if (c < 0x20 || c == 0x7f)
-			buf_addf(scratch, "\\x%02x", c);
-		else
-			buf_addch(scratch, (char)c);
-	}
-	if (len > AGENT_LOG_VALUE_MAX)
-		buf_addstr(scratch, "...");
-	buf_addch(scratch, '"');
-	return scratch->buf;
-}
-
-int agent_service_settings(struct service *svc, const char *name,
-			   const char *port, const char *mode,
-			   const char *predicate, const char *cookie,
-			   struct buf *err)
-{
-	struct buf canon = BUF_INIT;
-	int ret = -1;
-
-	if (!name || !*name) {
-		buf_setf(err, "no service name");
-		goto out;
-	}
-	if (payload_check_name(name, err))
-		goto out;
-	svc->name = xstrdup(name);
-	if (!port || !*port) {
-		buf_setf(err, "no port");
-		goto out;
-	}
-	if (payload_check_port_string(port, &svc->port, err))
-		goto out;
-	svc->mode = CONFIG_MODE_HOST;
-	if (mode && *mode && config_mode_parse(mode, &svc->mode)) {
-		buf_setf(err, "config mode '%s' is neither 'host' nor 'path'",
-			 mode);
-		goto out;
-	}
-	if (!predicate || !*predicate) {
-		buf_setf(err, "no predicate");
-		goto out;
-	}
-	if (payload_check_predicate(svc->mode, predicate, &canon, err))
-		goto out;
-	svc->predicate = buf_detach(&canon, NULL);
-	if (cookie && *cookie) {
-		if (payload_check_cookie(cookie, err))
-			goto out;
-		svc->cookie = xstrdup(cookie);
-	}
-	ret = 0;
-out:
-	buf_release(&canon);
-	return ret;
-}
-
-int agent_service_add_container(struct service *svc, const char *id,
-				const char *ip, struct buf *err)
-{
-	struct buf canon = BUF_INIT;
-	int ret = -1;
-
-	if (!id || !*id) {
-		buf_setf(err, "container without id");
-		goto out;
-	}
-	/* Container ids become server names: the same rules as service names.
-	 */
-	if (payload_check_name(id, err))
-		goto out;
-	if (!ip || !*ip) {
-		buf_setf(err, "container '%s' has no address", id);
-		goto out;
-	}
-	if (payload_check_ip(ip, &canon, err))
-		goto out;
-	service_put_container(svc, id, canon.buf);
-	ret = 0;
-out:
-	buf_release(&canon);
-	return ret;
 }
 
 /* {table, running: every container, candidates: services with containers}. */
@@ -250,16 +181,6 @@ static void agent_build_payload(const char *table,
 	service_list_release(&candidates);
 }
 
-static size_t agent_curl_write(char *data, size_t size, size_t nmemb, void *ctx)
-{
-	struct buf *b = ctx;
-
-	/* Returning short makes curl fail the transfer: never a cut config. */
-	if (buf_add(b, data, size * nmemb))
-		return 0;
-	return size * nmemb;
-}
-
 /* POST the payload; the answer's body is the config. */
 static enum status agent_post(struct agent *a, const struct buf *payload,
 			      struct buf *config, struct buf *err)
@@ -281,7 +202,7 @@ static enum status agent_post(struct agent *a, const struct buf *payload,
 	curl_easy_setopt(a->curl, CURLOPT_POSTFIELDSIZE_LARGE,
 			 (curl_off_t)payload->len);
 	curl_easy_setopt(a->curl, CURLOPT_HTTPHEADER, headers);
-	curl_easy_setopt(a->curl, CURLOPT_WRITEFUNCTION, agent_curl_write);
+	curl_easy_setopt(a->curl, CURLOPT_WRITEFUNCTION, curlx_write_buf);
 	curl_easy_setopt(a->curl, CURLOPT_WRITEDATA, &body);
 	curl_easy_setopt(a->curl, CURLOPT_CONNECTTIMEOUT_MS,
 			 (long)(a->timeout_ms < 3000 ? a->timeout_ms : 3000));
@@ -303,8 +224,8 @@ static enum status agent_post(struct agent *a, const struct buf *payload,
 	if (code != 200) {
 		buf_setf(err, "POST '%s' answered %ld: ", a->url.buf, code);
 		buf_addquoted(err, body.buf, body.len > 300 ? 300 : body.len);
-		/* 4xx: this payload will not do better next time; 5xx: it may.
-		 */
+		/* For --once: a 4xx refuses this payload, a 5xx is an outage.
+		 * The loop retries both: API Gateway throttles with a 429. */
 		st = code >= 400 && code < 500 ? ST_INVALID : ST_UNAVAILABLE;
 		goto out;
 	}
@@ -325,43 +246,39 @@ out:
 	return st;
 }
 
-static enum status agent_load(struct agent *a, struct service_list *list,
-			      struct buf *err)
-{
-	if (a->file)
-		return file_source_load(a->file, list, err);
-	return docker_source_load(a->docker, list, err);
-}
-
-static int agent_source_changed(struct agent *a)
-{
-	if (a->file)
-		return file_source_changed(a->file);
-	return docker_source_changed(a->docker);
-}
-
 /*
- * One round: read the source, ask the registry, apply. ST_UNAVAILABLE means
- * "try again later"; anything else ends the round.
+ * One round: read the source, ask the registry, apply. The status is what
+ * --once exits with (ST_OK, ST_UNAVAILABLE: try later, else refused); `next`
+ * is what the loop does about it. Everything that did not reach HAProxy and
+ * everything HAProxy did not keep is retried with backoff, since a registry
+ * behind API Gateway throttles (429) or answers a page that is no config, and
+ * a folder or a port may be fixed meanwhile. Only two things wait for new
+ * input instead: a source that makes no sense (retrying reads the same), and
+ * a config whose `haproxy -c` ran out of time (retrying burns the same CPU
+ * for the same timeout, forever).
  */
-static enum status agent_sync(struct agent *a, const char *why)
+static enum status agent_sync(struct agent *a, const char *why,
+			      enum agent_next *next)
 {
 	struct buf payload = BUF_INIT, config = BUF_INIT, err = BUF_INIT,
 		   q = BUF_INIT;
 	struct service_list list;
 	enum haproxy_outcome outcome;
-	struct timespec t0, t1;
+	uint64_t t0 = clock_now_ms();
 	enum status st;
 	size_t i, nr_containers = 0;
-	long ms;
+	unsigned long long ms;
 
-	clock_gettime(CLOCK_MONOTONIC, &t0);
+	*next = AGENT_RETRY;
 	service_list_init(&list);
 	a->syncs++;
-	st = agent_load(a, &list, &err);
+	st = source_load(a->source, &list, &err);
 	if (st != ST_OK) {
-		agent_log("error", "source_failed", "status=%s error=%s",
-			  status_name(st), agent_quote(&q, err.buf));
+		agent_log("error", "source_failed",
+			  "source=%s status=%s error=%s", a->source->ops->name,
+			  status_name(st), log_quote(&q, err.buf));
+		if (st != ST_UNAVAILABLE)
+			*next = AGENT_WAIT;
 		goto out;
 	}
 	for (i = 0; i < list.nr; i++)
@@ -374,39 +291,54 @@ static enum status agent_sync(struct agent *a, const char *why)
 		agent_log("error", "registry_failed",
 			  "status=%s registry_failures=%lu error=%s",
 			  status_name(st), a->registry_failures,
-			  agent_quote(&q, err.buf));
+			  log_quote(&q, err.buf));
 		goto out;
 	}
 
 	buf_reset(&err);
 	st = haproxy_apply(&a->haproxy, config.buf, config.len, &outcome, &err);
-	clock_gettime(CLOCK_MONOTONIC, &t1);
-	ms = (t1.tv_sec - t0.tv_sec) * 1000 +
-	     (t1.tv_nsec - t0.tv_nsec) / 1000000;
+	ms = (unsigned long long)(clock_now_ms() - t0);
 	switch (outcome) {
 	case HAPROXY_UNCHANGED:
 		a->unchanged++;
-		agent_log("info", "unchanged",
-			  "why=%s services=%zu containers=%zu bytes=%zu ms=%ld",
-			  why, list.nr, nr_containers, config.len, ms);
+		*next = AGENT_DONE;
+		agent_log(
+			"info", "unchanged",
+			"why=%s services=%zu containers=%zu bytes=%zu ms=%llu",
+			why, list.nr, nr_containers, config.len, ms);
 		break;
 	case HAPROXY_APPLIED:
 		a->applied++;
+		*next = AGENT_DONE;
 		agent_log("info", "reloaded",
-			  "why=%s services=%zu containers=%zu bytes=%zu ms=%ld "
-			  "reloads=%lu",
+			  "why=%s services=%zu containers=%zu bytes=%zu "
+			  "ms=%llu reloads=%lu",
 			  why, list.nr, nr_containers, config.len, ms,
 			  a->applied);
 		break;
 	case HAPROXY_REJECTED:
 		a->rejected++;
-		agent_log("error", "config_rejected", "rejected=%lu error=%s",
-			  a->rejected, agent_quote(&q, err.buf));
+		agent_log("error", "config_rejected",
+			  "bytes=%zu rejected=%lu error=%s", config.len,
+			  a->rejected, log_quote(&q, err.buf));
+		break;
+	case HAPROXY_CHECK_TIMEOUT:
+		a->check_timeouts++;
+		*next = AGENT_WAIT;
+		agent_log("error", "check_timeout",
+			  "bytes=%zu limit_ms=%u check_timeouts=%lu error=%s",
+			  config.len,
+			  haproxy_check_timeout_ms(&a->haproxy, config.len),
+			  a->check_timeouts, log_quote(&q, err.buf));
 		break;
 	case HAPROXY_DEFERRED:
 		agent_log("error", "haproxy_unreachable", "error=%s",
-			  agent_quote(&q, err.buf));
-		st = ST_UNAVAILABLE;
+			  log_quote(&q, err.buf));
+		break;
+	case HAPROXY_LOCAL_ERROR:
+		a->local_errors++;
+		agent_log("error", "local_error", "local_errors=%lu error=%s",
+			  a->local_errors, log_quote(&q, err.buf));
 		break;
 	case HAPROXY_ROLLED_BACK:
 	case HAPROXY_BROKEN:
@@ -414,11 +346,9 @@ static enum status agent_sync(struct agent *a, const char *why)
 		agent_log("error", "reload_failed",
 			  "outcome=%s reload_failures=%lu error=%s",
 			  haproxy_outcome_name(outcome), a->reload_failures,
-			  agent_quote(&q, err.buf));
-		if (st == ST_OK)
-			st = ST_INTERNAL;
-		/* Retrying the same config would fail the same way. */
-		if (st == ST_UNAVAILABLE)
+			  log_quote(&q, err.buf));
+		/* For --once: the reload failed, whatever the reason. */
+		if (st == ST_OK || st == ST_UNAVAILABLE)
 			st = ST_INVALID;
 		break;
 	}
@@ -431,35 +361,26 @@ out:
 	return st;
 }
 
-static long long agent_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int agent_loop(struct agent *a)
 {
-	long long now = agent_now_ms(), first = now, last = now, retry_at = 0;
-	unsigned backoff = AGENT_BACKOFF_MIN_MS;
+	uint64_t now = clock_now_ms(), first = now, last = now, retry_at = 0;
 	const char *why = "start";
 	int pending = 1, immediate = 1;
 
 	while (!agent_stop) {
 		struct timespec tick = {0, AGENT_TICK_MS * 1000000L};
 
-		now = agent_now_ms();
+		now = clock_now_ms();
 		if (agent_hup) {
 			agent_hup = 0;
 			agent_log("info", "resync", "why=sighup");
-			if (a->docker)
-				docker_source_resync(a->docker);
+			source_resync(a->source);
 			pending = immediate = 1;
 			retry_at = 0;
+			backoff_reset(&a->backoff);
 			why = "sighup";
 		}
-		if (agent_source_changed(a)) {
+		if (source_changed(a->source)) {
 			if (!pending) {
 				first = now;
 				why = "change";
@@ -469,7 +390,7 @@ static int agent_loop(struct agent *a)
 			 * debounce still spaces the tries. */
 			if (retry_at) {
 				retry_at = 0;
-				backoff = AGENT_BACKOFF_MIN_MS;
+				backoff_reset(&a->backoff);
 			}
 			pending = 1;
 			last = now;
@@ -477,32 +398,39 @@ static int agent_loop(struct agent *a)
 		if (pending && now >= retry_at &&
 		    (immediate || now - last >= a->debounce_ms ||
 		     now - first >= AGENT_MAX_DELAY_MS)) {
-			enum status st = agent_sync(a, why);
+			enum agent_next next;
+			uint64_t wait_ms;
 
+			(void)agent_sync(a, why, &next);
 			immediate = 0;
-			if (st == ST_UNAVAILABLE) {
-				agent_log("info", "retry", "in_ms=%u", backoff);
-				retry_at = agent_now_ms() + backoff;
-				backoff = backoff * 2 > AGENT_BACKOFF_MAX_MS
-						  ? AGENT_BACKOFF_MAX_MS
-						  : backoff * 2;
+			if (next == AGENT_RETRY) {
+				/* Full jitter, but never a busy loop. */
+				wait_ms = backoff_next_ms(&a->backoff);
+				if (wait_ms < AGENT_TICK_MS)
+					wait_ms = AGENT_TICK_MS;
+				agent_log("info", "retry",
+					  "in_ms=%llu attempt=%u",
+					  (unsigned long long)wait_ms,
+					  a->backoff.attempt);
+				retry_at = clock_now_ms() + wait_ms;
 				why = "retry";
 			} else {
 				pending = 0;
-				backoff = AGENT_BACKOFF_MIN_MS;
 				retry_at = 0;
+				backoff_reset(&a->backoff);
 			}
 			continue;
 		}
-		/* Signals cut the sleep short. */
+		/* A bare nanosleep(): signals cut it short. */
 		nanosleep(&tick, NULL);
 	}
 	agent_log("info", "stop",
 		  "syncs=%lu reloads=%lu unchanged=%lu rejected=%lu "
-		  "reload_failures=%lu "
-		  "registry_failures=%lu",
+		  "reload_failures=%lu registry_failures=%lu "
+		  "check_timeouts=%lu local_errors=%lu",
 		  a->syncs, a->applied, a->unchanged, a->rejected,
-		  a->reload_failures, a->registry_failures);
+		  a->reload_failures, a->registry_failures, a->check_timeouts,
+		  a->local_errors);
 	return 0;
 }
 
@@ -523,19 +451,51 @@ static int agent_parse_ms(const char *name, const char *s,
 	return ret;
 }
 
+/* The source --source names, as NAME:ARG; -1 with a message on stderr. */
+static int agent_open_source(struct agent *a, const char *spec,
+			     const struct source_options *opts)
+{
+	struct buf err = BUF_INIT;
+	size_t i, len;
+	int ret = -1;
+
+	for (i = 0; i < ARRAY_SIZE(agent_sources); i++) {
+		len = strlen(agent_sources[i].name);
+		if (strncmp(spec, agent_sources[i].name, len) ||
+		    spec[len] != ':')
+			continue;
+		if (agent_sources[i].new_source(spec + len + 1, opts,
+						&a->source, &err) != ST_OK)
+			fprintf(stderr, "lambda-registry agent: --source: %s\n",
+				err.buf);
+		else
+			ret = 0;
+		goto out;
+	}
+	buf_setf(&err, "'%s' names no source; known:", spec);
+	for (i = 0; i < ARRAY_SIZE(agent_sources); i++)
+		buf_addf(&err, " %s:...", agent_sources[i].name);
+	fprintf(stderr, "lambda-registry agent: --source: %s\n", err.buf);
+out:
+	buf_release(&err);
+	return ret;
+}
+
 int agent_main(const char *const *v, int argc, char **argv)
 {
 	struct agent a;
-	struct docker_options dopts;
-	struct buf err = BUF_INIT, q = BUF_INIT, q2 = BUF_INIT;
+	struct source_options sopts;
+	struct buf err = BUF_INIT, q = BUF_INIT, q2 = BUF_INIT, q3 = BUF_INIT;
 	struct sigaction sa;
 	const char *src = v[OPT_SOURCE];
+	enum agent_next next;
 	int code = 2;
 	size_t i;
 	enum status st;
 
 	memset(&a, 0, sizeof(a));
 	buf_init(&a.url, 0);
+	backoff_init(&a.backoff, AGENT_BACKOFF_MIN_MS, AGENT_BACKOFF_MAX_MS);
 	if (argc > 0) {
 		fprintf(stderr,
 			"lambda-registry agent: unexpected argument '%s'\n",
@@ -559,11 +519,22 @@ int agent_main(const char *const *v, int argc, char **argv)
 	if (agent_parse_ms("debounce", v[OPT_DEBOUNCE], AGENT_MAX_DELAY_MS,
 			   &a.debounce_ms) ||
 	    agent_parse_ms("keep", v[OPT_KEEP], 1000, &a.haproxy.keep) ||
-	    agent_parse_ms("timeout", v[OPT_TIMEOUT], 600000, &a.timeout_ms))
+	    agent_parse_ms("timeout", v[OPT_TIMEOUT], 600000, &a.timeout_ms) ||
+	    agent_parse_ms("check-timeout", v[OPT_CHECK_TIMEOUT],
+			   HAPROXY_CHECK_TIMEOUT_MAX_MS,
+			   &a.haproxy.check_timeout_ms) ||
+	    agent_parse_ms("check-timeout-per-mb", v[OPT_CHECK_PER_MB],
+			   HAPROXY_CHECK_TIMEOUT_MAX_MS,
+			   &a.haproxy.check_ms_per_mb))
 		goto out;
 	if (a.timeout_ms < 100) {
 		fprintf(stderr, "lambda-registry agent: --timeout: must be at "
 				"least 100\n");
+		goto out;
+	}
+	if (a.haproxy.check_timeout_ms < 100) {
+		fprintf(stderr, "lambda-registry agent: --check-timeout: must "
+				"be at least 100\n");
 		goto out;
 	}
 	buf_addstr(&a.url, v[OPT_REGISTRY]);
@@ -576,12 +547,7 @@ int agent_main(const char *const *v, int argc, char **argv)
 	a.haproxy.bin = v[OPT_BIN];
 	a.haproxy.timeout_ms = a.timeout_ms;
 
-	if (curl_global_init(CURL_GLOBAL_DEFAULT)) {
-		fprintf(stderr,
-			"lambda-registry agent: cannot initialise libcurl\n");
-		code = 3;
-		goto out;
-	}
+	curlx_global_init();
 	a.curl = curl_easy_init();
 	if (!a.curl) {
 		fprintf(stderr,
@@ -589,30 +555,14 @@ int agent_main(const char *const *v, int argc, char **argv)
 		code = 3;
 		goto out;
 	}
-	if (!strncmp(src, "file:", 5) && src[5]) {
-		a.file = file_source_new(src + 5);
-	} else if (!strncmp(src, "docker:", 7) && src[7]) {
-		dopts.socket = src + 7;
-		dopts.keyword = v[OPT_KEYWORD] && *v[OPT_KEYWORD]
-					? v[OPT_KEYWORD]
-					: NULL;
-		dopts.network = v[OPT_NETWORK] && *v[OPT_NETWORK]
-					? v[OPT_NETWORK]
-					: NULL;
-		dopts.timeout_ms = a.timeout_ms;
-		st = docker_source_new(&dopts, &a.docker, &err);
-		if (st != ST_OK) {
-			fprintf(stderr, "lambda-registry agent: --source: %s\n",
-				err.buf);
-			goto out;
-		}
-	} else {
-		fprintf(stderr,
-			"lambda-registry agent: --source: '%s' is neither "
-			"docker:SOCKET nor file:PATH\n",
-			src);
+	memset(&sopts, 0, sizeof(sopts));
+	sopts.keyword =
+		v[OPT_KEYWORD] && *v[OPT_KEYWORD] ? v[OPT_KEYWORD] : NULL;
+	sopts.network =
+		v[OPT_NETWORK] && *v[OPT_NETWORK] ? v[OPT_NETWORK] : NULL;
+	sopts.timeout_ms = a.timeout_ms;
+	if (agent_open_source(&a, src, &sopts))
 		goto out;
-	}
 
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = agent_on_signal;
@@ -623,24 +573,26 @@ int agent_main(const char *const *v, int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 
 	agent_log("info", "start",
-		  "table=%s source=%s registry=%s config=%s debounce_ms=%u",
-		  agent_quote(&err, a.table), agent_quote(&q, src), a.url.buf,
-		  agent_quote(&q2, a.haproxy.config), a.debounce_ms);
+		  "table=%s source=%s registry=%s config=%s debounce_ms=%u "
+		  "check_timeout_ms=%u check_timeout_per_mb=%u",
+		  log_quote(&err, a.table), log_quote(&q, src),
+		  log_quote(&q2, a.url.buf), log_quote(&q3, a.haproxy.config),
+		  a.debounce_ms, a.haproxy.check_timeout_ms,
+		  a.haproxy.check_ms_per_mb);
 	if (v[OPT_ONCE]) {
-		st = agent_sync(&a, "once");
+		st = agent_sync(&a, "once", &next);
 		code = st == ST_OK ? 0 : st == ST_UNAVAILABLE ? 3 : 1;
 		goto out;
 	}
 	code = agent_loop(&a);
 out:
-	docker_source_free(a.docker);
-	file_source_free(a.file);
+	source_free(a.source);
 	if (a.curl)
 		curl_easy_cleanup(a.curl);
-	curl_global_cleanup();
 	buf_release(&a.url);
 	buf_release(&q);
 	buf_release(&q2);
+	buf_release(&q3);
 	buf_release(&err);
 	return code;
 }

@@ -12,7 +12,10 @@
 #include <string.h>
 #include <time.h>
 
-#include "agent/agent.h"
+#include "clock.h"
+#include "curlx.h"
+#include "log.h"
+#include "payload.h"
 #include "xalloc.h"
 #include "banned.h"
 
@@ -32,6 +35,7 @@ struct docker_seen {
 };
 
 struct docker_source {
+	struct source src; /* first: a struct source * is a docker_source * */
 	char *socket;
 	char *keyword;
 	char *network;
@@ -42,6 +46,7 @@ struct docker_source {
 	atomic_int stop;
 	atomic_int changed;
 	atomic_int forget; /* the events stream reconnected: inspect again */
+	/* Inspected containers; pruned to the listed ones after every list. */
 	struct docker_seen *seen;
 	size_t nr_seen, alloc_seen;
 	/* Containers already logged as skipped; survives resyncs, pruned to
@@ -55,23 +60,20 @@ static const char *const docker_actions[] = {
 	"start", "die", "died", "stop", "destroy", "remove", "kill",
 };
 
+static void docker_seen_release(struct docker_seen *seen)
+{
+	free(seen->id);
+	free(seen->reason);
+	service_release(&seen->svc);
+}
+
 static void docker_seen_clear(struct docker_source *ds)
 {
 	size_t i;
 
-	for (i = 0; i < ds->nr_seen; i++) {
-		free(ds->seen[i].id);
-		free(ds->seen[i].reason);
-		service_release(&ds->seen[i].svc);
-	}
+	for (i = 0; i < ds->nr_seen; i++)
+		docker_seen_release(&ds->seen[i]);
 	ds->nr_seen = 0;
-}
-
-static size_t docker_write_buf(char *data, size_t size, size_t nmemb, void *ctx)
-{
-	if (buf_add(ctx, data, size * nmemb))
-		return 0;
-	return size * nmemb;
 }
 
 /* GET `path` from the engine into `out`; ST_NOT_FOUND for a 404. */
@@ -91,7 +93,7 @@ static enum status docker_get(CURL *curl, const struct docker_source *ds,
 	curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, (long)ds->timeout_ms);
 	curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, (long)ds->timeout_ms);
-	curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, docker_write_buf);
+	curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, curlx_write_buf);
 	curl_easy_setopt(curl, CURLOPT_WRITEDATA, out);
 	rc = curl_easy_perform(curl);
 	if (rc != CURLE_OK) {
@@ -196,11 +198,12 @@ int docker_container_parse(const char *inspect_json, size_t len,
 		buf_setf(err, "inspect answer without Id or Config");
 		goto out;
 	}
-	if (agent_service_settings(svc, docker_setting(config, "SERVICE_NAME"),
-				   docker_setting(config, "PORT"),
-				   docker_setting(config, "CONFIG_MODE"),
-				   docker_setting(config, "PREDICATE"),
-				   docker_setting(config, "COOKIE"), err))
+	if (payload_check_service_text(svc,
+				       docker_setting(config, "SERVICE_NAME"),
+				       docker_setting(config, "PORT"),
+				       docker_setting(config, "CONFIG_MODE"),
+				       docker_setting(config, "PREDICATE"),
+				       docker_setting(config, "COOKIE"), err))
 		goto out;
 	ip = docker_address(json_object_get(root, "NetworkSettings"), network,
 			    err);
@@ -209,7 +212,7 @@ int docker_container_parse(const char *inspect_json, size_t len,
 	memset(short_id, 0, sizeof(short_id));
 	memcpy(short_id, id,
 	       strlen(id) < DOCKER_SHORT_ID ? strlen(id) : DOCKER_SHORT_ID);
-	if (agent_service_add_container(svc, short_id, ip, err))
+	if (payload_check_container_text(svc, short_id, ip, err))
 		goto out;
 	ret = 0;
 out:
@@ -238,20 +241,38 @@ static int docker_logged(const struct docker_source *ds, const char *id)
 	return 0;
 }
 
-/* Forget logged containers that are no longer listed. */
-static void docker_prune_logged(struct docker_source *ds, json_t *const *items,
-				size_t n)
+static int docker_listed(json_t *const *items, size_t n, const char *id)
 {
-	size_t i, j, kept = 0;
+	size_t i;
 
+	for (i = 0; i < n; i++)
+		if (!strcmp(id,
+			    json_string_value(json_object_get(items[i], "Id"))))
+			return 1;
+	return 0;
+}
+
+/*
+ * Forget inspected and logged containers that are no longer listed, so both
+ * lists stay as long as the list of running containers, however many come
+ * and go. A container that comes back (a restart keeps its id) is inspected
+ * and, when still invalid, logged again.
+ */
+static void docker_prune(struct docker_source *ds, json_t *const *items,
+			 size_t n)
+{
+	size_t i, kept = 0;
+
+	for (i = 0; i < ds->nr_seen; i++) {
+		if (docker_listed(items, n, ds->seen[i].id))
+			ds->seen[kept++] = ds->seen[i];
+		else
+			docker_seen_release(&ds->seen[i]);
+	}
+	ds->nr_seen = kept;
+	kept = 0;
 	for (i = 0; i < ds->nr_logged; i++) {
-		int listed = 0;
-
-		for (j = 0; j < n && !listed; j++)
-			listed = !strcmp(ds->logged[i],
-					 json_string_value(json_object_get(
-						 items[j], "Id")));
-		if (listed)
+		if (docker_listed(items, n, ds->logged[i]))
 			ds->logged[kept++] = ds->logged[i];
 		else
 			free(ds->logged[i]);
@@ -294,11 +315,10 @@ static struct docker_seen *docker_inspect(struct docker_source *ds,
 		service_release(&seen->svc);
 		seen->reason = buf_detach(&reason, NULL);
 		if (!docker_logged(ds, id)) {
-			agent_log("warn", "skip",
-				  "source=docker container=%.12s name=%s "
-				  "reason=%s",
-				  id, agent_quote(&q, name),
-				  agent_quote(&q2, seen->reason));
+			log_event("level=warn event=skip source=docker "
+				  "container=%.12s name=%s reason=%s",
+				  id, log_quote(&q, name),
+				  log_quote(&q2, seen->reason));
 			ALLOC_GROW(ds->logged, ds->nr_logged + 1,
 				   ds->alloc_logged);
 			ds->logged[ds->nr_logged++] = xstrdup(id);
@@ -356,9 +376,10 @@ static void docker_merge(struct service_list *out, const struct service *one)
 				      one->containers[i].ip);
 }
 
-enum status docker_source_load(struct docker_source *ds,
-			       struct service_list *out, struct buf *err)
+static enum status docker_load(struct source *src, struct service_list *out,
+			       struct buf *err)
 {
+	struct docker_source *ds = (struct docker_source *)src;
 	struct buf body = BUF_INIT;
 	json_error_t jerr;
 	json_t *root = NULL, **items = NULL, *c;
@@ -413,7 +434,7 @@ enum status docker_source_load(struct docker_source *ds,
 		if (seen && seen->ok)
 			docker_merge(out, &seen->svc);
 	}
-	docker_prune_logged(ds, items, n);
+	docker_prune(ds, items, n);
 	service_list_sort(out);
 	st = ST_OK;
 out:
@@ -454,9 +475,10 @@ static void docker_on_event(struct docker_stream *s, const char *text,
 	for (i = 0; action && i < ARRAY_SIZE(docker_actions); i++) {
 		if (strcmp(action, docker_actions[i]))
 			continue;
-		agent_log("info", "docker_event",
-			  "action=%s container=%.12s name=%s", action,
-			  id ? id : "", agent_quote(&q, name ? name : ""));
+		log_event("level=info event=docker_event action=%s "
+			  "container=%.12s name=%s",
+			  action, id ? id : "",
+			  log_quote(&q, name ? name : ""));
 		atomic_store(&s->ds->changed, 1);
 		break;
 	}
@@ -477,8 +499,11 @@ static size_t docker_stream_write(char *data, size_t size, size_t nmemb,
 		s->connected = 1;
 		atomic_store(&s->ds->forget, 1);
 		atomic_store(&s->ds->changed, 1);
-		agent_log("info", "docker_connected", "socket=%s",
-			  s->ds->socket);
+		struct buf q = BUF_INIT;
+
+		log_event("level=info event=docker_connected socket=%s",
+			  log_quote(&q, s->ds->socket));
+		buf_release(&q);
 	}
 	for (i = 0; i < len; i++) {
 		if (data[i] != '\n')
@@ -540,13 +565,15 @@ static void *docker_events_thread(void *arg)
 {
 	struct docker_source *ds = arg;
 	struct docker_stream s;
-	struct buf url = BUF_INIT;
-	unsigned backoff = DOCKER_BACKOFF_MIN_MS;
+	struct buf url = BUF_INIT, q = BUF_INIT, q2 = BUF_INIT;
+	struct backoff backoff;
+	uint64_t wait_ms;
 	CURL *curl = curl_easy_init();
 	char *filters;
 
 	memset(&s, 0, sizeof(s));
 	s.ds = ds;
+	backoff_init(&backoff, DOCKER_BACKOFF_MIN_MS, DOCKER_BACKOFF_MAX_MS);
 	buf_init(&s.line, DOCKER_MAX_EVENT);
 	/* Only container events; the actions are picked here, since Docker and
 	 * podman name some of them differently. */
@@ -580,19 +607,21 @@ static void *docker_events_thread(void *arg)
 		if (atomic_load(&ds->stop))
 			break;
 		curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &code);
-		agent_log("warn", "docker_disconnected",
-			  "socket=%s error=\"%s\" http=%ld retry_ms=%u",
-			  ds->socket, curl_easy_strerror(rc), code, backoff);
 		/* Something may have changed while the stream was down. */
 		atomic_store(&ds->changed, 1);
 		if (s.connected)
-			backoff = DOCKER_BACKOFF_MIN_MS;
-		docker_sleep_ms(ds, backoff);
-		backoff = backoff * 2 > DOCKER_BACKOFF_MAX_MS
-				  ? DOCKER_BACKOFF_MAX_MS
-				  : backoff * 2;
+			backoff_reset(&backoff);
+		wait_ms = backoff_next_ms(&backoff);
+		log_event("level=warn event=docker_disconnected socket=%s "
+			  "error=%s http=%ld retry_ms=%llu",
+			  log_quote(&q, ds->socket),
+			  log_quote(&q2, curl_easy_strerror(rc)), code,
+			  (unsigned long long)wait_ms);
+		docker_sleep_ms(ds, (unsigned)wait_ms);
 	}
 	curl_free(filters);
+	buf_release(&q);
+	buf_release(&q2);
 	if (curl)
 		curl_easy_cleanup(curl);
 	buf_release(&url);
@@ -600,40 +629,10 @@ static void *docker_events_thread(void *arg)
 	return NULL;
 }
 
-enum status docker_source_new(const struct docker_options *opts,
-			      struct docker_source **out, struct buf *err)
+static void docker_free(struct source *src)
 {
-	struct docker_source *ds = xcalloc(1, sizeof(*ds));
-	int r;
+	struct docker_source *ds = (struct docker_source *)src;
 
-	*out = NULL;
-	ds->socket = xstrdup(opts->socket);
-	ds->keyword = opts->keyword ? xstrdup(opts->keyword) : NULL;
-	ds->network = opts->network ? xstrdup(opts->network) : NULL;
-	ds->timeout_ms = opts->timeout_ms;
-	atomic_init(&ds->stop, 0);
-	atomic_init(&ds->changed, 1);
-	atomic_init(&ds->forget, 0);
-	ds->curl = curl_easy_init();
-	if (!ds->curl) {
-		buf_setf(err, "cannot initialise libcurl");
-		docker_source_free(ds);
-		return ST_INTERNAL;
-	}
-	r = pthread_create(&ds->thread, NULL, docker_events_thread, ds);
-	if (r) {
-		buf_setf(err, "cannot start the events thread: %s",
-			 strerror(r));
-		docker_source_free(ds);
-		return ST_INTERNAL;
-	}
-	ds->thread_started = 1;
-	*out = ds;
-	return ST_OK;
-}
-
-void docker_source_free(struct docker_source *ds)
-{
 	if (!ds)
 		return;
 	if (ds->thread_started) {
@@ -653,13 +652,77 @@ void docker_source_free(struct docker_source *ds)
 	free(ds);
 }
 
-int docker_source_changed(struct docker_source *ds)
+static int docker_changed(struct source *src)
 {
+	struct docker_source *ds = (struct docker_source *)src;
+
 	return atomic_exchange(&ds->changed, 0);
 }
 
-void docker_source_resync(struct docker_source *ds)
+static void docker_resync(struct source *src)
 {
+	struct docker_source *ds = (struct docker_source *)src;
+
 	atomic_store(&ds->forget, 1);
 	atomic_store(&ds->changed, 1);
+}
+
+static const struct source_ops docker_ops = {
+	.name = "docker",
+	.load = docker_load,
+	.changed = docker_changed,
+	.resync = docker_resync,
+	.free = docker_free,
+};
+
+size_t docker_source_nr_seen(const struct source *src)
+{
+	if (src->ops != &docker_ops)
+		BUG("not a docker source");
+	return ((const struct docker_source *)src)->nr_seen;
+}
+
+enum status docker_source_new(const char *arg,
+			      const struct source_options *opts,
+			      struct source **out, struct buf *err)
+{
+	struct docker_source *ds = NULL;
+	enum status st = ST_INTERNAL;
+	int r;
+
+	*out = NULL;
+	if (!arg || !*arg) {
+		buf_setf(err, "no socket path after 'docker:'");
+		st = ST_INVALID;
+		goto out;
+	}
+	curlx_global_init();
+	ds = xcalloc(1, sizeof(*ds));
+	ds->src.ops = &docker_ops;
+	ds->socket = xstrdup(arg);
+	ds->keyword = opts->keyword ? xstrdup(opts->keyword) : NULL;
+	ds->network = opts->network ? xstrdup(opts->network) : NULL;
+	ds->timeout_ms = opts->timeout_ms;
+	atomic_init(&ds->stop, 0);
+	atomic_init(&ds->changed, 1);
+	atomic_init(&ds->forget, 0);
+	ds->curl = curl_easy_init();
+	if (!ds->curl) {
+		buf_setf(err, "cannot initialise libcurl");
+		goto out;
+	}
+	r = pthread_create(&ds->thread, NULL, docker_events_thread, ds);
+	if (r) {
+		buf_setf(err, "cannot start the events thread: %s",
+			 strerror(r));
+		goto out;
+	}
+	ds->thread_started = 1;
+	*out = &ds->src;
+	ds = NULL;
+	st = ST_OK;
+out:
+	if (ds)
+		docker_free(&ds->src);
+	return st;
 }

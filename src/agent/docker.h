@@ -5,48 +5,26 @@
 #ifndef AGENT_DOCKER_H
 #define AGENT_DOCKER_H
 
+#include "agent/source.h"
 #include "buf.h"
 #include "service.h"
 #include "status.h"
 
-struct docker_options {
-	const char *socket; /* path of the engine's unix socket */
-	/* only containers whose name holds this; NULL: all */
-	const char *keyword;
-	const char *network; /* network to take the address from; NULL: any */
-	unsigned timeout_ms; /* for one API request */
-};
-
-struct docker_source;
-
 /*
- * Start following the engine's events in a thread of its own. Fails only
- * for bad options; an engine that is down is retried with backoff.
+ * A source over the engine socket `arg` (--source docker:SOCKET), with the
+ * options' keyword, network and timeout. Starts following the engine's
+ * events in a thread of its own; an engine that is down is retried with
+ * backoff. load() lists the running containers (/containers/json), inspects
+ * the ones not seen before, and builds one service per SERVICE_NAME (the
+ * newest container's settings win); what it learnt about containers that are
+ * no longer listed is dropped. ST_UNAVAILABLE when the engine cannot be
+ * reached. changed() is 1 after a container event or a reconnect of the
+ * events stream; resync() makes the next load inspect every container again.
  */
-enum status docker_source_new(const struct docker_options *opts,
-			      struct docker_source **out,
-			      struct buf *err) WARN_UNUSED;
-/* Stop the events thread and free everything. */
-void docker_source_free(struct docker_source *ds);
+source_new_fn docker_source_new;
 
-/*
- * 1 when a container event arrived or the events stream reconnected since
- * the last call.
- */
-int docker_source_changed(struct docker_source *ds);
-
-/* Forget what was learnt about containers, so the next load inspects all. */
-void docker_source_resync(struct docker_source *ds);
-
-/*
- * List the running containers (/containers/json), inspect the ones not seen
- * before, and build the services in `out` (sorted by name). A container with
- * missing or invalid settings is logged once and skipped. ST_UNAVAILABLE
- * when the engine cannot be reached.
- */
-enum status docker_source_load(struct docker_source *ds,
-			       struct service_list *out,
-			       struct buf *err) WARN_UNUSED;
+/* Containers the source remembers having inspected; exposed for tests. */
+size_t docker_source_nr_seen(const struct source *src);
 
 /*
  * Build one container's entry from its inspect document (JSON): service

@@ -11,8 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "agent/agent.h"
-#include "agent/haproxy.h"
+#include "log.h"
 #include "payload.h"
 #include "xalloc.h"
 #include "banned.h"
@@ -21,6 +20,7 @@
 #define FILE_MAX_BYTES ((size_t)16 << 20)
 
 struct file_source {
+	struct source src; /* first: a struct source * is a file_source * */
 	char *path;
 	struct stat st; /* as of the last look */
 	int have_st;
@@ -29,18 +29,10 @@ struct file_source {
 	struct buf skipped; /* complaints already logged, one per line */
 };
 
-struct file_source *file_source_new(const char *path)
+static void file_free(struct source *src)
 {
-	struct file_source *fs = xcalloc(1, sizeof(*fs));
+	struct file_source *fs = (struct file_source *)src;
 
-	fs->path = xstrdup(path);
-	buf_init(&fs->bytes, FILE_MAX_BYTES);
-	buf_init(&fs->skipped, 0);
-	return fs;
-}
-
-void file_source_free(struct file_source *fs)
-{
 	if (!fs)
 		return;
 	free(fs->path);
@@ -59,8 +51,9 @@ static int file_same_stat(const struct stat *a, const struct stat *b)
 	       a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
 }
 
-int file_source_changed(struct file_source *fs)
+static int file_changed(struct source *src)
 {
+	struct file_source *fs = (struct file_source *)src;
 	struct buf now = BUF_INIT, err = BUF_INIT;
 	struct stat st;
 	int changed = 0;
@@ -81,7 +74,7 @@ int file_source_changed(struct file_source *fs)
 	}
 	/* Touched or rewritten: only a change of bytes counts. */
 	buf_init(&now, FILE_MAX_BYTES);
-	rs = haproxy_read_file(fs->path, &now, &err);
+	rs = buf_read_file(&now, fs->path, &err);
 	changed = rs != ST_OK || now.len != fs->bytes.len ||
 		  memcmp(now.buf, fs->bytes.buf, now.len);
 out:
@@ -136,8 +129,8 @@ static int file_parse_service(json_t *entry, struct service *svc,
 		buf_setf(err, "'port' must be a number or a numeric string");
 		goto out;
 	}
-	if (agent_service_settings(svc, name, port_s, mode, predicate, cookie,
-				   err))
+	if (payload_check_service_text(svc, name, port_s, mode, predicate,
+				       cookie, err))
 		goto out;
 
 	containers = json_object_get(entry, "containers");
@@ -155,11 +148,11 @@ static int file_parse_service(json_t *entry, struct service *svc,
 		else if (!file_get_string(c, "id", &id, &reason))
 			(void)file_get_string(c, "ip", &ip, &reason);
 		if (!reason.len &&
-		    !agent_service_add_container(svc, id, ip, &reason))
+		    !payload_check_container_text(svc, id, ip, &reason))
 			continue;
 		buf_addf(skipped, "service=%s container=%zu ",
-			 agent_quote(&q, svc->name), i);
-		buf_addf(skipped, "reason=%s\n", agent_quote(&q, reason.buf));
+			 log_quote(&q, svc->name), i);
+		buf_addf(skipped, "reason=%s\n", log_quote(&q, reason.buf));
 	}
 	ret = 0;
 out:
@@ -200,9 +193,9 @@ enum status file_parse_services(const char *json, size_t len,
 				json_object_get(entry, "serviceName"));
 
 			buf_addf(skipped, "entry=%zu service=%s ", i,
-				 agent_quote(&q, name ? name : ""));
+				 log_quote(&q, name ? name : ""));
 			buf_addf(skipped, "reason=%s\n",
-				 agent_quote(&q, reason.buf));
+				 log_quote(&q, reason.buf));
 			service_release(&svc);
 			continue;
 		}
@@ -210,7 +203,7 @@ enum status file_parse_services(const char *json, size_t len,
 			buf_addf(skipped,
 				 "entry=%zu service=%s reason=\"listed "
 				 "twice\"\n",
-				 i, agent_quote(&q, svc.name));
+				 i, log_quote(&q, svc.name));
 			service_release(&svc);
 			continue;
 		}
@@ -252,8 +245,9 @@ static void file_log_skipped(struct file_source *fs, const char *now)
 		size_t len = eol ? (size_t)(eol - p + 1) : strlen(p);
 
 		if (!file_has_line(fs->skipped.buf, p, len))
-			agent_log("warn", "skip", "source=file path=%s %.*s",
-				  agent_quote(&q, fs->path),
+			log_event("level=warn event=skip source=file path=%s "
+				  "%.*s",
+				  log_quote(&q, fs->path),
 				  (int)(eol ? len - 1 : len), p);
 		p += len;
 	}
@@ -262,9 +256,10 @@ static void file_log_skipped(struct file_source *fs, const char *now)
 	buf_release(&q);
 }
 
-enum status file_source_load(struct file_source *fs, struct service_list *out,
+static enum status file_load(struct source *src, struct service_list *out,
 			     struct buf *err)
 {
+	struct file_source *fs = (struct file_source *)src;
 	struct buf bytes = BUF_INIT, skipped = BUF_INIT;
 	struct stat st;
 	enum status rs;
@@ -275,7 +270,7 @@ enum status file_source_load(struct file_source *fs, struct service_list *out,
 		fs->st = st;
 		fs->have_st = 1;
 	}
-	rs = haproxy_read_file(fs->path, &bytes, err);
+	rs = buf_read_file(&bytes, fs->path, err);
 	if (rs == ST_NOT_FOUND)
 		buf_setf(err, "'%s' does not exist", fs->path);
 	if (rs != ST_OK)
@@ -291,4 +286,45 @@ out:
 	buf_release(&bytes);
 	buf_release(&skipped);
 	return rs;
+}
+
+static void file_resync(struct source *src)
+{
+	struct file_source *fs = (struct file_source *)src;
+
+	/* Read the file again next time, and log its complaints again. */
+	fs->have_st = 0;
+	fs->loaded = 0;
+	buf_reset(&fs->skipped);
+}
+
+static const struct source_ops file_ops = {
+	.name = "file",
+	.load = file_load,
+	.changed = file_changed,
+	.resync = file_resync,
+	.free = file_free,
+};
+
+enum status file_source_new(const char *arg, const struct source_options *opts,
+			    struct source **out, struct buf *err)
+{
+	struct file_source *fs;
+	enum status st = ST_INVALID;
+
+	(void)opts;
+	*out = NULL;
+	if (!arg || !*arg) {
+		buf_setf(err, "no path after 'file:'");
+		goto out;
+	}
+	fs = xcalloc(1, sizeof(*fs));
+	fs->src.ops = &file_ops;
+	fs->path = xstrdup(arg);
+	buf_init(&fs->bytes, FILE_MAX_BYTES);
+	buf_init(&fs->skipped, 0);
+	*out = &fs->src;
+	st = ST_OK;
+out:
+	return st;
 }

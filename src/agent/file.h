@@ -5,29 +5,20 @@
 #ifndef AGENT_FILE_H
 #define AGENT_FILE_H
 
+#include "agent/source.h"
 #include "buf.h"
 #include "service.h"
 #include "status.h"
 
-struct file_source;
-
-struct file_source *file_source_new(const char *path);
-void file_source_free(struct file_source *fs);
-
 /*
- * 1 when the file's bytes differ from those of the last load (or the file
- * appeared or vanished). A cheap stat() decides whether to read at all.
+ * A source over the file at `arg` (--source file:PATH); it uses none of the
+ * options. The file need not exist yet: changed() says 1 once it does. A
+ * missing file gives ST_NOT_FOUND, unreadable bytes ST_UNAVAILABLE, a document
+ * that is not an array ST_INVALID, and the caller keeps what it had. changed()
+ * is a stat() and, when that moved, a byte comparison: the same bytes rewritten
+ * are no change.
  */
-int file_source_changed(struct file_source *fs);
-
-/*
- * Read and parse the file into `out` (sorted by name). An invalid entry or
- * container is skipped and logged once; the others still count. A missing
- * file, unreadable bytes or a document that is not an array give
- * ST_UNAVAILABLE or ST_INVALID, and the caller keeps what it had.
- */
-enum status file_source_load(struct file_source *fs, struct service_list *out,
-			     struct buf *err) WARN_UNUSED;
+source_new_fn file_source_new;
 
 /* Parse services from `len` bytes of JSON; used by the loader and tests. */
 enum status file_parse_services(const char *json, size_t len,

@@ -13,11 +13,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "xalloc.h"
 #include "banned.h"
 
@@ -33,6 +35,8 @@ static const char *const outcome_names[] = {
 	[HAPROXY_ROLLED_BACK] = "rolled_back",
 	[HAPROXY_BROKEN] = "broken",
 	[HAPROXY_DEFERRED] = "deferred",
+	[HAPROXY_CHECK_TIMEOUT] = "check_timeout",
+	[HAPROXY_LOCAL_ERROR] = "local_error",
 };
 
 const char *haproxy_outcome_name(enum haproxy_outcome o)
@@ -44,18 +48,7 @@ const char *haproxy_outcome_name(enum haproxy_outcome o)
 
 static long long haproxy_now_ms(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void haproxy_sleep_ms(unsigned ms)
-{
-	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-
-	while (nanosleep(&ts, &ts) && errno == EINTR)
-		;
+	return (long long)clock_now_ms();
 }
 
 static int haproxy_connect(const char *path, long long deadline,
@@ -89,7 +82,7 @@ static int haproxy_connect(const char *path, long long deadline,
 				 strerror(errno));
 			return -1;
 		}
-		haproxy_sleep_ms(20);
+		clock_sleep_ms(20);
 	}
 }
 
@@ -255,7 +248,7 @@ enum status haproxy_show_proc(const char *socket, unsigned timeout_ms,
 			st = ST_UNAVAILABLE;
 			goto out;
 		}
-		haproxy_sleep_ms(20);
+		clock_sleep_ms(20);
 	}
 out:
 	buf_release(&text);
@@ -320,7 +313,7 @@ enum status haproxy_reload(const char *socket, unsigned timeout_ms,
 			for (i = 0; i < now.nr_workers; i++)
 				if (!haproxy_has_pid(&before, now.workers[i]))
 					goto out; /* a new worker: done */
-		haproxy_sleep_ms(20);
+		clock_sleep_ms(20);
 	}
 out:
 	haproxy_procs_release(&before);
@@ -365,10 +358,26 @@ static void haproxy_check_message(const struct buf *output, struct buf *err)
 		buf_add(err, output->buf, output->len);
 }
 
+unsigned haproxy_check_timeout_ms(const struct haproxy_options *opts,
+				  size_t len)
+{
+	unsigned long long ms = opts->check_timeout_ms;
+
+	/* Rounded up: a few bytes over a MB still get their share. */
+	ms += ((unsigned long long)len * opts->check_ms_per_mb + (1u << 20) -
+	       1) >>
+	      20;
+	return ms > HAPROXY_CHECK_TIMEOUT_MAX_MS ? HAPROXY_CHECK_TIMEOUT_MAX_MS
+						 : (unsigned)ms;
+}
+
 enum status haproxy_check(const struct haproxy_options *opts, const char *path,
 			  struct buf *err)
 {
-	long long deadline = haproxy_now_ms() + opts->timeout_ms;
+	struct stat sb;
+	unsigned timeout_ms = haproxy_check_timeout_ms(
+		opts, stat(path, &sb) ? 0 : (size_t)sb.st_size);
+	long long deadline = haproxy_now_ms() + timeout_ms;
 	char *argv[] = {(char *)opts->bin, (char *)"-c", (char *)"-f",
 			(char *)path, NULL};
 	posix_spawn_file_actions_t fa;
@@ -422,7 +431,7 @@ enum status haproxy_check(const struct haproxy_options *opts, const char *path,
 		;
 	if (killed) {
 		buf_setf(err, "'%s -c' took longer than %u ms", opts->bin,
-			 opts->timeout_ms);
+			 timeout_ms);
 		st = ST_UNAVAILABLE;
 	} else if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
 		st = ST_OK;
@@ -434,42 +443,6 @@ out:
 	if (pipefd[0] >= 0)
 		close(pipefd[0]);
 	buf_release(&output);
-	return st;
-}
-
-enum status haproxy_read_file(const char *path, struct buf *out,
-			      struct buf *err)
-{
-	char chunk[65536];
-	enum status st = ST_OK;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-
-	if (fd < 0) {
-		if (errno == ENOENT)
-			return ST_NOT_FOUND;
-		buf_setf(err, "cannot open '%s': %s", path, strerror(errno));
-		return ST_UNAVAILABLE;
-	}
-	for (;;) {
-		ssize_t n = read(fd, chunk, sizeof(chunk));
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			buf_setf(err, "cannot read '%s': %s", path,
-				 strerror(errno));
-			st = ST_UNAVAILABLE;
-			break;
-		}
-		if (!n)
-			break;
-		if (buf_add(out, chunk, (size_t)n)) {
-			buf_setf(err, "'%s' is too large", path);
-			st = ST_TOO_LARGE;
-			break;
-		}
-	}
-	close(fd);
 	return st;
 }
 
@@ -592,10 +565,14 @@ enum status haproxy_apply(const struct haproxy_options *opts, const char *cfg,
 	enum status st;
 	int have_live;
 
-	*outcome = HAPROXY_BROKEN;
-	st = haproxy_read_file(opts->config, &live, err);
-	if (st != ST_OK && st != ST_NOT_FOUND)
+	*outcome = HAPROXY_LOCAL_ERROR;
+	buf_init(&live, HAPROXY_CONFIG_MAX);
+	st = buf_read_file(&live, opts->config, err);
+	if (st != ST_OK && st != ST_NOT_FOUND) {
+		buf_addstr(err, "; HAProxy not touched");
+		st = ST_UNAVAILABLE;
 		goto out;
+	}
 	have_live = st == ST_OK;
 	if (have_live && live.len == len && !memcmp(live.buf, cfg, len)) {
 		*outcome = HAPROXY_UNCHANGED;
@@ -610,15 +587,27 @@ enum status haproxy_apply(const struct haproxy_options *opts, const char *cfg,
 					    : opts->config,
 		 (long)getpid());
 	if (haproxy_write_file(tmp.buf, cfg, len, 1, err)) {
+		buf_addstr(err, "; HAProxy not touched");
 		st = ST_UNAVAILABLE;
 		goto out;
 	}
 	st = haproxy_check(opts, tmp.buf, err);
-	if (st != ST_OK) {
+	if (st == ST_INVALID) {
 		buf_addf(&keep, "%s.rejected", opts->config);
 		if (rename(tmp.buf, keep.buf))
 			unlink(tmp.buf);
 		*outcome = HAPROXY_REJECTED;
+		goto out;
+	}
+	if (st != ST_OK) {
+		unlink(tmp.buf);
+		if (st == ST_UNAVAILABLE) {
+			*outcome = HAPROXY_CHECK_TIMEOUT;
+			st = ST_INVALID;
+		} else {
+			buf_addstr(err, "; HAProxy not touched");
+			st = ST_UNAVAILABLE;
+		}
 		goto out;
 	}
 	/* Touch the live file only when the master is there to reload it. */
@@ -631,15 +620,16 @@ enum status haproxy_apply(const struct haproxy_options *opts, const char *cfg,
 		goto out;
 	}
 	if (rename(tmp.buf, opts->config)) {
-		buf_setf(err, "cannot rename '%s' to '%s': %s", tmp.buf,
-			 opts->config, strerror(errno));
+		buf_setf(err,
+			 "cannot rename '%s' to '%s': %s; HAProxy not touched",
+			 tmp.buf, opts->config, strerror(errno));
 		unlink(tmp.buf);
 		st = ST_UNAVAILABLE;
-		*outcome = HAPROXY_REJECTED;
 		goto out;
 	}
 	haproxy_sync_dir(opts->config);
 
+	*outcome = HAPROXY_BROKEN;
 	st = haproxy_reload(opts->master_socket, opts->timeout_ms, err);
 	if (st == ST_OK) {
 		haproxy_keep_history(opts, cfg, len);

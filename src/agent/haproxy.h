@@ -11,12 +11,22 @@
 #include "buf.h"
 #include "status.h"
 
+/* Largest config the agent reads or writes (the live file included). */
+#define HAPROXY_CONFIG_MAX ((size_t)64 << 20)
+/* `haproxy -c` never gets more than this, whatever the size. */
+#define HAPROXY_CHECK_TIMEOUT_MAX_MS (6u * 3600 * 1000)
+
 struct haproxy_options {
 	const char *config;	   /* the live file HAProxy was started with */
 	const char *master_socket; /* the `-S` socket of the master process */
 	const char *bin;	   /* haproxy binary for `-c` */
 	unsigned keep;		   /* configs kept as config.1 .. config.N */
-	unsigned timeout_ms;	   /* for one check and for one reload */
+	unsigned timeout_ms;	   /* for one master CLI exchange or reload */
+	/* `haproxy -c` may take check_timeout_ms plus check_ms_per_mb for
+	 * every MB of config: its time grows with the size (8 s for 30k
+	 * services, 211 s for 100k on one core). */
+	unsigned check_timeout_ms;
+	unsigned check_ms_per_mb;
 };
 
 /* What `show proc` says about the processes of one master. */
@@ -36,6 +46,12 @@ enum haproxy_outcome {
 	HAPROXY_ROLLED_BACK, /* the reload failed; the old config is back */
 	HAPROXY_BROKEN,	     /* the reload failed and so did the rollback */
 	HAPROXY_DEFERRED, /* the master did not answer: nothing was touched */
+	/* `haproxy -c` did not finish within its limit: the live file is
+	 * untouched, and the same config would time out again */
+	HAPROXY_CHECK_TIMEOUT,
+	/* a local step failed (reading the live file, writing or renaming the
+	 * temp file, running `haproxy -c`): HAProxy was not touched */
+	HAPROXY_LOCAL_ERROR,
 };
 
 const char *haproxy_outcome_name(enum haproxy_outcome o);
@@ -65,9 +81,15 @@ enum status haproxy_show_proc(const char *socket, unsigned timeout_ms,
 enum status haproxy_reload(const char *socket, unsigned timeout_ms,
 			   struct buf *err) WARN_UNUSED;
 
+/* The limit for `haproxy -c` on `len` bytes of config (see the options). */
+unsigned haproxy_check_timeout_ms(const struct haproxy_options *opts,
+				  size_t len);
+
 /*
- * Run `haproxy -c -f path`. ST_INVALID with HAProxy's complaint in `err`
- * when it refuses the file.
+ * Run `haproxy -c -f path`, killed after haproxy_check_timeout_ms() for the
+ * file's size. ST_INVALID with HAProxy's complaint in `err` when it refuses
+ * the file, ST_UNAVAILABLE when it ran out of time, ST_INTERNAL when it
+ * could not be run.
  */
 enum status haproxy_check(const struct haproxy_options *opts, const char *path,
 			  struct buf *err) WARN_UNUSED;
@@ -79,13 +101,13 @@ enum status haproxy_check(const struct haproxy_options *opts, const char *path,
  * puts the previous bytes back and reloads again. A refused config is kept
  * as config.rejected, a config whose reload failed as config.failed, for
  * inspection. `err` says what went wrong for every outcome but the first two.
+ * The status is ST_OK for the first two outcomes; ST_INVALID for
+ * HAPROXY_REJECTED and HAPROXY_CHECK_TIMEOUT; ST_UNAVAILABLE for
+ * HAPROXY_DEFERRED and HAPROXY_LOCAL_ERROR; for a failed reload the
+ * reload's status (ST_INVALID or ST_UNAVAILABLE).
  */
 enum status haproxy_apply(const struct haproxy_options *opts, const char *cfg,
 			  size_t len, enum haproxy_outcome *outcome,
 			  struct buf *err) WARN_UNUSED;
-
-/* Read a whole file; ST_NOT_FOUND when it does not exist. */
-enum status haproxy_read_file(const char *path, struct buf *out,
-			      struct buf *err) WARN_UNUSED;
 
 #endif

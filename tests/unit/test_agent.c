@@ -1,5 +1,7 @@
 /* The agent's pieces: show proc parsing, the services file, container
- * inspect parsing, and config apply against a real master-worker HAProxy. */
+ * inspect parsing, the Docker source against a fake engine, and config apply
+ * against a real master-worker HAProxy. */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,6 +14,7 @@
 #include <spawn.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
@@ -22,7 +25,10 @@
 #include "agent/docker.h"
 #include "agent/file.h"
 #include "agent/haproxy.h"
+#include "agent/source.h"
 #include "buf.h"
+#include "clock.h"
+#include "payload.h"
 #include "xalloc.h"
 
 extern char **environ;
@@ -115,6 +121,66 @@ static void test_file_parse(void **state)
 	buf_release(&err);
 }
 
+/* The sources' shared checks, now in payload.c: what each refusal says. */
+static void test_service_text(void **state)
+{
+	static const struct {
+		const char *name, *port, *mode, *predicate, *cookie, *want;
+	} bad[] = {
+		{NULL, "80", NULL, "a.b", NULL, "no service name"},
+		{"a b", "80", NULL, "a.b", NULL, "invalid name"},
+		{"web", "", NULL, "a.b", NULL, "no port"},
+		{"web", "80x", NULL, "a.b", NULL, "invalid port"},
+		{"web", "80", "tcp", "a.b", NULL,
+		 "invalid config mode \"tcp\""},
+		{"web", "80", "path", NULL, NULL, "no predicate"},
+		{"web", "80", NULL, "a.b", "a;b", "invalid cookie name"},
+	};
+	struct service svc;
+	struct buf err = BUF_INIT;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < ARRAY_SIZE(bad); i++) {
+		memset(&svc, 0, sizeof(svc));
+		buf_reset(&err);
+		assert_int_equal(payload_check_service_text(
+					 &svc, bad[i].name, bad[i].port,
+					 bad[i].mode, bad[i].predicate,
+					 bad[i].cookie, &err),
+				 -1);
+		if (!strstr(err.buf, bad[i].want))
+			fprintf(stderr, "case %zu: %s\n", i, err.buf);
+		assert_non_null(strstr(err.buf, bad[i].want));
+		service_release(&svc);
+	}
+
+	memset(&svc, 0, sizeof(svc));
+	assert_int_equal(payload_check_service_text(&svc, "web", "8080", "",
+						    "WWW.Example.com", "",
+						    &err),
+			 0);
+	assert_int_equal(svc.mode, CONFIG_MODE_HOST);
+	assert_string_equal(svc.predicate, "www.example.com");
+	assert_null(svc.cookie);
+	assert_int_equal(payload_check_container_text(&svc, "c1",
+						      "::ffff:10.0.0.1", &err),
+			 0);
+	assert_int_equal(svc.nr_containers, 1);
+	buf_reset(&err);
+	assert_int_equal(payload_check_container_text(&svc, "c2", NULL, &err),
+			 -1);
+	assert_string_equal(err.buf, "container 'c2' has no address");
+	assert_int_equal(
+		payload_check_container_text(&svc, "", "10.0.0.2", &err), -1);
+	assert_int_equal(
+		payload_check_container_text(&svc, "c/3", "10.0.0.3", &err),
+		-1);
+	assert_int_equal(svc.nr_containers, 1);
+	service_release(&svc);
+	buf_release(&err);
+}
+
 static void test_docker_parse(void **state)
 {
 	const char *env =
@@ -178,6 +244,81 @@ static void test_docker_parse(void **state)
 			 -1);
 	assert_string_equal(err.buf, "no port");
 	service_release(&svc);
+	buf_release(&err);
+}
+
+static void write_string(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "wb");
+
+	assert_non_null(f);
+	assert_int_equal(fwrite(text, 1, strlen(text), f), strlen(text));
+	assert_int_equal(fclose(f), 0);
+}
+
+/* The file source through its ops: changes are changes of bytes. */
+static void test_file_source(void **state)
+{
+	const char *one = "[{\"serviceName\":\"web\",\"port\":80,"
+			  "\"predicate\":\"w.example.com\",\"containers\":"
+			  "[{\"id\":\"a\",\"ip\":\"10.0.0.1\"}]}]";
+	const char *two = "[{\"serviceName\":\"web\",\"port\":81,"
+			  "\"predicate\":\"w.example.com\"}]";
+	char dir[] = "/tmp/lr-agent-file-XXXXXX", path[64], tmp[72];
+	struct source_options opts = {NULL, NULL, 1000};
+	struct source *src = NULL;
+	struct service_list list;
+	struct buf err = BUF_INIT;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/services.json", dir);
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	assert_int_equal(file_source_new("", &opts, &src, &err), ST_INVALID);
+	assert_null(src);
+	assert_int_equal(file_source_new(path, &opts, &src, &err), ST_OK);
+	assert_string_equal(src->ops->name, "file");
+
+	/* Not there yet: worth a retry, and no change to report. */
+	service_list_init(&list);
+	assert_int_equal(source_load(src, &list, &err), ST_NOT_FOUND);
+	assert_non_null(strstr(err.buf, "does not exist"));
+	assert_int_equal(source_changed(src), 0);
+
+	write_string(path, one);
+	assert_int_equal(source_changed(src), 1);
+	assert_int_equal(source_load(src, &list, &err), ST_OK);
+	assert_int_equal(list.nr, 1);
+	assert_int_equal(list.items[0].nr_containers, 1);
+	service_list_release(&list);
+	assert_int_equal(source_changed(src), 0);
+
+	/* The same bytes in a new file: no change. Other bytes: a change. */
+	write_string(tmp, one);
+	assert_int_equal(rename(tmp, path), 0);
+	assert_int_equal(source_changed(src), 0);
+	write_string(tmp, two);
+	assert_int_equal(rename(tmp, path), 0);
+	assert_int_equal(source_changed(src), 1);
+	service_list_init(&list);
+	assert_int_equal(source_load(src, &list, &err), ST_OK);
+	assert_int_equal(list.items[0].port, 81);
+	service_list_release(&list);
+
+	/* Not JSON: refused as a whole, and `out` stays empty. */
+	write_string(path, "[");
+	service_list_init(&list);
+	assert_int_equal(source_load(src, &list, &err), ST_INVALID);
+	assert_int_equal(list.nr, 0);
+	service_list_release(&list);
+
+	/* After a resync the next look reports a change. */
+	source_resync(src);
+	assert_int_equal(source_changed(src), 1);
+
+	source_free(src);
+	unlink(path);
+	assert_int_equal(rmdir(dir), 0);
 	buf_release(&err);
 }
 
@@ -293,14 +434,22 @@ static void read_text(const char *path, struct buf *out)
 	struct buf err = BUF_INIT;
 
 	buf_reset(out);
-	assert_int_equal(haproxy_read_file(path, out, &err), ST_OK);
+	assert_int_equal(buf_read_file(out, path, &err), ST_OK);
 	buf_release(&err);
 }
 
 static void test_apply(void **state)
 {
 	struct hap *h = *state;
-	struct haproxy_options opts = {h->cfg, h->sock, "haproxy", 2, 10000};
+	struct haproxy_options opts = {
+		.config = h->cfg,
+		.master_socket = h->sock,
+		.bin = "haproxy",
+		.keep = 2,
+		.timeout_ms = 10000,
+		.check_timeout_ms = 10000,
+		.check_ms_per_mb = 12000,
+	};
 	struct buf cfg = BUF_INIT, live = BUF_INIT, err = BUF_INIT,
 		   path = BUF_INIT;
 	struct haproxy_procs before, after;
@@ -374,7 +523,7 @@ static void test_apply(void **state)
 
 	/* No master to reload: nothing is touched. */
 	opts.master_socket = "/nonexistent/master.sock";
-	opts.timeout_ms = 2000; /* also bounds the `-c` run */
+	opts.timeout_ms = 2000;
 	config_text(&cfg, h->port, "    http-request return status 204\n");
 	assert_int_equal(haproxy_apply(&opts, cfg.buf, cfg.len, &outcome, &err),
 			 ST_UNAVAILABLE);
@@ -388,13 +537,382 @@ static void test_apply(void **state)
 	buf_release(&path);
 }
 
+/* A local failure leaves HAProxy alone and says so; it is no reload failure. */
+static void test_apply_local_error(void **state)
+{
+	struct hap *h = *state;
+	struct haproxy_options opts = {
+		.config = h->cfg,
+		.master_socket = h->sock,
+		.bin = "haproxy",
+		.timeout_ms = 5000,
+		.check_timeout_ms = 10000,
+	};
+	struct buf cfg = BUF_INIT, live = BUF_INIT, err = BUF_INIT,
+		   path = BUF_INIT;
+	struct haproxy_procs before, after;
+	enum haproxy_outcome outcome;
+
+	read_text(h->cfg, &live);
+	assert_int_equal(haproxy_show_proc(h->sock, 5000, &before, &err),
+			 ST_OK);
+	config_text(&cfg, h->port, "    http-request return status 204\n");
+
+	/* The folder of the live file is gone: no temp file can be written. */
+	buf_addf(&path, "%s/gone/haproxy.cfg", h->dir);
+	opts.config = path.buf;
+	buf_reset(&err);
+	assert_int_equal(haproxy_apply(&opts, cfg.buf, cfg.len, &outcome, &err),
+			 ST_UNAVAILABLE);
+	assert_int_equal(outcome, HAPROXY_LOCAL_ERROR);
+	assert_string_equal(haproxy_outcome_name(outcome), "local_error");
+	assert_non_null(strstr(err.buf, "HAProxy not touched"));
+	assert_non_null(strstr(err.buf, "gone"));
+
+	/* The live file cannot be read (it is a folder). */
+	opts.config = h->dir;
+	buf_reset(&err);
+	assert_int_equal(haproxy_apply(&opts, cfg.buf, cfg.len, &outcome, &err),
+			 ST_UNAVAILABLE);
+	assert_int_equal(outcome, HAPROXY_LOCAL_ERROR);
+	assert_non_null(strstr(err.buf, "HAProxy not touched"));
+
+	/* Neither reloaded HAProxy nor changed its file. */
+	assert_int_equal(haproxy_show_proc(h->sock, 5000, &after, &err), ST_OK);
+	assert_int_equal(after.reloads, before.reloads);
+	read_text(h->cfg, &cfg);
+	assert_string_equal(cfg.buf, live.buf);
+	haproxy_procs_release(&before);
+	haproxy_procs_release(&after);
+	buf_release(&cfg);
+	buf_release(&live);
+	buf_release(&err);
+	buf_release(&path);
+}
+
+/* An executable script at `path` that sleeps `seconds`, then succeeds. */
+static void write_sleeper(const char *path, const char *seconds)
+{
+	struct buf text = BUF_INIT;
+
+	buf_addf(&text, "#!/bin/sh\nexec sleep %s\n", seconds);
+	write_text(path, &text);
+	assert_int_equal(chmod(path, 0755), 0);
+	buf_release(&text);
+}
+
+/* The `-c` limit grows with the size; running out of it is its own outcome. */
+static void test_check_timeout(void **state)
+{
+	struct hap *h = *state;
+	struct haproxy_options opts = {
+		.config = h->cfg,
+		.master_socket = h->sock,
+		.bin = "haproxy",
+		.timeout_ms = 5000,
+		.check_timeout_ms = 10000,
+		.check_ms_per_mb = 12000,
+	};
+	struct buf cfg = BUF_INIT, live = BUF_INIT, err = BUF_INIT,
+		   bin = BUF_INIT, tmp = BUF_INIT;
+	struct haproxy_procs before, after;
+	enum haproxy_outcome outcome;
+	uint64_t t0;
+
+	(void)state;
+	/* 10 s, plus 12 s a MB: 30k services (about 6 MB) get 82 s. */
+	assert_int_equal(haproxy_check_timeout_ms(&opts, 0), 10000);
+	assert_int_equal(haproxy_check_timeout_ms(&opts, 1 << 20), 22000);
+	assert_int_equal(haproxy_check_timeout_ms(&opts, 1), 10001);
+	assert_true(haproxy_check_timeout_ms(&opts, (size_t)6 << 20) >= 80000);
+	assert_true(haproxy_check_timeout_ms(&opts, (size_t)20 << 20) >=
+		    240000);
+	opts.check_ms_per_mb = 4000000000u;
+	assert_int_equal(haproxy_check_timeout_ms(&opts, (size_t)64 << 20),
+			 HAPROXY_CHECK_TIMEOUT_MAX_MS);
+
+	/* A `haproxy -c` that takes 1.5 s: a small limit kills it. */
+	buf_addf(&bin, "%s/slow-haproxy", h->dir);
+	write_sleeper(bin.buf, "1.5");
+	opts.bin = bin.buf;
+	opts.check_timeout_ms = 300;
+	opts.check_ms_per_mb = 0;
+	read_text(h->cfg, &live);
+	assert_int_equal(haproxy_show_proc(h->sock, 5000, &before, &err),
+			 ST_OK);
+	config_text(&cfg, h->port, "    http-request return status 204\n");
+	t0 = clock_now_ms();
+	buf_reset(&err);
+	assert_int_equal(haproxy_apply(&opts, cfg.buf, cfg.len, &outcome, &err),
+			 ST_INVALID);
+	assert_true(clock_now_ms() - t0 < 1400);
+	assert_int_equal(outcome, HAPROXY_CHECK_TIMEOUT);
+	assert_string_equal(haproxy_outcome_name(outcome), "check_timeout");
+	assert_non_null(strstr(err.buf, "took longer than 300 ms"));
+	read_text(h->cfg, &tmp);
+	assert_string_equal(tmp.buf, live.buf);
+	assert_int_equal(haproxy_show_proc(h->sock, 5000, &after, &err), ST_OK);
+	assert_int_equal(after.reloads, before.reloads);
+	haproxy_procs_release(&before);
+	haproxy_procs_release(&after);
+	/* No temp file and no .rejected: the config was not refused. */
+	buf_reset(&tmp);
+	buf_addf(&tmp, "%s/.haproxy.cfg.tmp.%ld", h->dir, (long)getpid());
+	assert_int_not_equal(access(tmp.buf, F_OK), 0);
+	buf_reset(&tmp);
+	buf_addf(&tmp, "%s.rejected", h->cfg);
+	assert_int_not_equal(access(tmp.buf, F_OK), 0);
+
+	/* The same check with an allowance for the size passes: a 256 KB
+	 * config at 8 s a MB gets 0.3 + 2 s. */
+	buf_reset(&cfg);
+	config_text(&cfg, h->port, "");
+	while (cfg.len < (256u << 10))
+		buf_addstr(&cfg,
+			   "    # padding, as a large config has lines\n");
+	opts.check_ms_per_mb = 8000;
+	buf_reset(&err);
+	assert_int_equal(haproxy_check_timeout_ms(&opts, cfg.len) >= 2300, 1);
+	write_text(tmp.buf, &cfg);
+	assert_int_equal(haproxy_check(&opts, tmp.buf, &err), ST_OK);
+	unlink(tmp.buf);
+
+	buf_release(&cfg);
+	buf_release(&live);
+	buf_release(&err);
+	buf_release(&bin);
+	buf_release(&tmp);
+}
+
+/*
+ * A fake Docker engine on a unix socket: /containers/json lists the ids in
+ * `ids`, /containers/ID/json inspects them (ids starting with 'v' valid, the
+ * others without a port), /events is refused so the stream never resyncs.
+ */
+struct fake_engine {
+	char path[128];
+	int fd;
+	pthread_t thread;
+	pthread_mutex_t lock;
+	const char *ids[64];
+	size_t nr_ids;
+	unsigned inspects;
+	int stop;
+};
+
+static void fake_answer(int fd, int code, const char *body)
+{
+	struct buf out = BUF_INIT;
+	size_t off = 0;
+
+	buf_addf(&out,
+		 "HTTP/1.1 %d X\r\nContent-Type: application/json\r\n"
+		 "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
+		 code, strlen(body), body);
+	while (off < out.len) {
+		ssize_t n = write(fd, out.buf + off, out.len - off);
+
+		if (n <= 0)
+			break;
+		off += (size_t)n;
+	}
+	buf_release(&out);
+}
+
+static void fake_serve(struct fake_engine *e, int fd)
+{
+	struct buf req = BUF_INIT, body = BUF_INIT;
+	char chunk[4096], path[512];
+	size_t i;
+
+	while (!strstr(req.buf, "\r\n\r\n")) {
+		ssize_t n = read(fd, chunk, sizeof(chunk));
+
+		if (n <= 0)
+			goto out;
+		buf_add(&req, chunk, (size_t)n);
+	}
+	if (sscanf(req.buf, "GET %511s", path) != 1) {
+		fake_answer(fd, 400, "{}");
+		goto out;
+	}
+	pthread_mutex_lock(&e->lock);
+	if (!strcmp(path, "/containers/json")) {
+		buf_addch(&body, '[');
+		for (i = 0; i < e->nr_ids; i++)
+			buf_addf(&body,
+				 "%s{\"Id\":\"%s\",\"Names\":[\"/%s\"],"
+				 "\"Created\":%zu}",
+				 i ? "," : "", e->ids[i], e->ids[i], i);
+		buf_addch(&body, ']');
+	} else if (!strncmp(path, "/containers/", 12)) {
+		char *id = path + 12, *slash = strchr(id, '/');
+
+		if (slash)
+			*slash = '\0';
+		e->inspects++;
+		buf_addf(
+			&body,
+			"{\"Id\":\"%s\",\"Config\":{\"Env\":["
+			"\"SERVICE_NAME=s%s\",%s\"PREDICATE=%s.example.com\"]"
+			"},\"NetworkSettings\":{\"IPAddress\":\"10.0.0.%zu\"}}",
+			id, id, id[0] == 'v' ? "\"PORT=80\"," : "", id,
+			strlen(id));
+	}
+	pthread_mutex_unlock(&e->lock);
+	if (body.len)
+		fake_answer(fd, 200, body.buf);
+	else
+		fake_answer(fd, 404, "{\"message\":\"no\"}");
+out:
+	buf_release(&req);
+	buf_release(&body);
+}
+
+static void *fake_engine_thread(void *arg)
+{
+	struct fake_engine *e = arg;
+
+	for (;;) {
+		int fd = accept(e->fd, NULL, NULL);
+
+		if (fd < 0)
+			continue;
+		pthread_mutex_lock(&e->lock);
+		if (e->stop) {
+			pthread_mutex_unlock(&e->lock);
+			close(fd);
+			break;
+		}
+		pthread_mutex_unlock(&e->lock);
+		fake_serve(e, fd);
+		close(fd);
+	}
+	return NULL;
+}
+
+static void fake_engine_start(struct fake_engine *e, const char *dir)
+{
+	struct sockaddr_un sa;
+
+	memset(e, 0, sizeof(*e));
+	pthread_mutex_init(&e->lock, NULL);
+	snprintf(e->path, sizeof(e->path), "%s/engine.sock", dir);
+	memset(&sa, 0, sizeof(sa));
+	sa.sun_family = AF_UNIX;
+	memcpy(sa.sun_path, e->path, strlen(e->path) + 1);
+	e->fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	assert_true(e->fd >= 0);
+	assert_int_equal(bind(e->fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(e->fd, 16), 0);
+	assert_int_equal(
+		pthread_create(&e->thread, NULL, fake_engine_thread, e), 0);
+}
+
+static void fake_engine_stop(struct fake_engine *e)
+{
+	struct sockaddr_un sa;
+	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+
+	pthread_mutex_lock(&e->lock);
+	e->stop = 1;
+	pthread_mutex_unlock(&e->lock);
+	memset(&sa, 0, sizeof(sa));
+	sa.sun_family = AF_UNIX;
+	memcpy(sa.sun_path, e->path, strlen(e->path) + 1);
+	/* Wake the accept() up. */
+	(void)connect(fd, (struct sockaddr *)&sa, sizeof(sa));
+	pthread_join(e->thread, NULL);
+	close(fd);
+	close(e->fd);
+	pthread_mutex_destroy(&e->lock);
+}
+
+static void fake_engine_list(struct fake_engine *e, const char *const *ids,
+			     size_t n)
+{
+	pthread_mutex_lock(&e->lock);
+	memcpy(e->ids, ids, n * sizeof(*ids));
+	e->nr_ids = n;
+	pthread_mutex_unlock(&e->lock);
+}
+
+/* What the source remembers about containers follows the running ones. */
+static void test_docker_prune(void **state)
+{
+	static const char *const three[] = {"vaaa", "vbbb", "xbad"};
+	static const char *const one[] = {"vbbb"};
+	static const char *const back[] = {"vbbb", "xbad"};
+	char dir[] = "/tmp/lr-agent-docker-XXXXXX", cmd[128];
+	struct source_options opts = {NULL, NULL, 2000};
+	struct fake_engine e;
+	struct source *src = NULL;
+	struct service_list list;
+	struct buf err = BUF_INIT;
+	unsigned inspects;
+	int round;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	fake_engine_start(&e, dir);
+	assert_int_equal(docker_source_new(e.path, &opts, &src, &err), ST_OK);
+	assert_string_equal(src->ops->name, "docker");
+
+	fake_engine_list(&e, three, 3);
+	service_list_init(&list);
+	assert_int_equal(source_load(src, &list, &err), ST_OK);
+	assert_int_equal(list.nr, 2); /* xbad has no port: skipped */
+	assert_int_equal(docker_source_nr_seen(src), 3);
+	service_list_release(&list);
+
+	/* Containers come and go many times: the lists do not grow. */
+	for (round = 0; round < 20; round++) {
+		fake_engine_list(&e, round % 2 ? three : one,
+				 round % 2 ? 3 : 1);
+		service_list_init(&list);
+		assert_int_equal(source_load(src, &list, &err), ST_OK);
+		assert_int_equal(list.nr, round % 2 ? 2 : 1);
+		assert_int_equal(docker_source_nr_seen(src), round % 2 ? 3 : 1);
+		service_list_release(&list);
+	}
+
+	/* What is still listed is not inspected again. */
+	pthread_mutex_lock(&e.lock);
+	inspects = e.inspects;
+	pthread_mutex_unlock(&e.lock);
+	fake_engine_list(&e, back, 2);
+	service_list_init(&list);
+	assert_int_equal(source_load(src, &list, &err), ST_OK);
+	assert_int_equal(list.nr, 1);
+	assert_string_equal(list.items[0].name, "svbbb");
+	assert_int_equal(docker_source_nr_seen(src), 2);
+	service_list_release(&list);
+	pthread_mutex_lock(&e.lock);
+	assert_int_equal(e.inspects, inspects);
+	pthread_mutex_unlock(&e.lock);
+
+	source_free(src);
+	fake_engine_stop(&e);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	if (system(cmd))
+		fprintf(stderr, "cannot remove %s\n", dir);
+	buf_release(&err);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_procs_parse),
 		cmocka_unit_test(test_file_parse),
+		cmocka_unit_test(test_service_text),
 		cmocka_unit_test(test_docker_parse),
+		cmocka_unit_test(test_file_source),
+		cmocka_unit_test(test_docker_prune),
 		cmocka_unit_test_setup_teardown(test_apply, hap_setup,
+						hap_teardown),
+		cmocka_unit_test_setup_teardown(test_apply_local_error,
+						hap_setup, hap_teardown),
+		cmocka_unit_test_setup_teardown(test_check_timeout, hap_setup,
 						hap_teardown),
 	};
 
