@@ -184,15 +184,17 @@ def hostile_payload():
     elif kind == 4:  # ports as odd strings or numbers out of range
         d.setdefault("candidates", []).append(rand_candidate())
         d["candidates"][-1]["port"] = rng.choice(PORT_STRINGS + [0, 65536, -1, 80.0, 2 ** 63])
-    elif kind == 5:  # bad addresses or dot segments: always refused
+    elif kind == 5:  # bad addresses or dot segments: refused, naming the field
         if rng.random() < 0.6:
             d["running"][0]["ip"] = rng.choice(BAD_IPS)
+            field = "running[0].ip"
         else:
             c = rand_candidate()
             c["configMode"] = "path"
             c["predicate"] = rand_path(rng.choice(DOT_SEGMENTS))
             d.setdefault("candidates", []).append(c)
-        return json.dumps(d).encode(), "refused5"
+            field = "candidates[%d].predicate" % (len(d["candidates"]) - 1)
+        return json.dumps(d).encode(), "refused:" + field
     elif kind == 6:  # very long or empty values
         p = rng.choice([s for s in slots if isinstance(get_at(d, s), str)] or slots)
         set_at(d, p, rng.choice(["", "a" * rng.choice([129, 254, 256, 4096, 100000])]))
@@ -278,8 +280,13 @@ for case in range(CASES):
     else:
         body, kind = json.dumps(valid_payload()).encode(), "valid"
     status, answer = post(body)
-    check(status != 200 or not kind.startswith("refused"),
-          "case %d (%s): accepted %r" % (case, kind, body[:500]))
+    if kind.startswith("refused:"):
+        try:
+            field = json.loads(answer).get("field") if status != 200 else None
+        except ValueError:
+            field = None
+        check(field == kind[len("refused:"):],
+              "case %d (%s): answer %d %r to %r" % (case, kind, status, answer[:300], body[:500]))
     if status == 200:
         stats["accepted"] += 1
         stats["hostile_accepted"] += hostile
