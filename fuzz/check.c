@@ -4,6 +4,7 @@
  */
 #include "check.h"
 
+#include <arpa/inet.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,12 +44,69 @@ void check_token(const char *what, const char *s)
 	}
 }
 
-/* An ip may hold ':' but never a bracket: render adds those. */
+/*
+ * An ip may hold ':' but never a bracket: render adds those. It is one
+ * server's: not unspecified (HAProxy would connect to itself), multicast or
+ * broadcast, nor an IPv4-mapped form of those.
+ */
 static void check_ip_token(const char *what, const char *s)
 {
+	unsigned char a[16];
+	const unsigned char *v4 = a;
+
 	check_token(what, s);
 	if (strspn(s, "0123456789abcdef.:") != strlen(s))
 		check_fail("%s '%s' is not a canonical address", what, s);
+	if (strchr(s, ':')) {
+		size_t i, zeros = 0;
+
+		if (inet_pton(AF_INET6, s, a) != 1)
+			check_fail("%s '%s' is not an IPv6 address", what, s);
+		for (i = 0; i < 16; i++)
+			zeros += !a[i];
+		if (zeros == 16 || a[0] == 0xff)
+			check_fail("%s '%s' is unspecified or multicast", what,
+				   s);
+		if (zeros != 10 || a[10] != 0xff || a[11] != 0xff)
+			return; /* not IPv4-mapped */
+		v4 = a + 12;
+	} else if (inet_pton(AF_INET, s, a) != 1) {
+		check_fail("%s '%s' is not an IPv4 address", what, s);
+	}
+	if ((v4[0] | v4[1] | v4[2] | v4[3]) == 0 ||
+	    (v4[0] >= 224 && v4[0] < 240) ||
+	    (v4[0] & v4[1] & v4[2] & v4[3]) == 255)
+		check_fail("%s '%s' is unspecified, multicast or broadcast",
+			   what, s);
+}
+
+/* A path predicate has no segment that a server behind HAProxy, decoding
+ * its %XX escapes, reads as "." or "..". */
+static void check_path_segments(const char *s)
+{
+	const char *seg = s;
+
+	while (*seg) {
+		size_t n = strcspn(seg, "/"), i, len = 0;
+		char text[4];
+
+		for (i = 0; i < n && len < sizeof(text) - 1; i++, len++) {
+			if (seg[i] == '%' && i + 2 < n) {
+				char hex[3] = {seg[i + 1], seg[i + 2], '\0'};
+
+				text[len] = (char)strtol(hex, NULL, 16);
+				i += 2;
+			} else {
+				text[len] = seg[i];
+			}
+		}
+		text[len] = '\0';
+		if (i == n && (!strcmp(text, ".") || !strcmp(text, "..")))
+			check_fail("path '%s' has a dot segment", s);
+		seg += n;
+		if (*seg)
+			seg++;
+	}
 }
 
 static void check_service_tokens(const struct service *svc)
@@ -57,6 +115,8 @@ static void check_service_tokens(const struct service *svc)
 
 	check_token("service name", svc->name);
 	check_token("predicate", svc->predicate);
+	if (svc->mode == CONFIG_MODE_PATH)
+		check_path_segments(svc->predicate);
 	if (svc->cookie)
 		check_token("cookie", svc->cookie);
 	if (svc->port < 1 || svc->port > 65535)

@@ -1,6 +1,7 @@
 /*
- * libFuzzer harness: payload parsing and validation. Accepted values are
- * single tokens, canonical and round-trip; every error message is printable.
+ * libFuzzer harness: payload parsing and validation. The shape parser and
+ * jansson give the same result; accepted values are single tokens, canonical
+ * and round-trip; every error message is printable.
  */
 #include <stdint.h>
 #include <string.h>
@@ -84,26 +85,159 @@ static void fuzz_check_round_trip(const struct payload *p)
 	buf_release(&field);
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
-{
-	struct buf err = BUF_INIT, field = BUF_INIT;
-	struct payload p;
+/* The table the harness addresses its payload_parse_table() calls to: the
+ * one of the seeds. */
+#define FUZZ_TABLE "astro"
 
-	if (payload_parse(&p, (const char *)data, size, &err, &field) ==
-	    ST_OK) {
+static int fuzz_str_equal(const char *a, const char *b)
+{
+	return a == b || (a && b && !strcmp(a, b));
+}
+
+static int fuzz_service_equal(const struct service *a, const struct service *b)
+{
+	size_t i;
+
+	if (!fuzz_str_equal(a->name, b->name) || a->port != b->port ||
+	    a->mode != b->mode || !fuzz_str_equal(a->predicate, b->predicate) ||
+	    !fuzz_str_equal(a->cookie, b->cookie) ||
+	    a->nr_containers != b->nr_containers ||
+	    a->created_at != b->created_at || a->updated_at != b->updated_at ||
+	    a->version != b->version)
+		return 0;
+	for (i = 0; i < a->nr_containers; i++)
+		if (!fuzz_str_equal(a->containers[i].id, b->containers[i].id) ||
+		    !fuzz_str_equal(a->containers[i].ip, b->containers[i].ip))
+			return 0;
+	return 1;
+}
+
+/* Which part of two payloads differs, or NULL when they are the same. */
+static const char *fuzz_payload_diff(const struct payload *a,
+				     const struct payload *b)
+{
+	size_t i;
+
+	if (!fuzz_str_equal(a->table, b->table))
+		return "table";
+	if (a->nr_running != b->nr_running)
+		return "number of running";
+	for (i = 0; i < a->nr_running; i++)
+		if (!fuzz_str_equal(a->running[i].service,
+				    b->running[i].service) ||
+		    !fuzz_str_equal(a->running[i].id, b->running[i].id) ||
+		    !fuzz_str_equal(a->running[i].ip, b->running[i].ip))
+			return "running";
+	if (a->candidates.nr != b->candidates.nr)
+		return "number of candidates";
+	for (i = 0; i < a->candidates.nr; i++)
+		if (!fuzz_service_equal(&a->candidates.items[i],
+					&b->candidates.items[i]))
+			return "candidates";
+	return NULL;
+}
+
+/* One input, one parse: status, message, field and payload. */
+struct fuzz_parse {
+	enum status st;
+	struct payload p;
+	struct buf err, field;
+};
+
+static void fuzz_parse_init(struct fuzz_parse *r)
+{
+	r->st = ST_INVALID;
+	payload_init(&r->p);
+	buf_init(&r->err, 0);
+	buf_init(&r->field, 0);
+}
+
+static void fuzz_parse_release(struct fuzz_parse *r)
+{
+	payload_release(&r->p);
+	buf_release(&r->err);
+	buf_release(&r->field);
+}
+
+/* `a` (with the shape parser) and `b` (jansson only) must agree. */
+static void fuzz_check_same(const char *what, const struct fuzz_parse *a,
+			    const struct fuzz_parse *b)
+{
+	const char *diff;
+
+	if (a->st != b->st)
+		check_fail("%s: status %d with the shape parser, %d without "
+			   "(%s: %s)",
+			   what, (int)a->st, (int)b->st,
+			   a->st == ST_OK ? b->field.buf : a->field.buf,
+			   a->st == ST_OK ? b->err.buf : a->err.buf);
+	if (strcmp(a->err.buf, b->err.buf) ||
+	    strcmp(a->field.buf, b->field.buf))
+		check_fail("%s: error '%s: %s' with the shape parser, '%s: %s' "
+			   "without",
+			   what, a->field.buf, a->err.buf, b->field.buf,
+			   b->err.buf);
+	if (a->st == ST_OK && (diff = fuzz_payload_diff(&a->p, &b->p)))
+		check_fail("%s: %s differs between the parsers", what, diff);
+}
+
+/* What every accepted payload promises, and every refusal. */
+static void fuzz_check_result(const uint8_t *data, size_t size,
+			      const struct fuzz_parse *r)
+{
+	if (r->st == ST_OK) {
 		if (check_strict_json((const char *)data, size))
 			check_fail("accepted text that is not RFC 8259 JSON");
-		check_payload_tokens(&p);
-		fuzz_check_fixed_points(&p);
-		fuzz_check_round_trip(&p);
-		payload_release(&p);
+		check_payload_tokens(&r->p);
+		fuzz_check_fixed_points(&r->p);
+		fuzz_check_round_trip(&r->p);
 	} else {
-		if (!err.len)
+		if (!r->err.len)
 			check_fail("rejected without a message");
-		fuzz_check_printable("error", &err);
-		fuzz_check_printable("field", &field);
+		fuzz_check_printable("error", &r->err);
+		fuzz_check_printable("field", &r->field);
 	}
-	buf_release(&err);
-	buf_release(&field);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	const char *json = (const char *)data;
+	struct fuzz_parse fast, full, tfast, tfull;
+
+	fuzz_parse_init(&fast);
+	fuzz_parse_init(&full);
+	fuzz_parse_init(&tfast);
+	fuzz_parse_init(&tfull);
+	fast.st = payload_parse(&fast.p, json, size, &fast.err, &fast.field);
+	full.st =
+		payload_parse_full(&full.p, json, size, &full.err, &full.field);
+	fuzz_check_same("payload_parse", &fast, &full);
+	fuzz_check_result(data, size, &fast);
+
+	tfast.st = payload_parse_table(&tfast.p, FUZZ_TABLE, json, size,
+				       &tfast.err, &tfast.field);
+	tfull.st = payload_parse_table_full(&tfull.p, FUZZ_TABLE, json, size,
+					    &tfull.err, &tfull.field);
+	fuzz_check_same("payload_parse_table", &tfast, &tfull);
+	fuzz_check_result(data, size, &tfast);
+	if (tfast.st == ST_OK && strcmp(tfast.p.table, FUZZ_TABLE))
+		check_fail("payload_parse_table gave table '%s'",
+			   tfast.p.table);
+
+	/* Addressed to the table the document names, a call is the same. */
+	if (fast.st == ST_OK) {
+		struct fuzz_parse same;
+
+		fuzz_parse_init(&same);
+		same.st = payload_parse_table(&same.p, fast.p.table, json, size,
+					      &same.err, &same.field);
+		fuzz_check_same("payload_parse_table of its own table", &same,
+				&fast);
+		fuzz_parse_release(&same);
+	}
+	fuzz_parse_release(&fast);
+	fuzz_parse_release(&full);
+	fuzz_parse_release(&tfast);
+	fuzz_parse_release(&tfull);
 	return 0;
 }

@@ -6,7 +6,6 @@
 
 #include <arpa/inet.h>
 #include <jansson.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -92,6 +91,26 @@ void payload_release(struct payload *p)
 	payload_init(p);
 }
 
+/*
+ * The bytes of service names and container ids: A-Z a-z 0-9 _ . : -, the
+ * one definition payload_check_name() and the fast path both read.
+ */
+/* clang-format off */
+static const unsigned char name_chars[256] = {
+	/* 0x00 - 0x2f: '-' '.' */
+	[0x2d] = 1, 1,
+	/* 0x30 - 0x3f: 0-9 ':' */
+	[0x30] = 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0,
+	/* 0x40 - 0x5f: A-Z '_' */
+	[0x40] = 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1,
+	/* 0x60 - 0x7f: a-z */
+	[0x60] = 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0,
+	/* 0x80 - 0xff: none */
+};
+/* clang-format on */
+
 /* Character classes in plain ASCII: <ctype.h> would follow the locale. */
 static int is_alnum(unsigned char c)
 {
@@ -146,8 +165,7 @@ int payload_check_name(const char *s, struct buf *err)
 	for (i = 0; i < len; i++) {
 		unsigned char c = (unsigned char)s[i];
 
-		if (!is_alnum(c) && c != '_' && c != '.' && c != ':' &&
-		    c != '-') {
+		if (!name_chars[c]) {
 			set_quoted_error(
 				err, "name", s,
 				"only A-Z a-z 0-9 _ . : - are allowed");
@@ -161,8 +179,44 @@ int payload_check_name(const char *s, struct buf *err)
 	return 0;
 }
 
+/*
+ * Why the address `a` (4 bytes for AF_INET, 16 for AF_INET6) cannot be a
+ * container's, or NULL when it can. HAProxy reads a server at the
+ * unspecified address as "the address the client connected to", so traffic
+ * would loop back to the HAProxy host; multicast and broadcast name no one
+ * server. An IPv4-mapped address (::ffff:a.b.c.d) is judged by its IPv4
+ * part, as that is where a connection to it goes. Loopback is allowed.
+ */
+static const char *ip_refusal(int family, const unsigned char *a)
+{
+	static const unsigned char zero[16];
+	static const unsigned char mapped[12] = {[10] = 0xff, [11] = 0xff};
+
+	if (family == AF_INET6) {
+		if (!memcmp(a, zero, 16))
+			return "the unspecified address is not a container "
+			       "address (HAProxy would connect to itself)";
+		if (a[0] == 0xff)
+			return "multicast addresses (ff00::/8) are not "
+			       "container addresses";
+		if (memcmp(a, mapped, sizeof(mapped)))
+			return NULL;
+		a += sizeof(mapped);
+	}
+	if (!memcmp(a, zero, 4))
+		return "the unspecified address is not a container address "
+		       "(HAProxy would connect to itself)";
+	if ((a[0] & 0xf0) == 0xe0)
+		return "multicast addresses (224.0.0.0/4) are not container "
+		       "addresses";
+	if (a[0] == 0xff && a[1] == 0xff && a[2] == 0xff && a[3] == 0xff)
+		return "the broadcast address is not a container address";
+	return NULL;
+}
+
 int payload_check_ip(const char *s, struct buf *out, struct buf *err)
 {
+	const char *refusal;
 	unsigned char addr[sizeof(struct in6_addr)];
 	char text[INET6_ADDRSTRLEN];
 	int family;
@@ -182,6 +236,11 @@ int payload_check_ip(const char *s, struct buf *out, struct buf *err)
 	if (inet_pton(family, s, addr) != 1 ||
 	    !inet_ntop(family, addr, text, sizeof(text))) {
 		set_quoted_error(err, "ip", s, "not an IPv4 or IPv6 address");
+		return -1;
+	}
+	refusal = ip_refusal(family, addr);
+	if (refusal) {
+		set_quoted_error(err, "ip", s, refusal);
 		return -1;
 	}
 	if (buf_addstr(out, text)) {
@@ -259,6 +318,29 @@ static int is_path_char(unsigned char c)
 	return is_alnum(c) || (c && strchr("-._~!&()*+,;=:@", c));
 }
 
+/*
+ * Whether the `n` bytes of `seg` are "." or ".." once %2e / %2E are decoded:
+ * HAProxy matches the raw path, but a server behind it decodes the escapes
+ * and would read a dot segment there.
+ */
+static int is_dot_segment(const char *seg, size_t n)
+{
+	size_t i, dots = 0;
+
+	for (i = 0; i < n; i++) {
+		if (seg[i] == '.') {
+			dots++;
+		} else if (seg[i] == '%' && n - i >= 3 && seg[i + 1] == '2' &&
+			   (seg[i + 2] == 'e' || seg[i + 2] == 'E')) {
+			dots++;
+			i += 2;
+		} else {
+			return 0;
+		}
+	}
+	return dots == 1 || dots == 2;
+}
+
 static int check_path_predicate(const char *s, struct buf *out, struct buf *err)
 {
 	const char *p = s, *seg;
@@ -287,10 +369,12 @@ static int check_path_predicate(const char *s, struct buf *out, struct buf *err)
 					 "has an empty segment");
 			return -1;
 		}
-		if ((n == 1 && seg[0] == '.') ||
-		    (n == 2 && seg[0] == '.' && seg[1] == '.')) {
+		if (is_dot_segment(seg, n)) {
 			set_quoted_error(err, "path", s,
-					 "has a '.' or '..' segment");
+					 memchr(seg, '%', n)
+						 ? "has a '.' or '..' segment "
+						   "(percent-encoded)"
+						 : "has a '.' or '..' segment");
 			return -1;
 		}
 		for (i = 0; i < n; i++) {
@@ -787,19 +871,6 @@ static const char *fast_cstr(struct fast *f, const struct fast_str *t)
 	return f->scratch.buf;
 }
 
-/* The bytes payload_check_name() accepts, as a table filled once. */
-static unsigned char fast_name_chars[256];
-static pthread_once_t fast_name_once = PTHREAD_ONCE_INIT;
-
-static void fast_name_init(void)
-{
-	unsigned c;
-
-	for (c = 0; c < 256; c++)
-		fast_name_chars[c] = is_alnum((unsigned char)c) || c == '_' ||
-				     c == '.' || c == ':' || c == '-';
-}
-
 /* Service names and container ids, as payload_check_name() accepts them. */
 static int fast_name(const struct fast_str *t)
 {
@@ -808,14 +879,15 @@ static int fast_name(const struct fast_str *t)
 	if (!t->len || t->len > SERVICE_NAME_MAX)
 		return -1;
 	for (i = 0; i < t->len; i++)
-		if (!fast_name_chars[(unsigned char)t->s[i]])
+		if (!name_chars[(unsigned char)t->s[i]])
 			return -1;
 	return 0;
 }
 
 /* An IPv4 address already in the form inet_ntop() gives (four decimal
- * parts of 0-255 without leading zeros) is its own canonical form. */
-static int fast_is_canonical_ipv4(const struct fast_str *t)
+ * parts of 0-255 without leading zeros) is its own canonical form; its
+ * bytes go to `a`. */
+static int fast_is_canonical_ipv4(const struct fast_str *t, unsigned char *a)
 {
 	size_t i = 0, part;
 
@@ -832,6 +904,7 @@ static int fast_is_canonical_ipv4(const struct fast_str *t)
 		if (i == start || v > 255 ||
 		    (t->s[start] == '0' && i - start > 1))
 			return 0;
+		a[part] = (unsigned char)v;
 	}
 	return i == t->len;
 }
@@ -840,11 +913,13 @@ static int fast_is_canonical_ipv4(const struct fast_str *t)
 static int fast_ip(struct fast *f, struct fast_str *t)
 {
 	struct buf err = BUF_INIT;
+	unsigned char a[4];
 	const char *s;
 	int ret = -1;
 
-	if (fast_is_canonical_ipv4(t))
-		return 0;
+	/* A refused address is left to the full path, which says why. */
+	if (fast_is_canonical_ipv4(t, a))
+		return ip_refusal(AF_INET, a) ? -1 : 0;
 	s = fast_cstr(f, t);
 	if (s && !payload_check_ip(s, &f->canon, &err)) {
 		t->s = f->canon.buf;
@@ -1108,7 +1183,6 @@ static int payload_parse_fast(struct payload *p, const char *json, size_t len,
 	unsigned seen = 0;
 	int r, first = 1, ret = -1;
 
-	pthread_once(&fast_name_once, fast_name_init);
 	payload_blocks_start(p, len);
 	if (fast_take(&f, '{'))
 		goto out;
@@ -1167,6 +1241,25 @@ enum status payload_parse(struct payload *p, const char *json, size_t len,
 	return payload_parse_full(p, json, len, err, field);
 }
 
+/* What payload_parse_table() adds to a parse that gave `st`. */
+static enum status payload_match_table(struct payload *p, const char *table,
+				       enum status st, struct buf *err,
+				       struct buf *field)
+{
+	if (st != ST_OK)
+		return st;
+	if (!p->table) {
+		p->table = xstrdup(table);
+	} else if (strcmp(p->table, table)) {
+		buf_setf(err, "must equal the table in the path, ");
+		(void)buf_addquoted(err, table, strlen(table));
+		buf_setf(field, "table");
+		payload_release(p);
+		return ST_INVALID;
+	}
+	return ST_OK;
+}
+
 enum status payload_parse_table(struct payload *p, const char *table,
 				const char *json, size_t len, struct buf *err,
 				struct buf *field)
@@ -1183,18 +1276,19 @@ enum status payload_parse_table(struct payload *p, const char *table,
 	} else {
 		st = payload_parse_doc(p, json, len, 1, err, field);
 	}
-	if (st != ST_OK)
-		return st;
-	if (!p->table) {
-		p->table = xstrdup(table);
-	} else if (strcmp(p->table, table)) {
-		buf_setf(err, "must equal the table in the path, ");
-		(void)buf_addquoted(err, table, strlen(table));
-		buf_setf(field, "table");
-		payload_release(p);
-		return ST_INVALID;
-	}
-	return ST_OK;
+	return payload_match_table(p, table, st, err, field);
+}
+
+enum status payload_parse_table_full(struct payload *p, const char *table,
+				     const char *json, size_t len,
+				     struct buf *err, struct buf *field)
+{
+	enum status st;
+
+	if (!table)
+		return payload_parse_full(p, json, len, err, field);
+	st = payload_parse_doc(p, json, len, 1, err, field);
+	return payload_match_table(p, table, st, err, field);
 }
 
 /* `p` is overwritten: pass it initialised or released, never holding data. */

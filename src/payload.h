@@ -58,10 +58,15 @@ enum status payload_parse_table(struct payload *p, const char *table,
  * The same with the general JSON parser only. payload_parse() first tries a
  * parser for exactly the payload's shape and falls back to this one for
  * anything it is not sure about; both must give the same result (the unit
- * tests compare them).
+ * tests and fuzz/fuzz_payload.c compare them). payload_parse_table_full()
+ * is payload_parse_table() the same way.
  */
 enum status payload_parse_full(struct payload *p, const char *json, size_t len,
 			       struct buf *err, struct buf *field) WARN_UNUSED;
+enum status payload_parse_table_full(struct payload *p, const char *table,
+				     const char *json, size_t len,
+				     struct buf *err,
+				     struct buf *field) WARN_UNUSED;
 
 /* Validators shared with other front ends (the agent, the stores). Each
  * returns 0 when `s` is acceptable, else -1 with the reason in `err`. */

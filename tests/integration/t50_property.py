@@ -15,6 +15,7 @@ and every config in it checked on its own, unmodified, to name the culprit.
 """
 import http.client
 import atexit
+import ipaddress
 import json
 import os
 import random
@@ -44,7 +45,10 @@ TABLES = ["astro", "tbl-2.x_y"]
 SERVICES = ["app1", "web.v2", "api:x", "a-b_c", "http", "Z9", "s" * 128]
 IDS = ["a23nj53h3j4", "c1", "c2", "C2", "x.y:z-1_", "0", "i" * 128]
 HOST_LABELS = ["a", "example", "com", "x-1", "WWW", "xn--bcher-kva", "9", "l" * 63]
-PATH_SEGMENTS = ["api", "v1", "a%20b", "x~y", "@:!&()*+,;=", "API", "-", "_", "v1.2"]
+# "%2e%2e%2e" and "a%2E" are names, not dot segments.
+PATH_SEGMENTS = ["api", "v1", "a%20b", "x~y", "@:!&()*+,;=", "API", "-", "_", "v1.2",
+                 "%2e%2e%2e", "a%2E"]
+DOT_SEGMENTS = [".", "..", "%2e", "%2E", "%2e%2e", "%2E%2E", "%2e%2E", ".%2e", "%2E."]
 COOKIES = ["JSESSIONID", "SID", "a.b", "x-y!", "c%d", "~*^|", "k" * 128]
 HOSTILE = ["\n", "\r", "\r\n", " ", "\t", "#", "\"", "'", "\\", "$", "${HOME}",
            "$HOME", "%[src]", "%", "\u00e9", "\u2028", "\ud800", "\x00", "\x7f", "\x1b",
@@ -54,7 +58,21 @@ WRONG_TYPES = [1, -1, 1.5, True, False, None, [], {}, ["x"], {"a": 1}, 1e308]
 PORT_STRINGS = ["80", "080", " 80", "80 ", "+80", "-80", "0x50", "1e2", "65536", "0",
                 "", "8 0", "65535", "00001", "99999999999999999999"]
 BAD_IPS = ["300.1.1.1", "1.2.3", "fe80::1%eth0", "[::1]", "010.0.0.1", "localhost",
-           "1.2.3.4:80", "::1::", ""]
+           "1.2.3.4:80", "::1::", "",
+           # unspecified, multicast, broadcast, also IPv4-mapped
+           "0.0.0.0", "::", "224.0.0.1", "239.255.255.255", "255.255.255.255", "ff02::1",
+           "::ffff:0.0.0.0", "::ffff:224.0.0.251", "::ffff:255.255.255.255"]
+
+
+def usable_ip(text):
+    """Whether the registry takes `text` (a valid address) for a container:
+    not unspecified, multicast or broadcast, judged on the IPv4 part of an
+    IPv4-mapped address."""
+    a = ipaddress.ip_address(text)
+    if a.version == 6 and a.ipv4_mapped:
+        a = a.ipv4_mapped
+    return not (a.is_unspecified or a.is_multicast
+                or a == ipaddress.IPv4Address("255.255.255.255"))
 
 
 def rand_ip():
@@ -63,8 +81,11 @@ def rand_ip():
         return "10.0.%d.%d" % (rng.randrange(3), rng.randrange(1, 4))
     if r < 0.8:
         return rng.choice(["::1", "2001:DB8::1", "2001:db8:0:0:0:0:0:2", "::ffff:1.2.3.4",
-                           "fe80::a"])
-    return "%d.%d.%d.%d" % tuple(rng.randrange(256) for _ in range(4))
+                           "fe80::a", "127.0.0.1", "::ffff:127.0.0.1"])
+    while True:
+        ip = "%d.%d.%d.%d" % tuple(rng.randrange(256) for _ in range(4))
+        if usable_ip(ip):
+            return ip
 
 
 def rand_host():
@@ -73,9 +94,12 @@ def rand_host():
     return h + "." if rng.random() < 0.1 else h
 
 
-def rand_path():
-    n = rng.randrange(1, 4)
-    p = "/".join(rng.choice(PATH_SEGMENTS) for _ in range(n))
+def rand_path(bad=None):
+    """A path predicate; with `bad`, that segment somewhere in it."""
+    segs = [rng.choice(PATH_SEGMENTS) for _ in range(rng.randrange(1, 4))]
+    if bad is not None:
+        segs.insert(rng.randrange(len(segs) + 1), bad)
+    p = "/".join(segs)
     return "/" + p if rng.random() < 0.3 else p
 
 
@@ -160,8 +184,17 @@ def hostile_payload():
     elif kind == 4:  # ports as odd strings or numbers out of range
         d.setdefault("candidates", []).append(rand_candidate())
         d["candidates"][-1]["port"] = rng.choice(PORT_STRINGS + [0, 65536, -1, 80.0, 2 ** 63])
-    elif kind == 5:  # bad addresses
-        d["running"][0]["ip"] = rng.choice(BAD_IPS)
+    elif kind == 5:  # bad addresses or dot segments: refused, naming the field
+        if rng.random() < 0.6:
+            d["running"][0]["ip"] = rng.choice(BAD_IPS)
+            field = "running[0].ip"
+        else:
+            c = rand_candidate()
+            c["configMode"] = "path"
+            c["predicate"] = rand_path(rng.choice(DOT_SEGMENTS))
+            d.setdefault("candidates", []).append(c)
+            field = "candidates[%d].predicate" % (len(d["candidates"]) - 1)
+        return json.dumps(d).encode(), "refused:" + field
     elif kind == 6:  # very long or empty values
         p = rng.choice([s for s in slots if isinstance(get_at(d, s), str)] or slots)
         set_at(d, p, rng.choice(["", "a" * rng.choice([129, 254, 256, 4096, 100000])]))
@@ -247,6 +280,13 @@ for case in range(CASES):
     else:
         body, kind = json.dumps(valid_payload()).encode(), "valid"
     status, answer = post(body)
+    if kind.startswith("refused:"):
+        try:
+            field = json.loads(answer).get("field") if status != 200 else None
+        except ValueError:
+            field = None
+        check(field == kind[len("refused:"):],
+              "case %d (%s): answer %d %r to %r" % (case, kind, status, answer[:300], body[:500]))
     if status == 200:
         stats["accepted"] += 1
         stats["hostile_accepted"] += hostile

@@ -292,11 +292,15 @@ static const char *const name_bad[] = {
 
 static const struct good ip_good[] = {
 	{"10.0.0.1", NULL},
-	{"255.255.255.255", NULL},
-	{"0.0.0.0", NULL},
+	{"127.0.0.1", NULL},
+	{"223.255.255.255", NULL},
+	{"240.0.0.1", NULL},
+	{"255.255.255.254", NULL},
 	{"::1", NULL},
-	{"::", NULL},
+	{"::ffff:127.0.0.1", NULL},
+	{"::ffff:223.255.255.255", NULL},
 	{"fe80::1", NULL},
+	{"feff::1", NULL},
 	{"2001:0DB8:0000:0000:0000:0000:0000:0001", "2001:db8::1"},
 	{"0:0:0:0:0:0:0:1", "::1"},
 	{"2001:DB8::A:0:0:1", "2001:db8::a:0:0:1"},
@@ -324,6 +328,24 @@ static const char *const ip_bad[] = {
 	":::",
 	"127.1",
 	"1.2.3.4.",
+	/* Unspecified, multicast and broadcast, also as IPv4-mapped. */
+	"0.0.0.0",
+	"::",
+	"0:0:0:0:0:0:0:0",
+	"224.0.0.0",
+	"224.0.0.1",
+	"239.255.255.255",
+	"255.255.255.255",
+	"ff00::",
+	"ff02::1",
+	"FF05::1:3",
+	"::ffff:0.0.0.0",
+	"::ffff:0:0",
+	"::FFFF:224.0.0.1",
+	"::ffff:e000:1",
+	"::ffff:239.1.2.3",
+	"::ffff:255.255.255.255",
+	"::ffff:ffff:ffff",
 	NULL,
 };
 
@@ -364,14 +386,54 @@ static const struct good path_good[] = {
 	{"a%20b", NULL},   {"A%2fB", NULL},
 	{"API", NULL},	   {"@:!&()*+,;=-._~", NULL},
 	{"..a", NULL},	   {"a..", NULL},
-	{"...", NULL},	   {"%2e%2e", NULL},
+	{"...", NULL},	   {"%2e%2e%2e", NULL},
+	{"%2e%2ea", NULL}, {"a%2E", NULL},
+	{".%2e.", NULL},   {"%2e%2e.", NULL},
 	{a253, NULL},	   {slash_a253, a253},
 	{NULL, NULL},
 };
 static const char *const path_bad[] = {
-	"/",   "//a",  "a//b", "a/",   "/a/", ".",    "..",  "a/./b", "a/../b",
-	"./a", "a/..", "a%2",  "a%zz", "a%",  "%",    "%g0", "a?b",   "a[b",
-	"a]b", "a<b",  "a>b",  "a|b",  "a^b", "a\"b", a254,  NULL,
+	"/",
+	"//a",
+	"a//b",
+	"a/",
+	"/a/",
+	".",
+	"..",
+	"a/./b",
+	"a/../b",
+	"./a",
+	"a/..",
+	"a%2",
+	"a%zz",
+	"a%",
+	"%",
+	"%g0",
+	"a?b",
+	"a[b",
+	"a]b",
+	"a<b",
+	"a>b",
+	"a|b",
+	"a^b",
+	"a\"b",
+	a254,
+	/* Dot segments percent-encoded, in any case and mix. */
+	"%2e",
+	"%2E",
+	"%2e%2e",
+	"%2E%2E",
+	"%2e%2E",
+	".%2e",
+	"%2e.",
+	"%2E.",
+	"a/%2e%2e/b",
+	"a/%2E",
+	"%2e/a",
+	"a/.%2E/b",
+	"/%2e%2e",
+	"a/%2e%2e",
+	NULL,
 };
 
 static const struct good cookie_good[] = {
@@ -1223,6 +1285,175 @@ static void test_error_messages(void **state)
 	buf_release(&lit);
 }
 
+/* Addresses that would send traffic back to HAProxy or to no one server
+ * (issue 11, defect 6): refused where they stand, with a reason. */
+static void test_ip_refused(void **state)
+{
+	static const struct {
+		const char *ip, *reason;
+	} cases[] = {
+		{"0.0.0.0", "the unspecified address"},
+		{"::", "the unspecified address"},
+		{"::ffff:0.0.0.0", "the unspecified address"},
+		{"224.0.0.1", "multicast addresses (224.0.0.0/4)"},
+		{"239.255.255.255", "multicast addresses (224.0.0.0/4)"},
+		{"::ffff:224.0.0.1", "multicast addresses (224.0.0.0/4)"},
+		{"ff02::1", "multicast addresses (ff00::/8)"},
+		{"255.255.255.255", "the broadcast address"},
+		{"::ffff:255.255.255.255", "the broadcast address"},
+	};
+	struct buf doc = BUF_INIT, want = BUF_INIT, out = BUF_INIT,
+		   err = BUF_INIT, field = BUF_INIT;
+	struct payload p;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < ARRAY_SIZE(cases); i++) {
+		buf_reset(&want);
+		assert_int_equal(buf_addf(&want, "invalid ip \"%s\": %s",
+					  cases[i].ip, cases[i].reason),
+				 0);
+		assert_int_equal(payload_check_ip(cases[i].ip, &out, &err), -1);
+		assert_int_equal(out.len, 0);
+		assert_non_null(strstr(err.buf, want.buf));
+
+		buf_reset(&doc);
+		assert_int_equal(buf_addf(&doc,
+					  "{\"table\":\"tbl\",\"running\":[{"
+					  "\"serviceName\":\"a\",\"id\":\"i\","
+					  "\"ip\":\"%s\"}]}",
+					  cases[i].ip),
+				 0);
+		expect_invalid(doc.buf, "running[0].ip", want.buf);
+		/* The same through jansson alone and addressed to a table. */
+		assert_int_equal(
+			payload_parse_full(&p, doc.buf, doc.len, &err, &field),
+			ST_INVALID);
+		assert_string_equal(field.buf, "running[0].ip");
+		assert_non_null(strstr(err.buf, want.buf));
+		assert_int_equal(payload_parse_table(&p, "tbl", doc.buf,
+						     doc.len, &err, &field),
+				 ST_INVALID);
+		assert_string_equal(field.buf, "running[0].ip");
+
+		buf_reset(&doc);
+		assert_int_equal(
+			buf_addf(&doc,
+				 CANDS("{\"serviceName\":\"b\",\"port\":80,"
+				       "\"predicate\":\"b\",\"containers\":["
+				       "{\"id\":\"y\",\"ip\":\"%s\"}]}"),
+				 cases[i].ip),
+			0);
+		expect_invalid(doc.buf, "candidates[1].containers[0].ip",
+			       want.buf);
+	}
+	/* Loopback stays allowed, in each form. */
+	assert_int_equal(payload_check_ip("127.0.0.1", &out, &err), 0);
+	assert_int_equal(payload_check_ip("::1", &out, &err), 0);
+	assert_int_equal(payload_check_ip("::FFFF:127.0.0.1", &out, &err), 0);
+	assert_string_equal(out.buf, "::ffff:127.0.0.1");
+	buf_release(&doc);
+	buf_release(&want);
+	buf_release(&out);
+	buf_release(&err);
+	buf_release(&field);
+}
+
+/* "%2e" is a '.' to the server behind HAProxy (issue 11, defect 7). */
+static void test_path_encoded_dots(void **state)
+{
+	static const char *const bad[] = {
+		"%2e%2e", "%2E%2E", "%2e%2E", "%2E%2e",	    ".%2e",
+		"%2e.",	  "%2e",    "%2E",    "a/%2e%2e/b", "a/.%2E",
+	};
+	struct buf out = BUF_INIT, err = BUF_INIT, want = BUF_INIT;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < ARRAY_SIZE(bad); i++) {
+		buf_reset(&want);
+		assert_int_equal(buf_addf(&want,
+					  "invalid path \"%s\": has a '.' or "
+					  "'..' segment (percent-encoded)",
+					  bad[i]),
+				 0);
+		assert_int_equal(payload_check_predicate(CONFIG_MODE_PATH,
+							 bad[i], &out, &err),
+				 -1);
+		assert_string_equal(err.buf, want.buf);
+		assert_int_equal(out.len, 0);
+	}
+	assert_int_equal(
+		payload_check_predicate(CONFIG_MODE_PATH, "a/..", &out, &err),
+		-1);
+	assert_string_equal(err.buf,
+			    "invalid path \"a/..\": has a '.' or '..' segment");
+	/* Three dots are a name, escaped or not; in host mode "%" is refused
+	 * anyway. */
+	assert_int_equal(payload_check_predicate(CONFIG_MODE_PATH, "%2e.%2E",
+						 &out, &err),
+			 0);
+	assert_string_equal(out.buf, "%2e.%2E");
+	expect_invalid(
+		CANDS("{\"serviceName\":\"b\",\"port\":80,"
+		      "\"configMode\":\"path\",\"predicate\":"
+		      "\"/api/%2E%2e\"}"),
+		"candidates[1].predicate",
+		"invalid path \"/api/%2E%2e\": has a '.' or '..' segment "
+		"(percent-encoded)");
+	buf_release(&out);
+	buf_release(&err);
+	buf_release(&want);
+}
+
+/* Every byte, alone between two good ones, against the documented class of
+ * names: the check and both parsers agree with it. */
+static void test_name_bytes(void **state)
+{
+	static const char allowed[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+				      "abcdefghijklmnopqrstuvwxyz"
+				      "0123456789_.:-";
+	struct buf doc = BUF_INIT, err = BUF_INIT, field = BUF_INIT;
+	struct payload p;
+	unsigned c;
+
+	(void)state;
+	for (c = 1; c < 256; c++) {
+		char name[4] = {'a', (char)c, 'b', '\0'};
+		int want = strchr(allowed, (int)c) != NULL;
+		enum status st, st_full;
+
+		assert_int_equal(payload_check_name(name, &err), want ? 0 : -1);
+		buf_reset(&doc);
+		assert_int_equal(buf_addstr(&doc,
+					    "{\"table\":\"tbl\","
+					    "\"running\":[{\"serviceName\":"),
+				 0);
+		/* Raw where JSON allows it, so the fast path sees the byte. */
+		if (c >= 0x20 && c != '"' && c != '\\')
+			assert_int_equal(buf_addf(&doc, "\"%s\"", name), 0);
+		else
+			assert_int_equal(buf_addjson(&doc, name, 3), 0);
+		assert_int_equal(
+			buf_addstr(&doc,
+				   ",\"id\":\"i\",\"ip\":\"10.0.0.1\"}]}"),
+			0);
+		st = payload_parse(&p, doc.buf, doc.len, &err, &field);
+		payload_release(&p);
+		st_full =
+			payload_parse_full(&p, doc.buf, doc.len, &err, &field);
+		payload_release(&p);
+		if (st != (want ? ST_OK : ST_INVALID) || st_full != st)
+			fail_msg("byte 0x%02x: payload_parse %d, full %d, want "
+				 "%s",
+				 c, (int)st, (int)st_full,
+				 want ? "accepted" : "refused");
+	}
+	buf_release(&doc);
+	buf_release(&err);
+	buf_release(&field);
+}
+
 /* ---- the validators on their own -------------------------------------- */
 
 static void test_check_helpers(void **state)
@@ -1392,6 +1623,9 @@ int main(void)
 		cmocka_unit_test(test_candidates_in_payload_order),
 		cmocka_unit_test(test_errors_release_everything),
 		cmocka_unit_test(test_error_messages),
+		cmocka_unit_test(test_ip_refused),
+		cmocka_unit_test(test_path_encoded_dots),
+		cmocka_unit_test(test_name_bytes),
 		cmocka_unit_test(test_check_helpers),
 		cmocka_unit_test(test_services_json),
 	};

@@ -1,7 +1,8 @@
 /*
  * payload_parse() (shape parser first) against payload_parse_full() (jansson
- * only) on the sample payloads, hand-made edge cases and many deterministic
- * mutations of them: same status, message, field and payload every time.
+ * only), and payload_parse_table() against payload_parse_table_full(), on the
+ * sample payloads, hand-made edge cases and many deterministic mutations of
+ * them: same status, message, field and payload every time.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -51,6 +52,20 @@ static const char *const seed_texts[] = {
 	"\"ip\":\"1.2.3\"}]}",
 	"{\"table\":\"abc\",\"running\":[{\"serviceName\":\"s\",\"id\":\"x\","
 	"\"ip\":\"0.0.0.0\"}]}",
+	"{\"table\":\"abc\",\"running\":[{\"serviceName\":\"s\",\"id\":\"x\","
+	"\"ip\":\"224.0.0.1\"},{\"serviceName\":\"s\",\"id\":\"y\","
+	"\"ip\":\"255.255.255.255\"},{\"serviceName\":\"s\",\"id\":\"z\","
+	"\"ip\":\"127.0.0.1\"}]}",
+	"{\"table\":\"abc\",\"running\":[],\"candidates\":[{\"serviceName\":"
+	"\"s\",\"port\":80,\"predicate\":\"h\",\"containers\":[{\"id\":\"a\","
+	"\"ip\":\"::ffff:0.0.0.0\"},{\"id\":\"b\",\"ip\":\"ff02::1\"},"
+	"{\"id\":\"c\",\"ip\":\"::\"}]}]}",
+	"{\"table\":\"abc\",\"running\":[],\"candidates\":[{\"serviceName\":"
+	"\"s\",\"port\":80,\"configMode\":\"path\",\"predicate\":"
+	"\"a/%2e%2E/b\"}]}",
+	"{\"running\":[{\"serviceName\":\"s\",\"id\":\"x\",\"ip\":\"10.0.0.1\"}"
+	"]}",
+	"{\"table\":\"abd\",\"running\":[]}",
 	"{\"table\":\"abc\",\"running\":[],\"extra\":1}",
 	"{\"table\":\"abc\",\"table\":\"abd\",\"running\":[]}",
 	"{\"table\":\"a\\u0062c\",\"running\":[]}",
@@ -104,6 +119,11 @@ static const char *const tokens[] = {
 	"\\",
 	"true",
 	"\"ip\":\"::1\",",
+	"\"ip\":\"0.0.0.0\",",
+	"%2e",
+	"%2E.",
+	"224.",
+	"::ffff:",
 	"\"cookie\":null,",
 	"\"serviceName\":\"s\",",
 	"\xc3\xa9",
@@ -150,6 +170,50 @@ static void assert_same_services(const struct service_list *a,
 	}
 }
 
+static void assert_same_payload(const struct payload *a,
+				const struct payload *b)
+{
+	size_t i;
+
+	assert_string_equal(a->table, b->table);
+	assert_int_equal(a->nr_running, b->nr_running);
+	for (i = 0; i < a->nr_running; i++) {
+		assert_string_equal(a->running[i].service,
+				    b->running[i].service);
+		assert_string_equal(a->running[i].id, b->running[i].id);
+		assert_string_equal(a->running[i].ip, b->running[i].ip);
+	}
+	assert_same_services(&a->candidates, &b->candidates);
+}
+
+/* The same for a call addressed to the table "abc" of most seeds. */
+static void compare_table(const char *json, size_t len)
+{
+	struct buf err1 = BUF_INIT, field1 = BUF_INIT, err2 = BUF_INIT,
+		   field2 = BUF_INIT;
+	struct payload p1, p2;
+	enum status st1, st2;
+
+	st1 = payload_parse_table(&p1, "abc", json, len, &err1, &field1);
+	st2 = payload_parse_table_full(&p2, "abc", json, len, &err2, &field2);
+	if (st1 != st2 || strcmp(err1.buf, err2.buf) ||
+	    strcmp(field1.buf, field2.buf))
+		fail_msg("table input %.*s\n  fast+full: %d %s: %s\n  full: "
+			 "%d %s: %s",
+			 (int)len, json, (int)st1, field1.buf, err1.buf,
+			 (int)st2, field2.buf, err2.buf);
+	if (st1 == ST_OK) {
+		assert_string_equal(p1.table, "abc");
+		assert_same_payload(&p1, &p2);
+	}
+	payload_release(&p1);
+	payload_release(&p2);
+	buf_release(&err1);
+	buf_release(&field1);
+	buf_release(&err2);
+	buf_release(&field2);
+}
+
 /* Returns 1 when the input was valid. */
 static int compare(const char *json, size_t len)
 {
@@ -157,7 +221,6 @@ static int compare(const char *json, size_t len)
 		   field2 = BUF_INIT;
 	struct payload p1, p2;
 	enum status st1, st2;
-	size_t i;
 
 	payload_init(&p1);
 	payload_init(&p2);
@@ -169,23 +232,15 @@ static int compare(const char *json, size_t len)
 			"input %.*s\n  fast+full: %d %s: %s\n  full: %d %s: %s",
 			(int)len, json, (int)st1, field1.buf, err1.buf,
 			(int)st2, field2.buf, err2.buf);
-	if (st1 == ST_OK) {
-		assert_string_equal(p1.table, p2.table);
-		assert_int_equal(p1.nr_running, p2.nr_running);
-		for (i = 0; i < p1.nr_running; i++) {
-			assert_string_equal(p1.running[i].service,
-					    p2.running[i].service);
-			assert_string_equal(p1.running[i].id, p2.running[i].id);
-			assert_string_equal(p1.running[i].ip, p2.running[i].ip);
-		}
-		assert_same_services(&p1.candidates, &p2.candidates);
-	}
+	if (st1 == ST_OK)
+		assert_same_payload(&p1, &p2);
 	payload_release(&p1);
 	payload_release(&p2);
 	buf_release(&err1);
 	buf_release(&field1);
 	buf_release(&err2);
 	buf_release(&field2);
+	compare_table(json, len);
 	return st1 == ST_OK;
 }
 
