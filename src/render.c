@@ -36,6 +36,14 @@ struct render_w {
 	char *p, *end;
 };
 
+/* The end of the room: the allocation (less the NUL), or the cap when the
+ * buffer grew past it (buf_grow doubles), so that every append beyond the
+ * cap goes through render_grow. */
+static char *render_end(const struct buf *b)
+{
+	return b->buf + (b->alloc - 1 < b->cap ? b->alloc - 1 : b->cap);
+}
+
 static void render_start(struct render_w *w, struct buf *out, size_t hint)
 {
 	w->b = out;
@@ -72,7 +80,7 @@ static int render_grow(struct render_w *w, size_t len)
 	}
 	buf_grow(b, len);
 	w->p = b->buf + b->len;
-	w->end = b->buf + b->alloc - 1;
+	w->end = render_end(b);
 	return 0;
 }
 

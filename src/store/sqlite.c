@@ -306,6 +306,12 @@ static int sqlite_identity(struct sqlite_store *s)
 	return ret;
 }
 
+/* Whether the -shm file exists and takes no writes (errno says why). */
+static int sqlite_shm_unwritable(const struct sqlite_store *s)
+{
+	return access(s->shm, W_OK) && errno != ENOENT;
+}
+
 /*
  * Whether the file under this handle can still be used: it is the one at
  * the path (not removed or replaced), its -shm file takes writes, and no
@@ -321,14 +327,13 @@ static enum status sqlite_check_file(struct sqlite_store *s, struct buf *err)
 			      "server");
 		return ST_UNAVAILABLE;
 	}
-	if (!s->have_id)
-		return ST_OK;
-	if (stat(s->path, &sb) || sb.st_dev != s->dev || sb.st_ino != s->ino) {
+	if (s->have_id && (stat(s->path, &sb) || sb.st_dev != s->dev ||
+			   sb.st_ino != s->ino)) {
 		buf_setf(err, "sqlite: the database file was removed or "
 			      "replaced since the server opened it");
 		return ST_UNAVAILABLE;
 	}
-	if (access(s->shm, W_OK) && errno != ENOENT) {
+	if (sqlite_shm_unwritable(s)) {
 		buf_setf(err,
 			 "sqlite: the database's shared-memory file is not "
 			 "writable (%s)",
@@ -345,7 +350,9 @@ static void sqlite_close(struct store *st)
 
 	if (s->table)
 		st->be->rollback(st);
-	if (sqlite_shm_broken && s->db)
+	/* The last connection to close checkpoints, writing the -shm: not
+	 * into a mapping that faults, nor from a view that may be wrong. */
+	if (s->db && (sqlite_shm_broken || sqlite_shm_unwritable(s)))
 		sqlite3_db_config(s->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1,
 				  NULL);
 	for (i = 0; i < SQL_NR; i++)
@@ -506,6 +513,11 @@ static enum status sqlite_open(const char *arg, struct store **out,
 		buf_setf(err, "sqlite: the database file was removed since the "
 			      "server opened it");
 		ret = ST_UNAVAILABLE;
+		goto fail;
+	}
+	/* Before the first read: even a read stores into the -shm. */
+	if (sqlite_shm_broken || sqlite_shm_unwritable(s)) {
+		ret = sqlite_check_file(s, err);
 		goto fail;
 	}
 	if (sqlite3_open_v2(arg, &s->db,

@@ -194,6 +194,32 @@ static void test_over_cap_is_sticky(void **state)
 		assert_int_equal(cut.buf[cut.len], '\0');
 		buf_release(&cut);
 	}
+	/* A cap that the buffer's doubling passes on the way. */
+	{
+		struct service_list one;
+		struct service *s;
+		struct buf big, cut;
+		char id[32];
+
+		service_list_init(&one);
+		s = add(&one, "many", CONFIG_MODE_HOST, "m.example", 80, "SID");
+		for (i = 0; i < 5000; i++) {
+			snprintf(id, sizeof(id), "c%05d", i);
+			service_put_container(s, id, "10.0.0.1");
+		}
+		buf_init(&big, 0);
+		render_config(&one, &opts, &big);
+		assert_false(buf_overflowed(&big));
+		assert_true(big.len > 150000);
+		buf_init(&cut, 100000);
+		render_config(&one, &opts, &cut);
+		assert_true(buf_overflowed(&cut));
+		assert_true(cut.len <= 100000);
+		assert_memory_equal(cut.buf, big.buf, cut.len);
+		buf_release(&cut);
+		buf_release(&big);
+		service_list_release(&one);
+	}
 	/* Exactly the config's size fits. */
 	{
 		struct buf exact;
