@@ -33,7 +33,7 @@
  */
 struct registry_share {
 	atomic_uint refs;
-	size_t len, alloc;
+	size_t len;
 	char *data;
 };
 
@@ -95,7 +95,7 @@ struct registry_ctx {
 	struct service_list loaded;
 	int have_loaded;
 	uint64_t loaded_version;
-	/* The render, in the memory of the table's old config when possible. */
+	/* The render, capped at reg->max_config. */
 	struct buf config;
 };
 
@@ -135,37 +135,16 @@ static struct registry_share *registry_share_new(struct buf *config)
 	struct registry_share *share = xmalloc(sizeof(*share));
 
 	atomic_init(&share->refs, 1);
-	share->alloc = config->alloc;
 	share->data = buf_detach(config, &share->len);
 	return share;
 }
 
 /*
- * Drop the table's reference to `share`; when it was the last one, its
- * memory becomes the (empty) buffer `out` instead, so that the next render
- * writes into pages already in place (a 10,000-service config is 4.5 MB,
- * above the mmap threshold the server sets: fresh memory for it costs about
- * 1,100 page faults, 40% of the call). Sound only under the table's lock: a
- * table's share is referenced only under its lock, so with the lock held and
- * one reference left, no answer holds it and none can take it.
+ * A new reference to `share`. The invariant: a table's share is referenced
+ * only under the table's lock (registry_answer, registry_table_fill), so the
+ * holder of the lock sees t->config exactly as the cache left it; answers
+ * then keep their reference past the lock, and the last one frees it.
  */
-static void registry_share_recycle(struct registry_share *share,
-				   struct buf *out)
-{
-	if (!share)
-		return;
-	if (!out->alloc && share->alloc && atomic_load(&share->refs) == 1) {
-		out->buf = share->data;
-		out->alloc = share->alloc;
-		buf_setlen(out, 0);
-		free(share);
-		return;
-	}
-	registry_share_release(share);
-}
-
-/* A new reference to `share`. The invariant: a table's share is referenced
- * only under the table's lock (see registry_share_recycle). */
 static struct registry_share *registry_share_ref(struct registry_share *share)
 {
 	atomic_fetch_add(&share->refs, 1);
@@ -299,8 +278,7 @@ static void registry_table_put(struct registry *reg, struct registry_table *t)
 	pthread_mutex_unlock(&reg->lock);
 }
 
-/* The cache of the call's table is stale or consumed: drop it, keeping the
- * config's memory for the next render when nothing else holds it. */
+/* The cache of the call's table is stale or consumed: drop it. */
 static void registry_table_forget(struct registry_ctx *c)
 {
 	struct registry_table *t = c->t;
@@ -308,7 +286,7 @@ static void registry_table_forget(struct registry_ctx *c)
 	if (!t->cached)
 		return;
 	service_list_release(&t->services);
-	registry_share_recycle(t->config, &c->config);
+	registry_share_release(t->config);
 	t->config = NULL;
 	pthread_mutex_lock(&c->reg->lock);
 	t->cached = 0;
