@@ -306,10 +306,12 @@ static int sqlite_identity(struct sqlite_store *s)
 	return ret;
 }
 
-/* Whether the -shm file exists and takes no writes (errno says why). */
+/* Whether the -shm file exists and takes no writes (errno says why); any
+ * other trouble with the path is left for SQLite to report. */
 static int sqlite_shm_unwritable(const struct sqlite_store *s)
 {
-	return access(s->shm, W_OK) && errno != ENOENT;
+	return access(s->shm, W_OK) &&
+	       (errno == EPERM || errno == EACCES || errno == EROFS);
 }
 
 /*
