@@ -221,8 +221,9 @@ static void registry_lru_push(struct registry *reg, struct registry_table *t)
 	reg->newest = t;
 }
 
-/* Unlink `t` from the map and free it; reg->lock, refs == 0. */
-static void registry_table_free(struct registry *reg, struct registry_table *t)
+/* Take `t` out of the map; reg->lock held, refs == 0. */
+static void registry_table_unlink(struct registry *reg,
+				  struct registry_table *t)
 {
 	struct registry_table **slot =
 		&reg->buckets[registry_hash(t->name) & (reg->nr_buckets - 1)];
@@ -234,12 +235,20 @@ static void registry_table_free(struct registry *reg, struct registry_table *t)
 		registry_lru_unlink(reg, t);
 		reg->nr_cached--;
 	}
+	reg->nr_tables--;
+}
+
+/* Free an entry out of the map (outside reg->lock: a big table takes a
+ * while). */
+static void registry_table_free(struct registry_table *t)
+{
+	if (!t)
+		return;
 	service_list_release(&t->services);
 	registry_share_release(t->config);
 	pthread_mutex_destroy(&t->lock);
 	free(t->name);
 	free(t);
-	reg->nr_tables--;
 }
 
 /* The entry of table `name`, with a reference the caller drops with
@@ -272,10 +281,15 @@ static struct registry_table *registry_table_get(struct registry *reg,
 /* Drop a reference; the last one frees an entry with nothing cached. */
 static void registry_table_put(struct registry *reg, struct registry_table *t)
 {
+	struct registry_table *gone = NULL;
+
 	pthread_mutex_lock(&reg->lock);
-	if (!--t->refs && !t->cached)
-		registry_table_free(reg, t);
+	if (!--t->refs && !t->cached) {
+		registry_table_unlink(reg, t);
+		gone = t;
+	}
 	pthread_mutex_unlock(&reg->lock);
+	registry_table_free(gone);
 }
 
 /* The cache of the call's table is stale or consumed: drop it. */
@@ -305,7 +319,7 @@ static void registry_table_fill(struct registry_ctx *c,
 				struct registry_share *config)
 {
 	struct registry *reg = c->reg;
-	struct registry_table *t = c->t, *old;
+	struct registry_table *t = c->t, *old, *gone = NULL;
 	int room;
 
 	registry_table_forget(c);
@@ -317,7 +331,8 @@ static void registry_table_fill(struct registry_ctx *c,
 		if (!old->refs) {
 			/* No call holds or waits for its lock, and none can
 			 * start without reg->lock. */
-			registry_table_free(reg, old);
+			registry_table_unlink(reg, old);
+			gone = old;
 			break;
 		}
 	}
@@ -332,6 +347,7 @@ static void registry_table_fill(struct registry_ctx *c,
 		registry_lru_push(reg, t);
 	}
 	pthread_mutex_unlock(&reg->lock);
+	registry_table_free(gone);
 }
 
 /* A cache hit makes the table the most recently used. */
@@ -397,9 +413,14 @@ void registry_free(struct registry *reg)
 	for (i = 0; i < reg->nr_pool; i++)
 		store_close(reg->pool[i]);
 	free(reg->pool);
-	for (i = 0; i < reg->nr_buckets; i++)
-		while (reg->buckets[i])
-			registry_table_free(reg, reg->buckets[i]);
+	for (i = 0; i < reg->nr_buckets; i++) {
+		while (reg->buckets[i]) {
+			struct registry_table *t = reg->buckets[i];
+
+			registry_table_unlink(reg, t);
+			registry_table_free(t);
+		}
+	}
 	free(reg->buckets);
 	pthread_mutex_destroy(&reg->lock);
 	pthread_mutex_destroy(&reg->write_lock);
