@@ -3,6 +3,7 @@
  * the first version (spec, last section), atomic rejection, and a cache that
  * stays right when another process writes the same table.
  */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -430,6 +431,73 @@ static void test_table_map_is_bounded(void **state)
 	registry_free(reg);
 }
 
+struct worker {
+	struct registry *reg;
+	int id, failures;
+};
+
+/* Each thread writes its own tables, then calls them all again unchanged
+ * and checks the answer, while the others' fills evict from the LRU. */
+static void *worker_run(void *arg)
+{
+	struct worker *w = arg;
+	struct buf json = BUF_INIT, cfg = BUF_INIT, want = BUF_INIT;
+	int round, i;
+
+	for (round = 0; round < 2; round++) {
+		for (i = 0; i < 1100; i++) {
+			buf_reset(&json);
+			(void)buf_addf(
+				&json,
+				"{\"table\":\"w%d-%04d\",\"running\":[{"
+				"\"serviceName\":\"s%d\",\"id\":\"c%d\","
+				"\"ip\":\"10.0.%d.%d\"}],\"candidates\":[{"
+				"\"serviceName\":\"s%d\",\"port\":80,"
+				"\"predicate\":\"s.example\",\"containers\":"
+				"[{\"id\":\"c%d\",\"ip\":\"10.0.%d.%d\"}]}]}",
+				w->id, i, i, i, w->id, i % 250 + 1, i, i, w->id,
+				i % 250 + 1);
+			buf_reset(&want);
+			(void)buf_addf(&want,
+				       "    server c%d 10.0.%d.%d:80 check\n",
+				       i, w->id, i % 250 + 1);
+			if (call(w->reg, json.buf, &cfg, NULL) != ST_OK ||
+			    !strstr(cfg.buf, want.buf))
+				w->failures++;
+		}
+	}
+	buf_release(&json);
+	buf_release(&cfg);
+	buf_release(&want);
+	return NULL;
+}
+
+static void test_concurrent_tables(void **state)
+{
+	struct registry *reg = open_registry();
+	struct worker w[4];
+	pthread_t th[4];
+	struct registry_stats stats;
+	int i;
+
+	(void)state;
+	for (i = 0; i < 4; i++) {
+		w[i].reg = reg;
+		w[i].id = i;
+		w[i].failures = 0;
+		assert_int_equal(
+			pthread_create(&th[i], NULL, worker_run, &w[i]), 0);
+	}
+	for (i = 0; i < 4; i++) {
+		assert_int_equal(pthread_join(th[i], NULL), 0);
+		assert_int_equal(w[i].failures, 0);
+	}
+	registry_get_stats(reg, &stats);
+	assert_int_equal(stats.cached, 4096);
+	assert_int_equal(stats.tables, 4096);
+	registry_free(reg);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -453,6 +521,7 @@ int main(void)
 			test_unchanged_call_does_not_wait_for_writers,
 			fresh_store),
 		cmocka_unit_test_setup(test_table_map_is_bounded, fresh_store),
+		cmocka_unit_test_setup(test_concurrent_tables, fresh_store),
 	};
 	char cmd[128];
 	int ret;
