@@ -2,6 +2,14 @@
  * One registry call end to end, and the per-table cache that lets an
  * unchanged call skip loading and rendering: the cache is trusted only while
  * the store's table version is the one it was filled at.
+ *
+ * A call on an atomic store (SQLite) takes the read path, and the write path
+ * only when the read found something to change; a store without
+ * transactions (DynamoDB) has its own path, retried after a conflict. Every
+ * path renders before it writes, so a config over the cap stores nothing.
+ * Locks, outermost first: the table's (one call per table in this process),
+ * write_lock (this process's writers), the store's, and reg->lock (the map,
+ * the LRU and the pool; held only briefly, never while waiting).
  */
 #include "registry.h"
 
