@@ -4,8 +4,7 @@ render cap:
 
 - the database file removed under a running server: 503 with a JSON error and
   /healthz unavailable, never a 200 for a call written into the unlinked file;
-- the -shm file made immutable (chattr +i, root only; skipped otherwise):
-  503, no SIGBUS, and back to 200 once the flag is gone;
+- (the -shm file made immutable: t56_sqlite_shm.py, as it needs root);
 - /healthz and an unchanged call answer fast while another process holds the
   write lock;
 - processes starting together on a new file all get the schema;
@@ -94,59 +93,6 @@ def test_removed_file():
         st, _, body = srv.post(call("gone", 3))
         check(st == 200, "after a restart: 200 (got %d %r)" % (st, body[:200]))
     finally:
-        srv.stop()
-
-
-def chattr_dir():
-    for base in (WORK, os.getcwd()):
-        try:
-            d = tempfile.mkdtemp(prefix="lr-it-", dir=base)
-        except OSError:
-            continue
-        probe = os.path.join(d, "probe")
-        open(probe, "w").close()
-        ok = subprocess.run(["chattr", "+i", probe], capture_output=True).returncode == 0
-        if ok:
-            subprocess.run(["chattr", "-i", probe], capture_output=True)
-        os.unlink(probe)
-        if ok:
-            return d
-        os.rmdir(d)
-    return None
-
-
-def test_unwritable_shm():
-    d = chattr_dir()
-    if not d:
-        print("SKIP -shm part: chattr +i does not work here (needs root and a "
-              "file system with the immutable attribute)", flush=True)
-        return
-    db = os.path.join(d, "registry.db")
-    shm = db + "-shm"
-    srv = Server("sqlite:" + db)
-    try:
-        st, _, _ = srv.post(call("shm", 1))
-        check(st == 200, "first call: 200")
-        os.sync()  # written-back pages of the mapping are the ones that fault
-        check(subprocess.run(["chattr", "+i", shm], capture_output=True).returncode == 0,
-              "chattr +i on the -shm file")
-        try:
-            for n in (2, 3):
-                st, _, body = srv.post(call("shm", n))
-                check(st == 503, "call %d with an immutable -shm: 503 (got %d %r)"
-                      % (n, st, body[:200]))
-                check(bool(json_error(body)), "call %d: JSON error" % n)
-            st, doc, _ = healthz(srv)
-            check(st == 503, "healthz with an immutable -shm: unavailable (got %d %r)" % (st, doc))
-            check(srv.proc.poll() is None,
-                  "the server survived (exit %r)" % srv.proc.poll())
-        finally:
-            subprocess.run(["chattr", "-i", shm], capture_output=True)
-        st, _, body = srv.post(call("shm", 2))
-        check(st == 200, "writable again: 200 (got %d %r)" % (st, body[:200]))
-        check(healthz(srv)[0] == 200, "writable again: healthz ok")
-    finally:
-        subprocess.run(["chattr", "-i", shm], capture_output=True)
         srv.stop()
 
 
@@ -239,5 +185,5 @@ def test_config_over_cap():
 
 
 if __name__ == "__main__":
-    run_steps([test_removed_file, test_unwritable_shm, test_write_lock_held_elsewhere,
+    run_steps([test_removed_file, test_write_lock_held_elsewhere,
                test_concurrent_start, test_config_over_cap])
