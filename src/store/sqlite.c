@@ -149,7 +149,7 @@ static enum status sqlite_exec(struct sqlite_store *s, enum sqlite_stmt which,
 static volatile sig_atomic_t sqlite_shm_broken;
 static struct sigaction sqlite_old_sigbus;
 static size_t sqlite_page_size;
-static pthread_once_t sqlite_sigbus_once = PTHREAD_ONCE_INIT;
+static pthread_mutex_t sqlite_sigbus_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* Whether `addr` lies in a mapping of a file named "*-shm", from
  * /proc/self/maps, with async-signal-safe calls only. */
@@ -196,17 +196,24 @@ static void sqlite_on_sigbus(int sig, siginfo_t *si, void *ctx)
 {
 	uintptr_t addr = (uintptr_t)si->si_addr;
 	char *page = (char *)(addr & ~(uintptr_t)(sqlite_page_size - 1));
-	char copy[65536];
+	void *copy;
 
 	(void)ctx;
-	if (sqlite_page_size <= sizeof(copy) && sqlite_addr_in_shm(addr)) {
-		memcpy(copy, page, sqlite_page_size);
-		if (mmap(page, sqlite_page_size, PROT_READ | PROT_WRITE,
-			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1,
-			 0) != MAP_FAILED) {
-			memcpy(page, copy, sqlite_page_size);
-			sqlite_shm_broken = 1;
-			return;
+	if (sqlite_addr_in_shm(addr)) {
+		/* The copy is made aside and moved over the page in one step,
+		 * so no other thread sees the page missing or zeroed, and no
+		 * page-sized buffer goes on a thread's stack. */
+		copy = mmap(NULL, sqlite_page_size, PROT_READ | PROT_WRITE,
+			    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (copy != MAP_FAILED) {
+			memcpy(copy, page, sqlite_page_size);
+			if (mremap(copy, sqlite_page_size, sqlite_page_size,
+				   MREMAP_MAYMOVE | MREMAP_FIXED,
+				   page) != MAP_FAILED) {
+				sqlite_shm_broken = 1;
+				return;
+			}
+			munmap(copy, sqlite_page_size);
 		}
 	}
 	/* Not ours: the store faults again under the previous disposition. */
@@ -214,16 +221,26 @@ static void sqlite_on_sigbus(int sig, siginfo_t *si, void *ctx)
 	sigaction(SIGBUS, &sqlite_old_sigbus, NULL);
 }
 
+/* Install the handler unless it is in place: at every open, so that one
+ * installed later by someone else (a test harness) does not leave SQLite's
+ * stores unguarded; theirs is kept as the previous disposition. */
 static void sqlite_sigbus_install(void)
 {
-	struct sigaction sa;
+	struct sigaction sa, cur;
 
-	sqlite_page_size = (size_t)sysconf(_SC_PAGESIZE);
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_sigaction = sqlite_on_sigbus;
-	sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGBUS, &sa, &sqlite_old_sigbus);
+	pthread_mutex_lock(&sqlite_sigbus_lock);
+	if (!sqlite_page_size)
+		sqlite_page_size = (size_t)sysconf(_SC_PAGESIZE);
+	if (!sigaction(SIGBUS, NULL, &cur) &&
+	    (!(cur.sa_flags & SA_SIGINFO) ||
+	     cur.sa_sigaction != sqlite_on_sigbus)) {
+		memset(&sa, 0, sizeof(sa));
+		sa.sa_sigaction = sqlite_on_sigbus;
+		sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+		sigemptyset(&sa.sa_mask);
+		sigaction(SIGBUS, &sa, &sqlite_old_sigbus);
+	}
+	pthread_mutex_unlock(&sqlite_sigbus_lock);
 }
 
 /* Checkpoint as SQLite's default hook does, but never from a process whose
@@ -501,7 +518,7 @@ static enum status sqlite_open(const char *arg, struct store **out,
 		buf_setf(err, "sqlite needs a path: sqlite:PATH");
 		return ST_USAGE;
 	}
-	pthread_once(&sqlite_sigbus_once, sqlite_sigbus_install);
+	sqlite_sigbus_install();
 	s = xcalloc(1, sizeof(*s));
 	s->base.be = &store_sqlite;
 	s->path = xstrdup(arg);
