@@ -642,14 +642,10 @@ static enum status registry_write(struct registry_ctx *c, struct buf *err)
 		goto out;
 	}
 	ret = store_commit(c->st, err);
-	if (ret != ST_OK)
-		goto out;
-	pthread_mutex_unlock(&c->reg->write_lock);
-	registry_publish(c, &m.services);
-	merge_result_release(&m);
-	return ST_OK;
 out:
 	pthread_mutex_unlock(&c->reg->write_lock);
+	if (ret == ST_OK)
+		registry_publish(c, &m.services);
 	merge_result_release(&m);
 	return ret;
 }
