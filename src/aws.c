@@ -10,12 +10,11 @@
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
+#include "clock.h"
+#include "curlx.h"
 #include "xalloc.h"
 #include "banned.h"
 
@@ -33,7 +32,7 @@ struct aws_client {
 	char *sigv4;
 	char errbuf[CURL_ERROR_SIZE];
 	unsigned long requests;
-	uint64_t rng;
+	struct backoff backoff; /* between the attempts of one request */
 };
 
 static const char *aws_getenv(const char *name)
@@ -150,31 +149,6 @@ out:
 	return ret;
 }
 
-uint64_t aws_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static void aws_sleep_ms(uint64_t ms)
-{
-	struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000};
-
-	while (nanosleep(&ts, &ts) && errno == EINTR)
-		;
-}
-
-/* xorshift64*: enough randomness for jitter, and no shared state. */
-static uint64_t aws_random(struct aws_client *c)
-{
-	c->rng ^= c->rng >> 12;
-	c->rng ^= c->rng << 25;
-	c->rng ^= c->rng >> 27;
-	return c->rng * 2685821657736338717ull;
-}
-
 void aws_response_init(struct aws_response *res)
 {
 	res->http_status = 0;
@@ -189,29 +163,12 @@ void aws_response_release(struct aws_response *res)
 	res->type[0] = '\0';
 }
 
-static size_t aws_write(char *data, size_t size, size_t nmemb, void *userdata)
-{
-	struct buf *body = userdata;
-
-	if (buf_add(body, data, size * nmemb))
-		return 0; /* over the cap: curl fails with CURLE_WRITE_ERROR */
-	return size * nmemb;
-}
-
-static pthread_once_t aws_curl_once = PTHREAD_ONCE_INIT;
-
-static void aws_curl_init(void)
-{
-	if (curl_global_init(CURL_GLOBAL_DEFAULT))
-		BUG("curl_global_init failed");
-}
-
 struct aws_client *aws_client_new(struct aws_config *cfg)
 {
 	struct aws_client *c = xcalloc(1, sizeof(*c));
 	struct buf s = BUF_INIT;
 
-	pthread_once(&aws_curl_once, aws_curl_init);
+	curlx_global_init();
 	c->cfg = *cfg;
 	memset(cfg, 0, sizeof(*cfg));
 	c->curl = curl_easy_init();
@@ -221,10 +178,7 @@ struct aws_client *aws_client_new(struct aws_config *cfg)
 	c->url = buf_detach(&s, NULL);
 	(void)buf_addf(&s, "aws:amz:%s:dynamodb", c->cfg.region);
 	c->sigv4 = buf_detach(&s, NULL);
-	c->rng = ((uint64_t)time(NULL) << 20) ^ (uint64_t)getpid() ^
-		 (uint64_t)(uintptr_t)c;
-	if (!c->rng)
-		c->rng = 1;
+	backoff_init(&c->backoff, AWS_BACKOFF_BASE_MS, AWS_BACKOFF_CAP_MS);
 
 	curl_easy_setopt(c->curl, CURLOPT_URL, c->url);
 	curl_easy_setopt(c->curl, CURLOPT_PROTOCOLS_STR, "http,https");
@@ -234,7 +188,7 @@ struct aws_client *aws_client_new(struct aws_config *cfg)
 	curl_easy_setopt(c->curl, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(c->curl, CURLOPT_TCP_KEEPALIVE, 1L);
 	curl_easy_setopt(c->curl, CURLOPT_ERRORBUFFER, c->errbuf);
-	curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, aws_write);
+	curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, curlx_write_buf);
 	curl_easy_setopt(c->curl, CURLOPT_POST, 1L);
 	if (c->cfg.ca_bundle)
 		curl_easy_setopt(c->curl, CURLOPT_CAINFO, c->cfg.ca_bundle);
@@ -352,7 +306,7 @@ enum status aws_dynamodb_request(struct aws_client *c, const char *op,
 {
 	struct curl_slist *headers = NULL;
 	struct buf hdr = BUF_INIT, cause = BUF_INIT, msg = BUF_INIT;
-	uint64_t start = aws_now_ms(), now;
+	uint64_t start = clock_now_ms(), now;
 	enum status ret = ST_UNAVAILABLE;
 	unsigned attempts = 0, max_attempts;
 	int transport = 0, retry = 0;
@@ -375,9 +329,10 @@ enum status aws_dynamodb_request(struct aws_client *c, const char *op,
 	curl_easy_setopt(c->curl, CURLOPT_POSTFIELDS, body);
 	curl_easy_setopt(c->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
 	curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, &res->body);
+	backoff_reset(&c->backoff);
 
 	for (;;) {
-		now = aws_now_ms();
+		now = clock_now_ms();
 		if (now >= deadline)
 			break;
 		timeout_ms = (long)(deadline - now);
@@ -419,20 +374,14 @@ enum status aws_dynamodb_request(struct aws_client *c, const char *op,
 		if (!retry || attempts >= max_attempts)
 			break;
 		{
-			unsigned shift = attempts - 1 < 10 ? attempts - 1 : 10;
-			uint64_t ceiling = (uint64_t)AWS_BACKOFF_BASE_MS
-					   << shift;
-			uint64_t delay;
+			uint64_t delay = backoff_next_ms(&c->backoff);
 
-			if (ceiling > AWS_BACKOFF_CAP_MS)
-				ceiling = AWS_BACKOFF_CAP_MS;
-			delay = aws_random(c) % (ceiling + 1);
-			if (aws_now_ms() + delay >= deadline)
+			if (clock_now_ms() + delay >= deadline)
 				break;
-			aws_sleep_ms(delay);
+			clock_sleep_ms(delay);
 		}
 	}
-	now = aws_now_ms();
+	now = clock_now_ms();
 	if (!attempts)
 		buf_setf(err,
 			 "dynamodb %s not sent: the call's %u ms budget "

@@ -42,9 +42,6 @@ void aws_config_release(struct aws_config *cfg);
  */
 int aws_parse_timeout(const char *s, unsigned *ms, struct buf *err);
 
-/* Milliseconds on a monotonic clock, for deadlines. */
-uint64_t aws_now_ms(void);
-
 struct aws_client;
 
 struct aws_response {
@@ -71,7 +68,7 @@ unsigned long aws_client_requests(const struct aws_client *c);
  * POST one DynamoDB request: operation `op` (e.g. "Scan") with the JSON
  * `body`. Throttling, 5xx answers and transport errors are retried with
  * exponential backoff and full jitter while time is left before `deadline`
- * (an aws_now_ms() value). ST_OK when the final answer is 2xx. Anything else
+ * (a clock_now_ms() value). ST_OK when the final answer is 2xx. Anything else
  * is ST_UNAVAILABLE with the cause in `err`; when DynamoDB answered with an
  * error, `res->type` names it (e.g. "ConditionalCheckFailedException") so the
  * caller can map it.

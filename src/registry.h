@@ -1,8 +1,8 @@
 /*
  * One registry call: parse the payload, then in one store transaction load
- * the table, merge, write what changed, commit, and render. Keeps a per-table
- * cache of services and config, checked against the store's table version.
- * Thread-safe: calls may come from many threads at once.
+ * the table, merge, render, write what changed and commit. Keeps a bounded
+ * per-table cache of services and config, checked against the store's table
+ * version. Thread-safe: calls may come from many threads at once.
  */
 #ifndef REGISTRY_H
 #define REGISTRY_H
@@ -47,13 +47,17 @@ void registry_share_release(struct registry_share *share);
 enum status registry_new(const struct registry_options *opts,
 			 struct registry **out, struct buf *err) WARN_UNUSED;
 void registry_free(struct registry *reg);
+/* A call whose config would be larger than `max` bytes gets ST_TOO_LARGE and
+ * stores nothing; the default is BUF_CAP_DEFAULT. Set it before any call. */
+void registry_set_max_config(struct registry *reg, size_t max);
 
 void registry_result_init(struct registry_result *res);
 void registry_result_release(struct registry_result *res);
 
 /*
  * Apply one payload. On ST_INVALID, `field` names the offending field; on
- * any error nothing was stored.
+ * ST_TOO_LARGE the config would be over its cap; on any error nothing was
+ * stored.
  */
 enum status registry_call(struct registry *reg, const char *json, size_t len,
 			  unsigned flags, struct registry_result *res,
@@ -67,7 +71,21 @@ enum status registry_call_table(struct registry *reg, const char *table,
 /* {"table":...,"services":[...],"config":"..."} for a result with services. */
 void registry_result_json(const struct registry_result *res, struct buf *out);
 
+/*
+ * Whether the store answers and, after a failed write, takes writes again.
+ * Never waits long for another process's write lock (a read, and a probe
+ * that counts a held lock as working).
+ */
 enum status registry_ping(struct registry *reg, struct buf *err) WARN_UNUSED;
+
+/* The per-table map, for tests and metrics. */
+struct registry_stats {
+	size_t tables;	/* entries: cached tables and calls in flight */
+	size_t cached;	/* tables whose services and config are cached */
+	size_t buckets; /* size of the hash table */
+};
+
+void registry_get_stats(struct registry *reg, struct registry_stats *out);
 
 /* Deterministic JSON of a table's stored state (see store_dump). */
 enum status registry_dump(struct registry *reg, const char *table,

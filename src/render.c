@@ -28,46 +28,66 @@ static const char render_head[] =
 /*
  * A cursor over the output buffer: appends are a bounds check and a memcpy,
  * and the buffer's length and NUL are set once at the end (render_done).
- * The config is built in memory; it cannot outgrow the default cap.
+ * Over the buffer's cap the render stops writing: the buffer keeps what fit
+ * and is marked overflowed (sticky, as for buf_add), for the caller to check.
  */
 struct render_w {
 	struct buf *b;
 	char *p, *end;
 };
 
+/* The end of the room: the allocation (less the NUL), or the cap when the
+ * buffer grew past it (buf_grow doubles), so that every append beyond the
+ * cap goes through render_grow. */
+static char *render_end(const struct buf *b)
+{
+	return b->buf + (b->alloc - 1 < b->cap ? b->alloc - 1 : b->cap);
+}
+
 static void render_start(struct render_w *w, struct buf *out, size_t hint)
 {
 	w->b = out;
-	buf_grow(out, hint);
+	if (hint > out->cap - out->len)
+		hint = out->cap - out->len;
+	if (!out->overflow)
+		buf_grow(out, hint);
 	w->p = out->buf + out->len;
-	w->end = out->buf + out->alloc - 1; /* room for the NUL */
+	/* room for the NUL; an overflowed buffer takes nothing more */
+	w->end =
+		out->overflow || !out->alloc ? w->p : out->buf + out->alloc - 1;
 }
 
 static void render_done(struct render_w *w)
 {
-	size_t len = (size_t)(w->p - w->b->buf);
-
-	if (len > w->b->cap)
-		BUG("config over %zu bytes", w->b->cap);
-	buf_setlen(w->b, len);
+	if (!w->b->overflow)
+		buf_setlen(w->b, (size_t)(w->p - w->b->buf));
 }
 
-static void render_grow(struct render_w *w, size_t len)
+/* Make room for `len` more bytes; -1 (and the buffer marked) over its cap. */
+static int render_grow(struct render_w *w, size_t len)
 {
 	struct buf *b = w->b;
 
+	if (b->overflow)
+		return -1;
 	b->len = (size_t)(w->p - b->buf);
-	if (len > b->cap || b->len > b->cap - len)
-		BUG("config over %zu bytes", b->cap);
+	if (len > b->cap || b->len > b->cap - len) {
+		if (b->alloc)
+			buf_setlen(b, b->len);
+		b->overflow = 1;
+		w->end = w->p;
+		return -1;
+	}
 	buf_grow(b, len);
 	w->p = b->buf + b->len;
-	w->end = b->buf + b->alloc - 1;
+	w->end = render_end(b);
+	return 0;
 }
 
 static inline void render_add(struct render_w *w, const char *s, size_t len)
 {
-	if ((size_t)(w->end - w->p) < len)
-		render_grow(w, len);
+	if ((size_t)(w->end - w->p) < len && render_grow(w, len))
+		return;
 	memcpy(w->p, s, len);
 	w->p += len;
 }

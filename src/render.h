@@ -15,7 +15,11 @@ struct render_options {
 				      render_check_bind */
 };
 
-/* Append the config for `services` (sorted by name) to `out`. */
+/*
+ * Append the config for `services` (sorted by name) to `out`. Over out's cap
+ * nothing more is written and `out` is marked overflowed (buf_overflowed()):
+ * its content is then a cut config the caller must not use.
+ */
 void render_config(const struct service_list *services,
 		   const struct render_options *opts, struct buf *out);
 

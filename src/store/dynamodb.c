@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "../aws.h"
+#include "../clock.h"
 #include "../log.h"
 #include "../payload.h"
 #include "../xalloc.h"
@@ -63,7 +64,7 @@ static void ddb_forget_broken(struct ddb_store *d)
 
 static uint64_t ddb_deadline(const struct ddb_store *d)
 {
-	return aws_now_ms() + aws_client_config(d->aws)->timeout_ms;
+	return clock_now_ms() + aws_client_config(d->aws)->timeout_ms;
 }
 
 /* The ms budget runs from begin(); outside a call each request gets its own. */
@@ -446,7 +447,7 @@ static enum status ddb_create_table(struct ddb_store *d, struct buf *err)
 			json_object_get(answer, "Table"), "TableStatus"));
 		if (status && !strcmp(status, "ACTIVE"))
 			break;
-		if (aws_now_ms() + pause >= ddb_call_deadline(d)) {
+		if (clock_now_ms() + pause >= ddb_call_deadline(d)) {
 			buf_setf(err,
 				 "dynamodb table '%s' is still being created "
 				 "(%s); "
@@ -458,11 +459,7 @@ static enum status ddb_create_table(struct ddb_store *d, struct buf *err)
 		}
 		json_decref(answer);
 		answer = NULL;
-		{
-			struct timespec ts = {0, (long)pause * 1000000};
-
-			nanosleep(&ts, NULL);
-		}
+		clock_sleep_ms(pause);
 		if (pause < 500)
 			pause *= 2;
 	}

@@ -2,25 +2,44 @@
  * The embedded store: one SQLite database in WAL mode. A call is one
  * transaction; writers take the lock up front (BEGIN IMMEDIATE) and wait for
  * each other through the busy timeout, so concurrent calls never fail.
+ *
+ * Two faults of the file underneath are caught here rather than trusted to
+ * SQLite. The database file removed or replaced while open: SQLite would go
+ * on writing into the unlinked inode and every write would be lost on
+ * restart, so each transaction and each ping compares the file at the path
+ * with the one opened (a stat): calls get ST_UNAVAILABLE and /healthz says
+ * unavailable until the same file is back or the server restarts (see
+ * sqlite_identity). And the -shm file made unwritable (chattr +i): SQLite
+ * maps it, and the first store to a page written back since then raises
+ * SIGBUS; see sqlite_on_sigbus.
  */
 #include "store.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sqlite3.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include "../clock.h"
 #include "../xalloc.h"
 #include "../banned.h"
 
 #define SQLITE_SCHEMA_VERSION 1
 #define SQLITE_BUSY_MS	      10000
-/* A probe waits this long for another writer, then calls the store busy, not
- * broken. */
-#define SQLITE_PROBE_BUSY_MS 500
+/* A ping or probe waits this long for a lock, then calls the store busy, not
+ * broken: /healthz must answer fast while another process writes. */
+#define SQLITE_PING_BUSY_MS 20
+/* Frames in the WAL before a commit checkpoints it (SQLite's default). */
+#define SQLITE_CHECKPOINT_FRAMES 1000
 /* Less free space than this on the database's file system counts as full. */
 #define SQLITE_MIN_FREE ((unsigned long long)64 << 10)
 
@@ -78,6 +97,10 @@ struct sqlite_store {
 	sqlite3 *db;
 	sqlite3_stmt *stmt[SQL_NR];
 	char *path;  /* the database file, for the free-space check */
+	char *shm;   /* its -shm file */
+	int have_id; /* dev/ino of the file opened (not for ":memory:") */
+	dev_t dev;
+	ino_t ino;
 	char *table; /* of the open call, NULL outside one */
 	int wrote;   /* the open call put or removed something (and bumped the
 			version) */
@@ -106,6 +129,239 @@ static enum status sqlite_exec(struct sqlite_store *s, enum sqlite_stmt which,
 	return ST_OK;
 }
 
+/*
+ * SIGBUS from a store into the mapped -shm file. SQLite's wal-index lives in
+ * that shared mapping; once the file is immutable, the kernel refuses to make
+ * a written-back page writable again and the store faults. Returning would
+ * fault forever, and a longjmp out of SQLite would leave it half-way through
+ * a lock or an index update. So the handler replaces the one page by a
+ * private copy with the same bytes (the page stays readable), lets the store
+ * complete, and marks the process: its view of the wal-index may now differ
+ * from other processes', so from then on it never touches a database again
+ * (every call ST_UNAVAILABLE, /healthz unavailable, until a restart), never
+ * checkpoints (sqlite_wal_hook) and closes without the checkpoint on close;
+ * a transaction that saw the fault is reported failed even if its commit
+ * reached the WAL. A SIGBUS anywhere else gets the previous disposition.
+ * Before that safety net, each transaction and ping checks that the -shm
+ * file is writable (access(2) honours the immutable flag, also for root),
+ * which turns the usual case into a clean, recoverable ST_UNAVAILABLE.
+ */
+static volatile sig_atomic_t sqlite_shm_broken;
+static struct sigaction sqlite_old_sigbus;
+static size_t sqlite_page_size;
+static pthread_mutex_t sqlite_sigbus_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* Whether `addr` lies in a mapping of a file named "*-shm", from
+ * /proc/self/maps, with async-signal-safe calls only. */
+static int sqlite_addr_in_shm(uintptr_t addr)
+{
+	char chunk[1024], line[512];
+	size_t len = 0;
+	ssize_t n, i;
+	int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC), found = 0;
+
+	if (fd < 0)
+		return 0;
+	while (!found && (n = read(fd, chunk, sizeof(chunk))) > 0) {
+		for (i = 0; i < n && !found; i++) {
+			uintptr_t lo = 0, hi = 0;
+			const char *p = line;
+
+			if (chunk[i] != '\n') {
+				if (len < sizeof(line) - 1)
+					line[len++] = chunk[i];
+				continue;
+			}
+			line[len] = '\0';
+			for (; *p && *p != '-'; p++)
+				lo = lo * 16 +
+				     (uintptr_t)(*p <= '9' ? *p - '0'
+							   : (*p | 32) - 'a' +
+								     10);
+			for (p += *p == '-'; *p && *p != ' '; p++)
+				hi = hi * 16 +
+				     (uintptr_t)(*p <= '9' ? *p - '0'
+							   : (*p | 32) - 'a' +
+								     10);
+			found = addr >= lo && addr < hi && len > 4 &&
+				!memcmp(line + len - 4, "-shm", 4);
+			len = 0;
+		}
+	}
+	close(fd);
+	return found;
+}
+
+static void sqlite_on_sigbus(int sig, siginfo_t *si, void *ctx)
+{
+	uintptr_t addr = (uintptr_t)si->si_addr;
+	char *page = (char *)(addr & ~(uintptr_t)(sqlite_page_size - 1));
+	void *copy;
+
+	(void)ctx;
+	if (sqlite_addr_in_shm(addr)) {
+		/* The copy is made aside and moved over the page in one step,
+		 * so no other thread sees the page missing or zeroed, and no
+		 * page-sized buffer goes on a thread's stack. */
+		copy = mmap(NULL, sqlite_page_size, PROT_READ | PROT_WRITE,
+			    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (copy != MAP_FAILED) {
+			memcpy(copy, page, sqlite_page_size);
+			if (mremap(copy, sqlite_page_size, sqlite_page_size,
+				   MREMAP_MAYMOVE | MREMAP_FIXED,
+				   page) != MAP_FAILED) {
+				sqlite_shm_broken = 1;
+				return;
+			}
+			munmap(copy, sqlite_page_size);
+		}
+	}
+	/* Not ours: the store faults again under the previous disposition. */
+	(void)sig;
+	sigaction(SIGBUS, &sqlite_old_sigbus, NULL);
+}
+
+/* Install the handler unless it is in place: at every open, so that one
+ * installed later by someone else (a test harness) does not leave SQLite's
+ * stores unguarded; theirs is kept as the previous disposition. */
+static void sqlite_sigbus_install(void)
+{
+	struct sigaction sa, cur;
+
+	pthread_mutex_lock(&sqlite_sigbus_lock);
+	if (!sqlite_page_size)
+		sqlite_page_size = (size_t)sysconf(_SC_PAGESIZE);
+	if (!sigaction(SIGBUS, NULL, &cur) &&
+	    (!(cur.sa_flags & SA_SIGINFO) ||
+	     cur.sa_sigaction != sqlite_on_sigbus)) {
+		memset(&sa, 0, sizeof(sa));
+		sa.sa_sigaction = sqlite_on_sigbus;
+		sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+		sigemptyset(&sa.sa_mask);
+		sigaction(SIGBUS, &sa, &sqlite_old_sigbus);
+	}
+	pthread_mutex_unlock(&sqlite_sigbus_lock);
+}
+
+/* Checkpoint as SQLite's default hook does, but never from a process whose
+ * view of the wal-index may be wrong. */
+static int sqlite_wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
+{
+	(void)arg;
+	if (!sqlite_shm_broken && frames >= SQLITE_CHECKPOINT_FRAMES)
+		(void)sqlite3_wal_checkpoint(db, name);
+	return SQLITE_OK;
+}
+
+/*
+ * The identity (dev, ino) of every database file this process has opened,
+ * by path: a later open of the path never creates the file, and refuses a
+ * different one. So a removed database is not silently replaced by an empty
+ * one (which would answer with configs missing every stored service), and
+ * no cache filled from the old file is trusted against another file whose
+ * table versions mean something else. Moving the file back makes it usable
+ * again; a restored copy or a new file is a new inode and needs a restart.
+ */
+struct sqlite_known {
+	char *path;
+	dev_t dev;
+	ino_t ino;
+};
+
+static pthread_mutex_t sqlite_known_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct sqlite_known *sqlite_known;
+static size_t sqlite_nr_known, sqlite_alloc_known;
+
+/* The identity recorded for `path`, or NULL (sqlite_known_lock held). */
+static struct sqlite_known *sqlite_known_find(const char *path)
+{
+	size_t i;
+
+	for (i = 0; i < sqlite_nr_known; i++)
+		if (!strcmp(sqlite_known[i].path, path))
+			return &sqlite_known[i];
+	return NULL;
+}
+
+/* Whether this process opened `path` before. */
+static int sqlite_known_path(const char *path)
+{
+	int known;
+
+	pthread_mutex_lock(&sqlite_known_lock);
+	known = sqlite_known_find(path) != NULL;
+	pthread_mutex_unlock(&sqlite_known_lock);
+	return known;
+}
+
+/* Record the file now at the path on the first open; on later ones, -1 when
+ * it is another file than the first. */
+static int sqlite_identity(struct sqlite_store *s)
+{
+	struct sqlite_known *k;
+	struct stat sb;
+	int ret = 0;
+
+	if (stat(s->path, &sb))
+		return 0; /* ":memory:" or a URI: nothing to compare */
+	pthread_mutex_lock(&sqlite_known_lock);
+	k = sqlite_known_find(s->path);
+	if (!k) {
+		ALLOC_GROW(sqlite_known, sqlite_nr_known + 1,
+			   sqlite_alloc_known);
+		k = &sqlite_known[sqlite_nr_known++];
+		k->path = xstrdup(s->path);
+		k->dev = sb.st_dev;
+		k->ino = sb.st_ino;
+	}
+	if (k->dev != sb.st_dev || k->ino != sb.st_ino)
+		ret = -1;
+	pthread_mutex_unlock(&sqlite_known_lock);
+	s->have_id = 1;
+	s->dev = k->dev;
+	s->ino = k->ino;
+	return ret;
+}
+
+/* Whether the -shm file exists and takes no writes (errno says why); any
+ * other trouble with the path is left for SQLite to report. */
+static int sqlite_shm_unwritable(const struct sqlite_store *s)
+{
+	return access(s->shm, W_OK) &&
+	       (errno == EPERM || errno == EACCES || errno == EROFS);
+}
+
+/*
+ * Whether the file under this handle can still be used: it is the one at
+ * the path (not removed or replaced), its -shm file takes writes, and no
+ * SIGBUS hit a -shm mapping. No path in the messages: /healthz shows them.
+ */
+static enum status sqlite_check_file(struct sqlite_store *s, struct buf *err)
+{
+	struct stat sb;
+
+	if (sqlite_shm_broken) {
+		buf_setf(err, "sqlite: the database's shared-memory file "
+			      "became unwritable while in use; restart the "
+			      "server");
+		return ST_UNAVAILABLE;
+	}
+	if (s->have_id && (stat(s->path, &sb) || sb.st_dev != s->dev ||
+			   sb.st_ino != s->ino)) {
+		buf_setf(err, "sqlite: the database file was removed or "
+			      "replaced since the server opened it");
+		return ST_UNAVAILABLE;
+	}
+	if (sqlite_shm_unwritable(s)) {
+		buf_setf(err,
+			 "sqlite: the database's shared-memory file is not "
+			 "writable (%s)",
+			 strerror(errno));
+		return ST_UNAVAILABLE;
+	}
+	return ST_OK;
+}
+
 static void sqlite_close(struct store *st)
 {
 	struct sqlite_store *s = (struct sqlite_store *)st;
@@ -113,17 +369,72 @@ static void sqlite_close(struct store *st)
 
 	if (s->table)
 		st->be->rollback(st);
+	/* The last connection to close checkpoints, writing the -shm: not
+	 * into a mapping that faults, nor from a view that may be wrong. */
+	if (s->db && (sqlite_shm_broken || sqlite_shm_unwritable(s)))
+		sqlite3_db_config(s->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1,
+				  NULL);
 	for (i = 0; i < SQL_NR; i++)
 		sqlite3_finalize(s->stmt[i]);
 	sqlite3_close(s->db);
 	buf_release(&s->scratch);
 	free(s->path);
+	free(s->shm);
 	free(s);
+}
+
+/* PRAGMA user_version, with the statement finished before returning. */
+static enum status sqlite_schema_version(struct sqlite_store *s, int *version,
+					 struct buf *err)
+{
+	sqlite3_stmt *stmt = NULL;
+	enum status ret = ST_OK;
+
+	if (sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &stmt, NULL) !=
+		    SQLITE_OK ||
+	    sqlite3_step(stmt) != SQLITE_ROW)
+		ret = sqlite_fail(s, "reading the schema version", err);
+	else
+		*version = sqlite3_column_int(stmt, 0);
+	sqlite3_finalize(stmt);
+	if (ret == ST_OK && *version > SQLITE_SCHEMA_VERSION) {
+		buf_setf(err,
+			 "sqlite: schema version %d is newer than this "
+			 "program's %d",
+			 *version, SQLITE_SCHEMA_VERSION);
+		ret = ST_UNAVAILABLE;
+	}
+	return ret;
+}
+
+/*
+ * Switch a new file to WAL. That takes an exclusive lock, and while another
+ * process is switching or creating the same file SQLite may answer
+ * SQLITE_BUSY at once, without its busy handler: retry, with jittered
+ * backoff, for as long as the busy timeout.
+ */
+static enum status sqlite_enable_wal(struct sqlite_store *s, struct buf *err)
+{
+	uint64_t deadline = clock_now_ms() + SQLITE_BUSY_MS;
+	struct backoff bo;
+	int rc, inited = 0;
+
+	for (;;) {
+		rc = sqlite3_exec(s->db, "PRAGMA journal_mode = WAL", NULL,
+				  NULL, NULL);
+		if ((rc & 0xff) != SQLITE_BUSY || clock_now_ms() >= deadline)
+			break;
+		if (!inited++)
+			backoff_init(&bo, 1, 50);
+		clock_sleep_ms(backoff_next_ms(&bo));
+	}
+	if (rc != SQLITE_OK)
+		return sqlite_fail(s, "enabling WAL", err);
+	return ST_OK;
 }
 
 static enum status sqlite_setup(struct sqlite_store *s, struct buf *err)
 {
-	sqlite3_stmt *stmt = NULL;
 	enum status ret = ST_UNAVAILABLE;
 	int version = 0;
 	size_t i;
@@ -133,44 +444,53 @@ static enum status sqlite_setup(struct sqlite_store *s, struct buf *err)
 	/* WAL: readers never block the writer. NORMAL: a committed call
 	 * survives a crash of the process; only power loss may undo the last.
 	 * A small page cache: the registry caches whole tables itself. */
-	if (sqlite3_exec(
-		    s->db,
-		    "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;"
-		    "PRAGMA foreign_keys = OFF; PRAGMA cache_size = -512;",
-		    NULL, NULL, NULL) != SQLITE_OK) {
-		sqlite_fail(s, "enabling WAL", err);
+	ret = sqlite_enable_wal(s, err);
+	if (ret != ST_OK)
+		goto out;
+	ret = ST_UNAVAILABLE;
+	if (sqlite3_exec(s->db,
+			 "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = "
+			 "OFF; PRAGMA cache_size = -512;",
+			 NULL, NULL, NULL) != SQLITE_OK) {
+		sqlite_fail(s, "setting up", err);
 		goto out;
 	}
-	if (sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &stmt, NULL) !=
-		    SQLITE_OK ||
-	    sqlite3_step(stmt) != SQLITE_ROW) {
-		sqlite_fail(s, "reading the schema version", err);
-		goto out;
-	}
-	version = sqlite3_column_int(stmt, 0);
-	if (version > SQLITE_SCHEMA_VERSION) {
-		buf_setf(err,
-			 "sqlite: schema version %d is newer than this "
-			 "program's %d",
-			 version, SQLITE_SCHEMA_VERSION);
-		goto out;
-	}
-	if (version < SQLITE_SCHEMA_VERSION) {
-		struct buf sql = BUF_INIT;
-		int rc;
-
-		(void)buf_addf(
-			&sql,
-			"BEGIN IMMEDIATE; %s PRAGMA user_version = %d; COMMIT;",
-			sqlite_schema, SQLITE_SCHEMA_VERSION);
-		rc = sqlite3_exec(s->db, sql.buf, NULL, NULL, NULL);
-		buf_release(&sql);
-		if (rc != SQLITE_OK) {
-			sqlite_fail(s, "creating the schema", err);
-			sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+	/*
+	 * Processes may start together on a new file: read the schema version
+	 * with no statement left open, then create inside BEGIN IMMEDIATE
+	 * (which waits through the busy timeout) after reading it again, as
+	 * another process may have created it meanwhile. A read transaction
+	 * held across BEGIN IMMEDIATE could not be upgraded once the other
+	 * process committed ("database is locked", with no wait).
+	 */
+	ret = sqlite_schema_version(s, &version, err);
+	if (ret == ST_OK && version < SQLITE_SCHEMA_VERSION) {
+		if (sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) !=
+		    SQLITE_OK) {
+			ret = sqlite_fail(s, "creating the schema", err);
 			goto out;
 		}
+		ret = sqlite_schema_version(s, &version, err);
+		if (ret == ST_OK && version < SQLITE_SCHEMA_VERSION) {
+			struct buf sql = BUF_INIT;
+
+			(void)buf_addf(&sql, "%s PRAGMA user_version = %d;",
+				       sqlite_schema, SQLITE_SCHEMA_VERSION);
+			if (sqlite3_exec(s->db, sql.buf, NULL, NULL, NULL) !=
+			    SQLITE_OK)
+				ret = sqlite_fail(s, "creating the schema",
+						  err);
+			buf_release(&sql);
+		}
+		if (ret == ST_OK && sqlite3_exec(s->db, "COMMIT", NULL, NULL,
+						 NULL) != SQLITE_OK)
+			ret = sqlite_fail(s, "creating the schema", err);
+		if (!sqlite3_get_autocommit(s->db))
+			sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
 	}
+	if (ret != ST_OK)
+		goto out;
+	ret = ST_UNAVAILABLE;
 	for (i = 0; i < SQL_NR; i++) {
 		if (sqlite3_prepare_v3(s->db, sqlite_sql[i], -1,
 				       SQLITE_PREPARE_PERSISTENT, &s->stmt[i],
@@ -179,29 +499,49 @@ static enum status sqlite_setup(struct sqlite_store *s, struct buf *err)
 			goto out;
 		}
 	}
+	sqlite3_wal_hook(s->db, sqlite_wal_hook, NULL);
 	ret = ST_OK;
 out:
-	sqlite3_finalize(stmt);
 	return ret;
 }
 
 static enum status sqlite_open(const char *arg, struct store **out,
 			       struct buf *err)
 {
+	struct buf shm = BUF_INIT;
 	struct sqlite_store *s;
 	enum status ret;
+	int known;
 
 	*out = NULL;
 	if (!*arg) {
 		buf_setf(err, "sqlite needs a path: sqlite:PATH");
 		return ST_USAGE;
 	}
+	sqlite_sigbus_install();
 	s = xcalloc(1, sizeof(*s));
 	s->base.be = &store_sqlite;
 	s->path = xstrdup(arg);
+	(void)buf_addf(&shm, "%s-shm", arg);
+	s->shm = buf_detach(&shm, NULL);
 	buf_init(&s->scratch, 0);
+	/* Only the first open in a process creates the file (sqlite_identity).
+	 */
+	known = sqlite_known_path(arg);
+	if (known && access(arg, F_OK) && errno == ENOENT) {
+		buf_setf(err, "sqlite: the database file was removed since the "
+			      "server opened it");
+		ret = ST_UNAVAILABLE;
+		goto fail;
+	}
+	/* Before the first read: even a read stores into the -shm. */
+	if (sqlite_shm_broken || sqlite_shm_unwritable(s)) {
+		ret = sqlite_check_file(s, err);
+		goto fail;
+	}
 	if (sqlite3_open_v2(arg, &s->db,
-			    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+			    SQLITE_OPEN_READWRITE |
+				    (known ? 0 : SQLITE_OPEN_CREATE) |
 				    SQLITE_OPEN_NOMUTEX,
 			    NULL) != SQLITE_OK) {
 		buf_setf(err, "sqlite: cannot open '%s': %s", arg,
@@ -210,6 +550,16 @@ static enum status sqlite_open(const char *arg, struct store **out,
 		goto fail;
 	}
 	ret = sqlite_setup(s, err);
+	if (ret != ST_OK)
+		goto fail;
+	if (sqlite_identity(s)) {
+		buf_setf(err,
+			 "sqlite: the database file was replaced since the "
+			 "server opened it; restart to use the new one");
+		ret = ST_UNAVAILABLE;
+		goto fail;
+	}
+	ret = sqlite_check_file(s, err);
 	if (ret != ST_OK)
 		goto fail;
 	*out = &s->base;
@@ -227,6 +577,9 @@ static enum status sqlite_begin(struct store *st, const char *table, int write,
 
 	if (s->table)
 		BUG("sqlite: begin inside a call on '%s'", s->table);
+	ret = sqlite_check_file(s, err);
+	if (ret != ST_OK)
+		return ret;
 	ret = sqlite_exec(s, write ? SQL_BEGIN_WRITE : SQL_BEGIN_READ, err);
 	if (ret != ST_OK)
 		return ret;
@@ -403,11 +756,18 @@ static void sqlite_rollback(struct store *st)
 	sqlite_end(s);
 }
 
+/* A write is checked against the file once more under the lock, just before
+ * it commits: an acknowledged write never goes into a removed file. */
 static enum status sqlite_commit(struct store *st, struct buf *err)
 {
 	struct sqlite_store *s = (struct sqlite_store *)st;
-	enum status ret = sqlite_exec(s, SQL_COMMIT, err);
+	enum status ret = s->wrote ? sqlite_check_file(s, err) : ST_OK;
 
+	if (ret == ST_OK)
+		ret = sqlite_exec(s, SQL_COMMIT, err);
+	/* A fault in the -shm during the commit: it may not be visible. */
+	if (ret == ST_OK && s->wrote && sqlite_shm_broken)
+		ret = sqlite_check_file(s, err);
 	if (ret != ST_OK)
 		sqlite_rollback(st);
 	else
@@ -463,13 +823,24 @@ static enum status sqlite_check_space(struct sqlite_store *s, struct buf *err)
 	return ret;
 }
 
+/*
+ * A read (in WAL it never waits for a writer) with a short busy timeout: a
+ * lock held elsewhere (recovery, a truncating checkpoint) is contention,
+ * not a fault.
+ */
 static enum status sqlite_ping(struct store *st, struct buf *err)
 {
 	struct sqlite_store *s = (struct sqlite_store *)st;
-	enum status ret = ST_OK;
+	enum status ret = sqlite_check_file(s, err);
+	int rc;
 
-	if (sqlite3_exec(s->db, "SELECT count(*) FROM tables", NULL, NULL,
-			 NULL) != SQLITE_OK)
+	if (ret != ST_OK)
+		return ret;
+	sqlite3_busy_timeout(s->db, SQLITE_PING_BUSY_MS);
+	rc = sqlite3_exec(s->db, "SELECT version FROM tables LIMIT 1", NULL,
+			  NULL, NULL);
+	sqlite3_busy_timeout(s->db, SQLITE_BUSY_MS);
+	if (rc != SQLITE_OK && (rc & 0xff) != SQLITE_BUSY)
 		ret = sqlite_fail(s, "ping", err);
 	else if (sqlite3_db_readonly(s->db, "main") == 1) {
 		buf_setf(err, "sqlite: the database is read-only");
@@ -495,7 +866,7 @@ static enum status sqlite_probe(struct store *st, struct buf *err)
 		return ret;
 	if (s->table)
 		BUG("sqlite: probe inside a call on '%s'", s->table);
-	sqlite3_busy_timeout(s->db, SQLITE_PROBE_BUSY_MS);
+	sqlite3_busy_timeout(s->db, SQLITE_PING_BUSY_MS);
 	rc = sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
 	sqlite3_busy_timeout(s->db, SQLITE_BUSY_MS);
 	if ((rc & 0xff) == SQLITE_BUSY)

@@ -110,7 +110,11 @@ struct store_backend {
 	/* Abandon the call; with STORE_CAP_ATOMIC nothing it wrote remains. */
 	void (*rollback)(struct store *st);
 
-	/* Answer whether the store is reachable and usable, in bounded time. */
+	/*
+	 * Answer whether the store is reachable and usable, in bounded time
+	 * and without waiting for another writer's lock (a held lock is
+	 * contention, not a fault).
+	 */
 	enum status (*ping)(struct store *st, struct buf *err);
 
 	/*

@@ -159,6 +159,81 @@ static void test_deterministic(void **state)
 	buf_release(&two);
 }
 
+/* Over the buffer's cap the render stops, marks the buffer and keeps only
+ * what fit: never an abort, whatever the cap and wherever it falls. */
+static void test_over_cap_is_sticky(void **state)
+{
+	struct render_options opts = {NULL};
+	struct service_list l;
+	struct buf full = BUF_INIT;
+	size_t cap;
+	int i;
+
+	(void)state;
+	service_list_init(&l);
+	for (i = 0; i < 50; i++) {
+		char name[16];
+		struct service *s;
+
+		snprintf(name, sizeof(name), "s%02d", i);
+		s = add(&l, name, i % 3 ? CONFIG_MODE_HOST : CONFIG_MODE_PATH,
+			i % 3 ? "h.example" : "p", 80, i % 2 ? "C" : NULL);
+		service_put_container(s, "x", "10.0.0.1");
+		service_put_container(s, "y", "2001:db8::2");
+	}
+	render_config(&l, &opts, &full);
+	assert_false(buf_overflowed(&full));
+	for (cap = 1; cap < full.len; cap += cap < 300 ? 1 : 97) {
+		struct buf cut;
+
+		buf_init(&cut, cap);
+		render_config(&l, &opts, &cut);
+		assert_true(buf_overflowed(&cut));
+		assert_true(cut.len <= cap);
+		assert_memory_equal(cut.buf, full.buf, cut.len);
+		assert_int_equal(cut.buf[cut.len], '\0');
+		buf_release(&cut);
+	}
+	/* A cap that the buffer's doubling passes on the way. */
+	{
+		struct service_list one;
+		struct service *s;
+		struct buf big, cut;
+		char id[32];
+
+		service_list_init(&one);
+		s = add(&one, "many", CONFIG_MODE_HOST, "m.example", 80, "SID");
+		for (i = 0; i < 5000; i++) {
+			snprintf(id, sizeof(id), "c%05d", i);
+			service_put_container(s, id, "10.0.0.1");
+		}
+		buf_init(&big, 0);
+		render_config(&one, &opts, &big);
+		assert_false(buf_overflowed(&big));
+		assert_true(big.len > 150000);
+		buf_init(&cut, 100000);
+		render_config(&one, &opts, &cut);
+		assert_true(buf_overflowed(&cut));
+		assert_true(cut.len <= 100000);
+		assert_memory_equal(cut.buf, big.buf, cut.len);
+		buf_release(&cut);
+		buf_release(&big);
+		service_list_release(&one);
+	}
+	/* Exactly the config's size fits. */
+	{
+		struct buf exact;
+
+		buf_init(&exact, full.len);
+		render_config(&l, &opts, &exact);
+		assert_false(buf_overflowed(&exact));
+		assert_int_equal(exact.len, full.len);
+		buf_release(&exact);
+	}
+	service_list_release(&l);
+	buf_release(&full);
+}
+
 static void test_check_bind(void **state)
 {
 	static const struct {
@@ -201,6 +276,7 @@ int main(void)
 		cmocka_unit_test(test_host_and_cookie),
 		cmocka_unit_test(test_path_longest_prefix_first),
 		cmocka_unit_test(test_deterministic),
+		cmocka_unit_test(test_over_cap_is_sticky),
 		cmocka_unit_test(test_check_bind),
 	};
 
