@@ -10,6 +10,7 @@
 static const struct store_backend *const store_backends[] = {
 	&store_sqlite,
 	&store_dynamodb,
+	&store_postgres,
 };
 
 enum status store_open(const char *spec, struct store **out, struct buf *err)
@@ -26,8 +27,8 @@ enum status store_open(const char *spec, struct store **out, struct buf *err)
 			return be->open(colon ? colon + 1 : "", out, err);
 	}
 	buf_setf(err,
-		 "unknown store '%s' (want sqlite:PATH, dynamodb or "
-		 "dynamodb:PREFIX)",
+		 "unknown store '%s' (want sqlite:PATH, dynamodb, "
+		 "dynamodb:PREFIX or postgres:CONNINFO)",
 		 spec);
 	return ST_USAGE;
 }

@@ -134,5 +134,6 @@ enum status store_dump(struct store *st, const char *table, struct buf *out,
 
 extern const struct store_backend store_sqlite;
 extern const struct store_backend store_dynamodb;
+extern const struct store_backend store_postgres;
 
 #endif
