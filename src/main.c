@@ -46,7 +46,7 @@ out:
 
 static const struct cli_option serve_options[] = {
 	{"listen", "ADDR:PORT", "address to listen on", "127.0.0.1:8080"},
-	{"store", "SPEC", "sqlite:PATH, dynamodb or dynamodb:PREFIX",
+	{"store", "SPEC", "sqlite:PATH, dynamodb[:PREFIX] or postgres:CONNINFO",
 	 DEFAULT_STORE},
 	{"max-body", "BYTES", "largest request body accepted (K/M/G suffixes)",
 	 "1M"},
@@ -163,7 +163,7 @@ static int main_read_input(const char *path, struct buf *out, struct buf *err)
 }
 
 static const struct cli_option generate_options[] = {
-	{"store", "SPEC", "sqlite:PATH, dynamodb or dynamodb:PREFIX",
+	{"store", "SPEC", "sqlite:PATH, dynamodb[:PREFIX] or postgres:CONNINFO",
 	 DEFAULT_STORE},
 	{"frontend-bind", "ADDR:PORT", "bind line of the generated frontend",
 	 RENDER_DEFAULT_BIND},
@@ -231,7 +231,7 @@ out:
 }
 
 static const struct cli_option dump_options[] = {
-	{"store", "SPEC", "sqlite:PATH, dynamodb or dynamodb:PREFIX",
+	{"store", "SPEC", "sqlite:PATH, dynamodb[:PREFIX] or postgres:CONNINFO",
 	 DEFAULT_STORE},
 	{NULL, NULL, NULL, NULL},
 };
@@ -268,7 +268,7 @@ out:
 }
 
 static const struct cli_option lambda_cli_options[] = {
-	{"store", "SPEC", "sqlite:PATH, dynamodb or dynamodb:PREFIX",
+	{"store", "SPEC", "sqlite:PATH, dynamodb[:PREFIX] or postgres:CONNINFO",
 	 "dynamodb"},
 	{"frontend-bind", "ADDR:PORT", "bind line of the generated frontend",
 	 RENDER_DEFAULT_BIND},

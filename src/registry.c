@@ -487,11 +487,11 @@ enum status registry_call_table(struct registry *reg, const char *table,
 		enum registry_attempt outcome;
 
 		registry_result_reset(res);
-		if (write)
+		if (write && !(reg->caps & STORE_CAP_TABLE_LOCKS))
 			pthread_mutex_lock(&reg->write_lock);
 		outcome = registry_attempt(reg, st, t, &p, write, flags, res,
 					   &ret, err);
-		if (write)
+		if (write && !(reg->caps & STORE_CAP_TABLE_LOCKS))
 			pthread_mutex_unlock(&reg->write_lock);
 		if (outcome == ATTEMPT_NEED_WRITE) {
 			write = 1;

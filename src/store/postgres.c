@@ -234,11 +234,23 @@ static uint64_t pg_deadline(const struct pg_store *s)
 	return s->deadline ? s->deadline : clock_now_ms() + s->budget_ms;
 }
 
+/* libpq's messages end in a newline and may go on on more lines: keep one. */
 static void pg_trim_message(struct buf *b)
 {
+	char *nl = strchr(b->buf, '\n');
+
+	if (nl)
+		buf_setlen(b, (size_t)(nl - b->buf));
 	while (b->len &&
-	       (b->buf[b->len - 1] == '\n' || b->buf[b->len - 1] == ' '))
+	       (b->buf[b->len - 1] == ' ' || b->buf[b->len - 1] == '.'))
 		buf_setlen(b, b->len - 1);
+}
+
+/* Notices (a terminated session's farewell, DDL chatter) are not for stderr. */
+static void pg_ignore_notice(void *arg, const char *message)
+{
+	(void)arg;
+	(void)message;
 }
 
 /* Close the connection; the next call opens a new one. */
@@ -562,6 +574,7 @@ static enum status pg_connect(struct pg_store *s, struct buf *err)
 	s->conn = PQconnectStartParams(keys, values, 1);
 	if (!s->conn || PQstatus(s->conn) == CONNECTION_BAD)
 		return pg_conn_failed(s, "connecting", err);
+	PQsetNoticeProcessor(s->conn, pg_ignore_notice, NULL);
 	while (state != PGRES_POLLING_OK) {
 		int rc;
 
@@ -602,19 +615,27 @@ static enum status pg_connect(struct pg_store *s, struct buf *err)
  */
 static enum status pg_ensure_conn(struct pg_store *s, struct buf *err)
 {
-	if (s->conn && PQstatus(s->conn) == CONNECTION_OK && s->prepared) {
+	int i;
+
+	/* A closed socket stays readable: the second read sees the end. */
+	for (i = 0; s->conn && s->prepared && i < 4; i++) {
 		struct pollfd pfd = {PQsocket(s->conn), POLLIN, 0};
 		PGnotify *n;
 
-		if (poll(&pfd, 1, 0) > 0 &&
-		    (!PQconsumeInput(s->conn) ||
-		     PQstatus(s->conn) != CONNECTION_OK))
+		if (PQstatus(s->conn) != CONNECTION_OK ||
+		    PQtransactionStatus(s->conn) != PQTRANS_IDLE) {
 			pg_drop(s);
-		while (s->conn && (n = PQnotifies(s->conn)))
+			break;
+		}
+		if (poll(&pfd, 1, 0) <= 0)
+			break;
+		if (!PQconsumeInput(s->conn) ||
+		    PQstatus(s->conn) != CONNECTION_OK) {
+			pg_drop(s);
+			break;
+		}
+		while ((n = PQnotifies(s->conn)))
 			PQfreemem(n);
-		if (s->conn && (PQisBusy(s->conn) ||
-				PQtransactionStatus(s->conn) != PQTRANS_IDLE))
-			pg_drop(s);
 	}
 	if (s->conn && PQstatus(s->conn) == CONNECTION_OK && s->prepared)
 		return ST_OK;
@@ -1047,7 +1068,8 @@ out:
 
 const struct store_backend store_postgres = {
 	.name = "postgres",
-	.caps = STORE_CAP_VERSION | STORE_CAP_ATOMIC | STORE_CAP_PROBE,
+	.caps = STORE_CAP_VERSION | STORE_CAP_ATOMIC | STORE_CAP_PROBE |
+		STORE_CAP_TABLE_LOCKS,
 	.open = pg_open,
 	.close = pg_close,
 	.begin = pg_begin,

@@ -20,6 +20,9 @@
 #define STORE_CAP_ATOMIC (1u << 1)
 /* probe() exists: a small real write that tells whether writes work now. */
 #define STORE_CAP_PROBE (1u << 2)
+/* Writers of different tables never wait for each other (a lock per table),
+ * so the caller need not make them take turns. */
+#define STORE_CAP_TABLE_LOCKS (1u << 3)
 
 struct store_backend;
 
