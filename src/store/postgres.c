@@ -102,6 +102,7 @@ struct pg_store {
 	struct store base; /* first: the contract casts between the two */
 	PGconn *conn;
 	int prepared;	/* the statements exist on this connection */
+	int fatal;	/* the server said it ends the session */
 	char *conninfo; /* without the schema parameter */
 	char *schema;	/* quoted identifier */
 	char *schema_name;
@@ -246,11 +247,20 @@ static void pg_trim_message(struct buf *b)
 		buf_setlen(b, b->len - 1);
 }
 
-/* Notices (a terminated session's farewell, DDL chatter) are not for stderr. */
-static void pg_ignore_notice(void *arg, const char *message)
+/*
+ * Notices are not for stderr. One arriving between calls is the farewell of
+ * a session the server ended (FATAL, then the socket closes): remember it,
+ * as the close itself may not have arrived yet.
+ */
+static void pg_notice(void *arg, const PGresult *res)
 {
-	(void)arg;
-	(void)message;
+	struct pg_store *s = arg;
+	const char *severity =
+		PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
+
+	if (severity &&
+	    (!strcmp(severity, "FATAL") || !strcmp(severity, "PANIC")))
+		s->fatal = 1;
 }
 
 /* Close the connection; the next call opens a new one. */
@@ -259,6 +269,7 @@ static void pg_drop(struct pg_store *s)
 	PQfinish(s->conn);
 	s->conn = NULL;
 	s->prepared = 0;
+	s->fatal = 0;
 }
 
 /* Wait until the socket is ready for `events` or `deadline` passes. */
@@ -574,7 +585,7 @@ static enum status pg_connect(struct pg_store *s, struct buf *err)
 	s->conn = PQconnectStartParams(keys, values, 1);
 	if (!s->conn || PQstatus(s->conn) == CONNECTION_BAD)
 		return pg_conn_failed(s, "connecting", err);
-	PQsetNoticeProcessor(s->conn, pg_ignore_notice, NULL);
+	PQsetNoticeReceiver(s->conn, pg_notice, s);
 	while (state != PGRES_POLLING_OK) {
 		int rc;
 
@@ -636,6 +647,10 @@ static enum status pg_ensure_conn(struct pg_store *s, struct buf *err)
 		}
 		while ((n = PQnotifies(s->conn)))
 			PQfreemem(n);
+		if (s->fatal) {
+			pg_drop(s);
+			break;
+		}
 	}
 	if (s->conn && PQstatus(s->conn) == CONNECTION_OK && s->prepared)
 		return ST_OK;
