@@ -49,8 +49,10 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# The server: only the socket in $dir, no TCP, small and fast (no fsync:
-# a test cluster is thrown away).
+# The server: only the socket in $dir, no TCP, fast (no fsync: a test
+# cluster is thrown away). LR_TEST_PG_SERVER_OPTIONS replaces the speed
+# settings (the benchmark asks for durable commits).
+opts=${LR_TEST_PG_SERVER_OPTIONS:-"-c fsync=off -c synchronous_commit=off -c full_page_writes=off"}
 $as "$bindir/initdb" -D "$dir/data" -U lrtest --auth=trust -E UTF8 \
 	--locale=C >"$dir/initdb.log" 2>&1 || {
 	cat "$dir/initdb.log" >&2
@@ -61,7 +63,7 @@ cat >"$dir/pgctl" <<CTL
 # start | stop the private cluster of with-postgres.sh
 case "\$1" in
 start) exec $as "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 30 \
-	-o "-k $dir -c listen_addresses= -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" start >/dev/null ;;
+	-o "-k $dir -c listen_addresses= -c max_connections=200 $opts" start >/dev/null ;;
 stop) exec $as "$bindir/pg_ctl" -D "$dir/data" -m fast -w -t 30 stop >/dev/null ;;
 *) echo "usage: \$0 start|stop" >&2; exit 2 ;;
 esac
