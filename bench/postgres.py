@@ -19,6 +19,7 @@ import argparse
 import http.client
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -29,7 +30,7 @@ import time
 BENCH = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(BENCH)
 sys.path.insert(0, BENCH)
-import run as lrbench  # noqa: E402 - Server, wrk, post, scale_payload
+import run as lrbench  # noqa: E402 - Server, post, scale_payload, machine
 
 LAUNCH = os.path.join(ROOT, "tests", "postgres", "with-postgres.sh")
 
@@ -47,6 +48,26 @@ def parse_args():
                     help="the cluster without fsync (as the tests run it)")
     ap.add_argument("--out", default=os.path.join(BENCH, "postgres.md"))
     return ap.parse_args()
+
+
+def wrk(port, path, seconds, threads, connections, script, env):
+    """One wrk run. The percentiles are read from the "Latency Distribution"
+    lines only (a "+/- Stdev" column such as 81.50% also ends in "50%")."""
+    cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency",
+           "-s", script, f"http://127.0.0.1:{port}{path}"]
+    out = subprocess.run(cmd, env=dict(os.environ, **env), capture_output=True,
+                         text=True, check=True).stdout
+
+    def pct(p):
+        return lrbench.ms(re.search(rf"^\s+{p}%\s+(\S+)$", out, re.M).group(1))
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "requests": int(re.search(r"(\d+) requests in", out).group(1)),
+        "p50": pct(50),
+        "p99": pct(99),
+        "bad": int(bad.group(1)) if bad else 0,
+    }
 
 
 def pg_tables_written(prefix):
@@ -83,10 +104,10 @@ def bench_wrk(args, work, stores):
                 lrbench.log(f"bench: round {r + 1}/{args.rounds}, {name} "
                             f"(load {lrbench.loadavg()})")
                 runs[(name, "unchanged")].append(srv.measure(
-                    lrbench.wrk, srv.port, "/generate", args.seconds, t, c,
+                    wrk, srv.port, "/generate", args.seconds, t, c,
                     os.path.join(BENCH, "generate.lua"), {"LR_BODY": sample}))
                 before = pg_tables_written("bench-write") if name == "PostgreSQL" else 0
-                res = srv.measure(lrbench.wrk, srv.port, "/generate", args.seconds, t, c,
+                res = srv.measure(wrk, srv.port, "/generate", args.seconds, t, c,
                                   os.path.join(BENCH, "write.lua"),
                                   {"LR_BODY_A": body_a, "LR_BODY_B": body_b})
                 runs[(name, "write")].append(res)
