@@ -386,9 +386,13 @@ static enum status pg_run(struct pg_store *s, enum pg_stmt which,
 	}
 	if (!sent)
 		return pg_conn_failed(s, what, err);
-	while ((rc = PQflush(s->conn)) == 1)
+	/* libpq wants what the server sends read while it waits to send. */
+	while ((rc = PQflush(s->conn)) == 1) {
 		if (pg_poll(s->conn, POLLOUT | POLLIN, deadline) <= 0)
 			return pg_timed_out(s, what, err);
+		if (!PQconsumeInput(s->conn))
+			return pg_conn_failed(s, what, err);
+	}
 	if (rc < 0)
 		return pg_conn_failed(s, what, err);
 	for (;;) {
@@ -735,7 +739,9 @@ static enum status pg_open(const char *arg, struct store **out, struct buf *err)
 		(void)buf_addf(&q, "\"%s\"", s->schema_name);
 		s->schema = buf_detach(&q, NULL);
 	}
+	s->deadline = clock_now_ms() + s->budget_ms;
 	ret = pg_connect(s, err);
+	s->deadline = 0;
 	if (ret != ST_OK)
 		goto fail;
 	*out = &s->base;
@@ -1022,11 +1028,16 @@ static enum status pg_commit(struct store *st, struct buf *err)
 static enum status pg_ping(struct store *st, struct buf *err)
 {
 	struct pg_store *s = (struct pg_store *)st;
+	const int own = !s->deadline;
 	PGresult *res = NULL;
 	enum status ret;
 
 	if (s->mode != PG_IDLE)
 		BUG("postgres: ping inside a call on '%s'", s->table);
+	/* One budget for the reconnect and the query (a probe's own when it
+	 * pings first). */
+	if (own)
+		s->deadline = clock_now_ms() + s->budget_ms;
 	ret = pg_ensure_conn(s, err);
 	if (ret == ST_OK)
 		ret = pg_run(s, PG_NR,
@@ -1040,6 +1051,8 @@ static enum status pg_ping(struct store *st, struct buf *err)
 		ret = ST_UNAVAILABLE;
 	}
 	PQclear(res);
+	if (own)
+		s->deadline = 0;
 	return ret;
 }
 
@@ -1053,8 +1066,10 @@ static enum status pg_probe(struct store *st, struct buf *err)
 	struct pg_store *s = (struct pg_store *)st;
 	struct buf sql = BUF_INIT;
 	PGresult *res = NULL;
-	enum status ret = pg_ping(st, err);
+	enum status ret;
 
+	s->deadline = clock_now_ms() + s->budget_ms;
+	ret = pg_ping(st, err);
 	if (ret != ST_OK)
 		goto out;
 	s->state[0] = '\0';
@@ -1076,6 +1091,7 @@ static enum status pg_probe(struct store *st, struct buf *err)
 	if (ret != ST_OK && !strcmp(s->state, "55P03"))
 		ret = ST_OK;
 out:
+	s->deadline = 0;
 	PQclear(res);
 	buf_release(&sql);
 	return ret;
