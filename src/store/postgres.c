@@ -444,6 +444,120 @@ static enum status pg_run_table(struct pg_store *s, enum pg_stmt which,
 	return pg_run(s, which, NULL, 1, params, what, out, err);
 }
 
+/* One statement of a pipeline: prepared `which`, or `sql` when PG_NR. */
+struct pg_step {
+	enum pg_stmt which;
+	const char *sql;
+	const char *what;
+};
+
+/* Wait until libpq holds a whole result, or the deadline passes. */
+static enum status pg_await(struct pg_store *s, uint64_t deadline,
+			    const char *what, struct buf *err)
+{
+	while (PQisBusy(s->conn)) {
+		int rc = pg_poll(s->conn, POLLIN, deadline);
+
+		if (rc == 0)
+			return pg_timed_out(s, what, err);
+		if (rc < 0 || !PQconsumeInput(s->conn))
+			return pg_conn_failed(s, what, err);
+	}
+	return ST_OK;
+}
+
+/*
+ * Send `n` statements on the call's table at once (libpq's pipeline mode:
+ * one round trip) and read their results; `out[i]` gets step i's result (a
+ * new reference) when it worked. The first failure is the status; the
+ * statements after it are skipped by the server.
+ */
+static enum status pg_pipeline(struct pg_store *s, const struct pg_step *steps,
+			       int n, PGresult **out, struct buf *err)
+{
+	const char *params[1] = {s->table};
+	uint64_t deadline = pg_deadline(s);
+	enum status ret = ST_OK, wait;
+	PGresult *res;
+	int i, rc;
+
+	for (i = 0; i < n; i++)
+		out[i] = NULL;
+	if (!s->conn || !PQenterPipelineMode(s->conn))
+		return pg_conn_failed(s, steps[0].what, err);
+	for (i = 0; i < n; i++) {
+		char name[16];
+		int sent;
+
+		snprintf(name, sizeof(name), "lr%d", (int)steps[i].which);
+		if (steps[i].which == PG_NR)
+			sent = PQsendQueryParams(s->conn, steps[i].sql, 0, NULL,
+						 NULL, NULL, NULL, 0);
+		else
+			sent = PQsendQueryPrepared(s->conn, name, 1, params,
+						   NULL, NULL, 0);
+		if (!sent)
+			return pg_conn_failed(s, steps[i].what, err);
+	}
+	if (!PQpipelineSync(s->conn))
+		return pg_conn_failed(s, steps[0].what, err);
+	while ((rc = PQflush(s->conn)) == 1) {
+		if (pg_poll(s->conn, POLLOUT | POLLIN, deadline) <= 0)
+			return pg_timed_out(s, steps[0].what, err);
+		if (!PQconsumeInput(s->conn))
+			return pg_conn_failed(s, steps[0].what, err);
+	}
+	if (rc < 0)
+		return pg_conn_failed(s, steps[0].what, err);
+	/* Each step: its result, then NULL; after them all, the sync. */
+	for (i = 0; i <= n; i++) {
+		const char *what = steps[i < n ? i : n - 1].what;
+		ExecStatusType state;
+
+		wait = pg_await(s, deadline, what, err);
+		if (wait != ST_OK)
+			goto fail;
+		res = PQgetResult(s->conn);
+		state = PQresultStatus(res);
+		if (i == n) {
+			PQclear(res);
+			if (state != PGRES_PIPELINE_SYNC) {
+				ret = pg_conn_failed(s, what, err);
+				goto fail_dropped;
+			}
+			break;
+		}
+		if (state == PGRES_COMMAND_OK || state == PGRES_TUPLES_OK) {
+			out[i] = res;
+		} else {
+			if (state != PGRES_PIPELINE_ABORTED && ret == ST_OK)
+				ret = pg_result_failed(s, res, what, err);
+			PQclear(res);
+			if (!s->conn)
+				goto fail_dropped;
+		}
+		wait = pg_await(s, deadline, what, err);
+		if (wait != ST_OK)
+			goto fail;
+		PQclear(PQgetResult(s->conn)); /* the NULL that ends step i */
+	}
+	if (!PQexitPipelineMode(s->conn))
+		return pg_conn_failed(s, steps[0].what, err);
+	if (ret != ST_OK)
+		goto fail_results;
+	return ST_OK;
+fail:
+	ret = wait;
+fail_dropped:
+	/* The connection is gone (pg_timed_out and co. dropped it). */
+fail_results:
+	for (i = 0; i < n; i++) {
+		PQclear(out[i]);
+		out[i] = NULL;
+	}
+	return ret;
+}
+
 /* ---- connecting --------------------------------------------------------- */
 
 static enum status pg_setup_schema(struct pg_store *s, struct buf *err)
@@ -777,12 +891,21 @@ static enum status pg_begin(struct store *st, const char *table, int write,
 	 * statement of this call sees what the previous writer committed.
 	 * The row exists from the table's first write on.
 	 */
-	ret = pg_run(s, PG_NR, "BEGIN", 0, NULL, "begin", NULL, err);
+	{
+		static const struct pg_step steps[] = {
+			{PG_NR, "BEGIN", "begin"},
+			{PG_LOCK, NULL, "locking the table"},
+		};
+		PGresult *out[2];
+
+		s->mode = PG_WRITE;
+		ret = pg_pipeline(s, steps, 2, out, err);
+		PQclear(out[0]);
+		res = out[1];
+	}
 	if (ret != ST_OK)
 		goto fail;
-	s->mode = PG_WRITE;
-	ret = pg_run_table(s, PG_LOCK, "locking the table", &res, err);
-	if (ret == ST_OK && PQntuples(res) == 0) {
+	if (PQntuples(res) == 0) {
 		PQclear(res);
 		res = NULL;
 		ret = pg_run_table(s, PG_CREATE_ROW,
@@ -920,29 +1043,11 @@ out:
 	return ret;
 }
 
-/* The first write of a call bumps the table version, inside the transaction. */
-static enum status pg_bump(struct pg_store *s, struct buf *err)
+/* A write needs the call's table locked; commit() bumps the version. */
+static void pg_check_write(const struct pg_store *s)
 {
-	PGresult *res = NULL;
-	enum status ret;
-
 	if (s->mode != PG_WRITE)
 		BUG("postgres: write in a call begun for reading");
-	if (s->wrote)
-		return ST_OK;
-	ret = pg_run_table(s, PG_BUMP, "bumping the table version", &res, err);
-	if (ret == ST_OK &&
-	    (PQntuples(res) != 1 ||
-	     strtoull(PQgetvalue(res, 0, 0), NULL, 10) != s->version + 1)) {
-		buf_setf(err,
-			 "postgres: the version of table '%s' changed under "
-			 "its lock",
-			 s->table);
-		ret = ST_UNAVAILABLE;
-	}
-	PQclear(res);
-	s->wrote = ret == ST_OK;
-	return ret;
 }
 
 static enum status pg_put(struct store *st, struct service *svc,
@@ -954,9 +1059,7 @@ static enum status pg_put(struct store *st, struct service *svc,
 	enum status ret;
 	size_t i;
 
-	ret = pg_bump(s, err);
-	if (ret != ST_OK)
-		return ret;
+	pg_check_write(s);
 	buf_reset(&s->scratch);
 	for (i = 0; i < svc->nr_containers; i++)
 		(void)buf_addf(&s->scratch, "%s %s\n", svc->containers[i].id,
@@ -979,8 +1082,10 @@ static enum status pg_put(struct store *st, struct service *svc,
 	params[8] = updated;
 	ret = pg_run(s, PG_PUT, NULL, 9, params, "writing a service", NULL,
 		     err);
-	if (ret == ST_OK)
+	if (ret == ST_OK) {
+		s->wrote = 1;
 		svc->version = s->version + 1;
+	}
 	return ret;
 }
 
@@ -989,11 +1094,13 @@ static enum status pg_remove(struct store *st, const struct service *svc,
 {
 	struct pg_store *s = (struct pg_store *)st;
 	const char *params[2] = {s->table, svc->name};
-	enum status ret = pg_bump(s, err);
+	enum status ret;
 
+	pg_check_write(s);
+	ret = pg_run(s, PG_REMOVE, NULL, 2, params, "deleting a service", NULL,
+		     err);
 	if (ret == ST_OK)
-		ret = pg_run(s, PG_REMOVE, NULL, 2, params,
-			     "deleting a service", NULL, err);
+		s->wrote = 1;
 	return ret;
 }
 
@@ -1007,7 +1114,21 @@ static enum status pg_commit(struct store *st, struct buf *err)
 		pg_end(s);
 		return ST_OK;
 	}
-	ret = pg_run(s, PG_NR, "COMMIT", 0, NULL, "commit", &res, err);
+	if (s->wrote) {
+		/* The bump (and its NOTIFY) and the commit in one round trip;
+		 * the row lock makes the new version s->version + 1. */
+		static const struct pg_step steps[] = {
+			{PG_BUMP, NULL, "bumping the table version"},
+			{PG_NR, "COMMIT", "commit"},
+		};
+		PGresult *out[2];
+
+		ret = pg_pipeline(s, steps, 2, out, err);
+		PQclear(out[0]);
+		res = out[1];
+	} else {
+		ret = pg_run(s, PG_NR, "COMMIT", 0, NULL, "commit", &res, err);
+	}
 	/* A transaction that had failed answers COMMIT with ROLLBACK. */
 	if (ret == ST_OK && strcmp(PQcmdStatus(res), "COMMIT")) {
 		buf_setf(err, "postgres: commit: the transaction was rolled "
