@@ -12,6 +12,7 @@
 #include "registry.h"
 #include "render.h"
 #include "xalloc.h"
+#include "store/store.h"
 #include "agent/agent.h"
 #include "banned.h"
 
@@ -34,8 +35,12 @@ static int main_open_registry(const char *store, const char *bind,
 	opts.render.frontend_bind = canon.buf;
 	st = registry_new(&opts, reg, &err);
 	if (st != ST_OK) {
-		fprintf(stderr, "lambda-registry: store '%s': %s\n", store,
+		struct buf shown = BUF_INIT;
+
+		store_spec_redact(store, &shown);
+		fprintf(stderr, "lambda-registry: store '%s': %s\n", shown.buf,
 			err.buf);
+		buf_release(&shown);
 		code = status_exit(st);
 	}
 out:

@@ -511,10 +511,13 @@ static enum status pg_pipeline(struct pg_store *s, const struct pg_step *steps,
 		return pg_conn_failed(s, steps[0].what, err);
 	/* Each step: its result, then NULL; after them all, the sync. */
 	for (i = 0; i <= n; i++) {
+		/* The server answers the steps together, at the sync: a wait
+		 * is for the last one (the one that may wait for a lock). */
+		const char *waiting = steps[n - 1].what;
 		const char *what = steps[i < n ? i : n - 1].what;
 		ExecStatusType state;
 
-		wait = pg_await(s, deadline, what, err);
+		wait = pg_await(s, deadline, waiting, err);
 		if (wait != ST_OK)
 			goto fail;
 		res = PQgetResult(s->conn);
@@ -536,7 +539,7 @@ static enum status pg_pipeline(struct pg_store *s, const struct pg_step *steps,
 			if (!s->conn)
 				goto fail_dropped;
 		}
-		wait = pg_await(s, deadline, what, err);
+		wait = pg_await(s, deadline, waiting, err);
 		if (wait != ST_OK)
 			goto fail;
 		PQclear(PQgetResult(s->conn)); /* the NULL that ends step i */

@@ -108,6 +108,11 @@ struct store_backend {
  */
 enum status store_open(const char *spec, struct store **out,
 		       struct buf *err) WARN_UNUSED;
+/*
+ * Append `spec` as it may be shown in messages and logs: the value of a
+ * "password=" and the password of a URI's "user:password@" replaced by "***".
+ */
+void store_spec_redact(const char *spec, struct buf *out);
 void store_close(struct store *st);
 unsigned store_caps(const struct store *st);
 const char *store_name(const struct store *st);

@@ -23,7 +23,7 @@ if not os.environ.get("LR_TEST_PG"):
     os.execv(LAUNCH, [LAUNCH, sys.executable, os.path.abspath(__file__)])
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from lrtest import SANITIZED, Server, check, payload, run_steps  # noqa: E402
+from lrtest import SANITIZED, Server, check, payload, run_cli, run_steps  # noqa: E402
 
 PG = os.environ["LR_TEST_PG"]
 PG_CTL = os.environ["LR_TEST_PG_CTL"]
@@ -334,10 +334,33 @@ def schema_param():
     check(srv.stop() == 0, "clean stop")
 
 
+def bad_specs():
+    """A malformed schema is a usage error; an unreachable server is a store
+    error; neither message shows a password."""
+    p = run_cli(["dump", "--store", STORE.replace("user=", "password=sekrit user=") +
+                 " schema=Bad-Name", "pg-x"])
+    err = p.stderr.decode(errors="replace")
+    check(p.returncode == 2 and "schema" in err, "bad schema: exit 2 (%d %r)" % (p.returncode, err))
+    check("sekrit" not in err, "no password in the message: %r" % err)
+    p = run_cli(["dump", "--store", "nosuch:password=sekrit", "pg-x"])
+    err = p.stderr.decode(errors="replace")
+    check(p.returncode == 2 and "sekrit" not in err, "unknown store: exit 2, no password: %r" % err)
+    p = run_cli(["dump", "--store", "postgres:postgresql://lrtest:sekrit@/postgres?host=/nonexistent"
+                 "&password=sekrit2", "pg-x"])
+    err = p.stderr.decode(errors="replace")
+    check(p.returncode == 3 and "postgres: connecting" in err,
+          "unreachable: exit 3 (%d %r)" % (p.returncode, err))
+    check("sekrit" not in err, "no password in the message: %r" % err)
+    p = run_cli(["dump", "--store", STORE, "pg-schema"])
+    check(p.returncode == 0 and json.loads(p.stdout)["services"] == [],
+          "dump of a table of another schema: empty (%d)" % p.returncode)
+
+
 def cleanup():
     for srv in servers:
         if srv.proc.poll() is None:
             srv.stop()
 
 
-run_steps([two_instances, locked_row, terminated, stopped, schema_param], cleanup)
+run_steps([two_instances, locked_row, terminated, stopped, schema_param, bad_specs],
+          cleanup)
