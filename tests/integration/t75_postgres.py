@@ -334,6 +334,29 @@ def schema_param():
     check(srv.stop() == 0, "clean stop")
 
 
+def notify():
+    """A committed write sends NOTIFY lambda_registry with the table's name;
+    an unchanged call sends none."""
+    srv = serve(threads=2)
+    listener = subprocess.Popen([PSQL, "-X", "-At", PG], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, text=True)
+    listener.stdin.write("LISTEN lambda_registry;\n\\echo listening\n")
+    listener.stdin.flush()
+    lines = [listener.stdout.readline().strip() for _ in range(2)]
+    check(lines[-1] == "listening", "psql listens: %r" % lines)
+    body = payload("pg-notify", [{"serviceName": "n", "id": "c", "ip": "10.5.0.1"}],
+                   [svc("n", "10.5.0.1")])
+    st1, _, _ = timed_post(srv, body)
+    st2, _, _ = timed_post(srv, body)
+    time.sleep(0.2)
+    out, _ = listener.communicate("SELECT 1;\n\\q\n", timeout=30)
+    got = [line for line in out.split("\n") if "notification" in line]
+    check(st1 == 200 and st2 == 200, "both calls 200 (%d %d)" % (st1, st2))
+    check(len(got) == 1 and '"lambda_registry"' in got[0] and '"pg-notify"' in got[0],
+          "one notification, with the table's name: %r" % got)
+    check(srv.stop() == 0, "clean stop")
+
+
 def bad_specs():
     """A malformed schema is a usage error; an unreachable server is a store
     error; neither message shows a password."""
@@ -362,5 +385,5 @@ def cleanup():
             srv.stop()
 
 
-run_steps([two_instances, locked_row, terminated, stopped, schema_param, bad_specs],
+run_steps([two_instances, locked_row, terminated, stopped, schema_param, notify, bad_specs],
           cleanup)
