@@ -870,6 +870,27 @@ fail:
 	return ret;
 }
 
+/*
+ * Start a call. The invariant everything relies on: a table's data and its
+ * version row only change in a transaction that holds that row FOR UPDATE,
+ * and the version goes up by one in every such transaction that wrote.
+ *
+ * - Write calls: BEGIN (read committed) and the row lock, in one round
+ *   trip. Writers of one table queue on the row (bounded by lock_timeout and
+ *   the call's deadline); once it is theirs, each later statement takes a
+ *   fresh snapshot, so it sees everything the previous holder committed, and
+ *   nobody else can change the table until this call ends. So version() is
+ *   exact without asking again (s->version, + 1 once the call wrote), load()
+ *   is consistent with it, and commit() can bump it blindly.
+ * - Read calls: no transaction and no lock, so they never wait for writers.
+ *   Each statement is its own snapshot; load() returns the version with the
+ *   rows in one statement, and a version different from the one version()
+ *   gave earlier in the call is ST_CONFLICT (the caller would otherwise cache
+ *   newer rows under an older version), which the registry retries.
+ * - The row is created, with version 0 ("never written"), by the first
+ *   writing call of a table; INSERT ... ON CONFLICT DO NOTHING waits for a
+ *   concurrent creator, then the lock is taken again.
+ */
 static enum status pg_begin(struct store *st, const char *table, int write,
 			    struct buf *err)
 {
@@ -889,11 +910,6 @@ static enum status pg_begin(struct store *st, const char *table, int write,
 		s->mode = PG_READ;
 		return ST_OK;
 	}
-	/*
-	 * READ COMMITTED: after waiting for the row lock, every later
-	 * statement of this call sees what the previous writer committed.
-	 * The row exists from the table's first write on.
-	 */
 	{
 		static const struct pg_step steps[] = {
 			{PG_NR, "BEGIN", "begin"},
