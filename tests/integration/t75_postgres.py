@@ -5,7 +5,9 @@ every call 200, no stale answer from either process's cache. Faults: the
 server stopped under load (503 within the budget, recovery without a
 restart), the registry's connections terminated (the next call reconnects),
 a version row held FOR UPDATE by another session (503 at the budget, other
-tables unaffected, readers not blocked).
+tables unaffected, readers not blocked). Also: ?schema=, a multi-service call
+refused half-way leaves nothing, concurrent schema creation, NOTIFY, and no
+password in messages.
 
 Re-runs itself under tests/postgres/with-postgres.sh, which starts a private
 cluster and exports LR_TEST_PG and LR_TEST_PG_CTL."""
@@ -334,6 +336,56 @@ def schema_param():
     check(srv.stop() == 0, "clean stop")
 
 
+def all_or_nothing():
+    """A call that removes one service and adds three, the last of which the
+    database refuses (a trigger): 503, nothing of it stored, the version as it
+    was; without the trigger the same call applies in full."""
+    srv = serve(threads=2)
+    names = ["aa", "bb", "poison"]
+    run = [{"serviceName": n, "id": "c", "ip": "10.4.0.%d" % (i + 1)}
+           for i, n in enumerate(names)]
+    body = payload("pg-atomic", run, [svc(n, "10.4.0.%d" % (i + 1))
+                                      for i, n in enumerate(names)])
+    st, _, _ = timed_post(srv, payload("pg-atomic", [], [svc("zz", "10.4.0.9")]))
+    version = psql("SELECT version FROM lambda_registry.tables WHERE name = 'pg-atomic'")
+    psql("CREATE FUNCTION lambda_registry.t75_poison() RETURNS trigger LANGUAGE plpgsql "
+         "AS $$ BEGIN IF NEW.name = 'poison' THEN RAISE EXCEPTION 't75 refuses %', "
+         "NEW.name; END IF; RETURN NEW; END $$;"
+         "CREATE TRIGGER t75_poison BEFORE INSERT OR UPDATE ON lambda_registry.services "
+         "FOR EACH ROW EXECUTE FUNCTION lambda_registry.t75_poison()")
+    try:
+        st, resp, _ = timed_post(srv, body)
+        check(st == 503 and b"t75 refuses" in resp, "refused call: 503 (%d %r)" % (st, resp[:160]))
+        # The call also removes zz (not running): that stays undone too.
+        check(psql("SELECT string_agg(name, ',') FROM lambda_registry.services "
+                   "WHERE tbl = 'pg-atomic'") == "zz",
+              "none of its changes stored: only zz, as before")
+        check(psql("SELECT version FROM lambda_registry.tables WHERE name = 'pg-atomic'")
+              == version, "the version as it was (%s)" % version)
+    finally:
+        psql("DROP TRIGGER t75_poison ON lambda_registry.services;"
+             "DROP FUNCTION lambda_registry.t75_poison()")
+    st, resp, _ = timed_post(srv, body)
+    check(st == 200 and backends(resp) == set(names), "then all three (%d)" % st)
+    check(srv.stop() == 0, "clean stop")
+
+
+def concurrent_setup():
+    """Eight processes opening a fresh schema at once: all succeed, one
+    schema version row."""
+    spec = STORE + " schema=lr_race"
+    procs = [subprocess.Popen([os.environ["LR_BIN"], "dump", "--store", spec, "pg-race"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for _ in range(8)]
+    codes = [(p.wait(60), p.stderr.read().decode(errors="replace")[:200]) for p in procs]
+    for p in procs:
+        p.stdout.close()
+        p.stderr.close()
+    check(all(c == 0 for c, _ in codes), "all eight opened the store: %r" % codes)
+    check(psql("SELECT count(*) FROM lr_race.meta WHERE key = 'schema_version'") == "1",
+          "one schema version row")
+
+
 def notify():
     """A committed write sends NOTIFY lambda_registry with the table's name;
     an unchanged call sends none."""
@@ -385,5 +437,6 @@ def cleanup():
             srv.stop()
 
 
-run_steps([two_instances, locked_row, terminated, stopped, schema_param, notify, bad_specs],
+run_steps([two_instances, locked_row, terminated, stopped, schema_param, all_or_nothing,
+           concurrent_setup, notify, bad_specs],
           cleanup)
