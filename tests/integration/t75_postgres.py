@@ -21,7 +21,7 @@ import time
 SRC = os.environ.get("LR_SOURCE_DIR") or os.path.dirname(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LAUNCH = os.path.join(SRC, "tests", "postgres", "with-postgres.sh")
-if not os.environ.get("LR_TEST_PG"):
+if not os.environ.get("LR_TEST_PG_CTL"):
     os.execv(LAUNCH, [LAUNCH, sys.executable, os.path.abspath(__file__)])
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
