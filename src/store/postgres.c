@@ -115,6 +115,9 @@ struct pg_store {
 	int have_version;
 	int wrote;
 	char state[6]; /* SQLSTATE of the last failed statement */
+	/* Statements sent in pipeline mode whose results are unread. */
+	const char **queued;
+	size_t nr_queued, alloc_queued;
 	struct buf scratch;
 };
 
@@ -270,6 +273,7 @@ static void pg_drop(struct pg_store *s)
 	s->conn = NULL;
 	s->prepared = 0;
 	s->fatal = 0;
+	s->nr_queued = 0;
 }
 
 /* Wait until the socket is ready for `events` or `deadline` passes. */
@@ -358,6 +362,8 @@ static enum status pg_result_failed(struct pg_store *s, const PGresult *res,
  * On a timeout the connection is closed: the server's statement_timeout and
  * lock_timeout end whatever it was still running.
  */
+static enum status pg_sync(struct pg_store *s, PGresult **out, struct buf *err);
+
 static enum status pg_run(struct pg_store *s, enum pg_stmt which,
 			  const char *sql, int nparams,
 			  const char *const *params, const char *what,
@@ -370,6 +376,12 @@ static enum status pg_run(struct pg_store *s, enum pg_stmt which,
 
 	if (out)
 		*out = NULL;
+	/* What was queued runs first; its failure is this one's. */
+	if (s->conn && s->nr_queued) {
+		ret = pg_sync(s, NULL, err);
+		if (ret != ST_OK)
+			return ret;
+	}
 	if (!s->conn)
 		return pg_conn_failed(s, what, err);
 	if (which == PG_NR && nparams)
@@ -444,13 +456,6 @@ static enum status pg_run_table(struct pg_store *s, enum pg_stmt which,
 	return pg_run(s, which, NULL, 1, params, what, out, err);
 }
 
-/* One statement of a pipeline: prepared `which`, or `sql` when PG_NR. */
-struct pg_step {
-	enum pg_stmt which;
-	const char *sql;
-	const char *what;
-};
-
 /* Wait until libpq holds a whole result, or the deadline passes. */
 static enum status pg_await(struct pg_store *s, uint64_t deadline,
 			    const char *what, struct buf *err)
@@ -467,97 +472,149 @@ static enum status pg_await(struct pg_store *s, uint64_t deadline,
 }
 
 /*
- * Send `n` statements on the call's table at once (libpq's pipeline mode:
- * one round trip) and read their results; `out[i]` gets step i's result (a
- * new reference) when it worked. The first failure is the status; the
- * statements after it are skipped by the server.
+ * Send a statement without waiting for it (libpq's pipeline mode): prepared
+ * `which` with `params`, or `sql` when `which` is PG_NR. pg_sync() reads the
+ * results of everything queued. `what` must be a string literal.
  */
-static enum status pg_pipeline(struct pg_store *s, const struct pg_step *steps,
-			       int n, PGresult **out, struct buf *err)
+static enum status pg_queue(struct pg_store *s, enum pg_stmt which,
+			    const char *sql, int nparams,
+			    const char *const *params, const char *what,
+			    struct buf *err)
 {
-	const char *params[1] = {s->table};
+	char name[16];
+	int sent;
+
+	if (!s->conn)
+		return pg_conn_failed(s, what, err);
+	if (PQpipelineStatus(s->conn) == PQ_PIPELINE_OFF &&
+	    !PQenterPipelineMode(s->conn))
+		return pg_conn_failed(s, what, err);
+	snprintf(name, sizeof(name), "lr%d", (int)which);
+	if (which == PG_NR)
+		sent = PQsendQueryParams(s->conn, sql, nparams, NULL, params,
+					 NULL, NULL, 0);
+	else
+		sent = PQsendQueryPrepared(s->conn, name, nparams, params, NULL,
+					   NULL, 0);
+	if (!sent)
+		return pg_conn_failed(s, what, err);
+	ALLOC_GROW(s->queued, s->nr_queued + 1, s->alloc_queued);
+	s->queued[s->nr_queued++] = what;
+	/* Keep the bytes moving both ways, without waiting: a server that
+	 * cannot send its results stops reading ours. */
+	if (PQflush(s->conn) < 0 || !PQconsumeInput(s->conn))
+		return pg_conn_failed(s, what, err);
+	return ST_OK;
+}
+
+/*
+ * Send a sync and read the result of every queued statement; `*out` (when
+ * wanted) gets the last one's result, a new reference, if all worked. The
+ * first failure is the status (the server skips the statements after it); a
+ * timeout or a lost connection drops the connection.
+ */
+static enum status pg_sync(struct pg_store *s, PGresult **out, struct buf *err)
+{
 	uint64_t deadline = pg_deadline(s);
-	enum status ret = ST_OK, wait;
-	PGresult *res;
-	int i, rc;
+	size_t n = s->nr_queued, i;
+	/* The server answers at the sync: a wait is for the last statement. */
+	const char *waiting = n ? s->queued[n - 1] : "sync";
+	PGresult *last = NULL;
+	enum status ret = ST_OK;
+	int rc;
 
-	for (i = 0; i < n; i++)
-		out[i] = NULL;
-	if (!s->conn || !PQenterPipelineMode(s->conn))
-		return pg_conn_failed(s, steps[0].what, err);
-	for (i = 0; i < n; i++) {
-		char name[16];
-		int sent;
-
-		snprintf(name, sizeof(name), "lr%d", (int)steps[i].which);
-		if (steps[i].which == PG_NR)
-			sent = PQsendQueryParams(s->conn, steps[i].sql, 0, NULL,
-						 NULL, NULL, NULL, 0);
-		else
-			sent = PQsendQueryPrepared(s->conn, name, 1, params,
-						   NULL, NULL, 0);
-		if (!sent)
-			return pg_conn_failed(s, steps[i].what, err);
+	if (out)
+		*out = NULL;
+	if (!n)
+		return ST_OK;
+	if (!PQpipelineSync(s->conn)) {
+		ret = pg_conn_failed(s, waiting, err);
+		goto out;
 	}
-	if (!PQpipelineSync(s->conn))
-		return pg_conn_failed(s, steps[0].what, err);
 	while ((rc = PQflush(s->conn)) == 1) {
-		if (pg_poll(s->conn, POLLOUT | POLLIN, deadline) <= 0)
-			return pg_timed_out(s, steps[0].what, err);
-		if (!PQconsumeInput(s->conn))
-			return pg_conn_failed(s, steps[0].what, err);
+		if (pg_poll(s->conn, POLLOUT | POLLIN, deadline) <= 0) {
+			ret = pg_timed_out(s, waiting, err);
+			goto out;
+		}
+		if (!PQconsumeInput(s->conn)) {
+			ret = pg_conn_failed(s, waiting, err);
+			goto out;
+		}
 	}
-	if (rc < 0)
-		return pg_conn_failed(s, steps[0].what, err);
-	/* Each step: its result, then NULL; after them all, the sync. */
+	if (rc < 0) {
+		ret = pg_conn_failed(s, waiting, err);
+		goto out;
+	}
+	/* Each statement: its result, then NULL; after them all, the sync. */
 	for (i = 0; i <= n; i++) {
-		/* The server answers the steps together, at the sync: a wait
-		 * is for the last one (the one that may wait for a lock). */
-		const char *waiting = steps[n - 1].what;
-		const char *what = steps[i < n ? i : n - 1].what;
+		enum status wait = pg_await(s, deadline, waiting, err);
+		PGresult *res;
 		ExecStatusType state;
 
-		wait = pg_await(s, deadline, waiting, err);
-		if (wait != ST_OK)
-			goto fail;
+		if (wait != ST_OK) {
+			ret = wait;
+			goto out;
+		}
 		res = PQgetResult(s->conn);
 		state = PQresultStatus(res);
 		if (i == n) {
 			PQclear(res);
-			if (state != PGRES_PIPELINE_SYNC) {
-				ret = pg_conn_failed(s, what, err);
-				goto fail_dropped;
-			}
+			if (state != PGRES_PIPELINE_SYNC)
+				ret = pg_conn_failed(s, waiting, err);
 			break;
 		}
 		if (state == PGRES_COMMAND_OK || state == PGRES_TUPLES_OK) {
-			out[i] = res;
+			PQclear(last);
+			last = res;
 		} else {
 			if (state != PGRES_PIPELINE_ABORTED && ret == ST_OK)
-				ret = pg_result_failed(s, res, what, err);
+				ret = pg_result_failed(s, res, s->queued[i],
+						       err);
 			PQclear(res);
 			if (!s->conn)
-				goto fail_dropped;
+				goto out;
 		}
 		wait = pg_await(s, deadline, waiting, err);
-		if (wait != ST_OK)
-			goto fail;
-		PQclear(PQgetResult(s->conn)); /* the NULL that ends step i */
+		if (wait != ST_OK) {
+			ret = wait;
+			goto out;
+		}
+		PQclear(PQgetResult(s->conn)); /* the NULL that ends it */
 	}
-	if (!PQexitPipelineMode(s->conn))
-		return pg_conn_failed(s, steps[0].what, err);
-	if (ret != ST_OK)
-		goto fail_results;
-	return ST_OK;
-fail:
-	ret = wait;
-fail_dropped:
-	/* The connection is gone (pg_timed_out and co. dropped it). */
-fail_results:
-	for (i = 0; i < n; i++) {
-		PQclear(out[i]);
-		out[i] = NULL;
-	}
+	if (s->conn && !PQexitPipelineMode(s->conn))
+		ret = pg_conn_failed(s, waiting, err);
+out:
+	s->nr_queued = 0;
+	if (ret == ST_OK && out && last)
+		*out = last;
+	else
+		PQclear(last);
+	return ret;
+}
+
+/* A statement of the call's table: prepared `which`, or `sql` when PG_NR. */
+struct pg_step {
+	enum pg_stmt which;
+	const char *sql;
+	const char *what;
+};
+
+/* Queue `steps` (PG_NR ones without parameters), then sync: one round trip;
+ * `*out` is the last one's result. */
+static enum status pg_pipeline(struct pg_store *s, const struct pg_step *steps,
+			       int n, PGresult **out, struct buf *err)
+{
+	const char *params[1] = {s->table};
+	enum status ret = ST_OK;
+	int i;
+
+	*out = NULL;
+	for (i = 0; ret == ST_OK && i < n; i++)
+		ret = pg_queue(s, steps[i].which, steps[i].sql,
+			       steps[i].which == PG_NR ? 0 : 1, params,
+			       steps[i].what, err);
+	if (ret == ST_OK)
+		ret = pg_sync(s, out, err);
 	return ret;
 }
 
@@ -795,6 +852,9 @@ static void pg_rollback(struct store *st)
 	struct pg_store *s = (struct pg_store *)st;
 	struct buf ignored = BUF_INIT;
 
+	/* Queued writes are answered (and forgotten) first. */
+	if (s->conn && s->nr_queued)
+		(void)pg_sync(s, NULL, &ignored);
 	if (s->mode == PG_WRITE && s->conn &&
 	    pg_run(s, PG_NR, "ROLLBACK", 0, NULL, "rollback", NULL, &ignored) !=
 		    ST_OK)
@@ -811,6 +871,7 @@ static void pg_close(struct store *st)
 		pg_rollback(st);
 	pg_drop(s);
 	buf_release(&s->scratch);
+	free(s->queued);
 	free(s->conninfo);
 	free(s->schema);
 	free(s->schema_name);
@@ -915,12 +976,8 @@ static enum status pg_begin(struct store *st, const char *table, int write,
 			{PG_NR, "BEGIN", "begin"},
 			{PG_LOCK, NULL, "locking the table"},
 		};
-		PGresult *out[2];
-
 		s->mode = PG_WRITE;
-		ret = pg_pipeline(s, steps, 2, out, err);
-		PQclear(out[0]);
-		res = out[1];
+		ret = pg_pipeline(s, steps, 2, &res, err);
 	}
 	if (ret != ST_OK)
 		goto fail;
@@ -1099,8 +1156,8 @@ static enum status pg_put(struct store *st, struct service *svc,
 	params[6] = s->scratch.buf;
 	params[7] = created;
 	params[8] = updated;
-	ret = pg_run(s, PG_PUT, NULL, 9, params, "writing a service", NULL,
-		     err);
+	/* Queued: commit() reads the answers, and reports a failure. */
+	ret = pg_queue(s, PG_PUT, NULL, 9, params, "writing a service", err);
 	if (ret == ST_OK) {
 		s->wrote = 1;
 		svc->version = s->version + 1;
@@ -1116,8 +1173,8 @@ static enum status pg_remove(struct store *st, const struct service *svc,
 	enum status ret;
 
 	pg_check_write(s);
-	ret = pg_run(s, PG_REMOVE, NULL, 2, params, "deleting a service", NULL,
-		     err);
+	ret = pg_queue(s, PG_REMOVE, NULL, 2, params, "deleting a service",
+		       err);
 	if (ret == ST_OK)
 		s->wrote = 1;
 	return ret;
@@ -1134,17 +1191,14 @@ static enum status pg_commit(struct store *st, struct buf *err)
 		return ST_OK;
 	}
 	if (s->wrote) {
-		/* The bump (and its NOTIFY) and the commit in one round trip;
-		 * the row lock makes the new version s->version + 1. */
+		/* The queued writes, the bump (and its NOTIFY) and the commit
+		 * in one round trip; the row lock makes the new version
+		 * s->version + 1. */
 		static const struct pg_step steps[] = {
 			{PG_BUMP, NULL, "bumping the table version"},
 			{PG_NR, "COMMIT", "commit"},
 		};
-		PGresult *out[2];
-
-		ret = pg_pipeline(s, steps, 2, out, err);
-		PQclear(out[0]);
-		res = out[1];
+		ret = pg_pipeline(s, steps, 2, &res, err);
 	} else {
 		ret = pg_run(s, PG_NR, "COMMIT", 0, NULL, "commit", &res, err);
 	}
