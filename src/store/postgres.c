@@ -362,6 +362,37 @@ static enum status pg_result_failed(struct pg_store *s, const PGresult *res,
  * On a timeout the connection is closed: the server's statement_timeout and
  * lock_timeout end whatever it was still running.
  */
+/* Wait until libpq holds a whole result, or the deadline passes. */
+static enum status pg_await(struct pg_store *s, uint64_t deadline,
+			    const char *what, struct buf *err)
+{
+	while (PQisBusy(s->conn)) {
+		int rc = pg_poll(s->conn, POLLIN, deadline);
+
+		if (rc == 0)
+			return pg_timed_out(s, what, err);
+		if (rc < 0 || !PQconsumeInput(s->conn))
+			return pg_conn_failed(s, what, err);
+	}
+	return ST_OK;
+}
+
+/* Send what libpq holds; read meanwhile, as the server may be answering. */
+static enum status pg_flush(struct pg_store *s, uint64_t deadline,
+			    const char *what, struct buf *err)
+{
+	int rc;
+
+	while ((rc = PQflush(s->conn)) == 1) {
+		rc = pg_poll(s->conn, POLLOUT | POLLIN, deadline);
+		if (rc == 0)
+			return pg_timed_out(s, what, err);
+		if (rc < 0 || !PQconsumeInput(s->conn))
+			return pg_conn_failed(s, what, err);
+	}
+	return rc < 0 ? pg_conn_failed(s, what, err) : ST_OK;
+}
+
 static enum status pg_sync(struct pg_store *s, PGresult **out, struct buf *err);
 
 static enum status pg_run(struct pg_store *s, enum pg_stmt which,
@@ -372,7 +403,7 @@ static enum status pg_run(struct pg_store *s, enum pg_stmt which,
 	uint64_t deadline = pg_deadline(s);
 	PGresult *res, *last = NULL;
 	enum status ret = ST_OK;
-	int sent, rc;
+	int sent;
 
 	if (out)
 		*out = NULL;
@@ -398,26 +429,15 @@ static enum status pg_run(struct pg_store *s, enum pg_stmt which,
 	}
 	if (!sent)
 		return pg_conn_failed(s, what, err);
-	/* libpq wants what the server sends read while it waits to send. */
-	while ((rc = PQflush(s->conn)) == 1) {
-		if (pg_poll(s->conn, POLLOUT | POLLIN, deadline) <= 0)
-			return pg_timed_out(s, what, err);
-		if (!PQconsumeInput(s->conn))
-			return pg_conn_failed(s, what, err);
-	}
-	if (rc < 0)
-		return pg_conn_failed(s, what, err);
+	ret = pg_flush(s, deadline, what, err);
+	if (ret != ST_OK)
+		return ret;
 	for (;;) {
-		while (PQisBusy(s->conn)) {
-			rc = pg_poll(s->conn, POLLIN, deadline);
-			if (rc == 0) {
-				PQclear(last);
-				return pg_timed_out(s, what, err);
-			}
-			if (rc < 0 || !PQconsumeInput(s->conn)) {
-				PQclear(last);
-				return pg_conn_failed(s, what, err);
-			}
+		enum status wait = pg_await(s, deadline, what, err);
+
+		if (wait != ST_OK) {
+			PQclear(last);
+			return wait;
 		}
 		res = PQgetResult(s->conn);
 		if (!res)
@@ -454,21 +474,6 @@ static enum status pg_run_table(struct pg_store *s, enum pg_stmt which,
 	const char *params[1] = {s->table};
 
 	return pg_run(s, which, NULL, 1, params, what, out, err);
-}
-
-/* Wait until libpq holds a whole result, or the deadline passes. */
-static enum status pg_await(struct pg_store *s, uint64_t deadline,
-			    const char *what, struct buf *err)
-{
-	while (PQisBusy(s->conn)) {
-		int rc = pg_poll(s->conn, POLLIN, deadline);
-
-		if (rc == 0)
-			return pg_timed_out(s, what, err);
-		if (rc < 0 || !PQconsumeInput(s->conn))
-			return pg_conn_failed(s, what, err);
-	}
-	return ST_OK;
 }
 
 /*
@@ -521,7 +526,6 @@ static enum status pg_sync(struct pg_store *s, PGresult **out, struct buf *err)
 	const char *waiting = n ? s->queued[n - 1] : "sync";
 	PGresult *last = NULL;
 	enum status ret = ST_OK;
-	int rc;
 
 	if (out)
 		*out = NULL;
@@ -531,20 +535,9 @@ static enum status pg_sync(struct pg_store *s, PGresult **out, struct buf *err)
 		ret = pg_conn_failed(s, waiting, err);
 		goto out;
 	}
-	while ((rc = PQflush(s->conn)) == 1) {
-		if (pg_poll(s->conn, POLLOUT | POLLIN, deadline) <= 0) {
-			ret = pg_timed_out(s, waiting, err);
-			goto out;
-		}
-		if (!PQconsumeInput(s->conn)) {
-			ret = pg_conn_failed(s, waiting, err);
-			goto out;
-		}
-	}
-	if (rc < 0) {
-		ret = pg_conn_failed(s, waiting, err);
+	ret = pg_flush(s, deadline, waiting, err);
+	if (ret != ST_OK)
 		goto out;
-	}
 	/* Each statement: its result, then NULL; after them all, the sync. */
 	for (i = 0; i <= n; i++) {
 		enum status wait = pg_await(s, deadline, waiting, err);
@@ -689,6 +682,7 @@ static enum status pg_prepare(struct pg_store *s, struct buf *err)
 		[PG_PUT] = "writing a service",
 		[PG_REMOVE] = "deleting a service",
 	};
+	uint64_t deadline = pg_deadline(s);
 	struct buf sql = BUF_INIT;
 	enum status ret = ST_OK;
 	size_t i;
@@ -704,37 +698,19 @@ static enum status pg_prepare(struct pg_store *s, struct buf *err)
 			ret = pg_conn_failed(s, names[i], err);
 			break;
 		}
-		/* pg_run() reads the answer of what was just sent. */
-		ret = ST_OK;
-		for (;;) {
-			uint64_t deadline = pg_deadline(s);
-
-			while (PQflush(s->conn) == 1)
-				if (pg_poll(s->conn, POLLOUT | POLLIN,
-					    deadline) <= 0)
-					break;
-			while (PQisBusy(s->conn)) {
-				if (pg_poll(s->conn, POLLIN, deadline) <= 0) {
-					ret = pg_timed_out(s, names[i], err);
-					goto out;
-				}
-				if (!PQconsumeInput(s->conn)) {
-					ret = pg_conn_failed(s, names[i], err);
-					goto out;
-				}
-			}
-			res = PQgetResult(s->conn);
+		/* A failure leaves results unread: the caller drops the
+		 * connection. */
+		ret = pg_flush(s, deadline, names[i], err);
+		while (ret == ST_OK) {
+			ret = pg_await(s, deadline, names[i], err);
+			res = ret == ST_OK ? PQgetResult(s->conn) : NULL;
 			if (!res)
 				break;
-			if (ret == ST_OK &&
-			    PQresultStatus(res) != PGRES_COMMAND_OK)
+			if (PQresultStatus(res) != PGRES_COMMAND_OK)
 				ret = pg_result_failed(s, res, names[i], err);
 			PQclear(res);
-			if (!s->conn)
-				goto out;
 		}
 	}
-out:
 	buf_release(&sql);
 	s->prepared = ret == ST_OK;
 	return ret;
