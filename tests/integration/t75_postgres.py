@@ -3,7 +3,8 @@
 8 writers each, on a shared table and on a table of their own: no lost update,
 every call 200, no stale answer from either process's cache. Faults: the
 server stopped under load (503 within the budget, recovery without a
-restart), the registry's connections terminated (the next call reconnects),
+restart), the server frozen by SIGSTOP (503 at the budget, new connections
+included), the registry's connections terminated (the next call reconnects),
 a version row held FOR UPDATE by another session (503 at the budget, other
 tables unaffected, readers not blocked). Also: ?schema=, a multi-service call
 refused half-way leaves nothing, concurrent schema creation, NOTIFY, and no
@@ -13,6 +14,7 @@ Re-runs itself under tests/postgres/with-postgres.sh, which starts a private
 cluster and exports LR_TEST_PG and LR_TEST_PG_CTL."""
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -315,6 +317,68 @@ def stopped():
     check(srv.stop() == 0, "clean stop")
 
 
+def cluster_pids():
+    """The postmaster and its children (the cluster of with-postgres.sh)."""
+    with open(os.path.join(os.environ["LR_TEST_PG_DIR"], "data", "postmaster.pid")) as f:
+        master = int(f.readline())
+    pids = [master]
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open("/proc/%s/stat" % d) as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == master:
+                        pids.append(int(d))
+            except (OSError, ValueError, IndexError):
+                pass
+    return pids
+
+
+def frozen():
+    """A server that stops answering (SIGSTOP: sockets open, nothing said):
+    calls, new connections included, are 503 at the budget; after SIGCONT
+    they work again without a restart."""
+    srv = serve(budget=BUDGET, threads=4)
+    run = [{"serviceName": "f", "id": "c", "ip": "10.3.0.1"}]
+    st, _, _ = timed_post(srv, payload("pg-frozen", run, [svc("f", "10.3.0.1")]))
+    check(st == 200, "a call before (%d)" % st)
+    pids = cluster_pids()
+    results = []
+
+    def call(k):
+        name = "g%d" % k
+        results.append(timed_post(srv, payload(
+            "pg-frozen-%d" % k, [{"serviceName": name, "id": "c", "ip": "10.3.1.1"}],
+            [svc(name, "10.3.1.1")])))
+
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        # One after the other (the HTTP server may queue a connection
+        # behind a busy worker thread): the first on the pooled connection,
+        # the others on new ones.
+        for k in range(3):
+            call(k)
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
+    codes = sorted(st for st, _, _ in results)
+    durations = [d for _, _, d in results]
+    check(codes == [503] * 3, "calls while frozen: 503 (%r)" % codes)
+    check(all(BUDGET - 0.3 <= d <= BUDGET + SLACK for d in durations),
+          "each at the %.1f s budget (%s)" % (BUDGET, ", ".join("%.2f" % d for d in durations)))
+    for st, resp, d in sorted(results, key=lambda r: r[2]):
+        print("frozen: %d in %.2f s: %s" % (st, d, resp[:160].decode(errors="replace")))
+    ok = None
+    for _ in range(50):
+        st, _, _ = timed_post(srv, payload("pg-frozen", run, [svc("f", "10.3.0.1")]))
+        if st == 200:
+            ok = True
+            break
+        time.sleep(0.1)
+    check(ok, "calls work again after SIGCONT")
+    check(srv.stop() == 0, "clean stop")
+
+
 def schema_param():
     """?schema= and schema= choose the schema; it is created on first use."""
     uri_store = "postgres:postgresql:///postgres?host=%s&user=lrtest&schema=lr_other" % (
@@ -437,6 +501,6 @@ def cleanup():
             srv.stop()
 
 
-run_steps([two_instances, locked_row, terminated, stopped, schema_param, all_or_nothing,
+run_steps([two_instances, locked_row, terminated, stopped, frozen, schema_param, all_or_nothing,
            concurrent_setup, notify, bad_specs],
           cleanup)
