@@ -20,6 +20,7 @@
 #include "registry.h"
 #include "render.h"
 #include "xalloc.h"
+#include "store/store.h"
 #include "banned.h"
 
 #define LAMBDA_API_BASE "/2018-06-01/runtime"
@@ -357,9 +358,13 @@ static enum status lambda_open(const struct lambda_options *opts,
 	buf_reset(why);
 	st = registry_new(&ropts, reg, why);
 	if (st != ST_OK) {
+		struct buf shown = BUF_INIT;
+
 		*reg = NULL;
-		fprintf(stderr, "lambda store=%s open=%s: %s\n",
-			opts->store_spec, status_name(st), why->buf);
+		store_spec_redact(opts->store_spec, &shown);
+		fprintf(stderr, "lambda store=%s open=%s: %s\n", shown.buf,
+			status_name(st), why->buf);
+		buf_release(&shown);
 	}
 	aopts.reg = *reg;
 	aopts.unavailable = why->len ? why->buf : NULL;
@@ -399,9 +404,13 @@ enum status lambda_run(const struct lambda_options *opts, struct buf *err)
 		/* Unreachable is no init error: 503 until it is back. */
 		if (st == ST_UNAVAILABLE)
 			st = ST_OK;
-		else if (st != ST_OK)
-			buf_setf(err, "store '%s': %s", opts->store_spec,
-				 why.buf);
+		else if (st != ST_OK) {
+			struct buf shown = BUF_INIT;
+
+			store_spec_redact(opts->store_spec, &shown);
+			buf_setf(err, "store '%s': %s", shown.buf, why.buf);
+			buf_release(&shown);
+		}
 	}
 	if (st != ST_OK) {
 		struct lambda_answer doc;

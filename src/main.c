@@ -12,6 +12,7 @@
 #include "registry.h"
 #include "render.h"
 #include "xalloc.h"
+#include "store/store.h"
 #include "agent/agent.h"
 #include "banned.h"
 
@@ -34,8 +35,12 @@ static int main_open_registry(const char *store, const char *bind,
 	opts.render.frontend_bind = canon.buf;
 	st = registry_new(&opts, reg, &err);
 	if (st != ST_OK) {
-		fprintf(stderr, "lambda-registry: store '%s': %s\n", store,
+		struct buf shown = BUF_INIT;
+
+		store_spec_redact(store, &shown);
+		fprintf(stderr, "lambda-registry: store '%s': %s\n", shown.buf,
 			err.buf);
+		buf_release(&shown);
 		code = status_exit(st);
 	}
 out:
@@ -46,7 +51,7 @@ out:
 
 static const struct cli_option serve_options[] = {
 	{"listen", "ADDR:PORT", "address to listen on", "127.0.0.1:8080"},
-	{"store", "SPEC", "sqlite:PATH, dynamodb or dynamodb:PREFIX",
+	{"store", "SPEC", "sqlite:PATH, dynamodb[:PREFIX] or postgres:CONNINFO",
 	 DEFAULT_STORE},
 	{"max-body", "BYTES", "largest request body accepted (K/M/G suffixes)",
 	 "1M"},
@@ -197,7 +202,7 @@ static int main_read_input(const char *path, struct buf *out, struct buf *err)
 }
 
 static const struct cli_option generate_options[] = {
-	{"store", "SPEC", "sqlite:PATH, dynamodb or dynamodb:PREFIX",
+	{"store", "SPEC", "sqlite:PATH, dynamodb[:PREFIX] or postgres:CONNINFO",
 	 DEFAULT_STORE},
 	{"frontend-bind", "ADDR:PORT", "bind line of the generated frontend",
 	 RENDER_DEFAULT_BIND},
@@ -265,7 +270,7 @@ out:
 }
 
 static const struct cli_option dump_options[] = {
-	{"store", "SPEC", "sqlite:PATH, dynamodb or dynamodb:PREFIX",
+	{"store", "SPEC", "sqlite:PATH, dynamodb[:PREFIX] or postgres:CONNINFO",
 	 DEFAULT_STORE},
 	{NULL, NULL, NULL, NULL},
 };
@@ -302,7 +307,7 @@ out:
 }
 
 static const struct cli_option lambda_cli_options[] = {
-	{"store", "SPEC", "sqlite:PATH, dynamodb or dynamodb:PREFIX",
+	{"store", "SPEC", "sqlite:PATH, dynamodb[:PREFIX] or postgres:CONNINFO",
 	 "dynamodb"},
 	{"frontend-bind", "ADDR:PORT", "bind line of the generated frontend",
 	 RENDER_DEFAULT_BIND},
