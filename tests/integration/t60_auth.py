@@ -69,7 +69,12 @@ def start(extra=None, **kw):
 
 def cleanup():
     for srv in servers:
-        srv.stop()
+        rc = srv.stop()
+        if rc != 0:
+            with open(srv.logpath, "rb") as f:
+                tail = f.read()[-600:].decode(errors="replace")
+        check(rc == 0, "server on port %d exited %s (sanitizers report here): %s"
+              % (srv.port, rc, tail if rc else ""))
 
 
 def test_cli():
@@ -354,7 +359,8 @@ def test_lambda():
     finally:
         api.close()
         proc.terminate()
-        proc.wait(timeout=10)
+        rc = proc.wait(timeout=10)
+        check(rc in (0, -signal.SIGTERM), "lambda exited %s" % rc)
 
 
 run_steps([test_cli, test_refusals, test_auto, test_revocation_across_servers, test_https,
