@@ -19,7 +19,27 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from run import ROOT, free_port, loadavg, log, wrk  # noqa: E402
+from run import ROOT, free_port, loadavg, log  # noqa: E402
+
+UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}
+
+
+def wrk(port, path, seconds, threads, connections, script, env):
+    """One wrk run; percentiles from its Latency Distribution lines only."""
+    import re
+    cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency",
+           "-s", script, f"http://127.0.0.1:{port}{path}"]
+    out = subprocess.run(cmd, env=dict(os.environ, **env), capture_output=True,
+                         text=True, check=True).stdout
+    dist = out.split("Latency Distribution", 1)[-1]
+
+    def pct(p):
+        m = re.search(r"^\s*%d%%\s+([\d.]+)(us|ms|s|m)\s*$" % p, dist, re.M)
+        return float(m.group(1)) * UNITS[m.group(2)] if m else float("nan")
+
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+            "p50": pct(50), "p99": pct(99), "bad": int(bad.group(1)) if bad else 0}
 
 
 class Serve:
