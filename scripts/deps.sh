@@ -1,8 +1,15 @@
 #!/bin/sh
 # Install the Debian packages the given targets need, only those that are
 # missing, through sudo when not root.
-# Usage: scripts/deps.sh build|test|bench|fuzz|lambda...
+# Usage: scripts/deps.sh [-n] build|test|bench|fuzz|lambda...
+#   -n: print the packages the targets want (one a line) and install nothing.
 set -eu
+
+dry_run=0
+if [ "${1:-}" = -n ]; then
+	dry_run=1
+	shift
+fi
 
 # build (and run: make run prints a curl line to try the server with).
 pkgs="cmake make gcc pkg-config libjansson-dev libmicrohttpd-dev libsqlite3-dev libcurl4-openssl-dev curl"
@@ -32,9 +39,14 @@ for p in $(printf '%s\n' $pkgs | awk '!seen[$0]++'); do
 	case "$p" in
 	nodejs | npm) [ "$have_node" = 1 ] && continue ;;
 	esac
+	if [ "$dry_run" = 1 ]; then
+		echo "$p"
+		continue
+	fi
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||
 		missing="$missing $p"
 done
+[ "$dry_run" = 1 ] && exit 0
 if [ "$have_node" = 1 ] && ! command -v npm >/dev/null 2>&1; then
 	echo "deps.sh: node is on PATH ($(command -v node)) but npm is not; install the npm of that Node.js" >&2
 fi
