@@ -98,6 +98,8 @@ fi
 mkdir "$root"
 tar --numeric-owner --xattrs -xpf "$cache" -C "$root"
 cp /etc/resolv.conf "$root/etc/resolv.conf"
+# As an installed machine has it (else sudo warns that it cannot resolve it).
+printf '127.0.1.1\t%s\n' "$(hostname)" >>"$root/etc/hosts"
 mount -t proc proc "$root/proc"
 mount -t sysfs sysfs "$root/sys"
 mount --rbind /dev "$root/dev"
