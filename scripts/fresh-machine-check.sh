@@ -104,6 +104,20 @@ mount -t proc proc "$root/proc"
 mount -t sysfs sysfs "$root/sys"
 mount --rbind /dev "$root/dev"
 mount --make-rslave "$root/dev"
+# Where this machine's HTTPS goes through a TLS-intercepting proxy whose CA
+# the host trusts (/usr/local/share/ca-certificates), the fresh machine
+# trusts it too, and npm uses the system bundle (Node.js has its own).
+extra_ca=$(find /usr/local/share/ca-certificates -name '*.crt' 2>/dev/null | head -n 1)
+if [ -n "$extra_ca" ]; then
+	say "this machine's own CA certificates are installed in the root too (a TLS proxy's)"
+	cp -r /usr/local/share/ca-certificates/. "$root/usr/local/share/ca-certificates/"
+	chroot "$root" update-ca-certificates >/dev/null 2>&1
+	echo "cafile=/etc/ssl/certs/ca-certificates.crt" >"$root/etc/npmrc"
+fi
+mount -t proc proc "$root/proc"
+mount -t sysfs sysfs "$root/sys"
+mount --rbind /dev "$root/dev"
+mount --make-rslave "$root/dev"
 result ok "root filesystem ($suite)" $(($(date +%s) - t0))
 
 # 2. A user with sudo clones the repository (the committed HEAD only).
