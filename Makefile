@@ -36,8 +36,9 @@ run: build
 # make test installs the test packages (cmocka, haproxy, ...), then
 # configures each build with its tests (LR_TESTS=ON; a build directory that
 # was configured without them, e.g. by make run, is configured again).
+# -k: a failure in one build does not hide the results of the others.
 test:
-	$(MAKE) test-release test-asan test-fuzz
+	$(MAKE) -k test-release test-asan test-fuzz
 
 test-deps:
 	@scripts/deps.sh build test

@@ -16,7 +16,9 @@
 # The chroot shares the host's network: make run listens on 127.0.0.1:8080,
 # or on a free port (said so) when 8080 is taken.
 set -euo pipefail
-
+# One compound command, read whole before it runs: editing the checkout while
+# a run is under way does not change what the run executes.
+{
 if [ "$(id -u)" -ne 0 ]; then
 	exec sudo env "LR_FRESH_DIR=${LR_FRESH_DIR:-}" "LR_FRESH_REFRESH=${LR_FRESH_REFRESH:-}" \
 		"LR_FRESH_KEEP=${LR_FRESH_KEEP:-}" "LR_FRESH_SKIP_TEST=${LR_FRESH_SKIP_TEST:-}" \
@@ -222,10 +224,13 @@ if [ "${LR_FRESH_SKIP_TEST:-}" != 1 ]; then
 		grep -E '\*\*\*(Failed|Timeout|Exception)|^[[:space:]]+[0-9]+ - .*\((Failed|Timeout|Not Run|SEGFAULT|Subprocess aborted)\)|^make(\[[0-9]+\])?: \*\*\*' "$log.test" || tail -n 40 "$log.test"
 		result FAIL "make test" $(($(date +%s) - t0))
 	fi
-	grep -A2 -E '^--- .*: (skipped|not run)' "$log.test" | sed 's/^/  /' || true
+	# Every ctest run's list of tests that did not run, with their reasons.
+	awk '/^[0-9]+ tests? did not run/ { p = 1; print; next }
+		p && /^(---|    )/ { print; next } { p = 0 }' "$log.test" | sed 's/^/  /'
 fi
 
 echo
 say "commit $(git -C "$src" rev-parse --short "$head"), user $user, $(($(date +%s) - t_start)) s in all:"
 printf '  %s\n' "${results[@]}"
 exit $failed
+}
