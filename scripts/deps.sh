@@ -3,7 +3,7 @@
 # Usage: scripts/deps.sh build|test|bench|fuzz|lambda
 set -eu
 
-pkgs="cmake make gcc pkg-config libjansson-dev libmicrohttpd-dev libsqlite3-dev libcurl4-openssl-dev"
+pkgs="cmake make gcc pkg-config libjansson-dev libmicrohttpd-dev libsqlite3-dev libcurl4-openssl-dev libyaml-dev"
 for want in "$@"; do
 	case "$want" in
 	build) ;;
