@@ -30,7 +30,7 @@ static struct service *add(struct service_list *l, const char *name,
 static void render(const struct service_list *l, const char *bind,
 		   struct buf *out)
 {
-	struct render_options opts = {bind};
+	struct render_options opts = {bind, NULL};
 
 	buf_reset(out);
 	render_config(l, &opts, out);
