@@ -378,14 +378,15 @@ static void render_frontends(struct render_w *w,
 	render_binds(w, &s->https_binds, ":443", s);
 	RENDER_LIT(w, "    http-request set-header X-Forwarded-Proto https\n");
 	if (s->hsts) {
+		/* No spaces (RFC 6797 needs none), so no quotes either. */
 		RENDER_LIT(w, "    http-response set-header "
-			      "Strict-Transport-Security \"max-age=");
+			      "Strict-Transport-Security max-age=");
 		render_ulong(w, s->hsts_max_age);
 		if (s->hsts_include_subdomains)
-			RENDER_LIT(w, "; includeSubDomains");
+			RENDER_LIT(w, ";includeSubDomains");
 		if (s->hsts_preload)
-			RENDER_LIT(w, "; preload");
-		RENDER_LIT(w, "\"\n");
+			RENDER_LIT(w, ";preload");
+		RENDER_LIT(w, "\n");
 	}
 	render_routes(w, services, paths, nr_paths, s);
 }
