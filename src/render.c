@@ -256,7 +256,8 @@ static const struct {
 
 static void render_defaults(struct render_w *w, const struct settings *s)
 {
-	int httplog = s->httplog < 0 ? s->nr_logs > 0 : s->httplog;
+	/* Without a log target HAProxy ignores (and warns about) httplog. */
+	int httplog = s->nr_logs && s->httplog != 0;
 	size_t i;
 
 	RENDER_LIT(w, "\ndefaults\n    mode http\n");
@@ -310,9 +311,8 @@ static void render_routes(struct render_w *w,
 			render_acl_matched(w, &services->items[i]);
 		RENDER_LIT(w, "    http-request return status ");
 		render_ulong(w, s->unmatched_status);
-		RENDER_LIT(w, " content-type text/plain");
 		if (s->unmatched_body) {
-			RENDER_LIT(w, " string \"");
+			RENDER_LIT(w, " content-type text/plain string \"");
 			render_str(w, s->unmatched_body);
 			RENDER_LIT(w, "\"");
 		}
