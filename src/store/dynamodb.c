@@ -31,6 +31,17 @@
 
 #define DDB_TABLE_MAX 255
 
+/*
+ * Documents live in the DynamoDB table prefix + DDB_DOC_TABLE, keyed by
+ * serviceName like a service table, under keys that start with DDB_DOC_MARK,
+ * which no service name may contain: "#doc#KIND#KEY" for a document,
+ * "#gen#KIND" for the kind's generation counter. Should a payload table be
+ * called DDB_DOC_TABLE too, its services and the documents share the table
+ * without meeting: load() passes over the reserved keys.
+ */
+#define DDB_DOC_TABLE "lambda-registry.documents"
+#define DDB_DOC_MARK  '#'
+
 /* A stored item that failed validation: not loaded, but known to put(). */
 struct ddb_broken {
 	char *name;
@@ -586,7 +597,13 @@ static enum status ddb_load(struct store *st, struct service_list *out,
 		items = json_object_get(answer, "Items");
 		json_array_foreach(items, i, item)
 		{
-			struct service *svc = service_list_append(out);
+			const char *key = ddb_attr(item, "serviceName", "S");
+			struct service *svc;
+
+			/* A document's item (see DDB_DOC_TABLE), no service. */
+			if (key && *key == DDB_DOC_MARK)
+				continue;
+			svc = service_list_append(out);
 
 			buf_reset(&why);
 			if (!ddb_parse_item(item, svc, &why))
@@ -759,6 +776,351 @@ static enum status ddb_ping(struct store *st, struct buf *err)
 	return ret;
 }
 
+/* ---- documents ---------------------------------------------------------- */
+
+/* Point the handle at the documents' table for one document call. */
+static enum status ddb_doc_begin(struct ddb_store *d, const char *kind,
+				 struct buf *err)
+{
+	if (!*kind || strchr(kind, DDB_DOC_MARK))
+		BUG("dynamodb: document kind '%s'", kind);
+	buf_reset(&d->table);
+	if (buf_addstr(&d->table, d->prefix) ||
+	    buf_addstr(&d->table, DDB_DOC_TABLE)) {
+		buf_setf(err,
+			 "dynamodb table name '%s%s' is longer than %d "
+			 "characters",
+			 d->prefix, DDB_DOC_TABLE, DDB_TABLE_MAX);
+		return ST_INVALID;
+	}
+	d->deadline = ddb_deadline(d);
+	return ST_OK;
+}
+
+static void ddb_doc_end(struct ddb_store *d)
+{
+	d->deadline = 0;
+}
+
+/* The Key of a document (key != NULL) or of the kind's counter; new ref. */
+static json_t *ddb_doc_key(const char *kind, const char *key)
+{
+	struct buf k = BUF_INIT;
+	json_t *ret;
+
+	if (key)
+		(void)buf_addf(&k, "%cdoc%c%s%c%s", DDB_DOC_MARK, DDB_DOC_MARK,
+			       kind, DDB_DOC_MARK, key);
+	else
+		(void)buf_addf(&k, "%cgen%c%s", DDB_DOC_MARK, DDB_DOC_MARK,
+			       kind);
+	ret = json_pack("{s:o}", "serviceName", ddb_s(k.buf));
+	buf_release(&k);
+	return ret;
+}
+
+/*
+ * A write request on the documents' table, creating the table when it does
+ * not exist yet; `req` is stolen.
+ */
+static enum status ddb_doc_write(struct ddb_store *d, const char *op,
+				 json_t *req, json_t **answer, struct buf *err)
+{
+	enum status ret;
+
+	json_incref(req);
+	ret = ddb_request(d, op, req, answer, err);
+	if (ret == ST_NOT_FOUND) {
+		buf_reset(err);
+		ret = ddb_create_table(d, err);
+		if (ret == ST_OK)
+			ret = ddb_request(d, op, json_incref(req), answer, err);
+		if (ret == ST_NOT_FOUND)
+			ret = ST_UNAVAILABLE;
+	}
+	json_decref(req);
+	return ret;
+}
+
+/* Add one to the kind's generation (an atomic counter); the new value out. */
+static enum status ddb_doc_bump(struct ddb_store *d, const char *kind,
+				uint64_t *gen, struct buf *err)
+{
+	json_t *req, *answer = NULL;
+	enum status ret;
+
+	req = json_pack("{s:s,s:o,s:s,s:{s:o},s:s}", "TableName", d->table.buf,
+			"Key", ddb_doc_key(kind, NULL), "UpdateExpression",
+			"ADD generation :one", "ExpressionAttributeValues",
+			":one", ddb_n(1), "ReturnValues", "UPDATED_NEW");
+	ret = ddb_doc_write(d, "UpdateItem", req, &answer, err);
+	if (ret == ST_OK &&
+	    ddb_parse_version(ddb_attr(json_object_get(answer, "Attributes"),
+				       "generation", "N"),
+			      gen)) {
+		buf_setf(err,
+			 "dynamodb: the generation of '%s' is not a "
+			 "positive number",
+			 kind);
+		ret = ST_UNAVAILABLE;
+	}
+	json_decref(answer);
+	return ret;
+}
+
+/* A consistent GetItem of `key`; *item is NULL when there is none. */
+static enum status ddb_doc_read(struct ddb_store *d, json_t *key,
+				json_t **answer, json_t **item, struct buf *err)
+{
+	json_t *req = json_pack("{s:s,s:o,s:b}", "TableName", d->table.buf,
+				"Key", key, "ConsistentRead", 1);
+	enum status ret = ddb_request(d, "GetItem", req, answer, err);
+
+	*item = NULL;
+	if (ret == ST_NOT_FOUND) { /* no table yet: nothing stored */
+		buf_reset(err);
+		ret = ST_OK;
+	}
+	if (ret == ST_OK && *answer) {
+		*item = json_object_get(*answer, "Item");
+		if (!json_is_object(*item))
+			*item = NULL;
+	}
+	return ret;
+}
+
+/* Fill `doc` from a document's item; -1 when the item is damaged. */
+static int ddb_doc_parse(json_t *item, struct store_doc *doc)
+{
+	const char *key = ddb_attr(item, "docKey", "S");
+	const char *value = ddb_attr(item, "value", "S");
+	const char *updated = ddb_attr(item, "updatedAt", "N");
+
+	if (!key || !value ||
+	    ddb_parse_version(ddb_attr(item, "version", "N"), &doc->version))
+		return -1;
+	doc->key = xstrdup(key);
+	doc->value = xstrdup(value);
+	doc->updated_at = updated ? strtoll(updated, NULL, 10) : 0;
+	return 0;
+}
+
+static enum status ddb_doc_get(struct store *st, const char *kind,
+			       const char *key, struct store_doc *out,
+			       struct buf *err)
+{
+	struct ddb_store *d = (struct ddb_store *)st;
+	json_t *answer = NULL, *item;
+	enum status ret;
+
+	memset(out, 0, sizeof(*out));
+	ret = ddb_doc_begin(d, kind, err);
+	if (ret != ST_OK)
+		return ret;
+	ret = ddb_doc_read(d, ddb_doc_key(kind, key), &answer, &item, err);
+	if (ret == ST_OK && !item)
+		ret = ST_NOT_FOUND;
+	if (ret == ST_OK && ddb_doc_parse(item, out)) {
+		buf_setf(err, "dynamodb: damaged document '%s/%s'", kind, key);
+		ret = ST_UNAVAILABLE;
+	}
+	json_decref(answer);
+	ddb_doc_end(d);
+	return ret;
+}
+
+/*
+ * Three requests. First the generation is bumped: the new value is this
+ * put's own (no other put gets it), and becomes the document's version. Then
+ * the conditional PutItem. Then the generation is bumped once more, after the
+ * document is visible: a process that read the generation and then the
+ * documents while this put was between its first two requests cached a view
+ * without it, and this last bump is what tells it so. Two unconditional puts
+ * of one key are ordered by their versions: the one with the lower version
+ * finds a higher one stored and leaves it, as if it had come first.
+ */
+static enum status ddb_doc_put(struct store *st, const char *kind,
+			       const char *key, const char *value,
+			       uint64_t expect, uint64_t *version,
+			       struct buf *err)
+{
+	struct ddb_store *d = (struct ddb_store *)st;
+	uint64_t gen = 0, after;
+	json_t *req, *item;
+	const char *cond;
+	enum status ret;
+
+	ret = ddb_doc_begin(d, kind, err);
+	if (ret != ST_OK)
+		return ret;
+	ret = ddb_doc_bump(d, kind, &gen, err);
+	if (ret != ST_OK)
+		goto out;
+	item = ddb_doc_key(kind, key);
+	json_object_set_new(item, "docKind", ddb_s(kind));
+	json_object_set_new(item, "docKey", ddb_s(key));
+	json_object_set_new(item, "value", ddb_s(value));
+	json_object_set_new(item, "version", ddb_n(gen));
+	json_object_set_new(item, "updatedAt", ddb_n(clock_real_ms()));
+	req = json_pack("{s:s,s:o,s:{s:s}}", "TableName", d->table.buf, "Item",
+			item, "ExpressionAttributeNames", "#v", "version");
+	if (expect == STORE_DOC_ANY)
+		cond = "attribute_not_exists(#v) OR #v < :v";
+	else if (!expect)
+		cond = "attribute_not_exists(#v)";
+	else
+		cond = "#v = :v";
+	json_object_set_new(req, "ConditionExpression", json_string(cond));
+	if (expect)
+		json_object_set_new(
+			req, "ExpressionAttributeValues",
+			json_pack(
+				"{s:o}", ":v",
+				ddb_n(expect == STORE_DOC_ANY ? gen : expect)));
+	ret = ddb_doc_write(d, "PutItem", req, NULL, err);
+	if (ret == ST_CONFLICT && expect == STORE_DOC_ANY) {
+		buf_reset(err);
+		ret = ST_OK; /* a later put won; see above */
+	} else if (ret == ST_CONFLICT) {
+		buf_setf(err,
+			 "dynamodb: document '%s/%s' is not at version %llu",
+			 kind, key, (unsigned long long)expect);
+	}
+	if (ret == ST_OK)
+		ret = ddb_doc_bump(d, kind, &after, err);
+	if (ret == ST_OK && version)
+		*version = gen;
+out:
+	ddb_doc_end(d);
+	return ret;
+}
+
+/* A conditional delete, then the bump that publishes it (see doc_put). */
+static enum status ddb_doc_delete(struct store *st, const char *kind,
+				  const char *key, struct buf *err)
+{
+	struct ddb_store *d = (struct ddb_store *)st;
+	uint64_t gen;
+	enum status ret;
+	json_t *req;
+
+	ret = ddb_doc_begin(d, kind, err);
+	if (ret != ST_OK)
+		return ret;
+	req = json_pack("{s:s,s:o,s:s}", "TableName", d->table.buf, "Key",
+			ddb_doc_key(kind, key), "ConditionExpression",
+			"attribute_exists(serviceName)");
+	ret = ddb_request(d, "DeleteItem", req, NULL, err);
+	if (ret == ST_CONFLICT || ret == ST_NOT_FOUND) {
+		buf_setf(err, "dynamodb: no document '%s/%s'", kind, key);
+		ret = ST_NOT_FOUND;
+	}
+	if (ret == ST_OK)
+		ret = ddb_doc_bump(d, kind, &gen, err);
+	ddb_doc_end(d);
+	return ret;
+}
+
+static int ddb_doc_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct store_doc *)a)->key,
+		      ((const struct store_doc *)b)->key);
+}
+
+/*
+ * A Scan filtered on the kind: documents are few (tokens, settings, agents),
+ * and a Scan needs no index beyond the table's key. Sorted and paged here.
+ */
+static enum status ddb_doc_list(struct store *st, const char *kind,
+				const char *after, size_t limit,
+				struct store_doc_list *out, struct buf *err)
+{
+	struct ddb_store *d = (struct ddb_store *)st;
+	struct store_doc_list all;
+	json_t *answer = NULL, *start = NULL, *req, *items, *item;
+	enum status ret;
+	size_t i, taken = 0;
+
+	store_doc_list_init(&all);
+	ret = ddb_doc_begin(d, kind, err);
+	if (ret != ST_OK)
+		return ret;
+	for (;;) {
+		req = json_pack("{s:s,s:b,s:s,s:{s:o}}", "TableName",
+				d->table.buf, "ConsistentRead", 1,
+				"FilterExpression", "docKind = :k",
+				"ExpressionAttributeValues", ":k", ddb_s(kind));
+		if (d->scan_limit > 0)
+			json_object_set_new(req, "Limit",
+					    json_integer(d->scan_limit));
+		if (start)
+			json_object_set(req, "ExclusiveStartKey", start);
+		ret = ddb_request(d, "Scan", req, &answer, err);
+		if (ret == ST_NOT_FOUND) {
+			buf_reset(err);
+			ret = ST_OK;
+			break;
+		}
+		if (ret != ST_OK)
+			break;
+		items = json_object_get(answer, "Items");
+		json_array_foreach(items, i, item)
+		{
+			struct store_doc *doc = store_doc_list_append(&all);
+
+			if (ddb_doc_parse(item, doc) ||
+			    strcmp(doc->key, after ? after : "") <= 0) {
+				store_doc_release(doc);
+				all.nr--;
+			}
+		}
+		json_decref(start);
+		start = json_incref(
+			json_object_get(answer, "LastEvaluatedKey"));
+		json_decref(answer);
+		answer = NULL;
+		if (!json_is_object(start) || !json_object_size(start))
+			break;
+	}
+	if (ret == ST_OK && all.nr) {
+		qsort(all.items, all.nr, sizeof(*all.items), ddb_doc_cmp);
+		for (i = 0; i < all.nr && taken < limit; i++, taken++) {
+			*store_doc_list_append(out) = all.items[i];
+			memset(&all.items[i], 0, sizeof(all.items[i]));
+		}
+	}
+	store_doc_list_release(&all);
+	json_decref(answer);
+	json_decref(start);
+	ddb_doc_end(d);
+	return ret;
+}
+
+static enum status ddb_doc_generation(struct store *st, const char *kind,
+				      uint64_t *generation, struct buf *err)
+{
+	struct ddb_store *d = (struct ddb_store *)st;
+	json_t *answer = NULL, *item;
+	enum status ret;
+
+	*generation = 0;
+	ret = ddb_doc_begin(d, kind, err);
+	if (ret != ST_OK)
+		return ret;
+	ret = ddb_doc_read(d, ddb_doc_key(kind, NULL), &answer, &item, err);
+	if (ret == ST_OK && item &&
+	    ddb_parse_version(ddb_attr(item, "generation", "N"), generation)) {
+		buf_setf(err,
+			 "dynamodb: the generation of '%s' is not a "
+			 "positive number",
+			 kind);
+		ret = ST_UNAVAILABLE;
+	}
+	json_decref(answer);
+	ddb_doc_end(d);
+	return ret;
+}
+
 const struct store_backend store_dynamodb = {
 	.name = "dynamodb",
 	.caps = 0,
@@ -772,4 +1134,9 @@ const struct store_backend store_dynamodb = {
 	.commit = ddb_commit,
 	.rollback = ddb_rollback,
 	.ping = ddb_ping,
+	.doc_get = ddb_doc_get,
+	.doc_put = ddb_doc_put,
+	.doc_delete = ddb_doc_delete,
+	.doc_list = ddb_doc_list,
+	.doc_generation = ddb_doc_generation,
 };

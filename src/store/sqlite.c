@@ -33,7 +33,7 @@
 #include "../xalloc.h"
 #include "../banned.h"
 
-#define SQLITE_SCHEMA_VERSION 1
+#define SQLITE_SCHEMA_VERSION 2
 #define SQLITE_BUSY_MS	      10000
 /* A ping or probe waits this long for a lock, then calls the store busy, not
  * broken: /healthz must answer fast while another process writes. */
@@ -59,6 +59,21 @@ static const char sqlite_schema[] =
 	"  created_at INTEGER NOT NULL,"
 	"  updated_at INTEGER NOT NULL,"
 	"  PRIMARY KEY (tbl, name)"
+	") WITHOUT ROWID;";
+
+/* Version 2 adds the documents; from version 1 only these are created. */
+static const char sqlite_schema_docs[] =
+	"CREATE TABLE IF NOT EXISTS docs ("
+	"  kind TEXT NOT NULL,"
+	"  key TEXT NOT NULL,"
+	"  value TEXT NOT NULL,"
+	"  version INTEGER NOT NULL,"
+	"  updated_at INTEGER NOT NULL,"
+	"  PRIMARY KEY (kind, key)"
+	") WITHOUT ROWID;"
+	"CREATE TABLE IF NOT EXISTS doc_generations ("
+	"  kind TEXT PRIMARY KEY,"
+	"  generation INTEGER NOT NULL"
 	") WITHOUT ROWID;";
 
 enum sqlite_stmt {
@@ -474,8 +489,11 @@ static enum status sqlite_setup(struct sqlite_store *s, struct buf *err)
 		if (ret == ST_OK && version < SQLITE_SCHEMA_VERSION) {
 			struct buf sql = BUF_INIT;
 
-			(void)buf_addf(&sql, "%s PRAGMA user_version = %d;",
-				       sqlite_schema, SQLITE_SCHEMA_VERSION);
+			/* Every statement is IF NOT EXISTS: the same text
+			 * creates a new file and migrates an older one. */
+			(void)buf_addf(&sql, "%s %s PRAGMA user_version = %d;",
+				       sqlite_schema, sqlite_schema_docs,
+				       SQLITE_SCHEMA_VERSION);
 			if (sqlite3_exec(s->db, sql.buf, NULL, NULL, NULL) !=
 			    SQLITE_OK)
 				ret = sqlite_fail(s, "creating the schema",
@@ -885,6 +903,260 @@ static enum status sqlite_probe(struct store *st, struct buf *err)
 	return ret;
 }
 
+/* ---- documents --------------------------------------------------------- */
+
+/*
+ * Documents are rare next to table calls, so their statements are prepared
+ * per call rather than kept: nothing in the handle changes for them.
+ */
+static enum status sqlite_doc_prepare(struct sqlite_store *s, const char *sql,
+				      sqlite3_stmt **stmt, struct buf *err)
+{
+	if (s->table)
+		BUG("sqlite: document call inside a call on '%s'", s->table);
+	if (sqlite3_prepare_v2(s->db, sql, -1, stmt, NULL) != SQLITE_OK) {
+		*stmt = NULL;
+		return sqlite_fail(s, sql, err);
+	}
+	return ST_OK;
+}
+
+static void sqlite_doc_from_row(sqlite3_stmt *stmt, struct store_doc *doc)
+{
+	doc->key = xstrdup((const char *)sqlite3_column_text(stmt, 0));
+	doc->value = xstrdup((const char *)sqlite3_column_text(stmt, 1));
+	doc->version = (uint64_t)sqlite3_column_int64(stmt, 2);
+	doc->updated_at = sqlite3_column_int64(stmt, 3);
+}
+
+static enum status sqlite_doc_get(struct store *st, const char *kind,
+				  const char *key, struct store_doc *out,
+				  struct buf *err)
+{
+	struct sqlite_store *s = (struct sqlite_store *)st;
+	sqlite3_stmt *stmt = NULL;
+	enum status ret;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	ret = sqlite_doc_prepare(s,
+				 "SELECT key, value, version, updated_at FROM "
+				 "docs WHERE kind = ?1 AND key = ?2",
+				 &stmt, err);
+	if (ret != ST_OK)
+		goto out;
+	sqlite3_bind_text(stmt, 1, kind, -1, SQLITE_STATIC);
+	sqlite3_bind_text(stmt, 2, key, -1, SQLITE_STATIC);
+	rc = sqlite3_step(stmt);
+	if (rc == SQLITE_ROW)
+		sqlite_doc_from_row(stmt, out);
+	else if (rc == SQLITE_DONE)
+		ret = ST_NOT_FOUND;
+	else
+		ret = sqlite_fail(s, "reading a document", err);
+out:
+	sqlite3_finalize(stmt);
+	return ret;
+}
+
+/* Run one statement with `kind` and `key` bound as ?1 and ?2; no rows. */
+static enum status sqlite_doc_step(struct sqlite_store *s, const char *sql,
+				   const char *kind, const char *key,
+				   struct buf *err)
+{
+	sqlite3_stmt *stmt = NULL;
+	enum status ret = sqlite_doc_prepare(s, sql, &stmt, err);
+
+	if (ret != ST_OK)
+		return ret;
+	sqlite3_bind_text(stmt, 1, kind, -1, SQLITE_STATIC);
+	if (key)
+		sqlite3_bind_text(stmt, 2, key, -1, SQLITE_STATIC);
+	if (sqlite3_step(stmt) != SQLITE_DONE)
+		ret = sqlite_fail(s, "writing a document", err);
+	sqlite3_finalize(stmt);
+	return ret;
+}
+
+/* The generation of `kind` as this transaction sees it (0: none yet). */
+static enum status sqlite_doc_read_generation(struct sqlite_store *s,
+					      const char *kind, uint64_t *gen,
+					      struct buf *err)
+{
+	sqlite3_stmt *stmt = NULL;
+	enum status ret;
+	int rc;
+
+	*gen = 0;
+	ret = sqlite_doc_prepare(
+		s, "SELECT generation FROM doc_generations WHERE kind = ?1",
+		&stmt, err);
+	if (ret != ST_OK)
+		return ret;
+	sqlite3_bind_text(stmt, 1, kind, -1, SQLITE_STATIC);
+	rc = sqlite3_step(stmt);
+	if (rc == SQLITE_ROW)
+		*gen = (uint64_t)sqlite3_column_int64(stmt, 0);
+	else if (rc != SQLITE_DONE)
+		ret = sqlite_fail(s, "reading a document generation", err);
+	sqlite3_finalize(stmt);
+	return ret;
+}
+
+static enum status sqlite_doc_begin_write(struct sqlite_store *s,
+					  struct buf *err)
+{
+	if (s->table)
+		BUG("sqlite: document call inside a call on '%s'", s->table);
+	if (sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) !=
+	    SQLITE_OK)
+		return sqlite_fail(s, "BEGIN IMMEDIATE", err);
+	return ST_OK;
+}
+
+/* Commit on ST_OK, else roll back; the result of the whole transaction. */
+static enum status sqlite_doc_end_write(struct sqlite_store *s, enum status ret,
+					struct buf *err)
+{
+	if (ret == ST_OK &&
+	    sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+		ret = sqlite_fail(s, "COMMIT", err);
+	if (!sqlite3_get_autocommit(s->db))
+		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+	return ret;
+}
+
+/* Bump the kind's generation inside the open transaction; the new one out. */
+static enum status sqlite_doc_bump(struct sqlite_store *s, const char *kind,
+				   uint64_t *gen, struct buf *err)
+{
+	enum status ret = sqlite_doc_step(
+		s,
+		"INSERT INTO doc_generations (kind, generation) VALUES (?1, 1) "
+		"ON CONFLICT (kind) DO UPDATE SET generation = generation + 1",
+		kind, NULL, err);
+
+	if (ret == ST_OK)
+		ret = sqlite_doc_read_generation(s, kind, gen, err);
+	return ret;
+}
+
+static enum status sqlite_doc_put(struct store *st, const char *kind,
+				  const char *key, const char *value,
+				  uint64_t expect, uint64_t *version,
+				  struct buf *err)
+{
+	struct sqlite_store *s = (struct sqlite_store *)st;
+	sqlite3_stmt *stmt = NULL;
+	struct store_doc cur;
+	uint64_t gen = 0;
+	enum status ret;
+
+	memset(&cur, 0, sizeof(cur));
+	ret = sqlite_doc_begin_write(s, err);
+	if (ret != ST_OK)
+		return ret;
+	if (expect != STORE_DOC_ANY) {
+		ret = sqlite_doc_get(st, kind, key, &cur, err);
+		if (ret == ST_NOT_FOUND)
+			ret = ST_OK;
+		if (ret == ST_OK && cur.version != expect) {
+			buf_setf(err,
+				 "sqlite: document '%s/%s' is at version "
+				 "%llu, not %llu",
+				 kind, key, (unsigned long long)cur.version,
+				 (unsigned long long)expect);
+			ret = ST_CONFLICT;
+		}
+		store_doc_release(&cur);
+		if (ret != ST_OK)
+			goto out;
+	}
+	ret = sqlite_doc_bump(s, kind, &gen, err);
+	if (ret != ST_OK)
+		goto out;
+	ret = sqlite_doc_prepare(
+		s,
+		"INSERT OR REPLACE INTO docs (kind, key, value, version, "
+		"updated_at) VALUES (?1, ?2, ?3, ?4, "
+		"CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER))",
+		&stmt, err);
+	if (ret != ST_OK)
+		goto out;
+	sqlite3_bind_text(stmt, 1, kind, -1, SQLITE_STATIC);
+	sqlite3_bind_text(stmt, 2, key, -1, SQLITE_STATIC);
+	sqlite3_bind_text(stmt, 3, value, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(stmt, 4, (sqlite3_int64)gen);
+	if (sqlite3_step(stmt) != SQLITE_DONE)
+		ret = sqlite_fail(s, "writing a document", err);
+out:
+	sqlite3_finalize(stmt);
+	ret = sqlite_doc_end_write(s, ret, err);
+	if (ret == ST_OK && version)
+		*version = gen;
+	return ret;
+}
+
+static enum status sqlite_doc_delete(struct store *st, const char *kind,
+				     const char *key, struct buf *err)
+{
+	struct sqlite_store *s = (struct sqlite_store *)st;
+	uint64_t gen;
+	enum status ret = sqlite_doc_begin_write(s, err);
+
+	if (ret != ST_OK)
+		return ret;
+	ret = sqlite_doc_step(s,
+			      "DELETE FROM docs WHERE kind = ?1 AND key = ?2",
+			      kind, key, err);
+	if (ret == ST_OK && !sqlite3_changes(s->db))
+		ret = ST_NOT_FOUND;
+	if (ret == ST_OK)
+		ret = sqlite_doc_bump(s, kind, &gen, err);
+	return sqlite_doc_end_write(s, ret, err);
+}
+
+static enum status sqlite_doc_list(struct store *st, const char *kind,
+				   const char *after, size_t limit,
+				   struct store_doc_list *out, struct buf *err)
+{
+	struct sqlite_store *s = (struct sqlite_store *)st;
+	sqlite3_stmt *stmt = NULL;
+	size_t first = out->nr;
+	enum status ret;
+	int rc;
+
+	/* CAST AS BLOB: byte order whatever the column's collation. */
+	ret = sqlite_doc_prepare(
+		s,
+		"SELECT key, value, version, updated_at FROM docs "
+		"WHERE kind = ?1 AND CAST(key AS BLOB) > CAST(?2 AS BLOB) "
+		"ORDER BY CAST(key AS BLOB) LIMIT ?3",
+		&stmt, err);
+	if (ret != ST_OK)
+		return ret;
+	sqlite3_bind_text(stmt, 1, kind, -1, SQLITE_STATIC);
+	sqlite3_bind_text(stmt, 2, after ? after : "", -1, SQLITE_STATIC);
+	sqlite3_bind_int64(
+		stmt, 3, limit > INT64_MAX ? INT64_MAX : (sqlite3_int64)limit);
+	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW)
+		sqlite_doc_from_row(stmt, store_doc_list_append(out));
+	if (rc != SQLITE_DONE) {
+		ret = sqlite_fail(s, "listing documents", err);
+		while (out->nr > first)
+			store_doc_release(&out->items[--out->nr]);
+	}
+	sqlite3_finalize(stmt);
+	return ret;
+}
+
+static enum status sqlite_doc_generation(struct store *st, const char *kind,
+					 uint64_t *generation, struct buf *err)
+{
+	return sqlite_doc_read_generation((struct sqlite_store *)st, kind,
+					  generation, err);
+}
+
 const struct store_backend store_sqlite = {
 	.name = "sqlite",
 	.caps = STORE_CAP_VERSION | STORE_CAP_ATOMIC | STORE_CAP_PROBE,
@@ -899,4 +1171,9 @@ const struct store_backend store_sqlite = {
 	.rollback = sqlite_rollback,
 	.ping = sqlite_ping,
 	.probe = sqlite_probe,
+	.doc_get = sqlite_doc_get,
+	.doc_put = sqlite_doc_put,
+	.doc_delete = sqlite_doc_delete,
+	.doc_list = sqlite_doc_list,
+	.doc_generation = sqlite_doc_generation,
 };

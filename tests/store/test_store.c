@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/wait.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -24,6 +25,7 @@
 static char store_spec[512];
 static char sqlite_dir[] = "/tmp/lr-store-XXXXXX";
 static char table_a[64], table_b[64];
+static char kind_a[64], kind_b[64];
 
 static struct store *open_store(void)
 {
@@ -567,6 +569,220 @@ static void test_sqlite_shm_unwritable(void **state)
 	assert_int_equal(WEXITSTATUS(status), 0);
 }
 
+static uint64_t doc_generation(struct store *st, const char *kind)
+{
+	struct buf err = BUF_INIT;
+	uint64_t gen = 0;
+
+	if (store_doc_generation(st, kind, &gen, &err) != ST_OK)
+		fail_msg("doc_generation: %s", err.buf);
+	buf_release(&err);
+	return gen;
+}
+
+static uint64_t doc_put(struct store *st, const char *kind, const char *key,
+			const char *value, uint64_t expect)
+{
+	struct buf err = BUF_INIT;
+	uint64_t version = 0;
+
+	if (store_doc_put(st, kind, key, value, expect, &version, &err) !=
+	    ST_OK)
+		fail_msg("doc_put %s/%s: %s", kind, key, err.buf);
+	buf_release(&err);
+	return version;
+}
+
+static void test_documents(void **state)
+{
+	struct store *st = open_store();
+	struct buf err = BUF_INIT;
+	struct store_doc doc;
+	uint64_t gen0, v1, v2, gen;
+
+	(void)state;
+	assert_int_equal(store_doc_get(st, kind_a, "k1", &doc, &err),
+			 ST_NOT_FOUND);
+	gen0 = doc_generation(st, kind_a);
+	assert_int_equal(gen0, 0);
+	v1 = doc_put(st, kind_a, "k1", "{\"a\":1}", STORE_DOC_ANY);
+	assert_true(v1 > gen0);
+	assert_true(doc_generation(st, kind_a) >= v1);
+	assert_int_equal(store_doc_get(st, kind_a, "k1", &doc, &err), ST_OK);
+	assert_string_equal(doc.key, "k1");
+	assert_string_equal(doc.value, "{\"a\":1}");
+	assert_int_equal(doc.version, v1);
+	assert_true(doc.updated_at > 1700000000000);
+	store_doc_release(&doc);
+	/* expect: 0 means "none there", any other number must match */
+	gen = doc_generation(st, kind_a);
+	assert_int_equal(store_doc_put(st, kind_a, "k1", "{}", 0, NULL, &err),
+			 ST_CONFLICT);
+	assert_int_equal(
+		store_doc_put(st, kind_a, "k1", "{}", v1 + 1000, NULL, &err),
+		ST_CONFLICT);
+	assert_int_equal(store_doc_get(st, kind_a, "k1", &doc, &err), ST_OK);
+	assert_string_equal(doc.value, "{\"a\":1}");
+	assert_int_equal(doc.version, v1);
+	store_doc_release(&doc);
+	v2 = doc_put(st, kind_a, "k1", "{\"a\":2}", v1);
+	assert_true(v2 > v1);
+	assert_true(doc_generation(st, kind_a) > gen);
+	assert_int_equal(store_doc_put(st, kind_a, "k1", "{}", v1, NULL, &err),
+			 ST_CONFLICT);
+	(void)doc_put(st, kind_a, "k2", "[]", 0);
+	/* the other kind is untouched */
+	assert_int_equal(doc_generation(st, kind_b), 0);
+	assert_int_equal(store_doc_get(st, kind_b, "k1", &doc, &err),
+			 ST_NOT_FOUND);
+	/* delete */
+	gen = doc_generation(st, kind_a);
+	assert_int_equal(store_doc_delete(st, kind_a, "k2", &err), ST_OK);
+	assert_true(doc_generation(st, kind_a) > gen);
+	assert_int_equal(store_doc_get(st, kind_a, "k2", &doc, &err),
+			 ST_NOT_FOUND);
+	gen = doc_generation(st, kind_a);
+	assert_int_equal(store_doc_delete(st, kind_a, "k2", &err),
+			 ST_NOT_FOUND);
+	assert_int_equal(store_doc_delete(st, kind_b, "k1", &err),
+			 ST_NOT_FOUND);
+	assert_int_equal(doc_generation(st, kind_a), gen);
+	/* a deleted key may be created again with expect 0 */
+	assert_true(doc_put(st, kind_a, "k2", "[1]", 0) > gen);
+	buf_release(&err);
+	store_close(st);
+}
+
+static void test_document_list(void **state)
+{
+	static const char *const keys[] = {"b", "a", "c", "aa", "B", "d-1"};
+	static const char *const sorted[] = {"B", "a", "aa", "b", "c", "d-1"};
+	struct store *st = open_store();
+	struct buf err = BUF_INIT;
+	struct store_doc_list list;
+	char after[32] = "";
+	size_t i, seen = 0;
+
+	(void)state;
+	store_doc_list_init(&list);
+	assert_int_equal(store_doc_list(st, kind_b, "", 10, &list, &err),
+			 ST_OK);
+	assert_int_equal(list.nr, 0);
+	for (i = 0; i < ARRAY_SIZE(keys); i++) {
+		char value[32];
+
+		snprintf(value, sizeof(value), "{\"i\":%zu}", i);
+		(void)doc_put(st, kind_b, keys[i], value, STORE_DOC_ANY);
+	}
+	/* a document of another kind is not listed */
+	(void)doc_put(st, kind_a, "aaa", "{}", STORE_DOC_ANY);
+	/* pages of two, each after the last key of the one before */
+	for (;;) {
+		store_doc_list_release(&list);
+		if (store_doc_list(st, kind_b, after, 2, &list, &err) != ST_OK)
+			fail_msg("doc_list: %s", err.buf);
+		assert_true(list.nr <= 2);
+		if (!list.nr)
+			break;
+		for (i = 0; i < list.nr; i++) {
+			assert_true(seen < ARRAY_SIZE(sorted));
+			assert_string_equal(list.items[i].key, sorted[seen]);
+			assert_true(list.items[i].version > 0);
+			seen++;
+		}
+		snprintf(after, sizeof(after), "%s",
+			 list.items[list.nr - 1].key);
+	}
+	assert_int_equal(seen, ARRAY_SIZE(sorted));
+	store_doc_list_release(&list);
+	assert_int_equal(store_doc_list(st, kind_b, "", 100, &list, &err),
+			 ST_OK);
+	assert_int_equal(list.nr, ARRAY_SIZE(sorted));
+	assert_string_equal(list.items[1].value, "{\"i\":1}");
+	store_doc_list_release(&list);
+	buf_release(&err);
+	store_close(st);
+}
+
+/* A put in another process moves the generation this one reads. */
+static void test_document_generation_across_processes(void **state)
+{
+	struct store *st = open_store();
+	uint64_t before = doc_generation(st, kind_a), after;
+	int status = 0, round;
+	pid_t pid;
+
+	(void)state;
+	for (round = 0; round < 2; round++) {
+		pid = fork();
+		assert_true(pid >= 0);
+		if (!pid) {
+			struct store *child = NULL;
+			struct buf err = BUF_INIT;
+			int ok = store_open(store_spec, &child, &err) == ST_OK;
+
+			if (ok)
+				ok = round ? store_doc_delete(child, kind_a,
+							      "child",
+							      &err) == ST_OK
+					   : store_doc_put(child, kind_a,
+							   "child", "{}",
+							   STORE_DOC_ANY, NULL,
+							   &err) == ST_OK;
+			if (!ok)
+				fprintf(stderr, "child: %s\n", err.buf);
+			_exit(ok ? 0 : 1);
+		}
+		assert_int_equal(waitpid(pid, &status, 0), pid);
+		assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+		after = doc_generation(st, kind_a);
+		assert_true(after > before);
+		before = after;
+	}
+	store_close(st);
+}
+
+/* SQLite only: a database of schema version 1 gains the documents on open. */
+static void test_sqlite_migration(void **state)
+{
+	static const char v1[] =
+		"CREATE TABLE tables (name TEXT PRIMARY KEY, version INTEGER "
+		"NOT NULL) WITHOUT ROWID;"
+		"CREATE TABLE services (tbl TEXT NOT NULL, name TEXT NOT NULL,"
+		" port INTEGER NOT NULL, mode TEXT NOT NULL, predicate TEXT "
+		"NOT NULL, cookie TEXT, containers TEXT NOT NULL, created_at "
+		"INTEGER NOT NULL, updated_at INTEGER NOT NULL, PRIMARY KEY "
+		"(tbl, name)) WITHOUT ROWID;"
+		"INSERT INTO tables VALUES ('old', 1);"
+		"INSERT INTO services VALUES ('old', 'web', 80, 'host', "
+		"'www.example.com', NULL, 'c1 10.0.0.1\n', 1, 2);"
+		"PRAGMA user_version = 1;";
+	char saved[sizeof(store_spec)];
+	struct service_list list;
+	struct store *st;
+	sqlite3 *db;
+
+	(void)state;
+	if (strncmp(store_spec, "sqlite:", 7))
+		skip();
+	memcpy(saved, store_spec, sizeof(saved));
+	assert_true(strlen(store_spec) + 4 < sizeof(store_spec));
+	snprintf(store_spec + strlen(store_spec),
+		 sizeof(store_spec) - strlen(store_spec), ".v1");
+	assert_int_equal(sqlite3_open(store_spec + 7, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, v1, NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	st = open_store();
+	memcpy(store_spec, saved, sizeof(saved));
+	load_table(st, "old", &list);
+	assert_int_equal(list.nr, 1);
+	assert_string_equal(list.items[0].name, "web");
+	service_list_release(&list);
+	assert_int_equal(doc_generation(st, "token"), 0);
+	assert_int_equal(doc_put(st, "token", "x", "{}", 0), 1);
+	store_close(st);
+}
+
 int main(void)
 {
 	const char *backend = getenv("LR_TEST_STORE");
@@ -582,6 +798,10 @@ int main(void)
 		cmocka_unit_test(test_sqlite_concurrent_create),
 		cmocka_unit_test(test_sqlite_removed_file),
 		cmocka_unit_test(test_sqlite_shm_unwritable),
+		cmocka_unit_test(test_documents),
+		cmocka_unit_test(test_document_list),
+		cmocka_unit_test(test_document_generation_across_processes),
+		cmocka_unit_test(test_sqlite_migration),
 	};
 	char *dir = sqlite_dir;
 	int ret;
@@ -604,6 +824,10 @@ int main(void)
 	snprintf(table_a, sizeof(table_a), "conf-a-%ld-%d", (long)time(NULL),
 		 (int)getpid());
 	snprintf(table_b, sizeof(table_b), "conf-b-%ld-%d", (long)time(NULL),
+		 (int)getpid());
+	snprintf(kind_a, sizeof(kind_a), "kind-a-%ld-%d", (long)time(NULL),
+		 (int)getpid());
+	snprintf(kind_b, sizeof(kind_b), "kind-b-%ld-%d", (long)time(NULL),
 		 (int)getpid());
 	ret = cmocka_run_group_tests_name(backend ? backend : "sqlite", tests,
 					  NULL, NULL);
