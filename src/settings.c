@@ -377,9 +377,13 @@ static int settings_check_body(const char *s, struct buf *why)
 		    c == '\'' || c == '#' || c == '`')
 			break;
 	}
-	if (len > 512 || i != len) {
-		buf_setf(why, "must be at most 512 printable ASCII characters "
+	if (!len || len > 512 || i != len) {
+		buf_setf(why, "must be 1 to 512 printable ASCII characters "
 			      "without \" ' \\ $ # `");
+		return -1;
+	}
+	if (s[0] == ' ' || s[len - 1] == ' ' || strstr(s, "  ")) {
+		buf_setf(why, "must be words separated by single spaces");
 		return -1;
 	}
 	return 0;
@@ -955,6 +959,26 @@ void settings_release(struct settings *s)
 	memset(s, 0, sizeof(*s));
 }
 
+/* Control bytes of keys and values quoted in `err` as \xNN, so that an
+ * error is one printable line. */
+static void settings_err_clean(struct buf *err)
+{
+	struct buf clean = BUF_INIT;
+	size_t i;
+
+	for (i = 0; i < err->len; i++) {
+		unsigned char c = (unsigned char)err->buf[i];
+
+		if (c < 0x20 || c == 0x7f)
+			(void)buf_addf(&clean, "\\x%02x", c);
+		else
+			(void)buf_addch(&clean, (char)c);
+	}
+	buf_reset(err);
+	(void)buf_add(err, clean.buf, clean.len);
+	buf_release(&clean);
+}
+
 /* Check `root` key by key into `out` (settings_init()ed). */
 static int settings_check_tree(const json_t *root, struct settings *out,
 			       struct buf *err)
@@ -989,6 +1013,8 @@ enum status settings_canonical(const char *text, size_t len, char **out,
 	}
 	json_decref(root);
 out:
+	if (ret != ST_OK)
+		settings_err_clean(err);
 	settings_release(&scratch);
 	return ret;
 }
@@ -1059,6 +1085,8 @@ enum status settings_effective(const char *defaults, const char *overrides,
 	}
 	ret = ST_OK;
 out:
+	if (ret != ST_OK)
+		settings_err_clean(err);
 	settings_release(&s);
 	json_decref(root);
 	json_decref(over);
