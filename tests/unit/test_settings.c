@@ -9,7 +9,10 @@
 
 #include <cmocka.h>
 
+#include <unistd.h>
+
 #include "buf.h"
+#include "registry.h"
 #include "render.h"
 #include "settings.h"
 
@@ -321,6 +324,10 @@ static void test_unmatched_and_routing(void **state)
 	bad("unmatched: {status: 404, body: 'a#b'}", "unmatched.body: ");
 	bad("unmatched: {status: 404, body: 'a$HOME'}", "unmatched.body: ");
 	bad("unmatched: {status: 404, body: 'a\\b'}", "unmatched.body: ");
+	bad("unmatched: {status: 404, body: 'a  b'}", "unmatched.body: must be "
+						      "words separated");
+	bad("unmatched: {status: 404, body: ' a'}", "unmatched.body: ");
+	bad("unmatched: {status: 404, body: ''}", "unmatched.body: ");
 	good("routing: {mode: auto}", NULL);
 	good("routing: {mode: map, mapDir: /etc/haproxy/maps}", NULL);
 	good("routing: {mode: acl}", NULL);
@@ -408,6 +415,115 @@ static void test_size_and_depth(void **state)
 	buf_release(&b);
 }
 
+static struct registry *open_registry(const char *spec)
+{
+	struct registry_options opts = {spec, {":80", NULL}};
+	struct registry *reg = NULL;
+	struct buf err = BUF_INIT;
+
+	if (registry_new(&opts, &reg, &err) != ST_OK)
+		fail_msg("registry_new: %s", err.buf);
+	buf_release(&err);
+	return reg;
+}
+
+static void reg_call(struct registry *reg, const char *table, struct buf *cfg)
+{
+	struct registry_result res;
+	struct buf err = BUF_INIT, field = BUF_INIT, json = BUF_INIT;
+
+	(void)buf_addf(&json, "{\"table\":\"%s\",\"running\":[]}", table);
+	registry_result_init(&res);
+	if (registry_call(reg, json.buf, json.len, 0, &res, &err, &field) !=
+	    ST_OK)
+		fail_msg("call: %s %s", field.buf, err.buf);
+	buf_reset(cfg);
+	(void)buf_add(cfg, res.config.buf, res.config.len);
+	registry_result_release(&res);
+	buf_release(&err);
+	buf_release(&field);
+	buf_release(&json);
+}
+
+static void put(struct registry *reg, const char *table, const char *doc,
+		enum status want)
+{
+	struct buf err = BUF_INIT;
+	enum status st =
+		registry_settings_put(reg, table, doc, strlen(doc), &err);
+
+	if (st != want)
+		fail_msg("put %s: %d (%s)", doc, st, err.buf);
+	buf_release(&err);
+}
+
+static void get(struct registry *reg, const char *table, int effective,
+		const char *want)
+{
+	struct buf out = BUF_INIT, err = BUF_INIT;
+
+	assert_int_equal(
+		registry_settings_get(reg, table, effective, &out, &err),
+		ST_OK);
+	assert_string_equal(out.buf, want);
+	buf_release(&out);
+	buf_release(&err);
+}
+
+/*
+ * Through the registry on one SQLite file, with two registries as two
+ * processes: a put by one changes the other's next call, an unchanged call
+ * answers the same, a refused put stores nothing, overrides reach one table.
+ */
+static void test_registry_settings(void **state)
+{
+	char dir[] = "/tmp/lr-settings-XXXXXX", spec[256];
+	struct buf a = BUF_INIT, b = BUF_INIT, err = BUF_INIT;
+	struct registry *r1, *r2;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(spec, sizeof(spec), "sqlite:%s/s.db", dir);
+	r1 = open_registry(spec);
+	r2 = open_registry(spec);
+	get(r1, NULL, 0, "{}");
+	get(r1, "astro", 1, "{}");
+	reg_call(r1, "astro", &a);
+	assert_null(strstr(a.buf, "nbthread"));
+	put(r2, NULL, "global:\n  nbthread: 2\n", ST_OK);
+	reg_call(r1, "astro", &b);
+	assert_non_null(strstr(b.buf, "    nbthread 2\n"));
+	reg_call(r1, "astro", &a);
+	assert_string_equal(a.buf, b.buf);
+	/* refused: nothing stored, the config stays */
+	put(r2, NULL, "global: {nbthread: 2, maxconn: -1}", ST_INVALID);
+	put(r2, "astro", "frontend: {https: {crtList: x}}", ST_INVALID);
+	put(r2, "bad/name", "{}", ST_INVALID);
+	get(r1, NULL, 0, "{\"global\":{\"nbthread\":2}}");
+	get(r1, "astro", 0, "{}");
+	reg_call(r1, "astro", &a);
+	assert_string_equal(a.buf, b.buf);
+	/* a table's overrides reach that table only */
+	put(r2, "astro", "{\"global\": {\"maxconn\": 77}}", ST_OK);
+	get(r1, "astro", 1, "{\"global\":{\"maxconn\":77,\"nbthread\":2}}");
+	reg_call(r1, "astro", &a);
+	assert_non_null(strstr(a.buf, "    maxconn 77\n"));
+	reg_call(r1, "other", &a);
+	assert_non_null(strstr(a.buf, "    maxconn 4096\n"));
+	assert_int_equal(registry_settings_delete(r2, "astro", &err), ST_OK);
+	assert_int_equal(registry_settings_delete(r2, "astro", &err),
+			 ST_NOT_FOUND);
+	reg_call(r1, "astro", &a);
+	assert_string_equal(a.buf, b.buf);
+	registry_free(r1);
+	registry_free(r2);
+	buf_release(&a);
+	buf_release(&b);
+	buf_release(&err);
+	snprintf(spec, sizeof(spec), "rm -rf %s", dir);
+	assert_int_equal(system(spec), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -423,6 +539,7 @@ int main(void)
 		cmocka_unit_test(test_merge),
 		cmocka_unit_test(test_defaults_struct),
 		cmocka_unit_test(test_size_and_depth),
+		cmocka_unit_test(test_registry_settings),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
