@@ -8,7 +8,8 @@
  * transactions (DynamoDB) has its own path, retried after a conflict. Every
  * path renders before it writes, so a config over the cap stores nothing.
  * The table's effective settings are part of what a config depends on: each
- * call reads the store's settings generation first (one cheap read), and a
+ * call reads the store's settings generation first (one cheap read on
+ * SQLite; on DynamoDB, a request, so read at most once a second), and a
  * table whose settings were loaded at another generation reloads them and
  * drops its cache, so the cache key is in effect table version + settings
  * generation.
@@ -42,6 +43,9 @@
 /* Backoff between attempts of the non-atomic path after a conflict. */
 #define REGISTRY_BACKOFF_BASE_MS 2
 #define REGISTRY_BACKOFF_CAP_MS	 64
+/* How long a store without exact versions (DynamoDB, where the read is a
+ * request of its own) trusts the settings generation it last read. */
+#define REGISTRY_SETTINGS_CHECK_MS 1000
 
 /* A rendered config, shared read-only by the cache and the answers in flight.
  */
@@ -94,6 +98,10 @@ struct registry {
 	size_t nr_buckets; /* a power of two */
 	size_t nr_tables, nr_cached;
 	struct registry_table *newest, *oldest; /* the LRU of cached tables */
+	/* The settings generation last read, and when (clock_now_ms), for a
+	 * store without STORE_CAP_VERSION (guarded by lock). */
+	uint64_t settings_gen, settings_read_ms;
+	int have_settings_gen;
 	/* A write failed and none has worked since: why (guarded by lock). */
 	atomic_int write_failed;
 	char *write_error;
@@ -739,6 +747,14 @@ enum status registry_call(struct registry *reg, const char *json, size_t len,
 				   field);
 }
 
+/* This process changed the settings: its next call reads the generation. */
+static void registry_settings_changed(struct registry *reg)
+{
+	pthread_mutex_lock(&reg->lock);
+	reg->have_settings_gen = 0;
+	pthread_mutex_unlock(&reg->lock);
+}
+
 /* The text of settings document `key` into `*out` (NULL when none). */
 static enum status registry_settings_doc(struct store *st, const char *key,
 					 char **out, struct buf *err)
@@ -784,11 +800,40 @@ out:
 	return ret;
 }
 
+/* The store's settings generation: read now when the store has exact
+ * versions (a local read), else at most every REGISTRY_SETTINGS_CHECK_MS. */
+static enum status registry_settings_gen(struct registry_ctx *c, uint64_t *gen,
+					 struct buf *err)
+{
+	struct registry *reg = c->reg;
+	uint64_t now = clock_now_ms();
+	enum status ret;
+	int fresh;
+
+	if (reg->caps & STORE_CAP_VERSION)
+		return store_doc_generation(c->st, SETTINGS_KIND, gen, err);
+	pthread_mutex_lock(&reg->lock);
+	fresh = reg->have_settings_gen &&
+		now - reg->settings_read_ms < REGISTRY_SETTINGS_CHECK_MS;
+	*gen = reg->settings_gen;
+	pthread_mutex_unlock(&reg->lock);
+	if (fresh)
+		return ST_OK;
+	ret = store_doc_generation(c->st, SETTINGS_KIND, gen, err);
+	if (ret != ST_OK)
+		return ret;
+	pthread_mutex_lock(&reg->lock);
+	reg->settings_gen = *gen;
+	reg->settings_read_ms = now;
+	reg->have_settings_gen = 1;
+	pthread_mutex_unlock(&reg->lock);
+	return ST_OK;
+}
+
 /*
- * Make c->t->settings current: one read of the settings generation, and a
- * reload (which drops the table's cache, rendered from the old settings)
- * only when it moved. Runs before the table's transaction, as the document
- * calls must.
+ * Make c->t->settings current: the settings generation, and a reload (which
+ * drops the table's cache, rendered from the old settings) only when it
+ * moved. Runs before the table's transaction, as the document calls must.
  */
 static enum status registry_table_settings(struct registry_ctx *c,
 					   struct buf *err)
@@ -798,7 +843,7 @@ static enum status registry_table_settings(struct registry_ctx *c,
 	uint64_t gen;
 	enum status ret;
 
-	ret = store_doc_generation(c->st, SETTINGS_KIND, &gen, err);
+	ret = registry_settings_gen(c, &gen, err);
 	if (ret != ST_OK || (t->have_settings && t->settings_gen == gen))
 		return ret;
 	settings_init(&fresh);
@@ -986,6 +1031,8 @@ enum status registry_settings_put(struct registry *reg, const char *table,
 		ret = store_doc_put(st, SETTINGS_KIND,
 				    table ? table : SETTINGS_DEFAULT_KEY, canon,
 				    STORE_DOC_ANY, NULL, err);
+	if (ret == ST_OK)
+		registry_settings_changed(reg);
 out:
 	registry_put_store(reg, st, ret != ST_OK && ret != ST_INVALID);
 	free(canon);
@@ -1032,6 +1079,8 @@ enum status registry_settings_delete(struct registry *reg, const char *table,
 		ret = store_doc_delete(st, SETTINGS_KIND,
 				       table ? table : SETTINGS_DEFAULT_KEY,
 				       err);
+	if (ret == ST_OK)
+		registry_settings_changed(reg);
 	if (ret == ST_NOT_FOUND)
 		buf_setf(err, "no settings are stored for %s%s%s",
 			 table ? "table '" : "the fleet", table ? table : "",
