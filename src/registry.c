@@ -646,7 +646,9 @@ static enum status registry_write(struct registry_ctx *c, struct buf *err)
 	enum status ret;
 
 	merge_result_init(&m);
-	pthread_mutex_lock(&c->reg->write_lock);
+	/* A store that locks per table lets writers of other tables go on. */
+	if (!(c->reg->caps & STORE_CAP_TABLE_LOCKS))
+		pthread_mutex_lock(&c->reg->write_lock);
 	stored = registry_begin(c, 1, &ret, err);
 	if (!stored)
 		goto out;
@@ -667,7 +669,8 @@ static enum status registry_write(struct registry_ctx *c, struct buf *err)
 	}
 	ret = store_commit(c->st, err);
 out:
-	pthread_mutex_unlock(&c->reg->write_lock);
+	if (!(c->reg->caps & STORE_CAP_TABLE_LOCKS))
+		pthread_mutex_unlock(&c->reg->write_lock);
 	if (ret == ST_OK)
 		registry_publish(c, &m.services);
 	merge_result_release(&m);
@@ -924,6 +927,14 @@ enum status registry_call_table(struct registry *reg, const char *table,
 		tried_write = res->changed;
 	} else {
 		ret = registry_read(&c, &need_write, err);
+		/* A snapshot that moved under the read (a store without read
+		 * transactions): the write path takes the table's lock. */
+		if (ret == ST_CONFLICT) {
+			service_list_release(&c.loaded);
+			c.have_loaded = 0;
+			need_write = 1;
+			ret = ST_OK;
+		}
 		if (ret == ST_OK && need_write) {
 			registry_result_reset(res);
 			ret = registry_write(&c, err);

@@ -11,12 +11,14 @@
 static const struct store_backend *const store_backends[] = {
 	&store_sqlite,
 	&store_dynamodb,
+	&store_postgres,
 };
 
 enum status store_open(const char *spec, struct store **out, struct buf *err)
 {
 	const char *colon = strchr(spec, ':');
 	size_t len = colon ? (size_t)(colon - spec) : strlen(spec);
+	struct buf shown = BUF_INIT;
 	size_t i;
 
 	*out = NULL;
@@ -26,11 +28,61 @@ enum status store_open(const char *spec, struct store **out, struct buf *err)
 		if (strlen(be->name) == len && !strncmp(be->name, spec, len))
 			return be->open(colon ? colon + 1 : "", out, err);
 	}
+	/* Not even the name is known: the spec may hold a password. */
+	store_spec_redact(spec, &shown);
 	buf_setf(err,
-		 "unknown store '%s' (want sqlite:PATH, dynamodb or "
-		 "dynamodb:PREFIX)",
-		 spec);
+		 "unknown store '%s' (want sqlite:PATH, dynamodb, "
+		 "dynamodb:PREFIX or postgres:CONNINFO)",
+		 shown.buf);
+	buf_release(&shown);
 	return ST_USAGE;
+}
+
+void store_spec_redact(const char *spec, struct buf *out)
+{
+	const char *p = spec;
+	const char *scheme = strstr(spec, "://");
+
+	while (*p) {
+		size_t skip = 0;
+
+		if (!strncmp(p, "password=", 9)) {
+			(void)buf_addstr(out, "password=***");
+			skip = 9;
+			if (p[skip] == '\'') {
+				for (skip++; p[skip] && p[skip] != '\''; skip++)
+					if (p[skip] == '\\' && p[skip + 1])
+						skip++;
+				if (p[skip])
+					skip++;
+			} else {
+				while (p[skip] && p[skip] != ' ' &&
+				       p[skip] != '&')
+					skip++;
+			}
+		} else if (scheme && p == scheme + 3) {
+			/* "user:password@host": the last '@' before the path */
+			const char *end = p + strcspn(p, "/?");
+			const char *at = NULL, *q, *colon;
+
+			for (q = p; q < end; q++)
+				if (*q == '@')
+					at = q;
+			colon = at ? memchr(p, ':', (size_t)(at - p)) : NULL;
+			if (colon) {
+				(void)buf_add(out, p, (size_t)(colon - p));
+				(void)buf_addstr(out, ":***");
+				p = at;
+				continue;
+			}
+			(void)buf_addch(out, *p);
+			skip = 1;
+		} else {
+			(void)buf_addch(out, *p);
+			skip = 1;
+		}
+		p += skip;
+	}
 }
 
 void store_close(struct store *st)

@@ -20,6 +20,9 @@
 #define STORE_CAP_ATOMIC (1u << 1)
 /* probe() exists: a small real write that tells whether writes work now. */
 #define STORE_CAP_PROBE (1u << 2)
+/* Writers of different tables never wait for each other (a lock per table),
+ * so the caller need not make them take turns. */
+#define STORE_CAP_TABLE_LOCKS (1u << 3)
 
 struct store_backend;
 
@@ -174,6 +177,11 @@ struct store_backend {
  */
 enum status store_open(const char *spec, struct store **out,
 		       struct buf *err) WARN_UNUSED;
+/*
+ * Append `spec` as it may be shown in messages and logs: the value of a
+ * "password=" and the password of a URI's "user:password@" replaced by "***".
+ */
+void store_spec_redact(const char *spec, struct buf *out);
 void store_close(struct store *st);
 unsigned store_caps(const struct store *st);
 const char *store_name(const struct store *st);
@@ -224,5 +232,6 @@ enum status store_dump(struct store *st, const char *table, struct buf *out,
 
 extern const struct store_backend store_sqlite;
 extern const struct store_backend store_dynamodb;
+extern const struct store_backend store_postgres;
 
 #endif

@@ -1,6 +1,7 @@
 /*
  * The store conformance suite: every backend must pass it. The backend comes
- * from LR_TEST_STORE ("sqlite", or "dynamodb" with the AWS_* variables set).
+ * from LR_TEST_STORE ("sqlite", "dynamodb" with the AWS_* variables set, or
+ * "postgres" with the conninfo in LR_TEST_PG).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -816,6 +817,11 @@ int main(void)
 
 		snprintf(store_spec, sizeof(store_spec), "dynamodb:%s",
 			 prefix ? prefix : "lrtest-");
+	} else if (!strcmp(backend, "postgres")) {
+		const char *conninfo = getenv("LR_TEST_PG");
+
+		snprintf(store_spec, sizeof(store_spec), "postgres:%s",
+			 conninfo ? conninfo : "");
 	} else {
 		fprintf(stderr, "unknown LR_TEST_STORE '%s'\n", backend);
 		return 1;
