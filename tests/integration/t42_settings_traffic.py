@@ -139,6 +139,14 @@ def step_settings_put():
           "a bad file is refused by path: %r" % r.stderr)
     r = run_cli(["settings", "get", "--store", store, "--table", "shop"])
     check(r.stdout == b"{}\n", "nothing stored for the table: %r" % r.stdout)
+    r = run_cli(["settings", "put", "--help"])
+    check(r.returncode == 0 and b"--table NAME" in r.stdout, "settings put --help")
+    r = run_cli(["settings", "frobnicate"])
+    check(r.returncode == 2, "an unknown settings subcommand is a usage error")
+    r = run_cli(["settings", "delete", "--store", store])
+    check(r.returncode == 2, "settings delete needs --table")
+    r = run_cli(["settings", "put", "--store", store, os.path.join(d, "missing.yaml")])
+    check(r.returncode == 2, "settings put of a missing file is a usage error")
 
 
 def step_serve_and_haproxy():
