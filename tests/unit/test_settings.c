@@ -417,7 +417,7 @@ static void test_size_and_depth(void **state)
 
 static struct registry *open_registry(const char *spec)
 {
-	struct registry_options opts = {spec, {":80", NULL}};
+	struct registry_options opts = {spec, {.frontend_bind = ":80"}};
 	struct registry *reg = NULL;
 	struct buf err = BUF_INIT;
 
