@@ -900,6 +900,17 @@ static int settings_cross_check(const struct settings *s, struct buf *err)
 		buf_setf(err, "unmatched.status: is required");
 		return -1;
 	}
+	for (i = 0; s->stats && i < s->http_binds.nr + s->https_binds.nr; i++) {
+		const char *b =
+			i < s->http_binds.nr
+				? s->http_binds.items[i]
+				: s->https_binds.items[i - s->http_binds.nr];
+
+		if (strcmp(b, s->stats_bind))
+			continue;
+		buf_setf(err, "stats.bind: '%s' is also a frontend's bind", b);
+		return -1;
+	}
 	for (i = 0; s->https && i < s->https_binds.nr; i++) {
 		for (j = 0; j < s->http_binds.nr; j++) {
 			if (strcmp(s->https_binds.items[i],

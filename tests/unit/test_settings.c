@@ -306,6 +306,9 @@ static void test_stats(void **state)
 	bad("stats: {bind: '127.0.0.1:8404', prometheus: on}",
 	    "stats.prometheus: must be true or false");
 	bad("stats: {bind: 8404}", "stats.bind: must be a string");
+	bad("frontend: {http: {binds: ['127.0.0.1:8404']}}\nstats: {bind: "
+	    "'127.0.0.1:8404'}",
+	    "stats.bind: '127.0.0.1:8404' is also a frontend's bind");
 }
 
 static void test_unmatched_and_routing(void **state)
