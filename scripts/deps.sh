@@ -12,7 +12,7 @@ if [ "${1:-}" = -n ]; then
 fi
 
 # build (and run: make run prints a curl line to try the server with).
-pkgs="cmake make gcc pkg-config libjansson-dev libmicrohttpd-dev libsqlite3-dev libcurl4-openssl-dev libpq-dev curl"
+pkgs="cmake make gcc pkg-config libjansson-dev libmicrohttpd-dev libsqlite3-dev libcurl4-openssl-dev libpq-dev libyaml-dev curl"
 # SHA-256 of token secrets and the TLS listener (src/auth.c, src/http.c).
 pkgs="$pkgs libgnutls28-dev"
 for want in "$@"; do
