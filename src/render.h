@@ -13,6 +13,9 @@
 struct render_options {
 	const char *frontend_bind; /* "ADDR:PORT" as accepted by
 				      render_check_bind */
+	/* HTTPS is served (the fleet settings say so): inserted cookies get
+	 * the "secure" attribute. */
+	int https_on;
 };
 
 /*
