@@ -865,16 +865,14 @@ static int parse_options(struct service_options *o, const json_t *obj,
 			return -1;
 		buf_setlen(field, base);
 	}
-	return get_uint(obj, "maxconn", 1, SERVER_MAXCONN_MAX, &o->maxconn, err,
-			field) ||
-			       get_duration(obj, "timeoutServer", TIMEOUT_MIN,
-					    TIMEOUT_MAX, &o->timeout_server,
-					    err, field) ||
-			       get_duration(obj, "timeoutTunnel", TIMEOUT_MIN,
-					    TIMEOUT_MAX, &o->timeout_tunnel,
-					    err, field)
-		       ? -1
-		       : 0;
+	if (get_uint(obj, "maxconn", 1, SERVER_MAXCONN_MAX, &o->maxconn, err,
+		     field) ||
+	    get_duration(obj, "timeoutServer", TIMEOUT_MIN, TIMEOUT_MAX,
+			 &o->timeout_server, err, field) ||
+	    get_duration(obj, "timeoutTunnel", TIMEOUT_MIN, TIMEOUT_MAX,
+			 &o->timeout_tunnel, err, field))
+		return -1;
+	return 0;
 }
 
 /* cookieMode "insert" names the cookie HAProxy sets: it needs one. */

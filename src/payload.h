@@ -144,8 +144,9 @@ int payload_check_weight_text(const char *s, int *weight, struct buf *err);
  * A service's options and its containers' weights as one canonical JSON
  * object (sorted keys, the candidate's key names plus "weights": {id: n}),
  * appended to `out`; nothing at all when every one is at its default. This
- * is what a store keeps with the service (see docs in README "Stores"); -1
- * over out's cap (`out` as it was).
+ * is what every store backend keeps with the service (SQLite: the options
+ * column, DynamoDB: the options attribute; absent or NULL: all defaults);
+ * -1 over out's cap (`out` as it was).
  */
 int payload_options_json(const struct service *svc, struct buf *out);
 /* Read such a document back into `svc`, whose cookie and containers are
