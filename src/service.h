@@ -9,21 +9,22 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define SERVICE_NAME_MAX   128
-#define CONTAINER_ID_MAX   128
-#define TABLE_NAME_MIN	   3
-#define TABLE_NAME_MAX	   255
-#define PREDICATE_MAX	   253
-#define COOKIE_NAME_MAX	   128
+#define SERVICE_NAME_MAX 128
+#define CONTAINER_ID_MAX 128
+#define TABLE_NAME_MIN	 3
+#define TABLE_NAME_MAX	 255
+#define PREDICATE_MAX	 253
+#define COOKIE_NAME_MAX	 128
+
+/* Ranges of the service options, in milliseconds for durations. */
 #define HEALTH_PATH_MAX	   255
 #define WEIGHT_MAX	   256
 #define SERVER_MAXCONN_MAX 1000000
-/* Ranges of the options, in milliseconds for durations. */
-#define CHECK_INTER_MIN 100
-#define CHECK_INTER_MAX 3600000u
-#define CHECK_COUNT_MAX 100
-#define TIMEOUT_MIN	1
-#define TIMEOUT_MAX	86400000u
+#define CHECK_INTER_MIN	   100
+#define CHECK_INTER_MAX	   3600000u
+#define CHECK_COUNT_MAX	   100
+#define TIMEOUT_MIN	   1
+#define TIMEOUT_MAX	   86400000u
 /* A container's weight when none was given (HAProxy's default applies). */
 #define WEIGHT_UNSET -1
 
@@ -46,8 +47,9 @@ enum cookie_mode {
 
 struct container {
 	char *id;
-	char *ip;   /* canonical text form from inet_ntop */
-	int weight; /* 0 to WEIGHT_MAX, or WEIGHT_UNSET */
+	char *ip; /* canonical text form from inet_ntop */
+	/* 0 to WEIGHT_MAX, or WEIGHT_UNSET */
+	int weight;
 };
 
 /*
@@ -75,8 +77,7 @@ struct service {
 	/* host mode: lower-case host name; path mode: segments without the
 	 * leading '/' */
 	char *predicate;
-	char *cookie; /* NULL: not sticky */
-	struct service_options opts;
+	char *cookie;		      /* NULL: not sticky */
 	struct container *containers; /* sorted by id, ids unique */
 	size_t nr_containers;
 	size_t alloc_containers;
@@ -84,6 +85,8 @@ struct service {
 	int64_t updated_at;
 	/* Backend bookkeeping (a DynamoDB item version); 0 when unknown. */
 	uint64_t version;
+	/* Backend settings of the candidate; part of the routing settings. */
+	struct service_options opts;
 };
 
 struct service_list {

@@ -676,6 +676,9 @@ static enum status sqlite_load(struct store *st, struct service_list *out,
 			(const char *)sqlite3_column_text(stmt, 3);
 		const char *containers =
 			(const char *)sqlite3_column_text(stmt, 5);
+		const char *options =
+			(const char *)sqlite3_column_text(stmt, 8);
+		struct buf why = BUF_INIT;
 
 		svc->name = xstrdup((const char *)sqlite3_column_text(stmt, 0));
 		svc->port = (unsigned)sqlite3_column_int(stmt, 1);
@@ -683,10 +686,6 @@ static enum status sqlite_load(struct store *st, struct service_list *out,
 		if (sqlite3_column_type(stmt, 4) != SQLITE_NULL)
 			svc->cookie = xstrdup(
 				(const char *)sqlite3_column_text(stmt, 4));
-		const char *options =
-			(const char *)sqlite3_column_text(stmt, 8);
-		struct buf why = BUF_INIT;
-
 		svc->created_at = sqlite3_column_int64(stmt, 6);
 		svc->updated_at = sqlite3_column_int64(stmt, 7);
 		if (!mode || config_mode_parse(mode, &svc->mode) ||
