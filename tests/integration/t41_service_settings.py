@@ -26,6 +26,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if self.path.startswith("/health"):
             status = self.server.health
         elif self.path.startswith("/slow"):
+            slow_started.set()
             time.sleep(2.5)
         body = ("%s %s\n" % (self.server.name, self.path)).encode()
         self.send_response(status)
@@ -36,6 +37,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def log_message(self, fmt, *args):
         pass
+
+
+slow_started = threading.Event()
 
 
 class ThreadedServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
@@ -144,7 +148,7 @@ try:
     slow = {}
     t = threading.Thread(target=lambda: slow.update(r=get("lc.example.com", "/slow")))
     t.start()
-    time.sleep(0.5)
+    check(slow_started.wait(10), "the slow request reached a server")
     quick = [get("lc.example.com")[1] for _ in range(6)]
     t.join()
     busy = slow.get("r", (0, None, []))[1]
@@ -167,8 +171,13 @@ try:
     check({get("ins.example.com")[1] for _ in range(6)} == {"i1", "i2"},
           "without the cookie requests spread")
 
-    # healthCheck: h1's health path answers 500, so HAProxy takes it out.
-    time.sleep(1.0)
+    # healthCheck: h1's health path answers 500, so HAProxy takes it out
+    # (after its first check, 100 ms; give a loaded machine some seconds).
+    def only_h2():
+        return all(get("hc.example.com")[1] == "h2" for _ in range(4))
+    deadline = time.time() + 10
+    while time.time() < deadline and not only_h2():
+        time.sleep(0.2)
     seen = [get("hc.example.com") for _ in range(10)]
     check(all(s[0] == 200 and s[1] == "h2" for s in seen),
           "health-checked: only h2 gets traffic: %r" % [s[:2] for s in seen])
