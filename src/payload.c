@@ -563,6 +563,21 @@ int payload_check_number_text(const char *what, const char *s, unsigned min,
 	return 0;
 }
 
+/* Text from jansson may hold raw or cut-off bytes; keep the message ASCII. */
+static void add_printable(struct buf *b, const char *s, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (c < 0x20 || c >= 0x7f)
+			(void)buf_addf(b, "\\x%02x", c);
+		else
+			(void)buf_addch(b, (char)c);
+	}
+}
+
 /* Path helpers: `field` is built only on the way to an error. */
 static void path_push_key(struct buf *field, const char *key)
 {
@@ -799,8 +814,12 @@ static int check_keys(const json_t *obj, const char *const *keys,
 		for (i = 0; keys[i] && strcmp(keys[i], key); i++)
 			;
 		if (!keys[i]) {
+			/* The key is the client's: escape what is not
+			 * printable, as the path must stay one clean line. */
 			buf_setf(err, "unknown key");
-			path_push_key(field, key);
+			if (field->len)
+				(void)buf_addch(field, '.');
+			add_printable(field, key, strlen(key));
 			return -1;
 		}
 	}
@@ -1029,21 +1048,6 @@ static size_t payload_scan_depth(const char *json, size_t len)
 		}
 	}
 	return len;
-}
-
-/* Text from jansson may hold raw or cut-off bytes; keep the message ASCII. */
-static void add_printable(struct buf *b, const char *s, size_t len)
-{
-	size_t i;
-
-	for (i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)s[i];
-
-		if (c < 0x20 || c >= 0x7f)
-			(void)buf_addf(b, "\\x%02x", c);
-		else
-			(void)buf_addch(b, (char)c);
-	}
 }
 
 static void set_json_error(struct buf *err, const json_error_t *jerr)
@@ -1778,7 +1782,8 @@ int payload_parse_options(struct service *svc, const char *json,
 		struct container *c = service_find_container(svc, id);
 
 		buf_reset(&field);
-		(void)buf_addf(&field, "weights.%s", id);
+		(void)buf_addstr(&field, "weights.");
+		add_printable(&field, id, strlen(id));
 		if (!c) {
 			buf_setf(err, "no such container");
 			goto out;

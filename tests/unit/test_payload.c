@@ -1708,6 +1708,9 @@ static void test_options_bad(void **state)
 		 "is required"},
 		{"\"healthCheck\":{\"path\":\"/\",\"intervall\":\"2s\"}",
 		 "candidates[0].healthCheck.intervall", "unknown key"},
+		/* the client's key, escaped in the path */
+		{"\"healthCheck\":{\"path\":\"/\",\"ri\\u000dse\":1}",
+		 "candidates[0].healthCheck.ri\\x0dse", "unknown key"},
 		/* out of range */
 		{"\"maxconn\":0", "candidates[0].maxconn", "from 1 to 1000000"},
 		{"\"maxconn\":1000001", "candidates[0].maxconn", NULL},
