@@ -343,6 +343,16 @@ static int ddb_parse_item(json_t *item, struct service *svc, struct buf *why)
 	}
 	if (ddb_parse_containers(item, svc, why))
 		goto out;
+	/* Items of versions before the service options have none: defaults. */
+	if (!ddb_attr_missing(item, "options")) {
+		const char *options = ddb_attr(item, "options", "S");
+
+		if (!options || payload_parse_options(svc, options, &check)) {
+			buf_setf(why, "%s",
+				 options ? check.buf : "options: not a string");
+			goto out;
+		}
+	}
 	/* Times are informational: one we cannot read is left unknown (0). */
 	if (created && ddb_parse_time(created, &svc->created_at))
 		svc->created_at = 0;
@@ -388,6 +398,10 @@ static json_t *ddb_item(const struct service *svc, uint64_t version)
 					ddb_s(svc->containers[i].id), "ip",
 					ddb_s(svc->containers[i].ip)));
 	json_object_set_new(item, "containers", json_pack("{s:o}", "L", list));
+	/* Unlimited buffer: the options always fit. */
+	if (!payload_options_json(svc, &t) && t.len)
+		json_object_set_new(item, "options", ddb_s(t.buf));
+	buf_reset(&t);
 	ddb_format_time(svc->created_at, &t);
 	json_object_set_new(item, "createdAt", ddb_s(t.buf));
 	buf_reset(&t);

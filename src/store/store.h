@@ -86,6 +86,9 @@ struct store_backend {
 	/*
 	 * Append every stored service of the table to `out`, sorted by name,
 	 * each with its backend version. A table never written loads empty.
+	 * Every field put() got comes back; the options and container weights
+	 * travel as one string, payload_options_json() on put and
+	 * payload_parse_options() on load (none stored: the defaults).
 	 */
 	enum status (*load)(struct store *st, struct service_list *out,
 			    struct buf *err);
