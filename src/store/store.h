@@ -92,7 +92,8 @@ struct store_backend {
 	 * with (0: new); a backend without STORE_CAP_ATOMIC writes only if the
 	 * stored item still has it, else returns ST_CONFLICT, here or, when it
 	 * keeps the call's writes for one transaction, from commit(). On
-	 * success the backend sets `svc->version` to the new version.
+	 * success the backend sets `svc->version` to the new version (which
+	 * means nothing if commit() then fails: reload before writing again).
 	 */
 	enum status (*put)(struct store *st, struct service *svc,
 			   struct buf *err);
