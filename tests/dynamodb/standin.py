@@ -71,6 +71,7 @@ class StandIn(http.server.ThreadingHTTPServer):
         """Forget the counts: requests per operation, units read and written."""
         with self.lock:
             self.requests, self.read_units, self.write_units = {}, 0.0, 0.0
+            self.canceled = 0  # transactions canceled (their writes undone)
 
     def counts(self):
         with self.lock:
@@ -165,6 +166,7 @@ class StandIn(http.server.ThreadingHTTPServer):
                 failure = (status, out)
             break
         if failure:
+            self.canceled += 1
             for table, key, old in reversed(done):
                 if old:
                     self.call("PutItem", {"TableName": table, "Item": old}, headers)
