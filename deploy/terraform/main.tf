@@ -46,8 +46,10 @@ data "aws_iam_policy_document" "registry" {
       "dynamodb:CreateTable",
       "dynamodb:DeleteItem",
       "dynamodb:DescribeTable",
+      "dynamodb:GetItem",
       "dynamodb:PutItem",
       "dynamodb:Scan",
+      "dynamodb:UpdateItem",
     ]
     resources = [local.table_arns]
   }
