@@ -155,7 +155,8 @@ class Measured:
                    LAMBDA_REGISTRY_STORE_TIMEOUT="300")
         self.log = open(os.path.join(work, "scale.log"), "a")
         self.proc = subprocess.Popen([binary, "serve", "--listen", f"127.0.0.1:{port}",
-                                      "--store", f"dynamodb:{prefix}"], env=env,
+                                      "--store", f"dynamodb:{prefix}", "--max-body", str(64 << 20)],
+                                     env=env,
                                      stdout=subprocess.DEVNULL, stderr=self.log)
         for _ in range(500):
             try:
