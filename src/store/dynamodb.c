@@ -1148,6 +1148,16 @@ static void ddb_end(struct ddb_store *d, const char *how)
  * the head since it was read: the transaction then wrote nothing; writes
  * made one by one stay and the head moves once more over them (the call's
  * retry finds them stored), so no cache can miss them.
+ *
+ * The invariant the registry's cache relies on: every service write is
+ * followed by a move of the head (this exact one, or ddb_publish()'s), and
+ * a reader reads the head before it scans (both strongly consistent). So a
+ * reader that cached a scan at version V scanned after V was set, and its
+ * scan holds every write that any move up to V followed; a write it missed
+ * is followed by a later move, and the reader's next GetItem sees the head
+ * past V. The version cached after a write, V + 1, is exact because the
+ * move is conditional on V: had another writer moved the head in between,
+ * this commit fails and nothing is cached.
  */
 static enum status ddb_commit(struct store *st, struct buf *err)
 {
