@@ -161,7 +161,7 @@ def test_signing_and_keepalive():
         assert head == {"TableName": "p-astro", "Key": {"serviceName": {"S": "#head"}},
                         "ConsistentRead": True}, head
         scan = json.loads(fake.requests[1][2])
-        assert scan == {"TableName": "p-astro", "ConsistentRead": True}, scan
+        assert scan == {"TableName": "p-astro", "ConsistentRead": True, "Limit": 1000}, scan
         # One store handle, one connection for all twelve requests.
         assert len({r[3] for r in fake.requests}) == 1, [r[3] for r in fake.requests]
     finally:
