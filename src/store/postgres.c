@@ -94,11 +94,11 @@ static const char *const pg_sql[PG_NR] = {
 	[PG_DOC_PUT] =
 		"WITH cur AS (SELECT coalesce((SELECT version FROM @.docs "
 		"WHERE kind = $1 AND key = $2), 0) AS version), "
-		"g AS (UPDATE @.doc_generations SET generation = generation + "
-		"1 "
-		"WHERE kind = $1 AND ($4::bigint IS NULL OR "
-		"$4::bigint = (SELECT version FROM cur)) RETURNING "
-		"generation), "
+		"g AS (UPDATE @.doc_generations "
+		"SET generation = generation + 1 WHERE kind = $1 AND "
+		"($4::bigint IS NULL OR "
+		"$4::bigint = (SELECT version FROM cur)) "
+		"RETURNING generation), "
 		"w AS (INSERT INTO @.docs (kind, key, value, version, "
 		"updated_at) SELECT $1, $2, $3::text, generation, "
 		"(extract(epoch FROM clock_timestamp()) * 1000)::bigint FROM g "
@@ -106,8 +106,7 @@ static const char *const pg_sql[PG_NR] = {
 		"version = excluded.version, updated_at = excluded.updated_at "
 		"RETURNING version) "
 		"SELECT (SELECT version FROM cur), (SELECT version FROM w)",
-	/* With the row held: the bump only if a document went; no row if not.
-	 */
+	/* With the row held: the bump only if a document went (else no row). */
 	[PG_DOC_DELETE] =
 		"WITH d AS (DELETE FROM @.docs WHERE kind = $1 AND key = $2 "
 		"RETURNING 1) "
