@@ -740,8 +740,14 @@ static enum status pg_setup_schema(struct pg_store *s, struct buf *err)
 	if (ret != ST_OK)
 		goto rollback;
 	version = strtol(PQgetvalue(res, 0, 0), NULL, 10);
-	if (version > PG_SCHEMA_VERSION || version < 0)
+	if (version > PG_SCHEMA_VERSION)
 		goto newer;
+	if (version < 0) {
+		buf_setf(err, "postgres: schema '%s' has version %ld",
+			 s->schema_name, version);
+		ret = ST_UNAVAILABLE;
+		goto rollback;
+	}
 	what = version ? "migrating the schema" : "creating the schema";
 	buf_reset(&sql);
 	if (version < PG_SCHEMA_VERSION) {
