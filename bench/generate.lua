@@ -6,3 +6,8 @@ wrk.path = "/generate"
 wrk.body = f:read("*a")
 wrk.headers["Content-Type"] = "application/json"
 f:close()
+-- With LR_TOKEN (bench/auth.py): the request carries it as a bearer token.
+local token = os.getenv("LR_TOKEN")
+if token and token ~= "" then
+	wrk.headers["Authorization"] = "Bearer " .. token
+end

@@ -4,6 +4,8 @@
 set -eu
 
 pkgs="cmake make gcc pkg-config libjansson-dev libmicrohttpd-dev libsqlite3-dev libcurl4-openssl-dev libpq-dev"
+# SHA-256 of token secrets and the TLS listener (src/auth.c, src/http.c).
+pkgs="$pkgs libgnutls28-dev"
 for want in "$@"; do
 	case "$want" in
 	build) ;;
@@ -18,6 +20,8 @@ for want in "$@"; do
 	*) echo "deps.sh: unknown target '$want'" >&2; exit 2 ;;
 	esac
 done
+# t60_auth makes its test CA with openssl; bench/auth.py runs wrk.
+case " $* " in *" test "*) pkgs="$pkgs openssl" ;; esac
 
 missing=""
 for p in $pkgs; do

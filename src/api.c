@@ -7,6 +7,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "auth.h"
 #include "payload.h"
 #include "registry.h"
 #include "xalloc.h"
@@ -277,6 +278,97 @@ static void api_take_params(const struct api_route *route, const char *path,
 		req->params[i++].name = api_param_name(p);
 }
 
+static unsigned api_scope_perm(enum api_scope scope)
+{
+	switch (scope) {
+	case API_SCOPE_TABLE_READ:
+		return AUTH_READ;
+	case API_SCOPE_TABLE_WRITE:
+		return AUTH_WRITE;
+	case API_SCOPE_ADMIN:
+		return AUTH_ADMIN;
+	case API_SCOPE_NONE:
+		break;
+	}
+	BUG("no permission for scope %d", (int)scope);
+}
+
+/* Fill `ans` for a refused check; -1 when refused, 0 when allowed. */
+static int api_auth_answer(enum auth_result r, struct api_answer *ans)
+{
+	switch (r) {
+	case AUTH_OK:
+	case AUTH_NEED_TABLE:
+		return 0;
+	case AUTH_UNAUTHENTICATED:
+		api_answer_error(ans, ST_UNAUTHENTICATED,
+				 "a valid bearer token is required", NULL);
+		api_answer_header(ans, "WWW-Authenticate",
+				  "Bearer realm=\"lambda-registry\"");
+		return -1;
+	case AUTH_FORBIDDEN:
+		break;
+	}
+	api_answer_error(ans, ST_FORBIDDEN, "the token does not allow this",
+			 NULL);
+	return -1;
+}
+
+/*
+ * The scope check of api_begin(). A route without a path table whose token
+ * holds only some tables (POST /generate with "table:edge-*:write") is left
+ * to api_finish(), which knows the body's table.
+ */
+static int api_authorize(struct api *api, struct api_request *req,
+			 const struct api_route *route, const char *table,
+			 struct api_answer *ans)
+{
+	enum auth_result r;
+
+	if (!api->opts.auth || route->scope == API_SCOPE_NONE || req->trusted)
+		return 0;
+	r = auth_check(api->opts.auth,
+		       req->header
+			       ? req->header(req->header_ctx, "Authorization")
+			       : NULL,
+		       table, api_scope_perm(route->scope));
+	if (api_auth_answer(r, ans))
+		return -1;
+	req->auth_pending = r == AUTH_NEED_TABLE;
+	return 0;
+}
+
+/* The deferred check: the body's table, parsed as the handler will. */
+static int api_authorize_body(struct api *api, struct api_request *req,
+			      struct api_answer *ans)
+{
+	struct buf err = BUF_INIT, field = BUF_INIT;
+	struct payload p;
+	enum auth_result r;
+	enum status st;
+	int ret = -1;
+
+	payload_init(&p);
+	st = payload_parse(&p, req->body, req->body_len, &err, &field);
+	if (st != ST_OK) {
+		api_answer_error(ans, st, err.buf, field.buf);
+		goto out;
+	}
+	r = auth_check(api->opts.auth,
+		       req->header
+			       ? req->header(req->header_ctx, "Authorization")
+			       : NULL,
+		       p.table, api_scope_perm(req->route->scope));
+	if (r == AUTH_NEED_TABLE)
+		r = AUTH_FORBIDDEN;
+	ret = api_auth_answer(r, ans);
+	payload_release(&p);
+out:
+	buf_release(&err);
+	buf_release(&field);
+	return ret;
+}
+
 int api_begin(struct api *api, struct api_request *req, struct api_answer *ans)
 {
 	struct buf allow = BUF_INIT, err = BUF_INIT;
@@ -287,7 +379,6 @@ int api_begin(struct api *api, struct api_request *req, struct api_answer *ans)
 	size_t i;
 	int ret = -1;
 
-	(void)api;
 	if (!strcmp(method, "HEAD"))
 		method = "GET";
 	for (i = 0; i < ARRAY_SIZE(api_routes); i++) {
@@ -321,6 +412,8 @@ int api_begin(struct api *api, struct api_request *req, struct api_answer *ans)
 		api_answer_error(ans, ST_INVALID, err.buf, "table");
 		goto out;
 	}
+	if (api_authorize(api, req, route, table, ans))
+		goto out;
 	req->route = route;
 	ret = 0;
 out:
@@ -343,6 +436,8 @@ void api_finish(struct api *api, struct api_request *req,
 		buf_release(&msg);
 		return;
 	}
+	if (req->auth_pending && api_authorize_body(api, req, ans))
+		return;
 	req->route->handler(api, req, ans);
 }
 

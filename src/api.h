@@ -12,6 +12,7 @@
 #include "buf.h"
 #include "status.h"
 
+struct auth;
 struct registry;
 struct registry_share;
 
@@ -39,6 +40,8 @@ struct api_options {
 	/* Appends front-end members to /healthz (",\"connections\":3"). */
 	void (*health)(void *ctx, struct buf *json);
 	void *health_ctx;
+	/* NULL: no route needs a token. Borrowed. */
+	struct auth *auth;
 };
 
 struct api;
@@ -58,11 +61,17 @@ struct api_request {
 	void *header_ctx;
 	const char *body;
 	size_t body_len;
+	/* Authorized by the front end itself (a direct Lambda invocation,
+	 * which IAM allowed): no token is asked for. */
+	int trusted;
 
 	/* Set by api_begin(); api_request_release() frees them. */
 	const struct api_route *route;
 	struct api_param params[API_MAX_PARAMS];
 	size_t nr_params;
+	/* The token is valid for some tables only: api_finish() checks the
+	 * body's table before the handler runs. */
+	int auth_pending;
 };
 
 struct api_header {
@@ -114,10 +123,13 @@ int api_query(const struct api_request *req, const char *name, struct buf *out);
 
 /*
  * Match the route for the request's method and path, and check what can be
- * checked before a body is read (path parameters; later the scope). Returns
- * 0 with req->route set: read the body if the route has API_BODY, then call
- * api_finish(). Returns -1 with `ans` filled (404, 405 with Allow, 400): send
- * it and read no body. HEAD is matched as GET.
+ * checked before a body is read: path parameters, then the token against the
+ * route's scope (401 with WWW-Authenticate for no valid token, 403 for a
+ * token without the scope; the same whether the table exists or not).
+ * Returns 0 with req->route set: read the body if the route has API_BODY,
+ * then call api_finish(). Returns -1 with `ans` filled (404, 405 with Allow,
+ * 400, 401, 403): send it and read no body. HEAD is matched as GET. Never
+ * waits on the store.
  */
 int api_begin(struct api *api, struct api_request *req, struct api_answer *ans);
 /* Run the matched route's handler on the complete request. */

@@ -103,6 +103,36 @@ out:
 	return ret;
 }
 
+int cli_values(const struct cli_command *cmd, int argc, char **argv,
+	       const char *name, const char **out, int max)
+{
+	size_t nlen = strlen(name);
+	int i, n = 0;
+
+	for (i = 1; i < argc; i++) {
+		const char *arg = argv[i], *eq;
+		int idx;
+
+		if (!strcmp(arg, "--") || strncmp(arg, "--", 2) || !arg[2])
+			break;
+		eq = strchr(arg + 2, '=');
+		idx = cli_find(cmd, arg + 2,
+			       eq ? (size_t)(eq - arg - 2) : strlen(arg + 2));
+		if (idx < 0 || !cmd->options[idx].arg_name) {
+			continue;
+		}
+		if (!eq)
+			i++;
+		if (strlen(cmd->options[idx].name) != nlen ||
+		    strcmp(cmd->options[idx].name, name))
+			continue;
+		if (n == max)
+			return -1;
+		out[n++] = eq ? eq + 1 : argv[i];
+	}
+	return n;
+}
+
 void cli_usage(const struct cli_command *cmd, struct buf *out)
 {
 	struct buf env = BUF_INIT;

@@ -37,6 +37,15 @@ enum status cli_parse(const struct cli_command *cmd, int argc, char **argv,
 		      const char **values, int *first,
 		      struct buf *err) WARN_UNUSED;
 
+/*
+ * Every value given to the option `name` on the command line, in order, for
+ * an option that may be repeated (cli_parse() keeps the last one only): at
+ * most `max` into `out`; returns how many there were, or -1 for more.
+ * Call it after cli_parse() accepted the same argv.
+ */
+int cli_values(const struct cli_command *cmd, int argc, char **argv,
+	       const char *name, const char **out, int max);
+
 /* The usage text of `cmd`, built from its table. */
 void cli_usage(const struct cli_command *cmd, struct buf *out);
 

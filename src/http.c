@@ -7,6 +7,8 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <gnutls/abstract.h>
+#include <gnutls/gnutls.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -22,6 +24,7 @@
 #include <unistd.h>
 
 #include "api.h"
+#include "auth.h"
 #include "clock.h"
 #include "log.h"
 #include "xalloc.h"
@@ -960,6 +963,174 @@ bad:
 	return -1;
 }
 
+/* ---- TLS ------------------------------------------------------------------
+ */
+
+#define HTTP_TLS_MAX_CHAIN 16
+
+/* One loaded certificate chain and key. */
+struct http_tls_cred {
+	gnutls_pcert_st chain[HTTP_TLS_MAX_CHAIN];
+	unsigned nr;
+	gnutls_privkey_t key;
+	struct http_tls_cred *older;
+};
+
+/*
+ * The credentials handshakes use. libmicrohttpd's certificate callback has
+ * no context pointer, so this is the process's one listener's. A reload
+ * (SIGHUP) pushes a new set under the lock; the sets before it are kept
+ * until the server stops, since a handshake that took one may still be
+ * signing with its key: connections already open are not touched at all.
+ */
+static struct {
+	pthread_mutex_t lock;
+	struct http_tls_cred *cur;
+} http_tls = {PTHREAD_MUTEX_INITIALIZER, NULL};
+
+static void http_tls_cred_free(struct http_tls_cred *c)
+{
+	unsigned i;
+
+	for (i = 0; i < c->nr; i++)
+		gnutls_pcert_deinit(&c->chain[i]);
+	if (c->key)
+		gnutls_privkey_deinit(c->key);
+	free(c);
+}
+
+static enum status http_tls_load(const char *cert, const char *key,
+				 struct http_tls_cred **out, struct buf *err)
+{
+	struct http_tls_cred *c = xcalloc(1, sizeof(*c));
+	gnutls_datum_t data = {NULL, 0};
+	enum status ret = ST_USAGE;
+	int rc;
+
+	*out = NULL;
+	if ((rc = gnutls_load_file(cert, &data)) < 0) {
+		buf_setf(err, "--tls-cert '%s': %s", cert, gnutls_strerror(rc));
+		goto out;
+	}
+	c->nr = HTTP_TLS_MAX_CHAIN;
+	rc = gnutls_pcert_list_import_x509_raw(c->chain, &c->nr, &data,
+					       GNUTLS_X509_FMT_PEM, 0);
+	gnutls_free(data.data);
+	data.data = NULL;
+	if (rc < 0 || !c->nr) {
+		c->nr = 0;
+		buf_setf(err, "--tls-cert '%s': %s", cert,
+			 rc < 0 ? gnutls_strerror(rc) : "no certificate");
+		goto out;
+	}
+	if ((rc = gnutls_load_file(key, &data)) < 0) {
+		buf_setf(err, "--tls-key '%s': %s", key, gnutls_strerror(rc));
+		goto out;
+	}
+	if (gnutls_privkey_init(&c->key) < 0)
+		BUG("gnutls_privkey_init failed");
+	rc = gnutls_privkey_import_x509_raw(c->key, &data, GNUTLS_X509_FMT_PEM,
+					    NULL, 0);
+	gnutls_memset(data.data, 0, data.size);
+	gnutls_free(data.data);
+	if (rc < 0) {
+		buf_setf(err, "--tls-key '%s': %s", key, gnutls_strerror(rc));
+		goto out;
+	}
+	*out = c;
+	c = NULL;
+	ret = ST_OK;
+out:
+	if (c)
+		http_tls_cred_free(c);
+	return ret;
+}
+
+static int http_tls_retrieve(gnutls_session_t session,
+			     const gnutls_datum_t *req_ca_dn, int nreqs,
+			     const gnutls_pk_algorithm_t *pk_algos,
+			     int pk_algos_length, gnutls_pcert_st **pcert,
+			     unsigned int *pcert_length,
+			     gnutls_privkey_t *privkey)
+{
+	struct http_tls_cred *c;
+
+	(void)session;
+	(void)req_ca_dn;
+	(void)nreqs;
+	(void)pk_algos;
+	(void)pk_algos_length;
+	pthread_mutex_lock(&http_tls.lock);
+	c = http_tls.cur;
+	pthread_mutex_unlock(&http_tls.lock);
+	if (!c)
+		return -1;
+	*pcert = c->chain;
+	*pcert_length = c->nr;
+	*privkey = c->key;
+	return 0;
+}
+
+static void http_tls_push(struct http_tls_cred *c)
+{
+	pthread_mutex_lock(&http_tls.lock);
+	c->older = http_tls.cur;
+	http_tls.cur = c;
+	pthread_mutex_unlock(&http_tls.lock);
+}
+
+/* SIGHUP: the files again; on an error the old ones stay in use. */
+static void http_tls_reload(const struct http_options *opts)
+{
+	struct http_tls_cred *c = NULL;
+	struct buf err = BUF_INIT, q = BUF_INIT;
+
+	if (http_tls_load(opts->tls_cert, opts->tls_key, &c, &err) != ST_OK) {
+		log_event("event=tls_reload_failed level=warning error=%s",
+			  log_quote(&q, err.buf));
+	} else {
+		http_tls_push(c);
+		log_event("event=tls_reloaded cert=%s",
+			  log_quote(&q, opts->tls_cert));
+	}
+	buf_release(&err);
+	buf_release(&q);
+}
+
+static void http_tls_release_all(void)
+{
+	struct http_tls_cred *c, *next;
+
+	pthread_mutex_lock(&http_tls.lock);
+	c = http_tls.cur;
+	http_tls.cur = NULL;
+	pthread_mutex_unlock(&http_tls.lock);
+	for (; c; c = next) {
+		next = c->older;
+		http_tls_cred_free(c);
+	}
+}
+
+int http_listen_is_loopback(const char *listen)
+{
+	struct sockaddr_storage ss;
+	struct buf err = BUF_INIT;
+	socklen_t len;
+	int ret = -1;
+
+	if (!http_parse_listen(listen, &ss, &len, &err)) {
+		if (ss.ss_family == AF_INET6)
+			ret = IN6_IS_ADDR_LOOPBACK(
+				&((struct sockaddr_in6 *)&ss)->sin6_addr);
+		else
+			ret = (ntohl(((struct sockaddr_in *)&ss)
+					     ->sin_addr.s_addr) >>
+			       24) == 127;
+	}
+	buf_release(&err);
+	return ret;
+}
+
 enum status http_serve(struct registry *reg, const struct http_options *opts,
 		       struct buf *err)
 {
@@ -982,6 +1153,20 @@ enum status http_serve(struct registry *reg, const struct http_options *opts,
 
 	if (http_parse_listen(opts->listen, &ss, &sslen, err))
 		return ST_USAGE;
+	if (opts->tls_cert) {
+		struct http_tls_cred *c;
+
+		if (MHD_is_feature_supported(MHD_FEATURE_HTTPS_CERT_CALLBACK) !=
+		    MHD_YES) {
+			buf_setf(err, "this libmicrohttpd has no TLS "
+				      "certificate callback");
+			return ST_USAGE;
+		}
+		ret = http_tls_load(opts->tls_cert, opts->tls_key, &c, err);
+		if (ret != ST_OK)
+			return ret;
+		http_tls_push(c);
+	}
 	if (!threads) {
 		long n = sysconf(_SC_NPROCESSORS_ONLN);
 
@@ -991,6 +1176,7 @@ enum status http_serve(struct registry *reg, const struct http_options *opts,
 	aopts.max_body = opts->max_body;
 	aopts.health = http_health;
 	aopts.health_ctx = &srv;
+	aopts.auth = opts->auth;
 	srv.api = api_new(&aopts);
 	pthread_mutex_init(&srv.conns_lock, NULL);
 	pthread_mutex_init(&srv.reaper_lock, NULL);
@@ -1005,6 +1191,7 @@ enum status http_serve(struct registry *reg, const struct http_options *opts,
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGTERM);
 	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &sigs, &old);
 
 	/*
@@ -1020,6 +1207,11 @@ enum status http_serve(struct registry *reg, const struct http_options *opts,
 			max_queue);
 	http_lane_start(&srv.lanes[HTTP_LANE_READ], &srv, "read",
 			HTTP_READ_WORKERS, max_queue);
+	if (opts->auth) {
+		ret = auth_start(opts->auth, err);
+		if (ret != ST_OK)
+			goto stop_lanes;
+	}
 	if (pthread_create(&srv.reaper, NULL, http_reaper, &srv)) {
 		buf_setf(err, "cannot start a thread: %s", strerror(errno));
 		ret = ST_UNAVAILABLE;
@@ -1030,6 +1222,8 @@ enum status http_serve(struct registry *reg, const struct http_options *opts,
 		MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
 	if (ss.ss_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
+	if (opts->tls_cert)
+		flags |= MHD_USE_TLS;
 	d = MHD_start_daemon(
 		flags, 0, http_accept_policy, &srv, http_access, &srv,
 		MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
@@ -1048,7 +1242,12 @@ enum status http_serve(struct registry *reg, const struct http_options *opts,
 		http_completed, &srv, MHD_OPTION_NOTIFY_CONNECTION,
 		http_notify_connection, &srv, MHD_OPTION_URI_LOG_CALLBACK,
 		http_uri, &srv, MHD_OPTION_UNESCAPE_CALLBACK, http_unescape,
-		&srv, MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_END);
+		&srv, MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
+		/* Without TLS the option is left out by ending the list here.
+		 */
+		opts->tls_cert ? MHD_OPTION_HTTPS_CERT_CALLBACK
+			       : MHD_OPTION_END,
+		http_tls_retrieve, MHD_OPTION_END);
 	if (!d) {
 		buf_setf(err, "cannot listen on '%s': %s", opts->listen,
 			 errno ? strerror(errno)
@@ -1058,11 +1257,19 @@ enum status http_serve(struct registry *reg, const struct http_options *opts,
 	}
 	log_event("event=listening listen=%s threads=%u workers=%u "
 		  "max_queue=%u max_body=%zu header_timeout=%u "
-		  "max_connections_per_ip=%u",
+		  "max_connections_per_ip=%u tls=%s auth=%s",
 		  opts->listen, threads, workers, max_queue, opts->max_body,
-		  opts->header_timeout, opts->max_connections_per_ip);
+		  opts->header_timeout, opts->max_connections_per_ip,
+		  opts->tls_cert ? "yes" : "no",
+		  opts->auth ? "tokens" : "none");
 
-	sigwait(&sigs, &sig);
+	for (;;) {
+		sigwait(&sigs, &sig);
+		if (sig != SIGHUP)
+			break;
+		if (opts->tls_cert)
+			http_tls_reload(opts);
+	}
 	log_event("event=stopping signal=%d in_flight=%u", sig,
 		  atomic_load(&srv.in_flight));
 	/* Stop accepting, let the requests in flight finish, then stop. */
@@ -1103,6 +1310,7 @@ stop_lanes:
 	}
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	api_free(srv.api);
+	http_tls_release_all();
 	pthread_cond_destroy(&srv.reaper_cond);
 	pthread_mutex_destroy(&srv.reaper_lock);
 	pthread_mutex_destroy(&srv.conns_lock);

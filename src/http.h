@@ -31,7 +31,18 @@ struct http_options {
 	/* Store calls waiting for a worker; over it: 503 with Retry-After.
 	 * 0: a default. */
 	unsigned max_queue;
+	/* HTTPS with these PEM files (reloaded on SIGHUP); NULL: HTTP. */
+	const char *tls_cert;
+	const char *tls_key;
+	/* Checks tokens (started by http_serve); NULL: none asked for. */
+	struct auth *auth;
 };
+
+struct auth;
+
+/* 1 when `listen` ("ADDR:PORT") is a loopback address, 0 when not, -1 when
+ * it is malformed. */
+int http_listen_is_loopback(const char *listen);
 
 /*
  * Serve until SIGTERM or SIGINT, then stop accepting, finish the requests in

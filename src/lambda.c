@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "api.h"
+#include "auth.h"
 #include "cli.h"
 #include "clock.h"
 #include "curlx.h"
@@ -345,9 +346,9 @@ static void lambda_find_ca_bundle(void)
  * borrows it, so it is remade whenever `why` changes.
  */
 static enum status lambda_open(const struct lambda_options *opts,
-			       const char *bind, size_t max_body,
-			       struct registry **reg, struct api **api,
-			       struct buf *why)
+			       const char *bind, size_t max_body, int need_auth,
+			       struct registry **reg, struct auth **auth,
+			       struct api **api, struct buf *why)
 {
 	struct registry_options ropts = {opts->store_spec, {bind}};
 	struct api_options aopts = {0};
@@ -365,8 +366,22 @@ static enum status lambda_open(const struct lambda_options *opts,
 		fprintf(stderr, "lambda store=%s open=%s: %s\n", shown.buf,
 			status_name(st), why->buf);
 		buf_release(&shown);
+	} else if (need_auth && !*auth) {
+		/* Without the tokens nothing may be served: no registry. */
+		st = auth_new(opts->store_spec, auth, why);
+		if (st != ST_OK) {
+			struct buf shown = BUF_INIT;
+
+			registry_free(*reg);
+			*reg = NULL;
+			store_spec_redact(opts->store_spec, &shown);
+			fprintf(stderr, "lambda store=%s tokens=%s: %s\n",
+				shown.buf, status_name(st), why->buf);
+			buf_release(&shown);
+		}
 	}
 	aopts.reg = *reg;
+	aopts.auth = *auth;
 	aopts.unavailable = why->len ? why->buf : NULL;
 	aopts.max_body = max_body;
 	*api = api_new(&aopts);
@@ -378,7 +393,9 @@ enum status lambda_run(const struct lambda_options *opts, struct buf *err)
 	uint64_t t0 = clock_now_us(), ready, start;
 	struct buf bind = BUF_INIT, why = BUF_INIT;
 	struct registry *reg = NULL;
+	struct auth *auth = NULL;
 	struct api *api = NULL;
+	enum auth_mode mode = AUTH_MODE_AUTO;
 	struct lambda_client c;
 	unsigned long long max_body = 0;
 	unsigned long count = 0;
@@ -392,6 +409,10 @@ enum status lambda_run(const struct lambda_options *opts, struct buf *err)
 	if (render_check_bind(opts->frontend_bind, &bind, &why)) {
 		buf_setf(err, "--frontend-bind: %s", why.buf);
 		st = ST_USAGE;
+	} else if (auth_mode_parse(opts->auth ? opts->auth : "auto", &mode)) {
+		buf_setf(err, "--auth '%s' is not required, off or auto",
+			 opts->auth);
+		st = ST_USAGE;
 	} else if (cli_parse_size(opts->max_body, (size_t)1 << 30, &max_body,
 				  &why) ||
 		   !max_body) {
@@ -399,7 +420,12 @@ enum status lambda_run(const struct lambda_options *opts, struct buf *err)
 			 why.len ? why.buf : "must be at least 1");
 		st = ST_USAGE;
 	} else {
-		st = lambda_open(opts, bind.buf, (size_t)max_body, &reg, &api,
+		if (mode == AUTH_MODE_OFF)
+			fprintf(stderr,
+				"lambda event=auth_off level=warning: API "
+				"Gateway requests need no token\n");
+		st = lambda_open(opts, bind.buf, (size_t)max_body,
+				 mode != AUTH_MODE_OFF, &reg, &auth, &api,
 				 &why);
 		/* Unreachable is no init error: 503 until it is back. */
 		if (st == ST_UNAVAILABLE)
@@ -442,7 +468,8 @@ enum status lambda_run(const struct lambda_options *opts, struct buf *err)
 		}
 		if (!reg && st == ST_OK)
 			(void)lambda_open(opts, bind.buf, (size_t)max_body,
-					  &reg, &api, &why);
+					  mode != AUTH_MODE_OFF, &reg, &auth,
+					  &api, &why);
 		st = lambda_invoke(&c, api, st, start, err);
 		if (st != ST_OK && st != ST_TOO_LARGE)
 			goto out;
@@ -456,6 +483,7 @@ enum status lambda_run(const struct lambda_options *opts, struct buf *err)
 out:
 	api_free(api);
 	registry_free(reg);
+	auth_free(auth);
 	lambda_client_release(&c);
 	buf_release(&bind);
 	buf_release(&why);

@@ -20,6 +20,9 @@ struct lambda_options {
 	const char *frontend_bind;
 	const char *max_body; /* bodies and direct events over this get 413
 				 (K/M/G) */
+	/* --auth: "required", "off" or "auto" (API Gateway is no loopback:
+	 * auto requires tokens). Direct invocations never need one. */
+	const char *auth;
 };
 
 /*

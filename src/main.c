@@ -5,12 +5,16 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "buf.h"
 #include "cli.h"
+#include "clock.h"
 #include "http.h"
 #include "lambda.h"
+#include "log.h"
 #include "registry.h"
 #include "render.h"
+#include "store/store.h"
 #include "xalloc.h"
 #include "store/store.h"
 #include "agent/agent.h"
@@ -73,13 +77,65 @@ static const struct cli_option serve_options[] = {
 	{"max-queue", "N",
 	 "store calls waiting for a worker; more get 503 with Retry-After",
 	 "64"},
+	{"auth", "MODE",
+	 "required, off, or auto: tokens unless listening on loopback only",
+	 "auto"},
+	{"tls-cert", "PEM",
+	 "serve HTTPS with this certificate chain (reloaded on SIGHUP)", NULL},
+	{"tls-key", "PEM", "the private key of --tls-cert", NULL},
 	{NULL, NULL, NULL, NULL},
 };
+
+/*
+ * The token cache for `mode` on `spec`, or NULL when requests need none;
+ * `loopback`: every listener is on loopback. Returns an exit code.
+ */
+static int main_open_auth(const char *cmd, const char *mode_text,
+			  const char *spec, int loopback, struct auth **out)
+{
+	enum auth_mode mode;
+	struct buf err = BUF_INIT;
+	enum status st;
+	int code = 0;
+
+	*out = NULL;
+	if (auth_mode_parse(mode_text, &mode)) {
+		fprintf(stderr,
+			"lambda-registry %s: --auth '%s' is not required, off "
+			"or auto\n",
+			cmd, mode_text);
+		return 2;
+	}
+	if (mode == AUTH_MODE_OFF) {
+		log_event("event=auth_off level=warning command=%s "
+			  "note=\"anyone who can connect may write every "
+			  "table\"",
+			  cmd);
+		goto out;
+	}
+	if (mode == AUTH_MODE_AUTO && loopback) {
+		log_event("event=auth mode=auto tokens=no reason=loopback");
+		goto out;
+	}
+	st = auth_new(spec, out, &err);
+	if (st != ST_OK) {
+		fprintf(stderr, "lambda-registry %s: tokens in '%s': %s\n", cmd,
+			spec, err.buf);
+		code = status_exit(st);
+		goto out;
+	}
+	log_event("event=auth mode=%s tokens=yes",
+		  mode == AUTH_MODE_AUTO ? "auto" : "required");
+out:
+	buf_release(&err);
+	return code;
+}
 
 static int cmd_serve(const char *const *v, int argc, char **argv)
 {
 	struct http_options opts = {0};
 	struct registry *reg = NULL;
+	struct auth *auth = NULL;
 	struct buf err = BUF_INIT;
 	unsigned long long n;
 	enum status st;
@@ -148,6 +204,26 @@ static int cmd_serve(const char *const *v, int argc, char **argv)
 		goto out;
 	}
 	opts.max_queue = (unsigned)n;
+	if (!v[13] != !v[14]) {
+		fprintf(stderr, "lambda-registry serve: --tls-cert and "
+				"--tls-key go together\n");
+		goto out;
+	}
+	opts.tls_cert = v[13];
+	opts.tls_key = v[14];
+	if (http_listen_is_loopback(opts.listen) < 0) {
+		fprintf(stderr,
+			"lambda-registry serve: --listen '%s' is not "
+			"ADDR:PORT\n",
+			opts.listen);
+		goto out;
+	}
+	code = main_open_auth("serve", v[12], v[1],
+			      http_listen_is_loopback(opts.listen) == 1, &auth);
+	if (code)
+		goto out;
+	code = 2;
+	opts.auth = auth;
 
 	/* A long-running server: buffers up to a few MB (payloads of thousands
 	 * of containers) are reused from the heap, as faulting in fresh pages
@@ -169,6 +245,7 @@ static int cmd_serve(const char *const *v, int argc, char **argv)
 	}
 out:
 	registry_free(reg);
+	auth_free(auth);
 	buf_release(&err);
 	return code;
 }
@@ -314,13 +391,17 @@ static const struct cli_option lambda_cli_options[] = {
 	{"max-body", "BYTES",
 	 "largest request body or direct event accepted (K/M/G suffixes)",
 	 "1M"},
+	{"auth", "MODE",
+	 "required, off, or auto (= required: API Gateway is not loopback); "
+	 "direct invocations are authorized by IAM and need no token",
+	 "auto"},
 	{NULL, NULL, NULL, NULL},
 };
 
 static int cmd_lambda(const char *const *v, int argc, char **argv)
 {
 	struct lambda_options opts = {getenv("AWS_LAMBDA_RUNTIME_API"), v[0],
-				      v[1], v[2]};
+				      v[1], v[2], v[3]};
 	struct buf err = BUF_INIT;
 	enum status st;
 	int code = 0;
@@ -332,6 +413,18 @@ static int cmd_lambda(const char *const *v, int argc, char **argv)
 		code = 2;
 		goto out;
 	}
+	{
+		enum auth_mode mode;
+
+		if (auth_mode_parse(v[3], &mode)) {
+			fprintf(stderr,
+				"lambda-registry lambda: --auth '%s' is not "
+				"required, off or auto\n",
+				v[3]);
+			code = 2;
+			goto out;
+		}
+	}
 	st = lambda_run(&opts, &err);
 	if (st != ST_OK) {
 		fprintf(stderr, "lambda-registry lambda: %s\n", err.buf);
@@ -339,6 +432,289 @@ static int cmd_lambda(const char *const *v, int argc, char **argv)
 	}
 out:
 	buf_release(&err);
+	return code;
+}
+
+/* ---- token create | list | revoke ------------------------------------- */
+
+#define TOKEN_MAX_SCOPES 64
+
+static const struct cli_option token_create_options[] = {
+	{"store", "SPEC", "sqlite:PATH, dynamodb or dynamodb:PREFIX",
+	 DEFAULT_STORE},
+	{"scope", "SCOPE",
+	 "admin, table:NAME:read|write, table:PREFIX*:read|write or "
+	 "table:*:read|write; repeat for more",
+	 NULL},
+	{"expires", "DURATION", "expire after this long (s, m, h, d)", NULL},
+	{"description", "TEXT", "what the token is for (shown by token list)",
+	 NULL},
+	{NULL, NULL, NULL, NULL},
+};
+
+static const struct cli_option token_store_options[] = {
+	{"store", "SPEC", "sqlite:PATH, dynamodb or dynamodb:PREFIX",
+	 DEFAULT_STORE},
+	{NULL, NULL, NULL, NULL},
+};
+
+static int main_open_store(const char *cmd, const char *spec, struct store **st)
+{
+	struct buf err = BUF_INIT;
+	enum status ret = store_open(spec, st, &err);
+
+	if (ret != ST_OK)
+		fprintf(stderr, "lambda-registry %s: store '%s': %s\n", cmd,
+			spec, err.buf);
+	buf_release(&err);
+	return ret == ST_OK ? 0 : status_exit(ret) ? status_exit(ret) : 3;
+}
+
+/* Filled by cmd_token() for cmd_token_create(), which needs every --scope. */
+static int token_argc;
+static char **token_argv;
+
+static const struct cli_command token_commands[];
+
+static int cmd_token_create(const char *const *v, int argc, char **argv)
+{
+	const char *scopes[TOKEN_MAX_SCOPES];
+	struct auth_token t;
+	struct auth_scope sc;
+	struct buf err = BUF_INIT, text = BUF_INIT, line = BUF_INIT;
+	struct store *st = NULL;
+	uint64_t ms = 0;
+	int i, n, code = 2;
+
+	auth_token_init(&t);
+	if (argc > 0) {
+		fprintf(stderr,
+			"lambda-registry token create: unexpected argument "
+			"'%s'\n",
+			argv[0]);
+		goto out;
+	}
+	n = cli_values(&token_commands[0], token_argc, token_argv, "scope",
+		       scopes, TOKEN_MAX_SCOPES);
+	if (n <= 0) {
+		fprintf(stderr, "lambda-registry token create: %s\n",
+			n ? "too many --scope" : "at least one --scope needed");
+		goto out;
+	}
+	for (i = 0; i < n; i++) {
+		if (auth_scope_parse(scopes[i], &sc, &err)) {
+			fprintf(stderr, "lambda-registry token create: %s\n",
+				err.buf);
+			goto out;
+		}
+		auth_token_add_scope(&t, &sc);
+	}
+	if (v[2] && auth_parse_duration(v[2], &ms, &err)) {
+		fprintf(stderr, "lambda-registry token create: --expires: %s\n",
+			err.buf);
+		goto out;
+	}
+	t.created_at = (int64_t)clock_real_ms();
+	t.expires_at = ms ? t.created_at + (int64_t)ms : 0;
+	t.description = xstrdup(v[3] ? v[3] : "");
+	code = main_open_store("token create", v[0], &st);
+	if (code)
+		goto out;
+	if (auth_token_generate(&t, &text, &err) != ST_OK ||
+	    auth_store_put(st, &t, &err) != ST_OK) {
+		fprintf(stderr, "lambda-registry token create: %s\n", err.buf);
+		code = 3;
+		goto out;
+	}
+	/* The token alone on stdout: the one time it is shown. */
+	printf("%s\n", text.buf);
+	if (fflush(stdout)) {
+		code = 3;
+		goto out;
+	}
+	for (i = 0; i < (int)t.nr_scopes; i++) {
+		if (i)
+			(void)buf_addch(&line, ' ');
+		auth_scope_format(&t.scopes[i], &line);
+	}
+	fprintf(stderr, "token id=%s scopes=%s expires=%s\n", t.id, line.buf,
+		v[2] ? v[2] : "never");
+	code = 0;
+out:
+	store_close(st);
+	auth_token_release(&t);
+	if (text.len)
+		memset(text.buf, 0, text.len);
+	buf_release(&text);
+	buf_release(&err);
+	buf_release(&line);
+	return code;
+}
+
+static int cmd_token_list(const char *const *v, int argc, char **argv)
+{
+	struct auth_token *tokens = NULL;
+	struct buf err = BUF_INIT, out = BUF_INIT;
+	struct store *st = NULL;
+	enum status ret;
+	size_t nr = 0, i, j;
+	int code = 2;
+
+	if (argc > 0) {
+		fprintf(stderr,
+			"lambda-registry token list: unexpected argument "
+			"'%s'\n",
+			argv[0]);
+		goto out;
+	}
+	code = main_open_store("token list", v[0], &st);
+	if (code)
+		goto out;
+	ret = auth_store_list(st, &tokens, &nr, &err);
+	if (ret != ST_OK) {
+		fprintf(stderr, "lambda-registry token list: %s\n", err.buf);
+		code = 3;
+		goto out;
+	}
+	/* One JSON object per line; the hash stays in the store. */
+	for (i = 0; i < nr; i++) {
+		const struct auth_token *t = &tokens[i];
+		struct buf scope = BUF_INIT;
+
+		buf_reset(&out);
+		(void)buf_addf(&out, "{\"id\":\"%s\",\"scopes\":[", t->id);
+		for (j = 0; j < t->nr_scopes; j++) {
+			buf_reset(&scope);
+			auth_scope_format(&t->scopes[j], &scope);
+			(void)buf_addstr(&out, j ? "," : "");
+			(void)buf_addjson(&out, scope.buf, scope.len);
+		}
+		(void)buf_addf(&out, "],\"created_at\":%lld,\"expires_at\":",
+			       (long long)t->created_at);
+		if (t->expires_at)
+			(void)buf_addf(&out, "%lld", (long long)t->expires_at);
+		else
+			(void)buf_addstr(&out, "null");
+		(void)buf_addf(&out, ",\"expired\":%s,\"description\":",
+			       auth_token_expired(t, (int64_t)clock_real_ms())
+				       ? "true"
+				       : "false");
+		(void)buf_addjson(&out, t->description, strlen(t->description));
+		(void)buf_addstr(&out, "}\n");
+		fputs(out.buf, stdout);
+		buf_release(&scope);
+	}
+	code = fflush(stdout) ? 3 : 0;
+out:
+	for (i = 0; i < nr; i++)
+		auth_token_release(&tokens[i]);
+	free(tokens);
+	store_close(st);
+	buf_release(&err);
+	buf_release(&out);
+	return code;
+}
+
+static int cmd_token_revoke(const char *const *v, int argc, char **argv)
+{
+	struct buf err = BUF_INIT;
+	struct store *st = NULL;
+	enum status ret;
+	char id[AUTH_ID_LEN + 1], secret[AUTH_SECRET_LEN + 1];
+	const char *which;
+	int code = 2;
+
+	if (argc != 1) {
+		fprintf(stderr,
+			"lambda-registry token revoke: needs exactly one ID\n");
+		goto out;
+	}
+	/* The whole token names its id too. */
+	which = auth_token_split(argv[0], id, secret) ? argv[0] : id;
+	code = main_open_store("token revoke", v[0], &st);
+	if (code)
+		goto out;
+	ret = auth_store_revoke(st, which, &err);
+	if (ret == ST_NOT_FOUND) {
+		fprintf(stderr, "lambda-registry token revoke: no token '%s'\n",
+			which);
+		code = 1;
+	} else if (ret != ST_OK) {
+		fprintf(stderr, "lambda-registry token revoke: %s\n", err.buf);
+		code = 3;
+	} else {
+		fprintf(stderr, "token id=%s revoked\n", which);
+		code = 0;
+	}
+out:
+	memset(secret, 0, sizeof(secret));
+	store_close(st);
+	buf_release(&err);
+	return code;
+}
+
+static const struct cli_command token_commands[] = {
+	{"token create", NULL,
+	 "Create a token; prints it alone on the first line of stdout, the "
+	 "only\n"
+	 "time it is shown (details on stderr). A token works on every "
+	 "running\n"
+	 "server of the store within 5 s.",
+	 token_create_options, cmd_token_create},
+	{"token list", NULL,
+	 "List the tokens, one JSON object a line (never a secret).",
+	 token_store_options, cmd_token_list},
+	{"token revoke", "ID",
+	 "Delete the token ID; every running server refuses it within 5 s.",
+	 token_store_options, cmd_token_revoke},
+};
+
+static const struct cli_option token_options[] = {
+	{NULL, NULL, NULL, NULL},
+};
+
+static int cmd_token(const char *const *v, int argc, char **argv)
+{
+	const char *values[CLI_MAX_OPTIONS];
+	const struct cli_command *cmd = NULL;
+	struct buf err = BUF_INIT, usage = BUF_INIT;
+	enum status st;
+	size_t i;
+	int first, code;
+
+	(void)v;
+	for (i = 0; argc > 0 && i < ARRAY_SIZE(token_commands); i++)
+		if (!strcmp(token_commands[i].name + strlen("token "), argv[0]))
+			cmd = &token_commands[i];
+	if (!cmd) {
+		fprintf(stderr, "lambda-registry token: %s\n\n",
+			argc ? "unknown subcommand" : "needs a subcommand");
+		for (i = 0; i < ARRAY_SIZE(token_commands); i++) {
+			buf_reset(&usage);
+			cli_usage(&token_commands[i], &usage);
+			fprintf(stderr, "%s\n", usage.buf);
+		}
+		code = 2;
+		goto out;
+	}
+	st = cli_parse(cmd, argc, argv, values, &first, &err);
+	if (st == ST_NOT_FOUND) {
+		cli_usage(cmd, &usage);
+		fputs(usage.buf, stdout);
+		code = 0;
+	} else if (st != ST_OK) {
+		cli_usage(cmd, &usage);
+		fprintf(stderr, "lambda-registry %s: %s\n\n%s", cmd->name,
+			err.buf, usage.buf);
+		code = 2;
+	} else {
+		token_argc = argc;
+		token_argv = argv;
+		code = cmd->run(values, argc - first, argv + first);
+	}
+out:
+	buf_release(&err);
+	buf_release(&usage);
 	return code;
 }
 
@@ -375,6 +751,13 @@ static const struct cli_command commands[] = {
 	 "Runs until SIGTERM; SIGHUP forces a full resync. Logs key=value "
 	 "lines on stderr.",
 	 agent_options, agent_main},
+	{"token", "create|list|revoke ...",
+	 "Manage access tokens: token create --scope S [--scope S ...] "
+	 "[--expires D]\n"
+	 "[--description T], token list, token revoke ID; all with --store. "
+	 "Run\n"
+	 "'lambda-registry token create --help' and so on for each.",
+	 token_options, cmd_token},
 };
 
 static void main_usage(FILE *f)

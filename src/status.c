@@ -20,6 +20,8 @@ static const struct {
 	{ST_HEADERS, 431, 1, "headers_too_large"},
 	{ST_USAGE, 400, 2, "usage"},
 	{ST_INTERNAL, 500, 3, "internal"},
+	{ST_UNAUTHENTICATED, 401, 1, "unauthenticated"},
+	{ST_FORBIDDEN, 403, 1, "forbidden"},
 };
 
 static unsigned status_index(enum status st)

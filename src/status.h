@@ -15,6 +15,8 @@ enum status {
 	ST_HEADERS,	/* request headers over their limit */
 	ST_USAGE,	/* bad command line */
 	ST_INTERNAL,	/* a bug or an unexpected failure */
+	ST_UNAUTHENTICATED, /* no valid token: missing, unknown, expired */
+	ST_FORBIDDEN,	    /* a valid token without the scope needed */
 };
 
 /* HTTP status code for a result. */

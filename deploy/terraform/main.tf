@@ -46,8 +46,10 @@ data "aws_iam_policy_document" "registry" {
       "dynamodb:CreateTable",
       "dynamodb:DeleteItem",
       "dynamodb:DescribeTable",
+      "dynamodb:GetItem",
       "dynamodb:PutItem",
       "dynamodb:Scan",
+      "dynamodb:UpdateItem",
     ]
     resources = [local.table_arns]
   }
@@ -83,6 +85,7 @@ resource "aws_lambda_function" "registry" {
     variables = {
       LAMBDA_REGISTRY_STORE         = "dynamodb:${var.table_prefix}"
       LAMBDA_REGISTRY_FRONTEND_BIND = var.frontend_bind
+      LAMBDA_REGISTRY_AUTH          = var.auth
     }
   }
 

@@ -78,6 +78,17 @@ variable "frontend_bind" {
   default     = ":80"
 }
 
+variable "auth" {
+  description = "--auth of the function: \"auto\" and \"required\" ask API Gateway requests for a bearer token (lambda-registry token create), \"off\" does not. Direct invocations are authorized by IAM."
+  type        = string
+  default     = "auto"
+
+  validation {
+    condition     = contains(["auto", "required", "off"], var.auth)
+    error_message = "auth is auto, required or off."
+  }
+}
+
 variable "stage_name" {
   description = "API Gateway stage, the first path segment of the invoke URL."
   type        = string

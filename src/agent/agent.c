@@ -4,12 +4,16 @@
  */
 #include "agent/agent.h"
 
+#include <ctype.h>
 #include <curl/curl.h>
+#include <errno.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "agent/docker.h"
@@ -62,6 +66,14 @@ const struct cli_option agent_options[] = {
 	{"once", NULL,
 	 "sync once and exit: 0 applied or unchanged, 1 refused, 3 unavailable",
 	 NULL},
+	{"token-file", "PATH",
+	 "file holding the registry token (sent as Authorization: Bearer); "
+	 "must not be readable by group or others",
+	 NULL},
+	{"ca-file", "PEM",
+	 "CA certificates that verify an https:// registry (default: the "
+	 "system's)",
+	 NULL},
 	{NULL, NULL, NULL, NULL},
 };
 
@@ -80,6 +92,8 @@ enum {
 	OPT_CHECK_TIMEOUT,
 	OPT_CHECK_PER_MB,
 	OPT_ONCE,
+	OPT_TOKEN_FILE,
+	OPT_CA_FILE,
 };
 
 /* The sources --source can name, as NAME:ARG. */
@@ -97,6 +111,8 @@ struct agent {
 	unsigned debounce_ms;
 	unsigned timeout_ms;
 	struct haproxy_options haproxy;
+	char *authorization; /* "Authorization: Bearer ..."; NULL: none */
+	const char *ca_file;
 	struct source *source;
 	CURL *curl;
 	struct backoff backoff; /* between tries of one pending change */
@@ -194,7 +210,11 @@ static enum status agent_post(struct agent *a, const struct buf *payload,
 	buf_init(&body, AGENT_MAX_CONFIG);
 	headers = curl_slist_append(headers, "Content-Type: application/json");
 	headers = curl_slist_append(headers, "Expect:");
+	if (a->authorization)
+		headers = curl_slist_append(headers, a->authorization);
 	curl_easy_reset(a->curl);
+	if (a->ca_file)
+		curl_easy_setopt(a->curl, CURLOPT_CAINFO, a->ca_file);
 	curl_easy_setopt(a->curl, CURLOPT_URL, a->url.buf);
 	curl_easy_setopt(a->curl, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(a->curl, CURLOPT_POST, 1L);
@@ -481,6 +501,78 @@ out:
 	return ret;
 }
 
+/*
+ * The token from --token-file into "Authorization: Bearer ..." (the file's
+ * first line, surrounding white space dropped). A file that group or others
+ * may read is refused: the token would no longer be this host's secret.
+ */
+static int agent_read_token(const char *path, char **header)
+{
+	struct buf text = BUF_INIT, err = BUF_INIT, line = BUF_INIT;
+	struct stat sb;
+	size_t start = 0, end;
+	int ret = -1;
+
+	buf_init(&text, 4096);
+	if (stat(path, &sb)) {
+		fprintf(stderr,
+			"lambda-registry agent: --token-file '%s': %s\n", path,
+			strerror(errno));
+		goto out;
+	}
+	if (sb.st_mode & (S_IRWXG | S_IRWXO)) {
+		fprintf(stderr,
+			"lambda-registry agent: --token-file '%s' is readable "
+			"by group or others (mode %03o); chmod 600 it\n",
+			path, (unsigned)(sb.st_mode & 0777));
+		goto out;
+	}
+	if (buf_read_file(&text, path, &err) != ST_OK) {
+		fprintf(stderr, "lambda-registry agent: --token-file: %s\n",
+			err.buf);
+		goto out;
+	}
+	while (start < text.len && isspace((unsigned char)text.buf[start]))
+		start++;
+	end = start;
+	while (end < text.len && !isspace((unsigned char)text.buf[end]))
+		end++;
+	if (end == start) {
+		fprintf(stderr,
+			"lambda-registry agent: --token-file '%s' is empty\n",
+			path);
+		goto out;
+	}
+	(void)buf_addstr(&line, "Authorization: Bearer ");
+	(void)buf_add(&line, text.buf + start, end - start);
+	*header = buf_detach(&line, NULL);
+	ret = 0;
+out:
+	if (text.len)
+		memset(text.buf, 0, text.len);
+	buf_release(&text);
+	buf_release(&err);
+	buf_release(&line);
+	return ret;
+}
+
+/* Whether the host of `url` ("http://HOST[:PORT]/...") is loopback. */
+static int agent_url_is_loopback(const char *url)
+{
+	const char *host = strstr(url, "://"), *end;
+	size_t len;
+
+	if (!host)
+		return 0;
+	host += 3;
+	if (*host == '[')
+		return !strncmp(host, "[::1]", 5);
+	end = host + strcspn(host, ":/?#");
+	len = (size_t)(end - host);
+	return (len == 9 && !strncasecmp(host, "localhost", 9)) ||
+	       !strncmp(host, "127.", 4);
+}
+
 int agent_main(const char *const *v, int argc, char **argv)
 {
 	struct agent a;
@@ -542,6 +634,16 @@ int agent_main(const char *const *v, int argc, char **argv)
 		buf_setlen(&a.url, a.url.len - 1);
 	if (a.url.len < 9 || strcmp(a.url.buf + a.url.len - 9, "/generate"))
 		buf_addstr(&a.url, "/generate");
+	if (v[OPT_TOKEN_FILE] &&
+	    agent_read_token(v[OPT_TOKEN_FILE], &a.authorization))
+		goto out;
+	a.ca_file = v[OPT_CA_FILE];
+	if (!strncasecmp(a.url.buf, "http://", 7) &&
+	    !agent_url_is_loopback(a.url.buf))
+		agent_log("warning", "plain_http",
+			  "registry=%s note=\"the token and the payloads cross "
+			  "the network unencrypted; use https://\"",
+			  log_quote(&q, a.url.buf));
 	a.haproxy.config = v[OPT_CONFIG];
 	a.haproxy.master_socket = v[OPT_SOCKET];
 	a.haproxy.bin = v[OPT_BIN];
@@ -590,6 +692,7 @@ out:
 	if (a.curl)
 		curl_easy_cleanup(a.curl);
 	buf_release(&a.url);
+	free(a.authorization);
 	buf_release(&q);
 	buf_release(&q2);
 	buf_release(&q3);
