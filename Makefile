@@ -9,7 +9,7 @@ BUILD_FUZZ ?= build-fuzz
 FUZZ_SECONDS ?= 60
 FUZZ_TEST_SECONDS ?= 10
 
-.PHONY: all deps build build-asan run test test-release test-asan format format-check clean
+.PHONY: all deps build build-asan run test test-deps test-release test-asan format format-check clean
 
 all: build
 
@@ -33,17 +33,31 @@ run: build
 	@echo "  curl -sS --data-binary @sample-data/data.json http://$(LISTEN)/generate"
 	$(BUILD)/lambda-registry serve --listen $(LISTEN) --store $(STORE)
 
+# make test installs the test packages (cmocka, haproxy, ...), then
+# configures each build with its tests (LR_TESTS=ON; a build directory that
+# was configured without them, e.g. by make run, is configured again).
+# -k: a failure in one build does not hide the results of the others.
 test:
-	@scripts/deps.sh test
-	$(MAKE) test-release test-asan test-fuzz
+	$(MAKE) -k test-release test-asan test-fuzz
 
-test-release: build
-	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) $(CTEST_ARGS)
+test-deps:
+	@scripts/deps.sh build test
 
-test-asan: build-asan
-	cd $(BUILD_ASAN) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+test-release: test-deps
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLR_TESTS=ON
+	cmake --build $(BUILD) -j $(JOBS)
+	cd $(BUILD) && rc=0 && ctest --output-on-failure --output-junit ctest-junit.xml \
+		-j $(JOBS) $(CTEST_ARGS) || rc=$$?; \
+		python3 $(CURDIR)/scripts/ctest-skipped.py ctest-junit.xml; exit $$rc
+
+test-asan: test-deps
+	cmake -S . -B $(BUILD_ASAN) -DCMAKE_BUILD_TYPE=Debug -DLR_SANITIZE=ON -DLR_TESTS=ON
+	cmake --build $(BUILD_ASAN) -j $(JOBS)
+	cd $(BUILD_ASAN) && rc=0 && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-		LR_SANITIZED=1 ctest --output-on-failure -j $(JOBS) $(CTEST_ARGS)
+		LR_SANITIZED=1 ctest --output-on-failure --output-junit ctest-junit.xml \
+		-j $(JOBS) $(CTEST_ARGS) || rc=$$?; \
+		python3 $(CURDIR)/scripts/ctest-skipped.py ctest-junit.xml; exit $$rc
 
 format:
 	clang-format -i src/*.[ch] src/*/*.[ch] tests/*/*.c fuzz/*.[ch] bench/*.c

@@ -61,7 +61,7 @@ static void bench_fill_services(struct service_list *list, unsigned nr,
 
 static int bench_render(unsigned nr)
 {
-	struct render_options opts = {RENDER_DEFAULT_BIND};
+	struct render_options opts = {.frontend_bind = RENDER_DEFAULT_BIND};
 	struct service_list list;
 	struct buf out = BUF_INIT;
 	double start, elapsed;
@@ -144,7 +144,8 @@ out:
 static int bench_call(const char *store, const char *seed, const char *a,
 		      const char *b, unsigned rounds)
 {
-	struct registry_options opts = {store, {RENDER_DEFAULT_BIND}};
+	struct registry_options opts = {store,
+					{.frontend_bind = RENDER_DEFAULT_BIND}};
 	struct buf body[3] = {BUF_INIT, BUF_INIT, BUF_INIT};
 	struct buf err = BUF_INIT, field = BUF_INIT;
 	struct registry *reg = NULL;

@@ -13,6 +13,7 @@
 
 Usage: bench/run.py [--build DIR] [--seconds N] [--rounds N] [--out FILE]
                     [--only wrk|scale|dynamodb]...
+       bench/run.py --self-test   (the wrk output parser; in make test)
 Prints Markdown and writes it to --out (default bench/RESULTS.md).
 """
 import argparse
@@ -118,9 +119,51 @@ def post(conn, body, path="/generate"):
 
 
 def ms(text):
-    m = re.match(r"([\d.]+)(us|ms|s)$", text)
-    value = float(m.group(1))
-    return value / 1000 if m.group(2) == "us" else value * 1000 if m.group(2) == "s" else value
+    """wrk's durations (850.00us, 1.21ms, 2.00s, 1.50m) in milliseconds."""
+    m = re.match(r"([\d.]+)(us|ms|s|m)$", text)
+    if not m:
+        raise SystemExit(f"bench: cannot read wrk's duration {text!r}")
+    return float(m.group(1)) * {"us": 0.001, "ms": 1, "s": 1000, "m": 60000}[m.group(2)]
+
+
+def latency_percentiles(out):
+    """{50: ms, 75: ms, ...} from the lines under wrk's "Latency Distribution"
+    (--latency), and only those: the Thread Stats table above it has a
+    "+/- Stdev" column of percentages too (e.g. "86.50%")."""
+    block = re.search(r"^\s*Latency Distribution\s*\n((?:[ \t]+[\d.]+%[ \t]+\S+[ \t]*\n)+)",
+                      out, re.M)
+    if not block:
+        raise SystemExit("bench: no Latency Distribution in wrk's output:\n" + out)
+    return {float(p): ms(v) for p, v in re.findall(r"([\d.]+)%\s+(\S+)", block.group(1))}
+
+
+# wrk --latency output whose Thread Stats "+/- Stdev" column ends in 50% and
+# 99% (the old parser took "Req/Sec" and "Latency" for percentiles there).
+WRK_SAMPLE = """Running 5s test @ http://127.0.0.1:8080/generate
+  2 threads and 10 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency   635.91us    1.21ms  32.92ms   99.50%
+    Req/Sec    21.20k     2.07k   24.00k    86.50%
+  Latency Distribution
+     50%  250.00us
+     75%  491.00us
+     90%  700.00us
+     99%    5.12ms
+  212000 requests in 5.00s, 160.00MB read
+Requests/sec:  42400.00
+Transfer/sec:     32.00MB
+"""
+
+
+def self_test():
+    """--self-test: the wrk output parser on WRK_SAMPLE (make test runs it)."""
+    pct = latency_percentiles(WRK_SAMPLE)
+    want = {50.0: 0.25, 75.0: 0.491, 90.0: 0.7, 99.0: 5.12}
+    bad = [p for p in want if abs(pct.get(p, -1) - want[p]) > 1e-9]
+    conv = [(t, ms(t)) for t in ("850.00us", "1.21ms", "2.00s", "1.50m")]
+    if bad or [v for _, v in conv] != [0.85, 1.21, 2000.0, 90000.0]:
+        raise SystemExit(f"bench: self-test: percentiles {pct}, durations {conv}")
+    print(f"bench: wrk output parsed: {pct}")
 
 
 def wrk(port, path, seconds, threads, connections, script=None, env=None):
@@ -132,11 +175,12 @@ def wrk(port, path, seconds, threads, connections, script=None, env=None):
                          text=True, check=True).stdout
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     errors = re.search(r"Socket errors: (.*)", out)
+    pct = latency_percentiles(out)
     return {
         "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
         "requests": int(re.search(r"(\d+) requests in", out).group(1)),
-        "p50": ms(re.search(r"50%\s+(\S+)", out).group(1)),
-        "p99": ms(re.search(r"99%\s+(\S+)", out).group(1)),
+        "p50": pct[50],
+        "p99": pct[99],
         "bad": int(bad.group(1)) if bad else 0,
         "socket_errors": errors.group(1) if errors else "",
     }
@@ -443,7 +487,12 @@ def main():
     ap.add_argument("--only", action="append", choices=["wrk", "scale", "dynamodb"])
     ap.add_argument("--out", default=os.path.join(BENCH, "RESULTS.md"))
     ap.add_argument("--json", help="also write the raw figures here")
+    ap.add_argument("--self-test", action="store_true",
+                    help="check the wrk output parser and exit")
     args = ap.parse_args()
+    if args.self_test:
+        self_test()
+        return
     args.bin = os.path.join(args.build, "lambda-registry")
     args.core = os.path.join(args.build, "bench", "bench_core")
     only = set(args.only or ["wrk", "scale", "dynamodb"])

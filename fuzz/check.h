@@ -9,6 +9,7 @@
 
 #include "payload.h"
 #include "service.h"
+#include "settings.h"
 
 /* Abort with a message (libFuzzer then saves the input as a crash). */
 _Noreturn void check_fail(const char *fmt, ...)
@@ -29,6 +30,11 @@ void check_payload_tokens(const struct payload *p);
  */
 void check_config(const char *cfg, size_t len, const struct service_list *model,
 		  const char *bind);
+/* The same for a config rendered with the effective settings `s`: every
+ * directive they add, in its place, each value one token of theirs. */
+void check_config_settings(const char *cfg, size_t len,
+			   const struct service_list *model, const char *bind,
+			   const struct settings *s);
 
 /*
  * 0 when `len` bytes are one JSON text as RFC 8259 defines it (valid UTF-8,

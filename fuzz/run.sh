@@ -8,7 +8,7 @@ build=$1
 seconds=$2
 shift 2
 src=$(cd "$(dirname "$0")" && pwd)
-harnesses=${*:-"fuzz_payload fuzz_call fuzz_lambda_event"}
+harnesses=${*:-"fuzz_payload fuzz_call fuzz_lambda_event fuzz_settings"}
 mkdir -p "$build/artifacts"
 status=0
 for h in $harnesses; do

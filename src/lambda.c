@@ -350,7 +350,8 @@ static enum status lambda_open(const struct lambda_options *opts,
 			       struct registry **reg, struct auth **auth,
 			       struct api **api, struct buf *why)
 {
-	struct registry_options ropts = {opts->store_spec, {bind}};
+	struct registry_options ropts = {opts->store_spec,
+					 {.frontend_bind = bind}};
 	struct api_options aopts = {0};
 	enum status st;
 

@@ -14,6 +14,7 @@
 #include "log.h"
 #include "registry.h"
 #include "render.h"
+#include "settings.h"
 #include "store/store.h"
 #include "xalloc.h"
 #include "store/store.h"
@@ -718,6 +719,196 @@ out:
 	return code;
 }
 
+static const struct cli_option settings_put_options[] = {
+	{"store", "SPEC", "sqlite:PATH, dynamodb or dynamodb:PREFIX",
+	 DEFAULT_STORE},
+	{"table", "NAME",
+	 "store the overrides of table NAME (default: the "
+	 "fleet's defaults)",
+	 NULL},
+	{NULL, NULL, NULL, NULL},
+};
+
+static const struct cli_option settings_get_options[] = {
+	{"store", "SPEC", "sqlite:PATH, dynamodb or dynamodb:PREFIX",
+	 DEFAULT_STORE},
+	{"table", "NAME",
+	 "the overrides of table NAME (default: the fleet's "
+	 "defaults)",
+	 NULL},
+	{"effective", NULL,
+	 "print the defaults deep-merged with the table's overrides", NULL},
+	{NULL, NULL, NULL, NULL},
+};
+
+static const struct cli_option settings_delete_options[] = {
+	{"store", "SPEC", "sqlite:PATH, dynamodb or dynamodb:PREFIX",
+	 DEFAULT_STORE},
+	{"table", "NAME", "delete the overrides of table NAME", NULL},
+	{NULL, NULL, NULL, NULL},
+};
+
+/* Report `st` of "settings SUB" and give its exit code. */
+static int main_settings_fail(const char *sub, enum status st,
+			      const struct buf *err)
+{
+	fprintf(stderr, "lambda-registry settings %s: %s\n", sub, err->buf);
+	return status_exit(st);
+}
+
+static int cmd_settings_put(const char *const *v, int argc, char **argv)
+{
+	struct buf input = BUF_INIT, err = BUF_INIT;
+	struct registry *reg = NULL;
+	enum status st;
+	int code;
+
+	if (argc != 1) {
+		fprintf(stderr, "lambda-registry settings put: needs exactly "
+				"one FILE (or - for standard input)\n");
+		code = 2;
+		goto out;
+	}
+	buf_init(&input, SETTINGS_MAX_BYTES);
+	if (main_read_input(argv[0], &input, &err)) {
+		fprintf(stderr, "lambda-registry settings put: %s\n", err.buf);
+		code = 2;
+		goto out;
+	}
+	code = main_open_registry(v[0], RENDER_DEFAULT_BIND, &reg);
+	if (code)
+		goto out;
+	st = registry_settings_put(reg, v[1], input.buf, input.len, &err);
+	if (st != ST_OK)
+		code = main_settings_fail("put", st, &err);
+out:
+	registry_free(reg);
+	buf_release(&input);
+	buf_release(&err);
+	return code;
+}
+
+static int cmd_settings_get(const char *const *v, int argc, char **argv)
+{
+	struct buf out = BUF_INIT, err = BUF_INIT;
+	struct registry *reg = NULL;
+	enum status st;
+	int code;
+
+	if (argc) {
+		fprintf(stderr,
+			"lambda-registry settings get: unexpected argument "
+			"'%s'\n",
+			argv[0]);
+		code = 2;
+		goto out;
+	}
+	code = main_open_registry(v[0], RENDER_DEFAULT_BIND, &reg);
+	if (code)
+		goto out;
+	st = registry_settings_get(reg, v[1], v[2] != NULL, &out, &err);
+	if (st != ST_OK) {
+		code = main_settings_fail("get", st, &err);
+		goto out;
+	}
+	(void)buf_addch(&out, '\n');
+	if (fwrite(out.buf, 1, out.len, stdout) != out.len || fflush(stdout)) {
+		fprintf(stderr, "lambda-registry settings get: cannot write "
+				"the output\n");
+		code = 3;
+	}
+out:
+	registry_free(reg);
+	buf_release(&out);
+	buf_release(&err);
+	return code;
+}
+
+static int cmd_settings_delete(const char *const *v, int argc, char **argv)
+{
+	struct buf err = BUF_INIT;
+	struct registry *reg = NULL;
+	enum status st;
+	int code;
+
+	if (argc || !v[1]) {
+		fprintf(stderr,
+			"lambda-registry settings delete: needs --table "
+			"NAME and no argument\n");
+		code = 2;
+		goto out;
+	}
+	code = main_open_registry(v[0], RENDER_DEFAULT_BIND, &reg);
+	if (code)
+		goto out;
+	st = registry_settings_delete(reg, v[1], &err);
+	if (st != ST_OK)
+		code = main_settings_fail("delete", st, &err);
+out:
+	(void)argv;
+	registry_free(reg);
+	buf_release(&err);
+	return code;
+}
+
+static const struct cli_command settings_commands[] = {
+	{"settings put", "FILE|-",
+	 "Check a settings file (YAML or JSON) and store it as the fleet's "
+	 "defaults,\n"
+	 "or with --table as that table's overrides. Errors name the key "
+	 "path;\n"
+	 "nothing is stored then. See docs/settings.md.\n"
+	 "Exit status: 0 ok, 1 invalid settings, 2 usage error, 3 store "
+	 "failure.",
+	 settings_put_options, cmd_settings_put},
+	{"settings get", NULL,
+	 "Print the stored settings as canonical JSON ({} when none).",
+	 settings_get_options, cmd_settings_get},
+	{"settings delete", NULL, "Delete the overrides of one table.",
+	 settings_delete_options, cmd_settings_delete},
+};
+
+static const struct cli_option settings_options[] = {
+	{NULL, NULL, NULL, NULL},
+};
+
+/* "settings SUB ...": SUB's own table parses the rest. */
+static int cmd_settings(const char *const *v, int argc, char **argv)
+{
+	const char *values[CLI_MAX_OPTIONS];
+	struct buf err = BUF_INIT, usage = BUF_INIT;
+	const struct cli_command *sub = NULL;
+	enum status st;
+	size_t i;
+	int first, code;
+
+	(void)v;
+	for (i = 0; argc && i < ARRAY_SIZE(settings_commands); i++)
+		if (!strcmp(argv[0], settings_commands[i].name + 9))
+			sub = &settings_commands[i];
+	if (!sub) {
+		fprintf(stderr, "lambda-registry settings: needs put, get or "
+				"delete ('settings SUB --help')\n");
+		return 2;
+	}
+	st = cli_parse(sub, argc, argv, values, &first, &err);
+	if (st == ST_NOT_FOUND) {
+		cli_usage(sub, &usage);
+		fputs(usage.buf, stdout);
+		code = 0;
+	} else if (st != ST_OK) {
+		cli_usage(sub, &usage);
+		fprintf(stderr, "lambda-registry %s: %s\n\n%s", sub->name,
+			err.buf, usage.buf);
+		code = 2;
+	} else {
+		code = sub->run(values, argc - first, argv + first);
+	}
+	buf_release(&err);
+	buf_release(&usage);
+	return code;
+}
+
 /* The Lambda package runs the binary as "bootstrap", without arguments. */
 static int main_is_bootstrap(const char *argv0)
 {
@@ -738,6 +929,11 @@ static const struct cli_command commands[] = {
 	 generate_options, cmd_generate},
 	{"dump", "TABLE", "Print the stored services of TABLE as JSON.",
 	 dump_options, cmd_dump},
+	{"settings", "put|get|delete ...",
+	 "Store, print or delete the fleet settings (TLS, logs, stats, "
+	 "...).\n"
+	 "'lambda-registry settings put|get|delete --help' describes each.",
+	 settings_options, cmd_settings},
 	{"lambda", NULL,
 	 "Run as an AWS Lambda custom runtime (the package's bootstrap runs "
 	 "this).\n"

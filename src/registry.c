@@ -7,6 +7,12 @@
  * only when the read found something to change; a store without
  * transactions (DynamoDB) has its own path, retried after a conflict. Every
  * path renders before it writes, so a config over the cap stores nothing.
+ * The table's effective settings are part of what a config depends on: each
+ * call reads the store's settings generation first (one cheap read on
+ * SQLite; on DynamoDB, a request, so read at most once a second), and a
+ * table whose settings were loaded at another generation reloads them and
+ * drops its cache, so the cache key is in effect table version + settings
+ * generation.
  * Locks, outermost first: the table's (one call per table in this process),
  * write_lock (this process's writers), the store's, and reg->lock (the map,
  * the LRU and the pool; held only briefly, never while waiting).
@@ -21,6 +27,7 @@
 #include "clock.h"
 #include "merge.h"
 #include "payload.h"
+#include "settings.h"
 #include "store/store.h"
 #include "xalloc.h"
 #include "banned.h"
@@ -36,6 +43,9 @@
 /* Backoff between attempts of the non-atomic path after a conflict. */
 #define REGISTRY_BACKOFF_BASE_MS 2
 #define REGISTRY_BACKOFF_CAP_MS	 64
+/* How long a store without exact versions (DynamoDB, where the read is a
+ * request of its own) trusts the settings generation it last read. */
+#define REGISTRY_SETTINGS_CHECK_MS 1000
 
 /* A rendered config, shared read-only by the cache and the answers in flight.
  */
@@ -64,6 +74,11 @@ struct registry_table {
 	uint64_t version;
 	struct service_list services;
 	struct registry_share *config;
+	/* The effective settings, loaded at settings generation
+	 * `settings_gen`; kept while the entry lives, cached or not. */
+	int have_settings;
+	uint64_t settings_gen;
+	struct settings settings;
 };
 
 struct registry {
@@ -83,6 +98,10 @@ struct registry {
 	size_t nr_buckets; /* a power of two */
 	size_t nr_tables, nr_cached;
 	struct registry_table *newest, *oldest; /* the LRU of cached tables */
+	/* The settings generation last read, and when (clock_now_ms), for a
+	 * store without STORE_CAP_VERSION (guarded by lock). */
+	uint64_t settings_gen, settings_read_ms;
+	int have_settings_gen;
 	/* A write failed and none has worked since: why (guarded by lock). */
 	atomic_int write_failed;
 	char *write_error;
@@ -254,6 +273,7 @@ static void registry_table_free(struct registry_table *t)
 		return;
 	service_list_release(&t->services);
 	registry_share_release(t->config);
+	settings_release(&t->settings);
 	pthread_mutex_destroy(&t->lock);
 	free(t->name);
 	free(t);
@@ -275,6 +295,7 @@ static struct registry_table *registry_table_get(struct registry *reg,
 		t = xcalloc(1, sizeof(*t));
 		t->name = xstrdup(name);
 		service_list_init(&t->services);
+		settings_init(&t->settings);
 		pthread_mutex_init(&t->lock, NULL);
 		t->next = *slot;
 		*slot = t;
@@ -522,8 +543,11 @@ static enum status registry_render(struct registry_ctx *c,
 				   const struct service_list *services,
 				   struct buf *err)
 {
+	struct render_options opts = c->reg->render;
+
+	opts.settings = &c->t->settings;
 	buf_reset(&c->config);
-	render_config(services, &c->reg->render, &c->config);
+	render_config(services, &opts, &c->config);
 	if (!buf_overflowed(&c->config))
 		return ST_OK;
 	buf_setf(err,
@@ -726,6 +750,122 @@ enum status registry_call(struct registry *reg, const char *json, size_t len,
 				   field);
 }
 
+/* This process changed the settings: its next call reads the generation. */
+static void registry_settings_changed(struct registry *reg)
+{
+	pthread_mutex_lock(&reg->lock);
+	reg->have_settings_gen = 0;
+	pthread_mutex_unlock(&reg->lock);
+}
+
+/* The text of settings document `key` into `*out` (NULL when none). */
+static enum status registry_settings_doc(struct store *st, const char *key,
+					 char **out, struct buf *err)
+{
+	struct store_doc doc = {0};
+	enum status ret = store_doc_get(st, SETTINGS_KIND, key, &doc, err);
+
+	*out = NULL;
+	if (ret == ST_NOT_FOUND)
+		return ST_OK;
+	if (ret == ST_OK) {
+		*out = doc.value;
+		doc.value = NULL;
+	}
+	store_doc_release(&doc);
+	return ret;
+}
+
+/* The effective settings of `table` as stored now, into `*json` and `*out`
+ * when not NULL (as settings_effective()). */
+static enum status registry_settings_load(struct store *st, const char *table,
+					  char **json, struct settings *out,
+					  struct buf *err)
+{
+	char *dflt = NULL, *over = NULL;
+	struct buf why = BUF_INIT;
+	enum status ret;
+
+	ret = registry_settings_doc(st, SETTINGS_DEFAULT_KEY, &dflt, err);
+	if (ret == ST_OK && table)
+		ret = registry_settings_doc(st, table, &over, err);
+	if (ret != ST_OK)
+		goto out;
+	ret = settings_effective(dflt, over, json, out, &why);
+	if (ret != ST_OK)
+		buf_setf(err,
+			 "the stored settings of table '%s' do not hold: %s",
+			 table ? table : SETTINGS_DEFAULT_KEY, why.buf);
+out:
+	free(dflt);
+	free(over);
+	buf_release(&why);
+	return ret;
+}
+
+/* The store's settings generation: read now when the store has exact
+ * versions (a local read), else at most every REGISTRY_SETTINGS_CHECK_MS. */
+static enum status registry_settings_gen(struct registry_ctx *c, uint64_t *gen,
+					 struct buf *err)
+{
+	struct registry *reg = c->reg;
+	uint64_t now = clock_now_ms();
+	enum status ret;
+	int fresh;
+
+	if (reg->caps & STORE_CAP_VERSION)
+		return store_doc_generation(c->st, SETTINGS_KIND, gen, err);
+	pthread_mutex_lock(&reg->lock);
+	fresh = reg->have_settings_gen &&
+		now - reg->settings_read_ms < REGISTRY_SETTINGS_CHECK_MS;
+	*gen = reg->settings_gen;
+	pthread_mutex_unlock(&reg->lock);
+	if (fresh)
+		return ST_OK;
+	ret = store_doc_generation(c->st, SETTINGS_KIND, gen, err);
+	if (ret != ST_OK)
+		return ret;
+	pthread_mutex_lock(&reg->lock);
+	reg->settings_gen = *gen;
+	reg->settings_read_ms = now;
+	reg->have_settings_gen = 1;
+	pthread_mutex_unlock(&reg->lock);
+	return ST_OK;
+}
+
+/*
+ * Make c->t->settings current: the settings generation, and a reload (which
+ * drops the table's cache, rendered from the old settings) only when it
+ * moved. Runs before the table's transaction, as the document calls must.
+ */
+static enum status registry_table_settings(struct registry_ctx *c,
+					   struct buf *err)
+{
+	struct registry_table *t = c->t;
+	struct settings fresh;
+	uint64_t gen;
+	enum status ret;
+
+	ret = registry_settings_gen(c, &gen, err);
+	if (ret != ST_OK || (t->have_settings && t->settings_gen == gen))
+		return ret;
+	settings_init(&fresh);
+	ret = registry_settings_load(c->st, t->name, NULL, &fresh, err);
+	if (ret == ST_OK) {
+		registry_table_forget(c);
+		settings_release(&t->settings);
+		t->settings = fresh;
+		t->settings_gen = gen;
+		t->have_settings = 1;
+	} else {
+		settings_release(&fresh);
+		if (ret == ST_INVALID)
+			ret = ST_UNAVAILABLE; /* the store's fault, not the
+						 call's */
+	}
+	return ret;
+}
+
 /* Attempts of the non-atomic path, with jittered backoff after conflicts. */
 static enum status registry_retry_nonatomic(struct registry_ctx *c,
 					    struct buf *err)
@@ -776,8 +916,12 @@ enum status registry_call_table(struct registry *reg, const char *table,
 	c.t = registry_table_get(reg, p.table);
 	pthread_mutex_lock(&c.t->lock);
 	ret = registry_get_store(reg, &c.st, err);
-	if (ret != ST_OK)
+	if (ret == ST_OK)
+		ret = registry_table_settings(&c, err);
+	if (ret != ST_OK) {
+		registry_put_store(reg, c.st, 1);
 		goto unlock;
+	}
 	if (!(reg->caps & STORE_CAP_ATOMIC)) {
 		ret = registry_retry_nonatomic(&c, err);
 		tried_write = res->changed;
@@ -867,5 +1011,93 @@ enum status registry_dump(struct registry *reg, const char *table,
 	if (ret == ST_OK)
 		ret = store_dump(st, table, out, err);
 	registry_put_store(reg, st, ret != ST_OK);
+	return ret;
+}
+
+enum status registry_settings_put(struct registry *reg, const char *table,
+				  const char *text, size_t len, struct buf *err)
+{
+	char *canon = NULL, *dflt = NULL;
+	struct store *st = NULL;
+	enum status ret;
+
+	if (table && payload_check_table(table, err))
+		return ST_INVALID;
+	ret = settings_canonical(text, len, &canon, err);
+	if (ret != ST_OK)
+		return ret;
+	ret = registry_get_store(reg, &st, err);
+	if (ret != ST_OK)
+		goto out;
+	/* The settings this gives must hold with what is stored beside. */
+	if (table) {
+		ret = registry_settings_doc(st, SETTINGS_DEFAULT_KEY, &dflt,
+					    err);
+		if (ret == ST_OK)
+			ret = settings_effective(dflt, canon, NULL, NULL, err);
+	} else {
+		ret = settings_effective(canon, NULL, NULL, NULL, err);
+	}
+	if (ret == ST_OK)
+		ret = store_doc_put(st, SETTINGS_KIND,
+				    table ? table : SETTINGS_DEFAULT_KEY, canon,
+				    STORE_DOC_ANY, NULL, err);
+	if (ret == ST_OK)
+		registry_settings_changed(reg);
+out:
+	registry_put_store(reg, st, ret != ST_OK && ret != ST_INVALID);
+	free(canon);
+	free(dflt);
+	return ret;
+}
+
+enum status registry_settings_get(struct registry *reg, const char *table,
+				  int effective, struct buf *out,
+				  struct buf *err)
+{
+	struct store *st = NULL;
+	char *text = NULL;
+	enum status ret;
+
+	if (table && payload_check_table(table, err))
+		return ST_INVALID;
+	ret = registry_get_store(reg, &st, err);
+	if (ret != ST_OK)
+		goto out;
+	if (effective)
+		ret = registry_settings_load(st, table, &text, NULL, err);
+	else
+		ret = registry_settings_doc(
+			st, table ? table : SETTINGS_DEFAULT_KEY, &text, err);
+	if (ret == ST_OK)
+		(void)buf_addstr(out, text ? text : "{}");
+out:
+	registry_put_store(reg, st, ret != ST_OK && ret != ST_INVALID);
+	free(text);
+	return ret;
+}
+
+enum status registry_settings_delete(struct registry *reg, const char *table,
+				     struct buf *err)
+{
+	struct store *st = NULL;
+	enum status ret;
+
+	if (table && payload_check_table(table, err))
+		return ST_INVALID;
+	ret = registry_get_store(reg, &st, err);
+	if (ret == ST_OK)
+		ret = store_doc_delete(st, SETTINGS_KIND,
+				       table ? table : SETTINGS_DEFAULT_KEY,
+				       err);
+	if (ret == ST_OK)
+		registry_settings_changed(reg);
+	if (ret == ST_NOT_FOUND)
+		buf_setf(err, "no settings are stored for %s%s%s",
+			 table ? "table '" : "the fleet", table ? table : "",
+			 table ? "'" : "");
+	registry_put_store(reg, st,
+			   ret != ST_OK && ret != ST_NOT_FOUND &&
+				   ret != ST_INVALID);
 	return ret;
 }

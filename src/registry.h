@@ -87,6 +87,25 @@ struct registry_stats {
 
 void registry_get_stats(struct registry *reg, struct registry_stats *out);
 
+/*
+ * Fleet settings (settings.h), stored as documents: `table` NULL means the
+ * fleet's defaults, else that table's overrides. put() checks `text` (YAML
+ * or JSON) and, for a table, the settings it would give with the stored
+ * defaults; on ST_INVALID `err` names the key path and nothing is stored.
+ * get() appends the stored document as canonical JSON ("{}" when none), or
+ * with `effective` the defaults deep-merged with the table's overrides.
+ * delete() gives ST_NOT_FOUND when nothing was stored. Every table's next
+ * call renders with what changed.
+ */
+enum status registry_settings_put(struct registry *reg, const char *table,
+				  const char *text, size_t len,
+				  struct buf *err) WARN_UNUSED;
+enum status registry_settings_get(struct registry *reg, const char *table,
+				  int effective, struct buf *out,
+				  struct buf *err) WARN_UNUSED;
+enum status registry_settings_delete(struct registry *reg, const char *table,
+				     struct buf *err) WARN_UNUSED;
+
 /* Deterministic JSON of a table's stored state (see store_dump). */
 enum status registry_dump(struct registry *reg, const char *table,
 			  struct buf *out, struct buf *err) WARN_UNUSED;

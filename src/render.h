@@ -7,12 +7,16 @@
 
 #include "buf.h"
 #include "service.h"
+#include "settings.h"
 
 #define RENDER_DEFAULT_BIND ":80"
 
 struct render_options {
 	const char *frontend_bind; /* "ADDR:PORT" as accepted by
 				      render_check_bind */
+	/* The table's effective settings (borrowed); NULL: the defaults. The
+	 * HTTP frontend binds frontend_bind unless they set its binds. */
+	const struct settings *settings;
 };
 
 /*

@@ -35,5 +35,48 @@ for json in "$golden"/*.json; do
 		fail=$((fail + 1))
 	fi
 done
+# Settings goldens: tests/golden/settings-NAME.yaml stored as the fleet's
+# settings, then mixed.json applied, must give settings-NAME.cfg. Their
+# files live under /lr-golden/ (paths are checked by form only); haproxy -c
+# runs on a copy pointed at a test certificate made here, and must not warn.
+certs="$tmp/certs"
+mkdir -p "$certs"
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=golden.test \
+	-keyout "$certs/key.pem" -out "$certs/crt.pem" 2>/dev/null
+cat "$certs/crt.pem" "$certs/key.pem" >"$certs/site.pem"
+printf '%s\n' "$certs/site.pem golden.test" >"$certs/crt-list.txt"
+for yaml in "$golden"/settings-*.yaml; do
+	[ -e "$yaml" ] || continue
+	name=$(basename "$yaml" .yaml)
+	out="$tmp/$name.cfg"
+	store="sqlite:$tmp/$name.db"
+	if ! "$LR_BIN" settings put --store "$store" "$yaml" ||
+		! "$LR_BIN" generate --store "$store" "$golden/mixed.json" >"$out"; then
+		echo "FAIL: $name: settings put or generate failed"
+		fail=$((fail + 1))
+		continue
+	fi
+	if [ "${UPDATE_GOLDEN:-}" = 1 ]; then
+		cp "$out" "$golden/$name.cfg"
+	fi
+	if cmp -s "$out" "$golden/$name.cfg"; then
+		pass=$((pass + 1))
+	else
+		echo "FAIL: $name: output differs from $name.cfg:"
+		diff -u "$golden/$name.cfg" "$out" | head -40
+		fail=$((fail + 1))
+	fi
+	sed -e "s#/lr-golden/site.pem#$certs/site.pem#g" \
+		-e "s#/lr-golden/crt-list.txt#$certs/crt-list.txt#g" \
+		"$out" >"$tmp/check.cfg"
+	if haproxy -c -f "$tmp/check.cfg" >"$tmp/check.log" 2>&1 &&
+		! grep -q WARNING "$tmp/check.log"; then
+		pass=$((pass + 1))
+	else
+		echo "FAIL: $name: haproxy -c refused it or warned:"
+		cat "$tmp/check.log"
+		fail=$((fail + 1))
+	fi
+done
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

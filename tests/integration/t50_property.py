@@ -2,7 +2,8 @@
 """Property test against the real haproxy: random sequences of valid and
 hostile payloads. Every accepted call's config passes `haproxy -c`; every
 rejected call is a 4xx with a JSON error and leaves each table's dump
-byte-identical.
+byte-identical. Random fleet settings too: each accepted one renders a
+config that passes `haproxy -c` without warnings.
 
 LR_PROPERTY_CASES (default 3000; 600 under LR_SANITIZED) sets the number of
 calls, LR_PROPERTY_SEED the seed (printed, so a failure can be replayed).
@@ -392,6 +393,159 @@ if items:
     broken = items[0][1] + b"\nbackend zz-broken\n    server s 1.2.3.4:99999\n"
     found = check_batch([(0, items[0][1]), (1, broken)])
     check([n for n, _ in found] == [1], "a broken config is caught: %r" % found)
+
+# Random valid fleet settings (as JSON, or YAML flow style), stored as the
+# fleet's or as a table's overrides, then a valid call: each config alone
+# through haproxy -c, without warnings. A setting made invalid by a hostile
+# value is refused and changes nothing stored.
+SETTINGS_CASES = 10 if SANITIZED else 40
+certdir = os.path.join(d, "certs")
+os.makedirs(certdir)
+subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                "-subj", "/CN=prop.test", "-keyout", os.path.join(certdir, "k.pem"),
+                "-out", os.path.join(certdir, "c.pem")], check=True, capture_output=True)
+with open(os.path.join(certdir, "site.pem"), "w") as f:
+    for part in ("c.pem", "k.pem"):
+        with open(os.path.join(certdir, part)) as g:
+            f.write(g.read())
+with open(os.path.join(certdir, "list.txt"), "w") as f:
+    f.write("%s prop.test\n" % os.path.join(certdir, "site.pem"))
+HASH = ("$6$saltsalt$TVLlQcbpFVof5W3Yz4DTP6gRstiNuHwwTt6GLc1E5n0U0aDehy0S5knV8wiOQSpT0Y77vwPZN"
+        ".Pq.H91p5hVO1")
+
+
+def rand_duration():
+    return rng.choice(["1ms", "500ms", "5s", "45s", "2m", "1h", "24h", "1000", "1d"])
+
+
+def rand_bind(loopback=False):
+    port = rng.randrange(1024, 65536)
+    if loopback:
+        return rng.choice(["127.0.0.1:%d", "[::1]:%d"]) % port
+    return rng.choice([":%d", "127.0.0.1:%d", "[::]:%d", "0.0.0.0:%d"]) % port
+
+
+def maybe(doc, key, value, p=0.5):
+    if rng.random() < p:
+        doc[key] = value
+
+
+def rand_settings():
+    doc = {}
+    g = {}
+    maybe(g, "maxconn", rng.randrange(1, 5000))
+    maybe(g, "hardStopAfter", rand_duration())
+    maybe(g, "nbthread", rng.randrange(1, 5))
+    maybe(g, "log", [dict(address=rng.choice(["stdout", "127.0.0.1:514", "[::1]:5514"]),
+                          facility=rng.choice(["local0", "daemon", "local7"]),
+                          format=rng.choice(["rfc3164", "rfc5424", "raw"]))
+                     for _ in range(rng.randrange(0, 3))])
+    maybe(doc, "global", g)
+    df = {}
+    maybe(df, "timeouts", {k: rand_duration() for k in rng.sample(
+        ["connect", "client", "server", "httpRequest", "httpKeepAlive", "queue", "tunnel"],
+        rng.randrange(0, 8))})
+    maybe(df, "retries", rng.randrange(0, 101))
+    for k in ("redispatch", "httplog", "dontlognull"):
+        maybe(df, k, rng.random() < 0.5)
+    maybe(df, "maxconn", rng.randrange(1, 5000))
+    maybe(doc, "defaults", df)
+    fe = {}
+    http_binds = [rand_bind() for _ in range(rng.randrange(1, 3))]
+    h = {}
+    maybe(h, "binds", http_binds)
+    maybe(h, "redirectToHttps", rng.random() < 0.5)
+    maybe(fe, "http", h)
+    if rng.random() < 0.6:
+        t = {"crtList" if rng.random() < 0.5 else "crt":
+             os.path.join(certdir, "list.txt") if rng.random() < 0.5 else None}
+        if None in t.values():
+            t = {"crt": os.path.join(certdir, "site.pem")}
+        elif "crt" in t:
+            t["crt"] = os.path.join(certdir, "site.pem")
+        maybe(t, "binds", [b for b in [rand_bind() for _ in range(2)] if b not in http_binds])
+        if not t.get("binds", True):
+            del t["binds"]
+        maybe(t, "alpn", rng.choice(["h2,http/1.1", "http/1.1", "h2"]))
+        maybe(t, "minTlsVersion", rng.choice(["TLSv1.2", "TLSv1.3"]))
+        maybe(t, "hsts", {k: v for k, v in (("maxAge", rng.randrange(0, 63072001)),
+                                              ("includeSubDomains", rng.random() < 0.5),
+                                              ("preload", rng.random() < 0.5))
+                          if rng.random() < 0.7})
+        fe["https"] = t
+    maybe(doc, "frontend", fe)
+    if rng.random() < 0.5:
+        st = {"bind": rand_bind(loopback=True)}
+        if rng.random() < 0.5:
+            st = {"bind": rand_bind(), "user": rng.choice(["ops", "a.b-c_d"]),
+                  "passwordHash": HASH}
+        maybe(st, "uri", rng.choice(["/stats", "/haproxy", "/a/b~c"]))
+        maybe(st, "prometheus", rng.random() < 0.5)
+        doc["stats"] = st
+    if rng.random() < 0.5:
+        u = {"status": rng.choice([404, 503])}
+        maybe(u, "body", rng.choice(["gone", "No service here.", "x (y) [z] {w} <v> 100%"]))
+        doc["unmatched"] = u
+    maybe(doc, "routing", {"mode": rng.choice(["auto", "map", "acl"]), "mapDir": "/etc/maps"})
+    return doc
+
+
+def yaml_flow(v):
+    """YAML flow style: strings always quoted (JSON strings are YAML too)."""
+    if isinstance(v, dict):
+        return "{" + ", ".join("%s: %s" % (k, yaml_flow(x)) for k, x in v.items()) + "}"
+    if isinstance(v, list):
+        return "[" + ", ".join(yaml_flow(x) for x in v) + "]"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return json.dumps(v)
+
+
+sfile = os.path.join(d, "settings.in")
+settings_ok = 0
+for case in range(SETTINGS_CASES):
+    doc = rand_settings()
+    table = rng.choice([None, "astro"])
+    where = ["--table", table] if table else []
+    before = run_cli(["settings", "get", "--store", store] + where).stdout
+    hostile = rng.random() < 0.3
+    text = yaml_flow(doc) if rng.random() < 0.5 else json.dumps(doc)
+    if hostile:
+        slots = [p for p in string_slots(doc) if isinstance(get_at(doc, p), (str, int))]
+        if slots:
+            p = rng.choice(slots)
+            v = get_at(doc, p)
+            set_at(doc, p, (v + rng.choice(HOSTILE[:12]) if isinstance(v, str)
+                            else rng.choice(["x", -5, 10 ** 9, None, [1]])))
+            text = json.dumps(doc)
+        else:
+            text = json.dumps(dict(doc, bogusKey=1))
+    with open(sfile, "w") as f:
+        f.write(text)
+    r = run_cli(["settings", "put", "--store", store] + where + [sfile])
+    if r.returncode != 0:
+        after = run_cli(["settings", "get", "--store", store] + where).stdout
+        check(after == before, "settings case %d: refused but changed what is stored" % case)
+        check(hostile or b"exclude" in r.stderr,
+              "settings case %d: valid settings refused: %r\n%s" % (case, r.stderr, text))
+        continue
+    g = run_cli(["generate", "--store", store],
+                stdin=json.dumps({"table": table or "astro", "running": []}).encode())
+    check(g.returncode == 0, "settings case %d: generate: %r\n%s" % (case, g.stderr, text))
+    if g.returncode != 0:
+        continue
+    fd, path = tempfile.mkstemp(suffix=".cfg", dir=d)
+    with os.fdopen(fd, "wb") as f:
+        f.write(g.stdout)
+    p = subprocess.run([HAPROXY, "-c", "-f", path], capture_output=True, timeout=120)
+    os.unlink(path)
+    out = (p.stdout + p.stderr).decode(errors="replace")
+    settings_ok += p.returncode == 0 and "WARNING" not in out
+    check(p.returncode == 0 and "WARNING" not in out,
+          "settings case %d: haproxy -c: %s\nsettings %s\nconfig:\n%s"
+          % (case, out[-1500:], text, g.stdout.decode()[:3000]))
+print("property: %d random settings, %d configs through haproxy -c" % (SETTINGS_CASES, settings_ok))
+check(settings_ok > SETTINGS_CASES // 3, "enough accepted settings")
 
 check(stats["accepted"] > CASES // 4, "enough accepted calls: %r" % stats)
 check(stats["rejected"] > CASES // 10, "enough rejected calls: %r" % stats)

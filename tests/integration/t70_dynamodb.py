@@ -340,12 +340,43 @@ def test_healthz():
         srv.stop()
 
 
+def test_settings():
+    """Fleet settings in DynamoDB: settings put by the CLI reaches a running
+    server's calls within a second; get and delete round trip."""
+    store = "dynamodb:st-"
+    path = os.path.join(tempfile.mkdtemp(prefix="lr-ddb-"), "s.yaml")
+    srv = Server("st-")
+    try:
+        body = payload("astro", [("web", "w1", "10.0.0.1")],
+                       [cand("web", "web.example.com", [("w1", "10.0.0.1")])])
+        st, before, _ = srv.post(body)
+        assert st == 200 and "nbthread" not in before, before
+        with open(path, "w") as f:
+            f.write("global: {nbthread: 2}\nunmatched: {status: 404}\n")
+        r = subprocess.run([BIN, "settings", "put", "--store", store, path],
+                           capture_output=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        time.sleep(1.1)  # DynamoDB: the generation is read once a second
+        st, after, _ = srv.post(body)
+        assert st == 200 and "    nbthread 2\n" in after, after
+        assert "http-request return status 404" in after, after
+        r = subprocess.run([BIN, "settings", "get", "--store", store, "--table", "astro",
+                            "--effective"], capture_output=True, timeout=60)
+        assert r.stdout == b'{"global":{"nbthread":2},"unmatched":{"status":404}}\n', r.stdout
+        r = subprocess.run([BIN, "settings", "delete", "--store", store, "--table", "astro"],
+                           capture_output=True, timeout=60)
+        assert r.returncode == 1 and b"no settings are stored" in r.stderr, r.stderr
+    finally:
+        srv.stop()
+
+
 for name, fn in [("item layout and request counts", test_item_layout),
                  ("first-version items", test_first_version_items),
                  ("scan pagination", test_pagination),
                  ("two servers, concurrent POSTs", test_two_servers_concurrent),
                  ("unreachable endpoint", test_unreachable),
-                 ("healthz", test_healthz)]:
+                 ("healthz", test_healthz),
+                 ("fleet settings", test_settings)]:
     check(name, fn)
 for f in figures:
     print("figure:", f)

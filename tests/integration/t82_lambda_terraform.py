@@ -1,9 +1,12 @@
 #!/usr/bin/env python3
-"""deploy/terraform parses (HCL parser @cdktf/hcl2json from npm, installed
-into .deps/; terraform itself is not installable here) and holds the
+"""deploy/terraform parses (HCL parser @cdktf/hcl2json, pinned by
+tests/terraform/package-lock.json and installed from it with npm ci into the
+gitignored tests/terraform/node_modules; terraform itself is not installable
+here) and holds the
 function, role, permission and API resources wired to each other, with a
 least-privilege policy covering exactly what the DynamoDB store calls."""
 
+import fcntl
 import json
 import os
 import re
@@ -16,21 +19,36 @@ from lrtest import check, finish  # noqa: E402
 
 SRC = os.environ["LR_SOURCE_DIR"]
 TF = os.path.join(SRC, "deploy", "terraform")
-DEPS = os.path.join(SRC, ".deps", "npm-hcl2json")
-PACKAGE = "@cdktf/hcl2json@0.21.0"
+DEPS = os.path.join(SRC, "tests", "terraform")
+MODULE = os.path.join(DEPS, "node_modules", "@cdktf", "hcl2json", "package.json")
 
 
 def install_parser():
-    if os.path.isdir(os.path.join(DEPS, "node_modules", "@cdktf", "hcl2json")):
+    """npm ci from the lock file, once (the release and ASan runs share it);
+    a failed install leaves no half-filled node_modules behind."""
+    if os.path.exists(MODULE):
         return
-    tmp = "%s.tmp.%d" % (DEPS, os.getpid())
-    os.makedirs(tmp)
-    subprocess.run(["npm", "install", "--prefix", tmp, "--no-audit", "--no-fund",
-                    "--no-package-lock", "--loglevel=error", PACKAGE], check=True)
-    try:
-        os.rename(tmp, DEPS)
-    except OSError:  # installed meanwhile by a parallel run
-        shutil.rmtree(tmp, ignore_errors=True)
+    npm = shutil.which("npm")
+    if not npm:
+        print("FAIL: npm is not installed (scripts/deps.sh test installs it)", flush=True)
+        sys.exit(1)
+    with open(os.path.join(DEPS, ".install.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if os.path.exists(MODULE):
+            return
+        print("installing @cdktf/hcl2json into %s/node_modules (npm ci)" % DEPS, flush=True)
+        try:
+            out = subprocess.run([npm, "ci", "--prefix", DEPS, "--no-audit", "--no-fund",
+                                  "--loglevel=error"], capture_output=True, text=True,
+                                 timeout=240)
+            rc, err = out.returncode, out.stdout + out.stderr
+        except subprocess.TimeoutExpired:
+            rc, err = -1, "timed out after 240 s"
+        if rc != 0 or not os.path.exists(MODULE):
+            shutil.rmtree(os.path.join(DEPS, "node_modules"), ignore_errors=True)
+            print("FAIL: npm ci in %s (exit %d; needs the npm registry):\n%s"
+                  % (DEPS, rc, err.strip()[-2000:]), flush=True)
+            sys.exit(1)
 
 
 PARSE_JS = """

@@ -34,7 +34,7 @@ static struct registry *reg;
 
 static int setup(void **state)
 {
-	struct registry_options opts = {NULL, {":80"}};
+	struct registry_options opts = {NULL, {.frontend_bind = ":80"}};
 	struct buf err = BUF_INIT;
 	char spec[256];
 

@@ -26,7 +26,7 @@ static int seq;
 
 static struct registry *open_registry(void)
 {
-	struct registry_options opts = {spec, {":80"}};
+	struct registry_options opts = {spec, {.frontend_bind = ":80"}};
 	struct registry *reg = NULL;
 	struct buf err = BUF_INIT;
 

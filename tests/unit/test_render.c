@@ -30,7 +30,7 @@ static struct service *add(struct service_list *l, const char *name,
 static void render(const struct service_list *l, const char *bind,
 		   struct buf *out)
 {
-	struct render_options opts = {bind};
+	struct render_options opts = {.frontend_bind = bind};
 
 	buf_reset(out);
 	render_config(l, &opts, out);
@@ -163,7 +163,7 @@ static void test_deterministic(void **state)
  * what fit: never an abort, whatever the cap and wherever it falls. */
 static void test_over_cap_is_sticky(void **state)
 {
-	struct render_options opts = {NULL};
+	struct render_options opts = {.frontend_bind = NULL};
 	struct service_list l;
 	struct buf full = BUF_INIT;
 	size_t cap;
