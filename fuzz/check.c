@@ -122,9 +122,38 @@ static void check_service_tokens(const struct service *svc)
 		check_token("cookie", svc->cookie);
 	if (svc->port < 1 || svc->port > 65535)
 		check_fail("service '%s' has port %u", svc->name, svc->port);
+	if (svc->opts.check_path) {
+		check_token("health check path", svc->opts.check_path);
+		if (svc->opts.check_path[0] != '/')
+			check_fail("health check path '%s' is not absolute",
+				   svc->opts.check_path);
+	}
+	if ((svc->opts.check_status &&
+	     (svc->opts.check_status < 100 || svc->opts.check_status > 599)) ||
+	    (svc->opts.check_inter && (svc->opts.check_inter < 100 ||
+				       svc->opts.check_inter > 3600000)) ||
+	    svc->opts.check_rise > 100 || svc->opts.check_fall > 100 ||
+	    svc->opts.maxconn > 1000000 ||
+	    svc->opts.timeout_server > 86400000 ||
+	    svc->opts.timeout_tunnel > 86400000)
+		check_fail("service '%s' has an option out of range",
+			   svc->name);
+	if (!svc->opts.check_path &&
+	    (svc->opts.check_status || svc->opts.check_inter ||
+	     svc->opts.check_rise || svc->opts.check_fall))
+		check_fail("service '%s' has check settings without a check",
+			   svc->name);
+	if (svc->opts.cookie_mode == COOKIE_MODE_INSERT && !svc->cookie)
+		check_fail("service '%s' inserts no cookie", svc->name);
 	for (i = 0; i < svc->nr_containers; i++) {
 		check_token("container id", svc->containers[i].id);
 		check_ip_token("container ip", svc->containers[i].ip);
+		if (svc->containers[i].weight != WEIGHT_UNSET &&
+		    (svc->containers[i].weight < 0 ||
+		     svc->containers[i].weight > 256))
+			check_fail("container '%s' has weight %d",
+				   svc->containers[i].id,
+				   svc->containers[i].weight);
 		if (i && strcmp(svc->containers[i - 1].id,
 				svc->containers[i].id) >= 0)
 			check_fail("containers of '%s' not sorted and unique",
@@ -276,17 +305,109 @@ static void check_use_backend(struct check_cursor *c, const struct service *svc)
 	free(acl);
 }
 
+/* Tokens of one wanted line, some of them formatted here (and owned). */
+struct check_want {
+	const char *tok[CHECK_MAX_TOKENS];
+	char *owned[CHECK_MAX_TOKENS];
+	size_t nr, nr_owned;
+};
+
+static void check_want_add(struct check_want *w, const char *tok)
+{
+	if (w->nr == CHECK_MAX_TOKENS)
+		check_fail("a wanted line has too many tokens");
+	w->tok[w->nr++] = tok;
+}
+
+/* The number `v` and its unit `unit` as one token. */
+static void check_want_num(struct check_want *w, unsigned v, const char *unit)
+{
+	struct buf s = BUF_INIT;
+
+	(void)buf_addf(&s, "%u%s", v, unit);
+	w->owned[w->nr_owned] = buf_detach(&s, NULL);
+	check_want_add(w, w->owned[w->nr_owned++]);
+}
+
+/* A duration as HAProxy reads it, in the largest unit that is exact. */
+static void check_want_duration(struct check_want *w, unsigned ms)
+{
+	static const struct {
+		unsigned ms;
+		const char *fmt;
+	} units[] = {{3600000, "h"}, {60000, "m"}, {1000, "s"}};
+	size_t i;
+
+	if (!ms || ms > 86400000)
+		check_fail("duration %u ms out of range", ms);
+	for (i = 0; i < ARRAY_SIZE(units); i++)
+		if (!(ms % units[i].ms)) {
+			check_want_num(w, ms / units[i].ms, units[i].fmt);
+			return;
+		}
+	check_want_num(w, ms, "ms");
+}
+
+static void check_want_line(struct check_cursor *c, struct check_want *w)
+{
+	size_t i;
+
+	check_want_next(c, w->tok[0]);
+	check_tokens(c, 4, w->nr, w->tok);
+	for (i = 0; i < w->nr_owned; i++)
+		free(w->owned[i]);
+	w->nr = w->nr_owned = 0;
+}
+
 static void check_backend(struct check_cursor *c, const struct service *svc)
 {
+	static const char *const balances[] = {
+		[BALANCE_ROUNDROBIN] = "roundrobin",
+		[BALANCE_LEASTCONN] = "leastconn",
+		[BALANCE_FIRST] = "first",
+		[BALANCE_SOURCE] = "source",
+	};
+	const struct service_options *o = &svc->opts;
+	struct check_want w = {0};
 	char port[8];
 	size_t i;
 
 	snprintf(port, sizeof(port), "%u", svc->port);
 	check_blank(c);
 	CHECK_LINE(c, 0, "backend", svc->name);
-	CHECK_LINE(c, 4, "balance", "roundrobin");
+	if ((size_t)o->balance >= ARRAY_SIZE(balances))
+		check_fail("service '%s' has balance %d", svc->name,
+			   (int)o->balance);
+	CHECK_LINE(c, 4, "balance", balances[o->balance]);
+	if (o->balance == BALANCE_SOURCE)
+		CHECK_LINE(c, 4, "hash-type", "consistent");
 	CHECK_LINE(c, 4, "option", "forwardfor");
-	if (svc->cookie)
+	if (o->timeout_server) {
+		check_want_add(&w, "timeout");
+		check_want_add(&w, "server");
+		check_want_duration(&w, o->timeout_server);
+		check_want_line(c, &w);
+	}
+	if (o->timeout_tunnel) {
+		check_want_add(&w, "timeout");
+		check_want_add(&w, "tunnel");
+		check_want_duration(&w, o->timeout_tunnel);
+		check_want_line(c, &w);
+	}
+	if (o->check_path) {
+		CHECK_LINE(c, 4, "option", "httpchk", "GET", o->check_path);
+		if (o->check_status) {
+			check_want_add(&w, "http-check");
+			check_want_add(&w, "expect");
+			check_want_add(&w, "status");
+			check_want_num(&w, o->check_status, "");
+			check_want_line(c, &w);
+		}
+	}
+	if (svc->cookie && o->cookie_mode == COOKIE_MODE_INSERT)
+		CHECK_LINE(c, 4, "cookie", svc->cookie, "insert", "indirect",
+			   "nocache", "httponly");
+	else if (svc->cookie)
 		CHECK_LINE(c, 4, "cookie", svc->cookie, "prefix", "nocache");
 	for (i = 0; i < svc->nr_containers; i++) {
 		const struct container *ct = &svc->containers[i];
@@ -294,11 +415,35 @@ static void check_backend(struct check_cursor *c, const struct service *svc)
 						 : check_glue("", ct->ip, ":");
 		char *full = check_glue(addr, port, NULL);
 
-		if (svc->cookie)
-			CHECK_LINE(c, 4, "server", ct->id, full, "check",
-				   "cookie", ct->id);
-		else
-			CHECK_LINE(c, 4, "server", ct->id, full, "check");
+		check_want_add(&w, "server");
+		check_want_add(&w, ct->id);
+		check_want_add(&w, full);
+		check_want_add(&w, "check");
+		if (o->check_inter) {
+			check_want_add(&w, "inter");
+			check_want_duration(&w, o->check_inter);
+		}
+		if (o->check_rise) {
+			check_want_add(&w, "rise");
+			check_want_num(&w, o->check_rise, "");
+		}
+		if (o->check_fall) {
+			check_want_add(&w, "fall");
+			check_want_num(&w, o->check_fall, "");
+		}
+		if (o->maxconn) {
+			check_want_add(&w, "maxconn");
+			check_want_num(&w, o->maxconn, "");
+		}
+		if (ct->weight != WEIGHT_UNSET) {
+			check_want_add(&w, "weight");
+			check_want_num(&w, (unsigned)ct->weight, "");
+		}
+		if (svc->cookie) {
+			check_want_add(&w, "cookie");
+			check_want_add(&w, ct->id);
+		}
+		check_want_line(c, &w);
 		free(addr);
 		free(full);
 	}

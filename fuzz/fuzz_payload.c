@@ -101,13 +101,15 @@ static int fuzz_service_equal(const struct service *a, const struct service *b)
 	if (!fuzz_str_equal(a->name, b->name) || a->port != b->port ||
 	    a->mode != b->mode || !fuzz_str_equal(a->predicate, b->predicate) ||
 	    !fuzz_str_equal(a->cookie, b->cookie) ||
+	    !service_options_equal(&a->opts, &b->opts) ||
 	    a->nr_containers != b->nr_containers ||
 	    a->created_at != b->created_at || a->updated_at != b->updated_at ||
 	    a->version != b->version)
 		return 0;
 	for (i = 0; i < a->nr_containers; i++)
 		if (!fuzz_str_equal(a->containers[i].id, b->containers[i].id) ||
-		    !fuzz_str_equal(a->containers[i].ip, b->containers[i].ip))
+		    !fuzz_str_equal(a->containers[i].ip, b->containers[i].ip) ||
+		    a->containers[i].weight != b->containers[i].weight)
 			return 0;
 	return 1;
 }

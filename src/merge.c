@@ -61,6 +61,9 @@ static void merge_set_settings(struct service *dst, const struct service *src)
 	dst->mode = src->mode;
 	dst->predicate = xstrdup(src->predicate);
 	dst->cookie = src->cookie ? xstrdup(src->cookie) : NULL;
+	/* All of them together: a candidate without an option gets its
+	 * default back. */
+	service_options_copy(&dst->opts, &src->opts);
 }
 
 /* Sort refs unless they already are (agents often send `running` in order). */
@@ -155,10 +158,12 @@ static void merge_take_candidate(struct service *svc, struct service *c)
 	svc->mode = c->mode;
 	svc->predicate = c->predicate;
 	svc->cookie = c->cookie;
+	svc->opts = c->opts;
 	svc->containers = c->containers;
 	svc->nr_containers = c->nr_containers;
 	svc->alloc_containers = c->alloc_containers;
 	c->name = c->predicate = c->cookie = NULL;
+	memset(&c->opts, 0, sizeof(c->opts));
 	c->containers = NULL;
 	c->nr_containers = c->alloc_containers = 0;
 }
@@ -258,13 +263,25 @@ void merge_apply_flags(struct service_list *stored, struct payload *p,
 			const struct service *c = &cands->items[cref[k].idx];
 			size_t j;
 
+			/* A candidate's container brings its weight, or none
+			 * (back to the default), as settings do. */
 			for (j = 0; j < c->nr_containers; j++)
 				service_put_container(svc, c->containers[j].id,
-						      c->containers[j].ip);
+						      c->containers[j].ip)
+					->weight = c->containers[j].weight;
 		}
-		for (k = r0; k < r0 + nr_r; k++)
-			service_put_container(svc, merge_run(&runs, k)->id,
-					      merge_run(&runs, k)->ip);
+		for (k = r0; k < r0 + nr_r; k++) {
+			const struct running *r = merge_run(&runs, k);
+			const struct container *was = NULL;
+			struct container *c;
+
+			/* Only running: it keeps the weight stored for it. */
+			if (old && !service_find_container(svc, r->id))
+				was = service_find_container(old, r->id);
+			c = service_put_container(svc, r->id, r->ip);
+			if (was)
+				c->weight = was->weight;
+		}
 
 		if (old) {
 			svc->version = old->version;

@@ -6,6 +6,7 @@
 
 #include <arpa/inet.h>
 #include <jansson.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -472,6 +473,111 @@ int payload_check_port_string(const char *s, unsigned *port, struct buf *err)
 	return 0;
 }
 
+int payload_check_duration(const char *s, unsigned min_ms, unsigned max_ms,
+			   unsigned *ms, struct buf *err)
+{
+	static const struct {
+		const char *name;
+		unsigned ms;
+	} units[] = {{"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}};
+	uint64_t v = 0;
+	size_t i, n = 0;
+
+	while (s[n] >= '0' && s[n] <= '9' && n < 10)
+		v = v * 10 + (uint64_t)(s[n++] - '0');
+	for (i = 0; n && i < ARRAY_SIZE(units); i++)
+		if (!strcmp(s + n, units[i].name))
+			break;
+	if (!n || i == ARRAY_SIZE(units)) {
+		set_quoted_error(err, "duration", s,
+				 "must be digits and a unit: ms, s, m or h");
+		return -1;
+	}
+	v *= units[i].ms;
+	if (v < min_ms || v > max_ms) {
+		char lo[DURATION_TEXT_MAX], hi[DURATION_TEXT_MAX];
+
+		duration_text(min_ms, lo);
+		duration_text(max_ms, hi);
+		buf_reset(err);
+		(void)buf_addstr(err, "invalid duration ");
+		(void)buf_addquoted(err, s, strlen(s));
+		(void)buf_addf(err, ": must be from %s to %s", lo, hi);
+		return -1;
+	}
+	*ms = (unsigned)v;
+	return 0;
+}
+
+int payload_check_health_path(const char *s, struct buf *err)
+{
+	size_t len = strlen(s), i;
+
+	if (s[0] != '/') {
+		set_quoted_error(err, "health check path", s,
+				 "must start with '/'");
+		return -1;
+	}
+	if (len > HEALTH_PATH_MAX) {
+		set_quoted_error(err, "health check path", s,
+				 "longer than 255 characters");
+		return -1;
+	}
+	for (i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (c == '%' && is_hex((unsigned char)s[i + 1]) &&
+		    is_hex((unsigned char)s[i + 2])) {
+			i += 2;
+			continue;
+		}
+		/* A path and a query: one token for HAProxy's parser. */
+		if (!is_path_char(c) && c != '/' && c != '?') {
+			set_quoted_error(err, "health check path", s,
+					 "only A-Z a-z 0-9 - . _ ~ ! & ( ) * "
+					 "+ , ; = : @ / ? and %XX escapes are "
+					 "allowed");
+			return -1;
+		}
+	}
+	return 0;
+}
+
+int payload_check_number_text(const char *what, const char *s, unsigned min,
+			      unsigned max, unsigned *out, struct buf *err)
+{
+	uint64_t v = 0;
+	size_t n = 0;
+
+	while (s[n] >= '0' && s[n] <= '9' && n < 10)
+		v = v * 10 + (uint64_t)(s[n++] - '0');
+	if (!n || s[n] || v < min || v > max) {
+		buf_reset(err);
+		(void)buf_addf(err, "invalid %s ", what);
+		(void)buf_addquoted(err, s, strlen(s));
+		(void)buf_addf(err, ": must be an integer from %u to %u", min,
+			       max);
+		return -1;
+	}
+	*out = (unsigned)v;
+	return 0;
+}
+
+/* Text from jansson may hold raw or cut-off bytes; keep the message ASCII. */
+static void add_printable(struct buf *b, const char *s, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (c < 0x20 || c >= 0x7f)
+			(void)buf_addf(b, "\\x%02x", c);
+		else
+			(void)buf_addch(b, (char)c);
+	}
+}
+
 /* Path helpers: `field` is built only on the way to an error. */
 static void path_push_key(struct buf *field, const char *key)
 {
@@ -614,6 +720,190 @@ fail:
 	return -1;
 }
 
+/* An optional integer member from `min` to `max`; `*out` is left alone
+ * when it is absent. */
+static int get_uint(const json_t *obj, const char *key, unsigned min,
+		    unsigned max, unsigned *out, struct buf *err,
+		    struct buf *field)
+{
+	json_t *v = json_object_get(obj, key);
+
+	if (!v)
+		return 0;
+	if (!json_is_integer(v) || json_integer_value(v) < (json_int_t)min ||
+	    json_integer_value(v) > (json_int_t)max) {
+		if (json_is_integer(v))
+			buf_setf(err,
+				 "invalid %s %" JSON_INTEGER_FORMAT
+				 ": must be from %u to %u",
+				 key, json_integer_value(v), min, max);
+		else
+			buf_setf(err, "must be an integer from %u to %u", min,
+				 max);
+		path_push_key(field, key);
+		return -1;
+	}
+	*out = (unsigned)json_integer_value(v);
+	return 0;
+}
+
+/* An optional duration member (a string in HAProxy's syntax). */
+static int get_duration(const json_t *obj, const char *key, unsigned min_ms,
+			unsigned max_ms, unsigned *out, struct buf *err,
+			struct buf *field)
+{
+	json_t *v;
+
+	if (get_member(obj, key, JSON_STRING, 0, &v, err, field))
+		return -1;
+	if (v && payload_check_duration(json_string_value(v), min_ms, max_ms,
+					out, err)) {
+		path_push_key(field, key);
+		return -1;
+	}
+	return 0;
+}
+
+/* An optional enumerated string member, parsed by `parse`. */
+static int get_enum(const json_t *obj, const char *key,
+		    int (*parse)(const char *, int *), const char *choices,
+		    int *out, struct buf *err, struct buf *field)
+{
+	json_t *v;
+
+	if (get_member(obj, key, JSON_STRING, 0, &v, err, field))
+		return -1;
+	if (v && parse(json_string_value(v), out)) {
+		set_quoted_error(err, key, json_string_value(v), choices);
+		path_push_key(field, key);
+		return -1;
+	}
+	return 0;
+}
+
+static int enum_balance(const char *s, int *out)
+{
+	enum balance b;
+
+	if (balance_parse(s, &b))
+		return -1;
+	*out = (int)b;
+	return 0;
+}
+
+static int enum_cookie_mode(const char *s, int *out)
+{
+	enum cookie_mode m;
+
+	if (cookie_mode_parse(s, &m))
+		return -1;
+	*out = (int)m;
+	return 0;
+}
+
+/* Fails naming the first member of `obj` not in `keys` (NULL-terminated). */
+static int check_keys(const json_t *obj, const char *const *keys,
+		      struct buf *err, struct buf *field)
+{
+	const char *key;
+	json_t *v;
+	size_t i;
+
+	json_object_foreach((json_t *)obj, key, v)
+	{
+		for (i = 0; keys[i] && strcmp(keys[i], key); i++)
+			;
+		if (!keys[i]) {
+			/* The key is the client's: escape what is not
+			 * printable, as the path must stay one clean line. */
+			buf_setf(err, "unknown key");
+			if (field->len)
+				(void)buf_addch(field, '.');
+			add_printable(field, key, strlen(key));
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static int parse_health_check(struct service_options *o, const json_t *obj,
+			      struct buf *err, struct buf *field)
+{
+	static const char *const keys[] = {
+		"path", "expectStatus", "interval", "rise", "fall", NULL,
+	};
+	json_t *v;
+
+	if (check_keys(obj, keys, err, field) ||
+	    get_member(obj, "path", JSON_STRING, 1, &v, err, field))
+		return -1;
+	if (payload_check_health_path(json_string_value(v), err)) {
+		path_push_key(field, "path");
+		return -1;
+	}
+	if (get_uint(obj, "expectStatus", 100, 599, &o->check_status, err,
+		     field) ||
+	    get_duration(obj, "interval", CHECK_INTER_MIN, CHECK_INTER_MAX,
+			 &o->check_inter, err, field) ||
+	    get_uint(obj, "rise", 1, CHECK_COUNT_MAX, &o->check_rise, err,
+		     field) ||
+	    get_uint(obj, "fall", 1, CHECK_COUNT_MAX, &o->check_fall, err,
+		     field))
+		return -1;
+	o->check_path = xstrdup(json_string_value(v));
+	return 0;
+}
+
+/*
+ * The backend options of a candidate (or of a stored options document) from
+ * the members of `obj`; absent ones keep their defaults. `o` is released by
+ * the caller either way.
+ */
+static int parse_options(struct service_options *o, const json_t *obj,
+			 struct buf *err, struct buf *field)
+{
+	int balance = BALANCE_ROUNDROBIN, mode = COOKIE_MODE_PREFIX;
+	json_t *v;
+
+	if (get_enum(obj, "balance", enum_balance,
+		     "must be \"roundrobin\", \"leastconn\", \"first\" or "
+		     "\"source\"",
+		     &balance, err, field) ||
+	    get_enum(obj, "cookieMode", enum_cookie_mode,
+		     "must be \"prefix\" or \"insert\"", &mode, err, field))
+		return -1;
+	o->balance = (enum balance)balance;
+	o->cookie_mode = (enum cookie_mode)mode;
+	if (get_member(obj, "healthCheck", JSON_OBJECT, 0, &v, err, field))
+		return -1;
+	if (v) {
+		size_t base = field->len;
+
+		path_push_key(field, "healthCheck");
+		if (parse_health_check(o, v, err, field))
+			return -1;
+		buf_setlen(field, base);
+	}
+	if (get_uint(obj, "maxconn", 1, SERVER_MAXCONN_MAX, &o->maxconn, err,
+		     field) ||
+	    get_duration(obj, "timeoutServer", TIMEOUT_MIN, TIMEOUT_MAX,
+			 &o->timeout_server, err, field) ||
+	    get_duration(obj, "timeoutTunnel", TIMEOUT_MIN, TIMEOUT_MAX,
+			 &o->timeout_tunnel, err, field))
+		return -1;
+	return 0;
+}
+
+/* cookieMode "insert" names the cookie HAProxy sets: it needs one. */
+static int check_cookie_mode(const struct service *svc, struct buf *err)
+{
+	if (svc->opts.cookie_mode == COOKIE_MODE_INSERT && !svc->cookie) {
+		buf_setf(err, "cookieMode \"insert\" needs a cookie name");
+		return -1;
+	}
+	return 0;
+}
+
 static int parse_containers(struct service *svc, const json_t *arr,
 			    struct buf *err, struct buf *field)
 {
@@ -624,6 +914,7 @@ static int parse_containers(struct service *svc, const json_t *arr,
 	for (i = 0; i < n; i++) {
 		const json_t *item = json_array_get(arr, i);
 		char *id = NULL, *ip = NULL;
+		unsigned weight = 0;
 
 		path_push_index(field, i);
 		if (!json_is_object(item)) {
@@ -631,12 +922,17 @@ static int parse_containers(struct service *svc, const json_t *arr,
 			goto out;
 		}
 		if (get_name(item, "id", &id, err, field) ||
-		    get_ip(item, "ip", &ip, err, field)) {
+		    get_ip(item, "ip", &ip, err, field) ||
+		    get_uint(item, "weight", 0, WEIGHT_MAX, &weight, err,
+			     field)) {
 			free(id);
+			free(ip);
 			goto out;
 		}
-		/* A repeated id: the later entry's address wins. */
-		service_put_container(svc, id, ip);
+		/* A repeated id: the later entry's address and weight win. */
+		service_put_container(svc, id, ip)->weight =
+			json_object_get(item, "weight") ? (int)weight
+							: WEIGHT_UNSET;
 		free(id);
 		free(ip);
 		buf_setlen(field, base);
@@ -695,6 +991,12 @@ static int parse_candidate(struct service *svc, const json_t *obj,
 		}
 		svc->cookie = xstrdup(json_string_value(v));
 	}
+	if (parse_options(&svc->opts, obj, err, field))
+		goto out;
+	if (check_cookie_mode(svc, err)) {
+		path_push_key(field, "cookieMode");
+		goto out;
+	}
 
 	if (get_member(obj, "containers", JSON_ARRAY, 0, &v, err, field))
 		goto out;
@@ -746,21 +1048,6 @@ static size_t payload_scan_depth(const char *json, size_t len)
 		}
 	}
 	return len;
-}
-
-/* Text from jansson may hold raw or cut-off bytes; keep the message ASCII. */
-static void add_printable(struct buf *b, const char *s, size_t len)
-{
-	size_t i;
-
-	for (i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)s[i];
-
-		if (c < 0x20 || c >= 0x7f)
-			(void)buf_addf(b, "\\x%02x", c);
-		else
-			(void)buf_addch(b, (char)c);
-	}
 }
 
 static void set_json_error(struct buf *err, const json_error_t *jerr)
@@ -1392,6 +1679,139 @@ out:
 	return st;
 }
 
+/* ",\"key\":value" for each option not at its default, keys sorted. */
+static int add_options_json(struct buf *out, const struct service_options *o)
+{
+	char text[DURATION_TEXT_MAX];
+	int ret = 0;
+
+	if (o->balance != BALANCE_ROUNDROBIN)
+		ret |= buf_addf(out, ",\"balance\":\"%s\"",
+				balance_name(o->balance));
+	if (o->cookie_mode != COOKIE_MODE_PREFIX)
+		ret |= buf_addf(out, ",\"cookieMode\":\"%s\"",
+				cookie_mode_name(o->cookie_mode));
+	if (o->check_path) {
+		ret |= buf_addstr(out, ",\"healthCheck\":{");
+		if (o->check_status)
+			ret |= buf_addf(out, "\"expectStatus\":%u,",
+					o->check_status);
+		if (o->check_fall)
+			ret |= buf_addf(out, "\"fall\":%u,", o->check_fall);
+		if (o->check_inter) {
+			duration_text(o->check_inter, text);
+			ret |= buf_addf(out, "\"interval\":\"%s\",", text);
+		}
+		ret |= buf_addstr(out, "\"path\":");
+		ret |= buf_addjson(out, o->check_path, strlen(o->check_path));
+		if (o->check_rise)
+			ret |= buf_addf(out, ",\"rise\":%u", o->check_rise);
+		ret |= buf_addch(out, '}');
+	}
+	if (o->maxconn)
+		ret |= buf_addf(out, ",\"maxconn\":%u", o->maxconn);
+	if (o->timeout_server) {
+		duration_text(o->timeout_server, text);
+		ret |= buf_addf(out, ",\"timeoutServer\":\"%s\"", text);
+	}
+	if (o->timeout_tunnel) {
+		duration_text(o->timeout_tunnel, text);
+		ret |= buf_addf(out, ",\"timeoutTunnel\":\"%s\"", text);
+	}
+	return ret;
+}
+
+int payload_options_json(const struct service *svc, struct buf *out)
+{
+	size_t start = out->len, i, n = 0;
+	int ret = 0;
+
+	ret |= add_options_json(out, &svc->opts);
+	for (i = 0; i < svc->nr_containers; i++) {
+		const struct container *c = &svc->containers[i];
+
+		if (c->weight == WEIGHT_UNSET)
+			continue;
+		ret |= buf_addstr(out, n++ ? "," : ",\"weights\":{");
+		ret |= buf_addjson(out, c->id, strlen(c->id));
+		ret |= buf_addf(out, ":%d", c->weight);
+	}
+	if (n)
+		ret |= buf_addch(out, '}');
+	if (ret) {
+		buf_setlen(out, start);
+		return -1;
+	}
+	/* The members start with ',': it becomes the object's '{'. */
+	if (out->len > start) {
+		out->buf[start] = '{';
+		ret |= buf_addch(out, '}');
+	}
+	if (ret) {
+		buf_setlen(out, start);
+		return -1;
+	}
+	return 0;
+}
+
+int payload_parse_options(struct service *svc, const char *json,
+			  struct buf *err)
+{
+	static const char *const keys[] = {
+		"balance",	 "cookieMode",	  "healthCheck", "maxconn",
+		"timeoutServer", "timeoutTunnel", "weights",	 NULL,
+	};
+	struct buf field = BUF_INIT;
+	json_error_t jerr;
+	json_t *root, *weights, *v;
+	const char *id;
+	int ret = -1;
+
+	root = json_loads(json, JSON_REJECT_DUPLICATES, &jerr);
+	if (!root || !json_is_object(root)) {
+		buf_setf(err, "options are not a JSON object");
+		goto out;
+	}
+	if (check_keys(root, keys, err, &field) ||
+	    parse_options(&svc->opts, root, err, &field) ||
+	    check_cookie_mode(svc, err) ||
+	    get_member(root, "weights", JSON_OBJECT, 0, &weights, err, &field))
+		goto out;
+	json_object_foreach(weights, id, v)
+	{
+		struct container *c = service_find_container(svc, id);
+
+		buf_reset(&field);
+		(void)buf_addstr(&field, "weights.");
+		add_printable(&field, id, strlen(id));
+		if (!c) {
+			buf_setf(err, "no such container");
+			goto out;
+		}
+		if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+		    json_integer_value(v) > WEIGHT_MAX) {
+			buf_setf(err, "must be an integer from 0 to %d",
+				 WEIGHT_MAX);
+			goto out;
+		}
+		c->weight = (int)json_integer_value(v);
+	}
+	buf_reset(&field);
+	ret = 0;
+out:
+	if (ret && field.len) {
+		struct buf msg = BUF_INIT;
+
+		(void)buf_addf(&msg, "options.%s: %s", field.buf, err->buf);
+		buf_reset(err);
+		(void)buf_add(err, msg.buf, msg.len);
+		buf_release(&msg);
+	}
+	json_decref(root);
+	buf_release(&field);
+	return ret;
+}
+
 void payload_services_json(const struct service_list *list, unsigned flags,
 			   struct buf *out)
 {
@@ -1415,6 +1835,7 @@ void payload_services_json(const struct service_list *list, unsigned flags,
 			ret |= buf_addjson(out, svc->cookie,
 					   strlen(svc->cookie));
 		}
+		ret |= add_options_json(out, &svc->opts);
 		ret |= buf_addstr(out, ",\"containers\":[");
 		for (j = 0; j < svc->nr_containers; j++) {
 			const struct container *c = &svc->containers[j];
@@ -1423,6 +1844,9 @@ void payload_services_json(const struct service_list *list, unsigned flags,
 			ret |= buf_addjson(out, c->id, strlen(c->id));
 			ret |= buf_addstr(out, ",\"ip\":");
 			ret |= buf_addjson(out, c->ip, strlen(c->ip));
+			if (c->weight != WEIGHT_UNSET)
+				ret |= buf_addf(out, ",\"weight\":%d",
+						c->weight);
 			ret |= buf_addch(out, '}');
 		}
 		ret |= buf_addch(out, ']');
@@ -1508,4 +1932,96 @@ int payload_check_container_text(struct service *svc, const char *id,
 out:
 	buf_release(&canon);
 	return ret;
+}
+
+/* One option given as text: `check` it if set; -1 names `what` in `err`. */
+static int options_text_uint(const char *what, const char *s, unsigned min,
+			     unsigned max, unsigned *out, struct buf *err)
+{
+	return s && *s &&
+	       payload_check_number_text(what, s, min, max, out, err);
+}
+
+static int options_text_duration(const char *what, const char *s, unsigned min,
+				 unsigned max, unsigned *out, struct buf *err)
+{
+	struct buf why = BUF_INIT;
+	int ret = 0;
+
+	if (s && *s && payload_check_duration(s, min, max, out, &why)) {
+		buf_setf(err, "%s: %s", what, why.buf);
+		ret = -1;
+	}
+	buf_release(&why);
+	return ret;
+}
+
+int payload_check_options_text(struct service *svc,
+			       const struct payload_options_text *t,
+			       struct buf *err)
+{
+	struct service_options *o = &svc->opts;
+	int ret = -1;
+
+	if (t->balance && *t->balance &&
+	    balance_parse(t->balance, &o->balance)) {
+		set_quoted_error(err, "balance", t->balance,
+				 "neither roundrobin, leastconn, first nor "
+				 "source");
+		goto out;
+	}
+	if (t->cookie_mode && *t->cookie_mode &&
+	    cookie_mode_parse(t->cookie_mode, &o->cookie_mode)) {
+		set_quoted_error(err, "cookie mode", t->cookie_mode,
+				 "neither prefix nor insert");
+		goto out;
+	}
+	if (check_cookie_mode(svc, err))
+		goto out;
+	if (t->check_path && *t->check_path) {
+		if (payload_check_health_path(t->check_path, err))
+			goto out;
+		o->check_path = xstrdup(t->check_path);
+	} else if ((t->check_status && *t->check_status) ||
+		   (t->check_interval && *t->check_interval) ||
+		   (t->check_rise && *t->check_rise) ||
+		   (t->check_fall && *t->check_fall)) {
+		buf_setf(err, "health check settings without a health check "
+			      "path");
+		goto out;
+	}
+	if (options_text_uint("health check status", t->check_status, 100, 599,
+			      &o->check_status, err) ||
+	    options_text_duration("health check interval", t->check_interval,
+				  CHECK_INTER_MIN, CHECK_INTER_MAX,
+				  &o->check_inter, err) ||
+	    options_text_uint("health check rise", t->check_rise, 1,
+			      CHECK_COUNT_MAX, &o->check_rise, err) ||
+	    options_text_uint("health check fall", t->check_fall, 1,
+			      CHECK_COUNT_MAX, &o->check_fall, err) ||
+	    options_text_uint("maxconn", t->maxconn, 1, SERVER_MAXCONN_MAX,
+			      &o->maxconn, err) ||
+	    options_text_duration("timeout server", t->timeout_server,
+				  TIMEOUT_MIN, TIMEOUT_MAX, &o->timeout_server,
+				  err) ||
+	    options_text_duration("timeout tunnel", t->timeout_tunnel,
+				  TIMEOUT_MIN, TIMEOUT_MAX, &o->timeout_tunnel,
+				  err))
+		goto out;
+	ret = 0;
+out:
+	return ret;
+}
+
+int payload_check_weight_text(const char *s, int *weight, struct buf *err)
+{
+	unsigned v;
+
+	*weight = WEIGHT_UNSET;
+	if (!s || !*s)
+		return 0;
+	if (payload_check_number_text("weight", s, 0, WEIGHT_MAX, &v, err))
+		return -1;
+	*weight = (int)v;
+	return 0;
 }

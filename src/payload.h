@@ -82,6 +82,17 @@ int payload_check_cookie(const char *s, struct buf *err);
 /* Port from a decimal string; for numbers already in range use it directly. */
 int payload_check_port_string(const char *s, unsigned *port, struct buf *err);
 
+/* A duration in HAProxy's syntax ("500ms", "45s", "2m", "1h") from `min_ms`
+ * to `max_ms`, into `*ms`. */
+int payload_check_duration(const char *s, unsigned min_ms, unsigned max_ms,
+			   unsigned *ms, struct buf *err);
+/* A health check path: absolute, a path and query of safe characters. */
+int payload_check_health_path(const char *s, struct buf *err);
+/* A decimal integer from `min` to `max` given as text; `what` names it in
+ * the error. */
+int payload_check_number_text(const char *what, const char *s, unsigned min,
+			      unsigned max, unsigned *out, struct buf *err);
+
 /*
  * Services in the payload's candidate shape, as a JSON array appended to
  * `out`: serviceName, port, configMode, predicate, cookie (when set),
@@ -103,6 +114,45 @@ int payload_check_service_text(struct service *svc, const char *name,
 			       const char *port, const char *mode,
 			       const char *predicate, const char *cookie,
 			       struct buf *err);
+
+/*
+ * A service's backend options given as text, as the agent's sources read
+ * them (env vars / labels BALANCE, COOKIE_MODE, HEALTH_CHECK_PATH, ...). NULL
+ * or empty: not given. The HEALTH_CHECK_* values need HEALTH_CHECK_PATH.
+ * Call after payload_check_service_text() (cookieMode "insert" needs the
+ * cookie). -1 with the reason, naming the setting, in `err`.
+ */
+struct payload_options_text {
+	const char *balance;
+	const char *cookie_mode;
+	const char *check_path;
+	const char *check_status;
+	const char *check_interval;
+	const char *check_rise;
+	const char *check_fall;
+	const char *maxconn;
+	const char *timeout_server;
+	const char *timeout_tunnel;
+};
+int payload_check_options_text(struct service *svc,
+			       const struct payload_options_text *t,
+			       struct buf *err);
+/* A container weight (0 to 256) given as text; NULL or empty: WEIGHT_UNSET. */
+int payload_check_weight_text(const char *s, int *weight, struct buf *err);
+
+/*
+ * A service's options and its containers' weights as one canonical JSON
+ * object (sorted keys, the candidate's key names plus "weights": {id: n}),
+ * appended to `out`; nothing at all when every one is at its default. This
+ * is what every store backend keeps with the service (SQLite: the options
+ * column, DynamoDB: the options attribute; absent or NULL: all defaults);
+ * -1 over out's cap (`out` as it was).
+ */
+int payload_options_json(const struct service *svc, struct buf *out);
+/* Read such a document back into `svc`, whose cookie and containers are
+ * already loaded; every value is checked again. -1 with the reason. */
+int payload_parse_options(struct service *svc, const char *json,
+			  struct buf *err);
 
 /* Check a container id (a server name) and address given as text and add
  * them to `svc`. -1 with the reason in `err`, `svc` unchanged. */

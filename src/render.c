@@ -150,12 +150,79 @@ static void render_use_backend(struct render_w *w, const struct service *svc)
 	RENDER_LIT(w, "\n");
 }
 
-static void render_backend(struct render_w *w, const struct service *svc)
+static void render_uint(struct render_w *w, unsigned v)
 {
+	char text[16];
+	size_t n = sizeof(text);
+
+	do {
+		text[--n] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	render_add(w, text + n, sizeof(text) - n);
+}
+
+static void render_duration(struct render_w *w, unsigned ms)
+{
+	char text[DURATION_TEXT_MAX];
+
+	duration_text(ms, text);
+	render_str(w, text);
+}
+
+/* The backend's own lines, between "backend NAME" and its servers. */
+static void render_backend_options(struct render_w *w,
+				   const struct service *svc, int https_on)
+{
+	const struct service_options *o = &svc->opts;
+
+	RENDER_LIT(w, "    balance ");
+	render_str(w, balance_name(o->balance));
+	/* A server going away moves only its own clients. */
+	if (o->balance == BALANCE_SOURCE)
+		RENDER_LIT(w, "\n    hash-type consistent");
+	RENDER_LIT(w, "\n    option forwardfor\n");
+	if (o->timeout_server) {
+		RENDER_LIT(w, "    timeout server ");
+		render_duration(w, o->timeout_server);
+		RENDER_LIT(w, "\n");
+	}
+	if (o->timeout_tunnel) {
+		RENDER_LIT(w, "    timeout tunnel ");
+		render_duration(w, o->timeout_tunnel);
+		RENDER_LIT(w, "\n");
+	}
+	if (o->check_path) {
+		RENDER_LIT(w, "    option httpchk GET ");
+		render_str(w, o->check_path);
+		RENDER_LIT(w, "\n");
+		if (o->check_status) {
+			RENDER_LIT(w, "    http-check expect status ");
+			render_uint(w, o->check_status);
+			RENDER_LIT(w, "\n");
+		}
+	}
+	if (svc->cookie) {
+		RENDER_LIT(w, "    cookie ");
+		render_str(w, svc->cookie);
+		if (o->cookie_mode == COOKIE_MODE_INSERT) {
+			RENDER_LIT(w, " insert indirect nocache httponly");
+			if (https_on)
+				RENDER_LIT(w, " secure");
+			RENDER_LIT(w, "\n");
+		} else {
+			RENDER_LIT(w, " prefix nocache\n");
+		}
+	}
+}
+
+static void render_backend(struct render_w *w, const struct service *svc,
+			   int https_on)
+{
+	const struct service_options *o = &svc->opts;
 	char port[16];
 	size_t i, nport = sizeof(port) - 1;
 	unsigned v = svc->port;
-	size_t ncookie = svc->cookie ? strlen(svc->cookie) : 0;
 
 	/* ":PORT check", the same for every server of the service. */
 	port[nport] = '\0';
@@ -167,12 +234,8 @@ static void render_backend(struct render_w *w, const struct service *svc)
 
 	RENDER_LIT(w, "\nbackend ");
 	render_str(w, svc->name);
-	RENDER_LIT(w, "\n    balance roundrobin\n    option forwardfor\n");
-	if (svc->cookie) {
-		RENDER_LIT(w, "    cookie ");
-		render_add(w, svc->cookie, ncookie);
-		RENDER_LIT(w, " prefix nocache\n");
-	}
+	RENDER_LIT(w, "\n");
+	render_backend_options(w, svc, https_on);
 	for (i = 0; i < svc->nr_containers; i++) {
 		const struct container *c = &svc->containers[i];
 		size_t nid = strlen(c->id), nip = strlen(c->ip);
@@ -189,15 +252,34 @@ static void render_backend(struct render_w *w, const struct service *svc)
 			render_add(w, c->ip, nip);
 		}
 		render_add(w, port + nport, sizeof(port) - 1 - nport);
+		RENDER_LIT(w, " check");
+		if (o->check_inter) {
+			RENDER_LIT(w, " inter ");
+			render_duration(w, o->check_inter);
+		}
+		if (o->check_rise) {
+			RENDER_LIT(w, " rise ");
+			render_uint(w, o->check_rise);
+		}
+		if (o->check_fall) {
+			RENDER_LIT(w, " fall ");
+			render_uint(w, o->check_fall);
+		}
+		if (o->maxconn) {
+			RENDER_LIT(w, " maxconn ");
+			render_uint(w, o->maxconn);
+		}
+		if (c->weight != WEIGHT_UNSET) {
+			RENDER_LIT(w, " weight ");
+			render_uint(w, (unsigned)c->weight);
+		}
 		if (svc->cookie) {
 			/* Each server its own value, so a client sticks to one.
 			 */
-			RENDER_LIT(w, " check cookie ");
+			RENDER_LIT(w, " cookie ");
 			render_add(w, c->id, nid);
-			RENDER_LIT(w, "\n");
-		} else {
-			RENDER_LIT(w, " check\n");
 		}
+		RENDER_LIT(w, "\n");
 	}
 }
 
@@ -448,7 +530,7 @@ void render_config(const struct service_list *services,
 	free(paths);
 
 	for (i = 0; i < services->nr; i++)
-		render_backend(&w, &services->items[i]);
+		render_backend(&w, &services->items[i], s->https);
 	render_stats(&w, s);
 	render_done(&w);
 	if (s == &dflt)

@@ -1,6 +1,7 @@
 /* The shared routing-state model: services, containers and sorted lists. */
 #include "service.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -32,6 +33,112 @@ int config_mode_parse(const char *s, enum config_mode *out)
 	return -1;
 }
 
+static const char *const balance_names[] = {
+	[BALANCE_ROUNDROBIN] = "roundrobin",
+	[BALANCE_LEASTCONN] = "leastconn",
+	[BALANCE_FIRST] = "first",
+	[BALANCE_SOURCE] = "source",
+};
+
+static const char *const cookie_mode_names[] = {
+	[COOKIE_MODE_PREFIX] = "prefix",
+	[COOKIE_MODE_INSERT] = "insert",
+};
+
+const char *balance_name(enum balance b)
+{
+	if ((size_t)b >= ARRAY_SIZE(balance_names))
+		BUG("bad balance %d", (int)b);
+	return balance_names[b];
+}
+
+int balance_parse(const char *s, enum balance *out)
+{
+	size_t i;
+
+	for (i = 0; i < ARRAY_SIZE(balance_names); i++) {
+		if (!strcmp(s, balance_names[i])) {
+			*out = (enum balance)i;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+const char *cookie_mode_name(enum cookie_mode m)
+{
+	if ((size_t)m >= ARRAY_SIZE(cookie_mode_names))
+		BUG("bad cookie mode %d", (int)m);
+	return cookie_mode_names[m];
+}
+
+int cookie_mode_parse(const char *s, enum cookie_mode *out)
+{
+	size_t i;
+
+	for (i = 0; i < ARRAY_SIZE(cookie_mode_names); i++) {
+		if (!strcmp(s, cookie_mode_names[i])) {
+			*out = (enum cookie_mode)i;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+void duration_text(unsigned ms, char out[DURATION_TEXT_MAX])
+{
+	if (ms && !(ms % 3600000))
+		snprintf(out, DURATION_TEXT_MAX, "%uh", ms / 3600000);
+	else if (ms && !(ms % 60000))
+		snprintf(out, DURATION_TEXT_MAX, "%um", ms / 60000);
+	else if (ms && !(ms % 1000))
+		snprintf(out, DURATION_TEXT_MAX, "%us", ms / 1000);
+	else
+		snprintf(out, DURATION_TEXT_MAX, "%ums", ms);
+}
+
+int service_options_default(const struct service_options *o)
+{
+	return o->balance == BALANCE_ROUNDROBIN &&
+	       o->cookie_mode == COOKIE_MODE_PREFIX && !o->check_path &&
+	       !o->check_status && !o->check_inter && !o->check_rise &&
+	       !o->check_fall && !o->maxconn && !o->timeout_server &&
+	       !o->timeout_tunnel;
+}
+
+void service_options_copy(struct service_options *dst,
+			  const struct service_options *src)
+{
+	*dst = *src;
+	dst->check_path = src->check_path ? xstrdup(src->check_path) : NULL;
+}
+
+void service_options_release(struct service_options *o)
+{
+	free(o->check_path);
+	memset(o, 0, sizeof(*o));
+}
+
+static int str_equal_null(const char *a, const char *b)
+{
+	if (!a || !b)
+		return a == b;
+	return !strcmp(a, b);
+}
+
+int service_options_equal(const struct service_options *a,
+			  const struct service_options *b)
+{
+	return a->balance == b->balance && a->cookie_mode == b->cookie_mode &&
+	       str_equal_null(a->check_path, b->check_path) &&
+	       a->check_status == b->check_status &&
+	       a->check_inter == b->check_inter &&
+	       a->check_rise == b->check_rise &&
+	       a->check_fall == b->check_fall && a->maxconn == b->maxconn &&
+	       a->timeout_server == b->timeout_server &&
+	       a->timeout_tunnel == b->timeout_tunnel;
+}
+
 void service_release(struct service *svc)
 {
 	size_t i;
@@ -44,6 +151,7 @@ void service_release(struct service *svc)
 	free(svc->name);
 	free(svc->predicate);
 	free(svc->cookie);
+	service_options_release(&svc->opts);
 	memset(svc, 0, sizeof(*svc));
 }
 
@@ -55,6 +163,7 @@ void service_copy(struct service *dst, const struct service *src)
 	dst->name = xstrdup(src->name);
 	dst->predicate = xstrdup(src->predicate);
 	dst->cookie = src->cookie ? xstrdup(src->cookie) : NULL;
+	service_options_copy(&dst->opts, &src->opts);
 	dst->alloc_containers = src->nr_containers;
 	dst->containers =
 		src->nr_containers
@@ -63,6 +172,7 @@ void service_copy(struct service *dst, const struct service *src)
 	for (i = 0; i < src->nr_containers; i++) {
 		dst->containers[i].id = xstrdup(src->containers[i].id);
 		dst->containers[i].ip = xstrdup(src->containers[i].ip);
+		dst->containers[i].weight = src->containers[i].weight;
 	}
 }
 
@@ -98,7 +208,8 @@ struct container *service_find_container(const struct service *svc,
 	return found ? &svc->containers[pos] : NULL;
 }
 
-void service_put_container(struct service *svc, const char *id, const char *ip)
+struct container *service_put_container(struct service *svc, const char *id,
+					const char *ip)
 {
 	int found;
 	size_t pos;
@@ -116,7 +227,7 @@ void service_put_container(struct service *svc, const char *id, const char *ip)
 			free(svc->containers[pos].ip);
 			svc->containers[pos].ip = xstrdup(ip);
 		}
-		return;
+		return &svc->containers[pos];
 	}
 	ALLOC_GROW(svc->containers, svc->nr_containers + 1,
 		   svc->alloc_containers);
@@ -124,7 +235,9 @@ void service_put_container(struct service *svc, const char *id, const char *ip)
 		(svc->nr_containers - pos) * sizeof(*svc->containers));
 	svc->containers[pos].id = xstrdup(id);
 	svc->containers[pos].ip = xstrdup(ip);
+	svc->containers[pos].weight = WEIGHT_UNSET;
 	svc->nr_containers++;
+	return &svc->containers[pos];
 }
 
 static int container_cmp(const void *a, const void *b)
@@ -140,13 +253,6 @@ void service_sort_containers(struct service *svc)
 		      sizeof(*svc->containers), container_cmp);
 }
 
-static int str_equal_null(const char *a, const char *b)
-{
-	if (!a || !b)
-		return a == b;
-	return !strcmp(a, b);
-}
-
 int service_equal(const struct service *a, const struct service *b)
 {
 	size_t i;
@@ -154,11 +260,13 @@ int service_equal(const struct service *a, const struct service *b)
 	if (strcmp(a->name, b->name) || a->port != b->port ||
 	    a->mode != b->mode || strcmp(a->predicate, b->predicate) ||
 	    !str_equal_null(a->cookie, b->cookie) ||
+	    !service_options_equal(&a->opts, &b->opts) ||
 	    a->nr_containers != b->nr_containers)
 		return 0;
 	for (i = 0; i < a->nr_containers; i++)
 		if (strcmp(a->containers[i].id, b->containers[i].id) ||
-		    strcmp(a->containers[i].ip, b->containers[i].ip))
+		    strcmp(a->containers[i].ip, b->containers[i].ip) ||
+		    a->containers[i].weight != b->containers[i].weight)
 			return 0;
 	return 1;
 }

@@ -185,7 +185,8 @@ int docker_container_parse(const char *inspect_json, size_t len,
 	json_t *root, *config;
 	const char *id, *ip;
 	char short_id[DOCKER_SHORT_ID + 1];
-	int ret = -1;
+	struct payload_options_text opts;
+	int ret = -1, weight;
 
 	root = json_loadb(inspect_json, len, 0, &jerr);
 	if (!json_is_object(root)) {
@@ -205,6 +206,23 @@ int docker_container_parse(const char *inspect_json, size_t len,
 				       docker_setting(config, "PREDICATE"),
 				       docker_setting(config, "COOKIE"), err))
 		goto out;
+	opts = (struct payload_options_text){
+		.balance = docker_setting(config, "BALANCE"),
+		.cookie_mode = docker_setting(config, "COOKIE_MODE"),
+		.check_path = docker_setting(config, "HEALTH_CHECK_PATH"),
+		.check_status = docker_setting(config, "HEALTH_CHECK_STATUS"),
+		.check_interval =
+			docker_setting(config, "HEALTH_CHECK_INTERVAL"),
+		.check_rise = docker_setting(config, "HEALTH_CHECK_RISE"),
+		.check_fall = docker_setting(config, "HEALTH_CHECK_FALL"),
+		.maxconn = docker_setting(config, "MAXCONN"),
+		.timeout_server = docker_setting(config, "TIMEOUT_SERVER"),
+		.timeout_tunnel = docker_setting(config, "TIMEOUT_TUNNEL"),
+	};
+	if (payload_check_options_text(svc, &opts, err) ||
+	    payload_check_weight_text(docker_setting(config, "WEIGHT"), &weight,
+				      err))
+		goto out;
 	ip = docker_address(json_object_get(root, "NetworkSettings"), network,
 			    err);
 	if (!ip)
@@ -214,6 +232,7 @@ int docker_container_parse(const char *inspect_json, size_t len,
 	       strlen(id) < DOCKER_SHORT_ID ? strlen(id) : DOCKER_SHORT_ID);
 	if (payload_check_container_text(svc, short_id, ip, err))
 		goto out;
+	service_find_container(svc, short_id)->weight = weight;
 	ret = 0;
 out:
 	json_decref(root);
@@ -371,9 +390,12 @@ static void docker_merge(struct service_list *out, const struct service *one)
 	svc->predicate = xstrdup(one->predicate);
 	free(svc->cookie);
 	svc->cookie = one->cookie ? xstrdup(one->cookie) : NULL;
+	service_options_release(&svc->opts);
+	service_options_copy(&svc->opts, &one->opts);
 	for (i = 0; i < one->nr_containers; i++)
 		service_put_container(svc, one->containers[i].id,
-				      one->containers[i].ip);
+				      one->containers[i].ip)
+			->weight = one->containers[i].weight;
 }
 
 static enum status docker_load(struct source *src, struct service_list *out,

@@ -100,6 +100,60 @@ static int file_get_string(json_t *obj, const char *key, const char **out,
 	return 0;
 }
 
+/* A string or integer member as text (an integer formatted into `tmp`),
+ * NULL when absent or null; -1 for another type. */
+static int file_get_text(json_t *obj, const char *key, struct buf *tmp,
+			 const char **out, struct buf *err)
+{
+	json_t *v = json_object_get(obj, key);
+
+	if (!json_is_integer(v))
+		return file_get_string(obj, key, out, err) ? -1 : 0;
+	buf_reset(tmp);
+	(void)buf_addf(tmp, "%lld", (long long)json_integer_value(v));
+	*out = tmp->buf;
+	return 0;
+}
+
+/* The candidate's backend options (balance, healthCheck, ...) of `entry`. */
+static int file_parse_options(json_t *entry, struct service *svc,
+			      struct buf *err)
+{
+	struct buf t[6] = {BUF_INIT, BUF_INIT, BUF_INIT,
+			   BUF_INIT, BUF_INIT, BUF_INIT};
+	struct payload_options_text o = {0};
+	json_t *hc = json_object_get(entry, "healthCheck");
+	size_t i;
+	int ret = -1;
+
+	if (hc && !json_is_null(hc) && !json_is_object(hc)) {
+		buf_setf(err, "'healthCheck' must be an object");
+		goto out;
+	}
+	if (file_get_string(entry, "balance", &o.balance, err) ||
+	    file_get_string(entry, "cookieMode", &o.cookie_mode, err) ||
+	    file_get_text(entry, "maxconn", &t[0], &o.maxconn, err) ||
+	    file_get_string(entry, "timeoutServer", &o.timeout_server, err) ||
+	    file_get_string(entry, "timeoutTunnel", &o.timeout_tunnel, err))
+		goto out;
+	if (json_is_object(hc) &&
+	    (file_get_string(hc, "path", &o.check_path, err) ||
+	     file_get_text(hc, "expectStatus", &t[1], &o.check_status, err) ||
+	     file_get_string(hc, "interval", &o.check_interval, err) ||
+	     file_get_text(hc, "rise", &t[2], &o.check_rise, err) ||
+	     file_get_text(hc, "fall", &t[3], &o.check_fall, err)))
+		goto out;
+	if (json_is_object(hc) && (!o.check_path || !*o.check_path)) {
+		buf_setf(err, "'healthCheck' needs a 'path'");
+		goto out;
+	}
+	ret = payload_check_options_text(svc, &o, err);
+out:
+	for (i = 0; i < ARRAY_SIZE(t); i++)
+		buf_release(&t[i]);
+	return ret;
+}
+
 static int file_parse_service(json_t *entry, struct service *svc,
 			      struct buf *skipped, struct buf *err)
 {
@@ -130,7 +184,8 @@ static int file_parse_service(json_t *entry, struct service *svc,
 		goto out;
 	}
 	if (payload_check_service_text(svc, name, port_s, mode, predicate,
-				       cookie, err))
+				       cookie, err) ||
+	    file_parse_options(entry, svc, err))
 		goto out;
 
 	containers = json_object_get(entry, "containers");
@@ -140,16 +195,22 @@ static int file_parse_service(json_t *entry, struct service *svc,
 	}
 	json_array_foreach(containers, i, c)
 	{
-		const char *id = NULL, *ip = NULL;
+		const char *id = NULL, *ip = NULL, *weight_s = NULL;
+		int weight = WEIGHT_UNSET;
 
 		buf_reset(&reason);
 		if (!json_is_object(c))
 			buf_setf(&reason, "not an object");
-		else if (!file_get_string(c, "id", &id, &reason))
-			(void)file_get_string(c, "ip", &ip, &reason);
+		else if (!file_get_string(c, "id", &id, &reason) &&
+			 !file_get_string(c, "ip", &ip, &reason))
+			(void)file_get_text(c, "weight", &port_text, &weight_s,
+					    &reason);
 		if (!reason.len &&
-		    !payload_check_container_text(svc, id, ip, &reason))
+		    !payload_check_weight_text(weight_s, &weight, &reason) &&
+		    !payload_check_container_text(svc, id, ip, &reason)) {
+			service_find_container(svc, id)->weight = weight;
 			continue;
+		}
 		buf_addf(skipped, "service=%s container=%zu ",
 			 log_quote(&q, svc->name), i);
 		buf_addf(skipped, "reason=%s\n", log_quote(&q, reason.buf));

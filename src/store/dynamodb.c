@@ -1,13 +1,18 @@
 /*
  * The DynamoDB store backend: one DynamoDB table per payload table, one item
  * per service in the first version's layout plus a `version` number that
- * makes every put and delete a conditional write (optimistic concurrency).
+ * makes every put and delete a conditional write (optimistic concurrency),
+ * and one head item per table whose version every writing call bumps.
  */
 #include "store.h"
 
 #include <ctype.h>
 #include <errno.h>
 #include <jansson.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +37,15 @@
 #define DDB_TABLE_MAX 255
 
 /*
+ * Items per Scan page. DynamoDB's own pages are 1 MB: parsed at once, one
+ * such page of 10,000 services took the server's peak RSS from 36 to 66 MiB
+ * (bench/dynamodb.py --scale). Pages of 1,000 items (about 300 KB) cost a
+ * few more requests on a cold load and the same read units.
+ * LAMBDA_REGISTRY_STORE_SCAN_LIMIT overrides it (0: DynamoDB's pages).
+ */
+#define DDB_SCAN_PAGE 1000
+
+/*
  * Documents live in the DynamoDB table prefix + DDB_DOC_TABLE, keyed by
  * serviceName like a service table, under keys that start with DDB_DOC_MARK,
  * which no service name may contain: "#doc#KIND#KEY" for a document,
@@ -41,6 +55,40 @@
  */
 #define DDB_DOC_TABLE "lambda-registry.documents"
 #define DDB_DOC_MARK  '#'
+
+/*
+ * The head item of a service table, under a reserved key (DDB_DOC_MARK, so
+ * load() passes over it): its `version` is the table's version. Every
+ * writing call changes its services first and then moves the head from the
+ * version it read to the next one, conditionally; a reader gets the head
+ * (one strongly consistent GetItem) and scans only when it moved. A table
+ * without a head (written by earlier releases only) has no version to
+ * cache on: version() gives a number no other call gets (DDB_HEAD_NONE and
+ * a counter) until the first write creates the head.
+ */
+#define DDB_HEAD_KEY  "#head"
+#define DDB_HEAD_NONE (UINT64_C(1) << 63)
+
+/* TransactWriteItems takes at most 100 actions; one is the head's. */
+#define DDB_TRANSACT_MAX 100
+
+/*
+ * Whether the endpoint takes TransactWriteItems, for the process: unknown
+ * until the first writing call tries; dynalite (and any endpoint without
+ * it) answers UnknownOperationException, and the writes then go one by one.
+ * LAMBDA_REGISTRY_STORE_TRANSACT=0 never tries.
+ */
+enum ddb_transact { DDB_TRANSACT_UNKNOWN, DDB_TRANSACT_YES, DDB_TRANSACT_NO };
+static _Atomic int ddb_transact_state = DDB_TRANSACT_UNKNOWN;
+static atomic_uint_fast64_t ddb_headless_seq;
+
+/* The operations the trace line counts, by name. */
+static const char *const ddb_op_names[] = {
+	"GetItem",     "Scan",		"PutItem",
+	"DeleteItem",  "UpdateItem",	"TransactWriteItems",
+	"CreateTable", "DescribeTable", "ListTables",
+};
+#define DDB_NR_OPS (sizeof(ddb_op_names) / sizeof(*ddb_op_names))
 
 /* A stored item that failed validation: not loaded, but known to put(). */
 struct ddb_broken {
@@ -52,14 +100,21 @@ struct ddb_store {
 	struct store base; /* first: the contract casts between the two */
 	struct aws_client *aws;
 	char *prefix;
-	long scan_limit; /* 0: DynamoDB's own page size (a test knob) */
+	long scan_limit; /* items per Scan page; 0: DynamoDB's own */
 	int trace;
 	/* The open call. */
 	struct buf table; /* prefix + payload table */
 	uint64_t deadline;
 	unsigned long requests_at_begin;
-	unsigned writes;
-	char last_type[128]; /* error type of the last failed request */
+	unsigned writes;  /* service writes of the call, made or pending */
+	unsigned applied; /* made one by one and not yet published */
+	uint64_t head;	  /* the head's version as read (0: none) */
+	int head_read, head_absent, table_absent;
+	int no_transact;  /* LAMBDA_REGISTRY_STORE_TRANSACT=0 */
+	json_t *pending;  /* writes kept for one transaction, or NULL */
+	json_t *canceled; /* CancellationReasons of a failed transaction */
+	unsigned ops[DDB_NR_OPS]; /* requests of the call by operation */
+	char last_type[128];	  /* error type of the last failed request */
 	struct ddb_broken *broken;
 	size_t nr_broken, alloc_broken;
 };
@@ -95,11 +150,15 @@ static enum status ddb_request(struct ddb_store *d, const char *op, json_t *req,
 	struct aws_response res;
 	char *body = json_dumps(req, JSON_COMPACT);
 	enum status ret;
+	size_t i;
 
 	if (answer)
 		*answer = NULL;
 	if (!body)
 		BUG("cannot serialise a %s request", op);
+	for (i = 0; i < DDB_NR_OPS; i++)
+		if (!strcmp(ddb_op_names[i], op))
+			d->ops[i]++;
 	aws_response_init(&res);
 	ret = aws_dynamodb_request(d->aws, op, body, strlen(body),
 				   ddb_call_deadline(d), &res, err);
@@ -115,6 +174,15 @@ static enum status ddb_request(struct ddb_store *d, const char *op, json_t *req,
 		}
 	} else if (ret != ST_OK) {
 		memcpy(d->last_type, res.type, sizeof(d->last_type));
+		if (!strcmp(res.type, "TransactionCanceledException")) {
+			json_t *all =
+				json_loadb(res.body.buf, res.body.len, 0, NULL);
+
+			json_decref(d->canceled);
+			d->canceled = json_incref(
+				json_object_get(all, "CancellationReasons"));
+			json_decref(all);
+		}
 		if (!strcmp(res.type, "ConditionalCheckFailedException"))
 			ret = ST_CONFLICT;
 		else if (!strcmp(res.type, "ResourceNotFoundException"))
@@ -343,6 +411,16 @@ static int ddb_parse_item(json_t *item, struct service *svc, struct buf *why)
 	}
 	if (ddb_parse_containers(item, svc, why))
 		goto out;
+	/* Items of versions before the service options have none: defaults. */
+	if (!ddb_attr_missing(item, "options")) {
+		const char *options = ddb_attr(item, "options", "S");
+
+		if (!options || payload_parse_options(svc, options, &check)) {
+			buf_setf(why, "%s",
+				 options ? check.buf : "options: not a string");
+			goto out;
+		}
+	}
 	/* Times are informational: one we cannot read is left unknown (0). */
 	if (created && ddb_parse_time(created, &svc->created_at))
 		svc->created_at = 0;
@@ -388,6 +466,10 @@ static json_t *ddb_item(const struct service *svc, uint64_t version)
 					ddb_s(svc->containers[i].id), "ip",
 					ddb_s(svc->containers[i].ip)));
 	json_object_set_new(item, "containers", json_pack("{s:o}", "L", list));
+	/* Unlimited buffer: the options always fit. */
+	if (!payload_options_json(svc, &t) && t.len)
+		json_object_set_new(item, "options", ddb_s(t.buf));
+	buf_reset(&t);
 	ddb_format_time(svc->created_at, &t);
 	json_object_set_new(item, "createdAt", ddb_s(t.buf));
 	buf_reset(&t);
@@ -520,8 +602,9 @@ static enum status ddb_open(const char *arg, struct store **out,
 	v = getenv("LAMBDA_REGISTRY_STORE_TRACE");
 	d->trace = v && *v && strcmp(v, "0");
 	v = getenv("LAMBDA_REGISTRY_STORE_SCAN_LIMIT");
-	if (v && *v)
-		d->scan_limit = strtol(v, NULL, 10);
+	d->scan_limit = v && *v ? strtol(v, NULL, 10) : DDB_SCAN_PAGE;
+	v = getenv("LAMBDA_REGISTRY_STORE_TRANSACT");
+	d->no_transact = v && !strcmp(v, "0");
 	*out = &d->base;
 	return ST_OK;
 }
@@ -532,6 +615,8 @@ static void ddb_close(struct store *st)
 
 	ddb_forget_broken(d);
 	free(d->broken);
+	json_decref(d->pending);
+	json_decref(d->canceled);
 	aws_client_free(d->aws);
 	free(d->prefix);
 	buf_release(&d->table);
@@ -555,17 +640,83 @@ static enum status ddb_begin(struct store *st, const char *table, int write,
 	}
 	d->deadline = ddb_deadline(d);
 	d->requests_at_begin = aws_client_requests(d->aws);
-	d->writes = 0;
+	memset(d->ops, 0, sizeof(d->ops));
+	d->writes = d->applied = 0;
+	d->head = 0;
+	d->head_read = d->head_absent = d->table_absent = 0;
+	json_decref(d->pending);
+	d->pending = NULL;
+	if (!d->no_transact &&
+	    atomic_load(&ddb_transact_state) != DDB_TRANSACT_NO)
+		d->pending = json_array();
 	return ST_OK;
 }
 
+/* The Key of the call's head item; new reference. */
+static json_t *ddb_head_key(void)
+{
+	return json_pack("{s:o}", "serviceName", ddb_s(DDB_HEAD_KEY));
+}
+
+/* Read the head (strongly consistent) into d->head, once per call. */
+static enum status ddb_head_read(struct ddb_store *d, struct buf *err)
+{
+	json_t *req, *answer = NULL, *item;
+	enum status ret;
+
+	req = json_pack("{s:s,s:o,s:b}", "TableName", d->table.buf, "Key",
+			ddb_head_key(), "ConsistentRead", 1);
+	ret = ddb_request(d, "GetItem", req, &answer, err);
+	if (ret == ST_NOT_FOUND) { /* no table yet: never written */
+		buf_reset(err);
+		d->table_absent = d->head_absent = d->head_read = 1;
+		ret = ST_OK;
+		goto out;
+	}
+	if (ret != ST_OK)
+		goto out;
+	item = json_object_get(answer, "Item");
+	if (!json_is_object(item)) {
+		d->head_absent = 1;
+	} else if (ddb_parse_version(ddb_attr(item, "version", "N"),
+				     &d->head) ||
+		   d->head >= DDB_HEAD_NONE) {
+		buf_setf(err,
+			 "dynamodb: the head of table '%s' has no valid "
+			 "version",
+			 d->table.buf);
+		ret = ST_UNAVAILABLE;
+		goto out;
+	}
+	d->head_read = 1;
+out:
+	json_decref(answer);
+	return ret;
+}
+
+/*
+ * Before any write: the head's version, 0 for a table that does not exist,
+ * a number of its own for a table with services but no head (nothing may
+ * be cached on it). After a write: the version commit() moves the head to.
+ */
 static enum status ddb_version(struct store *st, uint64_t *version,
 			       struct buf *err)
 {
-	(void)st;
-	(void)version;
-	buf_setf(err, "dynamodb: no table version");
-	return ST_INTERNAL;
+	struct ddb_store *d = (struct ddb_store *)st;
+	enum status ret = ST_OK;
+
+	if (!d->head_read)
+		ret = ddb_head_read(d, err);
+	if (ret != ST_OK)
+		return ret;
+	if (d->writes)
+		*version = d->head + 1;
+	else if (d->head_absent && !d->table_absent)
+		*version = DDB_HEAD_NONE |
+			   (atomic_fetch_add(&ddb_headless_seq, 1) + 1);
+	else
+		*version = d->head;
+	return ST_OK;
 }
 
 static enum status ddb_load(struct store *st, struct service_list *out,
@@ -650,6 +801,15 @@ static enum status ddb_load(struct store *st, struct service_list *out,
 	buf_release(&why);
 	buf_release(&quoted);
 	buf_release(&name);
+#ifdef __GLIBC__
+	/*
+	 * The pages' JSON is freed, but glibc keeps it in the arena of the
+	 * worker thread that scanned; the next cold load, on another worker,
+	 * would add its own (44 MiB instead of 36 at 10,000 services). Loads
+	 * are rare now that unchanged calls only read the head.
+	 */
+	malloc_trim(0);
+#endif
 	return ret;
 }
 
@@ -668,15 +828,99 @@ static uint64_t ddb_expected_version(struct ddb_store *d,
 	return 0;
 }
 
-static enum status ddb_conflict(const char *what, const struct service *svc,
+static enum status ddb_conflict(const char *what, const char *name,
 				struct ddb_store *d, struct buf *err)
 {
 	buf_setf(err,
 		 "dynamodb: service '%s' in table '%s' changed since it was "
 		 "loaded "
 		 "(%s)",
-		 svc->name, d->table.buf, what);
+		 name, d->table.buf, what);
 	return ST_CONFLICT;
+}
+
+/*
+ * Send one service write now: `req` (stolen) is a PutItem or DeleteItem
+ * request with its condition; `expect` the version it requires (0: none).
+ * A put creates the table when there is none; a delete on no table is done
+ * when nothing was expected.
+ */
+static enum status ddb_send_write(struct ddb_store *d, const char *op,
+				  json_t *req, const char *name,
+				  uint64_t expect, struct buf *err)
+{
+	const int put = !strcmp(op, "PutItem");
+	enum status ret;
+	int tries;
+
+	for (tries = 0; tries < 2; tries++) {
+		ret = ddb_request(d, op, json_incref(req), NULL, err);
+		if (ret != ST_NOT_FOUND || tries || !put)
+			break;
+		buf_reset(err);
+		ret = ddb_create_table(d, err);
+		if (ret != ST_OK)
+			break;
+	}
+	if (ret == ST_NOT_FOUND && !put) {
+		buf_reset(err);
+		ret = expect ? ST_CONFLICT : ST_OK;
+	}
+	if (ret == ST_CONFLICT)
+		ret = ddb_conflict(put ? "put" : "delete", name, d, err);
+	if (ret == ST_NOT_FOUND)
+		ret = ST_UNAVAILABLE;
+	if (ret == ST_OK)
+		d->applied++;
+	json_decref(req);
+	return ret;
+}
+
+/* Send the writes kept for a transaction one by one, and keep no more. */
+static enum status ddb_send_pending(struct ddb_store *d, struct buf *err)
+{
+	enum status ret = ST_OK;
+	json_t *w;
+	size_t i;
+
+	json_array_foreach(d->pending, i, w)
+	{
+		json_int_t expect = json_integer_value(json_object_get(w, "e"));
+
+		ret = ddb_send_write(
+			d, json_string_value(json_object_get(w, "op")),
+			json_incref(json_object_get(w, "req")),
+			json_string_value(json_object_get(w, "name")),
+			(uint64_t)expect, err);
+		if (ret != ST_OK)
+			break;
+	}
+	json_decref(d->pending);
+	d->pending = NULL;
+	return ret;
+}
+
+/*
+ * A service write of the call (`req` stolen): kept for commit()'s
+ * transaction while the endpoint may take one and it has room, else sent.
+ */
+static enum status ddb_write(struct ddb_store *d, const char *op, json_t *req,
+			     const char *name, uint64_t expect, struct buf *err)
+{
+	enum status ret = ST_OK;
+
+	if (d->pending && json_array_size(d->pending) + 1 >= DDB_TRANSACT_MAX)
+		ret = ddb_send_pending(d, err);
+	if (ret != ST_OK) {
+		json_decref(req);
+		return ret;
+	}
+	if (!d->pending)
+		return ddb_send_write(d, op, req, name, expect, err);
+	json_array_append_new(
+		d->pending, json_pack("{s:s,s:o,s:s,s:I}", "op", op, "req", req,
+				      "name", name, "e", (json_int_t)expect));
+	return ST_OK;
 }
 
 static enum status ddb_put(struct store *st, struct service *svc,
@@ -688,27 +932,15 @@ static enum status ddb_put(struct store *st, struct service *svc,
 	int64_t now = (int64_t)time(NULL) * 1000;
 	enum status ret;
 	json_t *req;
-	int tries;
 
 	if (!svc->created_at)
 		svc->created_at = now;
 	if (!svc->updated_at)
 		svc->updated_at = now;
-	for (tries = 0; tries < 2; tries++) {
-		req = json_pack("{s:s,s:o}", "TableName", d->table.buf, "Item",
-				ddb_item(svc, next));
-		ddb_add_condition(req, expect);
-		ret = ddb_request(d, "PutItem", req, NULL, err);
-		if (ret != ST_NOT_FOUND || tries)
-			break;
-		ret = ddb_create_table(d, err);
-		if (ret != ST_OK)
-			break;
-	}
-	if (ret == ST_CONFLICT)
-		return ddb_conflict("put", svc, d, err);
-	if (ret == ST_NOT_FOUND)
-		ret = ST_UNAVAILABLE;
+	req = json_pack("{s:s,s:o}", "TableName", d->table.buf, "Item",
+			ddb_item(svc, next));
+	ddb_add_condition(req, expect);
+	ret = ddb_write(d, "PutItem", req, svc->name, expect, err);
 	if (ret == ST_OK) {
 		svc->version = next;
 		d->writes++;
@@ -720,47 +952,277 @@ static enum status ddb_remove(struct store *st, const struct service *svc,
 			      struct buf *err)
 {
 	struct ddb_store *d = (struct ddb_store *)st;
+	uint64_t expect = ddb_expected_version(d, svc);
 	enum status ret;
 	json_t *req;
 
 	req = json_pack("{s:s,s:{s:o}}", "TableName", d->table.buf, "Key",
 			"serviceName", ddb_s(svc->name));
-	ddb_add_condition(req, ddb_expected_version(d, svc));
-	ret = ddb_request(d, "DeleteItem", req, NULL, err);
-	if (ret == ST_CONFLICT)
-		return ddb_conflict("delete", svc, d, err);
-	if (ret == ST_NOT_FOUND) /* no table: nothing to delete */
-		ret = svc->version ? ddb_conflict("delete", svc, d, err)
-				   : ST_OK;
+	ddb_add_condition(req, expect);
+	ret = ddb_write(d, "DeleteItem", req, svc->name, expect, err);
 	if (ret == ST_OK)
 		d->writes++;
 	return ret;
 }
 
+/*
+ * The head's update, new reference. `exact`: from the version read to the
+ * next one, only if it is still there (else ST_CONFLICT), or created at 1
+ * if there was none. Otherwise one more whatever it is now, which publishes
+ * writes already made when the exact move is not possible.
+ */
+static json_t *ddb_head_update(struct ddb_store *d, int exact)
+{
+	json_t *req = json_pack("{s:s,s:o,s:{s:s}}", "TableName", d->table.buf,
+				"Key", ddb_head_key(),
+				"ExpressionAttributeNames", "#v", "version");
+
+	if (!exact) {
+		json_object_set_new(req, "UpdateExpression",
+				    json_string("ADD #v :one"));
+		json_object_set_new(req, "ExpressionAttributeValues",
+				    json_pack("{s:o}", ":one", ddb_n(1)));
+		return req;
+	}
+	json_object_set_new(req, "UpdateExpression",
+			    json_string("SET #v = :next"));
+	if (d->head_absent) {
+		json_object_set_new(
+			req, "ConditionExpression",
+			json_string("attribute_not_exists(serviceName)"));
+		json_object_set_new(req, "ExpressionAttributeValues",
+				    json_pack("{s:o}", ":next", ddb_n(1)));
+	} else {
+		json_object_set_new(req, "ConditionExpression",
+				    json_string("#v = :v"));
+		json_object_set_new(req, "ExpressionAttributeValues",
+				    json_pack("{s:o,s:o}", ":next",
+					      ddb_n(d->head + 1), ":v",
+					      ddb_n(d->head)));
+	}
+	return req;
+}
+
+/* Send the head's update (see ddb_head_update); no table: nothing to do. */
+static enum status ddb_head_bump(struct ddb_store *d, int exact,
+				 struct buf *err)
+{
+	enum status ret;
+
+	ret = ddb_request(d, "UpdateItem", ddb_head_update(d, exact), NULL,
+			  err);
+	if (ret == ST_NOT_FOUND) {
+		buf_reset(err);
+		ret = ST_OK;
+	}
+	if (ret == ST_CONFLICT)
+		buf_setf(err,
+			 "dynamodb: table '%s' changed while this call wrote "
+			 "it (its head left version %llu)",
+			 d->table.buf, (unsigned long long)d->head);
+	return ret;
+}
+
+/*
+ * Writes made one by one that no exact head move covers (a later write
+ * failed, or another writer moved the head first) are published by moving
+ * the head once more, so that no process keeps a cache without them.
+ */
+static void ddb_publish(struct ddb_store *d)
+{
+	struct buf why = BUF_INIT, quoted = BUF_INIT;
+
+	if (!d->applied)
+		return;
+	d->deadline = ddb_deadline(d); /* a fresh budget: this one matters */
+	if (ddb_head_bump(d, 0, &why) != ST_OK) {
+		(void)buf_addquoted(&quoted, why.buf, why.len);
+		log_event("event=dynamodb_head_not_moved table=%s reason=%s",
+			  d->table.buf, quoted.buf);
+	}
+	d->applied = 0;
+	buf_release(&why);
+	buf_release(&quoted);
+}
+
+/* A canceled transaction: ST_CONFLICT when a condition failed (or another
+ * transaction held an item), the reasons in `err` either way. */
+static enum status ddb_canceled(struct ddb_store *d, struct buf *err)
+{
+	size_t i, nr = json_array_size(d->pending);
+	json_t *reason;
+
+	json_array_foreach(d->canceled, i, reason)
+	{
+		const char *code =
+			json_string_value(json_object_get(reason, "Code"));
+
+		if (!code || !strcmp(code, "None"))
+			continue;
+		if (strcmp(code, "ConditionalCheckFailed") &&
+		    strcmp(code, "TransactionConflict")) {
+			buf_setf(err,
+				 "dynamodb: transaction on table '%s' "
+				 "canceled (%s)",
+				 d->table.buf, code);
+			return ST_UNAVAILABLE;
+		}
+		if (i >= nr) {
+			buf_setf(err,
+				 "dynamodb: table '%s' changed while this "
+				 "call wrote it (its head left version %llu)",
+				 d->table.buf, (unsigned long long)d->head);
+			return ST_CONFLICT;
+		}
+		return ddb_conflict(
+			"transaction",
+			json_string_value(json_object_get(
+				json_array_get(d->pending, i), "name")),
+			d, err);
+	}
+	buf_setf(err, "dynamodb: transaction on table '%s' canceled",
+		 d->table.buf);
+	return ST_CONFLICT;
+}
+
+/*
+ * The kept writes and the head's exact move as one TransactWriteItems:
+ * all of them or none. *unsupported when the endpoint has no such
+ * operation (then nothing was written, and the process stops trying).
+ */
+static enum status ddb_transact(struct ddb_store *d, int *unsupported,
+				struct buf *err)
+{
+	json_t *items = json_array(), *w, *req;
+	enum status ret = ST_OK;
+	size_t i;
+	int tries;
+
+	*unsupported = 0;
+	json_array_foreach(d->pending, i, w)
+	{
+		const char *op = json_string_value(json_object_get(w, "op"));
+
+		json_array_append_new(
+			items,
+			json_pack("{s:O}",
+				  strcmp(op, "PutItem") ? "Delete" : "Put",
+				  json_object_get(w, "req")));
+	}
+	json_array_append_new(
+		items, json_pack("{s:o}", "Update", ddb_head_update(d, 1)));
+	req = json_pack("{s:o}", "TransactItems", items);
+	for (tries = 0; tries < 2; tries++) {
+		ret = ddb_request(d, "TransactWriteItems", json_incref(req),
+				  NULL, err);
+		if (ret != ST_NOT_FOUND || tries)
+			break;
+		buf_reset(err);
+		ret = ddb_create_table(d, err);
+		if (ret != ST_OK)
+			break;
+	}
+	if (ret == ST_OK) {
+		atomic_store(&ddb_transact_state, DDB_TRANSACT_YES);
+	} else if (!strcmp(d->last_type, "UnknownOperationException")) {
+		if (atomic_exchange(&ddb_transact_state, DDB_TRANSACT_NO) !=
+		    DDB_TRANSACT_NO)
+			log_event("event=dynamodb_no_transactions table=%s",
+				  d->table.buf);
+		buf_reset(err);
+		*unsupported = 1;
+		ret = ST_OK;
+	} else if (!strcmp(d->last_type, "TransactionCanceledException")) {
+		ret = ddb_canceled(d, err);
+	} else if (ret == ST_NOT_FOUND) {
+		ret = ST_UNAVAILABLE;
+	}
+	json_decref(req);
+	return ret;
+}
+
 static void ddb_end(struct ddb_store *d, const char *how)
 {
-	if (d->trace)
+	struct buf ops = BUF_INIT;
+	size_t i;
+
+	if (d->trace) {
+		for (i = 0; i < DDB_NR_OPS; i++)
+			if (d->ops[i])
+				(void)buf_addf(&ops, "%s%s:%u",
+					       ops.len ? "," : "",
+					       ddb_op_names[i], d->ops[i]);
 		log_event("event=dynamodb_call end=%s table=%s requests=%lu "
-			  "writes=%u",
+			  "writes=%u ops=%s",
 			  how, d->table.buf,
 			  aws_client_requests(d->aws) - d->requests_at_begin,
-			  d->writes);
+			  d->writes, ops.len ? ops.buf : "-");
+	}
+	buf_release(&ops);
 	d->deadline = 0;
+	json_decref(d->pending);
+	d->pending = NULL;
+	json_decref(d->canceled);
+	d->canceled = NULL;
 	ddb_forget_broken(d);
 }
 
-/* Every put and remove was applied when it returned: nothing is left to do. */
+/*
+ * Publish the call's writes: the kept ones and the head's exact move in one
+ * transaction where the endpoint has it; else (or for writes already sent)
+ * the head's exact move after them. ST_CONFLICT when another writer moved
+ * the head since it was read: the transaction then wrote nothing; writes
+ * made one by one stay and the head moves once more over them (the call's
+ * retry finds them stored), so no cache can miss them.
+ *
+ * The invariant the registry's cache relies on: every service write is
+ * followed by a move of the head (this exact one, or ddb_publish()'s), and
+ * a reader reads the head before it scans (both strongly consistent). So a
+ * reader that cached a scan at version V scanned after V was set, and its
+ * scan holds every write that any move up to V followed; a write it missed
+ * is followed by a later move, and the reader's next GetItem sees the head
+ * past V. The version cached after a write, V + 1, is exact because the
+ * move is conditional on V: had another writer moved the head in between,
+ * this commit fails and nothing is cached.
+ */
 static enum status ddb_commit(struct store *st, struct buf *err)
 {
-	(void)err;
-	ddb_end((struct ddb_store *)st, "commit");
-	return ST_OK;
+	struct ddb_store *d = (struct ddb_store *)st;
+	enum status ret = ST_OK;
+	int unsupported = 0;
+
+	if (!d->writes)
+		goto out;
+	if (!d->head_read) {
+		ret = ddb_head_read(d, err);
+		if (ret != ST_OK)
+			goto out;
+	}
+	if (d->pending && json_array_size(d->pending)) {
+		ret = ddb_transact(d, &unsupported, err);
+		if (!unsupported)
+			goto out;
+		ret = ddb_send_pending(d, err);
+		if (ret != ST_OK)
+			goto out;
+	}
+	ret = ddb_head_bump(d, 1, err);
+	if (ret == ST_OK)
+		d->applied = 0;
+out:
+	ddb_publish(d);
+	ddb_end(d, ret == ST_OK ? "commit" : "failed");
+	return ret;
 }
 
-/* Writes already made stay: the registry's next call converges from them. */
+/* Writes already made stay, published by a head move; the registry's next
+ * call converges from them. Kept writes are dropped. */
 static void ddb_rollback(struct store *st)
 {
-	ddb_end((struct ddb_store *)st, "rollback");
+	struct ddb_store *d = (struct ddb_store *)st;
+
+	ddb_publish(d);
+	ddb_end(d, "rollback");
 }
 
 static enum status ddb_ping(struct store *st, struct buf *err)
@@ -1123,7 +1585,7 @@ static enum status ddb_doc_generation(struct store *st, const char *kind,
 
 const struct store_backend store_dynamodb = {
 	.name = "dynamodb",
-	.caps = 0,
+	.caps = STORE_CAP_VERSION,
 	.open = ddb_open,
 	.close = ddb_close,
 	.begin = ddb_begin,

@@ -30,10 +30,11 @@
 #include <unistd.h>
 
 #include "../clock.h"
+#include "../payload.h"
 #include "../xalloc.h"
 #include "../banned.h"
 
-#define SQLITE_SCHEMA_VERSION 2
+#define SQLITE_SCHEMA_VERSION 3
 #define SQLITE_BUSY_MS	      10000
 /* A ping or probe waits this long for a lock, then calls the store busy, not
  * broken: /healthz must answer fast while another process writes. */
@@ -61,8 +62,13 @@ static const char sqlite_schema[] =
 	"  PRIMARY KEY (tbl, name)"
 	") WITHOUT ROWID;";
 
-/* Version 2 adds the documents; from version 1 only these are created. */
-static const char sqlite_schema_docs[] =
+/*
+ * Schema changes after version 1, in order: sqlite_migrations[v - 1] takes a
+ * database from version v to v + 1 (a new file gets sqlite_schema, version
+ * 1, and then every one of them).
+ */
+static const char *const sqlite_migrations[] = {
+	/* 1 -> 2: documents (settings, tokens) and their kinds' generations. */
 	"CREATE TABLE IF NOT EXISTS docs ("
 	"  kind TEXT NOT NULL,"
 	"  key TEXT NOT NULL,"
@@ -74,7 +80,13 @@ static const char sqlite_schema_docs[] =
 	"CREATE TABLE IF NOT EXISTS doc_generations ("
 	"  kind TEXT PRIMARY KEY,"
 	"  generation INTEGER NOT NULL"
-	") WITHOUT ROWID;";
+	") WITHOUT ROWID;",
+	/* 2 -> 3: the service's options, payload_options_json()'s canonical
+	 * JSON; NULL when every option is at its default. */
+	"ALTER TABLE services ADD COLUMN options TEXT;",
+};
+_Static_assert(ARRAY_SIZE(sqlite_migrations) == SQLITE_SCHEMA_VERSION - 1,
+	       "one migration per schema version");
 
 enum sqlite_stmt {
 	SQL_BEGIN_READ,
@@ -98,12 +110,12 @@ static const char *const sqlite_sql[SQL_NR] = {
 	[SQL_BUMP] = "INSERT INTO tables (name, version) VALUES (?1, 1) "
 		     "ON CONFLICT (name) DO UPDATE SET version = version + 1",
 	[SQL_LOAD] = "SELECT name, port, mode, predicate, cookie, containers, "
-		     "created_at, updated_at FROM services WHERE tbl = ?1 "
-		     "ORDER BY name",
+		     "created_at, updated_at, options FROM services "
+		     "WHERE tbl = ?1 ORDER BY name",
 	[SQL_PUT] = "INSERT OR REPLACE INTO services (tbl, name, port, mode, "
 		    "predicate, "
-		    "cookie, containers, created_at, updated_at) "
-		    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+		    "cookie, containers, created_at, updated_at, options) "
+		    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
 	[SQL_REMOVE] = "DELETE FROM services WHERE tbl = ?1 AND name = ?2",
 };
 
@@ -120,6 +132,7 @@ struct sqlite_store {
 	int wrote;   /* the open call put or removed something (and bumped the
 			version) */
 	struct buf scratch;
+	struct buf options; /* scratch for the options column */
 };
 
 static enum status sqlite_fail(struct sqlite_store *s, const char *what,
@@ -393,6 +406,7 @@ static void sqlite_close(struct store *st)
 		sqlite3_finalize(s->stmt[i]);
 	sqlite3_close(s->db);
 	buf_release(&s->scratch);
+	buf_release(&s->options);
 	free(s->path);
 	free(s->shm);
 	free(s);
@@ -488,11 +502,15 @@ static enum status sqlite_setup(struct sqlite_store *s, struct buf *err)
 		ret = sqlite_schema_version(s, &version, err);
 		if (ret == ST_OK && version < SQLITE_SCHEMA_VERSION) {
 			struct buf sql = BUF_INIT;
+			int v;
 
-			/* Every statement is IF NOT EXISTS: the same text
-			 * creates a new file and migrates an older one. */
-			(void)buf_addf(&sql, "%s %s PRAGMA user_version = %d;",
-				       sqlite_schema, sqlite_schema_docs,
+			if (!version)
+				(void)buf_addstr(&sql, sqlite_schema);
+			for (v = version ? version : 1;
+			     v < SQLITE_SCHEMA_VERSION; v++)
+				(void)buf_addstr(&sql,
+						 sqlite_migrations[v - 1]);
+			(void)buf_addf(&sql, " PRAGMA user_version = %d;",
 				       SQLITE_SCHEMA_VERSION);
 			if (sqlite3_exec(s->db, sql.buf, NULL, NULL, NULL) !=
 			    SQLITE_OK)
@@ -543,6 +561,7 @@ static enum status sqlite_open(const char *arg, struct store **out,
 	(void)buf_addf(&shm, "%s-shm", arg);
 	s->shm = buf_detach(&shm, NULL);
 	buf_init(&s->scratch, 0);
+	buf_init(&s->options, 0);
 	/* Only the first open in a process creates the file (sqlite_identity).
 	 */
 	known = sqlite_known_path(arg);
@@ -670,6 +689,9 @@ static enum status sqlite_load(struct store *st, struct service_list *out,
 			(const char *)sqlite3_column_text(stmt, 3);
 		const char *containers =
 			(const char *)sqlite3_column_text(stmt, 5);
+		const char *options =
+			(const char *)sqlite3_column_text(stmt, 8);
+		struct buf why = BUF_INIT;
 
 		svc->name = xstrdup((const char *)sqlite3_column_text(stmt, 0));
 		svc->port = (unsigned)sqlite3_column_int(stmt, 1);
@@ -681,14 +703,18 @@ static enum status sqlite_load(struct store *st, struct service_list *out,
 		svc->updated_at = sqlite3_column_int64(stmt, 7);
 		if (!mode || config_mode_parse(mode, &svc->mode) ||
 		    !predicate || !containers ||
-		    sqlite_parse_containers(svc, containers)) {
+		    sqlite_parse_containers(svc, containers) ||
+		    (options && payload_parse_options(svc, options, &why))) {
 			buf_setf(err,
 				 "sqlite: damaged row for service '%s' in "
-				 "table '%s'",
-				 svc->name, s->table);
+				 "table '%s'%s%s",
+				 svc->name, s->table, why.len ? ": " : "",
+				 why.buf);
+			buf_release(&why);
 			ret = ST_UNAVAILABLE;
 			break;
 		}
+		buf_release(&why);
 	}
 	if (ret == ST_OK && rc != SQLITE_DONE)
 		ret = sqlite_fail(s, "loading services", err);
@@ -737,6 +763,18 @@ static enum status sqlite_put(struct store *st, struct service *svc,
 			  SQLITE_STATIC);
 	sqlite3_bind_int64(stmt, 8, svc->created_at);
 	sqlite3_bind_int64(stmt, 9, svc->updated_at);
+	buf_reset(&s->options);
+	if (payload_options_json(svc, &s->options)) {
+		sqlite3_clear_bindings(stmt);
+		buf_setf(err, "sqlite: the options of '%s' are too large",
+			 svc->name);
+		return ST_TOO_LARGE;
+	}
+	if (s->options.len)
+		sqlite3_bind_text(stmt, 10, s->options.buf, (int)s->options.len,
+				  SQLITE_STATIC);
+	else
+		sqlite3_bind_null(stmt, 10);
 	if (sqlite_bump(s, err) != ST_OK ||
 	    sqlite_exec(s, SQL_PUT, err) != ST_OK) {
 		sqlite3_clear_bindings(stmt);

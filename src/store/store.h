@@ -86,6 +86,9 @@ struct store_backend {
 	/*
 	 * Append every stored service of the table to `out`, sorted by name,
 	 * each with its backend version. A table never written loads empty.
+	 * Every field put() got comes back; the options and container weights
+	 * travel as one string, payload_options_json() on put and
+	 * payload_parse_options() on load (none stored: the defaults).
 	 */
 	enum status (*load)(struct store *st, struct service_list *out,
 			    struct buf *err);
@@ -93,8 +96,10 @@ struct store_backend {
 	/*
 	 * Insert or replace `svc`. `svc->version` is the version it was loaded
 	 * with (0: new); a backend without STORE_CAP_ATOMIC writes only if the
-	 * stored item still has it, else returns ST_CONFLICT. On success the
-	 * backend sets `svc->version` to the new version.
+	 * stored item still has it, else returns ST_CONFLICT, here or, when it
+	 * keeps the call's writes for one transaction, from commit(). On
+	 * success the backend sets `svc->version` to the new version (which
+	 * means nothing if commit() then fails: reload before writing again).
 	 */
 	enum status (*put)(struct store *st, struct service *svc,
 			   struct buf *err);

@@ -109,6 +109,50 @@ def rand_port():
     return str(p) if rng.random() < 0.3 else p
 
 
+HEALTH_PATHS = ["/", "/healthz", "/health?deep=1&x=%20", "/a/b:c@d!", "/~x"]
+DURATIONS = ["1ms", "100ms", "2500ms", "2s", "45s", "2m", "90m", "1h", "24h", "86400000ms"]
+BAD_OPTIONS = [  # (key, bad value, field suffix)
+    ("balance", "static-rr", "balance"), ("balance", 1, "balance"),
+    ("maxconn", 0, "maxconn"), ("maxconn", 1000001, "maxconn"), ("maxconn", "10", "maxconn"),
+    ("timeoutServer", "25h", "timeoutServer"), ("timeoutServer", "30", "timeoutServer"),
+    ("timeoutTunnel", "1 s", "timeoutTunnel"), ("timeoutTunnel", "0ms", "timeoutTunnel"),
+    ("cookieMode", "rewrite", "cookieMode"),
+    ("healthCheck", {"path": "x"}, "healthCheck.path"),
+    ("healthCheck", {"path": "/a b"}, "healthCheck.path"),
+    ("healthCheck", {"path": "/\n    bind :81"}, "healthCheck.path"),
+    ("healthCheck", {"path": "/", "expectStatus": 600}, "healthCheck.expectStatus"),
+    ("healthCheck", {"path": "/", "interval": "50ms"}, "healthCheck.interval"),
+    ("healthCheck", {"path": "/", "rise": 0}, "healthCheck.rise"),
+    ("healthCheck", {"path": "/", "typo": 1}, "healthCheck.typo"),
+    ("healthCheck", {}, "healthCheck.path"),
+]
+
+
+def rand_options(c):
+    """Random valid service settings (issue 12), each often absent."""
+    if rng.random() < 0.3:
+        c["balance"] = rng.choice(["roundrobin", "leastconn", "first", "source"])
+    if rng.random() < 0.3:
+        hc = {"path": rng.choice(HEALTH_PATHS)}
+        for key, values in (("expectStatus", [100, 200, 204, 599]),
+                            ("interval", ["100ms", "2s", "1h", "1500ms"]),
+                            ("rise", [1, 2, 100]), ("fall", [1, 3, 100])):
+            if rng.random() < 0.5:
+                hc[key] = rng.choice(values)
+        c["healthCheck"] = hc
+    if rng.random() < 0.2:
+        c["maxconn"] = rng.choice([1, 100, 1000000])
+    if rng.random() < 0.2:
+        c["timeoutServer"] = rng.choice(DURATIONS)
+    if rng.random() < 0.2:
+        c["timeoutTunnel"] = rng.choice(DURATIONS)
+    if rng.random() < 0.3:
+        c["cookieMode"] = "insert" if isinstance(c.get("cookie"), str) else "prefix"
+    for ct in c.get("containers", []):
+        if rng.random() < 0.3:
+            ct["weight"] = rng.choice([0, 1, 7, 256])
+
+
 def rand_candidate():
     c = {"serviceName": rng.choice(SERVICES), "port": rand_port()}
     mode = rng.choice(["host", "path", None])
@@ -123,6 +167,8 @@ def rand_candidate():
     if rng.random() < 0.9:
         c["containers"] = [{"id": rng.choice(IDS), "ip": rand_ip()}
                            for _ in range(rng.randrange(0, 4))]
+    if rng.random() < 0.5:
+        rand_options(c)
     return c
 
 
@@ -165,7 +211,7 @@ def hostile_payload():
     if not d["running"]:
         d["running"].append({"serviceName": "app1", "id": "c1", "ip": "10.0.0.1"})
     slots = string_slots(d)
-    kind = rng.randrange(12)
+    kind = rng.randrange(13)
     if kind == 0:  # a hostile string in the middle of a value
         p = rng.choice(slots)
         v = get_at(d, p)
@@ -215,6 +261,21 @@ def hostile_payload():
         return rng.choice([b"[" * 50 + b"]" * 50, b'"astro"', b"[]", b"null", b"1",
                            b'{"table":"astro","running":' + b"[" * 30 + b"]" * 30 + b"}",
                            b"", b"{", b"\xef\xbb\xbf{}"]), "shape"
+    elif kind == 11:  # a bad service setting or weight: refused, naming the field
+        c = rand_candidate()
+        d.setdefault("candidates", []).append(c)
+        n = len(d["candidates"]) - 1
+        if rng.random() < 0.2:
+            c["containers"] = [{"id": "c1", "ip": "10.0.0.1",
+                                "weight": rng.choice([-1, 257, "1", None, 1.5])}]
+            field = "candidates[%d].containers[0].weight" % n
+        else:
+            key, value, suffix = rng.choice(BAD_OPTIONS)
+            if key == "cookieMode":
+                c["cookie"] = "SID"
+            c[key] = value
+            field = "candidates[%d].%s" % (n, suffix)
+        return json.dumps(d).encode(), "refused:" + field
     else:  # a duplicate container id with another address (valid), or a bad mode
         if rng.random() < 0.5:
             r = dict(d["running"][0])

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """The DynamoDB store end to end: `serve --store dynamodb:PREFIX` against a
 private dynalite, items checked with the AWS SDK for JavaScript, first-version
-items read back, two servers on one table, an unreachable endpoint.
+items read back, requests per call (the head item: one GetItem for an
+unchanged call), two servers on one table, the transaction path through
+tests/dynamodb/standin.py, an unreachable endpoint.
 
 Re-runs itself under tests/dynamodb/with-dynalite.sh, which starts dynalite
 and sets AWS_ENDPOINT_URL_DYNAMODB and the credentials."""
@@ -20,6 +22,8 @@ SRC = os.environ.get("LR_SOURCE_DIR") or os.path.dirname(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LAUNCH = os.path.join(SRC, "tests", "dynamodb", "with-dynalite.sh")
 SDK = os.path.join(SRC, "tests", "dynamodb", "sdk.js")
+sys.path.insert(0, os.path.join(SRC, "tests", "dynamodb"))
+import standin  # noqa: E402
 if not os.environ.get("DYNALITE_PID"):
     os.execv(LAUNCH, [LAUNCH, sys.executable, os.path.abspath(__file__)])
 
@@ -82,6 +86,11 @@ class Server:
             r"event=dynamodb_call end=(\w+) table=\S+ requests=(\d+) writes=(\d+)",
             self.text())]
 
+    def ops(self):
+        """{operation: requests} of every store call, from the trace lines."""
+        return [dict((op, int(n)) for op, n in re.findall(r"(\w+):(\d+)", m))
+                for m in re.findall(r"event=dynamodb_call .* ops=(\S+)", self.text())]
+
     def stop(self):
         """Stop it; a clean exit also means no leak under the sanitizers."""
         self.proc.terminate()
@@ -95,6 +104,19 @@ def sdk(*args):
                          text=True, timeout=60)
     assert out.returncode == 0, f"sdk.js {args[0]}: {out.stderr}"
     return json.loads(out.stdout) if args[0] == "scan" else None
+
+
+def scan(table):
+    """The table's service items (the head item left out)."""
+    return [i for i in sdk("scan", table) if i["serviceName"]["S"] != "#head"]
+
+
+def head(table):
+    """The version in the table's head item, None when there is none."""
+    for i in sdk("scan", table):
+        if i["serviceName"]["S"] == "#head":
+            return int(i["version"]["N"])
+    return None
 
 
 def payload(table, running, candidates=()):
@@ -131,7 +153,7 @@ def test_item_layout():
         st, text, _ = srv.post(body)
         assert st == 200, text
         assert "server c1 10.0.0.1:8080 check cookie c1" in text, text
-        items = sdk("scan", "lay-astro")
+        items = scan("lay-astro")
         assert [i["serviceName"]["S"] for i in items] == ["app1", "app2"], items
         a, b = items
         assert set(a) == {"serviceName", "configMode", "port", "predicate", "cookie",
@@ -145,26 +167,45 @@ def test_item_layout():
         for item in items:
             assert ISO.match(item["createdAt"]["S"]) and ISO.match(item["updatedAt"]["S"]), item
             assert item["version"] == {"N": "1"}, item
-        # The same payload again changes nothing: one Scan, no write.
-        st, text2, _ = srv.post(body)
-        assert st == 200 and text2 == text
-        assert srv.calls()[-1] == ("commit", 1, 0), srv.calls()
-        assert [i["version"] for i in sdk("scan", "lay-astro")] == [{"N": "1"}] * 2
-        # One container more: one Scan and one conditional PutItem.
+        # The first write created the head at version 1 (the two services
+        # written one by one: dynalite has no TransactWriteItems).
+        assert head("lay-astro") == 1
+        assert srv.ops()[-1].get("TransactWriteItems") == 1, srv.ops()
+        # (3 PutItem: the first found no table, created it, and went again.)
+        assert srv.ops()[-1]["PutItem"] == 3 and srv.ops()[-1]["UpdateItem"] == 1, srv.ops()
+        # The same payload again changes nothing: one GetItem of the head,
+        # no Scan, no write; the cache answers.
+        for _ in range(3):
+            st, text2, _ = srv.post(body)
+            assert st == 200 and text2 == text
+            assert srv.calls()[-1] == ("commit", 1, 0), srv.calls()
+            assert srv.ops()[-1] == {"GetItem": 1}, srv.ops()
+        assert [i["version"] for i in scan("lay-astro")] == [{"N": "1"}] * 2
+        # One container more: the head, one conditional PutItem, the head's
+        # conditional update; no Scan (the cache is at the head's version).
         body["running"].append({"serviceName": "app2", "id": "c3", "ip": "10.0.0.3"})
         st, text3, _ = srv.post(body)
         assert st == 200 and "server c3 10.0.0.3:9000 check" in text3, text3
-        assert srv.calls()[-1] == ("commit", 2, 1), srv.calls()
-        items = sdk("scan", "lay-astro")
+        assert srv.calls()[-1] == ("commit", 3, 1), srv.calls()
+        assert srv.ops()[-1] == {"GetItem": 1, "PutItem": 1, "UpdateItem": 1}, srv.ops()
+        items = scan("lay-astro")
         assert items[1]["version"] == {"N": "2"} and items[0]["version"] == {"N": "1"}
-        # A service whose containers all stopped: one Scan, one DeleteItem.
+        assert head("lay-astro") == 2
+        # A service whose containers all stopped: the head, one DeleteItem,
+        # the head's update.
         body = payload("astro", [("app1", "c1", "10.0.0.1")])
         st, text4, _ = srv.post(body)
         assert st == 200 and "app2" not in text4, text4
-        assert srv.calls()[-1] == ("commit", 2, 1), srv.calls()
-        assert [i["serviceName"]["S"] for i in sdk("scan", "lay-astro")] == ["app1"]
-        figures.append("requests per call: unchanged 1 (Scan); one service changed 2 "
-                       "(Scan + PutItem); one removed 2 (Scan + DeleteItem)")
+        assert srv.ops()[-1] == {"GetItem": 1, "DeleteItem": 1, "UpdateItem": 1}, srv.ops()
+        assert [i["serviceName"]["S"] for i in scan("lay-astro")] == ["app1"]
+        assert head("lay-astro") == 3
+        # And unchanged again: one GetItem.
+        st, text5, _ = srv.post(body)
+        assert st == 200 and text5 == text4 and srv.ops()[-1] == {"GetItem": 1}, srv.ops()
+        figures.append("requests per call (dynalite, no transactions): unchanged 1 "
+                       "(GetItem of the head); one service changed 3 (GetItem + PutItem + "
+                       "UpdateItem of the head); one removed 3 (GetItem + DeleteItem + "
+                       "UpdateItem)")
     finally:
         srv.stop()
 
@@ -196,10 +237,15 @@ def test_first_version_items():
         assert "server nm1 10.9.0.2:81 check" in text, text
         assert "broken" not in text and "bind :1" not in text, text
         assert "event=dynamodb_item_skipped table=v1-astro service=\"broken\"" in srv.text()
-        # Read-only call: the first-version items stay as they were.
-        assert srv.calls()[-1] == ("commit", 1, 0), srv.calls()
-        items = {i["serviceName"]["S"]: i for i in sdk("scan", "v1-astro")}
+        # Read-only call: the first-version items stay as they were, and no
+        # head is made; without one nothing is cached: the next call scans.
+        assert srv.calls()[-1] == ("commit", 2, 0), srv.calls()
+        assert srv.ops()[-1] == {"GetItem": 1, "Scan": 1}, srv.ops()
+        items = {i["serviceName"]["S"]: i for i in scan("v1-astro")}
         assert items["legacy"] == legacy, items["legacy"]
+        assert head("v1-astro") is None
+        st, text1, _ = srv.post(payload("astro", running))
+        assert st == 200 and text1 == text and srv.ops()[-1] == {"GetItem": 1, "Scan": 1}
         # A change rewrites the item in the new layout, keeping createdAt; a
         # candidate replaces the damaged item.
         running.append(("legacy", "new2", "10.9.0.4"))
@@ -208,13 +254,17 @@ def test_first_version_items():
         assert st == 200, text
         assert "server new2 10.9.0.4:8080 check cookie new2" in text, text
         assert "server bk1 10.9.0.3:8000 check" in text, text
-        items = {i["serviceName"]["S"]: i for i in sdk("scan", "v1-astro")}
+        items = {i["serviceName"]["S"]: i for i in scan("v1-astro")}
         assert items["legacy"]["port"] == {"N": "8080"}, items["legacy"]
         assert items["legacy"]["version"] == {"N": "1"}
         assert items["legacy"]["createdAt"] == {"S": "2021-03-04T05:06:07.890Z"}
         assert items["legacy"]["predicate"] == {"S": "legacy.example.com"}
         assert items["broken"]["port"] == {"N": "8000"} and items["broken"]["version"] == {"N": "1"}
         assert "version" not in items["nomode"], items["nomode"]
+        # The first write created the head; from there the cache holds.
+        assert head("v1-astro") == 1
+        st, text2, _ = srv.post(payload("astro", running))
+        assert st == 200 and text2 == text and srv.ops()[-1] == {"GetItem": 1}, srv.ops()
     finally:
         srv.stop()
 
@@ -230,9 +280,19 @@ def test_pagination():
         assert st == 200, text
         st, text2, _ = srv.post(payload("astro", running))
         assert st == 200 and text2 == text, text2
-        assert all(f"backend {n}" in text2 for n in names), text2
+        assert srv.ops()[-1] == {"GetItem": 1}, srv.ops()
+    finally:
+        srv.stop()
+    # A cold cache (another process) scans every page.
+    srv = Server("pg-", LAMBDA_REGISTRY_STORE_SCAN_LIMIT="2")
+    try:
+        st, text3, _ = srv.post(payload("astro", running))
+        assert st == 200 and text3 == text, text3
+        assert all(f"backend {n}" in text3 for n in names), text3
         end, requests, writes = srv.calls()[-1]
-        assert end == "commit" and requests >= 4 and writes == 0, srv.calls()
+        assert end == "commit" and writes == 0, srv.calls()
+        # 7 services and the head, 2 a page: 4 pages and the empty last one.
+        assert srv.ops()[-1] == {"GetItem": 1, "Scan": 5}, srv.ops()
     finally:
         srv.stop()
 
@@ -262,7 +322,7 @@ def test_two_servers_concurrent():
         run([payload("astro", running, [cand(f"svc{i:02d}", f"s{i}.example.com",
                                              [running[i][1:]])]) for i in range(n)])
         assert all(st == 200 for st, _ in statuses), [t for s, t in statuses if s != 200]
-        names = [i["serviceName"]["S"] for i in sdk("scan", "cc-astro")]
+        names = [i["serviceName"]["S"] for i in scan("cc-astro")]
         assert names == [f"svc{i:02d}" for i in range(n)], names
         # All POSTs race to create the same service: conditional writes
         # conflict, the losers reload and find nothing left to write.
@@ -272,16 +332,121 @@ def test_two_servers_concurrent():
              for i in range(n)])
         assert all(st == 200 for st, _ in statuses), [t for s, t in statuses if s != 200]
         assert len({t for _, t in statuses}) == 1, "answers differ"
-        items = {i["serviceName"]["S"]: i for i in sdk("scan", "cc-astro")}
+        items = {i["serviceName"]["S"]: i for i in scan("cc-astro")}
         assert len(items) == n + 1, sorted(items)
         assert len(items["shared"]["containers"]["L"]) == n
         assert items["shared"]["version"] == {"N": "1"}, items["shared"]
-        conflicts = sum(1 for s in (a, b) for c in s.calls() if c[0] == "rollback")
-        figures.append(f"two servers, {n} concurrent POSTs racing on one new service: "
-                       f"{conflicts} conditional-write conflicts, retried, all answers equal")
+        # Every writing call moved the head: at least n + 1 writes so far.
+        assert head("cc-astro") >= n + 1, head("cc-astro")
+        conflicts = sum(1 for s in (a, b) for c in s.calls() if c[0] != "commit")
+        # No stale cache: each server's answer to the final state equals
+        # that of a process with no cache at all.
+        final = payload("astro", running + shared)
+        cold = Server("cc-")
+        try:
+            st, want, _ = cold.post(final)
+            assert st == 200, want
+        finally:
+            cold.stop()
+        for srv in (a, b):
+            st, got, _ = srv.post(final)
+            assert st == 200 and got == want, got
+        # A few rounds in which every container moves: the POSTs of a round
+        # (all carrying the new state) race on both servers; each round's
+        # state is then stored whole, and both servers answer it as a
+        # process with no cache does.
+        for rnd in range(3):
+            cur = [(name, cid, f"10.5.{rnd}.{i + 1}") for i, (name, cid, _) in
+                   enumerate(running)]
+            statuses.clear()
+            run([payload("astro", cur + shared)] * n)
+            assert all(st == 200 for st, _ in statuses), \
+                [t for s, t in statuses if s != 200]
+            items = {i["serviceName"]["S"]: i for i in scan("cc-astro")}
+            assert len(items) == n + 1, sorted(items)
+            for name, cid, ip in cur:
+                assert items[name]["containers"]["L"][0]["M"]["ip"] == {"S": ip}, items[name]
+            ref = Server("cc-")
+            try:
+                st, want, _ = ref.post(payload("astro", cur + shared))
+                assert st == 200, want
+                for srv in (a, b):
+                    # A server whose cache is behind the head scans again
+                    # (it never answers from the old cache); nothing to write.
+                    st, got, _ = srv.post(payload("astro", cur + shared))
+                    assert st == 200 and got == want, got
+                    assert set(srv.ops()[-1]) <= {"GetItem", "Scan"}, srv.ops()[-1]
+                    # And now it is cached at the head: one GetItem.
+                    st, got, _ = srv.post(payload("astro", cur + shared))
+                    assert st == 200 and got == want, got
+                    assert srv.ops()[-1] == {"GetItem": 1}, srv.ops()[-1]
+            finally:
+                ref.stop()
+        figures.append(f"two servers, {n} concurrent POSTs racing on one new service, then "
+                       f"3 rounds of {n} concurrent POSTs moving every container: {conflicts} "
+                       "conflicts in the race, retried; all answers equal to a cold read's")
     finally:
         a.stop()
         b.stop()
+
+
+def test_transactions():
+    """The transaction path, through the stand-in that adds TransactWriteItems
+    to dynalite: a multi-service call is one request with the head's move;
+    a failed condition writes nothing (the stand-in counts it canceled), and
+    the call's retry, from a fresh read, succeeds."""
+    tx = standin.StandIn(os.environ["AWS_ENDPOINT_URL_DYNAMODB"])
+    srv = Server("tx-", AWS_ENDPOINT_URL_DYNAMODB=tx.url)
+    try:
+        names = ["alpha", "beta", "gamma"]
+        running = [(nm, f"{nm}-1", f"10.6.0.{i + 1}") for i, nm in enumerate(names)]
+        body = payload("astro", running, [cand(nm, f"{nm}.example.com", [running[i][1:]])
+                                          for i, nm in enumerate(names)])
+        st, text, _ = srv.post(body)
+        assert st == 200, text
+        assert [i["serviceName"]["S"] for i in scan("tx-astro")] == names
+        assert head("tx-astro") == 1
+        ops = srv.ops()[-1]
+        assert "PutItem" not in ops and "UpdateItem" not in ops, ops
+        assert ops["TransactWriteItems"] >= 1, ops  # 2 when it created the table
+        # Unchanged: one GetItem.
+        tx.reset()
+        st, text2, _ = srv.post(body)
+        assert st == 200 and text2 == text and srv.ops()[-1] == {"GetItem": 1}, srv.ops()
+        assert tx.counts()[0] == {"GetItem": 1}, tx.counts()
+        # One container more: the head and one transaction.
+        tx.reset()
+        body["running"].append({"serviceName": "beta", "id": "beta-2", "ip": "10.6.1.2"})
+        st, text3, _ = srv.post(body)
+        assert st == 200 and "server beta-2 10.6.1.2:80 check" in text3, text3
+        assert srv.ops()[-1] == {"GetItem": 1, "TransactWriteItems": 1}, srv.ops()
+        requests, read_units, write_units = tx.counts()
+        figures.append(f"transaction path, one container changed: {requests}, "
+                       f"{read_units:g} read units, {write_units:g} write units")
+        # Two services change, and another writer (bypassing the registry)
+        # already changed one of them: the condition fails, the transaction
+        # writes nothing, the retry reads again and writes both.
+        sdk("put", "tx-astro", json.dumps({
+            "serviceName": {"S": "gamma"}, "port": {"N": "81"}, "configMode": {"S": "host"},
+            "predicate": {"S": "gamma.example.com"}, "version": {"N": "5"},
+            "containers": {"L": [{"M": {"id": {"S": "gamma-9"}, "ip": {"S": "10.6.9.9"}}}]},
+            "createdAt": {"S": "2026-01-01T00:00:00.000Z"},
+            "updatedAt": {"S": "2026-01-01T00:00:00.000Z"}}))
+        tx.reset()
+        body["running"] = [r for r in body["running"] if r["serviceName"] != "alpha"]
+        body["candidates"] = [cand("gamma", "gamma.example.com", [running[2][1:]], port=82)]
+        st, text4, _ = srv.post(body)
+        assert st == 200, text4
+        assert tx.canceled == 1, tx.canceled
+        assert [c[0] for c in srv.calls()[-2:]] == ["failed", "commit"], srv.calls()
+        assert srv.ops()[-2] == {"GetItem": 1, "TransactWriteItems": 1}, srv.ops()
+        items = {i["serviceName"]["S"]: i for i in scan("tx-astro")}
+        assert sorted(items) == ["beta", "gamma"], sorted(items)
+        assert items["gamma"]["port"] == {"N": "82"}, items["gamma"]
+        assert "gamma-9" not in text4 and "alpha" not in text4, text4
+    finally:
+        srv.stop()
+        tx.shutdown()
 
 
 def test_unreachable():
@@ -374,6 +539,7 @@ for name, fn in [("item layout and request counts", test_item_layout),
                  ("first-version items", test_first_version_items),
                  ("scan pagination", test_pagination),
                  ("two servers, concurrent POSTs", test_two_servers_concurrent),
+                 ("transactions through the stand-in", test_transactions),
                  ("unreachable endpoint", test_unreachable),
                  ("healthz", test_healthz),
                  ("fleet settings", test_settings)]:

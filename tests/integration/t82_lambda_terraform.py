@@ -130,7 +130,14 @@ def store_actions():
     if not os.path.exists(path):
         return None
     code = open(path).read()
-    return set(re.findall(r'ddb_(?:request|doc_write)\(\s*\w+,\s*"([A-Za-z]+)"', code))
+    ops = set(re.findall(r'ddb_(?:request|write|doc_write)\(\s*\w+,\s*"([A-Za-z]+)"', code))
+    # IAM has no action of its own for a transaction: each of its Put,
+    # Update and Delete needs the permission of PutItem, UpdateItem,
+    # DeleteItem (docs.aws.amazon.com/amazondynamodb/latest/developerguide/
+    # transaction-apis-iam.html).
+    if "TransactWriteItems" in ops:
+        ops = (ops - {"TransactWriteItems"}) | {"PutItem", "UpdateItem", "DeleteItem"}
+    return ops
 
 
 def main():

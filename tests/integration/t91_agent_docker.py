@@ -188,6 +188,33 @@ try:
     check(t is not None, "started container gets traffic")
     print("container start -> traffic in %.2fs" % (t or -1), flush=True)
 
+    # Service settings as labels reach the config and HAProxy: an inserted
+    # cookie, a health check on a path the container serves, a weight.
+    ok, err = run_container("lrt-opt-1", {
+        "SERVICE_NAME": "opt", "PORT": "8080", "PREDICATE": "opt.example.com",
+        "BALANCE": "leastconn", "COOKIE": "SRV", "COOKIE_MODE": "insert",
+        "HEALTH_CHECK_PATH": "/index.html", "HEALTH_CHECK_STATUS": "200",
+        "HEALTH_CHECK_INTERVAL": "500ms", "HEALTH_CHECK_RISE": "1", "HEALTH_CHECK_FALL": "2",
+        "MAXCONN": "50", "TIMEOUT_SERVER": "20s", "TIMEOUT_TUNNEL": "1h", "WEIGHT": "5"},
+        labels=True)
+    check(ok, "run lrt-opt-1: " + err)
+    t = wait_for(lambda: get("opt.example.com")[1] == "lrt-opt-1", 15)
+    check(t is not None, "container with service settings gets traffic")
+    with open(live) as f:
+        cfg = f.read()
+    for line in ("    balance leastconn\n", "    timeout server 20s\n", "    timeout tunnel 1h\n",
+                 "    option httpchk GET /index.html\n", "    http-check expect status 200\n",
+                 "    cookie SRV insert indirect nocache httponly\n",
+                 " check inter 500ms rise 1 fall 2 maxconn 50 weight 5 cookie "):
+        check(line in cfg, "live config has %r" % line)
+    c = http.client.HTTPConnection("127.0.0.1", fport, timeout=5)
+    c.request("GET", "/index.html", headers={"Host": "opt.example.com"})
+    r = c.getresponse()
+    r.read()
+    c.close()
+    check((r.getheader("Set-Cookie") or "").startswith("SRV="),
+          "HAProxy inserts the cookie: %r" % r.getheader("Set-Cookie"))
+
     # A removed container loses its traffic after its die event.
     r = podman("rm", "-f", "-t", "0", "lrt-web-1")
     check(r.returncode == 0, "rm lrt-web-1")

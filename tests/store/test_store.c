@@ -144,6 +144,67 @@ static void test_put_load_roundtrip(void **state)
 	store_close(st);
 }
 
+/* Every service option and container weight set, to non-default values. */
+static void set_options(struct service *svc)
+{
+	size_t i;
+
+	svc->opts.balance = BALANCE_SOURCE;
+	svc->opts.cookie_mode = COOKIE_MODE_INSERT;
+	svc->opts.check_path = xstrdup("/healthz?full=1");
+	svc->opts.check_status = 204;
+	svc->opts.check_inter = 2500;
+	svc->opts.check_rise = 2;
+	svc->opts.check_fall = 5;
+	svc->opts.maxconn = 1000000;
+	svc->opts.timeout_server = 120000;
+	svc->opts.timeout_tunnel = 86400000;
+	for (i = 0; i < svc->nr_containers; i++)
+		svc->containers[i].weight = i == 1 ? WEIGHT_UNSET : (int)i * 64;
+}
+
+/* The service options and weights come back as they were put, and a
+ * service put again without them comes back with the defaults. */
+static void test_options_roundtrip(void **state)
+{
+	struct store *st = open_store();
+	struct service a, b;
+	struct service_list list;
+	char tbl[80];
+
+	(void)state;
+	snprintf(tbl, sizeof(tbl), "%s-opts", table_a);
+	make_service(&a, "opts", 8080, "SRV", 5);
+	set_options(&a);
+	make_service(&b, "plain", 8082, NULL, 1);
+	b.opts.balance = BALANCE_LEASTCONN;
+	put_one(st, tbl, &a);
+	put_one(st, tbl, &b);
+	load_table(st, tbl, &list);
+	assert_int_equal(list.nr, 2);
+	assert_true(service_equal(&list.items[0], &a));
+	assert_string_equal(list.items[0].opts.check_path, "/healthz?full=1");
+	assert_int_equal(list.items[0].containers[0].weight, 0);
+	assert_int_equal(list.items[0].containers[1].weight, WEIGHT_UNSET);
+	assert_int_equal(list.items[0].containers[4].weight, 256);
+	assert_true(service_equal(&list.items[1], &b));
+	assert_int_equal(list.items[1].opts.balance, BALANCE_LEASTCONN);
+	service_list_release(&list);
+
+	/* Back to the defaults: nothing of the old options is left. */
+	service_options_release(&a.opts);
+	for (size_t i = 0; i < a.nr_containers; i++)
+		a.containers[i].weight = WEIGHT_UNSET;
+	put_one(st, tbl, &a);
+	load_table(st, tbl, &list);
+	assert_true(service_equal(&list.items[0], &a));
+	assert_true(service_options_default(&list.items[0].opts));
+	service_list_release(&list);
+	service_release(&a);
+	service_release(&b);
+	store_close(st);
+}
+
 static void test_replace_and_remove(void **state)
 {
 	struct store *st = open_store();
@@ -278,12 +339,30 @@ static void test_rollback_discards(void **state)
 	store_close(st);
 }
 
+/*
+ * End a writing call after a put or remove that returned `ret`: a backend
+ * that sends writes at once reports a conflict there, one that keeps them
+ * for a transaction (DynamoDB's TransactWriteItems) from commit().
+ */
+static enum status write_end(struct store *st, enum status ret)
+{
+	struct buf err = BUF_INIT;
+
+	if (ret == ST_OK)
+		ret = store_commit(st, &err);
+	else
+		store_rollback(st);
+	buf_release(&err);
+	return ret;
+}
+
 static void test_stale_write_conflicts(void **state)
 {
 	struct store *one = open_store(), *two;
 	struct buf err = BUF_INIT;
 	struct service_list l1, l2;
 	struct service x;
+	uint64_t stale;
 	char t[80];
 
 	(void)state;
@@ -306,12 +385,15 @@ static void test_stale_write_conflicts(void **state)
 
 	/* The second writer still holds the old version: it must lose. */
 	service_put_container(&l2.items[0], "extra2", "10.1.1.2");
+	stale = l2.items[0].version;
 	assert_int_equal(store_begin(two, t, 1, &err), ST_OK);
-	assert_int_equal(store_put(two, &l2.items[0], &err), ST_CONFLICT);
-	store_rollback(two);
+	assert_int_equal(write_end(two, store_put(two, &l2.items[0], &err)),
+			 ST_CONFLICT);
+	/* After a failed commit the version put() set means nothing. */
+	l2.items[0].version = stale;
 	assert_int_equal(store_begin(two, t, 1, &err), ST_OK);
-	assert_int_equal(store_remove(two, &l2.items[0], &err), ST_CONFLICT);
-	store_rollback(two);
+	assert_int_equal(write_end(two, store_remove(two, &l2.items[0], &err)),
+			 ST_CONFLICT);
 
 	service_list_release(&l1);
 	service_list_release(&l2);
@@ -326,8 +408,8 @@ static void test_stale_write_conflicts(void **state)
 
 		make_service(&dup, "raced", 81, NULL, 1);
 		assert_int_equal(store_begin(two, t, 1, &err), ST_OK);
-		assert_int_equal(store_put(two, &dup, &err), ST_CONFLICT);
-		store_rollback(two);
+		assert_int_equal(write_end(two, store_put(two, &dup, &err)),
+				 ST_CONFLICT);
 		service_release(&dup);
 	}
 	service_list_release(&l1);
@@ -426,6 +508,73 @@ static void test_sqlite_concurrent_create(void **state)
 		}
 	}
 	assert_int_equal(failed, 0);
+}
+
+/* A database of schema version 1 (before the service options) is migrated
+ * on open: its services load with the default options and new ones keep
+ * theirs. */
+static void test_sqlite_migrate_v1(void **state)
+{
+	static const char v1[] =
+		"CREATE TABLE tables (name TEXT PRIMARY KEY, version INTEGER "
+		"NOT NULL) WITHOUT ROWID;"
+		"CREATE TABLE services (tbl TEXT NOT NULL, name TEXT NOT NULL,"
+		" port INTEGER NOT NULL, mode TEXT NOT NULL, predicate TEXT "
+		"NOT NULL, cookie TEXT, containers TEXT NOT NULL, created_at "
+		"INTEGER NOT NULL, updated_at INTEGER NOT NULL, PRIMARY KEY "
+		"(tbl, name)) WITHOUT ROWID;"
+		"INSERT INTO tables VALUES ('tbl', 1);"
+		"INSERT INTO services VALUES ('tbl', 'old', 80, 'host', "
+		"'old.example.com', 'C', 'c1 10.0.0.1\n', 1, 2);"
+		"PRAGMA user_version = 1;";
+	struct buf err = BUF_INIT;
+	struct store *st = NULL;
+	struct service_list list;
+	struct service x;
+	sqlite3 *db;
+	char spec[600], path[512];
+	int version = 0;
+
+	(void)state;
+	if (!sqlite_only())
+		skip();
+	snprintf(path, sizeof(path), "%s/v1.db", sqlite_dir);
+	snprintf(spec, sizeof(spec), "sqlite:%s", path);
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, v1, NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+
+	assert_int_equal(open_spec(spec, &st, &err), ST_OK);
+	load_table(st, "tbl", &list);
+	assert_int_equal(list.nr, 1);
+	assert_string_equal(list.items[0].cookie, "C");
+	assert_true(service_options_default(&list.items[0].opts));
+	assert_int_equal(list.items[0].containers[0].weight, WEIGHT_UNSET);
+	service_list_release(&list);
+	make_service(&x, "new", 80, "C", 2);
+	set_options(&x);
+	put_one(st, "tbl", &x);
+	load_table(st, "tbl", &list);
+	assert_int_equal(list.nr, 2);
+	assert_true(service_equal(&list.items[0], &x));
+	service_list_release(&list);
+	store_close(st);
+
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	{
+		sqlite3_stmt *stmt;
+
+		assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version",
+						    -1, &stmt, NULL),
+				 SQLITE_OK);
+		assert_int_equal(sqlite3_step(stmt), SQLITE_ROW);
+		version = sqlite3_column_int(stmt, 0);
+		sqlite3_finalize(stmt);
+	}
+	sqlite3_close(db);
+	assert_int_equal(version, 3);
+	service_release(&x);
+	buf_release(&err);
 }
 
 /* A removed database file is noticed by the next transaction, ping and
@@ -958,6 +1107,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_empty_table),
 		cmocka_unit_test(test_put_load_roundtrip),
+		cmocka_unit_test(test_options_roundtrip),
 		cmocka_unit_test(test_replace_and_remove),
 		cmocka_unit_test(test_tables_are_separate),
 		cmocka_unit_test(test_version_changes_on_write_only),
@@ -965,6 +1115,7 @@ int main(void)
 		cmocka_unit_test(test_stale_write_conflicts),
 		cmocka_unit_test(test_many_services),
 		cmocka_unit_test(test_sqlite_concurrent_create),
+		cmocka_unit_test(test_sqlite_migrate_v1),
 		cmocka_unit_test(test_sqlite_removed_file),
 		cmocka_unit_test(test_sqlite_shm_unwritable),
 		cmocka_unit_test(test_documents),

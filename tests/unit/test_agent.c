@@ -247,6 +247,132 @@ static void test_docker_parse(void **state)
 	buf_release(&err);
 }
 
+/* The service options from env vars and labels, checked as in a payload. */
+static void test_docker_options(void **state)
+{
+	const char *env =
+		"{\"Id\":\"0123456789abcdef0123\",\"Config\":{\"Env\":["
+		"\"SERVICE_NAME=web\",\"PORT=8080\",\"PREDICATE=web.example."
+		"com\","
+		"\"COOKIE=SID\",\"COOKIE_MODE=insert\",\"BALANCE=leastconn\","
+		"\"HEALTH_CHECK_PATH=/healthz\",\"HEALTH_CHECK_STATUS=204\","
+		"\"HEALTH_CHECK_INTERVAL=2s\",\"HEALTH_CHECK_RISE=2\","
+		"\"HEALTH_CHECK_FALL=3\",\"MAXCONN=100\",\"TIMEOUT_SERVER=1m\","
+		"\"TIMEOUT_TUNNEL=1h\",\"WEIGHT=0\"]},"
+		"\"NetworkSettings\":{\"IPAddress\":\"10.8.0.5\"}}";
+	const char *labels =
+		"{\"Id\":\"feedface\",\"Config\":{\"Labels\":{"
+		"\"SERVICE_NAME\":\"api\",\"PORT\":\"81\",\"PREDICATE\":"
+		"\"api\","
+		"\"BALANCE\":\"source\",\"WEIGHT\":\"256\"}},"
+		"\"NetworkSettings\":{\"IPAddress\":\"172.17.0.3\"}}";
+	const char *bad[] = {
+		"\"BALANCE=random\"",
+		"\"WEIGHT=257\"",
+		"\"MAXCONN=0\"",
+		"\"HEALTH_CHECK_PATH=/a b\"",
+		"\"HEALTH_CHECK_INTERVAL=1\"",
+		"\"HEALTH_CHECK_STATUS=200\"",
+		"\"COOKIE_MODE=insert\"",
+		"\"TIMEOUT_TUNNEL=25h\"",
+	};
+	struct service svc;
+	struct buf err = BUF_INIT, doc = BUF_INIT;
+	size_t i;
+
+	(void)state;
+	memset(&svc, 0, sizeof(svc));
+	assert_int_equal(
+		docker_container_parse(env, strlen(env), NULL, &svc, &err), 0);
+	assert_int_equal(svc.opts.balance, BALANCE_LEASTCONN);
+	assert_int_equal(svc.opts.cookie_mode, COOKIE_MODE_INSERT);
+	assert_string_equal(svc.opts.check_path, "/healthz");
+	assert_int_equal(svc.opts.check_status, 204);
+	assert_int_equal(svc.opts.check_inter, 2000);
+	assert_int_equal(svc.opts.check_rise, 2);
+	assert_int_equal(svc.opts.check_fall, 3);
+	assert_int_equal(svc.opts.maxconn, 100);
+	assert_int_equal(svc.opts.timeout_server, 60000);
+	assert_int_equal(svc.opts.timeout_tunnel, 3600000);
+	assert_int_equal(svc.containers[0].weight, 0);
+	service_release(&svc);
+	assert_int_equal(docker_container_parse(labels, strlen(labels), NULL,
+						&svc, &err),
+			 0);
+	assert_int_equal(svc.opts.balance, BALANCE_SOURCE);
+	assert_int_equal(svc.containers[0].weight, 256);
+	service_release(&svc);
+	for (i = 0; i < ARRAY_SIZE(bad); i++) {
+		buf_reset(&doc);
+		(void)buf_addf(
+			&doc,
+			"{\"Id\":\"x1\",\"Config\":{\"Env\":["
+			"\"SERVICE_NAME=web\",\"PORT=80\","
+			"\"PREDICATE=w.example\",%s]},"
+			"\"NetworkSettings\":{\"IPAddress\":\"10.0.0.1\"}}",
+			bad[i]);
+		buf_reset(&err);
+		if (docker_container_parse(doc.buf, doc.len, NULL, &svc,
+					   &err) != -1)
+			fail_msg("accepted %s", bad[i]);
+		assert_true(err.len > 0);
+		service_release(&svc);
+	}
+	buf_release(&doc);
+	buf_release(&err);
+}
+
+/* The services file takes the candidate's option fields. */
+static void test_file_options(void **state)
+{
+	const char *json =
+		"[{\"serviceName\":\"web\",\"port\":80,\"predicate\":\"w."
+		"example\","
+		"\"cookie\":\"S\",\"cookieMode\":\"insert\",\"balance\":"
+		"\"first\","
+		"\"maxconn\":5,\"timeoutServer\":\"30s\",\"timeoutTunnel\":"
+		"\"2m\","
+		"\"healthCheck\":{\"path\":\"/h\",\"expectStatus\":200,"
+		"\"interval\":\"1s\",\"rise\":1,\"fall\":2},"
+		"\"containers\":[{\"id\":\"a\",\"ip\":\"10.0.0.1\",\"weight\":"
+		"7},"
+		"{\"id\":\"b\",\"ip\":\"10.0.0.2\",\"weight\":300},"
+		"{\"id\":\"c\",\"ip\":\"10.0.0.3\"}]},"
+		"{\"serviceName\":\"bad\",\"port\":80,\"predicate\":\"b."
+		"example\","
+		"\"balance\":\"nope\"},"
+		"{\"serviceName\":\"hc\",\"port\":80,\"predicate\":\"h."
+		"example\","
+		"\"healthCheck\":{\"expectStatus\":200}}]";
+	struct service_list list;
+	struct buf skipped = BUF_INIT, err = BUF_INIT;
+	const struct service *svc;
+
+	(void)state;
+	service_list_init(&list);
+	assert_int_equal(
+		file_parse_services(json, strlen(json), &list, &skipped, &err),
+		ST_OK);
+	assert_int_equal(list.nr, 1);
+	svc = &list.items[0];
+	assert_int_equal(svc->opts.balance, BALANCE_FIRST);
+	assert_int_equal(svc->opts.cookie_mode, COOKIE_MODE_INSERT);
+	assert_int_equal(svc->opts.maxconn, 5);
+	assert_int_equal(svc->opts.timeout_server, 30000);
+	assert_int_equal(svc->opts.timeout_tunnel, 120000);
+	assert_string_equal(svc->opts.check_path, "/h");
+	assert_int_equal(svc->opts.check_fall, 2);
+	assert_int_equal(svc->nr_containers, 2);
+	assert_int_equal(svc->containers[0].weight, 7);
+	assert_int_equal(svc->containers[1].weight, WEIGHT_UNSET);
+	assert_non_null(strstr(skipped.buf, "container=1"));
+	assert_non_null(strstr(skipped.buf, "invalid balance"));
+	assert_non_null(strstr(skipped.buf, "needs a 'path'"));
+	service_list_release(&list);
+	buf_release(&skipped);
+	buf_release(&err);
+}
+
 static void write_string(const char *path, const char *text)
 {
 	FILE *f = fopen(path, "wb");
@@ -906,6 +1032,8 @@ int main(void)
 		cmocka_unit_test(test_file_parse),
 		cmocka_unit_test(test_service_text),
 		cmocka_unit_test(test_docker_parse),
+		cmocka_unit_test(test_docker_options),
+		cmocka_unit_test(test_file_options),
 		cmocka_unit_test(test_file_source),
 		cmocka_unit_test(test_docker_prune),
 		cmocka_unit_test_setup_teardown(test_apply, hap_setup,

@@ -172,6 +172,110 @@ static void test_candidate_replaces_settings(void **state)
 	service_list_release(&stored);
 }
 
+/* The options are settings too: a candidate's replace the stored ones, all
+ * together, and one without them gets the defaults back. */
+static void test_candidate_replaces_options(void **state)
+{
+	struct service_list stored;
+	struct payload p;
+	struct merge_result m;
+	struct service *old, *c, *s;
+	unsigned flags[] = {0, MERGE_MOVE | MERGE_TAKE};
+	size_t f;
+
+	(void)state;
+	for (f = 0; f < ARRAY_SIZE(flags); f++) {
+		service_list_init(&stored);
+		old = stored_service(&stored, "web", "web.example");
+		old->opts.balance = BALANCE_LEASTCONN;
+		old->opts.check_path = xstrdup("/old");
+		old->opts.maxconn = 9;
+		old->opts.timeout_tunnel = 1000;
+		service_put_container(old, "c1", "10.0.0.1")->weight = 3;
+		setup_payload(&p);
+		add_running(&p, "web", "c1", "10.0.0.1");
+		c = add_service(&p.candidates, "web", CONFIG_MODE_HOST,
+				"web.example", 80, NULL);
+		c->opts.timeout_server = 5000;
+		merge_result_init(&m);
+		merge_apply_flags(&stored, &p, NOW, flags[f], &m);
+
+		assert_int_equal(m.services.nr, 1);
+		s = &m.services.items[0];
+		assert_int_equal(s->opts.balance, BALANCE_ROUNDROBIN);
+		assert_null(s->opts.check_path);
+		assert_int_equal(s->opts.maxconn, 0);
+		assert_int_equal(s->opts.timeout_tunnel, 0);
+		assert_int_equal(s->opts.timeout_server, 5000);
+		/* c1 is only running, not in the candidate: it keeps its
+		 * stored weight. */
+		assert_int_equal(s->containers[0].weight, 3);
+		assert_true(was_changed(&m, "web"));
+		merge_result_release(&m);
+		payload_release(&p);
+		service_list_release(&stored);
+	}
+}
+
+/* A container's weight: a candidate's container brings its own (or none),
+ * a container only running keeps the stored one, and a weight alone is a
+ * change to store. */
+static void test_container_weights(void **state)
+{
+	struct service_list stored;
+	struct payload p;
+	struct merge_result m;
+	struct service *old, *c, *s;
+
+	(void)state;
+	service_list_init(&stored);
+	old = stored_service(&stored, "web", "web.example");
+	service_put_container(old, "c1", "10.0.0.1")->weight = 5;
+	service_put_container(old, "c2", "10.0.0.2")->weight = 6;
+	service_put_container(old, "c3", "10.0.0.3")->weight = 7;
+
+	/* No candidate: nothing changes, weights kept. */
+	setup_payload(&p);
+	add_running(&p, "web", "c1", "10.0.0.1");
+	add_running(&p, "web", "c2", "10.0.0.2");
+	add_running(&p, "web", "c3", "10.0.0.3");
+	merge_result_init(&m);
+	merge_apply(&stored, &p, NOW, &m);
+	assert_int_equal(m.nr_changed, 0);
+	assert_int_equal(m.services.items[0].containers[2].weight, 7);
+	merge_result_release(&m);
+
+	/* c1 in the candidate with a new weight, c2 in it without one, c3
+	 * only running. */
+	c = add_service(&p.candidates, "web", CONFIG_MODE_HOST, "web.example",
+			80, NULL);
+	service_put_container(c, "c1", "10.0.0.1")->weight = 0;
+	service_put_container(c, "c2", "10.0.0.2");
+	merge_result_init(&m);
+	merge_apply(&stored, &p, NOW, &m);
+	s = &m.services.items[0];
+	assert_int_equal(s->nr_containers, 3);
+	assert_int_equal(s->containers[0].weight, 0);
+	assert_int_equal(s->containers[1].weight, WEIGHT_UNSET);
+	assert_int_equal(s->containers[2].weight, 7);
+	assert_true(was_changed(&m, "web"));
+	merge_result_release(&m);
+
+	/* The same weights as stored: no change. */
+	service_release(&p.candidates.items[0]);
+	p.candidates.nr = 0;
+	c = add_service(&p.candidates, "web", CONFIG_MODE_HOST, "web.example",
+			80, NULL);
+	service_put_container(c, "c1", "10.0.0.1")->weight = 5;
+	service_put_container(c, "c2", "10.0.0.2")->weight = 6;
+	merge_result_init(&m);
+	merge_apply(&stored, &p, NOW, &m);
+	assert_int_equal(m.nr_changed, 0);
+	merge_result_release(&m);
+	payload_release(&p);
+	service_list_release(&stored);
+}
+
 /* Step 4 with several candidates of one service: the latest settings win. */
 static void test_latest_candidate_wins(void **state)
 {
@@ -396,6 +500,8 @@ int main(void)
 		cmocka_unit_test(test_keep_only_running_containers),
 		cmocka_unit_test(test_candidate_replaces_settings),
 		cmocka_unit_test(test_latest_candidate_wins),
+		cmocka_unit_test(test_candidate_replaces_options),
+		cmocka_unit_test(test_container_weights),
 		cmocka_unit_test(test_running_joins_new_service),
 		cmocka_unit_test(test_container_identity),
 		cmocka_unit_test(test_running_duplicates_collapse),

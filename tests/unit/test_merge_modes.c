@@ -35,6 +35,21 @@ static const char *const names[] = {"a", "b", "c", "d", "e"};
 static const char *const ids[] = {"1", "2", "3", "4"};
 static const char *const ips[] = {"10.0.0.1", "10.0.0.2", "::1"};
 
+/* Options and weights, often the defaults. */
+static void random_options(struct service *svc)
+{
+	size_t i;
+
+	if (rnd(2)) {
+		svc->opts.balance = (enum balance)rnd(4);
+		svc->opts.maxconn = rnd(2);
+		if (rnd(2))
+			svc->opts.check_path = xstrdup(rnd(2) ? "/a" : "/b");
+	}
+	for (i = 0; i < svc->nr_containers; i++)
+		svc->containers[i].weight = rnd(3) ? WEIGHT_UNSET : (int)rnd(2);
+}
+
 static void fill_stored(struct service_list *list, unsigned long seed)
 {
 	size_t i, j;
@@ -59,6 +74,7 @@ static void fill_stored(struct service_list *list, unsigned long seed)
 		for (j = 0; j < n; j++)
 			service_put_container(svc, ids[rnd(ARRAY_SIZE(ids))],
 					      ips[rnd(ARRAY_SIZE(ips))]);
+		random_options(svc);
 	}
 }
 
@@ -153,6 +169,7 @@ static void fill_payload(struct payload *p, unsigned long seed,
 		for (j = 0; j < k; j++)
 			service_put_container(c, ids[rnd(ARRAY_SIZE(ids))],
 					      ips[rnd(ARRAY_SIZE(ips))]);
+		random_options(c);
 	}
 }
 

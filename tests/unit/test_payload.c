@@ -1599,6 +1599,370 @@ static void test_services_json(void **state)
 	buf_release(&doc);
 }
 
+/* ---- service options -------------------------------------------------- */
+
+#define OPT_DOC(members)                                                       \
+	"{\"table\":\"tbl\",\"running\":[],\"candidates\":[{\"serviceName\":"  \
+	"\"s\",\"port\":80,\"predicate\":\"h\"," members "}]}"
+
+static void test_options_good(void **state)
+{
+	struct payload p;
+	const struct service *svc;
+
+	(void)state;
+	expect_valid(&p, OPT_DOC("\"balance\":\"leastconn\",\"maxconn\":1,"
+				 "\"timeoutServer\":\"500ms\","
+				 "\"timeoutTunnel\":\"24h\",\"cookie\":\"S\","
+				 "\"cookieMode\":\"insert\",\"healthCheck\":{"
+				 "\"path\":\"/a/b%20c?x=1&y=2\","
+				 "\"expectStatus\":599,\"interval\":\"100ms\","
+				 "\"rise\":1,\"fall\":100},\"containers\":["
+				 "{\"id\":\"a\",\"ip\":\"10.0.0.1\","
+				 "\"weight\":0},{\"id\":\"b\",\"ip\":"
+				 "\"10.0.0.2\",\"weight\":256},{\"id\":\"c\","
+				 "\"ip\":\"10.0.0.3\"}]"));
+	svc = &p.candidates.items[0];
+	assert_int_equal(svc->opts.balance, BALANCE_LEASTCONN);
+	assert_int_equal(svc->opts.cookie_mode, COOKIE_MODE_INSERT);
+	assert_int_equal(svc->opts.maxconn, 1);
+	assert_int_equal(svc->opts.timeout_server, 500);
+	assert_int_equal(svc->opts.timeout_tunnel, 86400000);
+	assert_string_equal(svc->opts.check_path, "/a/b%20c?x=1&y=2");
+	assert_int_equal(svc->opts.check_status, 599);
+	assert_int_equal(svc->opts.check_inter, 100);
+	assert_int_equal(svc->opts.check_rise, 1);
+	assert_int_equal(svc->opts.check_fall, 100);
+	assert_int_equal(svc->containers[0].weight, 0);
+	assert_int_equal(svc->containers[1].weight, 256);
+	assert_int_equal(svc->containers[2].weight, WEIGHT_UNSET);
+	payload_release(&p);
+
+	/* Each balance, the other bounds, and the defaults. */
+	expect_valid(&p, OPT_DOC("\"balance\":\"first\",\"maxconn\":1000000,"
+				 "\"timeoutServer\":\"1ms\",\"healthCheck\":{"
+				 "\"path\":\"/\",\"expectStatus\":100,"
+				 "\"interval\":\"1h\"}"));
+	svc = &p.candidates.items[0];
+	assert_int_equal(svc->opts.balance, BALANCE_FIRST);
+	assert_int_equal(svc->opts.maxconn, 1000000);
+	assert_int_equal(svc->opts.timeout_server, 1);
+	assert_int_equal(svc->opts.check_inter, 3600000);
+	assert_int_equal(svc->opts.check_rise, 0);
+	payload_release(&p);
+	expect_valid(&p, OPT_DOC("\"balance\":\"source\","
+				 "\"timeoutTunnel\":\"2m\","
+				 "\"cookieMode\":\"prefix\""));
+	svc = &p.candidates.items[0];
+	assert_int_equal(svc->opts.balance, BALANCE_SOURCE);
+	assert_int_equal(svc->opts.timeout_tunnel, 120000);
+	assert_int_equal(svc->opts.cookie_mode, COOKIE_MODE_PREFIX);
+	payload_release(&p);
+	expect_valid(&p, OPT_DOC("\"balance\":\"roundrobin\""));
+	assert_true(service_options_default(&p.candidates.items[0].opts));
+	payload_release(&p);
+}
+
+static void test_options_bad(void **state)
+{
+	static const struct {
+		const char *members, *field, *err;
+	} cases[] = {
+		/* wrong types */
+		{"\"balance\":1", "candidates[0].balance", "must be a string"},
+		{"\"balance\":null", "candidates[0].balance",
+		 "must be a string"},
+		{"\"maxconn\":\"10\"", "candidates[0].maxconn",
+		 "must be an integer from 1 to 1000000"},
+		{"\"maxconn\":1.5", "candidates[0].maxconn", "integer"},
+		{"\"timeoutServer\":30", "candidates[0].timeoutServer",
+		 "must be a string"},
+		{"\"timeoutTunnel\":[]", "candidates[0].timeoutTunnel",
+		 "must be a string"},
+		{"\"cookie\":\"S\",\"cookieMode\":true",
+		 "candidates[0].cookieMode", "must be a string"},
+		{"\"healthCheck\":\"/h\"", "candidates[0].healthCheck",
+		 "must be an object"},
+		{"\"healthCheck\":{\"path\":1}",
+		 "candidates[0].healthCheck.path", "must be a string"},
+		{"\"healthCheck\":{\"path\":\"/\",\"expectStatus\":\"200\"}",
+		 "candidates[0].healthCheck.expectStatus", "integer"},
+		{"\"healthCheck\":{\"path\":\"/\",\"interval\":2000}",
+		 "candidates[0].healthCheck.interval", "must be a string"},
+		{"\"healthCheck\":{\"path\":\"/\",\"rise\":true}",
+		 "candidates[0].healthCheck.rise", "integer"},
+		{"\"containers\":[{\"id\":\"a\",\"ip\":\"10.0.0.1\","
+		 "\"weight\":\"1\"}]",
+		 "candidates[0].containers[0].weight", "integer"},
+		/* unknown values and keys, missing members */
+		{"\"balance\":\"random\"", "candidates[0].balance",
+		 "\"roundrobin\", \"leastconn\", \"first\" or \"source\""},
+		{"\"balance\":\"LEASTCONN\"", "candidates[0].balance", NULL},
+		{"\"cookie\":\"S\",\"cookieMode\":\"rewrite\"",
+		 "candidates[0].cookieMode", "\"prefix\" or \"insert\""},
+		{"\"cookieMode\":\"insert\"", "candidates[0].cookieMode",
+		 "needs a cookie"},
+		{"\"cookie\":null,\"cookieMode\":\"insert\"",
+		 "candidates[0].cookieMode", "needs a cookie"},
+		{"\"healthCheck\":{}", "candidates[0].healthCheck.path",
+		 "is required"},
+		{"\"healthCheck\":{\"path\":\"/\",\"intervall\":\"2s\"}",
+		 "candidates[0].healthCheck.intervall", "unknown key"},
+		/* the client's key, escaped in the path */
+		{"\"healthCheck\":{\"path\":\"/\",\"ri\\u000dse\":1}",
+		 "candidates[0].healthCheck.ri\\x0dse", "unknown key"},
+		/* out of range */
+		{"\"maxconn\":0", "candidates[0].maxconn", "from 1 to 1000000"},
+		{"\"maxconn\":1000001", "candidates[0].maxconn", NULL},
+		{"\"maxconn\":-1", "candidates[0].maxconn", NULL},
+		{"\"timeoutServer\":\"0ms\"", "candidates[0].timeoutServer",
+		 "must be from 1ms to 24h"},
+		{"\"timeoutServer\":\"25h\"", "candidates[0].timeoutServer",
+		 NULL},
+		{"\"timeoutTunnel\":\"86400001ms\"",
+		 "candidates[0].timeoutTunnel", NULL},
+		{"\"timeoutTunnel\":\"99999999999h\"",
+		 "candidates[0].timeoutTunnel", NULL},
+		{"\"healthCheck\":{\"path\":\"/\",\"expectStatus\":99}",
+		 "candidates[0].healthCheck.expectStatus", "from 100 to 599"},
+		{"\"healthCheck\":{\"path\":\"/\",\"expectStatus\":600}",
+		 "candidates[0].healthCheck.expectStatus", NULL},
+		{"\"healthCheck\":{\"path\":\"/\",\"interval\":\"99ms\"}",
+		 "candidates[0].healthCheck.interval",
+		 "must be from 100ms to 1h"},
+		{"\"healthCheck\":{\"path\":\"/\",\"interval\":\"61m\"}",
+		 "candidates[0].healthCheck.interval", NULL},
+		{"\"healthCheck\":{\"path\":\"/\",\"rise\":0}",
+		 "candidates[0].healthCheck.rise", "from 1 to 100"},
+		{"\"healthCheck\":{\"path\":\"/\",\"fall\":101}",
+		 "candidates[0].healthCheck.fall", NULL},
+		{"\"containers\":[{\"id\":\"a\",\"ip\":\"10.0.0.1\","
+		 "\"weight\":257}]",
+		 "candidates[0].containers[0].weight", "from 0 to 256"},
+		{"\"containers\":[{\"id\":\"a\",\"ip\":\"10.0.0.1\"},{\"id\":"
+		 "\"b\",\"ip\":\"10.0.0.2\",\"weight\":-1}]",
+		 "candidates[0].containers[1].weight", NULL},
+		/* malformed durations and metacharacters */
+		{"\"timeoutServer\":\"30\"", "candidates[0].timeoutServer",
+		 "digits and a unit"},
+		{"\"timeoutServer\":\"30 s\"", "candidates[0].timeoutServer",
+		 NULL},
+		{"\"timeoutServer\":\"30s\\n\"", "candidates[0].timeoutServer",
+		 NULL},
+		{"\"timeoutServer\":\"1.5s\"", "candidates[0].timeoutServer",
+		 NULL},
+		{"\"timeoutServer\":\"-1s\"", "candidates[0].timeoutServer",
+		 NULL},
+		{"\"timeoutServer\":\"1us\"", "candidates[0].timeoutServer",
+		 NULL},
+		{"\"timeoutServer\":\"s\"", "candidates[0].timeoutServer",
+		 NULL},
+		{"\"timeoutTunnel\":\"1d\"", "candidates[0].timeoutTunnel",
+		 NULL},
+		{"\"healthCheck\":{\"path\":\"healthz\"}",
+		 "candidates[0].healthCheck.path", "must start with '/'"},
+		{"\"healthCheck\":{\"path\":\"\"}",
+		 "candidates[0].healthCheck.path", NULL},
+		{"\"healthCheck\":{\"path\":\"/a b\"}",
+		 "candidates[0].healthCheck.path", "are allowed"},
+		{"\"healthCheck\":{\"path\":\"/a\\nbind :81\"}",
+		 "candidates[0].healthCheck.path", NULL},
+		{"\"healthCheck\":{\"path\":\"/a#b\"}",
+		 "candidates[0].healthCheck.path", NULL},
+		{"\"healthCheck\":{\"path\":\"/${HOME}\"}",
+		 "candidates[0].healthCheck.path", NULL},
+		{"\"healthCheck\":{\"path\":\"/a'b\"}",
+		 "candidates[0].healthCheck.path", NULL},
+		{"\"healthCheck\":{\"path\":\"/a\\\"b\"}",
+		 "candidates[0].healthCheck.path", NULL},
+		{"\"healthCheck\":{\"path\":\"/a\\\\b\"}",
+		 "candidates[0].healthCheck.path", NULL},
+		{"\"healthCheck\":{\"path\":\"/a%zz\"}",
+		 "candidates[0].healthCheck.path", NULL},
+		{"\"healthCheck\":{\"path\":\"/\\u00e9\"}",
+		 "candidates[0].healthCheck.path", NULL},
+		{"\"balance\":\"leastconn\\n\"", "candidates[0].balance", NULL},
+		{"\"balance\":\"source hash-type\"", "candidates[0].balance",
+		 NULL},
+	};
+	struct buf doc = BUF_INIT, members = BUF_INIT;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < ARRAY_SIZE(cases); i++) {
+		buf_reset(&doc);
+		assert_int_equal(
+			buf_addf(&doc,
+				 "{\"table\":\"tbl\",\"running\":[],"
+				 "\"candidates\":[{\"serviceName\":\"s\","
+				 "\"port\":80,\"predicate\":\"h\",%s}]}",
+				 cases[i].members),
+			0);
+		expect_invalid(doc.buf, cases[i].field, cases[i].err);
+	}
+	/* A health check path longer than 255 bytes. */
+	buf_reset(&members);
+	(void)buf_addf(&members, "\"healthCheck\":{\"path\":\"/%s\"}", a255);
+	buf_reset(&doc);
+	(void)buf_addf(&doc,
+		       "{\"table\":\"tbl\",\"running\":[],\"candidates\":[{"
+		       "\"serviceName\":\"s\",\"port\":80,\"predicate\":\"h\","
+		       "%s}]}",
+		       members.buf);
+	expect_invalid(doc.buf, "candidates[0].healthCheck.path",
+		       "longer than 255");
+	/* The second candidate's error names it. */
+	expect_invalid(CANDS("{\"serviceName\":\"b\",\"port\":80,"
+			     "\"predicate\":\"b\",\"healthCheck\":{\"path\":"
+			     "\"/\",\"interval\":\"2\"}}"),
+		       "candidates[1].healthCheck.interval", "unit");
+	buf_release(&doc);
+	buf_release(&members);
+}
+
+/* The stored options document: canonical, read back the same, checked. */
+static void test_options_json(void **state)
+{
+	struct payload p;
+	struct service back;
+	struct buf out = BUF_INIT, err = BUF_INIT;
+	const struct service *svc;
+	size_t i;
+
+	(void)state;
+	expect_valid(&p, OPT_DOC("\"timeoutTunnel\":\"3600s\",\"maxconn\":7,"
+				 "\"healthCheck\":{\"fall\":3,\"path\":\"/h\","
+				 "\"interval\":\"2000ms\"},\"cookie\":\"S\","
+				 "\"cookieMode\":\"insert\",\"balance\":"
+				 "\"source\",\"containers\":[{\"id\":\"b\","
+				 "\"ip\":\"10.0.0.2\"},{\"id\":\"a\",\"ip\":"
+				 "\"10.0.0.1\",\"weight\":5}]"));
+	svc = &p.candidates.items[0];
+	assert_int_equal(payload_options_json(svc, &out), 0);
+	assert_string_equal(out.buf,
+			    "{\"balance\":\"source\",\"cookieMode\":\"insert\","
+			    "\"healthCheck\":{\"fall\":3,\"interval\":\"2s\","
+			    "\"path\":\"/h\"},\"maxconn\":7,"
+			    "\"timeoutTunnel\":\"1h\",\"weights\":{\"a\":5}}");
+	memset(&back, 0, sizeof(back));
+	back.cookie = xstrdup("S");
+	for (i = 0; i < svc->nr_containers; i++)
+		service_put_container(&back, svc->containers[i].id,
+				      svc->containers[i].ip);
+	assert_int_equal(payload_parse_options(&back, out.buf, &err), 0);
+	assert_true(service_options_equal(&back.opts, &svc->opts));
+	assert_int_equal(back.containers[0].weight, 5);
+	assert_int_equal(back.containers[1].weight, WEIGHT_UNSET);
+
+	/* Damaged documents are refused, naming what is wrong. */
+	assert_int_equal(
+		payload_parse_options(&back, "{\"weights\":{\"zz\":1}}", &err),
+		-1);
+	assert_non_null(strstr(err.buf, "options.weights.zz"));
+	assert_int_equal(
+		payload_parse_options(&back, "{\"balance\":\"x\"}", &err), -1);
+	assert_non_null(strstr(err.buf, "options.balance"));
+	assert_int_equal(payload_parse_options(&back, "{\"extra\":1}", &err),
+			 -1);
+	assert_non_null(strstr(err.buf, "unknown key"));
+	assert_int_equal(payload_parse_options(&back, "[", &err), -1);
+	service_release(&back);
+
+	/* All defaults: nothing to store. */
+	buf_reset(&out);
+	payload_release(&p);
+	expect_valid(&p, OPT_DOC("\"cookie\":\"S\""));
+	assert_int_equal(payload_options_json(&p.candidates.items[0], &out), 0);
+	assert_int_equal(out.len, 0);
+
+	/* The candidate shape shows them, and parses back the same. */
+	payload_release(&p);
+	expect_valid(&p, OPT_DOC("\"balance\":\"first\",\"healthCheck\":{"
+				 "\"path\":\"/\",\"expectStatus\":200,"
+				 "\"rise\":4},\"timeoutServer\":\"90s\","
+				 "\"containers\":[{\"id\":\"a\",\"ip\":"
+				 "\"10.0.0.1\",\"weight\":0}]"));
+	buf_reset(&out);
+	payload_services_json(&p.candidates, 0, &out);
+	assert_string_equal(
+		out.buf,
+		"[{\"serviceName\":\"s\",\"port\":80,\"configMode\":\"host\","
+		"\"predicate\":\"h\",\"balance\":\"first\",\"healthCheck\":{"
+		"\"expectStatus\":200,\"path\":\"/\",\"rise\":4},"
+		"\"timeoutServer\":\"90s\",\"containers\":[{\"id\":\"a\","
+		"\"ip\":\"10.0.0.1\",\"weight\":0}]}]");
+	payload_release(&p);
+	buf_release(&out);
+	buf_release(&err);
+}
+
+/* The agent's text forms of the options. */
+static void test_options_text(void **state)
+{
+	struct payload_options_text t;
+	struct service svc;
+	struct buf err = BUF_INIT;
+	int weight;
+
+	(void)state;
+	memset(&svc, 0, sizeof(svc));
+	memset(&t, 0, sizeof(t));
+	t.balance = "leastconn";
+	t.check_path = "/ready";
+	t.check_status = "200";
+	t.check_interval = "5s";
+	t.check_rise = "2";
+	t.check_fall = "3";
+	t.maxconn = "100";
+	t.timeout_server = "1m";
+	t.timeout_tunnel = "";
+	assert_int_equal(payload_check_options_text(&svc, &t, &err), 0);
+	assert_int_equal(svc.opts.balance, BALANCE_LEASTCONN);
+	assert_int_equal(svc.opts.check_inter, 5000);
+	assert_int_equal(svc.opts.timeout_server, 60000);
+	assert_int_equal(svc.opts.timeout_tunnel, 0);
+	assert_int_equal(svc.opts.maxconn, 100);
+	service_release(&svc);
+
+#define BAD_TEXT(member, value, want)                                          \
+	do {                                                                   \
+		memset(&t, 0, sizeof(t));                                      \
+		t.member = value;                                              \
+		if (strcmp(#member, "check_path"))                             \
+			t.check_path = "/";                                    \
+		assert_int_equal(payload_check_options_text(&svc, &t, &err),   \
+				 -1);                                          \
+		if (!strstr(err.buf, want))                                    \
+			fail_msg("%s=%s: %s", #member, value, err.buf);        \
+		service_release(&svc);                                         \
+	} while (0)
+	BAD_TEXT(balance, "static-rr", "invalid balance");
+	BAD_TEXT(cookie_mode, "insert", "needs a cookie");
+	BAD_TEXT(cookie_mode, "rewrite", "invalid cookie mode");
+	BAD_TEXT(check_path, "x y", "invalid health check path");
+	BAD_TEXT(check_status, "2000", "invalid health check status");
+	BAD_TEXT(check_interval, "1", "health check interval");
+	BAD_TEXT(check_rise, "0", "invalid health check rise");
+	BAD_TEXT(check_fall, "x", "invalid health check fall");
+	BAD_TEXT(maxconn, "1e3", "invalid maxconn");
+	BAD_TEXT(timeout_server, "25h", "timeout server");
+	BAD_TEXT(timeout_tunnel, "1 s", "timeout tunnel");
+#undef BAD_TEXT
+	memset(&t, 0, sizeof(t));
+	t.check_status = "200";
+	assert_int_equal(payload_check_options_text(&svc, &t, &err), -1);
+	assert_non_null(strstr(err.buf, "without a health check path"));
+	service_release(&svc);
+
+	assert_int_equal(payload_check_weight_text("0", &weight, &err), 0);
+	assert_int_equal(weight, 0);
+	assert_int_equal(payload_check_weight_text("", &weight, &err), 0);
+	assert_int_equal(weight, WEIGHT_UNSET);
+	assert_int_equal(payload_check_weight_text("257", &weight, &err), -1);
+	assert_int_equal(payload_check_weight_text("-1", &weight, &err), -1);
+	buf_release(&err);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1628,6 +1992,10 @@ int main(void)
 		cmocka_unit_test(test_name_bytes),
 		cmocka_unit_test(test_check_helpers),
 		cmocka_unit_test(test_services_json),
+		cmocka_unit_test(test_options_good),
+		cmocka_unit_test(test_options_bad),
+		cmocka_unit_test(test_options_json),
+		cmocka_unit_test(test_options_text),
 	};
 
 	return cmocka_run_group_tests(tests, setup_long_values, NULL);

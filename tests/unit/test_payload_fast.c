@@ -23,9 +23,10 @@
 #define MUTATIONS_PER_SEED 3000
 
 static const char *const seed_files[] = {
-	"sample-data/data.json",   "sample-data/single-candidate.json",
-	"tests/golden/data.json",  "tests/golden/empty.json",
-	"tests/golden/mixed.json", "tests/golden/single-candidate.json",
+	"sample-data/data.json",     "sample-data/single-candidate.json",
+	"tests/golden/data.json",    "tests/golden/empty.json",
+	"tests/golden/mixed.json",   "tests/golden/single-candidate.json",
+	"tests/golden/options.json",
 };
 
 /* Edge cases each parser must agree on, valid ones first. */
@@ -96,6 +97,18 @@ static const char *const seed_texts[] = {
 	"{\"table\":\"abc\",\"running\":[],\"candidates\":[{\"serviceName\":"
 	"\"s\",\"port\":8,"
 	"\"predicate\":\"h\",\"cookie\":nul}]}",
+	/* The service options: left to the full path, which must agree. */
+	"{\"table\":\"abc\",\"running\":[],\"candidates\":[{\"serviceName\":"
+	"\"s\",\"port\":8,\"predicate\":\"h\",\"balance\":\"source\","
+	"\"cookie\":\"S\",\"cookieMode\":\"insert\",\"maxconn\":10,"
+	"\"timeoutServer\":\"2m\",\"timeoutTunnel\":\"1h\",\"healthCheck\":"
+	"{\"path\":\"/h\",\"expectStatus\":200,\"interval\":\"2s\","
+	"\"rise\":2,\"fall\":3},\"containers\":[{\"id\":\"a\",\"ip\":"
+	"\"10.0.0.1\",\"weight\":0}]}]}",
+	"{\"table\":\"abc\",\"running\":[],\"candidates\":[{\"serviceName\":"
+	"\"s\",\"port\":8,\"predicate\":\"h\",\"healthCheck\":{\"path\":"
+	"\"/h\",\"extra\":1},\"containers\":[{\"id\":\"a\",\"ip\":"
+	"\"10.0.0.1\",\"weight\":257}]}]}",
 	"{\"table\":\"abc\",\"running\":[]} x",
 	"{\"table\":\"abc\",\"running\":[]}\0",
 	"[]",
@@ -166,7 +179,10 @@ static void assert_same_services(const struct service_list *a,
 					    y->containers[j].id);
 			assert_string_equal(x->containers[j].ip,
 					    y->containers[j].ip);
+			assert_int_equal(x->containers[j].weight,
+					 y->containers[j].weight);
 		}
+		assert_true(service_options_equal(&x->opts, &y->opts));
 	}
 }
 
@@ -350,9 +366,48 @@ static void test_edge_cases_and_mutations(void **state)
 	assert_true(valid > 100);
 }
 
+/*
+ * The fast path still takes the payloads without service options (it fills
+ * p->blocks, the full path never does), and leaves those with them to the
+ * full path.
+ */
+static void test_fast_path_taken(void **state)
+{
+	static const char *const fast[] = {
+		"sample-data/data.json",
+		"sample-data/single-candidate.json",
+		"tests/golden/single-candidate.json",
+	};
+	struct buf doc = BUF_INIT, err = BUF_INIT, field = BUF_INIT;
+	struct payload p;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < ARRAY_SIZE(fast); i++) {
+		buf_reset(&doc);
+		read_file(fast[i], &doc);
+		assert_int_equal(
+			payload_parse(&p, doc.buf, doc.len, &err, &field),
+			ST_OK);
+		if (!p.blocks)
+			fail_msg("%s left the fast path", fast[i]);
+		payload_release(&p);
+	}
+	buf_reset(&doc);
+	read_file("tests/golden/options.json", &doc);
+	assert_int_equal(payload_parse(&p, doc.buf, doc.len, &err, &field),
+			 ST_OK);
+	assert_null(p.blocks);
+	payload_release(&p);
+	buf_release(&doc);
+	buf_release(&err);
+	buf_release(&field);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_fast_path_taken),
 		cmocka_unit_test(test_files_and_mutations),
 		cmocka_unit_test(test_edge_cases_and_mutations),
 	};

@@ -218,6 +218,67 @@ static void test_rejected_call_changes_nothing(void **state)
 	registry_free(reg);
 }
 
+/* Service settings go to the store and the dump; a call with a bad one is
+ * refused, naming it, and changes nothing; a later candidate without them
+ * puts the defaults back. */
+static void test_service_settings_stored(void **state)
+{
+	static const char good[] =
+		"{\"table\":\"tblo\",\"running\":[{\"serviceName\":\"a\",\"id\":"
+		"\"a1\",\"ip\":\"10.0.0.1\"}],\"candidates\":[{\"serviceName\":"
+		"\"a\",\"port\":80,\"predicate\":\"a.example\",\"balance\":"
+		"\"leastconn\",\"healthCheck\":{\"path\":\"/h\",\"interval\":"
+		"\"2000ms\"},\"containers\":[{\"id\":\"a1\",\"ip\":\"10.0.0.1\","
+		"\"weight\":0}]}]}";
+	static const char bad[] =
+		"{\"table\":\"tblo\",\"running\":[{\"serviceName\":\"a\",\"id\":"
+		"\"a1\",\"ip\":\"10.0.0.1\"}],\"candidates\":[{\"serviceName\":"
+		"\"a\",\"port\":80,\"predicate\":\"a.example\",\"healthCheck\":{"
+		"\"path\":\"/h\",\"interval\":\"2 s\"}}]}";
+	static const char plain[] =
+		"{\"table\":\"tblo\",\"running\":[{\"serviceName\":\"a\",\"id\":"
+		"\"a1\",\"ip\":\"10.0.0.1\"}],\"candidates\":[{\"serviceName\":"
+		"\"a\",\"port\":80,\"predicate\":\"a.example\",\"containers\":[{"
+		"\"id\":\"a1\",\"ip\":\"10.0.0.1\"}]}]}";
+	static const char running[] =
+		"{\"table\":\"tblo\",\"running\":[{\"serviceName\":\"a\",\"id\":"
+		"\"a1\",\"ip\":\"10.0.0.1\"}]}";
+	struct registry *reg = open_registry();
+	struct buf cfg = BUF_INIT, field = BUF_INIT, before = BUF_INIT,
+		   after = BUF_INIT;
+
+	(void)state;
+	assert_int_equal(call(reg, good, &cfg, NULL), ST_OK);
+	assert_non_null(strstr(cfg.buf, "    balance leastconn\n"));
+	assert_non_null(strstr(cfg.buf, " check inter 2s weight 0\n"));
+	dump(reg, "tblo", &before);
+	assert_non_null(strstr(before.buf,
+			       "\"balance\":\"leastconn\",\"healthCheck\":{"
+			       "\"interval\":\"2s\",\"path\":\"/h\"}"));
+	assert_non_null(strstr(before.buf, "\"weight\":0"));
+
+	/* A running-only call keeps them, weight included. */
+	assert_int_equal(call(reg, running, &cfg, NULL), ST_OK);
+	assert_non_null(strstr(cfg.buf, " check inter 2s weight 0\n"));
+
+	assert_int_equal(call(reg, bad, &cfg, &field), ST_INVALID);
+	assert_string_equal(field.buf, "candidates[0].healthCheck.interval");
+	dump(reg, "tblo", &after);
+	assert_string_equal(before.buf, after.buf);
+
+	assert_int_equal(call(reg, plain, &cfg, NULL), ST_OK);
+	assert_non_null(strstr(cfg.buf, "    balance roundrobin\n"));
+	assert_null(strstr(cfg.buf, "httpchk"));
+	assert_null(strstr(cfg.buf, "weight"));
+	dump(reg, "tblo", &after);
+	assert_null(strstr(after.buf, "balance"));
+	buf_release(&cfg);
+	buf_release(&field);
+	buf_release(&before);
+	buf_release(&after);
+	registry_free(reg);
+}
+
 /* Same state, same bytes; a call that changes nothing writes nothing. */
 static void test_unchanged_call_writes_nothing(void **state)
 {
@@ -510,6 +571,8 @@ int main(void)
 				       fresh_store),
 		cmocka_unit_test_setup(test_no_html_escaping, fresh_store),
 		cmocka_unit_test_setup(test_rejected_call_changes_nothing,
+				       fresh_store),
+		cmocka_unit_test_setup(test_service_settings_stored,
 				       fresh_store),
 		cmocka_unit_test_setup(test_unchanged_call_writes_nothing,
 				       fresh_store),

@@ -11,6 +11,7 @@
 
 #include "buf.h"
 #include "render.h"
+#include "settings.h"
 #include "xalloc.h"
 
 static struct service *add(struct service_list *l, const char *name,
@@ -234,6 +235,138 @@ static void test_over_cap_is_sticky(void **state)
 	buf_release(&full);
 }
 
+/* The backend block of `name` in `cfg`, up to the next blank line. */
+static char *backend_of(const struct buf *cfg, const char *name)
+{
+	char head[160];
+	const char *at, *end;
+
+	snprintf(head, sizeof(head), "\nbackend %s\n", name);
+	at = strstr(cfg->buf, head);
+	assert_non_null(at);
+	at++;
+	end = strstr(at, "\n\n");
+	return xstrndup(at, end ? (size_t)(end - at + 1) : strlen(at));
+}
+
+static void test_service_options(void **state)
+{
+	struct service_list l;
+	struct buf out = BUF_INIT;
+	struct render_options opts = {.frontend_bind = ":80"};
+	struct settings https;
+	struct service *s;
+	char *b;
+
+	(void)state;
+	service_list_init(&l);
+	s = add(&l, "api", CONFIG_MODE_HOST, "api.example.com", 8080, NULL);
+	s->opts.balance = BALANCE_LEASTCONN;
+	s->opts.check_path = xstrdup("/healthz");
+	s->opts.check_status = 200;
+	s->opts.check_inter = 2000;
+	s->opts.check_rise = 2;
+	s->opts.check_fall = 3;
+	s->opts.maxconn = 50;
+	s->opts.timeout_server = 90000;
+	s->opts.timeout_tunnel = 3600000;
+	service_put_container(s, "a1", "10.0.0.1")->weight = 0;
+	service_put_container(s, "a2", "10.0.0.2");
+	s = add(&l, "shop", CONFIG_MODE_HOST, "shop.example.com", 80, "SRV");
+	s->opts.balance = BALANCE_SOURCE;
+	s->opts.cookie_mode = COOKIE_MODE_INSERT;
+	service_put_container(s, "s1", "10.0.1.1")->weight = 256;
+	s = add(&l, "first", CONFIG_MODE_HOST, "first.example.com", 80, "F");
+	s->opts.balance = BALANCE_FIRST;
+	s->opts.timeout_server = 1500;
+	service_put_container(s, "f1", "::1");
+	service_list_sort(&l);
+
+	render(&l, ":80", &out);
+	assert_clean(&out);
+	b = backend_of(&out, "api");
+	assert_string_equal(
+		b, "backend api\n"
+		   "    balance leastconn\n"
+		   "    option forwardfor\n"
+		   "    timeout server 90s\n"
+		   "    timeout tunnel 1h\n"
+		   "    option httpchk GET /healthz\n"
+		   "    http-check expect status 200\n"
+		   "    server a1 10.0.0.1:8080 check inter 2s rise 2 fall 3 "
+		   "maxconn 50 weight 0\n"
+		   "    server a2 10.0.0.2:8080 check inter 2s rise 2 fall 3 "
+		   "maxconn 50\n");
+	free(b);
+	b = backend_of(&out, "shop");
+	assert_string_equal(b,
+			    "backend shop\n"
+			    "    balance source\n"
+			    "    hash-type consistent\n"
+			    "    option forwardfor\n"
+			    "    cookie SRV insert indirect nocache httponly\n"
+			    "    server s1 10.0.1.1:80 check weight 256 cookie "
+			    "s1\n");
+	free(b);
+	b = backend_of(&out, "first");
+	assert_string_equal(b, "backend first\n"
+			       "    balance first\n"
+			       "    option forwardfor\n"
+			       "    timeout server 1500ms\n"
+			       "    cookie F prefix nocache\n"
+			       "    server f1 [::1]:80 check cookie f1\n");
+	free(b);
+
+	/* With HTTPS on, an inserted cookie is secure; a prefix one has no
+	 * attributes of its own. */
+	{
+		static const char doc[] =
+			"{\"frontend\":{\"https\":{\"binds\":[\":443\"],"
+			"\"crt\":\"/etc/haproxy/certs\"}}}";
+		struct buf err = BUF_INIT;
+
+		settings_init(&https);
+		assert_int_equal(
+			settings_effective(doc, NULL, NULL, &https, &err),
+			ST_OK);
+		buf_release(&err);
+	}
+	opts.settings = &https;
+	buf_reset(&out);
+	render_config(&l, &opts, &out);
+	settings_release(&https);
+	assert_non_null(strstr(
+		out.buf,
+		"    cookie SRV insert indirect nocache httponly secure\n"));
+	assert_non_null(strstr(out.buf, "    cookie F prefix nocache\n"));
+	service_list_release(&l);
+	buf_release(&out);
+}
+
+/* A service without options renders as before the options existed. */
+static void test_options_absent_unchanged(void **state)
+{
+	struct service_list l;
+	struct buf out = BUF_INIT;
+	struct service *s;
+	char *b;
+
+	(void)state;
+	service_list_init(&l);
+	s = add(&l, "web", CONFIG_MODE_HOST, "web.example.com", 80, "JS");
+	service_put_container(s, "w1", "10.0.0.1");
+	render(&l, ":80", &out);
+	b = backend_of(&out, "web");
+	assert_string_equal(b, "backend web\n"
+			       "    balance roundrobin\n"
+			       "    option forwardfor\n"
+			       "    cookie JS prefix nocache\n"
+			       "    server w1 10.0.0.1:80 check cookie w1\n");
+	free(b);
+	service_list_release(&l);
+	buf_release(&out);
+}
+
 static void test_check_bind(void **state)
 {
 	static const struct {
@@ -278,6 +411,8 @@ int main(void)
 		cmocka_unit_test(test_deterministic),
 		cmocka_unit_test(test_over_cap_is_sticky),
 		cmocka_unit_test(test_check_bind),
+		cmocka_unit_test(test_service_options),
+		cmocka_unit_test(test_options_absent_unchanged),
 	};
 
 	return cmocka_run_group_tests_name("render", tests, NULL, NULL);
