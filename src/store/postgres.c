@@ -14,10 +14,11 @@
 
 #include "../aws.h"
 #include "../clock.h"
+#include "../payload.h"
 #include "../xalloc.h"
 #include "../banned.h"
 
-#define PG_SCHEMA_VERSION  2
+#define PG_SCHEMA_VERSION  3
 #define PG_DEFAULT_SCHEMA  "lambda_registry"
 #define PG_SCHEMA_NAME_MAX 63
 #define PG_CHANNEL	   "lambda_registry"
@@ -55,25 +56,26 @@ static const char *const pg_sql[PG_NR] = {
 		    "WHERE name = $1 RETURNING version) "
 		    "SELECT version, pg_notify('" PG_CHANNEL "', $1) FROM b",
 	[PG_LOAD] = "SELECT name, port, mode, predicate, cookie, containers, "
-		    "created_at, updated_at FROM @.services WHERE tbl = $1 "
-		    "ORDER BY name COLLATE \"C\"",
+		    "created_at, updated_at, options FROM @.services "
+		    "WHERE tbl = $1 ORDER BY name COLLATE \"C\"",
 	/* One statement, one snapshot: the version with the rows it names. */
 	[PG_LOAD_SNAPSHOT] =
 		"SELECT s.name, s.port, s.mode, s.predicate, s.cookie, "
-		"s.containers, s.created_at, s.updated_at, v.version FROM "
+		"s.containers, s.created_at, s.updated_at, s.options, "
+		"v.version FROM "
 		"(SELECT coalesce((SELECT version FROM @.tables "
 		"WHERE name = $1), 0) AS version) v "
 		"LEFT JOIN @.services s ON s.tbl = $1 "
 		"ORDER BY s.name COLLATE \"C\"",
 	[PG_PUT] =
 		"INSERT INTO @.services (tbl, name, port, mode, "
-		"predicate, cookie, containers, created_at, updated_at) "
-		"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) "
+		"predicate, cookie, containers, created_at, updated_at, "
+		"options) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) "
 		"ON CONFLICT (tbl, name) DO UPDATE SET port = excluded.port, "
 		"mode = excluded.mode, predicate = excluded.predicate, "
 		"cookie = excluded.cookie, containers = excluded.containers, "
 		"created_at = excluded.created_at, "
-		"updated_at = excluded.updated_at",
+		"updated_at = excluded.updated_at, options = excluded.options",
 	[PG_REMOVE] = "DELETE FROM @.services WHERE tbl = $1 AND name = $2",
 	[PG_DOC_GET] = "SELECT key, value, version, updated_at FROM @.docs "
 		       "WHERE kind = $1 AND key = $2",
@@ -154,9 +156,15 @@ static const char pg_schema_v2[] =
 	"  kind text PRIMARY KEY,"
 	"  generation bigint NOT NULL);";
 
+/* Version 3: the service's options, payload_options_json()'s canonical JSON;
+ * NULL when every option is at its default. */
+static const char pg_schema_v3[] =
+	"ALTER TABLE @.services ADD COLUMN IF NOT EXISTS options text;";
+
 static const char *const pg_migrations[PG_SCHEMA_VERSION] = {
 	pg_schema_v1,
 	pg_schema_v2,
+	pg_schema_v3,
 };
 
 enum pg_mode {
@@ -186,6 +194,7 @@ struct pg_store {
 	const char **queued;
 	size_t nr_queued, alloc_queued;
 	struct buf scratch;
+	struct buf options; /* scratch for the options column */
 };
 
 /* ---- the connection string ---------------------------------------------- */
@@ -968,6 +977,7 @@ static void pg_close(struct store *st)
 		pg_rollback(st);
 	pg_drop(s);
 	buf_release(&s->scratch);
+	buf_release(&s->options);
 	free(s->queued);
 	free(s->conninfo);
 	free(s->schema);
@@ -988,6 +998,7 @@ static enum status pg_open(const char *arg, struct store **out, struct buf *err)
 	s->base.be = &store_postgres;
 	s->budget_ms = AWS_DEFAULT_TIMEOUT_MS;
 	buf_init(&s->scratch, 0);
+	buf_init(&s->options, 0);
 	if (timeout && *timeout &&
 	    aws_parse_timeout(timeout, &s->budget_ms, err))
 		goto fail;
@@ -1170,7 +1181,7 @@ static enum status pg_load(struct store *st, struct service_list *out,
 		goto out;
 	n = PQntuples(res);
 	if (snapshot && n > 0) {
-		uint64_t v = strtoull(PQgetvalue(res, 0, 8), NULL, 10);
+		uint64_t v = strtoull(PQgetvalue(res, 0, 9), NULL, 10);
 
 		/* The caller would cache these rows under the older version:
 		 * have it start over instead. */
@@ -1190,6 +1201,7 @@ static enum status pg_load(struct store *st, struct service_list *out,
 	}
 	for (i = 0; i < n; i++) {
 		struct service *svc = service_list_append(out);
+		struct buf why = BUF_INIT;
 		char *end;
 
 		svc->name = xstrdup(PQgetvalue(res, i, 0));
@@ -1202,14 +1214,19 @@ static enum status pg_load(struct store *st, struct service_list *out,
 		svc->version = s->version;
 		if (*end ||
 		    config_mode_parse(PQgetvalue(res, i, 2), &svc->mode) ||
-		    pg_parse_containers(svc, PQgetvalue(res, i, 5))) {
+		    pg_parse_containers(svc, PQgetvalue(res, i, 5)) ||
+		    (!PQgetisnull(res, i, 8) &&
+		     payload_parse_options(svc, PQgetvalue(res, i, 8), &why))) {
 			buf_setf(err,
 				 "postgres: damaged row for service '%s' in "
-				 "table '%s'",
-				 svc->name, s->table);
+				 "table '%s'%s%s",
+				 svc->name, s->table, why.len ? ": " : "",
+				 why.buf);
+			buf_release(&why);
 			ret = ST_UNAVAILABLE;
 			break;
 		}
+		buf_release(&why);
 	}
 out:
 	PQclear(res);
@@ -1228,7 +1245,7 @@ static enum status pg_put(struct store *st, struct service *svc,
 {
 	struct pg_store *s = (struct pg_store *)st;
 	char port[16], created[32], updated[32];
-	const char *params[9];
+	const char *params[10];
 	enum status ret;
 	size_t i;
 
@@ -1239,6 +1256,12 @@ static enum status pg_put(struct store *st, struct service *svc,
 			       svc->containers[i].ip);
 	if (buf_overflowed(&s->scratch)) {
 		buf_setf(err, "postgres: service '%s' is too large", svc->name);
+		return ST_TOO_LARGE;
+	}
+	buf_reset(&s->options);
+	if (payload_options_json(svc, &s->options)) {
+		buf_setf(err, "postgres: the options of '%s' are too large",
+			 svc->name);
 		return ST_TOO_LARGE;
 	}
 	snprintf(port, sizeof(port), "%u", svc->port);
@@ -1253,8 +1276,9 @@ static enum status pg_put(struct store *st, struct service *svc,
 	params[6] = s->scratch.buf;
 	params[7] = created;
 	params[8] = updated;
+	params[9] = s->options.len ? s->options.buf : NULL; /* all defaults */
 	/* Queued: commit() reads the answers, and reports a failure. */
-	ret = pg_queue(s, PG_PUT, NULL, 9, params, "writing a service", err);
+	ret = pg_queue(s, PG_PUT, NULL, 10, params, "writing a service", err);
 	if (ret == ST_OK) {
 		s->wrote = 1;
 		svc->version = s->version + 1;

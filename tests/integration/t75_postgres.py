@@ -390,7 +390,7 @@ def schema_param():
     check(st == 200, "a call through a URI with ?schema= (%d)" % st)
     check(psql("SELECT count(*) FROM lr_other.services WHERE tbl = 'pg-schema'") == "1",
           "the service is in schema lr_other")
-    check(psql("SELECT value FROM lr_other.meta WHERE key = 'schema_version'") == "2",
+    check(psql("SELECT value FROM lr_other.meta WHERE key = 'schema_version'") == "3",
           "with a schema version")
     check(srv.stop() == 0, "clean stop")
     srv = serve(store=STORE + " schema=lr_other", threads=2)

@@ -163,8 +163,9 @@ static void set_options(struct service *svc)
 		svc->containers[i].weight = i == 1 ? WEIGHT_UNSET : (int)i * 64;
 }
 
-/* The service options and weights come back as they were put, and a
- * service put again without them comes back with the defaults. */
+/* The service options and weights come back as they were put, from a reading
+ * and from a writing call, and a service put again without them comes back
+ * with the defaults. */
 static void test_options_roundtrip(void **state)
 {
 	struct store *st = open_store();
@@ -190,6 +191,21 @@ static void test_options_roundtrip(void **state)
 	assert_true(service_equal(&list.items[1], &b));
 	assert_int_equal(list.items[1].opts.balance, BALANCE_LEASTCONN);
 	service_list_release(&list);
+	/* A writing call loads them too (a backend may read differently). */
+	{
+		struct buf err = BUF_INIT;
+
+		service_list_init(&list);
+		assert_int_equal(store_begin(st, tbl, 1, &err), ST_OK);
+		if (store_load(st, &list, &err) != ST_OK)
+			fail_msg("load in a write call: %s", err.buf);
+		store_rollback(st);
+		buf_release(&err);
+		assert_int_equal(list.nr, 2);
+		assert_true(service_equal(&list.items[0], &a));
+		assert_true(service_equal(&list.items[1], &b));
+		service_list_release(&list);
+	}
 
 	/* Back to the defaults: nothing of the old options is left. */
 	service_options_release(&a.opts);
@@ -981,24 +997,28 @@ static int run_psql(const char *sql)
 }
 
 /*
- * PostgreSQL only: a schema of version 1 gains the documents when several
- * processes open it at once; each of them can write a document at once.
+ * PostgreSQL only: a schema of version `from` (1: the tables; 2: and the
+ * documents, one of them stored) is migrated when several processes open it
+ * at once, each of them writing a document at once: the old rows load, with
+ * the default options, and new services keep theirs.
  */
-static void test_postgres_migration(void **state)
+static void postgres_migrate_from(int from)
 {
 	enum { NR_CHILDREN = 4 };
 	char saved[sizeof(store_spec)], schema[64];
+	const uint64_t docs_before = from >= 2 ? 1 : 0;
 	struct buf sql = BUF_INIT;
 	struct service_list list;
 	pid_t pids[NR_CHILDREN];
+	struct store_doc doc;
+	struct service x;
 	struct store *st;
 	int i;
 
-	(void)state;
 	if (strncmp(store_spec, "postgres:", 9))
 		skip();
-	snprintf(schema, sizeof(schema), "lrmig_%ld_%d", (long)time(NULL),
-		 (int)getpid());
+	snprintf(schema, sizeof(schema), "lrmig%d_%ld_%d", from,
+		 (long)time(NULL), (int)getpid());
 	(void)buf_addf(
 		&sql,
 		"CREATE SCHEMA %s;"
@@ -1011,13 +1031,26 @@ static void test_postgres_migration(void **state)
 		"text NOT NULL, cookie text, containers text NOT NULL, "
 		"created_at bigint NOT NULL, updated_at bigint NOT NULL, "
 		"PRIMARY KEY (tbl, name));"
-		"INSERT INTO %s.meta VALUES ('schema_version', 1);"
+		"INSERT INTO %s.meta VALUES ('schema_version', %d);"
 		"INSERT INTO %s.tables VALUES ('old', 1);"
 		"INSERT INTO %s.services VALUES ('old', 'web', 80, 'host', "
 		"'www.example.com', NULL, E'c1 10.0.0.1\\n', 1, 2);",
-		schema, schema, schema, schema, schema, schema, schema);
+		schema, schema, schema, schema, schema, from, schema, schema);
+	if (from >= 2)
+		(void)buf_addf(
+			&sql,
+			"CREATE TABLE %s.docs (kind text NOT NULL, key text "
+			"COLLATE \"C\" NOT NULL, value text NOT NULL, version "
+			"bigint NOT NULL, updated_at bigint NOT NULL, PRIMARY "
+			"KEY (kind, key));"
+			"CREATE TABLE %s.doc_generations (kind text PRIMARY "
+			"KEY, generation bigint NOT NULL);"
+			"INSERT INTO %s.docs VALUES ('token', 'old', '[]', 1, "
+			"1700000000000);"
+			"INSERT INTO %s.doc_generations VALUES ('token', 1);",
+			schema, schema, schema, schema);
 	if (run_psql(sql.buf))
-		fail_msg("psql could not create a version 1 schema");
+		fail_msg("psql could not create a version %d schema", from);
 	buf_release(&sql);
 	memcpy(saved, store_spec, sizeof(saved));
 	snprintf(store_spec + strlen(store_spec),
@@ -1054,10 +1087,44 @@ static void test_postgres_migration(void **state)
 	assert_int_equal(list.nr, 1);
 	assert_string_equal(list.items[0].name, "web");
 	assert_int_equal(list.items[0].nr_containers, 1);
+	assert_true(service_options_default(&list.items[0].opts));
+	assert_int_equal(list.items[0].containers[0].weight, WEIGHT_UNSET);
 	service_list_release(&list);
-	assert_int_equal(doc_generation(st, "token"), NR_CHILDREN);
-	assert_int_equal(doc_put(st, "token", "x", "{}", 0), NR_CHILDREN + 1);
+	make_service(&x, "new", 8080, "C", 2);
+	set_options(&x);
+	put_one(st, "old", &x);
+	load_table(st, "old", &list);
+	assert_int_equal(list.nr, 2);
+	assert_true(service_equal(&list.items[0], &x));
+	service_list_release(&list);
+	service_release(&x);
+	assert_int_equal(doc_generation(st, "token"),
+			 docs_before + NR_CHILDREN);
+	assert_int_equal(doc_put(st, "token", "x", "{}", 0),
+			 docs_before + NR_CHILDREN + 1);
+	if (from >= 2) {
+		struct buf err = BUF_INIT;
+
+		assert_int_equal(store_doc_get(st, "token", "old", &doc, &err),
+				 ST_OK);
+		assert_string_equal(doc.value, "[]");
+		assert_int_equal(doc.version, 1);
+		store_doc_release(&doc);
+		buf_release(&err);
+	}
 	store_close(st);
+}
+
+static void test_postgres_migrate_v1(void **state)
+{
+	(void)state;
+	postgres_migrate_from(1);
+}
+
+static void test_postgres_migrate_v2(void **state)
+{
+	(void)state;
+	postgres_migrate_from(2);
 }
 
 /* SQLite only: a database of schema version 1 gains the documents on open. */
@@ -1123,7 +1190,8 @@ int main(void)
 		cmocka_unit_test(test_document_generation_across_processes),
 		cmocka_unit_test(test_document_expect_across_processes),
 		cmocka_unit_test(test_sqlite_migration),
-		cmocka_unit_test(test_postgres_migration),
+		cmocka_unit_test(test_postgres_migrate_v1),
+		cmocka_unit_test(test_postgres_migrate_v2),
 	};
 	char *dir = sqlite_dir;
 	int ret;
