@@ -950,8 +950,15 @@ static enum status sqlite_probe(struct store *st, struct buf *err)
 static enum status sqlite_doc_prepare(struct sqlite_store *s, const char *sql,
 				      sqlite3_stmt **stmt, struct buf *err)
 {
+	enum status ret;
+
 	if (s->table)
 		BUG("sqlite: document call inside a call on '%s'", s->table);
+	*stmt = NULL;
+	/* Documents touch the -shm like table calls: the same checks first. */
+	ret = sqlite_check_file(s, err);
+	if (ret != ST_OK)
+		return ret;
 	if (sqlite3_prepare_v2(s->db, sql, -1, stmt, NULL) != SQLITE_OK) {
 		*stmt = NULL;
 		return sqlite_fail(s, sql, err);
@@ -1044,8 +1051,13 @@ static enum status sqlite_doc_read_generation(struct sqlite_store *s,
 static enum status sqlite_doc_begin_write(struct sqlite_store *s,
 					  struct buf *err)
 {
+	enum status ret;
+
 	if (s->table)
 		BUG("sqlite: document call inside a call on '%s'", s->table);
+	ret = sqlite_check_file(s, err);
+	if (ret != ST_OK)
+		return ret;
 	if (sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) !=
 	    SQLITE_OK)
 		return sqlite_fail(s, "BEGIN IMMEDIATE", err);
