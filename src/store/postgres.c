@@ -14,10 +14,11 @@
 
 #include "../aws.h"
 #include "../clock.h"
+#include "../payload.h"
 #include "../xalloc.h"
 #include "../banned.h"
 
-#define PG_SCHEMA_VERSION  1
+#define PG_SCHEMA_VERSION  3
 #define PG_DEFAULT_SCHEMA  "lambda_registry"
 #define PG_SCHEMA_NAME_MAX 63
 #define PG_CHANNEL	   "lambda_registry"
@@ -34,6 +35,12 @@ enum pg_stmt {
 	PG_LOAD_SNAPSHOT,
 	PG_PUT,
 	PG_REMOVE,
+	PG_DOC_GET,
+	PG_DOC_LIST,
+	PG_DOC_GENERATION,
+	PG_DOC_LOCK,
+	PG_DOC_PUT,
+	PG_DOC_DELETE,
 	PG_NR,
 };
 
@@ -49,34 +56,78 @@ static const char *const pg_sql[PG_NR] = {
 		    "WHERE name = $1 RETURNING version) "
 		    "SELECT version, pg_notify('" PG_CHANNEL "', $1) FROM b",
 	[PG_LOAD] = "SELECT name, port, mode, predicate, cookie, containers, "
-		    "created_at, updated_at FROM @.services WHERE tbl = $1 "
-		    "ORDER BY name COLLATE \"C\"",
+		    "created_at, updated_at, options FROM @.services "
+		    "WHERE tbl = $1 ORDER BY name COLLATE \"C\"",
 	/* One statement, one snapshot: the version with the rows it names. */
 	[PG_LOAD_SNAPSHOT] =
 		"SELECT s.name, s.port, s.mode, s.predicate, s.cookie, "
-		"s.containers, s.created_at, s.updated_at, v.version FROM "
+		"s.containers, s.created_at, s.updated_at, s.options, "
+		"v.version FROM "
 		"(SELECT coalesce((SELECT version FROM @.tables "
 		"WHERE name = $1), 0) AS version) v "
 		"LEFT JOIN @.services s ON s.tbl = $1 "
 		"ORDER BY s.name COLLATE \"C\"",
 	[PG_PUT] =
 		"INSERT INTO @.services (tbl, name, port, mode, "
-		"predicate, cookie, containers, created_at, updated_at) "
-		"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) "
+		"predicate, cookie, containers, created_at, updated_at, "
+		"options) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) "
 		"ON CONFLICT (tbl, name) DO UPDATE SET port = excluded.port, "
 		"mode = excluded.mode, predicate = excluded.predicate, "
 		"cookie = excluded.cookie, containers = excluded.containers, "
 		"created_at = excluded.created_at, "
-		"updated_at = excluded.updated_at",
+		"updated_at = excluded.updated_at, options = excluded.options",
 	[PG_REMOVE] = "DELETE FROM @.services WHERE tbl = $1 AND name = $2",
+	[PG_DOC_GET] = "SELECT key, value, version, updated_at FROM @.docs "
+		       "WHERE kind = $1 AND key = $2",
+	/* key is COLLATE "C": byte order, and the primary key serves it. */
+	[PG_DOC_LIST] = "SELECT key, value, version, updated_at FROM @.docs "
+			"WHERE kind = $1 AND key > $2 ORDER BY key LIMIT $3",
+	[PG_DOC_GENERATION] = "SELECT generation FROM @.doc_generations "
+			      "WHERE kind = $1",
+	/* Take the kind's generation row (created at 0, "none yet"), changing
+	 * nothing: every later statement of the transaction sees what the
+	 * previous holders committed. */
+	[PG_DOC_LOCK] = "INSERT INTO @.doc_generations (kind, generation) "
+			"VALUES ($1, 0) ON CONFLICT (kind) DO UPDATE SET "
+			"generation = doc_generations.generation "
+			"RETURNING generation",
+	/* With the row held: the current version, and only if it is $4 (NULL:
+	 * any) the bump and the write. One row: (current, new or NULL). */
+	[PG_DOC_PUT] =
+		"WITH cur AS (SELECT coalesce((SELECT version FROM @.docs "
+		"WHERE kind = $1 AND key = $2), 0) AS version), "
+		"g AS (UPDATE @.doc_generations "
+		"SET generation = generation + 1 WHERE kind = $1 AND "
+		"($4::bigint IS NULL OR "
+		"$4::bigint = (SELECT version FROM cur)) "
+		"RETURNING generation), "
+		"w AS (INSERT INTO @.docs (kind, key, value, version, "
+		"updated_at) SELECT $1, $2, $3::text, generation, "
+		"(extract(epoch FROM clock_timestamp()) * 1000)::bigint FROM g "
+		"ON CONFLICT (kind, key) DO UPDATE SET value = excluded.value, "
+		"version = excluded.version, updated_at = excluded.updated_at "
+		"RETURNING version) "
+		"SELECT (SELECT version FROM cur), (SELECT version FROM w)",
+	/* With the row held: the bump only if a document went (else no row). */
+	[PG_DOC_DELETE] =
+		"WITH d AS (DELETE FROM @.docs WHERE kind = $1 AND key = $2 "
+		"RETURNING 1) "
+		"UPDATE @.doc_generations SET generation = generation + 1 "
+		"WHERE kind = $1 AND EXISTS (SELECT 1 FROM d) "
+		"RETURNING generation",
 };
 
-/* Schema version 1, for a fresh schema; later versions migrate from here. */
-static const char pg_schema[] =
-	"CREATE SCHEMA IF NOT EXISTS @;"
-	"CREATE TABLE IF NOT EXISTS @.meta ("
-	"  key text PRIMARY KEY,"
-	"  value bigint NOT NULL);"
+/* The schema and the table of its version: the first step of every setup. */
+static const char pg_schema_meta[] = "CREATE SCHEMA IF NOT EXISTS @;"
+				     "CREATE TABLE IF NOT EXISTS @.meta ("
+				     "  key text PRIMARY KEY,"
+				     "  value bigint NOT NULL);";
+
+/*
+ * pg_migrations[v] takes a schema of version v to v + 1 (0: a new schema,
+ * beside pg_schema_meta). PG_SCHEMA_VERSION is their number.
+ */
+static const char pg_schema_v1[] =
 	"CREATE TABLE IF NOT EXISTS @.tables ("
 	"  name text PRIMARY KEY,"
 	"  version bigint NOT NULL);"
@@ -91,6 +142,30 @@ static const char pg_schema[] =
 	"  created_at bigint NOT NULL,"
 	"  updated_at bigint NOT NULL,"
 	"  PRIMARY KEY (tbl, name));";
+
+/* Version 2: the documents. Keys sort as bytes (doc_list's order). */
+static const char pg_schema_v2[] =
+	"CREATE TABLE IF NOT EXISTS @.docs ("
+	"  kind text NOT NULL,"
+	"  key text COLLATE \"C\" NOT NULL,"
+	"  value text NOT NULL,"
+	"  version bigint NOT NULL,"
+	"  updated_at bigint NOT NULL,"
+	"  PRIMARY KEY (kind, key));"
+	"CREATE TABLE IF NOT EXISTS @.doc_generations ("
+	"  kind text PRIMARY KEY,"
+	"  generation bigint NOT NULL);";
+
+/* Version 3: the service's options, payload_options_json()'s canonical JSON;
+ * NULL when every option is at its default. */
+static const char pg_schema_v3[] =
+	"ALTER TABLE @.services ADD COLUMN IF NOT EXISTS options text;";
+
+static const char *const pg_migrations[PG_SCHEMA_VERSION] = {
+	pg_schema_v1,
+	pg_schema_v2,
+	pg_schema_v3,
+};
 
 enum pg_mode {
 	PG_IDLE,
@@ -119,6 +194,7 @@ struct pg_store {
 	const char **queued;
 	size_t nr_queued, alloc_queued;
 	struct buf scratch;
+	struct buf options; /* scratch for the options column */
 };
 
 /* ---- the connection string ---------------------------------------------- */
@@ -514,11 +590,13 @@ static enum status pg_queue(struct pg_store *s, enum pg_stmt which,
 
 /*
  * Send a sync and read the result of every queued statement; `*out` (when
- * wanted) gets the last one's result, a new reference, if all worked. The
- * first failure is the status (the server skips the statements after it); a
- * timeout or a lost connection drops the connection.
+ * wanted) gets the result of the one queued `nth` (SIZE_MAX: the last), a new
+ * reference, if all worked. The first failure is the status (the server skips
+ * the statements after it); a timeout or a lost connection drops the
+ * connection.
  */
-static enum status pg_sync(struct pg_store *s, PGresult **out, struct buf *err)
+static enum status pg_sync_nth(struct pg_store *s, size_t nth, PGresult **out,
+			       struct buf *err)
 {
 	uint64_t deadline = pg_deadline(s);
 	size_t n = s->nr_queued, i;
@@ -557,8 +635,12 @@ static enum status pg_sync(struct pg_store *s, PGresult **out, struct buf *err)
 			break;
 		}
 		if (state == PGRES_COMMAND_OK || state == PGRES_TUPLES_OK) {
-			PQclear(last);
-			last = res;
+			if (i == nth || (nth >= n && i == n - 1)) {
+				PQclear(last);
+				last = res;
+			} else {
+				PQclear(res);
+			}
 		} else {
 			if (state != PGRES_PIPELINE_ABORTED && ret == ST_OK)
 				ret = pg_result_failed(s, res, s->queued[i],
@@ -583,6 +665,11 @@ out:
 	else
 		PQclear(last);
 	return ret;
+}
+
+static enum status pg_sync(struct pg_store *s, PGresult **out, struct buf *err)
+{
+	return pg_sync_nth(s, SIZE_MAX, out, err);
 }
 
 /* A statement of the call's table: prepared `which`, or `sql` when PG_NR. */
@@ -613,14 +700,22 @@ static enum status pg_pipeline(struct pg_store *s, const struct pg_step *steps,
 
 /* ---- connecting --------------------------------------------------------- */
 
+/*
+ * Bring the schema to PG_SCHEMA_VERSION. Usually it is there: one read, no
+ * lock, no DDL rights. Else create or migrate in one transaction under a
+ * transaction-scoped advisory lock, reading the version again once the lock
+ * is ours: instances starting together take turns, the later ones find the
+ * work done and run no DDL (which would queue behind running calls for the
+ * tables' locks), and a failed migration leaves the old version whole.
+ */
 static enum status pg_setup_schema(struct pg_store *s, struct buf *err)
 {
 	struct buf sql = BUF_INIT;
 	PGresult *res = NULL;
 	enum status ret;
 	long version = 0;
+	const char *what;
 
-	/* Usually the schema is there: one read, no lock, no DDL rights. */
 	(void)buf_addf(&sql,
 		       "SELECT value FROM %s.meta WHERE key = 'schema_version'",
 		       s->schema);
@@ -632,40 +727,69 @@ static enum status pg_setup_schema(struct pg_store *s, struct buf *err)
 	res = NULL;
 	if (!s->conn)
 		goto out;
-	if (version > PG_SCHEMA_VERSION) {
-		buf_setf(err,
-			 "postgres: schema '%s' has version %ld, newer than "
-			 "this program's %d",
-			 s->schema_name, version, PG_SCHEMA_VERSION);
-		ret = ST_UNAVAILABLE;
-		goto out;
-	}
 	if (version == PG_SCHEMA_VERSION) {
 		ret = ST_OK;
 		goto out;
 	}
-	/*
-	 * Create (or, in later versions, migrate) under a transaction-scoped
-	 * advisory lock, so that instances starting together take turns and
-	 * the second finds the work done.
-	 */
+	if (version > PG_SCHEMA_VERSION)
+		goto newer;
 	buf_reset(&sql);
 	(void)buf_addf(&sql,
-		       "BEGIN; SELECT pg_advisory_xact_lock(hashtext("
+		       "BEGIN ISOLATION LEVEL READ COMMITTED;"
+		       "SELECT pg_advisory_xact_lock(hashtext("
 		       "'lambda_registry schema %s'));",
 		       s->schema_name);
-	pg_expand(&sql, pg_schema, s->schema);
+	pg_expand(&sql, pg_schema_meta, s->schema);
 	(void)buf_addf(&sql,
-		       "INSERT INTO %s.meta (key, value) VALUES "
-		       "('schema_version', %d) ON CONFLICT (key) DO UPDATE SET "
-		       "value = greatest(meta.value, excluded.value); COMMIT",
-		       s->schema, PG_SCHEMA_VERSION);
-	ret = pg_run(s, PG_NR, sql.buf, 0, NULL, "creating the schema", NULL,
+		       "SELECT coalesce((SELECT value FROM %s.meta WHERE "
+		       "key = 'schema_version'), 0)",
+		       s->schema);
+	ret = pg_run(s, PG_NR, sql.buf, 0, NULL, "creating the schema", &res,
 		     err);
-	if (ret != ST_OK && s->conn)
-		(void)pg_run(s, PG_NR, "ROLLBACK", 0, NULL, "rollback", NULL,
-			     &sql);
+	if (ret != ST_OK)
+		goto rollback;
+	version = strtol(PQgetvalue(res, 0, 0), NULL, 10);
+	if (version > PG_SCHEMA_VERSION)
+		goto newer;
+	if (version < 0) {
+		buf_setf(err, "postgres: schema '%s' has version %ld",
+			 s->schema_name, version);
+		ret = ST_UNAVAILABLE;
+		goto rollback;
+	}
+	what = version ? "migrating the schema" : "creating the schema";
+	buf_reset(&sql);
+	if (version < PG_SCHEMA_VERSION) {
+		int v;
+
+		for (v = (int)version; v < PG_SCHEMA_VERSION; v++)
+			pg_expand(&sql, pg_migrations[v], s->schema);
+		(void)buf_addf(&sql,
+			       "INSERT INTO %s.meta (key, value) VALUES "
+			       "('schema_version', %d) ON CONFLICT (key) DO "
+			       "UPDATE SET value = excluded.value;",
+			       s->schema, PG_SCHEMA_VERSION);
+	}
+	(void)buf_addstr(&sql, "COMMIT");
+	ret = pg_run(s, PG_NR, sql.buf, 0, NULL, what, NULL, err);
+	goto rollback;
+newer:
+	buf_setf(err,
+		 "postgres: schema '%s' has version %ld, newer than this "
+		 "program's %d",
+		 s->schema_name, version, PG_SCHEMA_VERSION);
+	ret = ST_UNAVAILABLE;
+rollback:
+	if (s->conn && PQtransactionStatus(s->conn) != PQTRANS_IDLE) {
+		struct buf ignored = BUF_INIT;
+
+		if (pg_run(s, PG_NR, "ROLLBACK", 0, NULL, "rollback", NULL,
+			   &ignored) != ST_OK)
+			pg_drop(s);
+		buf_release(&ignored);
+	}
 out:
+	PQclear(res);
 	buf_release(&sql);
 	return ret;
 }
@@ -681,6 +805,12 @@ static enum status pg_prepare(struct pg_store *s, struct buf *err)
 		[PG_LOAD_SNAPSHOT] = "loading services",
 		[PG_PUT] = "writing a service",
 		[PG_REMOVE] = "deleting a service",
+		[PG_DOC_GET] = "reading a document",
+		[PG_DOC_LIST] = "listing documents",
+		[PG_DOC_GENERATION] = "reading a document generation",
+		[PG_DOC_LOCK] = "locking the document kind",
+		[PG_DOC_PUT] = "writing a document",
+		[PG_DOC_DELETE] = "deleting a document",
 	};
 	uint64_t deadline = pg_deadline(s);
 	struct buf sql = BUF_INIT;
@@ -847,6 +977,7 @@ static void pg_close(struct store *st)
 		pg_rollback(st);
 	pg_drop(s);
 	buf_release(&s->scratch);
+	buf_release(&s->options);
 	free(s->queued);
 	free(s->conninfo);
 	free(s->schema);
@@ -867,6 +998,7 @@ static enum status pg_open(const char *arg, struct store **out, struct buf *err)
 	s->base.be = &store_postgres;
 	s->budget_ms = AWS_DEFAULT_TIMEOUT_MS;
 	buf_init(&s->scratch, 0);
+	buf_init(&s->options, 0);
 	if (timeout && *timeout &&
 	    aws_parse_timeout(timeout, &s->budget_ms, err))
 		goto fail;
@@ -1049,7 +1181,7 @@ static enum status pg_load(struct store *st, struct service_list *out,
 		goto out;
 	n = PQntuples(res);
 	if (snapshot && n > 0) {
-		uint64_t v = strtoull(PQgetvalue(res, 0, 8), NULL, 10);
+		uint64_t v = strtoull(PQgetvalue(res, 0, 9), NULL, 10);
 
 		/* The caller would cache these rows under the older version:
 		 * have it start over instead. */
@@ -1069,6 +1201,7 @@ static enum status pg_load(struct store *st, struct service_list *out,
 	}
 	for (i = 0; i < n; i++) {
 		struct service *svc = service_list_append(out);
+		struct buf why = BUF_INIT;
 		char *end;
 
 		svc->name = xstrdup(PQgetvalue(res, i, 0));
@@ -1081,14 +1214,19 @@ static enum status pg_load(struct store *st, struct service_list *out,
 		svc->version = s->version;
 		if (*end ||
 		    config_mode_parse(PQgetvalue(res, i, 2), &svc->mode) ||
-		    pg_parse_containers(svc, PQgetvalue(res, i, 5))) {
+		    pg_parse_containers(svc, PQgetvalue(res, i, 5)) ||
+		    (!PQgetisnull(res, i, 8) &&
+		     payload_parse_options(svc, PQgetvalue(res, i, 8), &why))) {
 			buf_setf(err,
 				 "postgres: damaged row for service '%s' in "
-				 "table '%s'",
-				 svc->name, s->table);
+				 "table '%s'%s%s",
+				 svc->name, s->table, why.len ? ": " : "",
+				 why.buf);
+			buf_release(&why);
 			ret = ST_UNAVAILABLE;
 			break;
 		}
+		buf_release(&why);
 	}
 out:
 	PQclear(res);
@@ -1107,7 +1245,7 @@ static enum status pg_put(struct store *st, struct service *svc,
 {
 	struct pg_store *s = (struct pg_store *)st;
 	char port[16], created[32], updated[32];
-	const char *params[9];
+	const char *params[10];
 	enum status ret;
 	size_t i;
 
@@ -1118,6 +1256,12 @@ static enum status pg_put(struct store *st, struct service *svc,
 			       svc->containers[i].ip);
 	if (buf_overflowed(&s->scratch)) {
 		buf_setf(err, "postgres: service '%s' is too large", svc->name);
+		return ST_TOO_LARGE;
+	}
+	buf_reset(&s->options);
+	if (payload_options_json(svc, &s->options)) {
+		buf_setf(err, "postgres: the options of '%s' are too large",
+			 svc->name);
 		return ST_TOO_LARGE;
 	}
 	snprintf(port, sizeof(port), "%u", svc->port);
@@ -1132,8 +1276,9 @@ static enum status pg_put(struct store *st, struct service *svc,
 	params[6] = s->scratch.buf;
 	params[7] = created;
 	params[8] = updated;
+	params[9] = s->options.len ? s->options.buf : NULL; /* all defaults */
 	/* Queued: commit() reads the answers, and reports a failure. */
-	ret = pg_queue(s, PG_PUT, NULL, 9, params, "writing a service", err);
+	ret = pg_queue(s, PG_PUT, NULL, 10, params, "writing a service", err);
 	if (ret == ST_OK) {
 		s->wrote = 1;
 		svc->version = s->version + 1;
@@ -1267,6 +1412,224 @@ out:
 	return ret;
 }
 
+/* ---- documents ---------------------------------------------------------- */
+
+/*
+ * Reads are single statements (one snapshot each, no lock). A write is one
+ * transaction sent in one round trip: BEGIN, the kind's generation row taken
+ * (PG_DOC_LOCK), the write, COMMIT. The invariant: a kind's documents and
+ * its generation only change in a transaction that holds that row, and each
+ * change bumps the generation by one. Read committed gives every statement a
+ * fresh snapshot, so the write, which comes after the lock, sees what each
+ * earlier holder committed: the expect check is exact and the bumped
+ * generation (the document's new version) is this write's alone. The bump
+ * and the write commit together, so no reader sees a generation without its
+ * documents.
+ */
+
+/* Start a document call: none on a table open, a connection, one budget. */
+static enum status pg_doc_begin(struct pg_store *s, struct buf *err)
+{
+	if (s->mode != PG_IDLE)
+		BUG("postgres: document call inside a call on '%s'", s->table);
+	s->deadline = clock_now_ms() + s->budget_ms;
+	s->state[0] = '\0';
+	return pg_ensure_conn(s, err);
+}
+
+static void pg_doc_from_row(const PGresult *res, int row, struct store_doc *doc)
+{
+	doc->key = xstrdup(PQgetvalue(res, row, 0));
+	doc->value = xstrdup(PQgetvalue(res, row, 1));
+	doc->version = strtoull(PQgetvalue(res, row, 2), NULL, 10);
+	doc->updated_at = strtoll(PQgetvalue(res, row, 3), NULL, 10);
+}
+
+/* One read statement of the documents; `*out` is its result. */
+static enum status pg_doc_read(struct pg_store *s, enum pg_stmt which,
+			       int nparams, const char *const *params,
+			       const char *what, PGresult **out,
+			       struct buf *err)
+{
+	enum status ret = pg_doc_begin(s, err);
+
+	*out = NULL;
+	if (ret == ST_OK)
+		ret = pg_run(s, which, NULL, nparams, params, what, out, err);
+	s->deadline = 0;
+	return ret;
+}
+
+/*
+ * Run the write `which` (its first parameter the kind) in a transaction of
+ * its own that holds the kind's generation row; `*out` is its result.
+ */
+static enum status pg_doc_write(struct pg_store *s, enum pg_stmt which,
+				int nparams, const char *const *params,
+				const char *what, PGresult **out,
+				struct buf *err)
+{
+	enum status ret = pg_doc_begin(s, err);
+
+	*out = NULL;
+	if (ret == ST_OK)
+		ret = pg_queue(s, PG_NR, "BEGIN ISOLATION LEVEL READ COMMITTED",
+			       0, NULL, "begin", err);
+	if (ret == ST_OK)
+		ret = pg_queue(s, PG_DOC_LOCK, NULL, 1, params,
+			       "locking the document kind", err);
+	if (ret == ST_OK)
+		ret = pg_queue(s, which, NULL, nparams, params, what, err);
+	if (ret == ST_OK)
+		ret = pg_queue(s, PG_NR, "COMMIT", 0, NULL, "commit", err);
+	/* A failed queue dropped the connection, and what it held. */
+	if (ret == ST_OK)
+		ret = pg_sync_nth(s, 2, out, err);
+	if (ret != ST_OK && !strcmp(s->state, "55P03"))
+		buf_setf(err,
+			 "postgres: %s: documents of kind '%s' stayed locked "
+			 "by another session for the %u ms budget",
+			 what, params[0], s->budget_ms);
+	/* A statement failed: the transaction waits for its ROLLBACK. */
+	if (s->conn && PQtransactionStatus(s->conn) != PQTRANS_IDLE) {
+		struct buf ignored = BUF_INIT;
+
+		if (pg_run(s, PG_NR, "ROLLBACK", 0, NULL, "rollback", NULL,
+			   &ignored) != ST_OK)
+			pg_drop(s);
+		buf_release(&ignored);
+	}
+	if (ret != ST_OK) {
+		PQclear(*out);
+		*out = NULL;
+	}
+	s->deadline = 0;
+	return ret;
+}
+
+static enum status pg_doc_get(struct store *st, const char *kind,
+			      const char *key, struct store_doc *out,
+			      struct buf *err)
+{
+	struct pg_store *s = (struct pg_store *)st;
+	const char *params[2] = {kind, key};
+	PGresult *res = NULL;
+	enum status ret;
+
+	memset(out, 0, sizeof(*out));
+	ret = pg_doc_read(s, PG_DOC_GET, 2, params, "reading a document", &res,
+			  err);
+	if (ret == ST_OK && PQntuples(res) == 0)
+		ret = ST_NOT_FOUND;
+	else if (ret == ST_OK)
+		pg_doc_from_row(res, 0, out);
+	PQclear(res);
+	return ret;
+}
+
+static enum status pg_doc_put(struct store *st, const char *kind,
+			      const char *key, const char *value,
+			      uint64_t expect, uint64_t *version,
+			      struct buf *err)
+{
+	struct pg_store *s = (struct pg_store *)st;
+	const char *params[4] = {kind, key, value, NULL};
+	char expect_text[24];
+	PGresult *res = NULL;
+	enum status ret;
+
+	if (expect != STORE_DOC_ANY) {
+		/* Versions are bigints: no document has one this large. */
+		if (expect > INT64_MAX) {
+			buf_setf(err,
+				 "postgres: document '%s/%s' is not at version "
+				 "%llu",
+				 kind, key, (unsigned long long)expect);
+			return ST_CONFLICT;
+		}
+		snprintf(expect_text, sizeof(expect_text), "%llu",
+			 (unsigned long long)expect);
+		params[3] = expect_text;
+	}
+	ret = pg_doc_write(s, PG_DOC_PUT, 4, params, "writing a document", &res,
+			   err);
+	if (ret != ST_OK)
+		goto out;
+	if (PQntuples(res) != 1) {
+		buf_setf(err, "postgres: writing document '%s/%s': no result",
+			 kind, key);
+		ret = ST_UNAVAILABLE;
+	} else if (PQgetisnull(res, 0, 1)) {
+		buf_setf(err,
+			 "postgres: document '%s/%s' is at version %s, not "
+			 "%llu",
+			 kind, key, PQgetvalue(res, 0, 0),
+			 (unsigned long long)expect);
+		ret = ST_CONFLICT;
+	} else if (version) {
+		*version = strtoull(PQgetvalue(res, 0, 1), NULL, 10);
+	}
+out:
+	PQclear(res);
+	return ret;
+}
+
+static enum status pg_doc_delete(struct store *st, const char *kind,
+				 const char *key, struct buf *err)
+{
+	struct pg_store *s = (struct pg_store *)st;
+	const char *params[2] = {kind, key};
+	PGresult *res = NULL;
+	enum status ret;
+
+	ret = pg_doc_write(s, PG_DOC_DELETE, 2, params, "deleting a document",
+			   &res, err);
+	if (ret == ST_OK && PQntuples(res) == 0) {
+		buf_setf(err, "postgres: no document '%s/%s'", kind, key);
+		ret = ST_NOT_FOUND;
+	}
+	PQclear(res);
+	return ret;
+}
+
+static enum status pg_doc_list(struct store *st, const char *kind,
+			       const char *after, size_t limit,
+			       struct store_doc_list *out, struct buf *err)
+{
+	struct pg_store *s = (struct pg_store *)st;
+	char limit_text[24];
+	const char *params[3] = {kind, after ? after : "", limit_text};
+	PGresult *res = NULL;
+	enum status ret;
+	int i;
+
+	snprintf(limit_text, sizeof(limit_text), "%llu",
+		 (unsigned long long)(limit > INT64_MAX ? INT64_MAX : limit));
+	ret = pg_doc_read(s, PG_DOC_LIST, 3, params, "listing documents", &res,
+			  err);
+	for (i = 0; ret == ST_OK && i < PQntuples(res); i++)
+		pg_doc_from_row(res, i, store_doc_list_append(out));
+	PQclear(res);
+	return ret;
+}
+
+static enum status pg_doc_generation(struct store *st, const char *kind,
+				     uint64_t *generation, struct buf *err)
+{
+	struct pg_store *s = (struct pg_store *)st;
+	const char *params[1] = {kind};
+	PGresult *res = NULL;
+	enum status ret;
+
+	*generation = 0;
+	ret = pg_doc_read(s, PG_DOC_GENERATION, 1, params,
+			  "reading a document generation", &res, err);
+	if (ret == ST_OK && PQntuples(res) == 1)
+		*generation = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
+	PQclear(res);
+	return ret;
+}
+
 const struct store_backend store_postgres = {
 	.name = "postgres",
 	.caps = STORE_CAP_VERSION | STORE_CAP_ATOMIC | STORE_CAP_PROBE |
@@ -1282,4 +1645,9 @@ const struct store_backend store_postgres = {
 	.rollback = pg_rollback,
 	.ping = pg_ping,
 	.probe = pg_probe,
+	.doc_get = pg_doc_get,
+	.doc_put = pg_doc_put,
+	.doc_delete = pg_doc_delete,
+	.doc_list = pg_doc_list,
+	.doc_generation = pg_doc_generation,
 };

@@ -189,22 +189,9 @@ struct store_doc *store_doc_list_append(struct store_doc_list *list)
 	return doc;
 }
 
-/*
- * A backend that does not implement the documents yet (the contract wants
- * them everywhere) reads as holding none and refuses to store any, instead
- * of calling through a NULL pointer on every registry call.
- */
-static enum status store_no_docs(const struct store *st, struct buf *err)
-{
-	buf_setf(err, "the %s store does not keep documents yet", st->be->name);
-	return ST_UNAVAILABLE;
-}
-
 enum status store_doc_get(struct store *st, const char *kind, const char *key,
 			  struct store_doc *out, struct buf *err)
 {
-	if (!st->be->doc_get)
-		return ST_NOT_FOUND;
 	return st->be->doc_get(st, kind, key, out, err);
 }
 
@@ -212,16 +199,12 @@ enum status store_doc_put(struct store *st, const char *kind, const char *key,
 			  const char *value, uint64_t expect, uint64_t *version,
 			  struct buf *err)
 {
-	if (!st->be->doc_put)
-		return store_no_docs(st, err);
 	return st->be->doc_put(st, kind, key, value, expect, version, err);
 }
 
 enum status store_doc_delete(struct store *st, const char *kind,
 			     const char *key, struct buf *err)
 {
-	if (!st->be->doc_delete)
-		return store_no_docs(st, err);
 	return st->be->doc_delete(st, kind, key, err);
 }
 
@@ -229,18 +212,12 @@ enum status store_doc_list(struct store *st, const char *kind,
 			   const char *after, size_t limit,
 			   struct store_doc_list *out, struct buf *err)
 {
-	if (!st->be->doc_list)
-		return ST_OK;
 	return st->be->doc_list(st, kind, after, limit, out, err);
 }
 
 enum status store_doc_generation(struct store *st, const char *kind,
 				 uint64_t *generation, struct buf *err)
 {
-	if (!st->be->doc_generation) {
-		*generation = 0;
-		return ST_OK;
-	}
 	return st->be->doc_generation(st, kind, generation, err);
 }
 

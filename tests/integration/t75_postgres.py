@@ -7,8 +7,9 @@ restart), the server frozen by SIGSTOP (503 at the budget, new connections
 included), the registry's connections terminated (the next call reconnects),
 a version row held FOR UPDATE by another session (503 at the budget, other
 tables unaffected, readers not blocked). Also: ?schema=, a multi-service call
-refused half-way leaves nothing, concurrent schema creation, NOTIFY, and no
-password in messages.
+refused half-way leaves nothing, service settings stored by one process and
+rendered by another, concurrent schema creation, NOTIFY, and no password in
+messages.
 
 Re-runs itself under tests/postgres/with-postgres.sh, which starts a private
 cluster and exports LR_TEST_PG and LR_TEST_PG_CTL."""
@@ -390,7 +391,7 @@ def schema_param():
     check(st == 200, "a call through a URI with ?schema= (%d)" % st)
     check(psql("SELECT count(*) FROM lr_other.services WHERE tbl = 'pg-schema'") == "1",
           "the service is in schema lr_other")
-    check(psql("SELECT value FROM lr_other.meta WHERE key = 'schema_version'") == "1",
+    check(psql("SELECT value FROM lr_other.meta WHERE key = 'schema_version'") == "3",
           "with a schema version")
     check(srv.stop() == 0, "clean stop")
     srv = serve(store=STORE + " schema=lr_other", threads=2)
@@ -432,6 +433,38 @@ def all_or_nothing():
     st, resp, _ = timed_post(srv, body)
     check(st == 200 and backends(resp) == set(names), "then all three (%d)" % st)
     check(srv.stop() == 0, "clean stop")
+
+
+def service_options():
+    """Service settings and weights put through one process are stored in the
+    options column and rendered by another; a running-only call keeps them,
+    and the candidate without them puts the defaults back (NULL)."""
+    a, b = serve(threads=2), serve(threads=2)
+    cand = {"serviceName": "opt", "port": 80, "predicate": "opt.example.com",
+            "balance": "leastconn", "timeoutServer": "10s",
+            "healthCheck": {"path": "/health", "expectStatus": 204},
+            "containers": [{"id": "c1", "ip": "10.7.0.1", "weight": 3},
+                           {"id": "c2", "ip": "10.7.0.2"}]}
+    running = [{"serviceName": "opt", "id": c["id"], "ip": c["ip"]}
+               for c in cand["containers"]]
+    st, resp, _ = timed_post(a, payload("pg-opts", running, [cand]))
+    check(st == 200 and b"    balance leastconn\n" in resp, "options put (%d)" % st)
+    stored = psql("SELECT options FROM lambda_registry.services WHERE tbl = 'pg-opts'")
+    check('"balance":"leastconn"' in stored and '"c1":3' in stored,
+          "the options column holds them: %r" % stored)
+    st, resp2, _ = timed_post(b, payload("pg-opts", running))
+    check(st == 200 and resp2 == resp, "the other process renders the same (%d)" % st)
+    for line in (b"    timeout server 10s\n", b"    http-check expect status 204\n",
+                 b" weight 3"):
+        check(line in resp2, "and has %r" % line)
+    plain = dict((k, v) for k, v in cand.items()
+                 if k not in ("balance", "timeoutServer", "healthCheck"))
+    plain["containers"] = [{"id": c["id"], "ip": c["ip"]} for c in cand["containers"]]
+    st, resp3, _ = timed_post(b, payload("pg-opts", running, [plain]))
+    check(st == 200 and b"balance leastconn" not in resp3, "defaults again (%d)" % st)
+    check(psql("SELECT options IS NULL FROM lambda_registry.services "
+               "WHERE tbl = 'pg-opts'") == "t", "options NULL for the defaults")
+    check(a.stop() == 0 and b.stop() == 0, "clean stops")
 
 
 def concurrent_setup():
@@ -502,5 +535,5 @@ def cleanup():
 
 
 run_steps([two_instances, locked_row, terminated, stopped, frozen, schema_param, all_or_nothing,
-           concurrent_setup, notify, bad_specs],
+           service_options, concurrent_setup, notify, bad_specs],
           cleanup)

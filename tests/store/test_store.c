@@ -163,8 +163,9 @@ static void set_options(struct service *svc)
 		svc->containers[i].weight = i == 1 ? WEIGHT_UNSET : (int)i * 64;
 }
 
-/* The service options and weights come back as they were put, and a
- * service put again without them comes back with the defaults. */
+/* The service options and weights come back as they were put, from a reading
+ * and from a writing call, and a service put again without them comes back
+ * with the defaults. */
 static void test_options_roundtrip(void **state)
 {
 	struct store *st = open_store();
@@ -190,6 +191,21 @@ static void test_options_roundtrip(void **state)
 	assert_true(service_equal(&list.items[1], &b));
 	assert_int_equal(list.items[1].opts.balance, BALANCE_LEASTCONN);
 	service_list_release(&list);
+	/* A writing call loads them too (a backend may read differently). */
+	{
+		struct buf err = BUF_INIT;
+
+		service_list_init(&list);
+		assert_int_equal(store_begin(st, tbl, 1, &err), ST_OK);
+		if (store_load(st, &list, &err) != ST_OK)
+			fail_msg("load in a write call: %s", err.buf);
+		store_rollback(st);
+		buf_release(&err);
+		assert_int_equal(list.nr, 2);
+		assert_true(service_equal(&list.items[0], &a));
+		assert_true(service_equal(&list.items[1], &b));
+		service_list_release(&list);
+	}
 
 	/* Back to the defaults: nothing of the old options is left. */
 	service_options_release(&a.opts);
@@ -892,6 +908,225 @@ static void test_document_generation_across_processes(void **state)
 	store_close(st);
 }
 
+/*
+ * Processes count up one document by compare-and-swap (get, then put with
+ * the version read, again on ST_CONFLICT): none of the increments is lost,
+ * and every put that won got a version of its own.
+ */
+static void test_document_expect_across_processes(void **state)
+{
+	enum { NR_CHILDREN = 4, NR_ROUNDS = 10 };
+	struct store *st = open_store();
+	struct buf err = BUF_INIT;
+	struct store_doc doc;
+	pid_t pids[NR_CHILDREN];
+	int i, count = -1;
+
+	(void)state;
+	(void)doc_put(st, kind_b, "counter", "{\"n\":0}", 0);
+	for (i = 0; i < NR_CHILDREN; i++) {
+		pids[i] = fork();
+		assert_true(pids[i] >= 0);
+		if (!pids[i]) {
+			struct store *child = NULL;
+			int done = 0, ok;
+
+			ok = store_open(store_spec, &child, &err) == ST_OK;
+			while (ok && done < NR_ROUNDS) {
+				struct store_doc cur;
+				char value[32];
+				int n = -1;
+
+				ok = store_doc_get(child, kind_b, "counter",
+						   &cur, &err) == ST_OK &&
+				     sscanf(cur.value, "{\"n\":%d}", &n) == 1;
+				if (ok) {
+					enum status ret;
+
+					snprintf(value, sizeof(value),
+						 "{\"n\":%d}", n + 1);
+					ret = store_doc_put(
+						child, kind_b, "counter", value,
+						cur.version, NULL, &err);
+					done += ret == ST_OK;
+					ok = ret == ST_OK || ret == ST_CONFLICT;
+				}
+				store_doc_release(&cur);
+			}
+			if (!ok)
+				fprintf(stderr, "child: %s\n", err.buf);
+			if (child)
+				store_close(child);
+			_exit(ok ? 0 : 1);
+		}
+	}
+	for (i = 0; i < NR_CHILDREN; i++) {
+		int status = 0;
+
+		assert_int_equal(waitpid(pids[i], &status, 0), pids[i]);
+		assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	}
+	assert_int_equal(store_doc_get(st, kind_b, "counter", &doc, &err),
+			 ST_OK);
+	assert_int_equal(sscanf(doc.value, "{\"n\":%d}", &count), 1);
+	assert_int_equal(count, NR_CHILDREN * NR_ROUNDS);
+	assert_true(doc.version <= doc_generation(st, kind_b));
+	store_doc_release(&doc);
+	buf_release(&err);
+	store_close(st);
+}
+
+/* Feed `sql` to psql on the test cluster; 0 when it worked. */
+static int run_psql(const char *sql)
+{
+	const char *bin = getenv("LR_TEST_PG_BIN");
+	const char *conninfo = getenv("LR_TEST_PG");
+	char cmd[1024];
+	FILE *p;
+	int rc;
+
+	snprintf(cmd, sizeof(cmd),
+		 "'%s%spsql' -X -q -v ON_ERROR_STOP=1 -d '%s' >/dev/null",
+		 bin ? bin : "", bin ? "/" : "", conninfo ? conninfo : "");
+	p = popen(cmd, "w");
+	if (!p)
+		return -1;
+	fputs(sql, p);
+	rc = pclose(p);
+	return rc;
+}
+
+/*
+ * PostgreSQL only: a schema of version `from` (1: the tables; 2: and the
+ * documents, one of them stored) is migrated when several processes open it
+ * at once, each of them writing a document at once: the old rows load, with
+ * the default options, and new services keep theirs.
+ */
+static void postgres_migrate_from(int from)
+{
+	enum { NR_CHILDREN = 4 };
+	char saved[sizeof(store_spec)], schema[64];
+	const uint64_t docs_before = from >= 2 ? 1 : 0;
+	struct buf sql = BUF_INIT;
+	struct service_list list;
+	pid_t pids[NR_CHILDREN];
+	struct store_doc doc;
+	struct service x;
+	struct store *st;
+	int i;
+
+	if (strncmp(store_spec, "postgres:", 9))
+		skip();
+	snprintf(schema, sizeof(schema), "lrmig%d_%ld_%d", from,
+		 (long)time(NULL), (int)getpid());
+	(void)buf_addf(
+		&sql,
+		"CREATE SCHEMA %s;"
+		"CREATE TABLE %s.meta (key text PRIMARY KEY, value bigint NOT "
+		"NULL);"
+		"CREATE TABLE %s.tables (name text PRIMARY KEY, version bigint "
+		"NOT NULL);"
+		"CREATE TABLE %s.services (tbl text NOT NULL, name text NOT "
+		"NULL, port integer NOT NULL, mode text NOT NULL, predicate "
+		"text NOT NULL, cookie text, containers text NOT NULL, "
+		"created_at bigint NOT NULL, updated_at bigint NOT NULL, "
+		"PRIMARY KEY (tbl, name));"
+		"INSERT INTO %s.meta VALUES ('schema_version', %d);"
+		"INSERT INTO %s.tables VALUES ('old', 1);"
+		"INSERT INTO %s.services VALUES ('old', 'web', 80, 'host', "
+		"'www.example.com', NULL, E'c1 10.0.0.1\\n', 1, 2);",
+		schema, schema, schema, schema, schema, from, schema, schema);
+	if (from >= 2)
+		(void)buf_addf(
+			&sql,
+			"CREATE TABLE %s.docs (kind text NOT NULL, key text "
+			"COLLATE \"C\" NOT NULL, value text NOT NULL, version "
+			"bigint NOT NULL, updated_at bigint NOT NULL, PRIMARY "
+			"KEY (kind, key));"
+			"CREATE TABLE %s.doc_generations (kind text PRIMARY "
+			"KEY, generation bigint NOT NULL);"
+			"INSERT INTO %s.docs VALUES ('token', 'old', '[]', 1, "
+			"1700000000000);"
+			"INSERT INTO %s.doc_generations VALUES ('token', 1);",
+			schema, schema, schema, schema);
+	if (run_psql(sql.buf))
+		fail_msg("psql could not create a version %d schema", from);
+	buf_release(&sql);
+	memcpy(saved, store_spec, sizeof(saved));
+	snprintf(store_spec + strlen(store_spec),
+		 sizeof(store_spec) - strlen(store_spec), " schema=%s", schema);
+	for (i = 0; i < NR_CHILDREN; i++) {
+		pids[i] = fork();
+		assert_true(pids[i] >= 0);
+		if (!pids[i]) {
+			struct store *child = NULL;
+			struct buf err = BUF_INIT;
+			char key[16];
+			int ok = store_open(store_spec, &child, &err) == ST_OK;
+
+			snprintf(key, sizeof(key), "k%d", i);
+			if (ok)
+				ok = store_doc_put(child, "token", key, "{}", 0,
+						   NULL, &err) == ST_OK;
+			if (!ok)
+				fprintf(stderr, "child: %s\n", err.buf);
+			if (child)
+				store_close(child);
+			_exit(ok ? 0 : 1);
+		}
+	}
+	for (i = 0; i < NR_CHILDREN; i++) {
+		int status = 0;
+
+		assert_int_equal(waitpid(pids[i], &status, 0), pids[i]);
+		assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	}
+	st = open_store();
+	memcpy(store_spec, saved, sizeof(saved));
+	load_table(st, "old", &list);
+	assert_int_equal(list.nr, 1);
+	assert_string_equal(list.items[0].name, "web");
+	assert_int_equal(list.items[0].nr_containers, 1);
+	assert_true(service_options_default(&list.items[0].opts));
+	assert_int_equal(list.items[0].containers[0].weight, WEIGHT_UNSET);
+	service_list_release(&list);
+	make_service(&x, "new", 8080, "C", 2);
+	set_options(&x);
+	put_one(st, "old", &x);
+	load_table(st, "old", &list);
+	assert_int_equal(list.nr, 2);
+	assert_true(service_equal(&list.items[0], &x));
+	service_list_release(&list);
+	service_release(&x);
+	assert_int_equal(doc_generation(st, "token"),
+			 docs_before + NR_CHILDREN);
+	assert_int_equal(doc_put(st, "token", "x", "{}", 0),
+			 docs_before + NR_CHILDREN + 1);
+	if (from >= 2) {
+		struct buf err = BUF_INIT;
+
+		assert_int_equal(store_doc_get(st, "token", "old", &doc, &err),
+				 ST_OK);
+		assert_string_equal(doc.value, "[]");
+		assert_int_equal(doc.version, 1);
+		store_doc_release(&doc);
+		buf_release(&err);
+	}
+	store_close(st);
+}
+
+static void test_postgres_migrate_v1(void **state)
+{
+	(void)state;
+	postgres_migrate_from(1);
+}
+
+static void test_postgres_migrate_v2(void **state)
+{
+	(void)state;
+	postgres_migrate_from(2);
+}
+
 /* SQLite only: a database of schema version 1 gains the documents on open. */
 static void test_sqlite_migration(void **state)
 {
@@ -953,7 +1188,10 @@ int main(void)
 		cmocka_unit_test(test_documents),
 		cmocka_unit_test(test_document_list),
 		cmocka_unit_test(test_document_generation_across_processes),
+		cmocka_unit_test(test_document_expect_across_processes),
 		cmocka_unit_test(test_sqlite_migration),
+		cmocka_unit_test(test_postgres_migrate_v1),
+		cmocka_unit_test(test_postgres_migrate_v2),
 	};
 	char *dir = sqlite_dir;
 	int ret;
