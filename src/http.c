@@ -135,11 +135,6 @@ struct http_request {
 	size_t bytes;
 };
 
-void http_error_json(const char *msg, const char *field, struct buf *out)
-{
-	api_error_json(msg, field, out);
-}
-
 static void http_share_free(void *cls)
 {
 	registry_share_release(cls);

@@ -52,8 +52,4 @@ int http_listen_is_loopback(const char *listen);
 enum status http_serve(struct registry *reg, const struct http_options *opts,
 		       struct buf *err) WARN_UNUSED;
 
-/* {"error": msg, "field": field} (field omitted when empty); the same as
- * api_error_json(), kept for callers that predate the API layer. */
-void http_error_json(const char *msg, const char *field, struct buf *out);
-
 #endif
