@@ -26,7 +26,7 @@
 static int main_open_registry(const char *store, const char *bind,
 			      struct registry **reg)
 {
-	struct registry_options opts = {store, {NULL}};
+	struct registry_options opts = {.store_spec = store};
 	struct buf canon = BUF_INIT, err = BUF_INIT;
 	enum status st;
 	int code = 0;
