@@ -1144,26 +1144,6 @@ static enum status pg_version(struct store *st, uint64_t *version,
 	return ret;
 }
 
-/* Parse the containers column; a malformed one is a damaged database. */
-static int pg_parse_containers(struct service *svc, const char *text)
-{
-	while (*text) {
-		const char *sp = strchr(text, ' ');
-		const char *nl = sp ? strchr(sp, '\n') : NULL;
-		char *id, *ip;
-
-		if (!sp || !nl || sp == text || nl == sp + 1)
-			return -1;
-		id = xstrndup(text, (size_t)(sp - text));
-		ip = xstrndup(sp + 1, (size_t)(nl - sp - 1));
-		service_put_container(svc, id, ip);
-		free(id);
-		free(ip);
-		text = nl + 1;
-	}
-	return 0;
-}
-
 static enum status pg_load(struct store *st, struct service_list *out,
 			   struct buf *err)
 {
@@ -1214,7 +1194,7 @@ static enum status pg_load(struct store *st, struct service_list *out,
 		svc->version = s->version;
 		if (*end ||
 		    config_mode_parse(PQgetvalue(res, i, 2), &svc->mode) ||
-		    pg_parse_containers(svc, PQgetvalue(res, i, 5)) ||
+		    store_containers_parse(svc, PQgetvalue(res, i, 5)) ||
 		    (!PQgetisnull(res, i, 8) &&
 		     payload_parse_options(svc, PQgetvalue(res, i, 8), &why))) {
 			buf_setf(err,
@@ -1247,13 +1227,10 @@ static enum status pg_put(struct store *st, struct service *svc,
 	char port[16], created[32], updated[32];
 	const char *params[10];
 	enum status ret;
-	size_t i;
 
 	pg_check_write(s);
 	buf_reset(&s->scratch);
-	for (i = 0; i < svc->nr_containers; i++)
-		(void)buf_addf(&s->scratch, "%s %s\n", svc->containers[i].id,
-			       svc->containers[i].ip);
+	store_containers_text(svc, &s->scratch);
 	if (buf_overflowed(&s->scratch)) {
 		buf_setf(err, "postgres: service '%s' is too large", svc->name);
 		return ST_TOO_LARGE;

@@ -653,26 +653,6 @@ static enum status sqlite_version(struct store *st, uint64_t *version,
 	return ret;
 }
 
-/* Parse the containers column; a malformed one is a damaged database. */
-static int sqlite_parse_containers(struct service *svc, const char *text)
-{
-	while (*text) {
-		const char *sp = strchr(text, ' ');
-		const char *nl = sp ? strchr(sp, '\n') : NULL;
-		char *id, *ip;
-
-		if (!sp || !nl || sp == text || nl == sp + 1)
-			return -1;
-		id = xstrndup(text, (size_t)(sp - text));
-		ip = xstrndup(sp + 1, (size_t)(nl - sp - 1));
-		service_put_container(svc, id, ip);
-		free(id);
-		free(ip);
-		text = nl + 1;
-	}
-	return 0;
-}
-
 static enum status sqlite_load(struct store *st, struct service_list *out,
 			       struct buf *err)
 {
@@ -703,7 +683,7 @@ static enum status sqlite_load(struct store *st, struct service_list *out,
 		svc->updated_at = sqlite3_column_int64(stmt, 7);
 		if (!mode || config_mode_parse(mode, &svc->mode) ||
 		    !predicate || !containers ||
-		    sqlite_parse_containers(svc, containers) ||
+		    store_containers_parse(svc, containers) ||
 		    (options && payload_parse_options(svc, options, &why))) {
 			buf_setf(err,
 				 "sqlite: damaged row for service '%s' in "
@@ -743,12 +723,9 @@ static enum status sqlite_put(struct store *st, struct service *svc,
 {
 	struct sqlite_store *s = (struct sqlite_store *)st;
 	sqlite3_stmt *stmt = s->stmt[SQL_PUT];
-	size_t i;
 
 	buf_reset(&s->scratch);
-	for (i = 0; i < svc->nr_containers; i++)
-		(void)buf_addf(&s->scratch, "%s %s\n", svc->containers[i].id,
-			       svc->containers[i].ip);
+	store_containers_text(svc, &s->scratch);
 	sqlite3_bind_text(stmt, 1, s->table, -1, SQLITE_STATIC);
 	sqlite3_bind_text(stmt, 2, svc->name, -1, SQLITE_STATIC);
 	sqlite3_bind_int(stmt, 3, (int)svc->port);

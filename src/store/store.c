@@ -153,6 +153,34 @@ enum status store_probe(struct store *st, struct buf *err)
 	return st->be->probe(st, err);
 }
 
+void store_containers_text(const struct service *svc, struct buf *out)
+{
+	size_t i;
+
+	for (i = 0; i < svc->nr_containers; i++)
+		(void)buf_addf(out, "%s %s\n", svc->containers[i].id,
+			       svc->containers[i].ip);
+}
+
+int store_containers_parse(struct service *svc, const char *text)
+{
+	while (*text) {
+		const char *sp = strchr(text, ' ');
+		const char *nl = sp ? strchr(sp, '\n') : NULL;
+		char *id, *ip;
+
+		if (!sp || !nl || sp == text || nl == sp + 1)
+			return -1;
+		id = xstrndup(text, (size_t)(sp - text));
+		ip = xstrndup(sp + 1, (size_t)(nl - sp - 1));
+		service_put_container(svc, id, ip);
+		free(id);
+		free(ip);
+		text = nl + 1;
+	}
+	return 0;
+}
+
 void store_doc_release(struct store_doc *doc)
 {
 	free(doc->key);

@@ -207,6 +207,14 @@ enum status store_ping(struct store *st, struct buf *err) WARN_UNUSED;
 /* probe(), or ping() for a backend without STORE_CAP_PROBE. */
 enum status store_probe(struct store *st, struct buf *err) WARN_UNUSED;
 
+/*
+ * The containers of a service as SQL backends keep them in one text column:
+ * "id ip\n" lines in the service's (sorted) order. Parsing appends to `svc`
+ * and returns -1 for a malformed text (a damaged database).
+ */
+void store_containers_text(const struct service *svc, struct buf *out);
+int store_containers_parse(struct service *svc, const char *text);
+
 void store_doc_release(struct store_doc *doc);
 void store_doc_list_init(struct store_doc_list *list);
 void store_doc_list_release(struct store_doc_list *list);
