@@ -1014,6 +1014,58 @@ enum status registry_dump(struct registry *reg, const char *table,
 	return ret;
 }
 
+/*
+ * New fleet defaults (NULL: none) must hold with every table's overrides,
+ * or they would break those tables' next calls: refuse them, naming the
+ * first table they break.
+ * (Two operators putting at once can still race; each put is checked
+ * against what is stored when it runs.)
+ */
+static enum status registry_settings_check_tables(struct store *st,
+						  const char *defaults,
+						  struct buf *err)
+{
+	struct store_doc_list list;
+	struct buf why = BUF_INIT;
+	char *after = xstrdup("");
+	enum status ret;
+	size_t i;
+
+	store_doc_list_init(&list);
+	for (;;) {
+		ret = store_doc_list(st, SETTINGS_KIND, after, 256, &list, err);
+		if (ret != ST_OK || !list.nr)
+			break;
+		for (i = 0; i < list.nr; i++) {
+			const struct store_doc *doc = &list.items[i];
+
+			if (!strcmp(doc->key, SETTINGS_DEFAULT_KEY))
+				continue;
+			if (settings_effective(defaults, doc->value, NULL, NULL,
+					       &why) == ST_OK)
+				continue;
+			buf_setf(err,
+				 "the fleet settings would break the overrides "
+				 "of "
+				 "table "
+				 "'%s': %s (change or delete its overrides "
+				 "first)",
+				 doc->key, why.buf);
+			ret = ST_INVALID;
+			goto out;
+		}
+		free(after);
+		after = xstrdup(list.items[list.nr - 1].key);
+		store_doc_list_release(&list);
+		store_doc_list_init(&list);
+	}
+out:
+	store_doc_list_release(&list);
+	buf_release(&why);
+	free(after);
+	return ret;
+}
+
 enum status registry_settings_put(struct registry *reg, const char *table,
 				  const char *text, size_t len, struct buf *err)
 {
@@ -1037,6 +1089,8 @@ enum status registry_settings_put(struct registry *reg, const char *table,
 			ret = settings_effective(dflt, canon, NULL, NULL, err);
 	} else {
 		ret = settings_effective(canon, NULL, NULL, NULL, err);
+		if (ret == ST_OK)
+			ret = registry_settings_check_tables(st, canon, err);
 	}
 	if (ret == ST_OK)
 		ret = store_doc_put(st, SETTINGS_KIND,
@@ -1086,6 +1140,8 @@ enum status registry_settings_delete(struct registry *reg, const char *table,
 	if (table && payload_check_table(table, err))
 		return ST_INVALID;
 	ret = registry_get_store(reg, &st, err);
+	if (ret == ST_OK && !table)
+		ret = registry_settings_check_tables(st, NULL, err);
 	if (ret == ST_OK)
 		ret = store_doc_delete(st, SETTINGS_KIND,
 				       table ? table : SETTINGS_DEFAULT_KEY,

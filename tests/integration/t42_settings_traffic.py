@@ -139,6 +139,25 @@ def step_settings_put():
           "a bad file is refused by path: %r" % r.stderr)
     r = run_cli(["settings", "get", "--store", store, "--table", "shop"])
     check(r.stdout == b"{}\n", "nothing stored for the table: %r" % r.stdout)
+    # An override that holds only with the fleet's HTTPS section: new fleet
+    # settings without it would break the table, so they are refused.
+    over = os.path.join(d, "over.json")
+    with open(over, "w") as f:
+        f.write('{"frontend": {"https": {"hsts": {"maxAge": 5}}}}')
+    r = run_cli(["settings", "put", "--store", store, "--table", "other", over])
+    check(r.returncode == 0, "an override that holds with the fleet's: %r" % r.stderr)
+    fleet = run_cli(["settings", "get", "--store", store]).stdout
+    plain = os.path.join(d, "plain.yaml")
+    with open(plain, "w") as f:
+        f.write("defaults:\n  retries: 2\n")
+    r = run_cli(["settings", "put", "--store", store, plain])
+    check(r.returncode == 1 and b"break the overrides of table 'other'" in r.stderr
+          and b"frontend.https" in r.stderr,
+          "fleet settings that break a table's overrides are refused: %r" % r.stderr)
+    check(run_cli(["settings", "get", "--store", store]).stdout == fleet,
+          "the refused fleet settings changed nothing")
+    r = run_cli(["settings", "delete", "--store", store, "--table", "other"])
+    check(r.returncode == 0, "settings delete --table other: %r" % r.stderr)
     r = run_cli(["settings", "put", "--help"])
     check(r.returncode == 0 and b"--table NAME" in r.stdout, "settings put --help")
     r = run_cli(["settings", "frobnicate"])
