@@ -18,7 +18,7 @@ pkgs="$pkgs libgnutls28-dev"
 for want in "$@"; do
 	case "$want" in
 	build) ;;
-	test) pkgs="$pkgs libcmocka-dev haproxy python3 sqlite3 nodejs npm clang libclang-rt-14-dev valgrind zip unzip binutils"
+	test) pkgs="$pkgs libcmocka-dev haproxy python3 sqlite3 nodejs npm clang libclang-rt-14-dev valgrind zip unzip binutils groff-base"
 		# The agent's Docker-source test runs a real engine: podman.
 		pkgs="$pkgs podman runc busybox-static"
 		# The PostgreSQL store's tests run a private cluster.

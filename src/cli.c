@@ -158,6 +158,147 @@ void cli_usage(const struct cli_command *cmd, struct buf *out)
 	buf_release(&env);
 }
 
+void cli_man_text(const char *text, struct buf *out)
+{
+	int bol = 1;
+
+	for (; *text; text++) {
+		if (bol && (*text == '.' || *text == '\''))
+			(void)buf_addstr(out, "\\&");
+		bol = *text == '\n';
+		if (*text == '\\')
+			(void)buf_addstr(out, "\\e");
+		else if (*text == '-')
+			(void)buf_addstr(out, "\\-");
+		else
+			(void)buf_addch(out, *text);
+	}
+}
+
+static void cli_man_upper(const char *s, struct buf *out)
+{
+	for (; *s; s++)
+		(void)buf_addch(out, (char)toupper((unsigned char)*s));
+}
+
+static void cli_man_options(const struct cli_command *cmd, const char *prefix,
+			    struct buf *out)
+{
+	struct buf env = BUF_INIT;
+	int i;
+
+	for (i = 0; cmd->options[i].name; i++) {
+		const struct cli_option *o = &cmd->options[i];
+
+		(void)buf_addstr(out, ".TP\n\\fB");
+		cli_man_text("--", out);
+		cli_man_text(o->name, out);
+		(void)buf_addstr(out, "\\fR");
+		if (o->arg_name) {
+			(void)buf_addstr(out, " \\fI");
+			cli_man_text(o->arg_name, out);
+			(void)buf_addstr(out, "\\fR");
+		}
+		(void)buf_addch(out, '\n');
+		cli_man_text(o->help, out);
+		if (o->dflt) {
+			(void)buf_addstr(out, " (default: ");
+			cli_man_text(o->dflt, out);
+			(void)buf_addch(out, ')');
+		}
+		cli_env_name(o->name, &env);
+		(void)buf_addstr(out, "\n.br\nEnvironment: \\fB");
+		cli_man_text(env.buf, out);
+		(void)buf_addstr(out, "\\fR.\n");
+	}
+	(void)buf_addf(out,
+		       ".TP\n\\fB\\-\\-help\\fR\nShow the options of "
+		       "\\fBlambda\\-registry %s\\fR and exit.\n",
+		       prefix);
+	buf_release(&env);
+}
+
+static void cli_man_synopsis(const struct cli_command *cmd, const char *prefix,
+			     struct buf *out)
+{
+	(void)buf_addstr(out, ".B lambda\\-registry ");
+	cli_man_text(prefix, out);
+	(void)buf_addstr(out, "\n[\\fIOPTIONS\\fR]");
+	if (cmd->args) {
+		(void)buf_addch(out, ' ');
+		cli_man_text(cmd->args, out);
+	}
+	(void)buf_addstr(out, "\n.br\n");
+}
+
+/* The NAME line's description: the summary's first line, "Serve ..." as
+ * "serve ...", without its full stop. */
+static void cli_man_name(const char *summary, struct buf *out)
+{
+	const char *nl = strchr(summary, '\n');
+	size_t len = nl ? (size_t)(nl - summary) : strlen(summary);
+	char *first = xstrndup(summary, len);
+
+	if (len && first[len - 1] == '.')
+		first[len - 1] = '\0';
+	first[0] = (char)tolower((unsigned char)first[0]);
+	cli_man_text(first, out);
+	free(first);
+}
+
+void cli_man(const struct cli_command *cmd, const struct cli_command *subs,
+	     size_t nr_subs, const char *see_also, struct buf *out)
+{
+	struct buf prefix = BUF_INIT;
+	const char *s, *comma;
+	size_t i;
+
+	(void)buf_addstr(out, ".TH LAMBDA\\-REGISTRY\\-");
+	cli_man_upper(cmd->name, out);
+	(void)buf_addf(out,
+		       " 1 \"\" \"lambda\\-registry %s\" \"User Commands\"\n"
+		       ".SH NAME\nlambda\\-registry\\-",
+		       LR_VERSION);
+	cli_man_text(cmd->name, out);
+	(void)buf_addstr(out, " \\- ");
+	cli_man_name(cmd->summary, out);
+	(void)buf_addstr(out, "\n.SH SYNOPSIS\n");
+	if (nr_subs) {
+		for (i = 0; i < nr_subs; i++)
+			cli_man_synopsis(&subs[i], subs[i].name, out);
+	} else {
+		cli_man_synopsis(cmd, cmd->name, out);
+	}
+	(void)buf_addstr(out, ".SH DESCRIPTION\n");
+	cli_man_text(cmd->summary, out);
+	(void)buf_addstr(out, "\n.SH OPTIONS\n");
+	if (cmd->options[0].name || !nr_subs)
+		cli_man_options(cmd, cmd->name, out);
+	for (i = 0; i < nr_subs; i++) {
+		(void)buf_addstr(out, ".SS ");
+		cli_man_text(subs[i].name, out);
+		(void)buf_addch(out, '\n');
+		cli_man_text(subs[i].summary, out);
+		(void)buf_addch(out, '\n');
+		cli_man_options(&subs[i], subs[i].name, out);
+	}
+	(void)buf_addstr(out, ".SH ENVIRONMENT\nEvery option can also be set "
+			      "as \\fBLAMBDA_REGISTRY_\\fINAME\\fR, its "
+			      "name in upper case with \\(oq\\-\\(cq as "
+			      "\\(oq_\\(cq; the command line wins.\n"
+			      ".SH SEE ALSO\n");
+	for (s = see_also; s && *s; s = comma ? comma + 1 : s + strlen(s)) {
+		comma = strchr(s, ',');
+		(void)buf_addstr(out, ".BR ");
+		buf_reset(&prefix);
+		(void)buf_add(&prefix, s,
+			      comma ? (size_t)(comma - s) : strlen(s));
+		cli_man_text(prefix.buf, out);
+		(void)buf_addf(out, " (1)%s\n", comma ? "," : "");
+	}
+	buf_release(&prefix);
+}
+
 int cli_parse_size(const char *s, unsigned long long max,
 		   unsigned long long *out, struct buf *err)
 {

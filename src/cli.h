@@ -49,6 +49,19 @@ int cli_values(const struct cli_command *cmd, int argc, char **argv,
 /* The usage text of `cmd`, built from its table. */
 void cli_usage(const struct cli_command *cmd, struct buf *out);
 
+/*
+ * The manual page of `cmd` in roff (man(7)), from the same table as
+ * cli_usage(): the page lambda-registry-NAME(1). `subs` (nr_subs entries,
+ * may be NULL) are the subcommands of a command such as "settings", each
+ * with its options. `see_also` names the other pages, comma-separated.
+ */
+void cli_man(const struct cli_command *cmd, const struct cli_command *subs,
+	     size_t nr_subs, const char *see_also, struct buf *out);
+
+/* Append `text` escaped for roff: backslashes, '-', and lines starting with
+ * '.' or '\''. */
+void cli_man_text(const char *text, struct buf *out);
+
 /* Parse a decimal size or count with an optional K/M/G suffix (1024-based). */
 int cli_parse_size(const char *s, unsigned long long max,
 		   unsigned long long *out, struct buf *err);

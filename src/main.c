@@ -956,12 +956,95 @@ static const struct cli_command commands[] = {
 	 token_options, cmd_token},
 };
 
+/* The commands whose first argument names a subcommand of their own. */
+static const struct {
+	const char *name;
+	const struct cli_command *subs;
+	size_t nr_subs;
+} subcommand_tables[] = {
+	{"settings", settings_commands, ARRAY_SIZE(settings_commands)},
+	{"token", token_commands, ARRAY_SIZE(token_commands)},
+};
+
+/* lambda-registry(1): the commands and where each is described. */
+static void main_man_index(struct buf *out)
+{
+	size_t i;
+
+	(void)buf_addf(
+		out,
+		".TH LAMBDA\\-REGISTRY 1 \"\" \"lambda\\-registry %s\" "
+		"\"User Commands\"\n.SH NAME\nlambda\\-registry \\- "
+		"service registry that writes HAProxy configs\n"
+		".SH SYNOPSIS\n.B lambda\\-registry\n\\fICOMMAND\\fR "
+		"[\\fIOPTIONS\\fR]\n.br\n.B lambda\\-registry "
+		"\\-\\-version\n.SH DESCRIPTION\n"
+		"Agents on container hosts post the containers they run; "
+		"the registry merges them with the routing state it "
+		"stored before, stores the result and answers with a "
+		"complete, valid \\fBhaproxy.cfg\\fR.\n"
+		".SH COMMANDS\n",
+		LR_VERSION);
+	for (i = 0; i < ARRAY_SIZE(commands); i++) {
+		(void)buf_addstr(out, ".TP\n.B ");
+		cli_man_text(commands[i].name, out);
+		(void)buf_addch(out, '\n');
+		cli_man_text(commands[i].summary, out);
+		(void)buf_addstr(out, "\nSee \\fBlambda\\-registry\\-");
+		cli_man_text(commands[i].name, out);
+		(void)buf_addstr(out, "\\fR(1).\n");
+	}
+	(void)buf_addstr(out, ".SH SEE ALSO\n");
+	for (i = 0; i < ARRAY_SIZE(commands); i++) {
+		(void)buf_addstr(out, ".BR lambda\\-registry\\-");
+		cli_man_text(commands[i].name, out);
+		(void)buf_addf(out, " (1)%s\n",
+			       i + 1 < ARRAY_SIZE(commands) ? "," : "");
+	}
+}
+
+/* "--man [COMMAND]": the manual page, from the tables --help uses. */
+static int main_man(const char *name)
+{
+	struct buf out = BUF_INIT;
+	const struct cli_command *subs = NULL;
+	size_t i, nr_subs = 0;
+	int code = 0;
+
+	if (!name) {
+		main_man_index(&out);
+		goto out;
+	}
+	for (i = 0; i < ARRAY_SIZE(subcommand_tables); i++)
+		if (!strcmp(name, subcommand_tables[i].name)) {
+			subs = subcommand_tables[i].subs;
+			nr_subs = subcommand_tables[i].nr_subs;
+		}
+	for (i = 0; i < ARRAY_SIZE(commands); i++)
+		if (!strcmp(name, commands[i].name))
+			break;
+	if (i == ARRAY_SIZE(commands)) {
+		fprintf(stderr, "lambda-registry: unknown command '%s'\n",
+			name);
+		code = 2;
+		goto out;
+	}
+	cli_man(&commands[i], subs, nr_subs, "lambda-registry", &out);
+out:
+	if (!code)
+		fputs(out.buf, stdout);
+	buf_release(&out);
+	return code;
+}
+
 static void main_usage(FILE *f)
 {
 	size_t i;
 
 	fprintf(f, "usage: lambda-registry COMMAND [OPTIONS]\n"
-		   "       lambda-registry --version\n\ncommands:\n");
+		   "       lambda-registry --version\n"
+		   "       lambda-registry --man [COMMAND]   (a manual page)\n"
+		   "\ncommands:\n");
 	for (i = 0; i < ARRAY_SIZE(commands); i++) {
 		const char *nl = strchr(commands[i].summary, '\n');
 		int len = nl ? (int)(nl - commands[i].summary)
@@ -996,6 +1079,8 @@ int main(int argc, char **argv)
 		printf("lambda-registry %s\n", LR_VERSION);
 		return 0;
 	}
+	if (!strcmp(argv[1], "--man"))
+		return main_man(argc > 2 ? argv[2] : NULL);
 	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
 		main_usage(stdout);
 		return 0;
