@@ -75,6 +75,16 @@ lambda-package: deps $(BUILD)/Makefile
 	cmake --build $(BUILD) -j $(JOBS) --target lambda-registry-lambda
 	scripts/lambda-package.sh $(BUILD)/lambda-registry-lambda $(BUILD)/lambda-registry-lambda.zip
 
+# The Debian package: build/lambda-registry_<version>_<arch>.deb, lintian-clean.
+# deb-check installs it into a pristine Debian 12 and runs it there.
+.PHONY: deb deb-check
+deb:
+	@scripts/deps.sh deb
+	scripts/build-deb.sh $(BUILD)
+
+deb-check: deb
+	scripts/deb-check.sh $(BUILD)
+
 # Benchmarks of issue 7 (wrk, scale, DynamoDB via dynalite); writes bench/RESULTS.md.
 BENCH_ARGS ?=
 .PHONY: bench

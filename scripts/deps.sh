@@ -1,7 +1,7 @@
 #!/bin/sh
 # Install the Debian packages the given targets need, only those that are
 # missing, through sudo when not root.
-# Usage: scripts/deps.sh [-n] build|test|bench|fuzz|lambda...
+# Usage: scripts/deps.sh [-n] build|test|bench|fuzz|lambda|deb...
 #   -n: print the packages the targets want (one a line) and install nothing.
 set -eu
 
@@ -26,6 +26,9 @@ for want in "$@"; do
 	bench) pkgs="$pkgs wrk haproxy python3 nodejs npm" ;;
 	fuzz) pkgs="$pkgs clang libclang-rt-14-dev" ;;
 	lambda) pkgs="$pkgs zip unzip binutils" ;;
+	# make deb: dpkg-buildpackage with debhelper, then lintian;
+	# make deb-check also bootstraps a Debian 12 root (mmdebstrap).
+	deb) pkgs="$pkgs dpkg-dev debhelper fakeroot lintian mmdebstrap systemd" ;;
 	*) echo "deps.sh: unknown target '$want'" >&2; exit 2 ;;
 	esac
 done
