@@ -10,6 +10,7 @@
 #include "cli.h"
 #include "clock.h"
 #include "http.h"
+#include "import.h"
 #include "lambda.h"
 #include "log.h"
 #include "registry.h"
@@ -380,6 +381,55 @@ static int cmd_dump(const char *const *v, int argc, char **argv)
 out:
 	registry_free(reg);
 	buf_release(&out);
+	buf_release(&err);
+	return code;
+}
+
+static const struct cli_option import_options[] = {
+	{"from", "dynamodb-table:NAME",
+	 "the first version's DynamoDB table (all hosts' services in one)",
+	 "dynamodb-table:services"},
+	{"from-region", "REGION", "the AWS region of --from", "us-east-1"},
+	{"store", "SPEC", "sqlite:PATH, dynamodb[:PREFIX] or postgres:CONNINFO",
+	 DEFAULT_STORE},
+	{"table", "NAME", "the table of --store that gets the services", NULL},
+	{"only-services", "A,B", "import only these services (default: all)",
+	 NULL},
+	{"apply", NULL, "write them (without it: print what would be written)",
+	 NULL},
+	{NULL, NULL, NULL, NULL},
+};
+
+static int cmd_import(const char *const *v, int argc, char **argv)
+{
+	struct import_options opts = {
+		.from = v[0],
+		.region = v[1],
+		.store = v[2],
+		.table = v[3],
+		.only = v[4],
+		.apply = v[5] != NULL,
+	};
+	struct buf report = BUF_INIT, err = BUF_INIT;
+	enum status st;
+	int code = 0;
+
+	(void)argv;
+	if (argc || !opts.table) {
+		fprintf(stderr,
+			"lambda-registry import: needs --table NAME and "
+			"no argument\n");
+		code = 2;
+		goto out;
+	}
+	st = import_run(&opts, &report, &err);
+	fwrite(report.buf, 1, report.len, stdout);
+	if (st != ST_OK) {
+		fprintf(stderr, "lambda-registry import: %s\n", err.buf);
+		code = status_exit(st);
+	}
+out:
+	buf_release(&report);
 	buf_release(&err);
 	return code;
 }
@@ -947,6 +997,16 @@ static const struct cli_command commands[] = {
 	 "Runs until SIGTERM; SIGHUP forces a full resync. Logs key=value "
 	 "lines on stderr.",
 	 agent_options, agent_main},
+	{"import", NULL,
+	 "Copy the services of the first version's DynamoDB table into a "
+	 "table of this\n"
+	 "registry's store. Without --apply a dry run: it prints what it "
+	 "would write\n"
+	 "(new, replace or same, one service a line) and stores nothing.\n"
+	 "Exit status: 0 ok, 1 a service of --only-services is missing, 2 "
+	 "usage error,\n"
+	 "3 store failure.",
+	 import_options, cmd_import},
 	{"token", "create|list|revoke ...",
 	 "Manage access tokens: token create --scope S [--scope S ...] "
 	 "[--expires D]\n"
