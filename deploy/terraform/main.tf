@@ -5,6 +5,9 @@ data "aws_partition" "current" {}
 
 locals {
   package_path = coalesce(var.package_path, "${path.module}/../../build/lambda-registry-lambda.zip")
+  # With artifact_bucket the zip goes through S3, else straight to Lambda.
+  use_s3       = var.artifact_bucket != null
+  artifact_key = coalesce(var.artifact_key, "${var.function_name}/lambda-registry-lambda.zip")
   # Every table the store may use: prefix + the payload's table name.
   table_arns = "arn:${data.aws_partition.current.partition}:dynamodb:${var.region}:${data.aws_caller_identity.current.account_id}:table/${var.table_prefix}*"
 }
@@ -69,6 +72,16 @@ resource "aws_iam_role_policy" "registry" {
   policy = data.aws_iam_policy_document.registry.json
 }
 
+# Uploaded again whenever the zip changes (its hash is the source_hash).
+# Lambda reads it with the deployer's rights: the role needs no S3 access.
+resource "aws_s3_object" "package" {
+  count       = local.use_s3 ? 1 : 0
+  bucket      = var.artifact_bucket
+  key         = local.artifact_key
+  source      = local.package_path
+  source_hash = filebase64sha256(local.package_path)
+}
+
 resource "aws_lambda_function" "registry" {
   function_name    = var.function_name
   description      = "lambda-registry: HAProxy service registry (custom runtime in C)"
@@ -78,8 +91,11 @@ resource "aws_lambda_function" "registry" {
   architectures    = [var.architecture]
   memory_size      = var.memory_size
   timeout          = var.timeout
-  filename         = local.package_path
-  source_code_hash = filebase64sha256(local.package_path)
+  filename          = local.use_s3 ? null : local.package_path
+  s3_bucket         = local.use_s3 ? aws_s3_object.package[0].bucket : null
+  s3_key            = local.use_s3 ? aws_s3_object.package[0].key : null
+  s3_object_version = local.use_s3 ? aws_s3_object.package[0].version_id : null
+  source_code_hash  = filebase64sha256(local.package_path)
 
   environment {
     variables = {

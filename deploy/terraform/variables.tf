@@ -118,3 +118,20 @@ variable "tags" {
   type        = map(string)
   default     = {}
 }
+
+variable "artifact_bucket" {
+  description = "S3 bucket to upload the Lambda zip to, as the first version's deployment did (null: the zip goes straight to Lambda, up to 50 MB). The bucket must be in var.region."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.artifact_bucket == null || can(regex("^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", var.artifact_bucket))
+    error_message = "artifact_bucket: an S3 bucket name (3 to 63 characters of a-z 0-9 . -)."
+  }
+}
+
+variable "artifact_key" {
+  description = "Object key of the zip in artifact_bucket (null: FUNCTION_NAME/lambda-registry-lambda.zip)."
+  type        = string
+  default     = null
+}

@@ -140,6 +140,12 @@ def store_actions():
     return ops
 
 
+def doc_statements(data, pol):
+    """The statements of the policy document the role policy uses."""
+    doc_key = next(iter(r for r in refs(pol.get("policy")) if r.startswith("data.")), "")
+    return data.get(doc_key[len("data."):].rsplit(".json", 1)[0], {}).get("statement", [])
+
+
 def main():
     install_parser()
     tf, files = parse_all()
@@ -184,6 +190,34 @@ def main():
     check(refers(fn.get("function_name"), "var.function_name"), "function name variable")
     check("filebase64sha256" in json.dumps(fn.get("source_code_hash")), "source_code_hash")
     check(refers(fn.get("filename"), "local.package_path"), "zip source")
+    # Both ways to ship the zip: straight to Lambda (artifact_bucket null,
+    # the default) or through an S3 object, never both at once.
+    for v in ("artifact_bucket", "artifact_key"):
+        check(v in tf.get("variable", {}), "variable %s" % v)
+    check(tf["variable"].get("artifact_bucket", {}).get("default", "unset") is None,
+          "artifact_bucket defaults to null: the direct upload stays the default")
+    loc = tf.get("locals", {})
+    check(refers(loc.get("use_s3"), "var.artifact_bucket") and "!= null" in loc.get("use_s3", ""),
+          "use_s3 = artifact_bucket set")
+    check(refers(loc.get("artifact_key"), "var.artifact_key"), "artifact_key local")
+    s3_key, s3obj = one(res, "aws_s3_object")
+    check(refers(s3obj.get("count"), "local.use_s3"), "the S3 object only with artifact_bucket")
+    check(refers(s3obj.get("bucket"), "var.artifact_bucket") and
+          refers(s3obj.get("key"), "local.artifact_key"), "object in the bucket under the key")
+    check(refers(s3obj.get("source"), "local.package_path"), "the object is the zip")
+    check("filebase64sha256" in json.dumps(s3obj.get("source_hash")) and
+          refers(s3obj.get("source_hash"), "local.package_path"),
+          "re-uploaded when the zip changes (source_hash)")
+    for attr, target in (("s3_bucket", s3_key + ".bucket"), ("s3_key", s3_key + ".key"),
+                         ("s3_object_version", s3_key + ".version_id")):
+        check(refers(fn.get(attr), "local.use_s3") and refers(fn.get(attr), target),
+              "function %s from the object when use_s3" % attr)
+    fname = fn.get("filename", "")
+    check(refers(fname, "local.use_s3") and re.search(r"use_s3 \? null :", fname),
+          "no filename when the zip goes through S3: %r" % fname)
+    for st_ in doc_statements(data, pol):
+        check(not [a for a in st_.get("actions", []) if a.startswith("s3:")],
+              "the role needs no S3 permission")
     check("lambda-registry-lambda.zip" in json.dumps(tf.get("locals", {})), "default zip path")
     env = json.dumps(fn.get("environment"))
     check("LAMBDA_REGISTRY_STORE" in env and "dynamodb:" in env and
