@@ -42,6 +42,41 @@ def skip(why):
     sys.exit(77)
 
 
+def npm_ci(folder, module):
+    """Install the npm packages of tests/FOLDER from its lock file into its
+    gitignored node_modules, once: the release and ASan runs share it, a
+    concurrent test waits for the one that installs, and a failed install
+    leaves no half-filled node_modules behind. `module` is a package whose
+    package.json shows the install is done. Fails the test without npm."""
+    import fcntl
+    deps = os.path.join(SRC, "tests", folder)
+    marker = os.path.join(deps, "node_modules", module, "package.json")
+    if os.path.exists(marker):
+        return deps
+    npm = shutil.which("npm")
+    if not npm:
+        print("FAIL: npm is not installed (scripts/deps.sh test installs it)", flush=True)
+        sys.exit(1)
+    with open(os.path.join(deps, ".install.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if os.path.exists(marker):
+            return deps
+        print("installing %s into %s/node_modules (npm ci)" % (module, deps), flush=True)
+        try:
+            out = subprocess.run([npm, "ci", "--prefix", deps, "--no-audit", "--no-fund",
+                                  "--loglevel=error"], capture_output=True, text=True,
+                                 timeout=240)
+            rc, err = out.returncode, out.stdout + out.stderr
+        except subprocess.TimeoutExpired:
+            rc, err = -1, "timed out after 240 s"
+        if rc != 0 or not os.path.exists(marker):
+            shutil.rmtree(os.path.join(deps, "node_modules"), ignore_errors=True)
+            print("FAIL: npm ci in %s (exit %d; needs the npm registry):\n%s"
+                  % (deps, rc, err.strip()[-2000:]), flush=True)
+            sys.exit(1)
+    return deps
+
+
 def wait_for(pred, timeout, step=0.02):
     """Seconds until pred() held (OSError counts as not yet), or None."""
     t0 = time.time()

@@ -6,49 +6,18 @@ here) and holds the
 function, role, permission and API resources wired to each other, with a
 least-privilege policy covering exactly what the DynamoDB store calls."""
 
-import fcntl
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from lrtest import check, finish  # noqa: E402
+from lrtest import check, finish, npm_ci  # noqa: E402
 
 SRC = os.environ["LR_SOURCE_DIR"]
 TF = os.path.join(SRC, "deploy", "terraform")
 DEPS = os.path.join(SRC, "tests", "terraform")
-MODULE = os.path.join(DEPS, "node_modules", "@cdktf", "hcl2json", "package.json")
-
-
-def install_parser():
-    """npm ci from the lock file, once (the release and ASan runs share it);
-    a failed install leaves no half-filled node_modules behind."""
-    if os.path.exists(MODULE):
-        return
-    npm = shutil.which("npm")
-    if not npm:
-        print("FAIL: npm is not installed (scripts/deps.sh test installs it)", flush=True)
-        sys.exit(1)
-    with open(os.path.join(DEPS, ".install.lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if os.path.exists(MODULE):
-            return
-        print("installing @cdktf/hcl2json into %s/node_modules (npm ci)" % DEPS, flush=True)
-        try:
-            out = subprocess.run([npm, "ci", "--prefix", DEPS, "--no-audit", "--no-fund",
-                                  "--loglevel=error"], capture_output=True, text=True,
-                                 timeout=240)
-            rc, err = out.returncode, out.stdout + out.stderr
-        except subprocess.TimeoutExpired:
-            rc, err = -1, "timed out after 240 s"
-        if rc != 0 or not os.path.exists(MODULE):
-            shutil.rmtree(os.path.join(DEPS, "node_modules"), ignore_errors=True)
-            print("FAIL: npm ci in %s (exit %d; needs the npm registry):\n%s"
-                  % (DEPS, rc, err.strip()[-2000:]), flush=True)
-            sys.exit(1)
 
 
 PARSE_JS = """
@@ -147,7 +116,7 @@ def doc_statements(data, pol):
 
 
 def main():
-    install_parser()
+    npm_ci("terraform", "@cdktf/hcl2json")
     tf, files = parse_all()
     res, data = tf.get("resource", {}), tf.get("data", {})
     print("parsed %s: %d resources, %d data sources, %d variables, %d outputs" % (
