@@ -456,15 +456,36 @@ static int api_wants_json(const struct api_request *req)
 	return accept && strstr(accept, "application/json");
 }
 
+int api_answer_format_parse(const char *s, enum api_answer_format *out)
+{
+	if (!strcmp(s, "text"))
+		*out = API_ANSWER_TEXT;
+	else if (!strcmp(s, "json-string"))
+		*out = API_ANSWER_JSON_STRING;
+	else
+		return -1;
+	return 0;
+}
+
 static void api_generate(struct api *api, const struct api_request *req,
 			 struct api_answer *ans)
 {
 	struct buf err = BUF_INIT, field = BUF_INIT;
+	enum api_answer_format format = api->opts.answer_format;
 	struct registry_result res;
-	int json = api_wants_json(req);
+	int json = 0, given;
 	enum status st;
 
 	registry_result_init(&res);
+	given = api_query(req, "format", &field);
+	if (given < 0 ||
+	    (given > 0 && api_answer_format_parse(field.buf, &format))) {
+		api_answer_error(ans, ST_INVALID, "must be text or json-string",
+				 "format");
+		goto out;
+	}
+	buf_reset(&field);
+	json = !given && api_wants_json(req);
 	if (!api->opts.reg) {
 		api_answer_error(ans, ST_UNAVAILABLE,
 				 api->opts.unavailable
@@ -485,6 +506,12 @@ static void api_generate(struct api *api, const struct api_request *req,
 	ans->status = 200;
 	if (json) {
 		registry_result_json(&res, &ans->body);
+		ans->content_type = "application/json";
+	} else if (format == API_ANSWER_JSON_STRING) {
+		size_t len;
+		const char *config = registry_share_data(res.share, &len);
+
+		(void)buf_addjson(&ans->body, config, len);
 		ans->content_type = "application/json";
 	} else {
 		ans->share = res.share;

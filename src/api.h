@@ -33,6 +33,20 @@ enum api_scope {
 	API_SCOPE_ADMIN,
 };
 
+/*
+ * How POST generate answers by default: the config as text, or as one JSON
+ * string (what the first version's API Gateway answered, and what its agent,
+ * cosmonaut, unwraps). `?format=text|json-string` chooses per request and
+ * wins over `Accept: application/json`, which wins over the default.
+ */
+enum api_answer_format {
+	API_ANSWER_TEXT = 0,
+	API_ANSWER_JSON_STRING,
+};
+
+/* "text" or "json-string"; -1 for anything else. */
+int api_answer_format_parse(const char *s, enum api_answer_format *out);
+
 struct api_options {
 	struct registry *reg;	 /* NULL: every store route answers 503 */
 	const char *unavailable; /* why reg is NULL */
@@ -42,6 +56,7 @@ struct api_options {
 	void *health_ctx;
 	/* NULL: no route needs a token. Borrowed. */
 	struct auth *auth;
+	enum api_answer_format answer_format; /* of POST generate */
 };
 
 struct api;

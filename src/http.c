@@ -1172,6 +1172,7 @@ enum status http_serve(struct registry *reg, const struct http_options *opts,
 	aopts.health = http_health;
 	aopts.health_ctx = &srv;
 	aopts.auth = opts->auth;
+	aopts.answer_format = opts->answer_format;
 	srv.api = api_new(&aopts);
 	pthread_mutex_init(&srv.conns_lock, NULL);
 	pthread_mutex_init(&srv.reaper_lock, NULL);

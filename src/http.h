@@ -8,6 +8,7 @@
 
 #include <stddef.h>
 
+#include "api.h"
 #include "buf.h"
 #include "registry.h"
 #include "status.h"
@@ -36,6 +37,7 @@ struct http_options {
 	const char *tls_key;
 	/* Checks tokens (started by http_serve); NULL: none asked for. */
 	struct auth *auth;
+	enum api_answer_format answer_format; /* of POST generate */
 };
 
 struct auth;

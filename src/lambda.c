@@ -385,6 +385,10 @@ static enum status lambda_open(const struct lambda_options *opts,
 	aopts.auth = *auth;
 	aopts.unavailable = why->len ? why->buf : NULL;
 	aopts.max_body = max_body;
+	/* checked by lambda_run() */
+	(void)api_answer_format_parse(opts->answer_format ? opts->answer_format
+							  : "text",
+				      &aopts.answer_format);
 	*api = api_new(&aopts);
 	return st;
 }
@@ -399,6 +403,7 @@ enum status lambda_run(const struct lambda_options *opts, struct buf *err)
 	enum auth_mode mode = AUTH_MODE_AUTO;
 	struct lambda_client c;
 	unsigned long long max_body = 0;
+	enum api_answer_format format;
 	unsigned long count = 0;
 	enum status st;
 
@@ -419,6 +424,12 @@ enum status lambda_run(const struct lambda_options *opts, struct buf *err)
 		   !max_body) {
 		buf_setf(err, "--max-body: %s",
 			 why.len ? why.buf : "must be at least 1");
+		st = ST_USAGE;
+	} else if (api_answer_format_parse(
+			   opts->answer_format ? opts->answer_format : "text",
+			   &format)) {
+		buf_setf(err, "--answer-format '%s' is not text or json-string",
+			 opts->answer_format);
 		st = ST_USAGE;
 	} else {
 		if (mode == AUTH_MODE_OFF)

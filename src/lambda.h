@@ -23,6 +23,8 @@ struct lambda_options {
 	/* --auth: "required", "off" or "auto" (API Gateway is no loopback:
 	 * auto requires tokens). Direct invocations never need one. */
 	const char *auth;
+	/* --answer-format: "text" or "json-string" (api_answer_format_parse) */
+	const char *answer_format;
 };
 
 /*

@@ -85,6 +85,10 @@ static const struct cli_option serve_options[] = {
 	{"tls-cert", "PEM",
 	 "serve HTTPS with this certificate chain (reloaded on SIGHUP)", NULL},
 	{"tls-key", "PEM", "the private key of --tls-cert", NULL},
+	{"answer-format", "FORMAT",
+	 "what POST generate answers by default: text, or json-string (the "
+	 "config as one JSON string, as the first version's agent expects)",
+	 "text"},
 	{NULL, NULL, NULL, NULL},
 };
 
@@ -213,6 +217,11 @@ static int cmd_serve(const char *const *v, int argc, char **argv)
 	}
 	opts.tls_cert = v[13];
 	opts.tls_key = v[14];
+	if (api_answer_format_parse(v[15], &opts.answer_format)) {
+		fprintf(stderr, "lambda-registry serve: --answer-format is "
+				"text or json-string\n");
+		goto out;
+	}
 	if (http_listen_is_loopback(opts.listen) < 0) {
 		fprintf(stderr,
 			"lambda-registry serve: --listen '%s' is not "
@@ -446,13 +455,17 @@ static const struct cli_option lambda_cli_options[] = {
 	 "required, off, or auto (= required: API Gateway is not loopback); "
 	 "direct invocations are authorized by IAM and need no token",
 	 "auto"},
+	{"answer-format", "FORMAT",
+	 "what API Gateway events for POST generate get by default: text, or "
+	 "json-string (as the first version answered)",
+	 "text"},
 	{NULL, NULL, NULL, NULL},
 };
 
 static int cmd_lambda(const char *const *v, int argc, char **argv)
 {
-	struct lambda_options opts = {getenv("AWS_LAMBDA_RUNTIME_API"), v[0],
-				      v[1], v[2], v[3]};
+	struct lambda_options opts = {
+		getenv("AWS_LAMBDA_RUNTIME_API"), v[0], v[1], v[2], v[3], v[4]};
 	struct buf err = BUF_INIT;
 	enum status st;
 	int code = 0;
