@@ -102,6 +102,7 @@ resource "aws_lambda_function" "registry" {
       LAMBDA_REGISTRY_STORE         = "dynamodb:${var.table_prefix}"
       LAMBDA_REGISTRY_FRONTEND_BIND = var.frontend_bind
       LAMBDA_REGISTRY_AUTH          = var.auth
+      LAMBDA_REGISTRY_ANSWER_FORMAT = var.answer_format
     }
   }
 

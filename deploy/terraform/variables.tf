@@ -89,6 +89,17 @@ variable "auth" {
   }
 }
 
+variable "answer_format" {
+  description = "What POST /generate answers through API Gateway: \"text\" (the config), or \"json-string\" (the config as one JSON string, as the first version answered, for hosts that still run cosmonaut)."
+  type        = string
+  default     = "text"
+
+  validation {
+    condition     = contains(["text", "json-string"], var.answer_format)
+    error_message = "answer_format is text or json-string."
+  }
+}
+
 variable "stage_name" {
   description = "API Gateway stage, the first path segment of the invoke URL."
   type        = string

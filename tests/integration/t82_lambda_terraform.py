@@ -191,6 +191,10 @@ def main():
     env = json.dumps(fn.get("environment"))
     check("LAMBDA_REGISTRY_STORE" in env and "dynamodb:" in env and
           refers(fn.get("environment"), "var.table_prefix"), "store from the table prefix")
+    check("LAMBDA_REGISTRY_ANSWER_FORMAT" in env and
+          refers(fn.get("environment"), "var.answer_format"), "answer format from its variable")
+    check(tf.get("variable", {}).get("answer_format", {}).get("default") == "text",
+          "answer_format defaults to text")
     check(refers(fn.get("depends_on"), lg_key), "function after its log group")
     check(refers(logs.get("retention_in_days"), "var.log_retention_days"), "log retention")
     check("/aws/lambda/" in json.dumps(logs.get("name")) and
