@@ -1,7 +1,8 @@
 #!/bin/bash
 # Install build/lambda-registry_*.deb into a pristine Debian 12 root
-# filesystem (the fresh-machine script's cached bookworm tarball, bootstrapped
-# with mmdebstrap when missing) and check it the way an operator meets it:
+# filesystem (the fresh-machine script's cached bookworm tarball,
+# scripts/debian-root.sh, bootstrapped when missing) and check it the way an
+# operator meets it:
 # the files and the system user, --version, a generate and a short serve as
 # that user with the shipped env file, the manual pages, and
 # `systemd-analyze verify` of the units. Purge removes the user and its data.
@@ -14,6 +15,8 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 build=$(cd "${1:?usage: deb-check.sh BUILD_DIR}" && pwd)
 src=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=scripts/debian-root.sh
+. "$src/scripts/debian-root.sh"
 deb=$(ls "$build"/lambda-registry_*.deb 2>/dev/null | grep -v dbgsym | head -n 1)
 [ -n "$deb" ] || { echo "deb-check.sh: no package in $build (make deb)" >&2; exit 2; }
 work=${LR_FRESH_DIR:-/var/tmp/lr-fresh-machine}
@@ -38,39 +41,15 @@ in_root() { chroot "$root" /bin/sh -c "$1"; }
 # shellcheck disable=SC2317 # the EXIT trap
 cleanup() {
 	set +e
-	for p in /proc/[0-9]*; do
-		[ "$(readlink "$p/root" 2>/dev/null)" = "$root" ] && kill -KILL "${p#/proc/}" 2>/dev/null
-	done
-	awk -v r="$root" 'index($2, r) == 1 { print $2 }' /proc/self/mounts | sort -r |
-		while read -r m; do umount "$m" 2>/dev/null || umount -l "$m"; done
-	awk -v r="$root" 'index($2, r) == 1 { f = 1 } END { exit !f }' /proc/self/mounts ||
-		rm -rf "$root"
+	debian_root_leave "$root" && rm -rf "$root"
 	rm -f "$root.out"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 mkdir -p "$work"
-if [ ! -f "$cache" ]; then
-	say "bootstrapping Debian bookworm into $cache"
-	mmdebstrap --include=ca-certificates bookworm "$cache.tmp.tar" \
-		"deb http://deb.debian.org/debian bookworm main" \
-		"deb http://deb.debian.org/debian bookworm-updates main" \
-		"deb http://deb.debian.org/debian-security bookworm-security main"
-	mv "$cache.tmp.tar" "$cache"
-fi
-mkdir "$root"
-tar --numeric-owner --xattrs -xpf "$cache" -C "$root"
-cp /etc/resolv.conf "$root/etc/resolv.conf"
-mount -t proc proc "$root/proc"
-mount -t sysfs sysfs "$root/sys"
-mount --rbind /dev "$root/dev"
-mount --make-rslave "$root/dev"
-extra_ca=$(find /usr/local/share/ca-certificates -name '*.crt' 2>/dev/null | head -n 1)
-if [ -n "$extra_ca" ]; then
-	cp -r /usr/local/share/ca-certificates/. "$root/usr/local/share/ca-certificates/"
-	chroot "$root" update-ca-certificates >/dev/null 2>&1
-fi
+debian_root_cache "$cache" || exit 2
+debian_root_enter "$cache" "$root"
 cp "$deb" "$root/tmp/"
 cp "$src/sample-data/data.json" "$root/tmp/data.json"
 say "installing $(basename "$deb") and what it depends on"
@@ -82,7 +61,8 @@ check "the files are installed" in_root '
 	set -e
 	test -x /usr/bin/lambda-registry
 	for p in lambda-registry lambda-registry-serve lambda-registry-agent lambda-registry-generate \
-		lambda-registry-settings lambda-registry-token lambda-registry-lambda lambda-registry-dump; do
+		lambda-registry-settings lambda-registry-token lambda-registry-lambda lambda-registry-dump \
+		lambda-registry-import; do
 		test -f /usr/share/man/man1/$p.1.gz
 	done
 	test -f /etc/lambda-registry/serve.env

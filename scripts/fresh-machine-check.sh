@@ -26,15 +26,13 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 src=$(git -C "$(dirname "$0")" rev-parse --show-toplevel)
+# shellcheck source=scripts/debian-root.sh
+. "$src/scripts/debian-root.sh"
 head=$(git -C "$src" rev-parse HEAD)
 work=${LR_FRESH_DIR:-/var/tmp/lr-fresh-machine}
 cache=$work/bookworm.tar
 root=$work/root.$$
 user=${LR_FRESH_USER:-newcomer}
-suite=bookworm
-mirrors=("deb http://deb.debian.org/debian $suite main"
-	"deb http://deb.debian.org/debian $suite-updates main"
-	"deb http://deb.debian.org/debian-security $suite-security main")
 t_start=$(date +%s)
 results=()
 failed=0
@@ -58,13 +56,7 @@ cleanup() {
 	fi
 	# Whatever still runs inside the root was started by this script.
 	if [ -d "$root" ]; then
-		for p in /proc/[0-9]*; do
-			[ "$(readlink "$p/root" 2>/dev/null)" = "$root" ] && kill -KILL "${p#/proc/}" 2>/dev/null
-		done
-		sleep 1
-		awk -v r="$root" 'index($2, r) == 1 { print $2 }' /proc/self/mounts | sort -r |
-			while read -r m; do umount "$m" 2>/dev/null || umount -l "$m"; done
-		if awk -v r="$root" 'index($2, r) == 1 { found = 1 } END { exit !found }' /proc/self/mounts; then
+		if ! debian_root_leave "$root"; then
 			say "still mounted under $root: not removing it"
 		elif [ "${LR_FRESH_KEEP:-}" = 1 ]; then
 			say "kept $root"
@@ -80,43 +72,9 @@ mkdir -p "$work"
 
 # 1. A pristine root filesystem, bootstrapped once and cached as a tarball.
 t0=$(date +%s)
-if [ ! -f "$cache" ] || [ "${LR_FRESH_REFRESH:-}" = 1 ]; then
-	say "bootstrapping Debian $suite into $cache (a few minutes)"
-	rm -f "$cache.tmp.tar"
-	if command -v mmdebstrap >/dev/null; then
-		mmdebstrap --include=git,ca-certificates,sudo "$suite" "$cache.tmp.tar" "${mirrors[@]}"
-	elif command -v debootstrap >/dev/null; then
-		tmproot=$work/bootstrap.$$
-		debootstrap --include=git,ca-certificates,sudo "$suite" "$tmproot" http://deb.debian.org/debian
-		printf '%s\n' "${mirrors[@]}" >"$tmproot/etc/apt/sources.list"
-		tar --numeric-owner --xattrs -C "$tmproot" -cf "$cache.tmp.tar" .
-		rm -rf "$tmproot"
-	else
-		say "needs mmdebstrap or debootstrap: apt-get install mmdebstrap"
-		exit 2
-	fi
-	mv "$cache.tmp.tar" "$cache"
-fi
-mkdir "$root"
-tar --numeric-owner --xattrs -xpf "$cache" -C "$root"
-cp /etc/resolv.conf "$root/etc/resolv.conf"
-# As an installed machine has it (else sudo warns that it cannot resolve it).
-printf '127.0.1.1\t%s\n' "$(hostname)" >>"$root/etc/hosts"
-mount -t proc proc "$root/proc"
-mount -t sysfs sysfs "$root/sys"
-mount --rbind /dev "$root/dev"
-mount --make-rslave "$root/dev"
-# Where this machine's HTTPS goes through a TLS-intercepting proxy whose CA
-# the host trusts (/usr/local/share/ca-certificates), the fresh machine
-# trusts it too, and npm uses the system bundle (Node.js has its own).
-extra_ca=$(find /usr/local/share/ca-certificates -name '*.crt' 2>/dev/null | head -n 1)
-if [ -n "$extra_ca" ]; then
-	say "this machine's own CA certificates are installed in the root too (a TLS proxy's)"
-	cp -r /usr/local/share/ca-certificates/. "$root/usr/local/share/ca-certificates/"
-	chroot "$root" update-ca-certificates >/dev/null 2>&1
-	echo "cafile=/etc/ssl/certs/ca-certificates.crt" >"$root/etc/npmrc"
-fi
-result ok "root filesystem ($suite)" $(($(date +%s) - t0))
+debian_root_cache "$cache" "${LR_FRESH_REFRESH:-}" || exit 2
+debian_root_enter "$cache" "$root"
+result ok "root filesystem (bookworm)" $(($(date +%s) - t0))
 
 # 2. A user with sudo clones the repository (the committed HEAD only).
 git -C "$src" bundle create "$root/tmp/lambda-registry.bundle" HEAD 2>/dev/null
