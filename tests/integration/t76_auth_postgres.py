@@ -9,7 +9,6 @@ lock is gone.
 
 Re-runs itself under tests/postgres/with-postgres.sh, which starts a private
 cluster and exports LR_TEST_PG."""
-import json
 import os
 import subprocess
 import sys
@@ -22,7 +21,7 @@ if not os.environ.get("LR_TEST_PG_CTL"):
     os.execv(LAUNCH, [LAUNCH, sys.executable, os.path.abspath(__file__)])
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from lrtest import Server, check, payload, run_cli, run_steps, wait_for  # noqa: E402
+from lrtest import check, check_token_lifecycle, run_cli, run_steps  # noqa: E402
 
 PG = os.environ["LR_TEST_PG"]
 STORE = "postgres:" + PG
@@ -33,53 +32,8 @@ BUDGET = 2.0
 servers = []
 
 
-def body(table):
-    return payload(table, [{"serviceName": "svc", "id": "c1", "ip": "10.0.0.1"}],
-                   [{"serviceName": "svc", "port": 80, "configMode": "host",
-                     "predicate": "www.example.com",
-                     "containers": [{"id": "c1", "ip": "10.0.0.1"}]}])
-
-
-def stored(table):
-    p = run_cli(["dump", "--store", STORE, table])
-    return json.loads(p.stdout)["services"] if p.returncode == 0 else None
-
-
 def test_tokens_on_postgres():
-    p = run_cli(["token", "create", "--store", STORE, "--scope", "table:pg-web:write",
-                 "--description", "t76"])
-    check(p.returncode == 0, "token create on PostgreSQL: %s" % p.stderr.decode())
-    tok = p.stdout.decode().strip()
-    # The secret is base64url and may itself hold "_": split off two fields only.
-    tid = tok.split("_", 2)[1] if tok.startswith("lr_") else ""
-    p = run_cli(["token", "list", "--store", STORE])
-    ids = [json.loads(line)["id"] for line in p.stdout.decode().splitlines()]
-    check(ids == [tid], "token list on PostgreSQL: %r" % ids)
-    one = Server(STORE, extra=["--auth", "required"])
-    servers.append(one)
-    two = Server(STORE, extra=["--auth", "required"])
-    servers.append(two)
-    auth = {"Authorization": "Bearer " + tok}
-
-    def status(srv, table, hdrs=auth):
-        return srv.request("POST", "/v1/tables/%s/generate" % table, body(table), hdrs)[0]
-
-    t = wait_for(lambda: status(one, "pg-web") == 200 and status(two, "pg-web") == 200, 5,
-                 step=0.1)
-    check(t is not None, "the token works on both servers within 5 s")
-    check(status(one, "pg-web", {}) == 401, "no token: 401")
-    check(status(two, "pg-api") == 403, "another table: 403")
-    check(stored("pg-api") == [], "nothing stored on the refused call")
-    check(len(stored("pg-web") or []) == 1, "the allowed call stored")
-    p = run_cli(["token", "revoke", "--store", STORE, tid])
-    check(p.returncode == 0, "token revoke on PostgreSQL: %s" % p.stderr.decode())
-    p = run_cli(["token", "revoke", "--store", STORE, tid])
-    check(p.returncode == 1, "revoke twice: exit 1 (%d)" % p.returncode)
-    t0 = time.time()
-    t = wait_for(lambda: status(one, "pg-web") == 401 and status(two, "pg-web") == 401, 5,
-                 step=0.1)
-    check(t is not None, "the revoked token is refused by both within 5 s")
-    print("revocation seen after %.2f s" % (time.time() - t0))
+    check_token_lifecycle(STORE, "pg", servers)
 
 
 def test_locked_kind():
