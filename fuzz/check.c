@@ -5,12 +5,16 @@
 #include "check.h"
 
 #include <arpa/inet.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "buf.h"
+#include "registry.h"
+#include "render.h"
 #include "xalloc.h"
 #include "banned.h"
 
@@ -1054,4 +1058,40 @@ int check_strict_json(const char *s, size_t len)
 		return -1;
 	check_json_ws(&j);
 	return j.p == j.end ? 0 : -1;
+}
+
+struct registry *check_registry_open(char *dir, size_t size, struct buf *spec)
+{
+	struct registry_options opts = {0};
+	struct buf path = BUF_INIT, err = BUF_INIT;
+	const char *base = access("/dev/shm", W_OK) ? "/tmp" : "/dev/shm";
+	struct registry *reg;
+
+	snprintf(dir, size, "%s/lr-fuzz-XXXXXX", base);
+	if (!mkdtemp(dir))
+		check_fail("mkdtemp %s failed", dir);
+	(void)buf_addf(&path, "sqlite:%s/fuzz.db", dir);
+	opts.store_spec = path.buf;
+	opts.render.frontend_bind = RENDER_DEFAULT_BIND;
+	if (registry_new(&opts, &reg, &err) != ST_OK)
+		check_fail("registry_new: %s", err.buf);
+	if (spec)
+		(void)buf_addstr(spec, path.buf);
+	buf_release(&path);
+	buf_release(&err);
+	return reg;
+}
+
+void check_registry_remove(const char *dir)
+{
+	static const char *const files[] = {"fuzz.db", "fuzz.db-wal",
+					    "fuzz.db-shm"};
+	char path[PATH_MAX];
+	size_t i;
+
+	for (i = 0; i < sizeof(files) / sizeof(*files); i++) {
+		snprintf(path, sizeof(path), "%s/%s", dir, files[i]);
+		unlink(path);
+	}
+	rmdir(dir);
 }

@@ -43,4 +43,15 @@ void check_config_settings(const char *cfg, size_t len,
  */
 int check_strict_json(const char *s, size_t len);
 
+/*
+ * A registry on a new SQLite file in a temporary folder (in /dev/shm where it
+ * can be written), for harnesses that run whole calls: the folder goes into
+ * `dir` (`size` bytes), the store spec into `spec` when not NULL.
+ * check_registry_remove() deletes the files and the folder.
+ */
+struct registry;
+struct buf;
+struct registry *check_registry_open(char *dir, size_t size, struct buf *spec);
+void check_registry_remove(const char *dir);
+
 #endif

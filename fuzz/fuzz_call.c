@@ -29,41 +29,23 @@ static char fuzz_dir[256];
 
 static void fuzz_cleanup(void)
 {
-	char path[300];
-
 	registry_free(fuzz_reg);
 	sqlite3_close(fuzz_db);
-	snprintf(path, sizeof(path), "%s/fuzz.db", fuzz_dir);
-	unlink(path);
-	snprintf(path, sizeof(path), "%s/fuzz.db-wal", fuzz_dir);
-	unlink(path);
-	snprintf(path, sizeof(path), "%s/fuzz.db-shm", fuzz_dir);
-	unlink(path);
-	rmdir(fuzz_dir);
+	check_registry_remove(fuzz_dir);
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-	struct registry_options opts = {0};
-	struct buf spec = BUF_INIT, err = BUF_INIT;
-	const char *base = access("/dev/shm", W_OK) ? "/tmp" : "/dev/shm";
+	struct buf spec = BUF_INIT;
 
 	(void)argc;
 	(void)argv;
-	snprintf(fuzz_dir, sizeof(fuzz_dir), "%s/lr-fuzz-XXXXXX", base);
-	if (!mkdtemp(fuzz_dir))
-		check_fail("mkdtemp %s failed", fuzz_dir);
-	(void)buf_addf(&spec, "sqlite:%s/fuzz.db", fuzz_dir);
-	opts.store_spec = spec.buf;
-	opts.render.frontend_bind = RENDER_DEFAULT_BIND;
-	if (registry_new(&opts, &fuzz_reg, &err) != ST_OK)
-		check_fail("registry_new: %s", err.buf);
+	fuzz_reg = check_registry_open(fuzz_dir, sizeof(fuzz_dir), &spec);
 	if (sqlite3_open(spec.buf + strlen("sqlite:"), &fuzz_db) != SQLITE_OK)
 		check_fail("sqlite3_open: %s", sqlite3_errmsg(fuzz_db));
 	sqlite3_busy_timeout(fuzz_db, 10000);
 	atexit(fuzz_cleanup);
 	buf_release(&spec);
-	buf_release(&err);
 	return 0;
 }
 

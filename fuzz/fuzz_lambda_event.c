@@ -28,37 +28,19 @@ static char fuzz_dir[256];
 
 static void fuzz_cleanup(void)
 {
-	char path[300];
-
 	api_free(fuzz_api);
 	api_free(fuzz_api_down);
 	registry_free(fuzz_reg);
-	snprintf(path, sizeof(path), "%s/fuzz.db", fuzz_dir);
-	unlink(path);
-	snprintf(path, sizeof(path), "%s/fuzz.db-wal", fuzz_dir);
-	unlink(path);
-	snprintf(path, sizeof(path), "%s/fuzz.db-shm", fuzz_dir);
-	unlink(path);
-	rmdir(fuzz_dir);
+	check_registry_remove(fuzz_dir);
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-	struct registry_options opts = {0};
 	struct api_options aopts = {0};
-	struct buf spec = BUF_INIT, err = BUF_INIT;
-	const char *base = access("/dev/shm", W_OK) ? "/tmp" : "/dev/shm";
 
 	(void)argc;
 	(void)argv;
-	snprintf(fuzz_dir, sizeof(fuzz_dir), "%s/lr-fuzz-XXXXXX", base);
-	if (!mkdtemp(fuzz_dir))
-		check_fail("mkdtemp %s failed", fuzz_dir);
-	(void)buf_addf(&spec, "sqlite:%s/fuzz.db", fuzz_dir);
-	opts.store_spec = spec.buf;
-	opts.render.frontend_bind = RENDER_DEFAULT_BIND;
-	if (registry_new(&opts, &fuzz_reg, &err) != ST_OK)
-		check_fail("registry_new: %s", err.buf);
+	fuzz_reg = check_registry_open(fuzz_dir, sizeof(fuzz_dir), NULL);
 	aopts.reg = fuzz_reg;
 	aopts.max_body = FUZZ_MAX_BODY;
 	fuzz_api = api_new(&aopts);
@@ -66,8 +48,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	aopts.unavailable = "no store in this run";
 	fuzz_api_down = api_new(&aopts);
 	atexit(fuzz_cleanup);
-	buf_release(&spec);
-	buf_release(&err);
 	return 0;
 }
 
