@@ -387,6 +387,55 @@ def test_reload_cases():
           "settings change reaches the live file")
 
 
+def sticky_get(host, cookie=None):
+    c = http.client.HTTPConnection("127.0.0.1", fport, timeout=10)
+    try:
+        headers = {"Host": host, "Connection": "close"}
+        if cookie:
+            headers["Cookie"] = cookie
+        c.request("GET", "/", headers=headers)
+        r = c.getresponse()
+        body = r.read().decode()
+        cookies = [v for k, v in r.getheaders() if k.lower() == "set-cookie"]
+        mine = [v.split(";")[0] for v in cookies if v.startswith("DYN=")]
+        return body.split(" ")[0], mine[0] if mine else None
+    finally:
+        c.close()
+
+
+def test_dynamic_cookie():
+    # Dynamic cookies: HAProxy derives each server's value from the
+    # backend's key, so a sticky service changes at runtime too.
+    before = reloads()
+    dyn = {"serviceName": "dyn", "port": bport, "configMode": "host",
+           "predicate": "dyn.example.com", "cookie": "DYN", "cookieMode": "dynamic",
+           "containers": [{"id": "d1", "ip": "127.0.1.29"}]}
+    services_more.append(dyn)
+    write_services()
+    wait_reload(before, "new dynamic-cookie service")
+    check(wait_for(lambda: sticky_get("dyn.example.com")[0] == "127.0.1.29", 30) is not None,
+          "dynamic-cookie service gets traffic")
+    before = reloads()
+    runtime = agent.count("method=runtime")
+    dyn["containers"].append({"id": "d2", "ip": "127.0.2.29"})
+    write_services()
+    check(wait_for(lambda: agent.count("method=runtime") > runtime, 30) is not None,
+          "dynamic-cookie add: applied at runtime (%s)" % agent.text()[-1500:])
+    check(reloads() == before, "dynamic-cookie add: no reload")
+    got = {}
+
+    def both():
+        who, cookie = sticky_get("dyn.example.com")
+        if cookie and cookie != "DYN=":
+            got[who] = cookie
+        return len(got) == 2
+    check(wait_for(both, 30) is not None,
+          "both servers hand out a non-empty cookie of their own: %r" % got)
+    for who, cookie in got.items():
+        answers = {sticky_get("dyn.example.com", cookie)[0] for _ in range(6)}
+        check(answers == {who}, "cookie %s sticks to %s: %r" % (cookie, who, answers))
+
+
 def test_forced_failures():
     # A refused command: the server the agent is about to add already
     # exists in HAProxy (added behind its back, at a wrong address).
@@ -458,5 +507,6 @@ def test_runtime_off():
     check(agent.count("method=runtime") == 0, "runtime off: no runtime apply")
 
 
-run_steps([start, test_fifty_changes_under_load, test_reload_cases, test_forced_failures,
+run_steps([start, test_fifty_changes_under_load, test_reload_cases, test_dynamic_cookie,
+           test_forced_failures,
            test_drift, test_runtime_off], cleanup)
