@@ -266,7 +266,9 @@ int runtime_servers_parse(const char *cfg, size_t len,
 		if (runtime_parse_server(&l, &backend, line, out, why))
 			goto fail;
 	}
-	qsort(out->items, out->nr, sizeof(*out->items), runtime_server_cmp);
+	if (out->nr)
+		qsort(out->items, out->nr, sizeof(*out->items),
+		      runtime_server_cmp);
 	for (i = 1; i < out->nr; i++)
 		if (!runtime_server_cmp(&out->items[i - 1], &out->items[i])) {
 			buf_setf(why, "server %s/%s is there twice",
@@ -377,7 +379,9 @@ static int runtime_compare_rest(const char *live, size_t live_len,
 	}
 	if (cur && source && consistent)
 		cur->dynamic_lb = 1;
-	qsort(out->items, out->nr, sizeof(*out->items), runtime_backend_cmp);
+	if (out->nr)
+		qsort(out->items, out->nr, sizeof(*out->items),
+		      runtime_backend_cmp);
 	return 0;
 }
 
@@ -386,6 +390,8 @@ runtime_backend_find(const struct runtime_backends *b, const char *name)
 {
 	struct runtime_backend key;
 
+	if (!b->nr)
+		return NULL; /* bsearch() wants an array, even for none */
 	key.name = (char *)name;
 	return bsearch(&key, b->items, b->nr, sizeof(*b->items),
 		       runtime_backend_cmp);
@@ -564,7 +570,9 @@ void runtime_plan_build(const char *live, size_t live_len, const char *next,
 		i = ie;
 		j = je;
 	}
-	qsort(plan->ops, plan->nr_ops, sizeof(*plan->ops), runtime_op_rank);
+	if (plan->nr_ops)
+		qsort(plan->ops, plan->nr_ops, sizeof(*plan->ops),
+		      runtime_op_rank);
 	runtime_backends_release(&backends);
 }
 
@@ -637,7 +645,9 @@ int runtime_state_compare(const char *state, const struct runtime_servers *want,
 		buf_setf(why, "'show servers state' answered nothing");
 		goto out;
 	}
-	qsort(have.items, have.nr, sizeof(*have.items), runtime_server_cmp);
+	if (have.nr)
+		qsort(have.items, have.nr, sizeof(*have.items),
+		      runtime_server_cmp);
 	for (i = 0; i < have.nr || i < want->nr; i++) {
 		const struct runtime_server *h = i < have.nr ? &have.items[i]
 							     : NULL,
