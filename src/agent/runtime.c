@@ -397,16 +397,22 @@ runtime_backend_find(const struct runtime_backends *b, const char *name)
 		       runtime_backend_cmp);
 }
 
-/* Whether the server's options give it a static cookie value. */
-static int runtime_has_cookie(const struct runtime_server *s)
+/* Whether the server's options hold the keyword `kw`. */
+static int runtime_has_option(const struct runtime_server *s, const char *kw)
 {
 	struct runtime_line l = {s->args, strlen(s->args)}, w;
 	size_t off = 0;
 
 	while (runtime_word(&l, &off, &w))
-		if (runtime_word_is(&w, "cookie"))
+		if (runtime_word_is(&w, kw))
 			return 1;
 	return 0;
+}
+
+/* Whether the server's options give it a static cookie value. */
+static int runtime_has_cookie(const struct runtime_server *s)
+{
+	return runtime_has_option(s, "cookie");
 }
 
 static void runtime_plan_op(struct runtime_plan *plan, enum runtime_op_kind k,
@@ -758,7 +764,7 @@ static int runtime_add(const struct haproxy_options *opts,
 		return -1;
 	/* An added server starts in maintenance with its checks off; the
 	 * `enabled` keyword of 2.6 shows it UP without sending it traffic. */
-	if (strstr(s->args, "check") &&
+	if (runtime_has_option(s, "check") &&
 	    runtime_expect(opts, err, "", "enable health %s/%s", s->backend,
 			   s->name))
 		return -1;
