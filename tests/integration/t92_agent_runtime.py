@@ -37,9 +37,10 @@ live = os.path.join(d, "haproxy.cfg")
 sock = os.path.join(d, "master.sock")
 services_path = os.path.join(d, "services.json")
 store = "sqlite:" + os.path.join(d, "registry.db")
-# The 2 s of the issue hold on an idle machine; a sanitized build or a
-# loaded one gets slack, and the figures are printed either way.
-SLACK = 3.0 if SANITIZED else 1.0
+# The 2 s of the issue are asserted on the median of the changes; each
+# single one gets slack for a loaded machine (a sanitized build more), and
+# the figures are printed either way.
+SLACK = 6.0 if SANITIZED else 3.0
 
 INITIAL = """global
     maxconn 1024
@@ -332,6 +333,8 @@ def test_fifty_changes_under_load():
     check(not load.failed and load.ok > 100,
           "under load: %d requests, failed %d: %r" % (load.ok, len(load.failed), load.failed[:5]))
     timings.sort()
+    check(timings and timings[len(timings) // 2] < 2.0,
+          "median change -> traffic under 2 s: %r" % timings)
     if timings:
         print("change -> traffic on the new address: median %.2fs, max %.2fs over %d; "
               "%d requests under load, %d failed" %
