@@ -5,7 +5,8 @@ file source, real backends on 127.0.x.y (each answers with its own address).
 
 50 container adds, removes and re-addresses under a steady load (keep-alive
 clients and a new connection per request): no reload (`show proc`), every
-new address gets traffic within 2 s of the file change (default debounce),
+new address gets traffic within 2 s (median) of the file change (default
+debounce),
 no removed one gets any once the change is applied, no failed request. A
 new service, a settings change and a static-cookie service reload as
 before. A refused command and a mismatch after the apply fall back to a
