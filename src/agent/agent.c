@@ -299,7 +299,7 @@ static enum status agent_sync(struct agent *a, const char *why,
 			      enum agent_next *next)
 {
 	struct buf payload = BUF_INIT, config = BUF_INIT, err = BUF_INIT,
-		   q = BUF_INIT;
+		   q = BUF_INIT, rt = BUF_INIT, q2 = BUF_INIT;
 	struct service_list list;
 	struct runtime_plan plan;
 	enum runtime_outcome ro;
@@ -336,9 +336,9 @@ static enum status agent_sync(struct agent *a, const char *why,
 		goto out;
 	}
 
-	buf_reset(&err);
+	/* Why not at runtime, or what failed there: for the reload's line. */
 	ro = runtime_apply(&a->haproxy, &a->runtime, config.buf, config.len,
-			   &plan, &err);
+			   &plan, &rt);
 	ms = (unsigned long long)(clock_now_ms() - t0);
 	if (ro == RUNTIME_APPLIED) {
 		a->runtime_applied++;
@@ -356,7 +356,7 @@ static enum status agent_sync(struct agent *a, const char *why,
 		agent_log("warning", "runtime_failed",
 			  "runtime_failures=%lu error=%s note=\"falling back "
 			  "to a reload\"",
-			  a->runtime_failures, log_quote(&q, err.buf));
+			  a->runtime_failures, log_quote(&q, rt.buf));
 		/* Whatever the reload path does, HAProxy may hold runtime
 		 * changes the file does not: compare them soon. */
 		a->drift_at = 0;
@@ -381,9 +381,10 @@ static enum status agent_sync(struct agent *a, const char *why,
 		agent_log("info", "applied",
 			  "method=reload servers_added=%u servers_removed=%u "
 			  "servers_readdressed=%u ms=%llu why=%s services=%zu "
-			  "containers=%zu bytes=%zu reloads=%lu",
+			  "containers=%zu bytes=%zu reloads=%lu runtime=%s",
 			  plan.added, plan.removed, plan.readdressed, ms, why,
-			  list.nr, nr_containers, config.len, a->applied);
+			  list.nr, nr_containers, config.len, a->applied,
+			  log_quote(&q2, rt.buf));
 		break;
 	case HAPROXY_REJECTED:
 		a->rejected++;
@@ -423,6 +424,8 @@ static enum status agent_sync(struct agent *a, const char *why,
 	}
 out:
 	runtime_plan_release(&plan);
+	buf_release(&rt);
+	buf_release(&q2);
 	service_list_release(&list);
 	buf_release(&payload);
 	buf_release(&config);
