@@ -92,6 +92,12 @@ bench: build
 	@scripts/deps.sh bench
 	python3 bench/run.py --build $(BUILD) $(BENCH_ARGS)
 
+# Issue 14: container changes through the runtime API versus reloads (real
+# HAProxy on loopback); writes bench/runtime.md.
+.PHONY: bench-runtime
+bench-runtime: build
+	python3 bench/runtime.py --build $(BUILD) --out bench/runtime.md
+
 # libFuzzer harnesses (fuzz/), built with clang, ASan and UBSan.
 .PHONY: build-fuzz fuzz test-fuzz
 

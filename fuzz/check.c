@@ -147,7 +147,7 @@ static void check_service_tokens(const struct service *svc)
 	     svc->opts.check_rise || svc->opts.check_fall))
 		check_fail("service '%s' has check settings without a check",
 			   svc->name);
-	if (svc->opts.cookie_mode == COOKIE_MODE_INSERT && !svc->cookie)
+	if (svc->opts.cookie_mode != COOKIE_MODE_PREFIX && !svc->cookie)
 		check_fail("service '%s' inserts no cookie", svc->name);
 	for (i = 0; i < svc->nr_containers; i++) {
 		check_token("container id", svc->containers[i].id);
@@ -408,7 +408,18 @@ static void check_backend(struct check_cursor *c, const struct service *svc)
 			check_want_line(c, &w);
 		}
 	}
-	if (svc->cookie && o->cookie_mode == COOKIE_MODE_INSERT)
+	if (svc->cookie && o->cookie_mode == COOKIE_MODE_DYNAMIC) {
+		CHECK_LINE(c, 4, "cookie", svc->cookie, "insert", "indirect",
+			   "nocache", "dynamic");
+		/* The key: 32 hex digits, nothing else on the line. */
+		check_want_next(c, "dynamic-cookie-key");
+		if (c->line.indent != 4 || c->line.nr != 2 ||
+		    strcmp(c->line.tok[0], "dynamic-cookie-key") ||
+		    strlen(c->line.tok[1]) != 32 ||
+		    strspn(c->line.tok[1], "0123456789abcdef") != 32)
+			check_fail("line %d is no dynamic-cookie-key",
+				   c->line.lineno);
+	} else if (svc->cookie && o->cookie_mode == COOKIE_MODE_INSERT)
 		CHECK_LINE(c, 4, "cookie", svc->cookie, "insert", "indirect",
 			   "nocache", "httponly");
 	else if (svc->cookie)
@@ -443,7 +454,7 @@ static void check_backend(struct check_cursor *c, const struct service *svc)
 			check_want_add(&w, "weight");
 			check_want_num(&w, (unsigned)ct->weight, "");
 		}
-		if (svc->cookie) {
+		if (svc->cookie && o->cookie_mode != COOKIE_MODE_DYNAMIC) {
 			check_want_add(&w, "cookie");
 			check_want_add(&w, ct->id);
 		}

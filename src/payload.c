@@ -894,11 +894,13 @@ static int parse_options(struct service_options *o, const json_t *obj,
 	return 0;
 }
 
-/* cookieMode "insert" names the cookie HAProxy sets: it needs one. */
+/* cookieMode "insert" and "dynamic" name the cookie HAProxy sets: they need
+ * one. */
 static int check_cookie_mode(const struct service *svc, struct buf *err)
 {
-	if (svc->opts.cookie_mode == COOKIE_MODE_INSERT && !svc->cookie) {
-		buf_setf(err, "cookieMode \"insert\" needs a cookie name");
+	if (svc->opts.cookie_mode != COOKIE_MODE_PREFIX && !svc->cookie) {
+		buf_setf(err, "cookieMode \"%s\" needs a cookie name",
+			 cookie_mode_name(svc->opts.cookie_mode));
 		return -1;
 	}
 	return 0;

@@ -546,6 +546,7 @@ static enum status registry_render(struct registry_ctx *c,
 	struct render_options opts = c->reg->render;
 
 	opts.settings = &c->t->settings;
+	opts.table = c->t->name;
 	buf_reset(&c->config);
 	render_config(services, &opts, &c->config);
 	if (!buf_overflowed(&c->config))

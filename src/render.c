@@ -5,6 +5,7 @@
 #include "render.h"
 
 #include <arpa/inet.h>
+#include <gnutls/crypto.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -170,10 +171,47 @@ static void render_duration(struct render_w *w, unsigned ms)
 	render_str(w, text);
 }
 
+/*
+ * The backend's dynamic-cookie-key: SHA-256 of the fleet's secret, the
+ * table and the backend, so that it is the same on every call and every
+ * registry instance, differs between backends, and says nothing of the
+ * secret. 128 bits in hex are plenty for a cookie's hash key.
+ */
+static void render_cookie_key(struct render_w *w, const struct service *svc,
+			      const struct settings *s, const char *table)
+{
+	static const char hex[] = "0123456789abcdef";
+	struct buf in = BUF_INIT;
+	unsigned char md[32];
+	char key[32];
+	size_t i;
+
+	buf_addstr(&in, "lambda-registry dynamic-cookie-key");
+	buf_addch(&in, '\0');
+	if (s->dynamic_cookie_secret)
+		buf_addstr(&in, s->dynamic_cookie_secret);
+	buf_addch(&in, '\0');
+	buf_addstr(&in, table ? table : "");
+	buf_addch(&in, '\0');
+	buf_addstr(&in, svc->name);
+	if (gnutls_hash_fast(GNUTLS_DIG_SHA256, in.buf, in.len, md))
+		BUG("gnutls_hash_fast(SHA-256) failed");
+	for (i = 0; i < sizeof(key) / 2; i++) {
+		key[2 * i] = hex[md[i] >> 4];
+		key[2 * i + 1] = hex[md[i] & 15];
+	}
+	RENDER_LIT(w, "    dynamic-cookie-key ");
+	render_add(w, key, sizeof(key));
+	RENDER_LIT(w, "\n");
+	buf_release(&in);
+}
+
 /* The backend's own lines, between "backend NAME" and its servers. */
 static void render_backend_options(struct render_w *w,
-				   const struct service *svc, int https_on)
+				   const struct service *svc,
+				   const struct settings *s, const char *table)
 {
+	int https_on = s->https;
 	const struct service_options *o = &svc->opts;
 
 	RENDER_LIT(w, "    balance ");
@@ -205,7 +243,12 @@ static void render_backend_options(struct render_w *w,
 	if (svc->cookie) {
 		RENDER_LIT(w, "    cookie ");
 		render_str(w, svc->cookie);
-		if (o->cookie_mode == COOKIE_MODE_INSERT) {
+		if (o->cookie_mode == COOKIE_MODE_DYNAMIC) {
+			/* No per-server value: servers added at runtime get
+			 * theirs from the key (enable dynamic-cookie). */
+			RENDER_LIT(w, " insert indirect nocache dynamic\n");
+			render_cookie_key(w, svc, s, table);
+		} else if (o->cookie_mode == COOKIE_MODE_INSERT) {
 			RENDER_LIT(w, " insert indirect nocache httponly");
 			if (https_on)
 				RENDER_LIT(w, " secure");
@@ -217,7 +260,7 @@ static void render_backend_options(struct render_w *w,
 }
 
 static void render_backend(struct render_w *w, const struct service *svc,
-			   int https_on)
+			   const struct settings *s, const char *table)
 {
 	const struct service_options *o = &svc->opts;
 	char port[16];
@@ -235,7 +278,7 @@ static void render_backend(struct render_w *w, const struct service *svc,
 	RENDER_LIT(w, "\nbackend ");
 	render_str(w, svc->name);
 	RENDER_LIT(w, "\n");
-	render_backend_options(w, svc, https_on);
+	render_backend_options(w, svc, s, table);
 	for (i = 0; i < svc->nr_containers; i++) {
 		const struct container *c = &svc->containers[i];
 		size_t nid = strlen(c->id), nip = strlen(c->ip);
@@ -273,7 +316,7 @@ static void render_backend(struct render_w *w, const struct service *svc,
 			RENDER_LIT(w, " weight ");
 			render_uint(w, (unsigned)c->weight);
 		}
-		if (svc->cookie) {
+		if (svc->cookie && o->cookie_mode != COOKIE_MODE_DYNAMIC) {
 			/* Each server its own value, so a client sticks to one.
 			 */
 			RENDER_LIT(w, " cookie ");
@@ -530,7 +573,8 @@ void render_config(const struct service_list *services,
 	free(paths);
 
 	for (i = 0; i < services->nr; i++)
-		render_backend(&w, &services->items[i], s->https);
+		render_backend(&w, &services->items[i], s,
+			       opts ? opts->table : NULL);
 	render_stats(&w, s);
 	render_done(&w);
 	if (s == &dflt)

@@ -17,6 +17,9 @@ struct render_options {
 	/* The table's effective settings (borrowed); NULL: the defaults. The
 	 * HTTP frontend binds frontend_bind unless they set its binds. */
 	const struct settings *settings;
+	/* The table the config is for: part of each dynamic-cookie-key. NULL:
+	 * "" */
+	const char *table;
 };
 
 /*

@@ -43,6 +43,7 @@ static const char *const balance_names[] = {
 static const char *const cookie_mode_names[] = {
 	[COOKIE_MODE_PREFIX] = "prefix",
 	[COOKIE_MODE_INSERT] = "insert",
+	[COOKIE_MODE_DYNAMIC] = "dynamic",
 };
 
 const char *balance_name(enum balance b)

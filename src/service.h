@@ -43,6 +43,10 @@ enum balance {
 enum cookie_mode {
 	COOKIE_MODE_PREFIX = 0, /* the default */
 	COOKIE_MODE_INSERT,
+	/* HAProxy inserts a value it derives from the server's address and
+	 * the backend's dynamic-cookie-key: works for servers added at runtime
+	 */
+	COOKIE_MODE_DYNAMIC,
 };
 
 struct container {

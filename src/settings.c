@@ -519,6 +519,22 @@ static const struct settings_key settings_unmatched_keys[] = {
 	{NULL, 0, 0, NULL, 0, 0, NULL, NULL},
 };
 
+/* Long enough to guess at no better than its hash. */
+static int settings_check_secret(const char *s, struct buf *why)
+{
+	size_t len = strlen(s);
+
+	if (len < 16 || len > 256 ||
+	    strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+		      "abcdefghijklmnopqrstuvwxyz"
+		      "0123456789+/=_.-") != len) {
+		buf_setf(why, "must be 16 to 256 characters of A-Z a-z 0-9 + / "
+			      "= _ . -");
+		return -1;
+	}
+	return 0;
+}
+
 static const struct settings_key settings_routing_keys[] = {
 	{"mode", SK_CHOICE, S_OFF(routing_mode), NULL, 0, 0, NULL,
 	 settings_routing_modes},
@@ -536,6 +552,8 @@ static const struct settings_key settings_root_keys[] = {
 	{"unmatched", SK_OBJECT, S_OFF(unmatched), settings_unmatched_keys, 0,
 	 0, NULL, NULL},
 	{"routing", SK_OBJECT, -1, settings_routing_keys, 0, 0, NULL, NULL},
+	{"dynamicCookieSecret", SK_STRING, S_OFF(dynamic_cookie_secret), NULL,
+	 0, 0, settings_check_secret, NULL},
 	{NULL, 0, 0, NULL, 0, 0, NULL, NULL},
 };
 
@@ -967,6 +985,7 @@ void settings_release(struct settings *s)
 	free(s->unmatched_body);
 	free(s->routing_mode);
 	free(s->routing_map_dir);
+	free(s->dynamic_cookie_secret);
 	memset(s, 0, sizeof(*s));
 }
 

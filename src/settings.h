@@ -89,6 +89,10 @@ struct settings {
 	unsigned long unmatched_status;
 	char *unmatched_body; /* NULL: no body */
 
+	/* the secret the backends' dynamic-cookie-key is derived from; NULL:
+	 * a key from the table and backend names alone (predictable) */
+	char *dynamic_cookie_secret;
+
 	/* routing: reserved for flat routing, validated and not rendered */
 	char *routing_mode;
 	char *routing_map_dir;

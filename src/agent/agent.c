@@ -19,6 +19,7 @@
 #include "agent/docker.h"
 #include "agent/file.h"
 #include "agent/haproxy.h"
+#include "agent/runtime.h"
 #include "agent/source.h"
 #include "clock.h"
 #include "curlx.h"
@@ -74,6 +75,16 @@ const struct cli_option agent_options[] = {
 	 "CA certificates that verify an https:// registry (default: the "
 	 "system's)",
 	 NULL},
+	{"runtime", "on|off",
+	 "apply server-only changes through HAProxy's runtime API instead of "
+	 "a reload",
+	 "on"},
+	{"drain-timeout", "MS",
+	 "runtime: how long a removed server may keep its connections",
+	 "10000"},
+	{"drift-check", "MS",
+	 "runtime: how often HAProxy's servers are compared with the file",
+	 "300000"},
 	{NULL, NULL, NULL, NULL},
 };
 
@@ -94,6 +105,9 @@ enum {
 	OPT_ONCE,
 	OPT_TOKEN_FILE,
 	OPT_CA_FILE,
+	OPT_RUNTIME,
+	OPT_DRAIN_TIMEOUT,
+	OPT_DRIFT_CHECK,
 };
 
 /* The sources --source can name, as NAME:ARG. */
@@ -111,6 +125,9 @@ struct agent {
 	unsigned debounce_ms;
 	unsigned timeout_ms;
 	struct haproxy_options haproxy;
+	struct runtime_options runtime;
+	unsigned drift_ms;
+	uint64_t drift_at;   /* when HAProxy is next compared with the file */
 	char *authorization; /* "Authorization: Bearer ..."; NULL: none */
 	const char *ca_file;
 	struct source *source;
@@ -118,7 +135,8 @@ struct agent {
 	struct backoff backoff; /* between tries of one pending change */
 	/* Counters, logged with every outcome. */
 	unsigned long syncs, applied, unchanged, rejected, reload_failures,
-		registry_failures, check_timeouts, local_errors;
+		registry_failures, check_timeouts, local_errors,
+		runtime_applied, runtime_failures, drift_repairs;
 };
 
 /* What the loop does after a round. */
@@ -281,8 +299,10 @@ static enum status agent_sync(struct agent *a, const char *why,
 			      enum agent_next *next)
 {
 	struct buf payload = BUF_INIT, config = BUF_INIT, err = BUF_INIT,
-		   q = BUF_INIT;
+		   q = BUF_INIT, rt = BUF_INIT, q2 = BUF_INIT;
 	struct service_list list;
+	struct runtime_plan plan;
+	enum runtime_outcome ro;
 	enum haproxy_outcome outcome;
 	uint64_t t0 = clock_now_ms();
 	enum status st;
@@ -290,6 +310,7 @@ static enum status agent_sync(struct agent *a, const char *why,
 	unsigned long long ms;
 
 	*next = AGENT_RETRY;
+	memset(&plan, 0, sizeof(plan));
 	service_list_init(&list);
 	a->syncs++;
 	st = source_load(a->source, &list, &err);
@@ -315,9 +336,36 @@ static enum status agent_sync(struct agent *a, const char *why,
 		goto out;
 	}
 
+	/* Why not at runtime, or what failed there: for the reload's line. */
+	ro = runtime_apply(&a->haproxy, &a->runtime, config.buf, config.len,
+			   &plan, &rt);
+	ms = (unsigned long long)(clock_now_ms() - t0);
+	if (ro == RUNTIME_APPLIED) {
+		a->runtime_applied++;
+		*next = AGENT_DONE;
+		agent_log("info", "applied",
+			  "method=runtime servers_added=%u servers_removed=%u "
+			  "servers_readdressed=%u ms=%llu why=%s services=%zu "
+			  "containers=%zu bytes=%zu",
+			  plan.added, plan.removed, plan.readdressed, ms, why,
+			  list.nr, nr_containers, config.len);
+		goto out;
+	}
+	if (ro == RUNTIME_FAILED) {
+		a->runtime_failures++;
+		agent_log("warning", "runtime_failed",
+			  "runtime_failures=%lu error=%s note=\"falling back "
+			  "to a reload\"",
+			  a->runtime_failures, log_quote(&q, rt.buf));
+		/* Whatever the reload path does, HAProxy may hold runtime
+		 * changes the file does not: compare them soon. */
+		a->drift_at = 0;
+	}
 	buf_reset(&err);
 	st = haproxy_apply(&a->haproxy, config.buf, config.len, &outcome, &err);
 	ms = (unsigned long long)(clock_now_ms() - t0);
+	if (outcome == HAPROXY_APPLIED && ro == RUNTIME_FAILED)
+		a->drift_at = clock_now_ms() + a->drift_ms;
 	switch (outcome) {
 	case HAPROXY_UNCHANGED:
 		a->unchanged++;
@@ -330,11 +378,13 @@ static enum status agent_sync(struct agent *a, const char *why,
 	case HAPROXY_APPLIED:
 		a->applied++;
 		*next = AGENT_DONE;
-		agent_log("info", "reloaded",
-			  "why=%s services=%zu containers=%zu bytes=%zu "
-			  "ms=%llu reloads=%lu",
-			  why, list.nr, nr_containers, config.len, ms,
-			  a->applied);
+		agent_log("info", "applied",
+			  "method=reload servers_added=%u servers_removed=%u "
+			  "servers_readdressed=%u ms=%llu why=%s services=%zu "
+			  "containers=%zu bytes=%zu reloads=%lu runtime=%s",
+			  plan.added, plan.removed, plan.readdressed, ms, why,
+			  list.nr, nr_containers, config.len, a->applied,
+			  log_quote(&q2, rt.buf));
 		break;
 	case HAPROXY_REJECTED:
 		a->rejected++;
@@ -373,12 +423,48 @@ static enum status agent_sync(struct agent *a, const char *why,
 		break;
 	}
 out:
+	runtime_plan_release(&plan);
+	buf_release(&rt);
+	buf_release(&q2);
 	service_list_release(&list);
 	buf_release(&payload);
 	buf_release(&config);
 	buf_release(&err);
 	buf_release(&q);
 	return st;
+}
+
+/* HAProxy's servers against the live file; a difference is repaired by a
+ * reload, which makes HAProxy read the file again. */
+static void agent_check_drift(struct agent *a)
+{
+	struct buf why = BUF_INIT, err = BUF_INIT, q = BUF_INIT, q2 = BUF_INIT;
+	int r = runtime_check_drift(&a->haproxy, &why);
+
+	a->drift_at = clock_now_ms() + a->drift_ms;
+	if (r < 0) {
+		agent_log("warning", "drift_unknown", "error=%s",
+			  log_quote(&q, why.buf));
+		goto out;
+	}
+	if (!r)
+		goto out;
+	if (haproxy_reload(a->haproxy.master_socket, a->haproxy.timeout_ms,
+			   &err) != ST_OK) {
+		agent_log("error", "drift", "why=%s repaired=no error=%s",
+			  log_quote(&q, why.buf), log_quote(&q2, err.buf));
+		/* Try again at the next tick's pace, not in minutes. */
+		a->drift_at = clock_now_ms() + AGENT_BACKOFF_MIN_MS;
+		goto out;
+	}
+	a->drift_repairs++;
+	agent_log("info", "drift", "why=%s repaired=reload drift_repairs=%lu",
+		  log_quote(&q, why.buf), a->drift_repairs);
+out:
+	buf_release(&why);
+	buf_release(&err);
+	buf_release(&q);
+	buf_release(&q2);
 }
 
 static int agent_loop(struct agent *a)
@@ -391,6 +477,10 @@ static int agent_loop(struct agent *a)
 		struct timespec tick = {0, AGENT_TICK_MS * 1000000L};
 
 		now = clock_now_ms();
+		if (a->runtime.enabled && now >= a->drift_at) {
+			agent_check_drift(a);
+			continue;
+		}
 		if (agent_hup) {
 			agent_hup = 0;
 			agent_log("info", "resync", "why=sighup");
@@ -447,10 +537,12 @@ static int agent_loop(struct agent *a)
 	agent_log("info", "stop",
 		  "syncs=%lu reloads=%lu unchanged=%lu rejected=%lu "
 		  "reload_failures=%lu registry_failures=%lu "
-		  "check_timeouts=%lu local_errors=%lu",
+		  "check_timeouts=%lu local_errors=%lu runtime_applied=%lu "
+		  "runtime_failures=%lu drift_repairs=%lu",
 		  a->syncs, a->applied, a->unchanged, a->rejected,
 		  a->reload_failures, a->registry_failures, a->check_timeouts,
-		  a->local_errors);
+		  a->local_errors, a->runtime_applied, a->runtime_failures,
+		  a->drift_repairs);
 	return 0;
 }
 
@@ -617,8 +709,23 @@ int agent_main(const char *const *v, int argc, char **argv)
 			   &a.haproxy.check_timeout_ms) ||
 	    agent_parse_ms("check-timeout-per-mb", v[OPT_CHECK_PER_MB],
 			   HAPROXY_CHECK_TIMEOUT_MAX_MS,
-			   &a.haproxy.check_ms_per_mb))
+			   &a.haproxy.check_ms_per_mb) ||
+	    agent_parse_ms("drain-timeout", v[OPT_DRAIN_TIMEOUT], 3600000,
+			   &a.runtime.drain_ms) ||
+	    agent_parse_ms("drift-check", v[OPT_DRIFT_CHECK], 86400000,
+			   &a.drift_ms))
 		goto out;
+	if (strcmp(v[OPT_RUNTIME], "on") && strcmp(v[OPT_RUNTIME], "off")) {
+		fprintf(stderr, "lambda-registry agent: --runtime: must be on "
+				"or off\n");
+		goto out;
+	}
+	a.runtime.enabled = !strcmp(v[OPT_RUNTIME], "on");
+	if (a.drift_ms < 1000) {
+		fprintf(stderr, "lambda-registry agent: --drift-check: must be "
+				"at least 1000\n");
+		goto out;
+	}
 	if (a.timeout_ms < 100) {
 		fprintf(stderr, "lambda-registry agent: --timeout: must be at "
 				"least 100\n");

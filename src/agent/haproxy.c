@@ -662,3 +662,39 @@ out:
 	buf_release(&err2);
 	return st;
 }
+
+enum status haproxy_install(const struct haproxy_options *opts, const char *cfg,
+			    size_t len, struct buf *err)
+{
+	struct buf tmp = BUF_INIT, keep = BUF_INIT;
+	enum status st = ST_UNAVAILABLE;
+
+	haproxy_dirname(opts->config, &tmp);
+	buf_addf(&tmp, "/.%s.install.%ld",
+		 strrchr(opts->config, '/') ? strrchr(opts->config, '/') + 1
+					    : opts->config,
+		 (long)getpid());
+	if (haproxy_write_file(tmp.buf, cfg, len, 1, err))
+		goto out;
+	st = haproxy_check(opts, tmp.buf, err);
+	if (st != ST_OK) {
+		buf_addf(&keep, "%s.rejected", opts->config);
+		if (st != ST_INVALID || rename(tmp.buf, keep.buf))
+			unlink(tmp.buf);
+		st = st == ST_INTERNAL ? ST_UNAVAILABLE : ST_INVALID;
+		goto out;
+	}
+	if (rename(tmp.buf, opts->config)) {
+		buf_setf(err, "cannot rename '%s' to '%s': %s", tmp.buf,
+			 opts->config, strerror(errno));
+		unlink(tmp.buf);
+		st = ST_UNAVAILABLE;
+		goto out;
+	}
+	haproxy_sync_dir(opts->config);
+	haproxy_keep_history(opts, cfg, len);
+out:
+	buf_release(&tmp);
+	buf_release(&keep);
+	return st;
+}

@@ -110,4 +110,14 @@ enum status haproxy_apply(const struct haproxy_options *opts, const char *cfg,
 			  size_t len, enum haproxy_outcome *outcome,
 			  struct buf *err) WARN_UNUSED;
 
+/*
+ * Make `cfg` the live file without a reload, for a config HAProxy already
+ * runs (applied through the runtime API): temp file, `haproxy -c`, fsync,
+ * rename, history. ST_INVALID when `haproxy -c` refuses it (kept as
+ * config.rejected) or runs out of time, ST_UNAVAILABLE for a local
+ * failure; the live file is untouched then.
+ */
+enum status haproxy_install(const struct haproxy_options *opts, const char *cfg,
+			    size_t len, struct buf *err) WARN_UNUSED;
+
 #endif

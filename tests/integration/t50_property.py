@@ -147,7 +147,8 @@ def rand_options(c):
     if rng.random() < 0.2:
         c["timeoutTunnel"] = rng.choice(DURATIONS)
     if rng.random() < 0.3:
-        c["cookieMode"] = "insert" if isinstance(c.get("cookie"), str) else "prefix"
+        c["cookieMode"] = (rng.choice(["insert", "dynamic"]) if isinstance(c.get("cookie"), str)
+                           else "prefix")
     for ct in c.get("containers", []):
         if rng.random() < 0.3:
             ct["weight"] = rng.choice([0, 1, 7, 256])

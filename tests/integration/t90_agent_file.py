@@ -141,7 +141,7 @@ class Agent:
             [BIN, "agent", "--registry", registry_url, "--table", TABLE,
              "--source", "file:" + services_path, "--haproxy-config", live,
              "--haproxy-master-socket", sock, "--debounce", str(DEBOUNCE_MS),
-             "--keep", "3"] + (extra or []),
+             "--keep", "3", "--runtime", "off"] + (extra or []),
             stdout=self.log, stderr=self.log)
 
     def text(self):
@@ -153,12 +153,12 @@ class Agent:
 
     def rounds(self):
         """(start, end) wall-clock seconds of every round that reached
-        HAProxy (event=reloaded or unchanged), from the log: the line's ts
+        HAProxy (event=applied or unchanged), from the log: the line's ts
         is the end, its ms the duration."""
         out = []
         for line in self.text().splitlines():
             f = dict(kv.split("=", 1) for kv in line.split() if "=" in kv)
-            if f.get("event") not in ("reloaded", "unchanged") or "ms" not in f:
+            if f.get("event") not in ("applied", "unchanged") or "ms" not in f:
                 continue
             end = datetime.datetime.strptime(f["ts"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(
                 tzinfo=datetime.timezone.utc).timestamp()
@@ -194,7 +194,7 @@ def agent_once(registry_url):
     return subprocess.run(
         [BIN, "agent", "--once", "--registry", registry_url, "--table", TABLE,
          "--source", "file:" + services_path, "--haproxy-config", live,
-         "--haproxy-master-socket", sock, "--timeout", "30000"],
+         "--haproxy-master-socket", sock, "--timeout", "30000", "--runtime", "off"],
         capture_output=True, timeout=180)
 
 
@@ -323,7 +323,7 @@ try:
     # Unchanged input: the same bytes rewritten, then the same services
     # reformatted. Neither reloads. (Every round so far has ended: each
     # follows() waited for its own.)
-    before, before_log = reloads(), agent.count("reloaded")
+    before, before_log = reloads(), agent.count("applied")
     unchanged_log = agent.count("unchanged")
     write_services([web, api, apiv1, pfoo])
     # Nothing is to happen: give the agent many ticks to get it wrong.
@@ -333,7 +333,7 @@ try:
     write_services([web, api, apiv1, pfoo], indent=2)
     check(wait_for(lambda: agent.count("unchanged") > unchanged_log, 30) is not None,
           "reformatted file: one call answered unchanged")
-    check(reloads() == before and agent.count("reloaded") == before_log,
+    check(reloads() == before and agent.count("applied") == before_log,
           "reformatted file: no reload")
 
     def burst(states, pause):
@@ -480,7 +480,7 @@ try:
         [(200, b"<html><body>Service busy</body></html>\n")] * 2
     agent = Agent(fake.url)
     # The live file is renamed before the reload: wait for the reload.
-    t = wait_for(lambda: agent.count("reloaded") == 1, 60)
+    t = wait_for(lambda: agent.count("applied") == 1, 60)
     check(t is not None and read(live) == fake.answer,
           "429 and a page instead of a config: retried until applied (%s)" %
           agent.text()[-1500:])
@@ -512,7 +512,7 @@ try:
         check(get("www.example.com")[0] == 200, "folder gone: traffic still served")
     finally:
         os.rename(conf + ".away", conf)
-    t = wait_for(lambda: agent.count("reloaded") == 2, 60)
+    t = wait_for(lambda: agent.count("applied") == 2, 60)
     check(t is not None and read(live) == fake.answer, "folder back: the change lands")
     check(reloads()[0] == before[0] + 1 and reloads()[1] == 0,
           "folder back: one reload (%r -> %r)" % (before, reloads()))
@@ -549,7 +549,8 @@ try:
     r = subprocess.run([BIN, "agent", "--once", "--registry", fake.url, "--table", TABLE,
                         "--source", "file:" + services_path, "--haproxy-config", live,
                         "--haproxy-master-socket", sock, "--haproxy-bin", slow,
-                        "--check-timeout", "300", "--check-timeout-per-mb", "0"],
+                        "--check-timeout", "300", "--check-timeout-per-mb", "0",
+                        "--runtime", "off"],
                        capture_output=True, timeout=60)
     check(r.returncode == 1 and b"event=check_timeout" in r.stderr,
           "slow check with --once: exit 1 (%d)" % r.returncode)

@@ -343,6 +343,71 @@ static void test_service_options(void **state)
 	buf_release(&out);
 }
 
+/* cookieMode dynamic: HAProxy's own values from a per-backend key that is
+ * stable, differs per table, backend and secret, and needs no server value. */
+static void render_dynamic(const char *doc, const char *table, struct buf *out)
+{
+	struct service_list l;
+	struct settings s;
+	struct render_options opts = {.frontend_bind = ":80"};
+	struct buf err = BUF_INIT;
+	struct service *svc;
+
+	service_list_init(&l);
+	svc = add(&l, "shop", CONFIG_MODE_HOST, "shop.example.com", 80, "SRV");
+	svc->opts.cookie_mode = COOKIE_MODE_DYNAMIC;
+	service_put_container(svc, "s1", "10.0.1.1");
+	settings_init(&s);
+	if (doc)
+		assert_int_equal(settings_effective(doc, NULL, NULL, &s, &err),
+				 ST_OK);
+	opts.settings = &s;
+	opts.table = table;
+	buf_reset(out);
+	render_config(&l, &opts, out);
+	assert_clean(out);
+	settings_release(&s);
+	service_list_release(&l);
+	buf_release(&err);
+}
+
+static const char *cookie_key(const struct buf *cfg)
+{
+	const char *k = strstr(cfg->buf, "    dynamic-cookie-key ");
+
+	assert_non_null(k);
+	k += strlen("    dynamic-cookie-key ");
+	assert_int_equal(strspn(k, "0123456789abcdef"), 32);
+	assert_int_equal(k[32], '\n');
+	return k;
+}
+
+static void test_dynamic_cookie(void **state)
+{
+	static const char secret[] =
+		"{\"dynamicCookieSecret\":\"0123456789abcdef-secret\"}";
+	static const char other[] =
+		"{\"dynamicCookieSecret\":\"another-secret-of-16+\"}";
+	struct buf a = BUF_INIT, b = BUF_INIT;
+
+	(void)state;
+	render_dynamic(secret, "t1", &a);
+	assert_non_null(strstr(a.buf, "    cookie SRV insert indirect nocache "
+				      "dynamic\n    dynamic-cookie-key "));
+	assert_non_null(strstr(a.buf, "    server s1 10.0.1.1:80 check\n"));
+	render_dynamic(secret, "t1", &b);
+	assert_string_equal(a.buf, b.buf);
+	render_dynamic(secret, "t2", &b);
+	assert_memory_not_equal(cookie_key(&a), cookie_key(&b), 32);
+	render_dynamic(other, "t1", &b);
+	assert_memory_not_equal(cookie_key(&a), cookie_key(&b), 32);
+	render_dynamic(NULL, "t1", &b);
+	assert_memory_not_equal(cookie_key(&a), cookie_key(&b), 32);
+	assert_null(strstr(a.buf, "0123456789abcdef-secret"));
+	buf_release(&a);
+	buf_release(&b);
+}
+
 /* A service without options renders as before the options existed. */
 static void test_options_absent_unchanged(void **state)
 {
@@ -407,6 +472,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_empty_table),
 		cmocka_unit_test(test_host_and_cookie),
+		cmocka_unit_test(test_dynamic_cookie),
 		cmocka_unit_test(test_path_longest_prefix_first),
 		cmocka_unit_test(test_deterministic),
 		cmocka_unit_test(test_over_cap_is_sticky),

@@ -340,6 +340,17 @@ static void test_unmatched_and_routing(void **state)
 				       "path");
 }
 
+static void test_dynamic_cookie_secret(void **state)
+{
+	(void)state;
+	good("dynamicCookieSecret: 0123456789abcdef+/=_.-", NULL);
+	bad("dynamicCookieSecret: short", "dynamicCookieSecret: must be 16 to "
+					  "256 characters");
+	bad("dynamicCookieSecret: \"0123456789abcdef\\n    bind :81\"",
+	    "dynamicCookieSecret: must be 16 to 256 characters");
+	bad("dynamicCookieSecret: 42", "dynamicCookieSecret");
+}
+
 static void test_merge(void **state)
 {
 	struct buf err = BUF_INIT;
@@ -539,6 +550,7 @@ int main(void)
 		cmocka_unit_test(test_frontend_https),
 		cmocka_unit_test(test_stats),
 		cmocka_unit_test(test_unmatched_and_routing),
+		cmocka_unit_test(test_dynamic_cookie_secret),
 		cmocka_unit_test(test_merge),
 		cmocka_unit_test(test_defaults_struct),
 		cmocka_unit_test(test_size_and_depth),
