@@ -57,6 +57,9 @@
 #define HTTP_DEFAULT_WORKERS  16
 #define HTTP_DEFAULT_QUEUE    64
 #define HTTP_RETRY_AFTER_SECS 1
+/* Bodies up to this size are tried on the polling thread (API_NOWAIT):
+ * a call that fails to stay cheap there is parsed again on a worker. */
+#define HTTP_INLINE_MAX (64 << 10)
 
 enum http_lane_id {
 	HTTP_LANE_WRITE,
@@ -457,7 +460,12 @@ static void http_lane_stop(struct http_lane *lane)
 	pthread_mutex_destroy(&lane->lock);
 }
 
-/* Run the matched route: inline when it cannot wait, else on its lane. */
+/*
+ * Run the matched route: inline when it cannot wait, else on its lane. A
+ * route that can be told not to wait is tried inline first (an unchanged
+ * call answered from the cache costs less than the hand-off to a worker,
+ * and then never waits for a lock); it goes to its lane when it would wait.
+ */
 static enum MHD_Result http_dispatch(struct http_server *srv,
 				     struct http_request *req)
 {
@@ -468,6 +476,14 @@ static enum MHD_Result http_dispatch(struct http_server *srv,
 	if (!(route->flags & API_BLOCKING)) {
 		api_finish(srv->api, &req->areq, &req->ans);
 		return http_send(req);
+	}
+	if ((route->flags & API_NOWAIT) && req->body.len <= HTTP_INLINE_MAX) {
+		req->areq.no_wait = 1;
+		api_finish(srv->api, &req->areq, &req->ans);
+		req->areq.no_wait = 0;
+		if (!req->ans.busy)
+			return http_send(req);
+		req->ans.busy = 0;
 	}
 	if (!http_lane_submit(http_lane_of(srv, route), req))
 		return MHD_YES;
@@ -733,13 +749,13 @@ static void http_completed(void *cls, struct MHD_Connection *conn,
 
 	if (!req)
 		return;
-	log_event("method=%s path=%s route=%s status=%u bytes=%zu us=%llu%s",
-		  req->method ? log_quote(&qmethod, req->method) : "-",
-		  log_quote(&qpath, req->uri), req->ans.route,
-		  req->state == HTTP_SENT ? req->status : 0, req->bytes,
-		  (unsigned long long)(clock_now_us() - req->start_us),
-		  toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? ""
-							     : " aborted=1");
+	log_access("method=%s path=%s route=%s status=%u bytes=%zu us=%llu%s",
+		   req->method ? log_quote(&qmethod, req->method) : "-",
+		   log_quote(&qpath, req->uri), req->ans.route,
+		   req->state == HTTP_SENT ? req->status : 0, req->bytes,
+		   (unsigned long long)(clock_now_us() - req->start_us),
+		   toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? ""
+							      : " aborted=1");
 	/* The next request on this connection may idle for the read timeout
 	 * and then has the header timeout for its headers. */
 	if (srv->opts->header_timeout)
@@ -754,7 +770,10 @@ static void http_completed(void *cls, struct MHD_Connection *conn,
 	free(req->uri);
 	free(req);
 	*con_cls = NULL;
-	atomic_fetch_sub(&srv->in_flight, 1);
+	/* Access lines are batched while requests keep coming; a server
+	 * gone idle writes them at once. */
+	if (atomic_fetch_sub(&srv->in_flight, 1) == 1)
+		log_flush();
 }
 
 static void http_notify_connection(void *cls, struct MHD_Connection *conn,
@@ -850,6 +869,7 @@ static void *http_reaper(void *arg)
 				  "limit_s=%u",
 				  cut, n, srv->opts->header_timeout);
 		}
+		log_flush_stale();
 		clock_gettime(CLOCK_REALTIME, &ts);
 		ts.tv_nsec += HTTP_REAP_MS * 1000000L;
 		if (ts.tv_nsec >= 1000000000L) {
@@ -1311,5 +1331,6 @@ stop_lanes:
 	pthread_mutex_destroy(&srv.conns_lock);
 	if (ret == ST_OK)
 		log_event("event=stopped");
+	log_flush();
 	return ret;
 }

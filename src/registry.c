@@ -12,13 +12,16 @@
  * SQLite; on DynamoDB, a request, so read at most once a second), and a
  * table whose settings were loaded at another generation reloads them and
  * drops its cache, so the cache key is in effect table version + settings
- * generation.
+ * generation. On top of it, a table remembers the digest of the last body
+ * that left it unchanged: the same bytes again, at the same key, are
+ * answered from the cache before anything is parsed (registry_try_digest).
  * Locks, outermost first: the table's (one call per table in this process),
  * write_lock (this process's writers), the store's, and reg->lock (the map,
  * the LRU and the pool; held only briefly, never while waiting).
  */
 #include "registry.h"
 
+#include <gnutls/crypto.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -46,6 +49,8 @@
 /* How long a store without exact versions (DynamoDB, where the read is a
  * request of its own) trusts the settings generation it last read. */
 #define REGISTRY_SETTINGS_CHECK_MS 1000
+/* SHA-256 of the path's table (or "") with its NUL, then the body. */
+#define REGISTRY_DIGEST_LEN 32
 
 /* A rendered config, shared read-only by the cache and the answers in flight.
  */
@@ -74,6 +79,11 @@ struct registry_table {
 	uint64_t version;
 	struct service_list services;
 	struct registry_share *config;
+	/* The digest of the last body that left the cached table unchanged;
+	 * set only while cached, and changed, like `cached`, under both
+	 * locks (registry_table_by_digest looks under reg->lock only). */
+	int have_digest;
+	unsigned char digest[REGISTRY_DIGEST_LEN];
 	/* The effective settings, loaded at settings generation
 	 * `settings_gen`; kept while the entry lives, cached or not. */
 	int have_settings;
@@ -105,6 +115,7 @@ struct registry {
 	/* A write failed and none has worked since: why (guarded by lock). */
 	atomic_int write_failed;
 	char *write_error;
+	atomic_ulong body_hits;
 };
 
 /* One call on one table, across its attempts. */
@@ -124,6 +135,9 @@ struct registry_ctx {
 	uint64_t loaded_version;
 	/* The render, capped at reg->max_config. */
 	struct buf config;
+	int nowait; /* REGISTRY_NO_WAIT */
+	int have_digest;
+	unsigned char digest[REGISTRY_DIGEST_LEN];
 };
 
 static enum status registry_get_store(struct registry *reg, struct store **out,
@@ -333,6 +347,7 @@ static void registry_table_forget(struct registry_ctx *c)
 	t->config = NULL;
 	pthread_mutex_lock(&c->reg->lock);
 	t->cached = 0;
+	t->have_digest = 0;
 	registry_lru_unlink(c->reg, t);
 	c->reg->nr_cached--;
 	pthread_mutex_unlock(&c->reg->lock);
@@ -379,6 +394,57 @@ static void registry_table_fill(struct registry_ctx *c,
 	registry_table_free(gone);
 }
 
+/* The call's body left its cached table unchanged: remember its digest. */
+static void registry_table_remember(struct registry_ctx *c)
+{
+	struct registry_table *t = c->t;
+
+	if (!c->have_digest)
+		return;
+	pthread_mutex_lock(&c->reg->lock);
+	if (t->cached) {
+		memcpy(t->digest, c->digest, REGISTRY_DIGEST_LEN);
+		t->have_digest = 1;
+	}
+	pthread_mutex_unlock(&c->reg->lock);
+}
+
+/*
+ * The cached table whose last unchanged call had `digest`, with a reference
+ * (registry_table_put() it), or NULL. A scan of the LRU, newest first: it
+ * holds at most REGISTRY_MAX_CACHED tables and a digest compare is cheap
+ * next to parsing even a small body.
+ */
+static struct registry_table *
+registry_table_by_digest(struct registry *reg, const unsigned char *digest)
+{
+	struct registry_table *t;
+
+	pthread_mutex_lock(&reg->lock);
+	for (t = reg->newest; t; t = t->older)
+		if (t->have_digest &&
+		    !memcmp(t->digest, digest, REGISTRY_DIGEST_LEN))
+			break;
+	if (t)
+		t->refs++;
+	pthread_mutex_unlock(&reg->lock);
+	return t;
+}
+
+static void registry_digest(const char *table, const char *body, size_t len,
+			    unsigned char *out)
+{
+	gnutls_hash_hd_t h;
+
+	if (!table)
+		table = "";
+	if (gnutls_hash_init(&h, GNUTLS_DIG_SHA256) < 0)
+		BUG("gnutls_hash_init failed");
+	(void)gnutls_hash(h, table, strlen(table) + 1);
+	(void)gnutls_hash(h, body, len);
+	gnutls_hash_deinit(h, out);
+}
+
 /* A cache hit makes the table the most recently used. */
 static void registry_table_touch(struct registry *reg, struct registry_table *t)
 {
@@ -397,6 +463,7 @@ void registry_get_stats(struct registry *reg, struct registry_stats *out)
 	out->cached = reg->nr_cached;
 	out->buckets = reg->nr_buckets;
 	pthread_mutex_unlock(&reg->lock);
+	out->body_hits = atomic_load(&reg->body_hits);
 }
 
 enum status registry_new(const struct registry_options *opts,
@@ -524,6 +591,10 @@ static struct service_list *registry_begin(struct registry_ctx *c, int write,
 		if (c->have_loaded && c->loaded_version == c->version)
 			return &c->loaded;
 	}
+	if (c->nowait) {
+		*ret = ST_BUSY; /* loading and rendering are for a worker */
+		goto fail;
+	}
 	registry_table_forget(c);
 	service_list_release(&c->loaded);
 	c->have_loaded = 0;
@@ -618,6 +689,7 @@ static enum status registry_read(struct registry_ctx *c, int *need_write,
 	if (c->hit) {
 		registry_table_touch(c->reg, c->t);
 		registry_answer(c, c->t->config, &c->t->services);
+		registry_table_remember(c);
 		goto out;
 	}
 	ret = registry_render(c, stored, err);
@@ -625,6 +697,7 @@ static enum status registry_read(struct registry_ctx *c, int *need_write,
 		goto out;
 	c->have_loaded = 0; /* taken over by the cache */
 	registry_publish(c, stored);
+	registry_table_remember(c);
 out:
 	merge_result_release(&m);
 	return ret;
@@ -849,6 +922,8 @@ static enum status registry_table_settings(struct registry_ctx *c,
 	ret = registry_settings_gen(c, &gen, err);
 	if (ret != ST_OK || (t->have_settings && t->settings_gen == gen))
 		return ret;
+	if (c->nowait)
+		return ST_BUSY;
 	settings_init(&fresh);
 	ret = registry_settings_load(c->st, t->name, NULL, &fresh, err);
 	if (ret == ST_OK) {
@@ -891,11 +966,107 @@ static enum status registry_retry_nonatomic(struct registry_ctx *c,
 	return ST_UNAVAILABLE;
 }
 
+/* The table's lock; without waiting (-1 when held) for REGISTRY_NO_WAIT. */
+static int registry_lock_table(struct registry_ctx *c)
+{
+	if (c->nowait)
+		return pthread_mutex_trylock(&c->t->lock) ? -1 : 0;
+	pthread_mutex_lock(&c->t->lock);
+	return 0;
+}
+
+/* A store handle for the call; without waiting, only one from the pool. */
+static enum status registry_ctx_get_store(struct registry_ctx *c,
+					  struct buf *err)
+{
+	struct registry *reg = c->reg;
+	enum status ret;
+
+	if (!c->nowait)
+		return registry_get_store(reg, &c->st, err);
+	c->st = NULL;
+	pthread_mutex_lock(&reg->lock);
+	if (reg->nr_pool)
+		c->st = reg->pool[--reg->nr_pool];
+	pthread_mutex_unlock(&reg->lock);
+	ret = c->st ? ST_OK : ST_BUSY;
+	if (c->st)
+		store_nowait(c->st, 1);
+	return ret;
+}
+
+/* Give the handle back: closed when the call failed for the store's sake. */
+static void registry_ctx_put_store(struct registry_ctx *c, enum status ret)
+{
+	if (c->st && c->nowait)
+		store_nowait(c->st, 0);
+	registry_put_store(c->reg, c->st,
+			   ret != ST_OK && ret != ST_TOO_LARGE &&
+				   ret != ST_BUSY);
+	c->st = NULL;
+}
+
+/*
+ * The shortcut of an unchanged call: a body byte for byte the one that last
+ * left this table's cache unchanged. The same bytes parse to the same
+ * payload, and a payload that changed nothing on these services changes
+ * nothing on them again (the merge is deterministic, and the time only
+ * stamps what changes), so while the cache is at the store's version and
+ * the settings generation is the one it was rendered at (a new one drops
+ * the cache, and the digest with it), the read path's answer is the cache.
+ * Returns 1 when the call is answered (*ret), 0 when it must go the whole
+ * way; a store error is answered here as the whole way would answer it.
+ */
+static int registry_try_digest(struct registry_ctx *c, enum status *ret,
+			       struct buf *err)
+{
+	uint64_t version = 0;
+	int answered = 1;
+
+	c->t = registry_table_by_digest(c->reg, c->digest);
+	if (!c->t)
+		return 0;
+	if (registry_lock_table(c)) {
+		*ret = ST_BUSY;
+		goto put;
+	}
+	*ret = registry_ctx_get_store(c, err);
+	if (*ret == ST_OK)
+		*ret = registry_table_settings(c, err);
+	if (*ret == ST_OK && c->t->have_digest &&
+	    !memcmp(c->t->digest, c->digest, REGISTRY_DIGEST_LEN)) {
+		*ret = store_begin(c->st, c->t->name, 0, err);
+		if (*ret == ST_OK) {
+			*ret = store_version(c->st, &version, err);
+			store_rollback(c->st);
+		}
+		if (*ret == ST_OK && c->t->cached && c->t->version == version) {
+			c->res->table = xstrdup(c->t->name);
+			registry_table_touch(c->reg, c->t);
+			registry_answer(c, c->t->config, &c->t->services);
+			atomic_fetch_add(&c->reg->body_hits, 1);
+		} else if (*ret == ST_OK) {
+			answered = 0;
+		}
+	} else if (*ret == ST_OK) {
+		answered = 0;
+	}
+	if (*ret != ST_OK)
+		registry_result_reset(c->res);
+	registry_ctx_put_store(c, *ret);
+	pthread_mutex_unlock(&c->t->lock);
+put:
+	registry_table_put(c->reg, c->t);
+	c->t = NULL;
+	return answered;
+}
+
 enum status registry_call_table(struct registry *reg, const char *table,
 				const char *json, size_t len, unsigned flags,
 				struct registry_result *res, struct buf *err,
 				struct buf *field)
 {
+	const unsigned read_path = STORE_CAP_ATOMIC | STORE_CAP_VERSION;
 	struct registry_ctx c;
 	struct payload p;
 	enum status ret;
@@ -906,22 +1077,35 @@ enum status registry_call_table(struct registry *reg, const char *table,
 	c.p = &p;
 	c.flags = flags;
 	c.res = res;
+	c.nowait = (flags & REGISTRY_NO_WAIT) != 0;
 	service_list_init(&c.loaded);
 	buf_init(&c.config, reg->max_config);
 	payload_init(&p);
+	if (c.nowait && ((reg->caps & read_path) != read_path ||
+			 !(reg->caps & STORE_CAP_NOWAIT))) {
+		ret = ST_BUSY;
+		goto out;
+	}
+	if ((reg->caps & read_path) == read_path) {
+		registry_digest(table, json, len, c.digest);
+		c.have_digest = 1;
+		if (registry_try_digest(&c, &ret, err))
+			goto out;
+	}
 	ret = payload_parse_table(&p, table, json, len, err, field);
 	if (ret != ST_OK)
 		goto out;
 	res->table = xstrdup(p.table);
 	c.t = registry_table_get(reg, p.table);
-	pthread_mutex_lock(&c.t->lock);
-	ret = registry_get_store(reg, &c.st, err);
+	if (registry_lock_table(&c)) {
+		ret = ST_BUSY;
+		goto put;
+	}
+	ret = registry_ctx_get_store(&c, err);
 	if (ret == ST_OK)
 		ret = registry_table_settings(&c, err);
-	if (ret != ST_OK) {
-		registry_put_store(reg, c.st, 1);
+	if (ret != ST_OK)
 		goto unlock;
-	}
 	if (!(reg->caps & STORE_CAP_ATOMIC)) {
 		ret = registry_retry_nonatomic(&c, err);
 		tried_write = res->changed;
@@ -935,21 +1119,24 @@ enum status registry_call_table(struct registry *reg, const char *table,
 			need_write = 1;
 			ret = ST_OK;
 		}
+		if (ret == ST_OK && need_write && c.nowait)
+			ret = ST_BUSY;
 		if (ret == ST_OK && need_write) {
 			registry_result_reset(res);
 			ret = registry_write(&c, err);
 		}
-		tried_write = need_write;
+		tried_write = need_write && !c.nowait;
 	}
 	if (ret == ST_UNAVAILABLE && tried_write)
 		registry_note_write(reg, 0, err->buf);
 	else if (ret == ST_OK && res->changed)
 		registry_note_write(reg, 1, NULL);
+unlock:
 	if (ret != ST_OK)
 		registry_result_reset(res);
-	registry_put_store(reg, c.st, ret != ST_OK && ret != ST_TOO_LARGE);
-unlock:
+	registry_ctx_put_store(&c, ret);
 	pthread_mutex_unlock(&c.t->lock);
+put:
 	registry_table_put(reg, c.t);
 out:
 	service_list_release(&c.loaded);
