@@ -15,7 +15,8 @@
  * generation. On top of it, a table remembers the digest of the last body
  * that left it unchanged: the same bytes again, at the same key, are
  * answered from the cache before anything is parsed (registry_try_digest).
- * Locks, outermost first: the table's (one call per table in this process),
+ * Locks, outermost first: the table's (one call per table in this process,
+ * or shared by calls that only read),
  * write_lock (this process's writers), the store's, and reg->lock (the map,
  * the LRU and the pool; held only briefly, never while waiting).
  */
@@ -72,8 +73,11 @@ struct registry_table {
 	struct registry_table *newer, *older; /* LRU, among cached tables */
 	char *name;
 	unsigned refs;
-	/* one call at a time on a table, in this process */
-	pthread_mutex_t lock;
+	/* One call at a time on a table, in this process; or, shared, any
+	 * number of REGISTRY_NO_WAIT calls, which only read the entry (they
+	 * answer ST_BUSY before anything would change it). Writers first: a
+	 * waiting writer turns new shared takers away, to a worker. */
+	pthread_rwlock_t lock;
 	/* under `lock` (or reg->lock with refs == 0): */
 	int cached;
 	uint64_t version;
@@ -116,6 +120,9 @@ struct registry {
 	atomic_int write_failed;
 	char *write_error;
 	atomic_ulong body_hits;
+	/* A REGISTRY_NO_WAIT call found the pool empty: the next call that
+	 * may wait opens one more handle for it. */
+	atomic_int pool_short;
 };
 
 /* One call on one table, across its attempts. */
@@ -288,9 +295,20 @@ static void registry_table_free(struct registry_table *t)
 	service_list_release(&t->services);
 	registry_share_release(t->config);
 	settings_release(&t->settings);
-	pthread_mutex_destroy(&t->lock);
+	pthread_rwlock_destroy(&t->lock);
 	free(t->name);
 	free(t);
+}
+
+static void registry_lock_init(pthread_rwlock_t *lock)
+{
+	pthread_rwlockattr_t attr;
+
+	pthread_rwlockattr_init(&attr);
+	pthread_rwlockattr_setkind_np(
+		&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(lock, &attr);
+	pthread_rwlockattr_destroy(&attr);
 }
 
 /* The entry of table `name`, with a reference the caller drops with
@@ -310,7 +328,7 @@ static struct registry_table *registry_table_get(struct registry *reg,
 		t->name = xstrdup(name);
 		service_list_init(&t->services);
 		settings_init(&t->settings);
-		pthread_mutex_init(&t->lock, NULL);
+		registry_lock_init(&t->lock);
 		t->next = *slot;
 		*slot = t;
 		if (++reg->nr_tables > reg->nr_buckets)
@@ -407,6 +425,19 @@ static void registry_table_remember(struct registry_ctx *c)
 		t->have_digest = 1;
 	}
 	pthread_mutex_unlock(&c->reg->lock);
+}
+
+/* Whether the call's table still has the call's digest (shared holders of
+ * its lock may remember one at the same time). */
+static int registry_table_has_digest(struct registry_ctx *c)
+{
+	int ret;
+
+	pthread_mutex_lock(&c->reg->lock);
+	ret = c->t->have_digest &&
+	      !memcmp(c->t->digest, c->digest, REGISTRY_DIGEST_LEN);
+	pthread_mutex_unlock(&c->reg->lock);
+	return ret;
 }
 
 /*
@@ -966,12 +997,13 @@ static enum status registry_retry_nonatomic(struct registry_ctx *c,
 	return ST_UNAVAILABLE;
 }
 
-/* The table's lock; without waiting (-1 when held) for REGISTRY_NO_WAIT. */
+/* The table's lock; shared and without waiting (-1 when it would wait) for
+ * REGISTRY_NO_WAIT. */
 static int registry_lock_table(struct registry_ctx *c)
 {
 	if (c->nowait)
-		return pthread_mutex_trylock(&c->t->lock) ? -1 : 0;
-	pthread_mutex_lock(&c->t->lock);
+		return pthread_rwlock_tryrdlock(&c->t->lock) ? -1 : 0;
+	pthread_rwlock_wrlock(&c->t->lock);
 	return 0;
 }
 
@@ -992,7 +1024,21 @@ static enum status registry_ctx_get_store(struct registry_ctx *c,
 	ret = c->st ? ST_OK : ST_BUSY;
 	if (c->st)
 		store_nowait(c->st, 1);
+	else
+		atomic_store(&reg->pool_short, 1);
 	return ret;
+}
+
+/* Open the handle a REGISTRY_NO_WAIT call missed, where opening may wait. */
+static void registry_pool_refill(struct registry *reg)
+{
+	struct store *st = NULL;
+	struct buf err = BUF_INIT;
+
+	if (atomic_exchange(&reg->pool_short, 0) &&
+	    store_open(reg->store_spec, &st, &err) == ST_OK)
+		registry_put_store(reg, st, 0);
+	buf_release(&err);
 }
 
 /* Give the handle back: closed when the call failed for the store's sake. */
@@ -1033,8 +1079,7 @@ static int registry_try_digest(struct registry_ctx *c, enum status *ret,
 	*ret = registry_ctx_get_store(c, err);
 	if (*ret == ST_OK)
 		*ret = registry_table_settings(c, err);
-	if (*ret == ST_OK && c->t->have_digest &&
-	    !memcmp(c->t->digest, c->digest, REGISTRY_DIGEST_LEN)) {
+	if (*ret == ST_OK && registry_table_has_digest(c)) {
 		*ret = store_begin(c->st, c->t->name, 0, err);
 		if (*ret == ST_OK) {
 			*ret = store_version(c->st, &version, err);
@@ -1054,7 +1099,7 @@ static int registry_try_digest(struct registry_ctx *c, enum status *ret,
 	if (*ret != ST_OK)
 		registry_result_reset(c->res);
 	registry_ctx_put_store(c, *ret);
-	pthread_mutex_unlock(&c->t->lock);
+	pthread_rwlock_unlock(&c->t->lock);
 put:
 	registry_table_put(c->reg, c->t);
 	c->t = NULL;
@@ -1135,10 +1180,12 @@ unlock:
 	if (ret != ST_OK)
 		registry_result_reset(res);
 	registry_ctx_put_store(&c, ret);
-	pthread_mutex_unlock(&c.t->lock);
+	pthread_rwlock_unlock(&c.t->lock);
 put:
 	registry_table_put(reg, c.t);
 out:
+	if (!c.nowait)
+		registry_pool_refill(reg);
 	service_list_release(&c.loaded);
 	buf_release(&c.config);
 	payload_release(&p);

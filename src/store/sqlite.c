@@ -41,6 +41,9 @@
 #define SQLITE_PING_BUSY_MS 20
 /* Frames in the WAL before a commit checkpoints it (SQLite's default). */
 #define SQLITE_CHECKPOINT_FRAMES 1000
+/* How long after doc_generation() a read call may go by its check: the
+ * next step of the same call, not a handle back from the pool. */
+#define SQLITE_RECHECK_US 1000
 /* Less free space than this on the database's file system counts as full. */
 #define SQLITE_MIN_FREE ((unsigned long long)64 << 10)
 
@@ -147,6 +150,11 @@ struct sqlite_store {
 	 * kind's document generation; NULL names when unknown.
 	 */
 	int64_t data_version;
+	/* The last call was doc_generation(), which checked the file and the
+	 * data version at checked_us: a read call begun right after it (the
+	 * registry's order) need not check again. */
+	int just_checked;
+	uint64_t checked_us;
 	char *memo_table, *memo_kind;
 	uint64_t memo_version, memo_gen;
 	struct buf scratch;
@@ -672,17 +680,21 @@ static enum status sqlite_begin(struct store *st, const char *table, int write,
 
 	if (s->table)
 		BUG("sqlite: begin inside a call on '%s'", s->table);
-	ret = sqlite_check_file(s, err);
-	if (ret != ST_OK)
-		return ret;
 	/* A read starts its transaction only when it loads: an unchanged
-	 * call needs no more than the version, which the memo may hold. */
-	if (write)
-		ret = sqlite_exec(s, SQL_BEGIN_WRITE, err);
-	else
-		ret = sqlite_fresh(s, err);
-	if (ret != ST_OK)
-		return ret;
+	 * call needs no more than the version, which the memo may hold, as
+	 * of the check just made (the registry reads the settings generation
+	 * first) or of one made now. */
+	if (write || !s->just_checked ||
+	    clock_now_us() - s->checked_us > SQLITE_RECHECK_US) {
+		ret = sqlite_check_file(s, err);
+		if (ret == ST_OK)
+			ret = write ? sqlite_exec(s, SQL_BEGIN_WRITE, err)
+				    : sqlite_fresh(s, err);
+		s->just_checked = 0;
+		if (ret != ST_OK)
+			return ret;
+	}
+	s->just_checked = 0;
 	s->table = xstrdup(table);
 	s->wrote = 0;
 	s->lazy = !write;
@@ -1300,22 +1312,24 @@ static enum status sqlite_doc_generation(struct store *st, const char *kind,
 
 	if (s->table)
 		BUG("sqlite: document call inside a call on '%s'", s->table);
+	s->just_checked = 0;
 	ret = sqlite_check_file(s, err);
 	if (ret == ST_OK)
 		ret = sqlite_fresh(s, err);
 	if (ret != ST_OK)
 		return ret;
-	if (s->memo_kind && !strcmp(s->memo_kind, kind)) {
-		*generation = s->memo_gen;
-		return ST_OK;
-	}
-	ret = sqlite_doc_read_generation(s, kind, generation, err);
-	if (ret == ST_OK) {
+	if (!s->memo_kind || strcmp(s->memo_kind, kind)) {
+		ret = sqlite_doc_read_generation(s, kind, generation, err);
+		if (ret != ST_OK)
+			return ret;
 		free(s->memo_kind);
 		s->memo_kind = xstrdup(kind);
 		s->memo_gen = *generation;
 	}
-	return ret;
+	*generation = s->memo_gen;
+	s->just_checked = 1;
+	s->checked_us = clock_now_us();
+	return ST_OK;
 }
 
 /* No busy handler while on: SQLite then answers SQLITE_BUSY at once. */
