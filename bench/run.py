@@ -68,8 +68,6 @@ TARGETS = [
 ]
 
 README = os.path.join(ROOT, "README.md")
-README_BEGIN = "<!-- bench/run.py: agent -->"
-README_END = "<!-- /bench/run.py: agent -->"
 
 
 def log(msg):
@@ -569,33 +567,46 @@ def agent_rows(args, results):
     return lines
 
 
-def update_readme(args, results, m):
-    """The README's Performance table of (7) and (8), between its markers."""
-    rows = agent_rows(args, results)
-    if not rows or "nginx_ratio" not in results:
-        return
-    r = results.get
-    block = [
-        README_BEGIN,
-        f"Measured {m['date']}, commit {m['commit']}, {m['nproc']} CPUs, load average "
-        f"{r('load_start')} at the start (`make bench`; median of {args.agent_calls} "
-        "calls, end to end over HTTP keep-alive with the agent's full payload):",
-        "",
-        *rows,
-        "",
-        f"Server CPU per unchanged small call: {r('nginx_reg_cpu'):.0f} µs; nginx "
-        f"`return 200` in the same run: {r('nginx_cpu'):.0f} µs "
-        f"(ratio {r('nginx_ratio'):.2f}).",
-        README_END,
-    ]
+def readme_block(name, lines):
+    """Replace the README's lines between its markers for `name`."""
+    begin, end = f"<!-- bench/run.py: {name} -->", f"<!-- /bench/run.py: {name} -->"
     text = open(README).read()
-    if README_BEGIN not in text or README_END not in text:
-        log("bench: the README has no markers for the table; left as it is")
+    if begin not in text or end not in text:
+        log(f"bench: the README has no markers for {name}; left as it is")
         return
-    head, rest = text.split(README_BEGIN, 1)
-    tail = rest.split(README_END, 1)[1]
+    head, rest = text.split(begin, 1)
+    tail = rest.split(end, 1)[1]
     with open(README, "w") as f:
-        f.write(head + "\n".join(block) + tail)
+        f.write(head + "\n".join([begin, *lines, end]) + tail)
+
+
+def update_readme(args, results, m):
+    """The README's Performance figures of (7)-(9), between their markers."""
+    r = results.get
+    rows = agent_rows(args, results)
+    if rows and "nginx_ratio" in results:
+        readme_block("agent", [
+            f"Measured {m['date']}, commit {m['commit']}, {m['nproc']} CPUs, load average "
+            f"{r('load_start')} at the start, {r('load_end')} at the end (`make bench`; "
+            f"median of {args.agent_calls} calls, end to end over HTTP keep-alive):",
+            "",
+            *rows,
+            "",
+            f"Server CPU per unchanged small call: {r('nginx_reg_cpu'):.0f} µs; nginx "
+            f"`return 200` in the same run: {r('nginx_cpu'):.0f} µs "
+            f"(ratio {r('nginx_ratio'):.2f}).",
+        ])
+    if "cmp_this" in results:
+        cm = r("cmp_commits")
+        o, t = r("cmp_other"), r("cmp_this")
+        readme_block("compare", [
+            f"Side by side ({m['date']}, median of {args.rounds} rounds, load average "
+            f"{r('load_start')}): (1) {o['rps1']:,.0f} req/s at {cm['other']}, "
+            f"{t['rps1']:,.0f} at {cm['this']}; server CPU per request {o['cpu1']:.0f} "
+            f"and {t['cpu1']:.0f} µs; (3) {o['rps3']:,.0f} and {t['rps3']:,.0f} req/s "
+            f"({o['cpu3']:.0f} and {t['cpu3']:.0f} µs); ratio 1/3 {o['ratio13']:.2f} "
+            f"and {t['ratio13']:.2f}.",
+        ])
 
 
 def machine():
