@@ -10,9 +10,17 @@
      config bytes, the renderer's MB/s (bench_core, in process) and the
      server's peak RSS (VmHWM).
 6.   The scale figures again with the DynamoDB store (a local dynalite).
+7.   The agent's real call (issue 18): every container in `running` and every
+     service in `candidates`, at 1,000 to 100,000 services: an unchanged
+     call, a call that adds one container, the server's peak RSS.
+8.   Server CPU per unchanged small call next to an nginx from Debian's
+     package answering `return 200` on loopback, rounds side by side.
+9.   With --compare DIR: (1) and (3) against the build in DIR (another
+     commit) and this one, rounds side by side.
 
 Usage: bench/run.py [--build DIR] [--seconds N] [--rounds N] [--out FILE]
-                    [--only wrk|scale|dynamodb]...
+                    [--only wrk|scale|dynamodb|agent|nginx|compare]...
+                    [--compare BUILD_DIR] [--agent-sizes N...]
        bench/run.py --self-test   (the wrk output parser; in make test)
 Prints Markdown and writes it to --out (default bench/RESULTS.md).
 """
@@ -50,7 +58,16 @@ TARGETS = [
     ("add one container at 10,000 services", "add_ms_10000", "<=", 20, " ms"),
     ("renderer at 10,000 services", "render_mbs_10000", ">=", 500, " MB/s"),
     ("server peak RSS at 10,000 services", "rss_mib_10000", "<=", 32, " MiB"),
+    ("agent's call, unchanged, 10,000 services", "agent_same_ms_10000", "<=", 5, " ms"),
+    ("agent's call, unchanged, 100,000 services", "agent_same_ms_100000", "<=", 50, " ms"),
+    ("agent's call, one container added, 10,000 services", "agent_add_ms_10000", "<=", 30,
+     " ms"),
+    ("agent's calls, peak RSS, 10,000 services", "agent_rss_mib_10000", "<=", 32, " MiB"),
+    ("agent's calls, peak RSS, 100,000 services", "agent_rss_mib_100000", "<=", 200, " MiB"),
+    ("server CPU per unchanged small call / nginx return 200", "nginx_ratio", "<=", 1.5, ""),
 ]
+
+README = os.path.join(ROOT, "README.md")
 
 
 def log(msg):
@@ -63,10 +80,16 @@ def free_port():
         return s.getsockname()[1]
 
 
+def cpu_ticks(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
 class Server:
     """One `serve` process on a free loopback port."""
 
-    def __init__(self, binary, store, work, max_body="64M", env=None):
+    def __init__(self, binary, store, work, max_body="256M", env=None):
         self.port = free_port()
         self.log = open(os.path.join(work, "serve.log"), "ab")
         self.proc = subprocess.Popen(
@@ -84,9 +107,7 @@ class Server:
         raise SystemExit(f"bench: serve --store {store} did not start")
 
     def cpu_ticks(self):
-        with open(f"/proc/{self.proc.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return int(fields[11]) + int(fields[12])  # utime + stime
+        return cpu_ticks(self.proc.pid)
 
     def measure(self, fn, *a):
         """fn(*a) (a wrk run), plus the server's CPU time per request."""
@@ -346,6 +367,248 @@ def bench_scale(args, work, results, store_kind, sizes):
             results[f"parse_ms_{nr}"] = json.loads(out)["ms_per_parse"]
 
 
+def agent_payload(table, nr, per=5, extra=False):
+    """What the agent posts on every sync (src/agent/agent.c): every
+    container in `running`, every service with containers in `candidates`
+    with its settings and all its containers. With `extra`, service 0 runs
+    one more container."""
+    running, candidates = [], []
+    for i in range(nr):
+        name = f"svc-{i:05d}"
+        conts = []
+        for j in range(per + (1 if extra and i == 0 else 0)):
+            k = i * per + j if j < per else nr * per + 1
+            conts.append({"id": f"c{i:05d}{j:02d}",
+                          "ip": f"10.{k >> 16 & 255}.{k >> 8 & 255}.{k & 255}"})
+        running += [{"serviceName": name, **c} for c in conts]
+        cand = {"serviceName": name, "port": 8080,
+                "configMode": "path" if i % 4 == 3 else "host",
+                "predicate": f"api/v{i}" if i % 4 == 3 else f"{name}.example.com"}
+        if i % 2:
+            cand["cookie"] = "SRVID"
+        cand["containers"] = conts
+        candidates.append(cand)
+    return json.dumps({"table": table, "running": running, "candidates": candidates},
+                      separators=(",", ":")).encode()
+
+
+def bench_agent(args, work, results):
+    """(7): one fresh server per size, seeded with the agent's payload; then
+    `agent_calls` unchanged calls (the same bytes again), then as many
+    calls that add one container, each followed by one that removes it."""
+    for nr in args.agent_sizes:
+        table = f"agent-{nr}"
+        same = agent_payload(table, nr)
+        add = agent_payload(table, nr, extra=True)
+        srv = Server(args.bin, f"sqlite:{os.path.join(work, f'agent-{nr}.db')}", work)
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=600)
+            config = post(conn, same)
+            same_ms, add_ms = [], []
+            for _ in range(args.agent_calls):
+                t0 = time.monotonic()
+                out = post(conn, same)
+                same_ms.append((time.monotonic() - t0) * 1000)
+                if out != config:
+                    raise SystemExit(f"bench: an unchanged call at {nr} changed the config")
+            for _ in range(args.agent_calls):
+                t0 = time.monotonic()
+                post(conn, add)
+                add_ms.append((time.monotonic() - t0) * 1000)
+                post(conn, same)
+            conn.close()
+            rss = srv.rss_peak_kib()
+        finally:
+            srv.stop()
+        results[f"agent_same_ms_{nr}"] = statistics.median(same_ms)
+        results[f"agent_add_ms_{nr}"] = statistics.median(add_ms)
+        results[f"agent_rss_mib_{nr}"] = rss / 1024
+        results[f"agent_payload_bytes_{nr}"] = len(same)
+        results[f"agent_config_bytes_{nr}"] = len(config)
+        log(f"bench: agent {nr}: unchanged {statistics.median(same_ms):.1f} ms, "
+            f"add {statistics.median(add_ms):.1f} ms, rss {rss / 1024:.1f} MiB")
+
+
+def start_nginx(work):
+    """An nginx from Debian's package on a free loopback port, one process
+    (no master), answering every request with `return 200`."""
+    binary = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not os.path.exists(binary):
+        raise SystemExit("bench: nginx is missing (scripts/deps.sh bench)")
+    port = free_port()
+    root = os.path.join(work, "nginx")
+    os.makedirs(os.path.join(root, "logs"), exist_ok=True)
+    conf = os.path.join(root, "nginx.conf")
+    with open(conf, "w") as f:
+        f.write(f"""daemon off;
+master_process off;
+worker_processes 1;
+pid {root}/nginx.pid;
+error_log {root}/logs/error.log;
+events {{ worker_connections 1024; }}
+http {{
+    access_log {root}/logs/access.log;
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{ return 200; }}
+    }}
+}}
+""")
+    proc = subprocess.Popen([binary, "-p", root, "-e", f"{root}/logs/error.log", "-c", conf],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(500):
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return proc, port
+        except OSError:
+            if proc.poll() is not None:
+                break
+            time.sleep(0.02)
+    raise SystemExit("bench: nginx did not start")
+
+
+def bench_nginx(args, work, results):
+    """(8): CPU per request of the server on (1) and of nginx on `return
+    200`, wrk with the same options, rounds side by side."""
+    sample = os.path.join(ROOT, "sample-data", "data.json")
+    srv = Server(args.bin, f"sqlite:{os.path.join(work, 'nginx-cmp.db')}", work)
+    proc, port = start_nginx(work)
+    reg, ngx = [], []
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", srv.port)
+        post(conn, open(sample, "rb").read())
+        conn.close()
+        t, c = args.threads, args.connections
+        for r in range(args.rounds):
+            log(f"bench: nginx round {r + 1}/{args.rounds} (load {loadavg()})")
+            t0 = cpu_ticks(proc.pid)
+            res = wrk(port, "/", args.seconds, t, c)
+            res["cpu_us"] = ((cpu_ticks(proc.pid) - t0) * 1e6 / os.sysconf("SC_CLK_TCK")
+                             / max(res["requests"], 1))
+            ngx.append(res)
+            reg.append(srv.measure(wrk, srv.port, "/generate", args.seconds, t, c,
+                                   os.path.join(BENCH, "generate.lua"), {"LR_BODY": sample}))
+    finally:
+        proc.terminate()
+        proc.wait()
+        srv.stop()
+    results["nginx_cpu"] = statistics.median(r["cpu_us"] for r in ngx)
+    results["nginx_rps"] = statistics.median(r["rps"] for r in ngx)
+    results["nginx_reg_cpu"] = statistics.median(r["cpu_us"] for r in reg)
+    results["nginx_reg_rps"] = statistics.median(r["rps"] for r in reg)
+    results["nginx_ratio"] = statistics.median(
+        g["cpu_us"] / n["cpu_us"] for g, n in zip(reg, ngx) if n["cpu_us"] > 0)
+
+
+def commit_of(path):
+    out = subprocess.run(["git", "-C", path, "rev-parse", "--short", "HEAD"],
+                         capture_output=True, text=True)
+    return out.stdout.strip() or "?"
+
+
+def bench_compare(args, work, results):
+    """(9): (1) and (3) against two builds, one server each, alternating in
+    every round; medians per build."""
+    sample = os.path.join(ROOT, "sample-data", "data.json")
+    builds = [("other", os.path.join(args.compare, "lambda-registry")), ("this", args.bin)]
+    servers = {}
+    runs = {name: {"unchanged": [], "healthz": []} for name, _ in builds}
+    try:
+        for name, binary in builds:
+            servers[name] = Server(binary, f"sqlite:{os.path.join(work, f'cmp-{name}.db')}",
+                                   work)
+            conn = http.client.HTTPConnection("127.0.0.1", servers[name].port)
+            post(conn, open(sample, "rb").read())
+            conn.close()
+        t, c = args.threads, args.connections
+        for r in range(args.rounds):
+            log(f"bench: compare round {r + 1}/{args.rounds} (load {loadavg()})")
+            for name, _ in builds:
+                srv = servers[name]
+                runs[name]["healthz"].append(
+                    srv.measure(wrk, srv.port, "/healthz", args.seconds, t, c))
+                runs[name]["unchanged"].append(
+                    srv.measure(wrk, srv.port, "/generate", args.seconds, t, c,
+                                os.path.join(BENCH, "generate.lua"), {"LR_BODY": sample}))
+    finally:
+        for srv in servers.values():
+            srv.stop()
+    results["cmp_commits"] = {"other": commit_of(args.compare), "this": commit_of(ROOT)}
+    for name, _ in builds:
+        u, h = runs[name]["unchanged"], runs[name]["healthz"]
+        results[f"cmp_{name}"] = {
+            "rps1": statistics.median(x["rps"] for x in u),
+            "cpu1": statistics.median(x["cpu_us"] for x in u),
+            "rps3": statistics.median(x["rps"] for x in h),
+            "cpu3": statistics.median(x["cpu_us"] for x in h),
+            "ratio13": statistics.median(a["rps"] / b["rps"] for a, b in zip(u, h)),
+            "rounds": [(a["rps"], b["rps"]) for a, b in zip(u, h)],
+        }
+
+
+def agent_rows(args, results):
+    """The table of issue 18, Markdown; empty when (7) did not run."""
+    r = results.get
+    sizes = [n for n in args.agent_sizes if f"agent_same_ms_{n}" in results]
+    if not sizes:
+        return []
+    lines = [
+        "| services | " + " | ".join(f"{n:,}" for n in sizes) + " |",
+        "|---|" + "---|" * len(sizes),
+        "| payload | " + " | ".join(f"{r(f'agent_payload_bytes_{n}') / 1e6:.1f} MB"
+                                   for n in sizes) + " |",
+        "| unchanged call | " + " | ".join(f"{r(f'agent_same_ms_{n}'):.1f} ms"
+                                          for n in sizes) + " |",
+        "| add one container | " + " | ".join(f"{r(f'agent_add_ms_{n}'):.1f} ms"
+                                             for n in sizes) + " |",
+        "| peak RSS | " + " | ".join(f"{r(f'agent_rss_mib_{n}'):.1f} MiB"
+                                    for n in sizes) + " |",
+    ]
+    return lines
+
+
+def readme_block(name, lines):
+    """Replace the README's lines between its markers for `name`."""
+    begin, end = f"<!-- bench/run.py: {name} -->", f"<!-- /bench/run.py: {name} -->"
+    text = open(README).read()
+    if begin not in text or end not in text:
+        log(f"bench: the README has no markers for {name}; left as it is")
+        return
+    head, rest = text.split(begin, 1)
+    tail = rest.split(end, 1)[1]
+    with open(README, "w") as f:
+        f.write(head + "\n".join([begin, *lines, end]) + tail)
+
+
+def update_readme(args, results, m):
+    """The README's Performance figures of (7)-(9), between their markers."""
+    r = results.get
+    rows = agent_rows(args, results)
+    if rows and "nginx_ratio" in results:
+        readme_block("agent", [
+            f"Measured {m['date']}, commit {m['commit']}, {m['nproc']} CPUs, load average "
+            f"{r('load_start')} at the start, {r('load_end')} at the end (`make bench`; "
+            f"median of {args.agent_calls} calls, end to end over HTTP keep-alive):",
+            "",
+            *rows,
+            "",
+            f"Server CPU per unchanged small call: {r('nginx_reg_cpu'):.0f} µs; nginx "
+            f"`return 200` in the same run: {r('nginx_cpu'):.0f} µs "
+            f"(ratio {r('nginx_ratio'):.2f}).",
+        ])
+    if "cmp_this" in results:
+        cm = r("cmp_commits")
+        o, t = r("cmp_other"), r("cmp_this")
+        readme_block("compare", [
+            f"Side by side ({m['date']}, median of {args.rounds} rounds, load average "
+            f"{r('load_start')}): (1) {o['rps1']:,.0f} req/s at {cm['other']}, "
+            f"{t['rps1']:,.0f} at {cm['this']}; server CPU per request {o['cpu1']:.0f} "
+            f"and {t['cpu1']:.0f} µs; (3) {o['rps3']:,.0f} and {t['rps3']:,.0f} req/s "
+            f"({o['cpu3']:.0f} and {t['cpu3']:.0f} µs); ratio 1/3 {o['ratio13']:.2f} "
+            f"and {t['ratio13']:.2f}.",
+        ])
+
+
 def machine():
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo")
                 if l.startswith("model name")), "?")
@@ -427,6 +690,52 @@ def report(args, results, m):
                 f"({fmt(r(f'parse_mbs_{nr}'))} MB/s) | {r(f'rss_mib_{nr}'):.1f} MiB "
                 f"| {(FIRST['add1k'] + ', ' + FIRST['rss']) if nr == 1000 else ''} |")
         lines.append("")
+    if agent_rows(args, results):
+        lines += [
+            "## The agent's call (SQLite store): N services x 5 containers",
+            "",
+            "Every container in `running` and every service in `candidates`, as the "
+            "agent posts it; a fresh server per size, seeded with one call; the median "
+            f"of {args.agent_calls} unchanged calls (the same bytes again), then of "
+            f"{args.agent_calls} calls that add one container (each followed by one "
+            "that removes it again), end to end over HTTP keep-alive (Python client: "
+            "send the payload, read the whole config).",
+            "",
+            *agent_rows(args, results),
+            "",
+        ]
+    if "nginx_ratio" in results:
+        lines += [
+            f"## Server CPU per request next to nginx (wrk -t{args.threads} "
+            f"-c{args.connections} -d{args.seconds}s, median of {args.rounds} rounds)",
+            "",
+            "| load | req/s | CPU per request |",
+            "|---|---|---|",
+            f"| (1) POST /generate, unchanged state | {fmt(r('nginx_reg_rps'))} "
+            f"| {r('nginx_reg_cpu'):.1f} µs |",
+            f"| nginx `return 200` (Debian's package, one process, access log on) "
+            f"| {fmt(r('nginx_rps'))} | {r('nginx_cpu'):.1f} µs |",
+            "",
+            f"Ratio (median of the per-round ratios): {r('nginx_ratio'):.2f}.",
+            "",
+        ]
+    if "cmp_this" in results:
+        cm = r("cmp_commits")
+        lines += [
+            f"## Side by side: commit {cm['other']} against {cm['this']} (wrk -t{args.threads} "
+            f"-c{args.connections} -d{args.seconds}s, median of {args.rounds} rounds)",
+            "",
+            "| commit | (1) req/s | (1) CPU per request | (3) req/s | (3) CPU per request "
+            "| ratio 1/3 |",
+            "|---|---|---|---|---|---|",
+        ]
+        for name in ("other", "this"):
+            x = r(f"cmp_{name}")
+            lines.append(f"| {cm[name]} | {fmt(x['rps1'])} | {x['cpu1']:.0f} µs "
+                         f"| {fmt(x['rps3'])} | {x['cpu3']:.0f} µs | {x['ratio13']:.2f} |")
+        lines += ["", "Rounds (req/s (1) / (3)): " + "; ".join(
+            f"{cm[n]}: " + ", ".join(f"{a:.0f} / {b:.0f}" for a, b in r(f"cmp_{n}")["rounds"])
+            for n in ("other", "this")) + ".", ""]
     if "ddb_status" in results:
         lines += ["## DynamoDB store (dynalite on the same machine)", "", r("ddb_status"), ""]
     if "dynamodb_rps1" in results:
@@ -484,7 +793,12 @@ def main():
     ap.add_argument("--scale-calls", type=int, default=15)
     ap.add_argument("--ddb-calls", type=int, default=5)
     ap.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000])
-    ap.add_argument("--only", action="append", choices=["wrk", "scale", "dynamodb"])
+    ap.add_argument("--agent-sizes", type=int, nargs="+",
+                    default=[1000, 10000, 50000, 100000])
+    ap.add_argument("--agent-calls", type=int, default=20)
+    ap.add_argument("--compare", help="a build directory of another commit, for (9)")
+    ap.add_argument("--only", action="append",
+                    choices=["wrk", "scale", "dynamodb", "agent", "nginx", "compare"])
     ap.add_argument("--out", default=os.path.join(BENCH, "RESULTS.md"))
     ap.add_argument("--json", help="also write the raw figures here")
     ap.add_argument("--self-test", action="store_true",
@@ -495,7 +809,10 @@ def main():
         return
     args.bin = os.path.join(args.build, "lambda-registry")
     args.core = os.path.join(args.build, "bench", "bench_core")
-    only = set(args.only or ["wrk", "scale", "dynamodb"])
+    only = set(args.only or ["wrk", "scale", "dynamodb", "agent", "nginx"] +
+               (["compare"] if args.compare else []))
+    if "compare" in only and not args.compare:
+        raise SystemExit("bench: --only compare needs --compare BUILD_DIR")
     for tool in ("wrk",):
         if not shutil.which(tool):
             raise SystemExit(f"bench: {tool} is missing (scripts/deps.sh bench)")
@@ -509,10 +826,18 @@ def main():
             bench_scale(args, work, results, "sqlite", args.sizes)
         if "dynamodb" in only:
             bench_dynamodb(args, work, results)
+        if "agent" in only:
+            bench_agent(args, work, results)
+        if "nginx" in only:
+            bench_nginx(args, work, results)
+        if "compare" in only:
+            bench_compare(args, work, results)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     results["load_end"] = loadavg()
-    text = report(args, results, machine())
+    m = machine()
+    text = report(args, results, m)
+    update_readme(args, results, m)
     print(text)
     with open(args.out, "w") as f:
         f.write(text)

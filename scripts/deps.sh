@@ -23,7 +23,8 @@ for want in "$@"; do
 		pkgs="$pkgs podman runc busybox-static"
 		# The PostgreSQL store's tests run a private cluster.
 		pkgs="$pkgs postgresql" ;;
-	bench) pkgs="$pkgs wrk haproxy python3 nodejs npm" ;;
+	# nginx: the CPU per request of a server doing nothing, next to ours.
+	bench) pkgs="$pkgs wrk haproxy python3 nodejs npm nginx" ;;
 	fuzz) pkgs="$pkgs clang libclang-rt-14-dev" ;;
 	lambda) pkgs="$pkgs zip unzip binutils" ;;
 	# make deb: dpkg-buildpackage with debhelper, then lintian;

@@ -21,10 +21,10 @@ static api_handler_fn api_generate, api_healthz;
 
 /* Matched in order; a pattern's {name} takes one whole, non-empty segment. */
 static const struct api_route api_routes[] = {
-	{"POST", "/generate", api_generate, API_BODY | API_BLOCKING,
-	 API_SCOPE_TABLE_WRITE},
+	{"POST", "/generate", api_generate,
+	 API_BODY | API_BLOCKING | API_NOWAIT, API_SCOPE_TABLE_WRITE},
 	{"POST", "/v1/tables/{table}/generate", api_generate,
-	 API_BODY | API_BLOCKING, API_SCOPE_TABLE_WRITE},
+	 API_BODY | API_BLOCKING | API_NOWAIT, API_SCOPE_TABLE_WRITE},
 	{"GET", "/healthz", api_healthz, API_BLOCKING, API_SCOPE_NONE},
 };
 
@@ -494,11 +494,16 @@ static void api_generate(struct api *api, const struct api_request *req,
 				 NULL);
 		goto out;
 	}
-	st = registry_call_table(api->opts.reg, api_param(req, "table"),
-				 req->body, req->body_len,
-				 json ? REGISTRY_WANT_SERVICES
-				      : REGISTRY_SHARE_CONFIG,
-				 &res, &err, &field);
+	st = registry_call_table(
+		api->opts.reg, api_param(req, "table"), req->body,
+		req->body_len,
+		(json ? REGISTRY_WANT_SERVICES : REGISTRY_SHARE_CONFIG) |
+			(req->no_wait ? REGISTRY_NO_WAIT : 0),
+		&res, &err, &field);
+	if (st == ST_BUSY) {
+		ans->busy = 1;
+		goto out;
+	}
 	if (st != ST_OK) {
 		api_answer_error(ans, st, err.buf, field.buf);
 		goto out;

@@ -24,6 +24,8 @@ struct registry_share;
 #define API_BLOCKING                                                           \
 	(1u << 1) /* may wait on the store: never run it where                 \
 		   * a wait stalls other clients */
+/* The handler honours api_request.no_wait (see there). */
+#define API_NOWAIT (1u << 2)
 
 /* The permission a route needs; checked before its handler runs. */
 enum api_scope {
@@ -79,6 +81,10 @@ struct api_request {
 	/* Authorized by the front end itself (a direct Lambda invocation,
 	 * which IAM allowed): no token is asked for. */
 	int trusted;
+	/* Set on an API_NOWAIT route where waiting would stall other clients:
+	 * a handler that would wait sets api_answer.busy and nothing else, and
+	 * the front end runs it again where it may wait. */
+	int no_wait;
 
 	/* Set by api_begin(); api_request_release() frees them. */
 	const struct api_route *route;
@@ -106,6 +112,7 @@ struct api_answer {
 	/* The matched route's pattern for logs and metrics, never the raw
 	 * path; "-" when nothing matched. */
 	const char *route;
+	int busy; /* see api_request.no_wait */
 };
 
 typedef void api_handler_fn(struct api *api, const struct api_request *req,

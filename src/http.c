@@ -57,6 +57,13 @@
 #define HTTP_DEFAULT_WORKERS  16
 #define HTTP_DEFAULT_QUEUE    64
 #define HTTP_RETRY_AFTER_SECS 1
+/* Bodies up to this size are tried on the polling thread (API_NOWAIT):
+ * a call that fails to stay cheap there is parsed again on a worker. */
+#define HTTP_INLINE_MAX (64 << 10)
+/* A body buffer this large is kept for the next large body, for as long as
+ * one arrives every HTTP_SPARE_KEEP_MS (see http_spare_take). */
+#define HTTP_SPARE_MIN	   (1 << 20)
+#define HTTP_SPARE_KEEP_MS 10000
 
 enum http_lane_id {
 	HTTP_LANE_WRITE,
@@ -106,6 +113,10 @@ struct http_server {
 	pthread_mutex_t reaper_lock;
 	pthread_cond_t reaper_cond;
 	int reaper_stop;
+	/* The largest recent body buffer, empty when none (spare_lock). */
+	pthread_mutex_t spare_lock;
+	struct buf spare;
+	uint64_t spare_ms; /* when it was last put back */
 };
 
 enum http_state {
@@ -457,7 +468,12 @@ static void http_lane_stop(struct http_lane *lane)
 	pthread_mutex_destroy(&lane->lock);
 }
 
-/* Run the matched route: inline when it cannot wait, else on its lane. */
+/*
+ * Run the matched route: inline when it cannot wait, else on its lane. A
+ * route that can be told not to wait is tried inline first (an unchanged
+ * call answered from the cache costs less than the hand-off to a worker,
+ * and then never waits for a lock); it goes to its lane when it would wait.
+ */
 static enum MHD_Result http_dispatch(struct http_server *srv,
 				     struct http_request *req)
 {
@@ -468,6 +484,14 @@ static enum MHD_Result http_dispatch(struct http_server *srv,
 	if (!(route->flags & API_BLOCKING)) {
 		api_finish(srv->api, &req->areq, &req->ans);
 		return http_send(req);
+	}
+	if ((route->flags & API_NOWAIT) && req->body.len <= HTTP_INLINE_MAX) {
+		req->areq.no_wait = 1;
+		api_finish(srv->api, &req->areq, &req->ans);
+		req->areq.no_wait = 0;
+		if (!req->ans.busy)
+			return http_send(req);
+		req->ans.busy = 0;
 	}
 	if (!http_lane_submit(http_lane_of(srv, route), req))
 		return MHD_YES;
@@ -487,6 +511,58 @@ static void http_too_large(struct http_server *srv, struct http_request *req)
 		 srv->opts->max_body);
 	api_answer_error(&req->ans, ST_TOO_LARGE, msg.buf, NULL);
 	buf_release(&msg);
+}
+
+/*
+ * A body of `len` bytes goes into the spare buffer when it is large enough:
+ * fresh pages for a large body cost more than its parse (a 62 MB body took
+ * 0.7 to 3.6 s to arrive in new memory on a virtual machine, page faults
+ * most of it). The spare is the largest buffer a recent body had; the
+ * reaper frees it once no large body came for HTTP_SPARE_KEEP_MS.
+ */
+static void http_spare_take(struct http_server *srv, struct http_request *req,
+			    size_t len)
+{
+	pthread_mutex_lock(&srv->spare_lock);
+	if (srv->spare.alloc > len) {
+		struct buf tmp = req->body;
+
+		req->body = srv->spare;
+		srv->spare = tmp;
+	}
+	pthread_mutex_unlock(&srv->spare_lock);
+}
+
+/* After the answer: keep the request's body buffer if it is the larger. */
+static void http_spare_put(struct http_server *srv, struct http_request *req)
+{
+	if (req->body.alloc < HTTP_SPARE_MIN)
+		return;
+	buf_reset(&req->body);
+	pthread_mutex_lock(&srv->spare_lock);
+	if (req->body.alloc > srv->spare.alloc) {
+		struct buf tmp = srv->spare;
+
+		srv->spare = req->body;
+		req->body = tmp;
+	}
+	srv->spare_ms = clock_now_ms();
+	pthread_mutex_unlock(&srv->spare_lock);
+}
+
+/* The reaper's: no large body for a while, so the memory goes back. */
+static void http_spare_expire(struct http_server *srv)
+{
+	struct buf old = BUF_INIT;
+
+	pthread_mutex_lock(&srv->spare_lock);
+	if (srv->spare.alloc &&
+	    clock_now_ms() - srv->spare_ms >= HTTP_SPARE_KEEP_MS) {
+		old = srv->spare;
+		buf_init(&srv->spare, srv->opts->max_body);
+	}
+	pthread_mutex_unlock(&srv->spare_lock);
+	buf_release(&old);
 }
 
 /* The first call: the headers are complete. Check them, match the route. */
@@ -570,8 +646,13 @@ static enum MHD_Result http_start(struct http_server *srv,
 	}
 	/* Room for the whole body at once: no copying as it grows (large
 	 * allocations stay untouched until filled). */
-	if (clen)
-		buf_grow(&req->body, (size_t)strtoull(clen, NULL, 10));
+	if (clen) {
+		size_t len = (size_t)strtoull(clen, NULL, 10);
+
+		if (len >= HTTP_SPARE_MIN)
+			http_spare_take(srv, req, len);
+		buf_grow(&req->body, len);
+	}
 	req->state = HTTP_BODY;
 	ret = MHD_YES;
 out:
@@ -733,13 +814,13 @@ static void http_completed(void *cls, struct MHD_Connection *conn,
 
 	if (!req)
 		return;
-	log_event("method=%s path=%s route=%s status=%u bytes=%zu us=%llu%s",
-		  req->method ? log_quote(&qmethod, req->method) : "-",
-		  log_quote(&qpath, req->uri), req->ans.route,
-		  req->state == HTTP_SENT ? req->status : 0, req->bytes,
-		  (unsigned long long)(clock_now_us() - req->start_us),
-		  toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? ""
-							     : " aborted=1");
+	log_access("method=%s path=%s route=%s status=%u bytes=%zu us=%llu%s",
+		   req->method ? log_quote(&qmethod, req->method) : "-",
+		   log_quote(&qpath, req->uri), req->ans.route,
+		   req->state == HTTP_SENT ? req->status : 0, req->bytes,
+		   (unsigned long long)(clock_now_us() - req->start_us),
+		   toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? ""
+							      : " aborted=1");
 	/* The next request on this connection may idle for the read timeout
 	 * and then has the header timeout for its headers. */
 	if (srv->opts->header_timeout)
@@ -747,6 +828,7 @@ static void http_completed(void *cls, struct MHD_Connection *conn,
 			srv, conn, clock_now_ms() + (uint64_t)next_s * 1000);
 	api_request_release(&req->areq);
 	api_answer_release(&req->ans);
+	http_spare_put(srv, req);
 	buf_release(&req->body);
 	buf_release(&qmethod);
 	buf_release(&qpath);
@@ -754,7 +836,10 @@ static void http_completed(void *cls, struct MHD_Connection *conn,
 	free(req->uri);
 	free(req);
 	*con_cls = NULL;
-	atomic_fetch_sub(&srv->in_flight, 1);
+	/* Access lines are batched while requests keep coming; a server
+	 * gone idle writes them at once. */
+	if (atomic_fetch_sub(&srv->in_flight, 1) == 1)
+		log_flush();
 }
 
 static void http_notify_connection(void *cls, struct MHD_Connection *conn,
@@ -850,6 +935,8 @@ static void *http_reaper(void *arg)
 				  "limit_s=%u",
 				  cut, n, srv->opts->header_timeout);
 		}
+		log_flush_stale();
+		http_spare_expire(srv);
 		clock_gettime(CLOCK_REALTIME, &ts);
 		ts.tv_nsec += HTTP_REAP_MS * 1000000L;
 		if (ts.tv_nsec >= 1000000000L) {
@@ -1177,6 +1264,8 @@ enum status http_serve(struct registry *reg, const struct http_options *opts,
 	pthread_mutex_init(&srv.conns_lock, NULL);
 	pthread_mutex_init(&srv.reaper_lock, NULL);
 	pthread_cond_init(&srv.reaper_cond, NULL);
+	pthread_mutex_init(&srv.spare_lock, NULL);
+	buf_init(&srv.spare, opts->max_body);
 
 	signal(SIGPIPE, SIG_IGN);
 	/* Over a file size limit, SQLite should see EFBIG, not kill the server.
@@ -1309,8 +1398,11 @@ stop_lanes:
 	http_tls_release_all();
 	pthread_cond_destroy(&srv.reaper_cond);
 	pthread_mutex_destroy(&srv.reaper_lock);
+	buf_release(&srv.spare);
+	pthread_mutex_destroy(&srv.spare_lock);
 	pthread_mutex_destroy(&srv.conns_lock);
 	if (ret == ST_OK)
 		log_event("event=stopped");
+	log_flush();
 	return ret;
 }

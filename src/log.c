@@ -1,39 +1,129 @@
-/* key=value event lines on stderr, one write(2) each. */
+/*
+ * key=value event lines on stderr. Events go out at once, one write(2)
+ * each; access lines (one per request) are batched, so a busy server does
+ * not pay a system call per request.
+ */
 #include "log.h"
 
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <string.h>
 #include <stdio.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "buf.h"
+#include "clock.h"
 #include "banned.h"
 
-void log_event(const char *fmt, ...)
+#define LOG_LINE_MAX 2048
+/* Access lines wait here until it is full, an event is written, or the
+ * oldest is LOG_BATCH_MS old (log_flush_stale). */
+#define LOG_BATCH_BYTES (32 << 10)
+#define LOG_BATCH_MS	1000
+
+static struct {
+	pthread_mutex_t lock;
+	char buf[LOG_BATCH_BYTES];
+	size_t len;
+	uint64_t since_ms; /* when the oldest line waiting was added */
+} log_batch = {PTHREAD_MUTEX_INITIALIZER, {0}, 0, 0};
+
+/* "ts=... <fmt>\n" into `line`; its length (0 when formatting failed). */
+static size_t log_format(char *line, const char *fmt, va_list ap)
 {
-	char line[2048];
 	struct timespec ts;
 	struct tm tm;
 	size_t n;
-	va_list ap;
 	int len;
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);
-	n = strftime(line, sizeof(line), "ts=%Y-%m-%dT%H:%M:%S", &tm);
-	len = snprintf(line + n, sizeof(line) - n, ".%03ldZ ",
+	n = strftime(line, LOG_LINE_MAX, "ts=%Y-%m-%dT%H:%M:%S", &tm);
+	len = snprintf(line + n, LOG_LINE_MAX - n, ".%03ldZ ",
 		       ts.tv_nsec / 1000000);
 	n += (size_t)len;
-	va_start(ap, fmt);
-	len = vsnprintf(line + n, sizeof(line) - n - 1, fmt, ap);
-	va_end(ap);
+	len = vsnprintf(line + n, LOG_LINE_MAX - n - 1, fmt, ap);
 	if (len < 0)
-		return;
-	n += (size_t)len < sizeof(line) - n - 1 ? (size_t)len
-						: sizeof(line) - n - 2;
+		return 0;
+	n += (size_t)len < LOG_LINE_MAX - n - 1 ? (size_t)len
+						: LOG_LINE_MAX - n - 2;
 	line[n++] = '\n';
-	(void)!write(STDERR_FILENO, line, n);
+	return n;
+}
+
+/* Write what waits, then `line` (may be NULL), in one call; lock held. */
+static void log_write_locked(const char *line, size_t n)
+{
+	struct iovec iov[2];
+	int nr = 0;
+
+	if (log_batch.len) {
+		iov[nr].iov_base = log_batch.buf;
+		iov[nr++].iov_len = log_batch.len;
+	}
+	if (line && n) {
+		iov[nr].iov_base = (void *)line;
+		iov[nr++].iov_len = n;
+	}
+	if (nr)
+		(void)!writev(STDERR_FILENO, iov, nr);
+	log_batch.len = 0;
+}
+
+void log_event(const char *fmt, ...)
+{
+	char line[LOG_LINE_MAX];
+	va_list ap;
+	size_t n;
+
+	va_start(ap, fmt);
+	n = log_format(line, fmt, ap);
+	va_end(ap);
+	if (!n)
+		return;
+	pthread_mutex_lock(&log_batch.lock);
+	log_write_locked(line, n);
+	pthread_mutex_unlock(&log_batch.lock);
+}
+
+void log_access(const char *fmt, ...)
+{
+	char line[LOG_LINE_MAX];
+	va_list ap;
+	size_t n;
+
+	va_start(ap, fmt);
+	n = log_format(line, fmt, ap);
+	va_end(ap);
+	if (!n)
+		return;
+	pthread_mutex_lock(&log_batch.lock);
+	if (log_batch.len + n > sizeof(log_batch.buf))
+		log_write_locked(NULL, 0);
+	if (!log_batch.len)
+		log_batch.since_ms = clock_now_ms();
+	memcpy(log_batch.buf + log_batch.len, line, n);
+	log_batch.len += n;
+	pthread_mutex_unlock(&log_batch.lock);
+}
+
+void log_flush(void)
+{
+	pthread_mutex_lock(&log_batch.lock);
+	log_write_locked(NULL, 0);
+	pthread_mutex_unlock(&log_batch.lock);
+}
+
+void log_flush_stale(void)
+{
+	pthread_mutex_lock(&log_batch.lock);
+	if (log_batch.len &&
+	    clock_now_ms() - log_batch.since_ms >= LOG_BATCH_MS)
+		log_write_locked(NULL, 0);
+	pthread_mutex_unlock(&log_batch.lock);
 }
 
 const char *log_quote_mem(struct buf *scratch, const char *s, size_t len)

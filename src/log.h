@@ -4,8 +4,19 @@
 
 #include <stddef.h>
 
-/* Write "ts=... <fmt>\n" to stderr in one write, so lines never interleave. */
+/* Write "ts=... <fmt>\n" to stderr in one write, so lines never interleave,
+ * after the access lines still waiting (so the order holds). */
 void log_event(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/*
+ * The same line, batched: written with the next event, once 32 KiB wait,
+ * or by log_flush_stale() a second after. A process that logs access lines
+ * calls log_flush() before it exits and log_flush_stale() now and then.
+ */
+void log_access(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Write every access line still waiting. */
+void log_flush(void);
+/* The same, when the oldest has waited a second. */
+void log_flush_stale(void);
 
 struct buf;
 

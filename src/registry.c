@@ -12,13 +12,17 @@
  * SQLite; on DynamoDB, a request, so read at most once a second), and a
  * table whose settings were loaded at another generation reloads them and
  * drops its cache, so the cache key is in effect table version + settings
- * generation.
- * Locks, outermost first: the table's (one call per table in this process),
+ * generation. On top of it, a table remembers the digest of the last body
+ * that left it unchanged: the same bytes again, at the same key, are
+ * answered from the cache before anything is parsed (registry_try_digest).
+ * Locks, outermost first: the table's (one call per table in this process,
+ * or shared by calls that only read),
  * write_lock (this process's writers), the store's, and reg->lock (the map,
  * the LRU and the pool; held only briefly, never while waiting).
  */
 #include "registry.h"
 
+#include <gnutls/crypto.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -46,6 +50,8 @@
 /* How long a store without exact versions (DynamoDB, where the read is a
  * request of its own) trusts the settings generation it last read. */
 #define REGISTRY_SETTINGS_CHECK_MS 1000
+/* SHA-256 of the path's table (or "") with its NUL, then the body. */
+#define REGISTRY_DIGEST_LEN 32
 
 /* A rendered config, shared read-only by the cache and the answers in flight.
  */
@@ -67,13 +73,21 @@ struct registry_table {
 	struct registry_table *newer, *older; /* LRU, among cached tables */
 	char *name;
 	unsigned refs;
-	/* one call at a time on a table, in this process */
-	pthread_mutex_t lock;
+	/* One call at a time on a table, in this process; or, shared, any
+	 * number of REGISTRY_NO_WAIT calls, which only read the entry (they
+	 * answer ST_BUSY before anything would change it). Writers first: a
+	 * waiting writer turns new shared takers away, to a worker. */
+	pthread_rwlock_t lock;
 	/* under `lock` (or reg->lock with refs == 0): */
 	int cached;
 	uint64_t version;
 	struct service_list services;
 	struct registry_share *config;
+	/* The digest of the last body that left the cached table unchanged;
+	 * set only while cached, and changed, like `cached`, under both
+	 * locks (registry_table_by_digest looks under reg->lock only). */
+	int have_digest;
+	unsigned char digest[REGISTRY_DIGEST_LEN];
 	/* The effective settings, loaded at settings generation
 	 * `settings_gen`; kept while the entry lives, cached or not. */
 	int have_settings;
@@ -105,6 +119,10 @@ struct registry {
 	/* A write failed and none has worked since: why (guarded by lock). */
 	atomic_int write_failed;
 	char *write_error;
+	atomic_ulong body_hits;
+	/* A REGISTRY_NO_WAIT call found the pool empty: the next call that
+	 * may wait opens one more handle for it. */
+	atomic_int pool_short;
 };
 
 /* One call on one table, across its attempts. */
@@ -124,6 +142,9 @@ struct registry_ctx {
 	uint64_t loaded_version;
 	/* The render, capped at reg->max_config. */
 	struct buf config;
+	int nowait; /* REGISTRY_NO_WAIT */
+	int have_digest;
+	unsigned char digest[REGISTRY_DIGEST_LEN];
 };
 
 static enum status registry_get_store(struct registry *reg, struct store **out,
@@ -274,9 +295,20 @@ static void registry_table_free(struct registry_table *t)
 	service_list_release(&t->services);
 	registry_share_release(t->config);
 	settings_release(&t->settings);
-	pthread_mutex_destroy(&t->lock);
+	pthread_rwlock_destroy(&t->lock);
 	free(t->name);
 	free(t);
+}
+
+static void registry_lock_init(pthread_rwlock_t *lock)
+{
+	pthread_rwlockattr_t attr;
+
+	pthread_rwlockattr_init(&attr);
+	pthread_rwlockattr_setkind_np(
+		&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(lock, &attr);
+	pthread_rwlockattr_destroy(&attr);
 }
 
 /* The entry of table `name`, with a reference the caller drops with
@@ -296,7 +328,7 @@ static struct registry_table *registry_table_get(struct registry *reg,
 		t->name = xstrdup(name);
 		service_list_init(&t->services);
 		settings_init(&t->settings);
-		pthread_mutex_init(&t->lock, NULL);
+		registry_lock_init(&t->lock);
 		t->next = *slot;
 		*slot = t;
 		if (++reg->nr_tables > reg->nr_buckets)
@@ -333,6 +365,7 @@ static void registry_table_forget(struct registry_ctx *c)
 	t->config = NULL;
 	pthread_mutex_lock(&c->reg->lock);
 	t->cached = 0;
+	t->have_digest = 0;
 	registry_lru_unlink(c->reg, t);
 	c->reg->nr_cached--;
 	pthread_mutex_unlock(&c->reg->lock);
@@ -379,6 +412,70 @@ static void registry_table_fill(struct registry_ctx *c,
 	registry_table_free(gone);
 }
 
+/* The call's body left its cached table unchanged: remember its digest. */
+static void registry_table_remember(struct registry_ctx *c)
+{
+	struct registry_table *t = c->t;
+
+	if (!c->have_digest)
+		return;
+	pthread_mutex_lock(&c->reg->lock);
+	if (t->cached) {
+		memcpy(t->digest, c->digest, REGISTRY_DIGEST_LEN);
+		t->have_digest = 1;
+	}
+	pthread_mutex_unlock(&c->reg->lock);
+}
+
+/* Whether the call's table still has the call's digest (shared holders of
+ * its lock may remember one at the same time). */
+static int registry_table_has_digest(struct registry_ctx *c)
+{
+	int ret;
+
+	pthread_mutex_lock(&c->reg->lock);
+	ret = c->t->have_digest &&
+	      !memcmp(c->t->digest, c->digest, REGISTRY_DIGEST_LEN);
+	pthread_mutex_unlock(&c->reg->lock);
+	return ret;
+}
+
+/*
+ * The cached table whose last unchanged call had `digest`, with a reference
+ * (registry_table_put() it), or NULL. A scan of the LRU, newest first: it
+ * holds at most REGISTRY_MAX_CACHED tables and a digest compare is cheap
+ * next to parsing even a small body.
+ */
+static struct registry_table *
+registry_table_by_digest(struct registry *reg, const unsigned char *digest)
+{
+	struct registry_table *t;
+
+	pthread_mutex_lock(&reg->lock);
+	for (t = reg->newest; t; t = t->older)
+		if (t->have_digest &&
+		    !memcmp(t->digest, digest, REGISTRY_DIGEST_LEN))
+			break;
+	if (t)
+		t->refs++;
+	pthread_mutex_unlock(&reg->lock);
+	return t;
+}
+
+static void registry_digest(const char *table, const char *body, size_t len,
+			    unsigned char *out)
+{
+	gnutls_hash_hd_t h;
+
+	if (!table)
+		table = "";
+	if (gnutls_hash_init(&h, GNUTLS_DIG_SHA256) < 0)
+		BUG("gnutls_hash_init failed");
+	(void)gnutls_hash(h, table, strlen(table) + 1);
+	(void)gnutls_hash(h, body, len);
+	gnutls_hash_deinit(h, out);
+}
+
 /* A cache hit makes the table the most recently used. */
 static void registry_table_touch(struct registry *reg, struct registry_table *t)
 {
@@ -397,6 +494,7 @@ void registry_get_stats(struct registry *reg, struct registry_stats *out)
 	out->cached = reg->nr_cached;
 	out->buckets = reg->nr_buckets;
 	pthread_mutex_unlock(&reg->lock);
+	out->body_hits = atomic_load(&reg->body_hits);
 }
 
 enum status registry_new(const struct registry_options *opts,
@@ -524,6 +622,10 @@ static struct service_list *registry_begin(struct registry_ctx *c, int write,
 		if (c->have_loaded && c->loaded_version == c->version)
 			return &c->loaded;
 	}
+	if (c->nowait) {
+		*ret = ST_BUSY; /* loading and rendering are for a worker */
+		goto fail;
+	}
 	registry_table_forget(c);
 	service_list_release(&c->loaded);
 	c->have_loaded = 0;
@@ -619,6 +721,7 @@ static enum status registry_read(struct registry_ctx *c, int *need_write,
 	if (c->hit) {
 		registry_table_touch(c->reg, c->t);
 		registry_answer(c, c->t->config, &c->t->services);
+		registry_table_remember(c);
 		goto out;
 	}
 	ret = registry_render(c, stored, err);
@@ -626,6 +729,7 @@ static enum status registry_read(struct registry_ctx *c, int *need_write,
 		goto out;
 	c->have_loaded = 0; /* taken over by the cache */
 	registry_publish(c, stored);
+	registry_table_remember(c);
 out:
 	merge_result_release(&m);
 	return ret;
@@ -850,6 +954,8 @@ static enum status registry_table_settings(struct registry_ctx *c,
 	ret = registry_settings_gen(c, &gen, err);
 	if (ret != ST_OK || (t->have_settings && t->settings_gen == gen))
 		return ret;
+	if (c->nowait)
+		return ST_BUSY;
 	settings_init(&fresh);
 	ret = registry_settings_load(c->st, t->name, NULL, &fresh, err);
 	if (ret == ST_OK) {
@@ -892,11 +998,121 @@ static enum status registry_retry_nonatomic(struct registry_ctx *c,
 	return ST_UNAVAILABLE;
 }
 
+/* The table's lock; shared and without waiting (-1 when it would wait) for
+ * REGISTRY_NO_WAIT. */
+static int registry_lock_table(struct registry_ctx *c)
+{
+	if (c->nowait)
+		return pthread_rwlock_tryrdlock(&c->t->lock) ? -1 : 0;
+	pthread_rwlock_wrlock(&c->t->lock);
+	return 0;
+}
+
+/* A store handle for the call; without waiting, only one from the pool. */
+static enum status registry_ctx_get_store(struct registry_ctx *c,
+					  struct buf *err)
+{
+	struct registry *reg = c->reg;
+	enum status ret;
+
+	if (!c->nowait)
+		return registry_get_store(reg, &c->st, err);
+	c->st = NULL;
+	pthread_mutex_lock(&reg->lock);
+	if (reg->nr_pool)
+		c->st = reg->pool[--reg->nr_pool];
+	pthread_mutex_unlock(&reg->lock);
+	ret = c->st ? ST_OK : ST_BUSY;
+	if (c->st)
+		store_nowait(c->st, 1);
+	else
+		atomic_store(&reg->pool_short, 1);
+	return ret;
+}
+
+/* Open the handle a REGISTRY_NO_WAIT call missed, where opening may wait. */
+static void registry_pool_refill(struct registry *reg)
+{
+	struct store *st = NULL;
+	struct buf err = BUF_INIT;
+
+	if (atomic_exchange(&reg->pool_short, 0) &&
+	    store_open(reg->store_spec, &st, &err) == ST_OK)
+		registry_put_store(reg, st, 0);
+	buf_release(&err);
+}
+
+/* Give the handle back: closed when the call failed for the store's sake. */
+static void registry_ctx_put_store(struct registry_ctx *c, enum status ret)
+{
+	if (c->st && c->nowait)
+		store_nowait(c->st, 0);
+	registry_put_store(c->reg, c->st,
+			   ret != ST_OK && ret != ST_TOO_LARGE &&
+				   ret != ST_BUSY);
+	c->st = NULL;
+}
+
+/*
+ * The shortcut of an unchanged call: a body byte for byte the one that last
+ * left this table's cache unchanged. The same bytes parse to the same
+ * payload, and a payload that changed nothing on these services changes
+ * nothing on them again (the merge is deterministic, and the time only
+ * stamps what changes), so while the cache is at the store's version and
+ * the settings generation is the one it was rendered at (a new one drops
+ * the cache, and the digest with it), the read path's answer is the cache.
+ * Returns 1 when the call is answered (*ret), 0 when it must go the whole
+ * way; a store error is answered here as the whole way would answer it.
+ */
+static int registry_try_digest(struct registry_ctx *c, enum status *ret,
+			       struct buf *err)
+{
+	uint64_t version = 0;
+	int answered = 1;
+
+	c->t = registry_table_by_digest(c->reg, c->digest);
+	if (!c->t)
+		return 0;
+	if (registry_lock_table(c)) {
+		*ret = ST_BUSY;
+		goto put;
+	}
+	*ret = registry_ctx_get_store(c, err);
+	if (*ret == ST_OK)
+		*ret = registry_table_settings(c, err);
+	if (*ret == ST_OK && registry_table_has_digest(c)) {
+		*ret = store_begin(c->st, c->t->name, 0, err);
+		if (*ret == ST_OK) {
+			*ret = store_version(c->st, &version, err);
+			store_rollback(c->st);
+		}
+		if (*ret == ST_OK && c->t->cached && c->t->version == version) {
+			c->res->table = xstrdup(c->t->name);
+			registry_table_touch(c->reg, c->t);
+			registry_answer(c, c->t->config, &c->t->services);
+			atomic_fetch_add(&c->reg->body_hits, 1);
+		} else if (*ret == ST_OK) {
+			answered = 0;
+		}
+	} else if (*ret == ST_OK) {
+		answered = 0;
+	}
+	if (*ret != ST_OK)
+		registry_result_reset(c->res);
+	registry_ctx_put_store(c, *ret);
+	pthread_rwlock_unlock(&c->t->lock);
+put:
+	registry_table_put(c->reg, c->t);
+	c->t = NULL;
+	return answered;
+}
+
 enum status registry_call_table(struct registry *reg, const char *table,
 				const char *json, size_t len, unsigned flags,
 				struct registry_result *res, struct buf *err,
 				struct buf *field)
 {
+	const unsigned read_path = STORE_CAP_ATOMIC | STORE_CAP_VERSION;
 	struct registry_ctx c;
 	struct payload p;
 	enum status ret;
@@ -907,22 +1123,35 @@ enum status registry_call_table(struct registry *reg, const char *table,
 	c.p = &p;
 	c.flags = flags;
 	c.res = res;
+	c.nowait = (flags & REGISTRY_NO_WAIT) != 0;
 	service_list_init(&c.loaded);
 	buf_init(&c.config, reg->max_config);
 	payload_init(&p);
+	if (c.nowait && ((reg->caps & read_path) != read_path ||
+			 !(reg->caps & STORE_CAP_NOWAIT))) {
+		ret = ST_BUSY;
+		goto out;
+	}
+	if ((reg->caps & read_path) == read_path) {
+		registry_digest(table, json, len, c.digest);
+		c.have_digest = 1;
+		if (registry_try_digest(&c, &ret, err))
+			goto out;
+	}
 	ret = payload_parse_table(&p, table, json, len, err, field);
 	if (ret != ST_OK)
 		goto out;
 	res->table = xstrdup(p.table);
 	c.t = registry_table_get(reg, p.table);
-	pthread_mutex_lock(&c.t->lock);
-	ret = registry_get_store(reg, &c.st, err);
+	if (registry_lock_table(&c)) {
+		ret = ST_BUSY;
+		goto put;
+	}
+	ret = registry_ctx_get_store(&c, err);
 	if (ret == ST_OK)
 		ret = registry_table_settings(&c, err);
-	if (ret != ST_OK) {
-		registry_put_store(reg, c.st, 1);
+	if (ret != ST_OK)
 		goto unlock;
-	}
 	if (!(reg->caps & STORE_CAP_ATOMIC)) {
 		ret = registry_retry_nonatomic(&c, err);
 		tried_write = res->changed;
@@ -936,23 +1165,28 @@ enum status registry_call_table(struct registry *reg, const char *table,
 			need_write = 1;
 			ret = ST_OK;
 		}
+		if (ret == ST_OK && need_write && c.nowait)
+			ret = ST_BUSY;
 		if (ret == ST_OK && need_write) {
 			registry_result_reset(res);
 			ret = registry_write(&c, err);
 		}
-		tried_write = need_write;
+		tried_write = need_write && !c.nowait;
 	}
 	if (ret == ST_UNAVAILABLE && tried_write)
 		registry_note_write(reg, 0, err->buf);
 	else if (ret == ST_OK && res->changed)
 		registry_note_write(reg, 1, NULL);
+unlock:
 	if (ret != ST_OK)
 		registry_result_reset(res);
-	registry_put_store(reg, c.st, ret != ST_OK && ret != ST_TOO_LARGE);
-unlock:
-	pthread_mutex_unlock(&c.t->lock);
+	registry_ctx_put_store(&c, ret);
+	pthread_rwlock_unlock(&c.t->lock);
+put:
 	registry_table_put(reg, c.t);
 out:
+	if (!c.nowait)
+		registry_pool_refill(reg);
 	service_list_release(&c.loaded);
 	buf_release(&c.config);
 	payload_release(&p);

@@ -37,6 +37,14 @@ struct registry_result {
 
 #define REGISTRY_WANT_SERVICES (1u << 0)
 #define REGISTRY_SHARE_CONFIG  (1u << 1)
+/*
+ * Never wait: a call that would (for a lock, a store connection, a write, a
+ * cache to fill or settings to reload) gets ST_BUSY with nothing changed,
+ * and should be made again where waiting is allowed. What it answers
+ * otherwise (from the cache, or a payload error) is what a call without
+ * the flag answers.
+ */
+#define REGISTRY_NO_WAIT (1u << 2)
 
 /* The bytes of a shared config; valid until the last reference goes. */
 const char *registry_share_data(const struct registry_share *share,
@@ -83,6 +91,8 @@ struct registry_stats {
 	size_t tables;	/* entries: cached tables and calls in flight */
 	size_t cached;	/* tables whose services and config are cached */
 	size_t buckets; /* size of the hash table */
+	/* calls answered from the digest of their body (registry.c) */
+	unsigned long body_hits;
 };
 
 void registry_get_stats(struct registry *reg, struct registry_stats *out);

@@ -17,6 +17,8 @@ enum status {
 	ST_INTERNAL,	/* a bug or an unexpected failure */
 	ST_UNAUTHENTICATED, /* no valid token: missing, unknown, expired */
 	ST_FORBIDDEN,	    /* a valid token without the scope needed */
+	ST_BUSY, /* the call would have to wait, and was told not to: nothing
+		  * changed, run it again where waiting is allowed */
 };
 
 /* HTTP status code for a result. */

@@ -41,6 +41,9 @@
 #define SQLITE_PING_BUSY_MS 20
 /* Frames in the WAL before a commit checkpoints it (SQLite's default). */
 #define SQLITE_CHECKPOINT_FRAMES 1000
+/* How long after doc_generation() a read call may go by its check: the
+ * next step of the same call, not a handle back from the pool. */
+#define SQLITE_RECHECK_US 1000
 /* Less free space than this on the database's file system counts as full. */
 #define SQLITE_MIN_FREE ((unsigned long long)64 << 10)
 
@@ -98,6 +101,8 @@ enum sqlite_stmt {
 	SQL_LOAD,
 	SQL_PUT,
 	SQL_REMOVE,
+	SQL_DATA_VERSION,
+	SQL_GENERATION,
 	SQL_NR,
 };
 
@@ -117,6 +122,9 @@ static const char *const sqlite_sql[SQL_NR] = {
 		    "cookie, containers, created_at, updated_at, options) "
 		    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
 	[SQL_REMOVE] = "DELETE FROM services WHERE tbl = ?1 AND name = ?2",
+	[SQL_DATA_VERSION] = "PRAGMA data_version",
+	[SQL_GENERATION] =
+		"SELECT generation FROM doc_generations WHERE kind = ?1",
 };
 
 struct sqlite_store {
@@ -131,6 +139,24 @@ struct sqlite_store {
 	char *table; /* of the open call, NULL outside one */
 	int wrote;   /* the open call put or removed something (and bumped the
 			version) */
+	int nowait;  /* fail with ST_BUSY instead of waiting (sqlite_nowait) */
+	/* A read call begun without a transaction yet (sqlite_begin): the
+	 * version it gave, when it gave one, is checked when it loads. */
+	int lazy, lazy_told;
+	uint64_t lazy_version;
+	/*
+	 * What this handle last read, valid while PRAGMA data_version stays at
+	 * `data_version` (see sqlite_fresh): one table's version and one
+	 * kind's document generation; NULL names when unknown.
+	 */
+	int64_t data_version;
+	/* The last call was doc_generation(), which checked the file and the
+	 * data version at checked_us: a read call begun right after it (the
+	 * registry's order) need not check again. */
+	int just_checked;
+	uint64_t checked_us;
+	char *memo_table, *memo_kind;
+	uint64_t memo_version, memo_gen;
 	struct buf scratch;
 	struct buf options; /* scratch for the options column */
 };
@@ -139,8 +165,11 @@ static enum status sqlite_fail(struct sqlite_store *s, const char *what,
 			       struct buf *err)
 {
 	/* Full disk, read-only file, I/O errors, locks: all make the store
-	 * unavailable to the caller, who may retry later. */
+	 * unavailable to the caller, who may retry later; a lock met without
+	 * waiting is only busy. */
 	buf_setf(err, "sqlite: %s: %s", what, sqlite3_errmsg(s->db));
+	if (s->nowait && (sqlite3_errcode(s->db) & 0xff) == SQLITE_BUSY)
+		return ST_BUSY;
 	return ST_UNAVAILABLE;
 }
 
@@ -390,6 +419,42 @@ static enum status sqlite_check_file(struct sqlite_store *s, struct buf *err)
 	return ST_OK;
 }
 
+/* This handle wrote, or PRAGMA data_version moved: nothing read holds. */
+static void sqlite_memo_forget(struct sqlite_store *s)
+{
+	free(s->memo_table);
+	free(s->memo_kind);
+	s->memo_table = s->memo_kind = NULL;
+}
+
+/*
+ * The cheap index check: PRAGMA data_version changes when another
+ * connection, of this process or another, committed to the file (a handle's
+ * own commits forget the memo themselves). While it stays put, what the
+ * memo holds is still what the file holds: one small read, where a table
+ * call used to take a read transaction and a document read another. A
+ * value read after this check may be newer than it, never older, so the
+ * memo only ever errs towards reading again.
+ */
+static enum status sqlite_fresh(struct sqlite_store *s, struct buf *err)
+{
+	sqlite3_stmt *stmt = s->stmt[SQL_DATA_VERSION];
+	enum status ret = ST_OK;
+
+	if (sqlite3_step(stmt) == SQLITE_ROW) {
+		int64_t dv = sqlite3_column_int64(stmt, 0);
+
+		if (dv != s->data_version) {
+			sqlite_memo_forget(s);
+			s->data_version = dv;
+		}
+	} else {
+		ret = sqlite_fail(s, "reading the data version", err);
+	}
+	sqlite3_reset(stmt);
+	return ret;
+}
+
 static void sqlite_close(struct store *st)
 {
 	struct sqlite_store *s = (struct sqlite_store *)st;
@@ -405,6 +470,7 @@ static void sqlite_close(struct store *st)
 	for (i = 0; i < SQL_NR; i++)
 		sqlite3_finalize(s->stmt[i]);
 	sqlite3_close(s->db);
+	sqlite_memo_forget(s);
 	buf_release(&s->scratch);
 	buf_release(&s->options);
 	free(s->path);
@@ -614,14 +680,24 @@ static enum status sqlite_begin(struct store *st, const char *table, int write,
 
 	if (s->table)
 		BUG("sqlite: begin inside a call on '%s'", s->table);
-	ret = sqlite_check_file(s, err);
-	if (ret != ST_OK)
-		return ret;
-	ret = sqlite_exec(s, write ? SQL_BEGIN_WRITE : SQL_BEGIN_READ, err);
-	if (ret != ST_OK)
-		return ret;
+	/* A read starts its transaction only when it loads: an unchanged
+	 * call needs no more than the version, which the memo may hold, as
+	 * of the check just made (the registry reads the settings generation
+	 * first) or of one made now. */
+	if (write || !s->just_checked ||
+	    clock_now_us() - s->checked_us > SQLITE_RECHECK_US) {
+		ret = sqlite_check_file(s, err);
+		if (ret == ST_OK)
+			ret = write ? sqlite_exec(s, SQL_BEGIN_WRITE, err)
+				    : sqlite_fresh(s, err);
+		s->just_checked = 0;
+		if (ret != ST_OK)
+			return ret;
+	}
+	s->just_checked = 0;
 	s->table = xstrdup(table);
 	s->wrote = 0;
+	s->lazy = !write;
 	return ST_OK;
 }
 
@@ -630,12 +706,14 @@ static void sqlite_end(struct sqlite_store *s)
 	free(s->table);
 	s->table = NULL;
 	s->wrote = 0;
+	s->lazy = s->lazy_told = 0;
 }
 
-static enum status sqlite_version(struct store *st, uint64_t *version,
-				  struct buf *err)
+/* The table version as the open transaction (or, outside one, the file)
+ * has it. */
+static enum status sqlite_read_version(struct sqlite_store *s,
+				       uint64_t *version, struct buf *err)
 {
-	struct sqlite_store *s = (struct sqlite_store *)st;
 	sqlite3_stmt *stmt = s->stmt[SQL_VERSION];
 	enum status ret = ST_OK;
 	int rc;
@@ -653,14 +731,58 @@ static enum status sqlite_version(struct store *st, uint64_t *version,
 	return ret;
 }
 
+static enum status sqlite_version(struct store *st, uint64_t *version,
+				  struct buf *err)
+{
+	struct sqlite_store *s = (struct sqlite_store *)st;
+	enum status ret;
+
+	if (!s->lazy)
+		return sqlite_read_version(s, version, err);
+	if (s->memo_table && !strcmp(s->memo_table, s->table)) {
+		*version = s->memo_version;
+	} else {
+		ret = sqlite_read_version(s, version, err);
+		if (ret != ST_OK)
+			return ret;
+		free(s->memo_table);
+		s->memo_table = xstrdup(s->table);
+		s->memo_version = *version;
+	}
+	s->lazy_told = 1;
+	s->lazy_version = *version;
+	return ST_OK;
+}
+
+/* The read transaction of a lazy call, at the version it told (else
+ * ST_CONFLICT: the caller's snapshot moved, as the contract allows). */
+static enum status sqlite_begin_lazy(struct sqlite_store *s, struct buf *err)
+{
+	uint64_t now;
+	enum status ret = sqlite_exec(s, SQL_BEGIN_READ, err);
+
+	s->lazy = 0;
+	if (ret != ST_OK || !s->lazy_told)
+		return ret;
+	ret = sqlite_read_version(s, &now, err);
+	if (ret == ST_OK && now != s->lazy_version) {
+		buf_setf(err, "sqlite: table '%s' changed during the call",
+			 s->table);
+		ret = ST_CONFLICT;
+	}
+	return ret;
+}
+
 static enum status sqlite_load(struct store *st, struct service_list *out,
 			       struct buf *err)
 {
 	struct sqlite_store *s = (struct sqlite_store *)st;
 	sqlite3_stmt *stmt = s->stmt[SQL_LOAD];
-	enum status ret = ST_OK;
+	enum status ret = s->lazy ? sqlite_begin_lazy(s, err) : ST_OK;
 	int rc;
 
+	if (ret != ST_OK)
+		return ret;
 	sqlite3_bind_text(stmt, 1, s->table, -1, SQLITE_STATIC);
 	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
 		struct service *svc = service_list_append(out);
@@ -796,6 +918,12 @@ static enum status sqlite_commit(struct store *st, struct buf *err)
 	struct sqlite_store *s = (struct sqlite_store *)st;
 	enum status ret = s->wrote ? sqlite_check_file(s, err) : ST_OK;
 
+	if (s->lazy) {
+		sqlite_end(s); /* a read that never began a transaction */
+		return ST_OK;
+	}
+	if (s->wrote)
+		sqlite_memo_forget(s);
 	if (ret == ST_OK)
 		ret = sqlite_exec(s, SQL_COMMIT, err);
 	/* A fault in the -shm during the commit: it may not be visible. */
@@ -921,8 +1049,9 @@ static enum status sqlite_probe(struct store *st, struct buf *err)
 /* ---- documents --------------------------------------------------------- */
 
 /*
- * Documents are rare next to table calls, so their statements are prepared
- * per call rather than kept: nothing in the handle changes for them.
+ * Documents other than the generation (read on every call, kept prepared)
+ * are rare next to table calls, so their statements are prepared per call
+ * rather than kept.
  */
 static enum status sqlite_doc_prepare(struct sqlite_store *s, const char *sql,
 				      sqlite3_stmt **stmt, struct buf *err)
@@ -1005,23 +1134,19 @@ static enum status sqlite_doc_read_generation(struct sqlite_store *s,
 					      const char *kind, uint64_t *gen,
 					      struct buf *err)
 {
-	sqlite3_stmt *stmt = NULL;
-	enum status ret;
+	sqlite3_stmt *stmt = s->stmt[SQL_GENERATION];
+	enum status ret = ST_OK;
 	int rc;
 
 	*gen = 0;
-	ret = sqlite_doc_prepare(
-		s, "SELECT generation FROM doc_generations WHERE kind = ?1",
-		&stmt, err);
-	if (ret != ST_OK)
-		return ret;
 	sqlite3_bind_text(stmt, 1, kind, -1, SQLITE_STATIC);
 	rc = sqlite3_step(stmt);
 	if (rc == SQLITE_ROW)
 		*gen = (uint64_t)sqlite3_column_int64(stmt, 0);
 	else if (rc != SQLITE_DONE)
 		ret = sqlite_fail(s, "reading a document generation", err);
-	sqlite3_finalize(stmt);
+	sqlite3_reset(stmt);
+	sqlite3_clear_bindings(stmt);
 	return ret;
 }
 
@@ -1045,6 +1170,7 @@ static enum status sqlite_doc_begin_write(struct sqlite_store *s,
 static enum status sqlite_doc_end_write(struct sqlite_store *s, enum status ret,
 					struct buf *err)
 {
+	sqlite_memo_forget(s);
 	if (ret == ST_OK &&
 	    sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
 		ret = sqlite_fail(s, "COMMIT", err);
@@ -1177,16 +1303,48 @@ static enum status sqlite_doc_list(struct store *st, const char *kind,
 	return ret;
 }
 
+/* From the memo while the data version stays (see sqlite_fresh). */
 static enum status sqlite_doc_generation(struct store *st, const char *kind,
 					 uint64_t *generation, struct buf *err)
 {
-	return sqlite_doc_read_generation((struct sqlite_store *)st, kind,
-					  generation, err);
+	struct sqlite_store *s = (struct sqlite_store *)st;
+	enum status ret;
+
+	if (s->table)
+		BUG("sqlite: document call inside a call on '%s'", s->table);
+	s->just_checked = 0;
+	ret = sqlite_check_file(s, err);
+	if (ret == ST_OK)
+		ret = sqlite_fresh(s, err);
+	if (ret != ST_OK)
+		return ret;
+	if (!s->memo_kind || strcmp(s->memo_kind, kind)) {
+		ret = sqlite_doc_read_generation(s, kind, generation, err);
+		if (ret != ST_OK)
+			return ret;
+		free(s->memo_kind);
+		s->memo_kind = xstrdup(kind);
+		s->memo_gen = *generation;
+	}
+	*generation = s->memo_gen;
+	s->just_checked = 1;
+	s->checked_us = clock_now_us();
+	return ST_OK;
+}
+
+/* No busy handler while on: SQLite then answers SQLITE_BUSY at once. */
+static void sqlite_nowait(struct store *st, int on)
+{
+	struct sqlite_store *s = (struct sqlite_store *)st;
+
+	s->nowait = on;
+	sqlite3_busy_timeout(s->db, on ? 0 : SQLITE_BUSY_MS);
 }
 
 const struct store_backend store_sqlite = {
 	.name = "sqlite",
-	.caps = STORE_CAP_VERSION | STORE_CAP_ATOMIC | STORE_CAP_PROBE,
+	.caps = STORE_CAP_VERSION | STORE_CAP_ATOMIC | STORE_CAP_PROBE |
+		STORE_CAP_NOWAIT,
 	.open = sqlite_open,
 	.close = sqlite_close,
 	.begin = sqlite_begin,
@@ -1203,4 +1361,5 @@ const struct store_backend store_sqlite = {
 	.doc_delete = sqlite_doc_delete,
 	.doc_list = sqlite_doc_list,
 	.doc_generation = sqlite_doc_generation,
+	.nowait = sqlite_nowait,
 };

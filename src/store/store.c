@@ -146,6 +146,13 @@ enum status store_ping(struct store *st, struct buf *err)
 	return st->be->ping(st, err);
 }
 
+void store_nowait(struct store *st, int on)
+{
+	if (!(st->be->caps & STORE_CAP_NOWAIT))
+		BUG("store '%s' cannot be told not to wait", st->be->name);
+	st->be->nowait(st, on);
+}
+
 enum status store_probe(struct store *st, struct buf *err)
 {
 	if (!(st->be->caps & STORE_CAP_PROBE))

@@ -23,6 +23,8 @@
 /* Writers of different tables never wait for each other (a lock per table),
  * so the caller need not make them take turns. */
 #define STORE_CAP_TABLE_LOCKS (1u << 3)
+/* nowait() exists: a handle can be told to fail at once rather than wait. */
+#define STORE_CAP_NOWAIT (1u << 4)
 
 struct store_backend;
 
@@ -176,6 +178,13 @@ struct store_backend {
 	 */
 	enum status (*doc_generation)(struct store *st, const char *kind,
 				      uint64_t *generation, struct buf *err);
+
+	/*
+	 * Only with STORE_CAP_NOWAIT: while `on`, no call on the handle waits
+	 * for a lock or sleeps in a retry; one that would gets ST_BUSY and
+	 * leaves nothing changed (a begin that got ST_BUSY is no call).
+	 */
+	void (*nowait)(struct store *st, int on);
 };
 
 /* Open a store from a spec such as "sqlite:./registry.db" or "dynamodb:prod-".
@@ -204,6 +213,8 @@ enum status store_remove(struct store *st, const struct service *svc,
 enum status store_commit(struct store *st, struct buf *err) WARN_UNUSED;
 void store_rollback(struct store *st);
 enum status store_ping(struct store *st, struct buf *err) WARN_UNUSED;
+/* nowait(); a backend without STORE_CAP_NOWAIT must not be asked. */
+void store_nowait(struct store *st, int on);
 /* probe(), or ping() for a backend without STORE_CAP_PROBE. */
 enum status store_probe(struct store *st, struct buf *err) WARN_UNUSED;
 
