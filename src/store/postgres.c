@@ -41,6 +41,7 @@ enum pg_stmt {
 	PG_DOC_LOCK,
 	PG_DOC_PUT,
 	PG_DOC_DELETE,
+	PG_TABLE_LIST,
 	PG_NR,
 };
 
@@ -115,6 +116,11 @@ static const char *const pg_sql[PG_NR] = {
 		"UPDATE @.doc_generations SET generation = generation + 1 "
 		"WHERE kind = $1 AND EXISTS (SELECT 1 FROM d) "
 		"RETURNING generation",
+	/* Rows a writer's first lock made stay at 0 until a commit bumps
+	 * them: those tables were never written. */
+	[PG_TABLE_LIST] = "SELECT name FROM @.tables WHERE version > 0 AND "
+			  "name COLLATE \"C\" > $1 "
+			  "ORDER BY name COLLATE \"C\" LIMIT $2",
 };
 
 /* The schema and the table of its version: the first step of every setup. */
@@ -811,6 +817,7 @@ static enum status pg_prepare(struct pg_store *s, struct buf *err)
 		[PG_DOC_LOCK] = "locking the document kind",
 		[PG_DOC_PUT] = "writing a document",
 		[PG_DOC_DELETE] = "deleting a document",
+		[PG_TABLE_LIST] = "listing tables",
 	};
 	uint64_t deadline = pg_deadline(s);
 	struct buf sql = BUF_INIT;
@@ -1590,6 +1597,28 @@ static enum status pg_doc_list(struct store *st, const char *kind,
 	return ret;
 }
 
+static enum status pg_table_list(struct store *st, const char *after,
+				 size_t limit, struct store_name_list *out,
+				 struct buf *err)
+{
+	struct pg_store *s = (struct pg_store *)st;
+	char limit_text[24];
+	const char *params[2] = {after, limit_text};
+	PGresult *res = NULL;
+	enum status ret;
+	int i;
+
+	snprintf(limit_text, sizeof(limit_text), "%llu",
+		 (unsigned long long)(limit > INT64_MAX ? INT64_MAX : limit));
+	ret = pg_doc_read(s, PG_TABLE_LIST, 2, params, "listing tables", &res,
+			  err);
+	for (i = 0; ret == ST_OK && i < PQntuples(res); i++)
+		store_name_list_add(out, PQgetvalue(res, i, 0),
+				    (size_t)PQgetlength(res, i, 0));
+	PQclear(res);
+	return ret;
+}
+
 static enum status pg_doc_generation(struct store *st, const char *kind,
 				     uint64_t *generation, struct buf *err)
 {
@@ -1627,4 +1656,5 @@ const struct store_backend store_postgres = {
 	.doc_delete = pg_doc_delete,
 	.doc_list = pg_doc_list,
 	.doc_generation = pg_doc_generation,
+	.table_list = pg_table_list,
 };

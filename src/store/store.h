@@ -44,6 +44,12 @@ struct store_doc_list {
 	size_t nr, alloc;
 };
 
+/* Names of tables, each a malloc'd string. */
+struct store_name_list {
+	char **items;
+	size_t nr, alloc;
+};
+
 /* doc_put()'s `expect` for "whatever is there, if anything". */
 #define STORE_DOC_ANY UINT64_MAX
 
@@ -176,6 +182,17 @@ struct store_backend {
 	 */
 	enum status (*doc_generation)(struct store *st, const char *kind,
 				      uint64_t *generation, struct buf *err);
+
+	/*
+	 * Append the names of the tables that were ever written (a version
+	 * above 0, even if every service has gone since) sorting after
+	 * `after` ("": from the first) in byte order, at most `limit` of
+	 * them. A call of its own, never inside begin..commit; every backend
+	 * implements it.
+	 */
+	enum status (*table_list)(struct store *st, const char *after,
+				  size_t limit, struct store_name_list *out,
+				  struct buf *err);
 };
 
 /* Open a store from a spec such as "sqlite:./registry.db" or "dynamodb:prod-".
@@ -235,6 +252,15 @@ enum status store_doc_list(struct store *st, const char *kind,
 enum status store_doc_generation(struct store *st, const char *kind,
 				 uint64_t *generation,
 				 struct buf *err) WARN_UNUSED;
+
+void store_name_list_init(struct store_name_list *list);
+void store_name_list_release(struct store_name_list *list);
+/* Append a copy of `name` (`len` bytes) to `list`. */
+void store_name_list_add(struct store_name_list *list, const char *name,
+			 size_t len);
+enum status store_table_list(struct store *st, const char *after, size_t limit,
+			     struct store_name_list *out,
+			     struct buf *err) WARN_UNUSED;
 
 /*
  * Every stored service of `table` with its times, as deterministic JSON, for
