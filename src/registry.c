@@ -105,6 +105,9 @@ struct registry {
 	/* A write failed and none has worked since: why (guarded by lock). */
 	atomic_int write_failed;
 	char *write_error;
+	/* Told of this process's changes (registry_set_changed). */
+	registry_changed_fn *changed;
+	void *changed_ctx;
 };
 
 /* One call on one table, across its attempts. */
@@ -124,6 +127,8 @@ struct registry_ctx {
 	uint64_t loaded_version;
 	/* The render, capped at reg->max_config. */
 	struct buf config;
+	/* The index the table must be at (If-Match), or REGISTRY_INDEX_ANY. */
+	uint64_t expect;
 };
 
 static enum status registry_get_store(struct registry *reg, struct store **out,
@@ -517,6 +522,16 @@ static struct service_list *registry_begin(struct registry_ctx *c, int write,
 		*ret = store_version(c->st, &c->version, err);
 		if (*ret != ST_OK)
 			goto fail;
+		if (c->expect != REGISTRY_INDEX_ANY &&
+		    c->version + c->t->settings_gen != c->expect) {
+			buf_setf(err, "table '%s' is at index %llu, not %llu",
+				 c->p->table,
+				 (unsigned long long)(c->version +
+						      c->t->settings_gen),
+				 (unsigned long long)c->expect);
+			*ret = ST_PRECONDITION;
+			goto fail;
+		}
 		if (c->t->cached && c->t->version == c->version) {
 			c->hit = 1;
 			return &c->t->services;
@@ -746,8 +761,40 @@ enum status registry_call(struct registry *reg, const char *json, size_t len,
 			  unsigned flags, struct registry_result *res,
 			  struct buf *err, struct buf *field)
 {
-	return registry_call_table(reg, NULL, json, len, flags, res, err,
-				   field);
+	return registry_call_table_if(reg, NULL, json, len, flags,
+				      REGISTRY_INDEX_ANY, res, err, field);
+}
+
+enum status registry_call_table(struct registry *reg, const char *table,
+				const char *json, size_t len, unsigned flags,
+				struct registry_result *res, struct buf *err,
+				struct buf *field)
+{
+	return registry_call_table_if(reg, table, json, len, flags,
+				      REGISTRY_INDEX_ANY, res, err, field);
+}
+
+void registry_set_changed(struct registry *reg, registry_changed_fn *fn,
+			  void *ctx)
+{
+	pthread_mutex_lock(&reg->lock);
+	reg->changed = fn;
+	reg->changed_ctx = ctx;
+	pthread_mutex_unlock(&reg->lock);
+}
+
+/* Tell the hook (if any) that `table` (NULL: any) changed. */
+static void registry_tell_changed(struct registry *reg, const char *table)
+{
+	registry_changed_fn *fn;
+	void *ctx;
+
+	pthread_mutex_lock(&reg->lock);
+	fn = reg->changed;
+	ctx = reg->changed_ctx;
+	pthread_mutex_unlock(&reg->lock);
+	if (fn)
+		fn(ctx, table);
 }
 
 /* This process changed the settings: its next call reads the generation. */
@@ -891,10 +938,10 @@ static enum status registry_retry_nonatomic(struct registry_ctx *c,
 	return ST_UNAVAILABLE;
 }
 
-enum status registry_call_table(struct registry *reg, const char *table,
-				const char *json, size_t len, unsigned flags,
-				struct registry_result *res, struct buf *err,
-				struct buf *field)
+enum status registry_call_table_if(struct registry *reg, const char *table,
+				   const char *json, size_t len, unsigned flags,
+				   uint64_t expect, struct registry_result *res,
+				   struct buf *err, struct buf *field)
 {
 	struct registry_ctx c;
 	struct payload p;
@@ -906,6 +953,7 @@ enum status registry_call_table(struct registry *reg, const char *table,
 	c.p = &p;
 	c.flags = flags;
 	c.res = res;
+	c.expect = expect;
 	service_list_init(&c.loaded);
 	buf_init(&c.config, reg->max_config);
 	payload_init(&p);
@@ -947,10 +995,16 @@ enum status registry_call_table(struct registry *reg, const char *table,
 		registry_note_write(reg, 1, NULL);
 	if (ret != ST_OK)
 		registry_result_reset(res);
-	registry_put_store(reg, c.st, ret != ST_OK && ret != ST_TOO_LARGE);
+	else
+		res->index = c.version + c.t->settings_gen;
+	registry_put_store(reg, c.st,
+			   ret != ST_OK && ret != ST_TOO_LARGE &&
+				   ret != ST_PRECONDITION);
 unlock:
 	pthread_mutex_unlock(&c.t->lock);
 	registry_table_put(reg, c.t);
+	if (ret == ST_OK && res->changed)
+		registry_tell_changed(reg, res->table);
 out:
 	service_list_release(&c.loaded);
 	buf_release(&c.config);
@@ -1042,8 +1096,10 @@ enum status registry_settings_put(struct registry *reg, const char *table,
 		ret = store_doc_put(st, SETTINGS_KIND,
 				    table ? table : SETTINGS_DEFAULT_KEY, canon,
 				    STORE_DOC_ANY, NULL, err);
-	if (ret == ST_OK)
+	if (ret == ST_OK) {
 		registry_settings_changed(reg);
+		registry_tell_changed(reg, NULL);
+	}
 out:
 	registry_put_store(reg, st, ret != ST_OK && ret != ST_INVALID);
 	free(canon);
@@ -1090,8 +1146,10 @@ enum status registry_settings_delete(struct registry *reg, const char *table,
 		ret = store_doc_delete(st, SETTINGS_KIND,
 				       table ? table : SETTINGS_DEFAULT_KEY,
 				       err);
-	if (ret == ST_OK)
+	if (ret == ST_OK) {
 		registry_settings_changed(reg);
+		registry_tell_changed(reg, NULL);
+	}
 	if (ret == ST_NOT_FOUND)
 		buf_setf(err, "no settings are stored for %s%s%s",
 			 table ? "table '" : "the fleet", table ? table : "",
@@ -1099,5 +1157,157 @@ enum status registry_settings_delete(struct registry *reg, const char *table,
 	registry_put_store(reg, st,
 			   ret != ST_OK && ret != ST_NOT_FOUND &&
 				   ret != ST_INVALID);
+	return ret;
+}
+
+/* A context for a call on `table` without a payload (`p` only names it). */
+static void registry_ctx_start(struct registry_ctx *c, struct registry *reg,
+			       struct payload *p, const char *table,
+			       unsigned flags, struct registry_result *res)
+{
+	memset(c, 0, sizeof(*c));
+	c->reg = reg;
+	c->p = p;
+	c->flags = flags;
+	c->res = res;
+	c->expect = REGISTRY_INDEX_ANY;
+	service_list_init(&c->loaded);
+	buf_init(&c->config, reg->max_config);
+	payload_init(p);
+	p->table = xstrdup(table);
+}
+
+static void registry_ctx_end(struct registry_ctx *c)
+{
+	service_list_release(&c->loaded);
+	buf_release(&c->config);
+	payload_release(c->p);
+}
+
+enum status registry_table_index(struct registry *reg, const char *table,
+				 uint64_t *index, int *exists, struct buf *err)
+{
+	struct registry_result res;
+	struct registry_ctx c;
+	struct payload p;
+	uint64_t gen = 0;
+	enum status ret;
+
+	*index = 0;
+	*exists = 0;
+	if (payload_check_table(table, err))
+		return ST_INVALID;
+	registry_result_init(&res);
+	registry_ctx_start(&c, reg, &p, table, 0, &res);
+	ret = registry_get_store(reg, &c.st, err);
+	if (ret == ST_OK)
+		ret = registry_settings_gen(&c, &gen, err);
+	if (ret == ST_OK)
+		ret = store_begin(c.st, table, 0, err);
+	if (ret == ST_OK) {
+		ret = store_version(c.st, &c.version, err);
+		store_rollback(c.st);
+	}
+	if (ret == ST_OK) {
+		*index = c.version + gen;
+		*exists = c.version != 0;
+	}
+	registry_put_store(reg, c.st, ret != ST_OK);
+	registry_ctx_end(&c);
+	registry_result_release(&res);
+	return ret;
+}
+
+/* The counts and latest time of `services` into the result. */
+static void registry_count(struct registry_result *res,
+			   const struct service_list *services)
+{
+	size_t i;
+
+	res->nr_services = services->nr;
+	res->nr_servers = 0;
+	res->updated_at = 0;
+	for (i = 0; i < services->nr; i++) {
+		res->nr_servers += services->items[i].nr_containers;
+		if (services->items[i].updated_at > res->updated_at)
+			res->updated_at = services->items[i].updated_at;
+	}
+}
+
+/*
+ * The read path of a call without a payload: the cache when it is at the
+ * store's version, else a load and a render that fill it, as an unchanged
+ * call would.
+ */
+enum status registry_table_read(struct registry *reg, const char *table,
+				unsigned flags, struct registry_result *res,
+				struct buf *err)
+{
+	struct service_list *stored;
+	struct registry_ctx c;
+	struct payload p;
+	enum status ret;
+
+	if (payload_check_table(table, err))
+		return ST_INVALID;
+	registry_ctx_start(&c, reg, &p, table, flags, res);
+	res->table = xstrdup(table);
+	c.t = registry_table_get(reg, table);
+	pthread_mutex_lock(&c.t->lock);
+	ret = registry_get_store(reg, &c.st, err);
+	if (ret == ST_OK)
+		ret = registry_table_settings(&c, err);
+	if (ret != ST_OK)
+		goto unlock;
+	stored = registry_begin(&c, 0, &ret, err);
+	if (!stored)
+		goto unlock;
+	store_rollback(c.st);
+	if (!c.version) {
+		buf_setf(err, "nothing is stored for table '%s'", table);
+		ret = ST_NOT_FOUND;
+		goto unlock;
+	}
+	registry_count(res, stored);
+	res->index = c.version + c.t->settings_gen;
+	if (c.hit) {
+		registry_table_touch(reg, c.t);
+		registry_answer(&c, c.t->config, &c.t->services);
+		goto unlock;
+	}
+	ret = registry_render(&c, stored, err);
+	if (ret != ST_OK)
+		goto unlock;
+	c.have_loaded = 0; /* taken over by the cache */
+	registry_publish(&c, stored);
+unlock:
+	if (ret != ST_OK)
+		registry_result_reset(res);
+	registry_put_store(reg, c.st,
+			   ret != ST_OK && ret != ST_NOT_FOUND &&
+				   ret != ST_TOO_LARGE);
+	pthread_mutex_unlock(&c.t->lock);
+	registry_table_put(reg, c.t);
+	registry_ctx_end(&c);
+	return ret;
+}
+
+enum status registry_table_names(struct registry *reg, const char *after,
+				 size_t limit, char ***names, size_t *nr,
+				 struct buf *err)
+{
+	struct store_name_list list;
+	struct store *st = NULL;
+	enum status ret;
+
+	store_name_list_init(&list);
+	ret = registry_get_store(reg, &st, err);
+	if (ret == ST_OK)
+		ret = store_table_list(st, after, limit, &list, err);
+	registry_put_store(reg, st, ret != ST_OK);
+	if (ret != ST_OK)
+		store_name_list_release(&list);
+	*names = list.items;
+	*nr = list.nr;
 	return ret;
 }

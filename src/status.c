@@ -22,6 +22,7 @@ static const struct {
 	{ST_INTERNAL, 500, 3, "internal"},
 	{ST_UNAUTHENTICATED, 401, 1, "unauthenticated"},
 	{ST_FORBIDDEN, 403, 1, "forbidden"},
+	{ST_PRECONDITION, 412, 1, "precondition_failed"},
 };
 
 static unsigned status_index(enum status st)

@@ -17,6 +17,7 @@ enum status {
 	ST_INTERNAL,	/* a bug or an unexpected failure */
 	ST_UNAUTHENTICATED, /* no valid token: missing, unknown, expired */
 	ST_FORBIDDEN,	    /* a valid token without the scope needed */
+	ST_PRECONDITION,    /* If-Match named an index the table left */
 };
 
 /* HTTP status code for a result. */

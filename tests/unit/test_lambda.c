@@ -85,8 +85,9 @@ static void b64(const char *in, struct buf *out)
 static json_t *handle(struct registry *r, size_t max_body, const char *event,
 		      struct lambda_answer *ans)
 {
-	struct api_options opts = {
-		r, "store down for the test", max_body, NULL, NULL, NULL};
+	struct api_options opts = {.reg = r,
+				   .unavailable = "store down for the test",
+				   .max_body = max_body};
 	struct api *api = api_new(&opts);
 	json_error_t jerr;
 	json_t *doc;
