@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -1192,6 +1193,34 @@ int http_listen_is_loopback(const char *listen)
 	return ret;
 }
 
+/*
+ * Every connection (a parked watch too) holds a descriptor: raise the soft
+ * open-files limit toward what --max-connections needs, as far as the hard
+ * limit allows, and log what it is, so that a shortfall shows before the
+ * accepts fail.
+ */
+static void http_raise_nofile(unsigned max_connections)
+{
+	/* The store, logs, the listener and libmicrohttpd's own. */
+	const rlim_t need = (rlim_t)max_connections + 256;
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl))
+		return;
+	if (rl.rlim_cur < need) {
+		struct rlimit want = rl;
+
+		want.rlim_cur = rl.rlim_max < need ? rl.rlim_max : need;
+		if (!setrlimit(RLIMIT_NOFILE, &want))
+			rl = want;
+	}
+	log_event("event=open_files limit=%llu hard=%llu max_connections=%u "
+		  "enough=%s",
+		  (unsigned long long)rl.rlim_cur,
+		  (unsigned long long)rl.rlim_max, max_connections,
+		  rl.rlim_cur >= need ? "yes" : "no");
+}
+
 enum status http_serve(struct registry *reg, const struct http_options *opts,
 		       struct buf *err)
 {
@@ -1214,6 +1243,7 @@ enum status http_serve(struct registry *reg, const struct http_options *opts,
 
 	if (http_parse_listen(opts->listen, &ss, &sslen, err))
 		return ST_USAGE;
+	http_raise_nofile(opts->max_connections);
 	if (opts->tls_cert) {
 		struct http_tls_cred *c;
 

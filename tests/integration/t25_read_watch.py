@@ -6,6 +6,7 @@ process on the same SQLite file, by the deadline, and by SIGTERM."""
 import http.client
 import json
 import os
+import re
 import threading
 import time
 
@@ -39,6 +40,15 @@ def expect_400(path, field):
     doc = json.loads(body) if body else {}
     check(st == 400 and doc.get("field") == field and doc.get("error"),
           "%s: 400 naming %s (got %d %r)" % (path, field, st, body[:200]))
+
+
+def test_open_files():
+    m = re.search(r"event=open_files limit=(\d+) hard=(\d+) max_connections=16384 enough=(\w+)", srv.logtext())
+    check(m is not None, "the open-files limit is logged with the default --max-connections 16384")
+    if m:
+        limit, hard = int(m.group(1)), int(m.group(2))
+        check(limit == min(hard, 16384 + 256) or limit > 16384 + 256, "raised as far as allowed: %r" % (m.groups(),))
+        check((m.group(3) == "yes") == (limit >= 16384 + 256), "enough= says whether it is")
 
 
 def test_missing_table():
@@ -276,6 +286,6 @@ def cleanup():
         other.stop()
 
 
-run_steps([test_missing_table, test_read_routes, test_list_pages, test_bad_parameters, test_if_match,
+run_steps([test_open_files, test_missing_table, test_read_routes, test_list_pages, test_bad_parameters, test_if_match,
            test_watch_answers_at_once, test_watch_deadline, test_watch_woken_here,
            test_watch_woken_by_other_process, test_sigterm_answers_parked], cleanup)
