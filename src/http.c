@@ -417,6 +417,10 @@ static void http_watch_wake(void *ctx, enum watch_reason why)
 	struct http_request *req = ctx;
 
 	req->areq.watch_final = why != WATCH_CHANGED;
+	/* Stopping: a client that polls again must not find this
+	 * connection open. */
+	if (why == WATCH_STOP)
+		req->close = 1;
 	api_answer_reset(&req->ans);
 	http_lane_push(&req->srv->lanes[HTTP_LANE_READ], req);
 }
@@ -450,6 +454,7 @@ static int http_run(struct http_server *srv, struct http_request *req)
 			req->ans.park_deadline_ms, http_watch_wake, req))
 		return 1;
 	req->areq.watch_final = 1;
+	req->close = 1;
 	api_answer_reset(&req->ans);
 	api_finish(srv->api, &req->areq, &req->ans);
 	return 0;

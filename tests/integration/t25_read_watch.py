@@ -277,6 +277,8 @@ def test_sigterm_answers_parked():
     check(rc == 0, "clean exit (%r)" % rc)
     check(all(w.result[0] == 304 and index_of(w.result[1]) == idx for w in ws),
           "SIGTERM: 304 at the current index: %r" % [w.result[:2] for w in ws])
+    check(all(w.result[1].get("connection") == "close" for w in ws),
+          "and the connection closed, so that no poll comes back on it")
     check(time.monotonic() - t0 < 20, "answered at once, not at the deadline (%.1f s)" % (time.monotonic() - t0))
 
 
