@@ -63,6 +63,9 @@
 enum http_lane_id {
 	HTTP_LANE_WRITE,
 	HTTP_LANE_READ,
+	/* Woken watches: a change may wake thousands at once, which must not
+	 * queue in front of /healthz. */
+	HTTP_LANE_WATCH,
 	HTTP_NR_LANES,
 };
 
@@ -109,6 +112,7 @@ struct http_server {
 	pthread_cond_t reaper_cond;
 	int reaper_stop;
 	/* Parked watches (GET ...?index=&wait=). */
+	struct registry *reg;
 	struct watch *watch;
 };
 
@@ -411,7 +415,7 @@ static void http_lane_push(struct http_lane *lane, struct http_request *req)
 	pthread_mutex_unlock(&lane->lock);
 }
 
-/* A parked watch's end: run its route again on the read lane. */
+/* A parked watch's end: run its route again on the watch lane. */
 static void http_watch_wake(void *ctx, enum watch_reason why)
 {
 	struct http_request *req = ctx;
@@ -422,7 +426,7 @@ static void http_watch_wake(void *ctx, enum watch_reason why)
 	if (why == WATCH_STOP)
 		req->close = 1;
 	api_answer_reset(&req->ans);
-	http_lane_push(&req->srv->lanes[HTTP_LANE_READ], req);
+	http_lane_push(&req->srv->lanes[HTTP_LANE_WATCH], req);
 }
 
 static enum status http_watch_index(void *ctx, const char *table,
@@ -948,13 +952,14 @@ static void http_health(void *ctx, struct buf *json)
 	(void)buf_addf(json,
 		       ",\"connections\":%u,\"refused\":%lu,\"queued\":%u,"
 		       "\"queue_full\":%lu,\"header_timeouts\":%lu,"
-		       "\"watching\":%u",
+		       "\"watching\":%u,\"store_hints\":%lu",
 		       atomic_load(&srv->connections),
 		       atomic_load(&srv->refused),
 		       queued[HTTP_LANE_WRITE] + queued[HTTP_LANE_READ],
 		       atomic_load(&srv->queue_full),
 		       atomic_load(&srv->header_timeouts),
-		       srv->watch ? watch_parked(srv->watch) : 0);
+		       srv->watch ? watch_parked(srv->watch) : 0,
+		       registry_hints_received(srv->reg));
 }
 
 /* Over the cap, a new connection is closed at once and counted. */
@@ -1303,6 +1308,9 @@ enum status http_serve(struct registry *reg, const struct http_options *opts,
 			max_queue);
 	http_lane_start(&srv.lanes[HTTP_LANE_READ], &srv, "read",
 			HTTP_READ_WORKERS, max_queue);
+	http_lane_start(&srv.lanes[HTTP_LANE_WATCH], &srv, "watch",
+			HTTP_READ_WORKERS, max_queue);
+	srv.reg = reg;
 	srv.watch = watch_new(&(struct watch_options){.index = http_watch_index,
 						      .index_ctx = reg});
 	if (!srv.watch) {

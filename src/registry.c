@@ -105,9 +105,15 @@ struct registry {
 	/* A write failed and none has worked since: why (guarded by lock). */
 	atomic_int write_failed;
 	char *write_error;
-	/* Told of this process's changes (registry_set_changed). */
+	/* Told of this process's changes (registry_set_changed), and of
+	 * other processes' on a store with STORE_CAP_HINTS, from a thread
+	 * listening on a handle of its own while `changed` is set. */
 	registry_changed_fn *changed;
 	void *changed_ctx;
+	pthread_t hints_thread;
+	int hints_running;
+	atomic_int hints_stop;
+	atomic_ulong hints;
 };
 
 /* One call on one table, across its attempts. */
@@ -774,13 +780,80 @@ enum status registry_call_table(struct registry *reg, const char *table,
 				      REGISTRY_INDEX_ANY, res, err, field);
 }
 
+static void registry_tell_changed(struct registry *reg, const char *table);
+
+/* How long one wait for hints lasts: the stop flag is seen this often. */
+#define REGISTRY_HINTS_WAIT_MS 200
+
+/* Forward the store's hints to the hook, reconnecting after a failure. */
+static void *registry_hints_main(void *arg)
+{
+	struct registry *reg = arg;
+	struct store_name_list names;
+	struct buf err = BUF_INIT;
+	struct store *st = NULL;
+	struct backoff bo;
+
+	store_name_list_init(&names);
+	backoff_init(&bo, 100, 5000);
+	while (!atomic_load(&reg->hints_stop)) {
+		enum status ret =
+			st ? ST_OK : store_open(reg->store_spec, &st, &err);
+		int all = 0;
+		size_t i;
+
+		if (ret == ST_OK)
+			ret = store_hints(st, REGISTRY_HINTS_WAIT_MS, &names,
+					  &all, &err);
+		if (ret != ST_OK) {
+			uint64_t ms = backoff_next_ms(&bo);
+
+			/* Nothing is lost: the watch's own checks go on. */
+			while (ms && !atomic_load(&reg->hints_stop)) {
+				uint64_t step = ms < 100 ? ms : 100;
+
+				clock_sleep_ms(step);
+				ms -= step;
+			}
+			continue;
+		}
+		backoff_reset(&bo);
+		if (all || names.nr)
+			atomic_fetch_add(&reg->hints, all ? 1 : names.nr);
+		if (all)
+			registry_tell_changed(reg, NULL);
+		for (i = 0; !all && i < names.nr; i++)
+			registry_tell_changed(reg, names.items[i]);
+		store_name_list_release(&names);
+	}
+	if (st)
+		store_close(st);
+	buf_release(&err);
+	return NULL;
+}
+
 void registry_set_changed(struct registry *reg, registry_changed_fn *fn,
 			  void *ctx)
 {
+	if (!fn && reg->hints_running) {
+		atomic_store(&reg->hints_stop, 1);
+		pthread_join(reg->hints_thread, NULL);
+		reg->hints_running = 0;
+	}
 	pthread_mutex_lock(&reg->lock);
 	reg->changed = fn;
 	reg->changed_ctx = ctx;
 	pthread_mutex_unlock(&reg->lock);
+	if (fn && !reg->hints_running && (reg->caps & STORE_CAP_HINTS)) {
+		atomic_store(&reg->hints_stop, 0);
+		reg->hints_running = !pthread_create(&reg->hints_thread, NULL,
+						     registry_hints_main, reg);
+	}
+}
+
+unsigned long registry_hints_received(struct registry *reg)
+{
+	return atomic_load(&reg->hints);
 }
 
 /* Tell the hook (if any) that `table` (NULL: any) changed. */

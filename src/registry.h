@@ -122,8 +122,14 @@ enum status registry_table_names(struct registry *reg, const char *after,
  * that made it, with no lock held. NULL `fn`: none.
  */
 typedef void registry_changed_fn(void *ctx, const char *table);
+/* On a store with STORE_CAP_HINTS (PostgreSQL), setting `fn` also starts a
+ * thread that passes other processes' commits on to it as they are
+ * announced; setting NULL stops it. Call it from one thread. */
 void registry_set_changed(struct registry *reg, registry_changed_fn *fn,
 			  void *ctx);
+/* Announcements received from the store so far (a batch that may have
+ * missed some counts as one). */
+unsigned long registry_hints_received(struct registry *reg);
 
 /* {"table":...,"services":[...],"config":"..."} for a result with services. */
 void registry_result_json(const struct registry_result *res, struct buf *out);

@@ -183,6 +183,7 @@ struct pg_store {
 	struct store base; /* first: the contract casts between the two */
 	PGconn *conn;
 	int prepared;	/* the statements exist on this connection */
+	int listening;	/* LISTEN was sent on this connection (hints) */
 	int fatal;	/* the server said it ends the session */
 	char *conninfo; /* without the schema parameter */
 	char *schema;	/* quoted identifier */
@@ -354,6 +355,7 @@ static void pg_drop(struct pg_store *s)
 	PQfinish(s->conn);
 	s->conn = NULL;
 	s->prepared = 0;
+	s->listening = 0;
 	s->fatal = 0;
 	s->nr_queued = 0;
 }
@@ -1619,6 +1621,46 @@ static enum status pg_table_list(struct store *st, const char *after,
 	return ret;
 }
 
+/*
+ * The commits' NOTIFY (PG_BUMP) as hints. The first call on a connection
+ * sends LISTEN and reports `all`: what was announced before was not heard.
+ * A connection that fails is dropped; the next call reconnects, listens and
+ * reports `all` again.
+ */
+static enum status pg_hints(struct store *st, unsigned timeout_ms,
+			    struct store_name_list *out, int *all,
+			    struct buf *err)
+{
+	struct pg_store *s = (struct pg_store *)st;
+	enum status ret;
+	PGnotify *n;
+	int rc;
+
+	*all = 0;
+	if (!s->conn || !s->listening) {
+		s->deadline = clock_now_ms() + s->budget_ms;
+		ret = pg_ensure_conn(s, err);
+		if (ret == ST_OK)
+			ret = pg_run(s, PG_NR, "LISTEN " PG_CHANNEL, 0, NULL,
+				     "listening", NULL, err);
+		s->deadline = 0;
+		if (ret != ST_OK)
+			return ret;
+		s->listening = 1;
+		*all = 1;
+		return ST_OK;
+	}
+	rc = pg_poll(s->conn, POLLIN, clock_now_ms() + timeout_ms);
+	if (rc < 0 || (rc > 0 && (!PQconsumeInput(s->conn) ||
+				  PQstatus(s->conn) != CONNECTION_OK)))
+		return pg_conn_failed(s, "waiting for notifications", err);
+	while ((n = PQnotifies(s->conn))) {
+		store_name_list_add(out, n->extra, strlen(n->extra));
+		PQfreemem(n);
+	}
+	return ST_OK;
+}
+
 static enum status pg_doc_generation(struct store *st, const char *kind,
 				     uint64_t *generation, struct buf *err)
 {
@@ -1639,7 +1681,7 @@ static enum status pg_doc_generation(struct store *st, const char *kind,
 const struct store_backend store_postgres = {
 	.name = "postgres",
 	.caps = STORE_CAP_VERSION | STORE_CAP_ATOMIC | STORE_CAP_PROBE |
-		STORE_CAP_TABLE_LOCKS,
+		STORE_CAP_TABLE_LOCKS | STORE_CAP_HINTS,
 	.open = pg_open,
 	.close = pg_close,
 	.begin = pg_begin,
@@ -1657,4 +1699,5 @@ const struct store_backend store_postgres = {
 	.doc_list = pg_doc_list,
 	.doc_generation = pg_doc_generation,
 	.table_list = pg_table_list,
+	.hints = pg_hints,
 };

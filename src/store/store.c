@@ -277,6 +277,14 @@ enum status store_table_list(struct store *st, const char *after, size_t limit,
 	return st->be->table_list(st, after ? after : "", limit, out, err);
 }
 
+enum status store_hints(struct store *st, unsigned timeout_ms,
+			struct store_name_list *out, int *all, struct buf *err)
+{
+	if (!(st->be->caps & STORE_CAP_HINTS))
+		BUG("store '%s' sends no hints", st->be->name);
+	return st->be->hints(st, timeout_ms, out, all, err);
+}
+
 enum status store_dump(struct store *st, const char *table, struct buf *out,
 		       struct buf *err)
 {

@@ -23,6 +23,8 @@
 /* Writers of different tables never wait for each other (a lock per table),
  * so the caller need not make them take turns. */
 #define STORE_CAP_TABLE_LOCKS (1u << 3)
+/* hints() exists: other processes' commits are announced (LISTEN/NOTIFY). */
+#define STORE_CAP_HINTS (1u << 4)
 
 struct store_backend;
 
@@ -193,6 +195,19 @@ struct store_backend {
 	enum status (*table_list)(struct store *st, const char *after,
 				  size_t limit, struct store_name_list *out,
 				  struct buf *err);
+
+	/*
+	 * Only with STORE_CAP_HINTS, on a handle used for nothing else: wait
+	 * up to `timeout_ms` for announcements that a commit (of any process)
+	 * wrote a table, appending the tables' names to `out` (a name may
+	 * repeat); none at the timeout. A hint says only "re-read the
+	 * version". `*all` is set when hints may have been missed (the first
+	 * call, which starts listening, and the first after a reconnect, as
+	 * announcements are not replayed): any table may have changed.
+	 */
+	enum status (*hints)(struct store *st, unsigned timeout_ms,
+			     struct store_name_list *out, int *all,
+			     struct buf *err);
 };
 
 /* Open a store from a spec such as "sqlite:./registry.db" or "dynamodb:prod-".
@@ -261,6 +276,9 @@ void store_name_list_add(struct store_name_list *list, const char *name,
 enum status store_table_list(struct store *st, const char *after, size_t limit,
 			     struct store_name_list *out,
 			     struct buf *err) WARN_UNUSED;
+enum status store_hints(struct store *st, unsigned timeout_ms,
+			struct store_name_list *out, int *all,
+			struct buf *err) WARN_UNUSED;
 
 /*
  * Every stored service of `table` with its times, as deterministic JSON, for
