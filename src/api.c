@@ -8,6 +8,7 @@
 #include <strings.h>
 
 #include "auth.h"
+#include "clock.h"
 #include "payload.h"
 #include "registry.h"
 #include "xalloc.h"
@@ -17,7 +18,8 @@ struct api {
 	struct api_options opts;
 };
 
-static api_handler_fn api_generate, api_healthz;
+static api_handler_fn api_generate, api_healthz, api_tables, api_table,
+	api_table_config;
 
 /* Matched in order; a pattern's {name} takes one whole, non-empty segment. */
 static const struct api_route api_routes[] = {
@@ -26,7 +28,17 @@ static const struct api_route api_routes[] = {
 	{"POST", "/v1/tables/{table}/generate", api_generate,
 	 API_BODY | API_BLOCKING | API_NOWAIT, API_SCOPE_TABLE_WRITE},
 	{"GET", "/healthz", api_healthz, API_BLOCKING, API_SCOPE_NONE},
+	{"GET", "/v1/tables", api_tables, API_BLOCKING | API_OWN_TABLES,
+	 API_SCOPE_TABLE_READ},
+	{"GET", "/v1/tables/{table}", api_table, API_BLOCKING,
+	 API_SCOPE_TABLE_READ},
+	{"GET", "/v1/tables/{table}/config", api_table_config, API_BLOCKING,
+	 API_SCOPE_TABLE_READ},
 };
+
+/* GET /v1/tables pages: the default size and the largest. */
+#define API_LIST_DEFAULT 1000
+#define API_LIST_MAX	 10000
 
 struct api *api_new(const struct api_options *opts)
 {
@@ -74,6 +86,17 @@ void api_answer_release(struct api_answer *ans)
 	for (i = 0; i < ans->nr_headers; i++)
 		free(ans->headers[i].value);
 	ans->nr_headers = 0;
+	free(ans->park_table);
+	ans->park_table = NULL;
+}
+
+void api_answer_reset(struct api_answer *ans)
+{
+	const char *route = ans->route;
+
+	api_answer_release(ans);
+	api_answer_init(ans);
+	ans->route = route;
 }
 
 const char *api_answer_data(const struct api_answer *ans, size_t *len)
@@ -436,7 +459,8 @@ void api_finish(struct api *api, struct api_request *req,
 		buf_release(&msg);
 		return;
 	}
-	if (req->auth_pending && api_authorize_body(api, req, ans))
+	if (req->auth_pending && !(req->route->flags & API_OWN_TABLES) &&
+	    api_authorize_body(api, req, ans))
 		return;
 	req->route->handler(api, req, ans);
 }
@@ -467,6 +491,412 @@ int api_answer_format_parse(const char *s, enum api_answer_format *out)
 	return 0;
 }
 
+static const char *api_req_header(const struct api_request *req,
+				  const char *name)
+{
+	return req->header ? req->header(req->header_ctx, name) : NULL;
+}
+
+static void api_unavailable(struct api *api, struct api_answer *ans)
+{
+	api_answer_error(ans, ST_UNAVAILABLE,
+			 api->opts.unavailable ? api->opts.unavailable
+					       : "the store is unavailable",
+			 NULL);
+}
+
+/* A whole decimal number of 0 or more, all of `s`; -1 when it is not. */
+static int api_parse_u64(const char *s, uint64_t *out)
+{
+	uint64_t v = 0;
+
+	if (!*s)
+		return -1;
+	for (; *s; s++) {
+		if (*s < '0' || *s > '9' || v > (UINT64_MAX - 9) / 10)
+			return -1;
+		v = v * 10 + (uint64_t)(*s - '0');
+	}
+	*out = v;
+	return 0;
+}
+
+/* An entity tag as we give them: an index in quotes. */
+static int api_parse_etag(const char *s, size_t len, uint64_t *out)
+{
+	char digits[24];
+
+	if (len < 3 || len > sizeof(digits) + 1 || s[0] != '"' ||
+	    s[len - 1] != '"')
+		return -1;
+	memcpy(digits, s + 1, len - 2);
+	digits[len - 2] = '\0';
+	return api_parse_u64(digits, out);
+}
+
+/* If-Match's index into *expect (REGISTRY_INDEX_ANY: none, or "*"); -1 when
+ * it is malformed. */
+static int api_if_match(const struct api_request *req, uint64_t *expect)
+{
+	const char *v = api_req_header(req, "If-Match");
+	size_t len;
+
+	*expect = REGISTRY_INDEX_ANY;
+	if (!v)
+		return 0;
+	while (*v == ' ' || *v == '\t')
+		v++;
+	len = strlen(v);
+	while (len && (v[len - 1] == ' ' || v[len - 1] == '\t'))
+		len--;
+	if (len == 1 && *v == '*')
+		return 0;
+	return api_parse_etag(v, len, expect);
+}
+
+/* Whether If-None-Match names `index` (or is "*"); a list is allowed. */
+static int api_none_match(const struct api_request *req, uint64_t index)
+{
+	const char *v = api_req_header(req, "If-None-Match");
+
+	while (v && *v) {
+		size_t len;
+		uint64_t tag;
+
+		v += strspn(v, " \t,");
+		len = strcspn(v, ",");
+		while (len && (v[len - 1] == ' ' || v[len - 1] == '\t'))
+			len--;
+		if (len == 1 && *v == '*')
+			return 1;
+		if (len > 2 && !strncmp(v, "W/", 2)) {
+			v += 2;
+			len -= 2;
+		}
+		if (!api_parse_etag(v, len, &tag) && tag == index)
+			return 1;
+		v += strcspn(v, ",");
+	}
+	return 0;
+}
+
+static void api_index_headers(struct api_answer *ans, uint64_t index)
+{
+	api_answer_header(ans, "ETag", "\"%llu\"", (unsigned long long)index);
+	api_answer_header(ans, "X-Registry-Index", "%llu",
+			  (unsigned long long)index);
+}
+
+/* 304: the client has what there is, at `index`. */
+static void api_not_modified(struct api_answer *ans, uint64_t index)
+{
+	registry_share_release(ans->share);
+	ans->share = NULL;
+	buf_reset(&ans->body);
+	ans->status = 304;
+	api_index_headers(ans, index);
+}
+
+/* "250ms", "30s", "5m" into milliseconds; -1 when malformed. */
+static int api_parse_wait(const char *s, uint64_t *ms)
+{
+	size_t n = strspn(s, "0123456789");
+	char digits[16];
+	uint64_t v, unit;
+
+	if (!n || n >= sizeof(digits))
+		return -1;
+	if (!strcmp(s + n, "ms"))
+		unit = 1;
+	else if (!strcmp(s + n, "s"))
+		unit = 1000;
+	else if (!strcmp(s + n, "m"))
+		unit = 60000;
+	else
+		return -1;
+	memcpy(digits, s, n);
+	digits[n] = '\0';
+	if (api_parse_u64(digits, &v) || v > UINT64_MAX / unit)
+		return -1;
+	*ms = v * unit;
+	return 0;
+}
+
+/* The query parameters of a read: ?index=N (a watch) and ?wait=D. */
+struct api_watch {
+	int watching;
+	uint64_t index;
+	uint64_t wait_ms;
+};
+
+/* Parse them; -1 with a 400 naming the parameter in `ans`. */
+static int api_watch_params(const struct api_request *req, struct api_watch *w,
+			    struct api_answer *ans)
+{
+	struct buf v = BUF_INIT;
+	int ret = -1, r;
+
+	memset(w, 0, sizeof(*w));
+	w->wait_ms = API_WAIT_DEFAULT_MS;
+	r = api_query(req, "index", &v);
+	if (r < 0 || (r > 0 && api_parse_u64(v.buf, &w->index))) {
+		api_answer_error(ans, ST_INVALID,
+				 "index must be a whole number of 0 or more",
+				 "index");
+		goto out;
+	}
+	w->watching = r > 0;
+	r = api_query(req, "wait", &v);
+	if (r < 0 || (r > 0 && api_parse_wait(v.buf, &w->wait_ms))) {
+		api_answer_error(ans, ST_INVALID,
+				 "wait must be a number with ms, s or m "
+				 "(\"30s\")",
+				 "wait");
+		goto out;
+	}
+	if (w->wait_ms > API_WAIT_MAX_MS) {
+		api_answer_error(ans, ST_INVALID, "wait must be at most 5m",
+				 "wait");
+		goto out;
+	}
+	ret = 0;
+out:
+	buf_release(&v);
+	return ret;
+}
+
+/*
+ * The start of a table read: the watch parameters and the table's index,
+ * cheaply. Returns 1 when `ans` is complete (an error, a 304 for a matching
+ * If-None-Match, or a watch that parks), 0 when the handler reads the table.
+ */
+static int api_read_start(struct api *api, const struct api_request *req,
+			  struct api_answer *ans)
+{
+	const char *table = api_param(req, "table");
+	struct buf err = BUF_INIT;
+	struct api_watch w;
+	uint64_t index, now;
+	int exists, ret = 1;
+	enum status st;
+
+	if (!api->opts.reg) {
+		api_unavailable(api, ans);
+		goto out;
+	}
+	if (api_watch_params(req, &w, ans))
+		goto out;
+	st = registry_table_index(api->opts.reg, table, &index, &exists, &err);
+	if (st == ST_OK && !exists) {
+		buf_setf(&err, "nothing is stored for table '%s'", table);
+		st = ST_NOT_FOUND;
+	}
+	if (st != ST_OK) {
+		api_answer_error(ans, st, err.buf,
+				 st == ST_INVALID ? "table" : NULL);
+		goto out;
+	}
+	if (w.watching && index == w.index) {
+		now = clock_now_ms();
+		if (!req->watch_deadline_ms) {
+			struct backoff bo;
+
+			/* Jitter of up to 1/16: watchers woken together do
+			 * not all come back together. */
+			backoff_init(&bo, 1, 1);
+			ans->park_deadline_ms =
+				now + w.wait_ms +
+				backoff_random(&bo) % (w.wait_ms / 16 + 1);
+		} else {
+			ans->park_deadline_ms = req->watch_deadline_ms;
+		}
+		if (!req->watch_final && now < ans->park_deadline_ms) {
+			ans->park_table = xstrdup(table);
+			ans->park_index = index;
+			goto out;
+		}
+		ans->park_deadline_ms = 0;
+		api_not_modified(ans, index);
+		goto out;
+	}
+	if (api_none_match(req, index)) {
+		api_not_modified(ans, index);
+		goto out;
+	}
+	ret = 0;
+out:
+	buf_release(&err);
+	return ret;
+}
+
+/* GET /v1/tables/{table}/config: what /generate would answer now. */
+static void api_table_config(struct api *api, const struct api_request *req,
+			     struct api_answer *ans)
+{
+	struct registry_result res;
+	struct buf err = BUF_INIT;
+	int json = api_wants_json(req);
+	enum status st;
+
+	registry_result_init(&res);
+	if (api_read_start(api, req, ans))
+		goto out;
+	st = registry_table_read(api->opts.reg, api_param(req, "table"),
+				 json ? REGISTRY_WANT_SERVICES
+				      : REGISTRY_SHARE_CONFIG,
+				 &res, &err);
+	if (st != ST_OK) {
+		api_answer_error(ans, st, err.buf, NULL);
+		goto out;
+	}
+	ans->status = 200;
+	api_index_headers(ans, res.index);
+	if (json) {
+		registry_result_json(&res, &ans->body);
+		ans->content_type = "application/json";
+	} else {
+		ans->share = res.share;
+		res.share = NULL;
+		ans->content_type = "text/plain; charset=utf-8";
+	}
+out:
+	registry_result_release(&res);
+	buf_release(&err);
+}
+
+static void api_updated_json(int64_t updated_at, struct buf *out)
+{
+	if (updated_at)
+		(void)buf_addf(out, "%lld", (long long)updated_at);
+	else
+		(void)buf_addstr(out, "null");
+}
+
+/* GET /v1/tables/{table}: the stored services. */
+static void api_table(struct api *api, const struct api_request *req,
+		      struct api_answer *ans)
+{
+	struct registry_result res;
+	struct buf err = BUF_INIT;
+	enum status st;
+
+	registry_result_init(&res);
+	if (api_read_start(api, req, ans))
+		goto out;
+	st = registry_table_read(api->opts.reg, api_param(req, "table"),
+				 REGISTRY_WANT_SERVICES | REGISTRY_SHARE_CONFIG,
+				 &res, &err);
+	if (st != ST_OK) {
+		api_answer_error(ans, st, err.buf, NULL);
+		goto out;
+	}
+	ans->status = 200;
+	api_index_headers(ans, res.index);
+	(void)buf_addstr(&ans->body, "{\"table\":");
+	(void)buf_addjson(&ans->body, res.table, strlen(res.table));
+	(void)buf_addf(&ans->body, ",\"index\":%llu,\"updatedAt\":",
+		       (unsigned long long)res.index);
+	api_updated_json(res.updated_at, &ans->body);
+	(void)buf_addstr(&ans->body, ",\"services\":");
+	payload_services_json(&res.services, 0, &ans->body);
+	(void)buf_addch(&ans->body, '}');
+out:
+	registry_result_release(&res);
+	buf_release(&err);
+}
+
+/* Whether the request's token may read `table` (no token needed: yes). */
+static int api_may_read(struct api *api, const struct api_request *req,
+			const char *table)
+{
+	if (!req->auth_pending)
+		return 1;
+	return auth_check(api->opts.auth, api_req_header(req, "Authorization"),
+			  table, AUTH_READ) == AUTH_OK;
+}
+
+/* GET /v1/tables: the tables in byte order, a page after ?after=. */
+static void api_tables(struct api *api, const struct api_request *req,
+		       struct api_answer *ans)
+{
+	struct buf err = BUF_INIT, after = BUF_INIT, v = BUF_INIT;
+	char **names = NULL;
+	size_t nr = 0, i, shown = 0;
+	uint64_t limit = API_LIST_DEFAULT;
+	enum status st;
+	int r;
+
+	if (!api->opts.reg) {
+		api_unavailable(api, ans);
+		goto out;
+	}
+	if (api_query(req, "after", &after) < 0) {
+		api_answer_error(ans, ST_INVALID, "after has a bad escape",
+				 "after");
+		goto out;
+	}
+	r = api_query(req, "limit", &v);
+	if (r < 0 || (r > 0 && (api_parse_u64(v.buf, &limit) || !limit ||
+				limit > API_LIST_MAX))) {
+		api_answer_error(ans, ST_INVALID,
+				 "limit must be a whole number from 1 to 10000",
+				 "limit");
+		goto out;
+	}
+	st = registry_table_names(api->opts.reg, after.buf, (size_t)limit,
+				  &names, &nr, &err);
+	if (st != ST_OK) {
+		api_answer_error(ans, st, err.buf, NULL);
+		goto out;
+	}
+	(void)buf_addstr(&ans->body, "{\"tables\":[");
+	for (i = 0; i < nr; i++) {
+		struct registry_result res;
+
+		if (!api_may_read(api, req, names[i]))
+			continue;
+		registry_result_init(&res);
+		buf_reset(&err);
+		st = registry_table_read(api->opts.reg, names[i],
+					 REGISTRY_SHARE_CONFIG, &res, &err);
+		if (st == ST_OK) {
+			(void)buf_addstr(&ans->body, shown++ ? "," : "");
+			(void)buf_addstr(&ans->body, "{\"table\":");
+			(void)buf_addjson(&ans->body, names[i],
+					  strlen(names[i]));
+			(void)buf_addf(&ans->body,
+				       ",\"index\":%llu,\"updatedAt\":",
+				       (unsigned long long)res.index);
+			api_updated_json(res.updated_at, &ans->body);
+			(void)buf_addf(&ans->body,
+				       ",\"services\":%zu,\"servers\":%zu}",
+				       res.nr_services, res.nr_servers);
+		}
+		registry_result_release(&res);
+		/* A table that went since the listing is not shown; a store
+		 * that fails fails the page. */
+		if (st != ST_OK && st != ST_NOT_FOUND) {
+			api_answer_error(ans, st, err.buf, NULL);
+			goto out;
+		}
+	}
+	(void)buf_addstr(&ans->body, "],\"next\":");
+	if (nr == limit)
+		(void)buf_addjson(&ans->body, names[nr - 1],
+				  strlen(names[nr - 1]));
+	else
+		(void)buf_addstr(&ans->body, "null");
+	(void)buf_addch(&ans->body, '}');
+	ans->status = 200;
+out:
+	for (i = 0; i < nr; i++)
+		free(names[i]);
+	free(names);
+	buf_release(&err);
+	buf_release(&after);
+	buf_release(&v);
+}
+
 static void api_generate(struct api *api, const struct api_request *req,
 			 struct api_answer *ans)
 {
@@ -474,6 +904,7 @@ static void api_generate(struct api *api, const struct api_request *req,
 	enum api_answer_format format = api->opts.answer_format;
 	struct registry_result res;
 	int json = 0, given;
+	uint64_t expect;
 	enum status st;
 
 	registry_result_init(&res);
@@ -487,19 +918,21 @@ static void api_generate(struct api *api, const struct api_request *req,
 	buf_reset(&field);
 	json = !given && api_wants_json(req);
 	if (!api->opts.reg) {
-		api_answer_error(ans, ST_UNAVAILABLE,
-				 api->opts.unavailable
-					 ? api->opts.unavailable
-					 : "the store is unavailable",
-				 NULL);
+		api_unavailable(api, ans);
 		goto out;
 	}
-	st = registry_call_table(
+	if (api_if_match(req, &expect)) {
+		api_answer_error(ans, ST_INVALID,
+				 "If-Match must be an index in quotes, or *",
+				 "If-Match");
+		goto out;
+	}
+	st = registry_call_table_if(
 		api->opts.reg, api_param(req, "table"), req->body,
 		req->body_len,
 		(json ? REGISTRY_WANT_SERVICES : REGISTRY_SHARE_CONFIG) |
 			(req->no_wait ? REGISTRY_NO_WAIT : 0),
-		&res, &err, &field);
+		expect, &res, &err, &field);
 	if (st == ST_BUSY) {
 		ans->busy = 1;
 		goto out;
@@ -509,6 +942,7 @@ static void api_generate(struct api *api, const struct api_request *req,
 		goto out;
 	}
 	ans->status = 200;
+	api_index_headers(ans, res.index);
 	if (json) {
 		registry_result_json(&res, &ans->body);
 		ans->content_type = "application/json";

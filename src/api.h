@@ -8,6 +8,7 @@
 #define API_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "buf.h"
 #include "status.h"
@@ -26,6 +27,13 @@ struct registry_share;
 		   * a wait stalls other clients */
 /* The handler honours api_request.no_wait (see there). */
 #define API_NOWAIT (1u << 2)
+/* A token valid for some tables only is let through; the handler shows
+ * only what it allows (a listing of tables). */
+#define API_OWN_TABLES (1u << 3)
+
+/* Long polls (?index=N&wait=D): the default wait and the longest. */
+#define API_WAIT_DEFAULT_MS 30000
+#define API_WAIT_MAX_MS	    300000
 
 /* The permission a route needs; checked before its handler runs. */
 enum api_scope {
@@ -93,6 +101,12 @@ struct api_request {
 	/* The token is valid for some tables only: api_finish() checks the
 	 * body's table before the handler runs. */
 	int auth_pending;
+
+	/* A watch run again (see api_answer.park_table), set by the front
+	 * end: the deadline the first run chose, and whether it must answer
+	 * now (the deadline passed or the server stops) rather than wait. */
+	uint64_t watch_deadline_ms;
+	int watch_final;
 };
 
 struct api_header {
@@ -113,6 +127,17 @@ struct api_answer {
 	 * path; "-" when nothing matched. */
 	const char *route;
 	int busy; /* see api_request.no_wait */
+	/*
+	 * Set instead of an answer by a watch whose table is still at
+	 * `park_index`: the front end keeps the request without a thread
+	 * until that table's index moves (any other value: a change, or a
+	 * reset store) or `park_deadline_ms` (clock_now_ms) comes, then runs
+	 * api_finish() again with watch_deadline_ms set (and watch_final at
+	 * the deadline or on shutdown) on a fresh answer.
+	 */
+	char *park_table;
+	uint64_t park_index;
+	uint64_t park_deadline_ms;
 };
 
 typedef void api_handler_fn(struct api *api, const struct api_request *req,
@@ -154,6 +179,9 @@ int api_query(const struct api_request *req, const char *name, struct buf *out);
  * waits on the store.
  */
 int api_begin(struct api *api, struct api_request *req, struct api_answer *ans);
+/* Make `ans` a fresh answer for another run of the same request's route. */
+void api_answer_reset(struct api_answer *ans);
+
 /* Run the matched route's handler on the complete request. */
 void api_finish(struct api *api, struct api_request *req,
 		struct api_answer *ans);

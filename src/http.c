@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -27,6 +28,7 @@
 #include "auth.h"
 #include "clock.h"
 #include "log.h"
+#include "watch.h"
 #include "xalloc.h"
 #include "banned.h"
 
@@ -68,6 +70,9 @@
 enum http_lane_id {
 	HTTP_LANE_WRITE,
 	HTTP_LANE_READ,
+	/* Woken watches: a change may wake thousands at once, which must not
+	 * queue in front of /healthz. */
+	HTTP_LANE_WATCH,
 	HTTP_NR_LANES,
 };
 
@@ -117,6 +122,9 @@ struct http_server {
 	pthread_mutex_t spare_lock;
 	struct buf spare;
 	uint64_t spare_ms; /* when it was last put back */
+	/* Parked watches (GET ...?index=&wait=). */
+	struct registry *reg;
+	struct watch *watch;
 };
 
 enum http_state {
@@ -402,6 +410,77 @@ static int http_lane_submit(struct http_lane *lane, struct http_request *req)
 	return ret;
 }
 
+/* Queue a request that is suspended already (a watch woken), past the cap:
+ * it holds its connection anyway, and a change may wake thousands. */
+static void http_lane_push(struct http_lane *lane, struct http_request *req)
+{
+	pthread_mutex_lock(&lane->lock);
+	req->next = NULL;
+	if (lane->tail)
+		lane->tail->next = req;
+	else
+		lane->head = req;
+	lane->tail = req;
+	lane->len++;
+	pthread_cond_signal(&lane->cond);
+	pthread_mutex_unlock(&lane->lock);
+}
+
+/* A parked watch's end: run its route again on the watch lane. */
+static void http_watch_wake(void *ctx, enum watch_reason why)
+{
+	struct http_request *req = ctx;
+
+	req->areq.watch_final = why != WATCH_CHANGED;
+	/*
+	 * A watch's answer closes its connection. Kept alive, libmicrohttpd
+	 * would clear the connection's whole pool for the next request
+	 * (2 x --max-header + 8K, faulted in): at 10,000 watchers woken
+	 * together that memset was half of the CPU, and it would keep 40 KiB
+	 * resident per watcher. A follower connects again, once per change
+	 * or wait; on shutdown a client that polls again must not find the
+	 * connection open either.
+	 */
+	req->close = 1;
+	api_answer_reset(&req->ans);
+	http_lane_push(&req->srv->lanes[HTTP_LANE_WATCH], req);
+}
+
+static enum status http_watch_index(void *ctx, const char *table,
+				    uint64_t *index, struct buf *err)
+{
+	int exists;
+
+	return registry_table_index(ctx, table, index, &exists, err);
+}
+
+/* This process stored a change: its watchers need not wait for a check. */
+static void http_changed(void *ctx, const char *table)
+{
+	watch_hint(ctx, table);
+}
+
+/*
+ * Run the route of a request on a worker. 1 when it parked (it stays
+ * suspended, and belongs to the watch until woken), 0 when it has its
+ * answer. Once the watch stops, a watch is answered as at its deadline.
+ */
+static int http_run(struct http_server *srv, struct http_request *req)
+{
+	api_finish(srv->api, &req->areq, &req->ans);
+	if (!req->ans.park_table)
+		return 0;
+	req->areq.watch_deadline_ms = req->ans.park_deadline_ms;
+	if (!watch_park(srv->watch, req->ans.park_table, req->ans.park_index,
+			req->ans.park_deadline_ms, http_watch_wake, req))
+		return 1;
+	req->areq.watch_final = 1;
+	req->close = 1;
+	api_answer_reset(&req->ans);
+	api_finish(srv->api, &req->areq, &req->ans);
+	return 0;
+}
+
 /* A worker: run queued routes until the lane stops and its queue is empty. */
 static void *http_worker(void *arg)
 {
@@ -424,7 +503,8 @@ static void *http_worker(void *arg)
 		pthread_mutex_unlock(&lane->lock);
 		if (!req)
 			break;
-		api_finish(srv->api, &req->areq, &req->ans);
+		if (http_run(srv, req))
+			continue;
 		/* MHD_resume_connection() takes libmicrohttpd's lock, which the
 		 * polling thread takes before it calls us again: the answer is
 		 * seen complete there. */
@@ -964,12 +1044,15 @@ static void http_health(void *ctx, struct buf *json)
 	}
 	(void)buf_addf(json,
 		       ",\"connections\":%u,\"refused\":%lu,\"queued\":%u,"
-		       "\"queue_full\":%lu,\"header_timeouts\":%lu",
+		       "\"queue_full\":%lu,\"header_timeouts\":%lu,"
+		       "\"watching\":%u,\"store_hints\":%lu",
 		       atomic_load(&srv->connections),
 		       atomic_load(&srv->refused),
 		       queued[HTTP_LANE_WRITE] + queued[HTTP_LANE_READ],
 		       atomic_load(&srv->queue_full),
-		       atomic_load(&srv->header_timeouts));
+		       atomic_load(&srv->header_timeouts),
+		       srv->watch ? watch_parked(srv->watch) : 0,
+		       registry_hints_received(srv->reg));
 }
 
 /* Over the cap, a new connection is closed at once and counted. */
@@ -1213,6 +1296,34 @@ int http_listen_is_loopback(const char *listen)
 	return ret;
 }
 
+/*
+ * Every connection (a parked watch too) holds a descriptor: raise the soft
+ * open-files limit toward what --max-connections needs, as far as the hard
+ * limit allows, and log what it is, so that a shortfall shows before the
+ * accepts fail.
+ */
+static void http_raise_nofile(unsigned max_connections)
+{
+	/* The store, logs, the listener and libmicrohttpd's own. */
+	const rlim_t need = (rlim_t)max_connections + 256;
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl))
+		return;
+	if (rl.rlim_cur < need) {
+		struct rlimit want = rl;
+
+		want.rlim_cur = rl.rlim_max < need ? rl.rlim_max : need;
+		if (!setrlimit(RLIMIT_NOFILE, &want))
+			rl = want;
+	}
+	log_event("event=open_files limit=%llu hard=%llu max_connections=%u "
+		  "enough=%s",
+		  (unsigned long long)rl.rlim_cur,
+		  (unsigned long long)rl.rlim_max, max_connections,
+		  rl.rlim_cur >= need ? "yes" : "no");
+}
+
 enum status http_serve(struct registry *reg, const struct http_options *opts,
 		       struct buf *err)
 {
@@ -1235,6 +1346,7 @@ enum status http_serve(struct registry *reg, const struct http_options *opts,
 
 	if (http_parse_listen(opts->listen, &ss, &sslen, err))
 		return ST_USAGE;
+	http_raise_nofile(opts->max_connections);
 	if (opts->tls_cert) {
 		struct http_tls_cred *c;
 
@@ -1292,6 +1404,17 @@ enum status http_serve(struct registry *reg, const struct http_options *opts,
 			max_queue);
 	http_lane_start(&srv.lanes[HTTP_LANE_READ], &srv, "read",
 			HTTP_READ_WORKERS, max_queue);
+	http_lane_start(&srv.lanes[HTTP_LANE_WATCH], &srv, "watch",
+			HTTP_READ_WORKERS, max_queue);
+	srv.reg = reg;
+	srv.watch = watch_new(&(struct watch_options){.index = http_watch_index,
+						      .index_ctx = reg});
+	if (!srv.watch) {
+		buf_setf(err, "cannot start a thread: %s", strerror(errno));
+		ret = ST_UNAVAILABLE;
+		goto stop_lanes;
+	}
+	registry_set_changed(reg, http_changed, srv.watch);
 	if (opts->auth) {
 		ret = auth_start(opts->auth, err);
 		if (ret != ST_OK)
@@ -1363,6 +1486,9 @@ enum status http_serve(struct registry *reg, const struct http_options *opts,
 	 * waiting in the backlog for an accept that never comes. */
 	if (listener != MHD_INVALID_SOCKET)
 		close(listener);
+	/* Parked watches are answered now (304 at their index, or what
+	 * changed), not at their deadlines. */
+	watch_stop(srv.watch);
 	for (waited = 0;
 	     atomic_load(&srv.in_flight) && waited < HTTP_DRAIN_SECONDS * 100;
 	     waited++)
@@ -1374,6 +1500,10 @@ stop_reaper:
 	pthread_mutex_unlock(&srv.reaper_lock);
 	pthread_join(srv.reaper, NULL);
 stop_lanes:
+	if (srv.watch) {
+		watch_stop(srv.watch);
+		registry_set_changed(reg, NULL, NULL);
+	}
 	/* Workers finish what is queued and resume those connections before
 	 * libmicrohttpd stops (it must not stop with suspended ones). */
 	for (i = 0; i < HTTP_NR_LANES; i++)
@@ -1395,6 +1525,7 @@ stop_lanes:
 	}
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	api_free(srv.api);
+	watch_free(srv.watch);
 	http_tls_release_all();
 	pthread_cond_destroy(&srv.reaper_cond);
 	pthread_mutex_destroy(&srv.reaper_lock);

@@ -10,8 +10,16 @@
 #include <strings.h>
 
 #include "api.h"
+#include "clock.h"
 #include "xalloc.h"
 #include "banned.h"
+
+/* API Gateway gives up on an integration after 29 s: a watch waits at most
+ * this long, however long its wait= (documented in the README). */
+#define LAMBDA_EVENT_MAX_WAIT_MS 25000
+/* Lambda has no connection to park: a watch re-checks its index this often
+ * (every write reaching this instance's store comes from another process). */
+#define LAMBDA_EVENT_POLL_MS 100
 
 /* A proxy event being answered; strings are borrowed from the event. */
 struct lambda_event {
@@ -572,6 +580,33 @@ out:
 	return st;
 }
 
+/*
+ * api_finish(), and for a watch that would park, the wait here: run the
+ * route again every LAMBDA_EVENT_POLL_MS until it answers, the last run at
+ * the deadline cut to LAMBDA_EVENT_MAX_WAIT_MS from now.
+ */
+static void lambda_event_finish(struct api *api, struct api_request *req,
+				struct api_answer *a)
+{
+	uint64_t cap = clock_now_ms() + LAMBDA_EVENT_MAX_WAIT_MS;
+
+	api_finish(api, req, a);
+	while (a->park_table) {
+		uint64_t deadline =
+			a->park_deadline_ms < cap ? a->park_deadline_ms : cap;
+		uint64_t now = clock_now_ms();
+
+		if (now < deadline)
+			clock_sleep_ms(deadline - now < LAMBDA_EVENT_POLL_MS
+					       ? deadline - now
+					       : LAMBDA_EVENT_POLL_MS);
+		req->watch_deadline_ms = deadline;
+		req->watch_final = clock_now_ms() >= deadline;
+		api_answer_reset(a);
+		api_finish(api, req, a);
+	}
+}
+
 /* A direct invocation: the event is the body of a POST /generate. */
 static void lambda_event_direct(struct api *api, const char *event, size_t len,
 				struct lambda_answer *ans)
@@ -655,7 +690,7 @@ void lambda_event_handle(struct api *api, const char *event, size_t len,
 			goto answer;
 		}
 	}
-	api_finish(api, &req, &a);
+	lambda_event_finish(api, &req, &a);
 answer:
 	lambda_answer_proxy(ans, &a);
 out:

@@ -65,8 +65,10 @@ static const struct cli_option serve_options[] = {
 	 RENDER_DEFAULT_BIND},
 	{"read-timeout", "SECONDS", "time an idle or slow client may take",
 	 "30"},
-	{"max-connections", "N", "connections served at once; more are refused",
-	 "1024"},
+	{"max-connections", "N",
+	 "connections served at once, parked watches included; more are "
+	 "refused",
+	 "16384"},
 	{"max-header", "BYTES", "largest request header block; over it: 431",
 	 "16K"},
 	{"threads", "N", "polling threads (0: one per CPU)", "0"},

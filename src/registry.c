@@ -123,6 +123,15 @@ struct registry {
 	/* A REGISTRY_NO_WAIT call found the pool empty: the next call that
 	 * may wait opens one more handle for it. */
 	atomic_int pool_short;
+	/* Told of this process's changes (registry_set_changed), and of
+	 * other processes' on a store with STORE_CAP_HINTS, from a thread
+	 * listening on a handle of its own while `changed` is set. */
+	registry_changed_fn *changed;
+	void *changed_ctx;
+	pthread_t hints_thread;
+	int hints_running;
+	atomic_int hints_stop;
+	atomic_ulong hints;
 };
 
 /* One call on one table, across its attempts. */
@@ -145,6 +154,8 @@ struct registry_ctx {
 	int nowait; /* REGISTRY_NO_WAIT */
 	int have_digest;
 	unsigned char digest[REGISTRY_DIGEST_LEN];
+	/* The index the table must be at (If-Match), or REGISTRY_INDEX_ANY. */
+	uint64_t expect;
 };
 
 static enum status registry_get_store(struct registry *reg, struct store **out,
@@ -615,6 +626,16 @@ static struct service_list *registry_begin(struct registry_ctx *c, int write,
 		*ret = store_version(c->st, &c->version, err);
 		if (*ret != ST_OK)
 			goto fail;
+		if (c->expect != REGISTRY_INDEX_ANY &&
+		    c->version + c->t->settings_gen != c->expect) {
+			buf_setf(err, "table '%s' is at index %llu, not %llu",
+				 c->p->table,
+				 (unsigned long long)(c->version +
+						      c->t->settings_gen),
+				 (unsigned long long)c->expect);
+			*ret = ST_PRECONDITION;
+			goto fail;
+		}
 		if (c->t->cached && c->t->version == c->version) {
 			c->hit = 1;
 			return &c->t->services;
@@ -851,8 +872,107 @@ enum status registry_call(struct registry *reg, const char *json, size_t len,
 			  unsigned flags, struct registry_result *res,
 			  struct buf *err, struct buf *field)
 {
-	return registry_call_table(reg, NULL, json, len, flags, res, err,
-				   field);
+	return registry_call_table_if(reg, NULL, json, len, flags,
+				      REGISTRY_INDEX_ANY, res, err, field);
+}
+
+enum status registry_call_table(struct registry *reg, const char *table,
+				const char *json, size_t len, unsigned flags,
+				struct registry_result *res, struct buf *err,
+				struct buf *field)
+{
+	return registry_call_table_if(reg, table, json, len, flags,
+				      REGISTRY_INDEX_ANY, res, err, field);
+}
+
+static void registry_tell_changed(struct registry *reg, const char *table);
+
+/* How long one wait for hints lasts: the stop flag is seen this often. */
+#define REGISTRY_HINTS_WAIT_MS 200
+
+/* Forward the store's hints to the hook, reconnecting after a failure. */
+static void *registry_hints_main(void *arg)
+{
+	struct registry *reg = arg;
+	struct store_name_list names;
+	struct buf err = BUF_INIT;
+	struct store *st = NULL;
+	struct backoff bo;
+
+	store_name_list_init(&names);
+	backoff_init(&bo, 100, 5000);
+	while (!atomic_load(&reg->hints_stop)) {
+		enum status ret =
+			st ? ST_OK : store_open(reg->store_spec, &st, &err);
+		int all = 0;
+		size_t i;
+
+		if (ret == ST_OK)
+			ret = store_hints(st, REGISTRY_HINTS_WAIT_MS, &names,
+					  &all, &err);
+		if (ret != ST_OK) {
+			uint64_t ms = backoff_next_ms(&bo);
+
+			/* Nothing is lost: the watch's own checks go on. */
+			while (ms && !atomic_load(&reg->hints_stop)) {
+				uint64_t step = ms < 100 ? ms : 100;
+
+				clock_sleep_ms(step);
+				ms -= step;
+			}
+			continue;
+		}
+		backoff_reset(&bo);
+		if (all || names.nr)
+			atomic_fetch_add(&reg->hints, all ? 1 : names.nr);
+		if (all)
+			registry_tell_changed(reg, NULL);
+		for (i = 0; !all && i < names.nr; i++)
+			registry_tell_changed(reg, names.items[i]);
+		store_name_list_release(&names);
+	}
+	if (st)
+		store_close(st);
+	buf_release(&err);
+	return NULL;
+}
+
+void registry_set_changed(struct registry *reg, registry_changed_fn *fn,
+			  void *ctx)
+{
+	if (!fn && reg->hints_running) {
+		atomic_store(&reg->hints_stop, 1);
+		pthread_join(reg->hints_thread, NULL);
+		reg->hints_running = 0;
+	}
+	pthread_mutex_lock(&reg->lock);
+	reg->changed = fn;
+	reg->changed_ctx = ctx;
+	pthread_mutex_unlock(&reg->lock);
+	if (fn && !reg->hints_running && (reg->caps & STORE_CAP_HINTS)) {
+		atomic_store(&reg->hints_stop, 0);
+		reg->hints_running = !pthread_create(&reg->hints_thread, NULL,
+						     registry_hints_main, reg);
+	}
+}
+
+unsigned long registry_hints_received(struct registry *reg)
+{
+	return atomic_load(&reg->hints);
+}
+
+/* Tell the hook (if any) that `table` (NULL: any) changed. */
+static void registry_tell_changed(struct registry *reg, const char *table)
+{
+	registry_changed_fn *fn;
+	void *ctx;
+
+	pthread_mutex_lock(&reg->lock);
+	fn = reg->changed;
+	ctx = reg->changed_ctx;
+	pthread_mutex_unlock(&reg->lock);
+	if (fn)
+		fn(ctx, table);
 }
 
 /* This process changed the settings: its next call reads the generation. */
@@ -1049,7 +1169,7 @@ static void registry_ctx_put_store(struct registry_ctx *c, enum status ret)
 		store_nowait(c->st, 0);
 	registry_put_store(c->reg, c->st,
 			   ret != ST_OK && ret != ST_TOO_LARGE &&
-				   ret != ST_BUSY);
+				   ret != ST_BUSY && ret != ST_PRECONDITION);
 	c->st = NULL;
 }
 
@@ -1090,6 +1210,7 @@ static int registry_try_digest(struct registry_ctx *c, enum status *ret,
 			c->res->table = xstrdup(c->t->name);
 			registry_table_touch(c->reg, c->t);
 			registry_answer(c, c->t->config, &c->t->services);
+			c->res->index = version + c->t->settings_gen;
 			atomic_fetch_add(&c->reg->body_hits, 1);
 		} else if (*ret == ST_OK) {
 			answered = 0;
@@ -1107,10 +1228,10 @@ put:
 	return answered;
 }
 
-enum status registry_call_table(struct registry *reg, const char *table,
-				const char *json, size_t len, unsigned flags,
-				struct registry_result *res, struct buf *err,
-				struct buf *field)
+enum status registry_call_table_if(struct registry *reg, const char *table,
+				   const char *json, size_t len, unsigned flags,
+				   uint64_t expect, struct registry_result *res,
+				   struct buf *err, struct buf *field)
 {
 	const unsigned read_path = STORE_CAP_ATOMIC | STORE_CAP_VERSION;
 	struct registry_ctx c;
@@ -1124,6 +1245,7 @@ enum status registry_call_table(struct registry *reg, const char *table,
 	c.flags = flags;
 	c.res = res;
 	c.nowait = (flags & REGISTRY_NO_WAIT) != 0;
+	c.expect = expect;
 	service_list_init(&c.loaded);
 	buf_init(&c.config, reg->max_config);
 	payload_init(&p);
@@ -1132,7 +1254,10 @@ enum status registry_call_table(struct registry *reg, const char *table,
 		ret = ST_BUSY;
 		goto out;
 	}
-	if ((reg->caps & read_path) == read_path) {
+	/* An If-Match is checked where the index is read: not on the
+	 * shortcut. */
+	if ((reg->caps & read_path) == read_path &&
+	    expect == REGISTRY_INDEX_ANY) {
 		registry_digest(table, json, len, c.digest);
 		c.have_digest = 1;
 		if (registry_try_digest(&c, &ret, err))
@@ -1180,10 +1305,14 @@ enum status registry_call_table(struct registry *reg, const char *table,
 unlock:
 	if (ret != ST_OK)
 		registry_result_reset(res);
+	else
+		res->index = c.version + c.t->settings_gen;
 	registry_ctx_put_store(&c, ret);
 	pthread_rwlock_unlock(&c.t->lock);
 put:
 	registry_table_put(reg, c.t);
+	if (ret == ST_OK && res->changed)
+		registry_tell_changed(reg, res->table);
 out:
 	if (!c.nowait)
 		registry_pool_refill(reg);
@@ -1331,8 +1460,10 @@ enum status registry_settings_put(struct registry *reg, const char *table,
 		ret = store_doc_put(st, SETTINGS_KIND,
 				    table ? table : SETTINGS_DEFAULT_KEY, canon,
 				    STORE_DOC_ANY, NULL, err);
-	if (ret == ST_OK)
+	if (ret == ST_OK) {
 		registry_settings_changed(reg);
+		registry_tell_changed(reg, NULL);
+	}
 out:
 	registry_put_store(reg, st, ret != ST_OK && ret != ST_INVALID);
 	free(canon);
@@ -1381,8 +1512,10 @@ enum status registry_settings_delete(struct registry *reg, const char *table,
 		ret = store_doc_delete(st, SETTINGS_KIND,
 				       table ? table : SETTINGS_DEFAULT_KEY,
 				       err);
-	if (ret == ST_OK)
+	if (ret == ST_OK) {
 		registry_settings_changed(reg);
+		registry_tell_changed(reg, NULL);
+	}
 	if (ret == ST_NOT_FOUND)
 		buf_setf(err, "no settings are stored for %s%s%s",
 			 table ? "table '" : "the fleet", table ? table : "",
@@ -1390,5 +1523,157 @@ enum status registry_settings_delete(struct registry *reg, const char *table,
 	registry_put_store(reg, st,
 			   ret != ST_OK && ret != ST_NOT_FOUND &&
 				   ret != ST_INVALID);
+	return ret;
+}
+
+/* A context for a call on `table` without a payload (`p` only names it). */
+static void registry_ctx_start(struct registry_ctx *c, struct registry *reg,
+			       struct payload *p, const char *table,
+			       unsigned flags, struct registry_result *res)
+{
+	memset(c, 0, sizeof(*c));
+	c->reg = reg;
+	c->p = p;
+	c->flags = flags;
+	c->res = res;
+	c->expect = REGISTRY_INDEX_ANY;
+	service_list_init(&c->loaded);
+	buf_init(&c->config, reg->max_config);
+	payload_init(p);
+	p->table = xstrdup(table);
+}
+
+static void registry_ctx_end(struct registry_ctx *c)
+{
+	service_list_release(&c->loaded);
+	buf_release(&c->config);
+	payload_release(c->p);
+}
+
+enum status registry_table_index(struct registry *reg, const char *table,
+				 uint64_t *index, int *exists, struct buf *err)
+{
+	struct registry_result res;
+	struct registry_ctx c;
+	struct payload p;
+	uint64_t gen = 0;
+	enum status ret;
+
+	*index = 0;
+	*exists = 0;
+	if (payload_check_table(table, err))
+		return ST_INVALID;
+	registry_result_init(&res);
+	registry_ctx_start(&c, reg, &p, table, 0, &res);
+	ret = registry_get_store(reg, &c.st, err);
+	if (ret == ST_OK)
+		ret = registry_settings_gen(&c, &gen, err);
+	if (ret == ST_OK)
+		ret = store_begin(c.st, table, 0, err);
+	if (ret == ST_OK) {
+		ret = store_version(c.st, &c.version, err);
+		store_rollback(c.st);
+	}
+	if (ret == ST_OK) {
+		*index = c.version + gen;
+		*exists = c.version != 0;
+	}
+	registry_put_store(reg, c.st, ret != ST_OK);
+	registry_ctx_end(&c);
+	registry_result_release(&res);
+	return ret;
+}
+
+/* The counts and latest time of `services` into the result. */
+static void registry_count(struct registry_result *res,
+			   const struct service_list *services)
+{
+	size_t i;
+
+	res->nr_services = services->nr;
+	res->nr_servers = 0;
+	res->updated_at = 0;
+	for (i = 0; i < services->nr; i++) {
+		res->nr_servers += services->items[i].nr_containers;
+		if (services->items[i].updated_at > res->updated_at)
+			res->updated_at = services->items[i].updated_at;
+	}
+}
+
+/*
+ * The read path of a call without a payload: the cache when it is at the
+ * store's version, else a load and a render that fill it, as an unchanged
+ * call would.
+ */
+enum status registry_table_read(struct registry *reg, const char *table,
+				unsigned flags, struct registry_result *res,
+				struct buf *err)
+{
+	struct service_list *stored;
+	struct registry_ctx c;
+	struct payload p;
+	enum status ret;
+
+	if (payload_check_table(table, err))
+		return ST_INVALID;
+	registry_ctx_start(&c, reg, &p, table, flags, res);
+	res->table = xstrdup(table);
+	c.t = registry_table_get(reg, table);
+	pthread_rwlock_wrlock(&c.t->lock);
+	ret = registry_get_store(reg, &c.st, err);
+	if (ret == ST_OK)
+		ret = registry_table_settings(&c, err);
+	if (ret != ST_OK)
+		goto unlock;
+	stored = registry_begin(&c, 0, &ret, err);
+	if (!stored)
+		goto unlock;
+	store_rollback(c.st);
+	if (!c.version) {
+		buf_setf(err, "nothing is stored for table '%s'", table);
+		ret = ST_NOT_FOUND;
+		goto unlock;
+	}
+	registry_count(res, stored);
+	res->index = c.version + c.t->settings_gen;
+	if (c.hit) {
+		registry_table_touch(reg, c.t);
+		registry_answer(&c, c.t->config, &c.t->services);
+		goto unlock;
+	}
+	ret = registry_render(&c, stored, err);
+	if (ret != ST_OK)
+		goto unlock;
+	c.have_loaded = 0; /* taken over by the cache */
+	registry_publish(&c, stored);
+unlock:
+	if (ret != ST_OK)
+		registry_result_reset(res);
+	registry_put_store(reg, c.st,
+			   ret != ST_OK && ret != ST_NOT_FOUND &&
+				   ret != ST_TOO_LARGE);
+	pthread_rwlock_unlock(&c.t->lock);
+	registry_table_put(reg, c.t);
+	registry_ctx_end(&c);
+	return ret;
+}
+
+enum status registry_table_names(struct registry *reg, const char *after,
+				 size_t limit, char ***names, size_t *nr,
+				 struct buf *err)
+{
+	struct store_name_list list;
+	struct store *st = NULL;
+	enum status ret;
+
+	store_name_list_init(&list);
+	ret = registry_get_store(reg, &st, err);
+	if (ret == ST_OK)
+		ret = store_table_list(st, after, limit, &list, err);
+	registry_put_store(reg, st, ret != ST_OK);
+	if (ret != ST_OK)
+		store_name_list_release(&list);
+	*names = list.items;
+	*nr = list.nr;
 	return ret;
 }

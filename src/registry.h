@@ -8,6 +8,7 @@
 #define REGISTRY_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "buf.h"
 #include "render.h"
@@ -33,6 +34,12 @@ struct registry_result {
 	/* filled only with REGISTRY_WANT_SERVICES */
 	struct service_list services;
 	int changed; /* the call wrote to the store */
+	/* The table's index after the call (see registry_table_index). */
+	uint64_t index;
+	/* Filled by registry_table_read(): counts of the services and their
+	 * servers, and the latest updated time of a service (0: none). */
+	size_t nr_services, nr_servers;
+	int64_t updated_at;
 };
 
 #define REGISTRY_WANT_SERVICES (1u << 0)
@@ -75,6 +82,62 @@ enum status registry_call_table(struct registry *reg, const char *table,
 				const char *json, size_t len, unsigned flags,
 				struct registry_result *res, struct buf *err,
 				struct buf *field) WARN_UNUSED;
+
+/* registry_call_table_if()'s `expect` for "whatever the index is". */
+#define REGISTRY_INDEX_ANY UINT64_MAX
+
+/*
+ * registry_call_table() that stores only while the table's index is
+ * `expect`: ST_PRECONDITION (nothing stored) when it moved on. Exact on an
+ * atomic store, where the check runs inside the write transaction.
+ */
+enum status registry_call_table_if(struct registry *reg, const char *table,
+				   const char *json, size_t len, unsigned flags,
+				   uint64_t expect, struct registry_result *res,
+				   struct buf *err,
+				   struct buf *field) WARN_UNUSED;
+
+/*
+ * A table's index: one number kept in the store, the same for every process
+ * on it, that grows on every stored change of the table or of the settings
+ * (documents of kind "settings"), and stays put otherwise. It is the table's
+ * version plus the settings generation: both only grow, and every change
+ * moves one of them. A store that was reset gives a lower one. Cheap: no
+ * load, no render. `*exists` tells whether the table was ever written.
+ */
+enum status registry_table_index(struct registry *reg, const char *table,
+				 uint64_t *index, int *exists,
+				 struct buf *err) WARN_UNUSED;
+
+/*
+ * A table as stored now, without a payload: its config (as a copy, or with
+ * REGISTRY_SHARE_CONFIG a share), its services with REGISTRY_WANT_SERVICES,
+ * the counts, times and index. ST_NOT_FOUND for a table never written.
+ */
+enum status registry_table_read(struct registry *reg, const char *table,
+				unsigned flags, struct registry_result *res,
+				struct buf *err) WARN_UNUSED;
+
+/* The names of tables ever written, after `after`, at most `limit` (see
+ * store_table_list). */
+enum status registry_table_names(struct registry *reg, const char *after,
+				 size_t limit, char ***names, size_t *nr,
+				 struct buf *err) WARN_UNUSED;
+
+/*
+ * Called after this process stored a change of `table`, or with NULL after
+ * a settings change (any table's index may have moved); from the thread
+ * that made it, with no lock held. NULL `fn`: none.
+ */
+typedef void registry_changed_fn(void *ctx, const char *table);
+/* On a store with STORE_CAP_HINTS (PostgreSQL), setting `fn` also starts a
+ * thread that passes other processes' commits on to it as they are
+ * announced; setting NULL stops it. Call it from one thread. */
+void registry_set_changed(struct registry *reg, registry_changed_fn *fn,
+			  void *ctx);
+/* Announcements received from the store so far (a batch that may have
+ * missed some counts as one). */
+unsigned long registry_hints_received(struct registry *reg);
 
 /* {"table":...,"services":[...],"config":"..."} for a result with services. */
 void registry_result_json(const struct registry_result *res, struct buf *out);

@@ -23,6 +23,7 @@ static const struct {
 	{ST_UNAUTHENTICATED, 401, 1, "unauthenticated"},
 	{ST_FORBIDDEN, 403, 1, "forbidden"},
 	{ST_BUSY, 503, 3, "busy"},
+	{ST_PRECONDITION, 412, 1, "precondition_failed"},
 };
 
 static unsigned status_index(enum status st)

@@ -18,6 +18,7 @@
 
 #include "agent/docker.h"
 #include "agent/file.h"
+#include "agent/follow.h"
 #include "agent/haproxy.h"
 #include "agent/runtime.h"
 #include "agent/source.h"
@@ -85,6 +86,10 @@ const struct cli_option agent_options[] = {
 	{"drift-check", "MS",
 	 "runtime: how often HAProxy's servers are compared with the file",
 	 "300000"},
+	{"follow", NULL,
+	 "no source: apply every new config of --table as the registry "
+	 "stores it (a long poll)",
+	 NULL},
 	{NULL, NULL, NULL, NULL},
 };
 
@@ -108,7 +113,11 @@ enum {
 	OPT_RUNTIME,
 	OPT_DRAIN_TIMEOUT,
 	OPT_DRIFT_CHECK,
+	OPT_FOLLOW,
 };
+
+/* How long one long poll of --follow waits for a change. */
+#define AGENT_FOLLOW_WAIT_MS 30000
 
 /* The sources --source can name, as NAME:ARG. */
 static const struct {
@@ -157,6 +166,19 @@ static void agent_on_signal(int sig)
 		agent_hup = 1;
 	else
 		agent_stop = 1;
+}
+
+static void agent_set_signals(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = agent_on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
 }
 
 static void agent_log(const char *level, const char *event, const char *fmt,
@@ -670,7 +692,6 @@ int agent_main(const char *const *v, int argc, char **argv)
 	struct agent a;
 	struct source_options sopts;
 	struct buf err = BUF_INIT, q = BUF_INIT, q2 = BUF_INIT, q3 = BUF_INIT;
-	struct sigaction sa;
 	const char *src = v[OPT_SOURCE];
 	enum agent_next next;
 	int code = 2;
@@ -687,6 +708,14 @@ int agent_main(const char *const *v, int argc, char **argv)
 		goto out;
 	}
 	for (i = OPT_REGISTRY; i <= OPT_SOCKET; i++) {
+		if (i == OPT_SOURCE && v[OPT_FOLLOW]) {
+			if (src) {
+				fprintf(stderr, "lambda-registry agent: "
+						"--follow takes no --source\n");
+				goto out;
+			}
+			continue;
+		}
 		if (!v[i] || !*v[i]) {
 			fprintf(stderr,
 				"lambda-registry agent: --%s is required\n",
@@ -739,7 +768,11 @@ int agent_main(const char *const *v, int argc, char **argv)
 	buf_addstr(&a.url, v[OPT_REGISTRY]);
 	while (a.url.len && a.url.buf[a.url.len - 1] == '/')
 		buf_setlen(&a.url, a.url.len - 1);
-	if (a.url.len < 9 || strcmp(a.url.buf + a.url.len - 9, "/generate"))
+	if (v[OPT_FOLLOW] && a.url.len >= 9 &&
+	    !strcmp(a.url.buf + a.url.len - 9, "/generate"))
+		buf_setlen(&a.url, a.url.len - 9);
+	if (!v[OPT_FOLLOW] &&
+	    (a.url.len < 9 || strcmp(a.url.buf + a.url.len - 9, "/generate")))
 		buf_addstr(&a.url, "/generate");
 	if (v[OPT_TOKEN_FILE] &&
 	    agent_read_token(v[OPT_TOKEN_FILE], &a.authorization))
@@ -756,6 +789,22 @@ int agent_main(const char *const *v, int argc, char **argv)
 	a.haproxy.bin = v[OPT_BIN];
 	a.haproxy.timeout_ms = a.timeout_ms;
 
+	if (v[OPT_FOLLOW]) {
+		struct follow_options fopts = {
+			.registry = a.url.buf,
+			.table = a.table,
+			.authorization = a.authorization,
+			.ca_file = a.ca_file,
+			.timeout_ms = a.timeout_ms,
+			.wait_ms = AGENT_FOLLOW_WAIT_MS,
+			.haproxy = &a.haproxy,
+			.stop = &agent_stop,
+		};
+
+		agent_set_signals();
+		code = follow_run(&fopts);
+		goto out;
+	}
 	curlx_global_init();
 	a.curl = curl_easy_init();
 	if (!a.curl) {
@@ -773,13 +822,7 @@ int agent_main(const char *const *v, int argc, char **argv)
 	if (agent_open_source(&a, src, &sopts))
 		goto out;
 
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = agent_on_signal;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGHUP, &sa, NULL);
-	signal(SIGPIPE, SIG_IGN);
+	agent_set_signals();
 
 	agent_log("info", "start",
 		  "table=%s source=%s registry=%s config=%s debounce_ms=%u "

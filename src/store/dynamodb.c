@@ -1583,6 +1583,72 @@ static enum status ddb_doc_generation(struct store *st, const char *kind,
 	return ret;
 }
 
+static int ddb_name_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Every DynamoDB table under the prefix that holds a payload table (created
+ * by its first write), sorted here: ListTables' order is DynamoDB's. */
+static enum status ddb_table_list(struct store *st, const char *after,
+				  size_t limit, struct store_name_list *out,
+				  struct buf *err)
+{
+	struct ddb_store *d = (struct ddb_store *)st;
+	struct store_name_list all;
+	struct buf why = BUF_INIT;
+	json_t *answer = NULL, *names, *name, *req;
+	char *start = NULL;
+	size_t plen = strlen(d->prefix), i;
+	enum status ret;
+
+	store_name_list_init(&all);
+	d->deadline = ddb_deadline(d);
+	for (;;) {
+		const char *last;
+
+		req = json_object();
+		if (start)
+			json_object_set_new(req, "ExclusiveStartTableName",
+					    json_string(start));
+		ret = ddb_request(d, "ListTables", req, &answer, err);
+		if (ret != ST_OK)
+			break;
+		names = json_object_get(answer, "TableNames");
+		json_array_foreach(names, i, name)
+		{
+			const char *n = json_string_value(name);
+
+			if (!n || strncmp(n, d->prefix, plen) ||
+			    !strcmp(n + plen, DDB_DOC_TABLE) ||
+			    payload_check_table(n + plen, &why))
+				continue;
+			store_name_list_add(&all, n + plen, strlen(n + plen));
+		}
+		last = json_string_value(
+			json_object_get(answer, "LastEvaluatedTableName"));
+		free(start);
+		start = last ? xstrdup(last) : NULL;
+		json_decref(answer);
+		answer = NULL;
+		if (!start)
+			break;
+	}
+	if (ret == ST_OK && all.nr)
+		qsort(all.items, all.nr, sizeof(*all.items), ddb_name_cmp);
+	for (i = 0; ret == ST_OK && i < all.nr && limit; i++) {
+		if (strcmp(all.items[i], after) <= 0)
+			continue;
+		store_name_list_add(out, all.items[i], strlen(all.items[i]));
+		limit--;
+	}
+	d->deadline = 0;
+	free(start);
+	store_name_list_release(&all);
+	buf_release(&why);
+	return ret;
+}
+
 const struct store_backend store_dynamodb = {
 	.name = "dynamodb",
 	.caps = STORE_CAP_VERSION,
@@ -1601,4 +1667,5 @@ const struct store_backend store_dynamodb = {
 	.doc_delete = ddb_doc_delete,
 	.doc_list = ddb_doc_list,
 	.doc_generation = ddb_doc_generation,
+	.table_list = ddb_table_list,
 };

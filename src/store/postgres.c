@@ -41,6 +41,7 @@ enum pg_stmt {
 	PG_DOC_LOCK,
 	PG_DOC_PUT,
 	PG_DOC_DELETE,
+	PG_TABLE_LIST,
 	PG_NR,
 };
 
@@ -115,6 +116,11 @@ static const char *const pg_sql[PG_NR] = {
 		"UPDATE @.doc_generations SET generation = generation + 1 "
 		"WHERE kind = $1 AND EXISTS (SELECT 1 FROM d) "
 		"RETURNING generation",
+	/* Rows a writer's first lock made stay at 0 until a commit bumps
+	 * them: those tables were never written. */
+	[PG_TABLE_LIST] = "SELECT name FROM @.tables WHERE version > 0 AND "
+			  "name COLLATE \"C\" > $1 "
+			  "ORDER BY name COLLATE \"C\" LIMIT $2",
 };
 
 /* The schema and the table of its version: the first step of every setup. */
@@ -177,6 +183,7 @@ struct pg_store {
 	struct store base; /* first: the contract casts between the two */
 	PGconn *conn;
 	int prepared;	/* the statements exist on this connection */
+	int listening;	/* LISTEN was sent on this connection (hints) */
 	int fatal;	/* the server said it ends the session */
 	char *conninfo; /* without the schema parameter */
 	char *schema;	/* quoted identifier */
@@ -348,6 +355,7 @@ static void pg_drop(struct pg_store *s)
 	PQfinish(s->conn);
 	s->conn = NULL;
 	s->prepared = 0;
+	s->listening = 0;
 	s->fatal = 0;
 	s->nr_queued = 0;
 }
@@ -811,6 +819,7 @@ static enum status pg_prepare(struct pg_store *s, struct buf *err)
 		[PG_DOC_LOCK] = "locking the document kind",
 		[PG_DOC_PUT] = "writing a document",
 		[PG_DOC_DELETE] = "deleting a document",
+		[PG_TABLE_LIST] = "listing tables",
 	};
 	uint64_t deadline = pg_deadline(s);
 	struct buf sql = BUF_INIT;
@@ -1590,6 +1599,68 @@ static enum status pg_doc_list(struct store *st, const char *kind,
 	return ret;
 }
 
+static enum status pg_table_list(struct store *st, const char *after,
+				 size_t limit, struct store_name_list *out,
+				 struct buf *err)
+{
+	struct pg_store *s = (struct pg_store *)st;
+	char limit_text[24];
+	const char *params[2] = {after, limit_text};
+	PGresult *res = NULL;
+	enum status ret;
+	int i;
+
+	snprintf(limit_text, sizeof(limit_text), "%llu",
+		 (unsigned long long)(limit > INT64_MAX ? INT64_MAX : limit));
+	ret = pg_doc_read(s, PG_TABLE_LIST, 2, params, "listing tables", &res,
+			  err);
+	for (i = 0; ret == ST_OK && i < PQntuples(res); i++)
+		store_name_list_add(out, PQgetvalue(res, i, 0),
+				    (size_t)PQgetlength(res, i, 0));
+	PQclear(res);
+	return ret;
+}
+
+/*
+ * The commits' NOTIFY (PG_BUMP) as hints. The first call on a connection
+ * sends LISTEN and reports `all`: what was announced before was not heard.
+ * A connection that fails is dropped; the next call reconnects, listens and
+ * reports `all` again.
+ */
+static enum status pg_hints(struct store *st, unsigned timeout_ms,
+			    struct store_name_list *out, int *all,
+			    struct buf *err)
+{
+	struct pg_store *s = (struct pg_store *)st;
+	enum status ret;
+	PGnotify *n;
+	int rc;
+
+	*all = 0;
+	if (!s->conn || !s->listening) {
+		s->deadline = clock_now_ms() + s->budget_ms;
+		ret = pg_ensure_conn(s, err);
+		if (ret == ST_OK)
+			ret = pg_run(s, PG_NR, "LISTEN " PG_CHANNEL, 0, NULL,
+				     "listening", NULL, err);
+		s->deadline = 0;
+		if (ret != ST_OK)
+			return ret;
+		s->listening = 1;
+		*all = 1;
+		return ST_OK;
+	}
+	rc = pg_poll(s->conn, POLLIN, clock_now_ms() + timeout_ms);
+	if (rc < 0 || (rc > 0 && (!PQconsumeInput(s->conn) ||
+				  PQstatus(s->conn) != CONNECTION_OK)))
+		return pg_conn_failed(s, "waiting for notifications", err);
+	while ((n = PQnotifies(s->conn))) {
+		store_name_list_add(out, n->extra, strlen(n->extra));
+		PQfreemem(n);
+	}
+	return ST_OK;
+}
+
 static enum status pg_doc_generation(struct store *st, const char *kind,
 				     uint64_t *generation, struct buf *err)
 {
@@ -1610,7 +1681,7 @@ static enum status pg_doc_generation(struct store *st, const char *kind,
 const struct store_backend store_postgres = {
 	.name = "postgres",
 	.caps = STORE_CAP_VERSION | STORE_CAP_ATOMIC | STORE_CAP_PROBE |
-		STORE_CAP_TABLE_LOCKS,
+		STORE_CAP_TABLE_LOCKS | STORE_CAP_HINTS,
 	.open = pg_open,
 	.close = pg_close,
 	.begin = pg_begin,
@@ -1627,4 +1698,6 @@ const struct store_backend store_postgres = {
 	.doc_delete = pg_doc_delete,
 	.doc_list = pg_doc_list,
 	.doc_generation = pg_doc_generation,
+	.table_list = pg_table_list,
+	.hints = pg_hints,
 };

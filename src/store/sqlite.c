@@ -1303,6 +1303,41 @@ static enum status sqlite_doc_list(struct store *st, const char *kind,
 	return ret;
 }
 
+static enum status sqlite_table_list(struct store *st, const char *after,
+				     size_t limit, struct store_name_list *out,
+				     struct buf *err)
+{
+	struct sqlite_store *s = (struct sqlite_store *)st;
+	sqlite3_stmt *stmt = NULL;
+	size_t first = out->nr;
+	enum status ret;
+	int rc;
+
+	/* The probe's table "" is no table; versions start at 1. */
+	ret = sqlite_doc_prepare(
+		s,
+		"SELECT name FROM tables WHERE version > 0 AND name <> '' AND "
+		"CAST(name AS BLOB) > CAST(?1 AS BLOB) "
+		"ORDER BY CAST(name AS BLOB) LIMIT ?2",
+		&stmt, err);
+	if (ret != ST_OK)
+		return ret;
+	sqlite3_bind_text(stmt, 1, after, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(
+		stmt, 2, limit > INT64_MAX ? INT64_MAX : (sqlite3_int64)limit);
+	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW)
+		store_name_list_add(out,
+				    (const char *)sqlite3_column_text(stmt, 0),
+				    (size_t)sqlite3_column_bytes(stmt, 0));
+	if (rc != SQLITE_DONE) {
+		ret = sqlite_fail(s, "listing tables", err);
+		while (out->nr > first)
+			free(out->items[--out->nr]);
+	}
+	sqlite3_finalize(stmt);
+	return ret;
+}
+
 /* From the memo while the data version stays (see sqlite_fresh). */
 static enum status sqlite_doc_generation(struct store *st, const char *kind,
 					 uint64_t *generation, struct buf *err)
@@ -1362,4 +1397,5 @@ const struct store_backend store_sqlite = {
 	.doc_list = sqlite_doc_list,
 	.doc_generation = sqlite_doc_generation,
 	.nowait = sqlite_nowait,
+	.table_list = sqlite_table_list,
 };

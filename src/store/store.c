@@ -256,6 +256,42 @@ enum status store_doc_generation(struct store *st, const char *kind,
 	return st->be->doc_generation(st, kind, generation, err);
 }
 
+void store_name_list_init(struct store_name_list *list)
+{
+	memset(list, 0, sizeof(*list));
+}
+
+void store_name_list_release(struct store_name_list *list)
+{
+	size_t i;
+
+	for (i = 0; i < list->nr; i++)
+		free(list->items[i]);
+	free(list->items);
+	store_name_list_init(list);
+}
+
+void store_name_list_add(struct store_name_list *list, const char *name,
+			 size_t len)
+{
+	ALLOC_GROW(list->items, list->nr + 1, list->alloc);
+	list->items[list->nr++] = xstrndup(name, len);
+}
+
+enum status store_table_list(struct store *st, const char *after, size_t limit,
+			     struct store_name_list *out, struct buf *err)
+{
+	return st->be->table_list(st, after ? after : "", limit, out, err);
+}
+
+enum status store_hints(struct store *st, unsigned timeout_ms,
+			struct store_name_list *out, int *all, struct buf *err)
+{
+	if (!(st->be->caps & STORE_CAP_HINTS))
+		BUG("store '%s' sends no hints", st->be->name);
+	return st->be->hints(st, timeout_ms, out, all, err);
+}
+
 enum status store_dump(struct store *st, const char *table, struct buf *out,
 		       struct buf *err)
 {

@@ -25,6 +25,8 @@
 #define STORE_CAP_TABLE_LOCKS (1u << 3)
 /* nowait() exists: a handle can be told to fail at once rather than wait. */
 #define STORE_CAP_NOWAIT (1u << 4)
+/* hints() exists: other processes' commits are announced (LISTEN/NOTIFY). */
+#define STORE_CAP_HINTS (1u << 5)
 
 struct store_backend;
 
@@ -43,6 +45,12 @@ struct store_doc {
 
 struct store_doc_list {
 	struct store_doc *items;
+	size_t nr, alloc;
+};
+
+/* Names of tables, each a malloc'd string. */
+struct store_name_list {
+	char **items;
 	size_t nr, alloc;
 };
 
@@ -185,6 +193,30 @@ struct store_backend {
 	 * leaves nothing changed (a begin that got ST_BUSY is no call).
 	 */
 	void (*nowait)(struct store *st, int on);
+
+	/*
+	 * Append the names of the tables that were ever written (a version
+	 * above 0, even if every service has gone since) sorting after
+	 * `after` ("": from the first) in byte order, at most `limit` of
+	 * them. A call of its own, never inside begin..commit; every backend
+	 * implements it.
+	 */
+	enum status (*table_list)(struct store *st, const char *after,
+				  size_t limit, struct store_name_list *out,
+				  struct buf *err);
+
+	/*
+	 * Only with STORE_CAP_HINTS, on a handle used for nothing else: wait
+	 * up to `timeout_ms` for announcements that a commit (of any process)
+	 * wrote a table, appending the tables' names to `out` (a name may
+	 * repeat); none at the timeout. A hint says only "re-read the
+	 * version". `*all` is set when hints may have been missed (the first
+	 * call, which starts listening, and the first after a reconnect, as
+	 * announcements are not replayed): any table may have changed.
+	 */
+	enum status (*hints)(struct store *st, unsigned timeout_ms,
+			     struct store_name_list *out, int *all,
+			     struct buf *err);
 };
 
 /* Open a store from a spec such as "sqlite:./registry.db" or "dynamodb:prod-".
@@ -246,6 +278,18 @@ enum status store_doc_list(struct store *st, const char *kind,
 enum status store_doc_generation(struct store *st, const char *kind,
 				 uint64_t *generation,
 				 struct buf *err) WARN_UNUSED;
+
+void store_name_list_init(struct store_name_list *list);
+void store_name_list_release(struct store_name_list *list);
+/* Append a copy of `name` (`len` bytes) to `list`. */
+void store_name_list_add(struct store_name_list *list, const char *name,
+			 size_t len);
+enum status store_table_list(struct store *st, const char *after, size_t limit,
+			     struct store_name_list *out,
+			     struct buf *err) WARN_UNUSED;
+enum status store_hints(struct store *st, unsigned timeout_ms,
+			struct store_name_list *out, int *all,
+			struct buf *err) WARN_UNUSED;
 
 /*
  * Every stored service of `table` with its times, as deterministic JSON, for

@@ -506,6 +506,54 @@ def notify():
     check(srv.stop() == 0, "clean stop")
 
 
+def watch_across_instances():
+    """A watcher on instance A is woken by a write on instance B, and A
+    heard of it through LISTEN (counted in /healthz as store_hints)."""
+    a, b = serve(threads=2), serve(threads=2)
+    body = payload("pg-watch", [{"serviceName": "w", "id": "c", "ip": "10.6.0.1"}],
+                   [svc("w", "10.6.0.1")])
+    st, h, _ = b.post(body)
+    idx = int(h["x-registry-index"])
+    hints0 = json.loads(a.request("GET", "/healthz")[2])["store_hints"]
+    got = {}
+
+    def watch():
+        got["r"] = a.request("GET", "/v1/tables/pg-watch/config?index=%d&wait=60s" % idx, timeout=120)
+    th = threading.Thread(target=watch)
+    th.start()
+    t0 = time.time()
+    while json.loads(a.request("GET", "/healthz")[2])["watching"] != 1 and time.time() - t0 < 30:
+        time.sleep(0.02)
+    t0 = time.time()
+    st, h, posted = b.post(payload("pg-watch", [{"serviceName": "w", "id": "c", "ip": "10.6.0.1"},
+                                                {"serviceName": "w", "id": "d", "ip": "10.6.0.2"}]))
+    th.join(90)
+    secs = time.time() - t0
+    st2, h2, body2 = got.get("r", (0, {}, b""))
+    check(st == 200 and st2 == 200 and body2 == posted and int(h2["x-registry-index"]) > idx,
+          "watcher on A woken by B's write with B's config (%d, %.3f s)" % (st2, secs))
+    print("woken %.3f s after B's write started" % secs, flush=True)
+    hints1 = json.loads(a.request("GET", "/healthz")[2])["store_hints"]
+    check(hints1 > hints0, "A heard B's commit through LISTEN (%d -> %d)" % (hints0, hints1))
+    # a terminated listener reconnects and listens again
+    psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'LISTEN%'")
+    t0 = time.time()
+    while time.time() - t0 < 30:
+        if json.loads(a.request("GET", "/healthz")[2])["store_hints"] > hints1:
+            break
+        time.sleep(0.1)
+    hints2 = json.loads(a.request("GET", "/healthz")[2])["store_hints"]
+    b.post(payload("pg-watch", [{"serviceName": "w", "id": "c", "ip": "10.6.0.1"}]))
+    t0 = time.time()
+    while time.time() - t0 < 30:
+        if json.loads(a.request("GET", "/healthz")[2])["store_hints"] > hints2:
+            break
+        time.sleep(0.1)
+    check(json.loads(a.request("GET", "/healthz")[2])["store_hints"] > hints2,
+          "after its connection was terminated, A listens again")
+    check(a.stop() == 0 and b.stop() == 0, "clean stops")
+
+
 def bad_specs():
     """A malformed schema is a usage error; an unreachable server is a store
     error; neither message shows a password."""
@@ -535,5 +583,5 @@ def cleanup():
 
 
 run_steps([two_instances, locked_row, terminated, stopped, frozen, schema_param, all_or_nothing,
-           service_options, concurrent_setup, notify, bad_specs],
+           service_options, concurrent_setup, notify, watch_across_instances, bad_specs],
           cleanup)

@@ -279,6 +279,70 @@ static void test_tables_are_separate(void **state)
 	store_close(st);
 }
 
+/* Tables ever written are listed in byte order, in pages after a name. */
+static void test_table_list(void **state)
+{
+	struct store *st = open_store();
+	struct store_name_list list;
+	struct service_list cur;
+	struct buf err = BUF_INIT;
+	struct service x;
+	char prefix[80], names[4][96], after[96];
+	static const char *const suffix[] = {"b", "B", "a-2", "a"};
+	static const int order[] = {1, 3, 2, 0}; /* "B" < "a" < "a-2" < "b" */
+	size_t i, seen = 0;
+
+	(void)state;
+	snprintf(prefix, sizeof(prefix), "%s-list-", table_b);
+	for (i = 0; i < ARRAY_SIZE(suffix); i++) {
+		snprintf(names[i], sizeof(names[i]), "%s%s", prefix, suffix[i]);
+		make_service(&x, "svc", 80, NULL, 1);
+		put_one(st, names[i], &x);
+		service_release(&x);
+	}
+	/* emptied again: still a table that was written */
+	assert_int_equal(store_begin(st, names[0], 1, &err), ST_OK);
+	service_list_init(&cur);
+	assert_int_equal(store_load(st, &cur, &err), ST_OK);
+	assert_int_equal(cur.nr, 1);
+	assert_int_equal(store_remove(st, &cur.items[0], &err), ST_OK);
+	assert_int_equal(store_commit(st, &err), ST_OK);
+	service_list_release(&cur);
+	/* begun for a write and rolled back: never written */
+	snprintf(after, sizeof(after), "%sc", prefix);
+	assert_int_equal(store_begin(st, after, 1, &err), ST_OK);
+	store_rollback(st);
+
+	snprintf(after, sizeof(after), "%s", prefix);
+	store_name_list_init(&list);
+	for (;;) {
+		store_name_list_release(&list);
+		if (store_table_list(st, after, 3, &list, &err) != ST_OK)
+			fail_msg("table_list: %s", err.buf);
+		assert_true(list.nr <= 3);
+		for (i = 0; i < list.nr; i++) {
+			if (strncmp(list.items[i], prefix, strlen(prefix)))
+				break;
+			assert_true(seen < ARRAY_SIZE(order));
+			assert_string_equal(list.items[i], names[order[seen]]);
+			seen++;
+		}
+		if (i < list.nr || list.nr < 3)
+			break;
+		snprintf(after, sizeof(after), "%s", list.items[list.nr - 1]);
+	}
+	assert_int_equal(seen, ARRAY_SIZE(order));
+	store_name_list_release(&list);
+	/* after the last one: none of them */
+	snprintf(after, sizeof(after), "%s", names[0]);
+	assert_int_equal(store_table_list(st, after, 10, &list, &err), ST_OK);
+	for (i = 0; i < list.nr; i++)
+		assert_true(strncmp(list.items[i], prefix, strlen(prefix)));
+	store_name_list_release(&list);
+	buf_release(&err);
+	store_close(st);
+}
+
 static void test_version_changes_on_write_only(void **state)
 {
 	struct store *st = open_store();
@@ -1177,6 +1241,7 @@ int main(void)
 		cmocka_unit_test(test_options_roundtrip),
 		cmocka_unit_test(test_replace_and_remove),
 		cmocka_unit_test(test_tables_are_separate),
+		cmocka_unit_test(test_table_list),
 		cmocka_unit_test(test_version_changes_on_write_only),
 		cmocka_unit_test(test_rollback_discards),
 		cmocka_unit_test(test_stale_write_conflicts),

@@ -16,6 +16,7 @@
 
 #include "api.h"
 #include "buf.h"
+#include "clock.h"
 #include "lambda.h"
 #include "lambda_event.h"
 #include "registry.h"
@@ -427,6 +428,57 @@ static void test_table_routes(void **state)
 	buf_release(&body);
 }
 
+static char *answer_header(struct registry *r, json_t *ev, const char *name,
+			   int *code);
+
+/* A GET of the table's config with a query, through HTTP API 2.0; `secs`
+ * the time it took. */
+static int watch_get(const char *query, struct buf *body, double *secs)
+{
+	json_t *ev = http_api("GET", "/v1/tables/unitw/config", "$default", "");
+	uint64_t t0 = clock_now_ms();
+	int code;
+
+	json_object_set_new(ev, "rawQueryString", json_string(query));
+	code = proxy_status(reg, 1 << 20, ev, body);
+	*secs = (double)(clock_now_ms() - t0) / 1000;
+	return code;
+}
+
+/* Watches in Lambda: no connection to park, the wait is a poll here. */
+static void test_watch(void **state)
+{
+	struct buf body = BUF_INIT, q = BUF_INIT;
+	const char *p = "{\"table\":\"unitw\",\"running\":[{\"serviceName\":"
+			"\"web\",\"id\":\"c1\",\"ip\":\"10.0.0.1\"}],"
+			"\"candidates\":[{\"serviceName\":\"web\",\"port\":80,"
+			"\"predicate\":\"w.example.com\",\"containers\":[{"
+			"\"id\":\"c1\",\"ip\":\"10.0.0.1\"}]}]}";
+	double secs;
+	char *index;
+	int code;
+
+	(void)state;
+	index = answer_header(reg, rest("POST", "/generate", p, 0, NULL),
+			      "X-Registry-Index", &code);
+	assert_int_equal(code, 200);
+	assert_non_null(index);
+	/* the index it is at: a 304 after the wait (and its jitter) */
+	buf_setf(&q, "index=%s&wait=300ms", index);
+	free(index);
+	assert_int_equal(watch_get(q.buf, &body, &secs), 304);
+	assert_true(secs >= 0.3 && secs < 0.3 * 17 / 16 + 5);
+	/* another index: the config at once */
+	assert_int_equal(watch_get("index=0&wait=20s", &body, &secs), 200);
+	assert_true(strcmp(q.buf, "index=0&wait=300ms"));
+	assert_true(secs < 10);
+	assert_non_null(strstr(body.buf, "backend web"));
+	assert_int_equal(watch_get("index=1&wait=6m", &body, &secs), 400);
+	assert_non_null(strstr(body.buf, "\"wait\""));
+	buf_release(&body);
+	buf_release(&q);
+}
+
 /* The proxy answer's header `name`, or NULL. */
 static char *answer_header(struct registry *r, json_t *ev, const char *name,
 			   int *code)
@@ -585,6 +637,7 @@ int main(void)
 		cmocka_unit_test(test_routes),
 		cmocka_unit_test(test_no_store),
 		cmocka_unit_test(test_table_routes),
+		cmocka_unit_test(test_watch),
 		cmocka_unit_test(test_headers),
 		cmocka_unit_test(test_direct_max_body),
 		cmocka_unit_test(test_deadline),
