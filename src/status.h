@@ -19,7 +19,7 @@ enum status {
 	ST_FORBIDDEN,	    /* a valid token without the scope needed */
 	ST_BUSY, /* the call would have to wait, and was told not to: nothing
 		  * changed, run it again where waiting is allowed */
-	ST_PRECONDITION,    /* If-Match named an index the table left */
+	ST_PRECONDITION, /* If-Match named an index the table left */
 };
 
 /* HTTP status code for a result. */

@@ -174,9 +174,11 @@ static int follow_apply(struct follow *f, struct follow_answer *ans)
 		f->applied = ans->index;
 		if (outcome == HAPROXY_APPLIED)
 			f->applies++;
+		/* Named as the agent names them (event=applied method=...). */
 		log_event("level=info event=%s index=%llu bytes=%zu ms=%llu "
 			  "reloads=%lu",
-			  outcome == HAPROXY_APPLIED ? "reloaded" : "unchanged",
+			  outcome == HAPROXY_APPLIED ? "applied method=reload"
+						     : "unchanged",
 			  (unsigned long long)ans->index, ans->body.len,
 			  (unsigned long long)(clock_now_ms() - t0),
 			  f->applies);

@@ -170,10 +170,10 @@ try:
           "the stored table after the restart: %r %r" % (names, ids))
     # the followers saw the registry go and come back
     for a in agents[1:]:
-        check("event=registry_failed" in a.text() and "event=reloaded" in a.text(),
+        check("event=registry_failed" in a.text() and "event=applied method=reload" in a.text(),
               "follower retried and reloaded: %s" % a.text()[-600:])
     for a in agents:
-        check("event=reloaded" in a.text(), "agent reloaded its HAProxy")
+        check("event=applied method=reload" in a.text(), "agent reloaded its HAProxy")
 finally:
     for a in agents:
         if a:
