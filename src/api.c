@@ -475,7 +475,8 @@ static void api_generate(struct api *api, const struct api_request *req,
 	}
 	st = registry_call_table(api->opts.reg, api_param(req, "table"),
 				 req->body, req->body_len,
-				 json ? REGISTRY_WANT_SERVICES
+				 json ? REGISTRY_WANT_SERVICES |
+						 REGISTRY_WANT_FILES
 				      : REGISTRY_SHARE_CONFIG,
 				 &res, &err, &field);
 	if (st != ST_OK) {

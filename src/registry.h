@@ -33,10 +33,18 @@ struct registry_result {
 	/* filled only with REGISTRY_WANT_SERVICES */
 	struct service_list services;
 	int changed; /* the call wrote to the store */
+	/* With REGISTRY_WANT_FILES: the form of `config` (render_form with
+	 * files), and in the map form the map files and their folder. */
+	enum render_form form;
+	struct buf hosts_map, paths_map;
+	char *map_dir;
 };
 
 #define REGISTRY_WANT_SERVICES (1u << 0)
 #define REGISTRY_SHARE_CONFIG  (1u << 1)
+/* An answer that carries the map files (the agent's): with the services,
+ * not with REGISTRY_SHARE_CONFIG. */
+#define REGISTRY_WANT_FILES (1u << 2)
 
 /* The bytes of a shared config; valid until the last reference goes. */
 const char *registry_share_data(const struct registry_share *share,
@@ -68,7 +76,13 @@ enum status registry_call_table(struct registry *reg, const char *table,
 				struct registry_result *res, struct buf *err,
 				struct buf *field) WARN_UNUSED;
 
-/* {"table":...,"services":[...],"config":"..."} for a result with services. */
+/*
+ * {"table":...,"services":[...],"config":"...","files":{...}} for a result
+ * with services. "files" is {} in the ACL form, {"hosts.map":"...",
+ * "paths.map":"..."} in the map form, with "mapDir" (the folder the config
+ * names them in). The map form's config depends on the backends only, so
+ * an answer whose config is unchanged changed map entries alone.
+ */
 void registry_result_json(const struct registry_result *res, struct buf *out);
 
 /*

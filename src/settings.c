@@ -939,6 +939,8 @@ void settings_init(struct settings *s)
 	s->min_tls = xstrdup("TLSv1.2");
 	s->stats_uri = xstrdup("/stats");
 	s->hsts_max_age = 31536000;
+	s->routing_mode = xstrdup("auto");
+	s->routing_map_dir = xstrdup("/etc/haproxy/maps");
 }
 
 void settings_release(struct settings *s)

@@ -89,9 +89,9 @@ struct settings {
 	unsigned long unmatched_status;
 	char *unmatched_body; /* NULL: no body */
 
-	/* routing: reserved for flat routing, validated and not rendered */
-	char *routing_mode;
-	char *routing_map_dir;
+	/* routing (see render_form) */
+	char *routing_mode;    /* "auto" (default), "map" or "acl" */
+	char *routing_map_dir; /* "/etc/haproxy/maps" by default */
 };
 
 /* The defaults, as when nothing is stored. */
