@@ -29,6 +29,7 @@ import http.client
 import json
 import os
 import re
+import resource
 import shutil
 import socket
 import statistics
@@ -140,9 +141,15 @@ def wrk(port, host, path, seconds, threads, conns):
 
 
 def timed(cmd, timeout):
+    """(wall s, CPU s, result) of one command: on a loaded machine the CPU
+    time (user + system of the child) is the figure that does not move."""
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.monotonic()
     r = subprocess.run(cmd, capture_output=True, timeout=timeout)
-    return time.monotonic() - t0, r
+    wall = time.monotonic() - t0
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
+    return wall, cpu, r
 
 
 def measure(args, work, label, cfg, files, mapdir, mode, n, fport):
@@ -153,7 +160,7 @@ def measure(args, work, label, cfg, files, mapdir, mode, n, fport):
     path = os.path.join(work, label + ".cfg")
     with open(path, "w") as f:
         f.write(cfg)
-    check_s, r = timed([args.haproxy, "-c", "-f", path], args.check_timeout)
+    check_s, check_cpu, r = timed([args.haproxy, "-c", "-f", path], args.check_timeout)
     if r.returncode:
         raise SystemExit("bench: haproxy -c refused %s: %s" % (label, r.stderr[-800:]))
     sock = os.path.join(work, label + ".sock")
@@ -188,7 +195,7 @@ def measure(args, work, label, cfg, files, mapdir, mode, n, fport):
                 runs[which].append(wrk(fport, host, p, args.seconds, args.threads,
                                        args.connections))
         rps = {which: statistics.median(v) for which, v in runs.items()}
-        return check_s, reload_s, rps
+        return (check_s, check_cpu), reload_s, rps
     finally:
         hap.terminate()
         try:
@@ -309,7 +316,7 @@ def main():
         "(see the script). `reload`: master CLI `reload` until a new worker is listed."
         % (args.threads, args.connections, args.seconds, args.rounds),
         "",
-        "| mode | services | form | req/s first | middle | last | last/first | haproxy -c | reload | config (+maps) |",
+        "| mode | services | form | req/s first | middle | last | last/first | haproxy -c: wall (CPU) | reload | config (+maps) |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
@@ -320,11 +327,11 @@ def main():
                              % (row["mode"], fmt(row["n"]), fmt(args.acl_max),
                                 fmt(row["acl_bytes"])))
                 continue
-            check_s, reload_s, rps = row[form]
-            lines.append("| %s | %s | %s | %s | %s | %s | %.2f | %.2f s | %.2f s | %s B |" % (
+            (check_s, check_cpu), reload_s, rps = row[form]
+            lines.append("| %s | %s | %s | %s | %s | %s | %.2f | %.2f s (%.2f s) | %.2f s | %s B |" % (
                 row["mode"], fmt(row["n"]), "map" if form == "map" else "ACL",
                 fmt(rps["first"]), fmt(rps["middle"]), fmt(rps["last"]),
-                rps["last"] / rps["first"], check_s, reload_s,
+                rps["last"] / rps["first"], check_s, check_cpu, reload_s,
                 fmt(row[form + "_bytes"])))
     report = "\n".join(lines) + "\n"
     print(report)
