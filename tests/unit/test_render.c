@@ -394,6 +394,7 @@ static void test_maps_contents(void **state)
 				       "/same/ p1\n");
 	buf_release(&hosts);
 	buf_release(&paths);
+	service_list_release(&l);
 	service_list_init(&l);
 	render_maps(&l, &hosts, &paths);
 	assert_int_equal(hosts.len, 0);
