@@ -578,24 +578,32 @@ static void check_head(struct check_cursor *c, const struct settings *s)
 
 /* The unmatched answer: its body is one quoted string of single-spaced
  * words without quotes, backslashes, '$', '#' or '`'. */
+static const char *const check_unless_acl[] = {"unless", "lr_matched"};
+static const char *const check_found[] = {"{", "var(txn.lr_backend)", "-m",
+					  "found", "}"};
+static const char *const check_unless_var[] = {
+	"unless", "{", "var(txn.lr_backend)", "-m", "found", "}"};
+
+/* The unmatched answer, ending in the `nr_cond` tokens of `cond`. */
 static void check_unmatched(struct check_cursor *c, const struct settings *s,
-			    int any)
+			    const char *const *cond, size_t nr_cond)
 {
 	struct buf body = BUF_INIT;
 	char *status = check_ulong(s->unmatched_status);
 	size_t i, nr;
 
 	check_want_next(c, "the unmatched answer");
-	nr = c->line.nr - (any ? 2 : 0);
-	if (c->line.indent != 4 || c->line.nr < 4 ||
+	if (c->line.indent != 4 || c->line.nr < 4 + nr_cond ||
 	    strcmp(c->line.tok[0], "http-request") ||
 	    strcmp(c->line.tok[1], "return") ||
 	    strcmp(c->line.tok[2], "status") || strcmp(c->line.tok[3], status))
 		check_fail("line %d is not the unmatched answer",
 			   c->line.lineno);
-	if (any && (strcmp(c->line.tok[nr], "unless") ||
-		    strcmp(c->line.tok[nr + 1], "lr_matched")))
-		check_fail("line %d lacks 'unless lr_matched'", c->line.lineno);
+	nr = c->line.nr - nr_cond;
+	for (i = 0; i < nr_cond; i++)
+		if (strcmp(c->line.tok[nr + i], cond[i]))
+			check_fail("line %d lacks its condition '%s'",
+				   c->line.lineno, cond[i]);
 	if (s->unmatched_body) {
 		if (nr < 8 || strcmp(c->line.tok[4], "content-type") ||
 		    strcmp(c->line.tok[5], "text/plain") ||
@@ -657,7 +665,7 @@ static void check_routes(struct check_cursor *c,
 		}
 	}
 	if (s->unmatched)
-		check_unmatched(c, s, model->nr > 0);
+		check_unmatched(c, s, check_unless_acl, model->nr ? 2 : 0);
 	if (model->nr)
 		paths = xcalloc(model->nr, sizeof(*paths));
 	for (i = 0; i < model->nr; i++) {
@@ -671,6 +679,100 @@ static void check_routes(struct check_cursor *c,
 	for (i = 0; i < nr_paths; i++)
 		check_use_backend(c, paths[i]);
 	free(paths);
+}
+
+/* The map form's rules: two lookups into txn.lr_backend, the unmatched
+ * answer, one use_backend; the map folder is one token of the settings'. */
+static void check_routes_map(struct check_cursor *c, const struct settings *s)
+{
+	char *hosts, *paths;
+
+	check_token("mapDir", s->routing_map_dir);
+	if (s->routing_map_dir[0] != '/' ||
+	    strcspn(s->routing_map_dir, ",()") != strlen(s->routing_map_dir))
+		check_fail("mapDir '%s' is not an absolute path of plain "
+			   "characters",
+			   s->routing_map_dir);
+	hosts = check_glue("req.hdr(host),field(1,:),lower,map_str(",
+			   s->routing_map_dir, "/hosts.map)");
+	paths = check_glue("path,concat(/),map_beg(", s->routing_map_dir,
+			   "/paths.map)");
+	CHECK_LINE(c, 4, "http-request", "set-var(txn.lr_backend)", hosts);
+	CHECK_LINE(c, 4, "http-request", "set-var(txn.lr_backend)", paths,
+		   "unless", "{", "var(txn.lr_backend)", "-m", "found", "}");
+	if (s->unmatched)
+		check_unmatched(c, s, check_unless_var,
+				ARRAY_SIZE(check_unless_var));
+	CHECK_LINE(c, 4, "use_backend", "%[var(txn.lr_backend)]", "if",
+		   check_found[0], check_found[1], check_found[2],
+		   check_found[3], check_found[4]);
+	free(hosts);
+	free(paths);
+}
+
+static void check_rules(struct check_cursor *c,
+			const struct service_list *model,
+			const struct settings *s, enum render_form form)
+{
+	if (form == RENDER_FORM_MAP)
+		check_routes_map(c, s);
+	else
+		check_routes(c, model, s);
+}
+
+static int check_str_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* One map file: the lines "KEY NAME" of the services of `mode`, the first
+ * by name for each key, sorted by key. */
+static void check_map(const char *what, const char *text, size_t len,
+		      const struct service_list *model, int path)
+{
+	char **keys = xcalloc(model->nr + 1, sizeof(*keys));
+	struct buf want = BUF_INIT;
+	size_t i, k, nr = 0;
+
+	if (strlen(text) != len)
+		check_fail("%s holds a NUL byte", what);
+	for (i = 0; i < model->nr; i++) {
+		const struct service *svc = &model->items[i];
+		char *key;
+
+		if ((svc->mode != CONFIG_MODE_HOST) != path)
+			continue;
+		key = path ? check_glue("/", svc->predicate, "/")
+			   : xstrdup(svc->predicate);
+		for (k = 0; k < nr; k++)
+			if (!strncmp(keys[k], key, strlen(key)) &&
+			    keys[k][strlen(key)] == ' ')
+				break;
+		if (k < nr) {
+			free(key);
+			continue;
+		}
+		keys[nr++] = check_glue(key, " ", svc->name);
+		free(key);
+	}
+	/* "KEY NAME" strings sort by key: ' ' is below every key byte. */
+	qsort(keys, nr, sizeof(*keys), check_str_cmp);
+	for (i = 0; i < nr; i++) {
+		(void)buf_addf(&want, "%s\n", keys[i]);
+		free(keys[i]);
+	}
+	free(keys);
+	if (want.len != len || (len && memcmp(want.buf, text, len)))
+		check_fail("%s is not its services' map:\n%s\nwant:\n%s", what,
+			   text, want.len ? want.buf : "");
+	buf_release(&want);
+}
+
+void check_maps(const char *hosts, size_t hosts_len, const char *paths,
+		size_t paths_len, const struct service_list *model)
+{
+	check_map("hosts.map", hosts, hosts_len, model, 0);
+	check_map("paths.map", paths, paths_len, model, 1);
 }
 
 static void check_binds(struct check_cursor *c, const struct settings_binds *b,
@@ -751,6 +853,13 @@ void check_config_settings(const char *cfg, size_t len,
 			   const struct service_list *model, const char *bind,
 			   const struct settings *s)
 {
+	check_config_form(cfg, len, model, bind, s, RENDER_FORM_ACL);
+}
+
+void check_config_form(const char *cfg, size_t len,
+		       const struct service_list *model, const char *bind,
+		       const struct settings *s, enum render_form form)
+{
 	struct check_cursor c = {0};
 	size_t i;
 
@@ -789,7 +898,7 @@ void check_config_settings(const char *cfg, size_t len,
 				   "https", "code", "308", "if", "!{", "ssl_fc",
 				   "}");
 	}
-	check_routes(&c, model, s);
+	check_rules(&c, model, s, form);
 	if (s->https) {
 		check_blank(&c);
 		CHECK_LINE(&c, 0, "frontend", "https");
@@ -808,7 +917,7 @@ void check_config_settings(const char *cfg, size_t len,
 				   "Strict-Transport-Security", v.buf);
 			buf_release(&v);
 		}
-		check_routes(&c, model, s);
+		check_rules(&c, model, s, form);
 	}
 	for (i = 0; i < model->nr; i++)
 		check_backend(&c, &model->items[i]);

@@ -8,6 +8,7 @@
 #include <stddef.h>
 
 #include "payload.h"
+#include "render.h"
 #include "service.h"
 #include "settings.h"
 
@@ -35,6 +36,14 @@ void check_config(const char *cfg, size_t len, const struct service_list *model,
 void check_config_settings(const char *cfg, size_t len,
 			   const struct service_list *model, const char *bind,
 			   const struct settings *s);
+/* The same for the routing form `form` (check_config_settings: ACL). */
+void check_config_form(const char *cfg, size_t len,
+		       const struct service_list *model, const char *bind,
+		       const struct settings *s, enum render_form form);
+/* The map files of `model`: "KEY BACKEND" lines, one per key, sorted by
+ * key, each key the one the ACL form routes to that backend. */
+void check_maps(const char *hosts, size_t hosts_len, const char *paths,
+		size_t paths_len, const struct service_list *model);
 
 /*
  * 0 when `len` bytes are one JSON text as RFC 8259 defines it (valid UTF-8,

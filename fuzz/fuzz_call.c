@@ -83,6 +83,62 @@ static void fuzz_check_json(const struct registry_result *res)
 	buf_release(&out);
 }
 
+/*
+ * The answer with the map files (unchanged state, so the same services):
+ * the map form of the config, as a fresh render gives it and as the grammar
+ * says, its maps those of the services, and all of it in the JSON.
+ */
+static void fuzz_check_files(const char *json, size_t len,
+			     const struct registry_result *res)
+{
+	struct render_options mo = {.form = RENDER_FORM_MAP};
+	struct buf err = BUF_INIT, field = BUF_INIT, fresh = BUF_INIT,
+		   out = BUF_INIT;
+	struct registry_result files;
+	struct settings dflt;
+	json_error_t jerr;
+	json_t *doc, *v;
+	enum status st;
+
+	settings_init(&dflt);
+	registry_result_init(&files);
+	st = registry_call(fuzz_reg, json, len,
+			   REGISTRY_WANT_SERVICES | REGISTRY_WANT_FILES, &files,
+			   &err, &field);
+	if (st != ST_OK || files.changed || files.form != RENDER_FORM_MAP)
+		check_fail("the call with files: %s, changed %d, form %d: %s",
+			   status_name(st), files.changed, (int)files.form,
+			   err.buf);
+	render_config(&res->services, &mo, &fresh);
+	if (fresh.len != files.config.len ||
+	    memcmp(fresh.buf, files.config.buf, fresh.len))
+		check_fail("the map-form config is not the render of the "
+			   "services");
+	check_config_form(files.config.buf, files.config.len, &res->services,
+			  RENDER_DEFAULT_BIND, &dflt, RENDER_FORM_MAP);
+	check_maps(files.hosts_map.buf, files.hosts_map.len,
+		   files.paths_map.buf, files.paths_map.len, &res->services);
+	registry_result_json(&files, &out);
+	doc = json_loadb(out.buf, out.len, 0, &jerr);
+	if (!doc)
+		check_fail("result JSON with files does not parse: %s",
+			   jerr.text);
+	v = json_object_get(json_object_get(doc, "files"), RENDER_PATHS_MAP);
+	if (!json_is_string(v) ||
+	    json_string_length(v) != files.paths_map.len ||
+	    memcmp(json_string_value(v), files.paths_map.buf,
+		   files.paths_map.len) ||
+	    !json_is_string(json_object_get(doc, "mapDir")))
+		check_fail("result JSON carries another paths.map");
+	json_decref(doc);
+	registry_result_release(&files);
+	settings_release(&dflt);
+	buf_release(&err);
+	buf_release(&field);
+	buf_release(&fresh);
+	buf_release(&out);
+}
+
 static void fuzz_one_call(const char *json, size_t len)
 {
 	struct buf err = BUF_INIT, field = BUF_INIT, fresh = BUF_INIT;
@@ -126,6 +182,7 @@ static void fuzz_one_call(const char *json, size_t len)
 	if (again.config.len != res.config.len ||
 	    memcmp(again.config.buf, res.config.buf, res.config.len))
 		check_fail("the same payload again gave another config");
+	fuzz_check_files(json, len, &res);
 	payload_release(&p);
 out:
 	registry_result_release(&res);

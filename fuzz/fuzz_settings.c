@@ -59,6 +59,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		render_config(&l, &opts, &cfg);
 	}
 	check_config_settings(cfg.buf, cfg.len, &l, RENDER_DEFAULT_BIND, &s);
+	{
+		struct render_options opts = {.frontend_bind =
+						      RENDER_DEFAULT_BIND,
+					      .settings = &s,
+					      .form = RENDER_FORM_MAP};
+
+		buf_reset(&cfg);
+		render_config(&l, &opts, &cfg);
+	}
+	check_config_form(cfg.buf, cfg.len, &l, RENDER_DEFAULT_BIND, &s,
+			  RENDER_FORM_MAP);
 out:
 	free(canon);
 	free(again);

@@ -742,7 +742,8 @@ static void api_table_config(struct api *api, const struct api_request *req,
 	if (api_read_start(api, req, ans))
 		goto out;
 	st = registry_table_read(api->opts.reg, api_param(req, "table"),
-				 json ? REGISTRY_WANT_SERVICES
+				 json ? REGISTRY_WANT_SERVICES |
+						 REGISTRY_WANT_FILES
 				      : REGISTRY_SHARE_CONFIG,
 				 &res, &err);
 	if (st != ST_OK) {
@@ -930,7 +931,8 @@ static void api_generate(struct api *api, const struct api_request *req,
 	st = registry_call_table_if(
 		api->opts.reg, api_param(req, "table"), req->body,
 		req->body_len,
-		(json ? REGISTRY_WANT_SERVICES : REGISTRY_SHARE_CONFIG) |
+		(json ? REGISTRY_WANT_SERVICES | REGISTRY_WANT_FILES
+		      : REGISTRY_SHARE_CONFIG) |
 			(req->no_wait ? REGISTRY_NO_WAIT : 0),
 		expect, &res, &err, &field);
 	if (st == ST_BUSY) {

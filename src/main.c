@@ -328,8 +328,9 @@ static int cmd_generate(const char *const *v, int argc, char **argv)
 	if (code)
 		goto out;
 	st = registry_call(reg, input.buf, input.len,
-			   v[2] ? REGISTRY_WANT_SERVICES : 0, &res, &err,
-			   &field);
+			   v[2] ? REGISTRY_WANT_SERVICES | REGISTRY_WANT_FILES
+				: 0,
+			   &res, &err, &field);
 	if (st != ST_OK) {
 		if (field.len)
 			fprintf(stderr, "lambda-registry generate: %s: %s\n",

@@ -573,6 +573,8 @@ void registry_result_init(struct registry_result *res)
 	memset(res, 0, sizeof(*res));
 	buf_init(&res->config, 0);
 	service_list_init(&res->services);
+	buf_init(&res->hosts_map, 0);
+	buf_init(&res->paths_map, 0);
 }
 
 void registry_result_release(struct registry_result *res)
@@ -581,6 +583,9 @@ void registry_result_release(struct registry_result *res)
 	buf_release(&res->config);
 	registry_share_release(res->share);
 	service_list_release(&res->services);
+	buf_release(&res->hosts_map);
+	buf_release(&res->paths_map);
+	free(res->map_dir);
 	registry_result_init(res);
 }
 
@@ -670,6 +675,7 @@ static enum status registry_render(struct registry_ctx *c,
 
 	opts.settings = &c->t->settings;
 	opts.table = c->t->name;
+	opts.form = render_form(opts.settings, 0);
 	buf_reset(&c->config);
 	render_config(services, &opts, &c->config);
 	if (!buf_overflowed(&c->config))
@@ -679,6 +685,41 @@ static enum status registry_render(struct registry_ctx *c,
 		 "%zu bytes; nothing was stored",
 		 c->res->table, services->nr, c->reg->max_config);
 	buf_release(&c->config);
+	return ST_TOO_LARGE;
+}
+
+/*
+ * The form for an answer with the map files; in the map form the config
+ * and the maps rendered from the answer's services (the cache keeps the
+ * plain answer's form). Within the cap whenever the ACL form was: maps
+ * carry less per service.
+ */
+static enum status registry_files(struct registry_ctx *c, struct buf *err)
+{
+	struct registry_result *res = c->res;
+	struct render_options opts = c->reg->render;
+
+	opts.settings = &c->t->settings;
+	opts.form = render_form(opts.settings, 1);
+	res->form = opts.form;
+	if (opts.form != RENDER_FORM_MAP)
+		return ST_OK;
+	buf_release(&res->config);
+	buf_init(&res->config, c->reg->max_config);
+	buf_release(&res->hosts_map);
+	buf_init(&res->hosts_map, c->reg->max_config);
+	buf_release(&res->paths_map);
+	buf_init(&res->paths_map, c->reg->max_config);
+	render_config(&res->services, &opts, &res->config);
+	render_maps(&res->services, &res->hosts_map, &res->paths_map);
+	res->map_dir = xstrdup(opts.settings->routing_map_dir);
+	if (!buf_overflowed(&res->config) && !buf_overflowed(&res->hosts_map) &&
+	    !buf_overflowed(&res->paths_map))
+		return ST_OK;
+	buf_setf(err,
+		 "the config or maps of table '%s' would be larger than %zu "
+		 "bytes",
+		 res->table, c->reg->max_config);
 	return ST_TOO_LARGE;
 }
 
@@ -1212,6 +1253,8 @@ static int registry_try_digest(struct registry_ctx *c, enum status *ret,
 			registry_answer(c, c->t->config, &c->t->services);
 			c->res->index = version + c->t->settings_gen;
 			atomic_fetch_add(&c->reg->body_hits, 1);
+			if (c->flags & REGISTRY_WANT_FILES)
+				*ret = registry_files(c, err);
 		} else if (*ret == ST_OK) {
 			answered = 0;
 		}
@@ -1298,6 +1341,8 @@ enum status registry_call_table_if(struct registry *reg, const char *table,
 		}
 		tried_write = need_write && !c.nowait;
 	}
+	if (ret == ST_OK && (flags & REGISTRY_WANT_FILES))
+		ret = registry_files(&c, err);
 	if (ret == ST_UNAVAILABLE && tried_write)
 		registry_note_write(reg, 0, err->buf);
 	else if (ret == ST_OK && res->changed)
@@ -1330,6 +1375,17 @@ void registry_result_json(const struct registry_result *res, struct buf *out)
 	payload_services_json(&res->services, 0, out);
 	(void)buf_addstr(out, ",\"config\":");
 	(void)buf_addjson(out, res->config.buf, res->config.len);
+	(void)buf_addstr(out, ",\"files\":{");
+	if (res->form == RENDER_FORM_MAP) {
+		(void)buf_addstr(out, "\"" RENDER_HOSTS_MAP "\":");
+		(void)buf_addjson(out, res->hosts_map.buf, res->hosts_map.len);
+		(void)buf_addstr(out, ",\"" RENDER_PATHS_MAP "\":");
+		(void)buf_addjson(out, res->paths_map.buf, res->paths_map.len);
+		(void)buf_addstr(out, "},\"mapDir\":");
+		(void)buf_addjson(out, res->map_dir, strlen(res->map_dir));
+	} else {
+		(void)buf_addch(out, '}');
+	}
 	(void)buf_addch(out, '}');
 }
 
@@ -1639,13 +1695,15 @@ enum status registry_table_read(struct registry *reg, const char *table,
 	if (c.hit) {
 		registry_table_touch(reg, c.t);
 		registry_answer(&c, c.t->config, &c.t->services);
-		goto unlock;
+	} else {
+		ret = registry_render(&c, stored, err);
+		if (ret != ST_OK)
+			goto unlock;
+		c.have_loaded = 0; /* taken over by the cache */
+		registry_publish(&c, stored);
 	}
-	ret = registry_render(&c, stored, err);
-	if (ret != ST_OK)
-		goto unlock;
-	c.have_loaded = 0; /* taken over by the cache */
-	registry_publish(&c, stored);
+	if (flags & REGISTRY_WANT_FILES)
+		ret = registry_files(&c, err);
 unlock:
 	if (ret != ST_OK)
 		registry_result_reset(res);

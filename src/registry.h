@@ -40,6 +40,11 @@ struct registry_result {
 	 * servers, and the latest updated time of a service (0: none). */
 	size_t nr_services, nr_servers;
 	int64_t updated_at;
+	/* With REGISTRY_WANT_FILES: the form of `config` (render_form with
+	 * files), and in the map form the map files and their folder. */
+	enum render_form form;
+	struct buf hosts_map, paths_map;
+	char *map_dir;
 };
 
 #define REGISTRY_WANT_SERVICES (1u << 0)
@@ -52,6 +57,9 @@ struct registry_result {
  * the flag answers.
  */
 #define REGISTRY_NO_WAIT (1u << 2)
+/* An answer that carries the map files (the agent's): with the services,
+ * not with REGISTRY_SHARE_CONFIG. */
+#define REGISTRY_WANT_FILES (1u << 3)
 
 /* The bytes of a shared config; valid until the last reference goes. */
 const char *registry_share_data(const struct registry_share *share,
@@ -139,7 +147,13 @@ void registry_set_changed(struct registry *reg, registry_changed_fn *fn,
  * missed some counts as one). */
 unsigned long registry_hints_received(struct registry *reg);
 
-/* {"table":...,"services":[...],"config":"..."} for a result with services. */
+/*
+ * {"table":...,"services":[...],"config":"...","files":{...}} for a result
+ * with services. "files" is {} in the ACL form, {"hosts.map":"...",
+ * "paths.map":"..."} in the map form, with "mapDir" (the folder the config
+ * names them in). The map form's config depends on the backends only, so
+ * an answer whose config is unchanged changed map entries alone.
+ */
 void registry_result_json(const struct registry_result *res, struct buf *out);
 
 /*

@@ -452,6 +452,46 @@ static void render_routes(struct render_w *w,
 		render_use_backend(w, paths[i]);
 }
 
+/* The map lookups: the host first, then the path, as in the ACL form. */
+static void render_routes_map(struct render_w *w, const struct settings *s)
+{
+	RENDER_LIT(w, "    http-request set-var(txn.lr_backend) "
+		      "req.hdr(host),field(1,:),lower,map_str(");
+	render_str(w, s->routing_map_dir);
+	RENDER_LIT(w, "/" RENDER_HOSTS_MAP ")\n");
+	/* With "/" appended, a map_beg on "/p/" takes "/p" and "/p/..." but
+	 * not "/pfoo"; HAProxy's prefix tree gives the longest key. */
+	RENDER_LIT(w, "    http-request set-var(txn.lr_backend) "
+		      "path,concat(/),map_beg(");
+	render_str(w, s->routing_map_dir);
+	RENDER_LIT(w, "/" RENDER_PATHS_MAP
+		      ") unless { var(txn.lr_backend) -m found }\n");
+	if (s->unmatched) {
+		RENDER_LIT(w, "    http-request return status ");
+		render_ulong(w, s->unmatched_status);
+		if (s->unmatched_body) {
+			RENDER_LIT(w, " content-type text/plain string \"");
+			render_str(w, s->unmatched_body);
+			RENDER_LIT(w, "\"");
+		}
+		RENDER_LIT(w, " unless { var(txn.lr_backend) -m found }\n");
+	}
+	RENDER_LIT(w, "    use_backend %[var(txn.lr_backend)] "
+		      "if { var(txn.lr_backend) -m found }\n");
+}
+
+static void render_rules(struct render_w *w,
+			 const struct service_list *services,
+			 const struct service **paths, size_t nr_paths,
+			 const struct render_options *opts,
+			 const struct settings *s)
+{
+	if (opts && opts->form == RENDER_FORM_MAP)
+		render_routes_map(w, s);
+	else
+		render_routes(w, services, paths, nr_paths, s);
+}
+
 static void render_binds(struct render_w *w, const struct settings_binds *b,
 			 const char *dflt, const struct settings *tls)
 {
@@ -496,7 +536,7 @@ static void render_frontends(struct render_w *w,
 			RENDER_LIT(w, "    http-request redirect scheme https "
 				      "code 308 if !{ ssl_fc }\n");
 	}
-	render_routes(w, services, paths, nr_paths, s);
+	render_rules(w, services, paths, nr_paths, opts, s);
 	if (!s->https)
 		return;
 	RENDER_LIT(w, "\nfrontend https\n");
@@ -513,7 +553,7 @@ static void render_frontends(struct render_w *w,
 			RENDER_LIT(w, ";preload");
 		RENDER_LIT(w, "\n");
 	}
-	render_routes(w, services, paths, nr_paths, s);
+	render_rules(w, services, paths, nr_paths, opts, s);
 }
 
 /* The stats page (and the Prometheus exporter) on a frontend of its own,
@@ -579,6 +619,96 @@ void render_config(const struct service_list *services,
 	render_done(&w);
 	if (s == &dflt)
 		settings_release(&dflt);
+}
+
+enum render_form render_form(const struct settings *s, int with_files)
+{
+	const char *mode = s && s->routing_mode ? s->routing_mode : "auto";
+
+	if (!strcmp(mode, "map"))
+		return RENDER_FORM_MAP;
+	if (!strcmp(mode, "acl"))
+		return RENDER_FORM_ACL;
+	return with_files ? RENDER_FORM_MAP : RENDER_FORM_ACL;
+}
+
+/*
+ * Compare two predicates as map keys: host keys are the predicate, path
+ * keys "/PREDICATE/", so a path predicate's end compares as a '/'.
+ */
+static int render_key_cmp(const char *a, const char *b, int slash)
+{
+	size_t i = 0;
+	unsigned char ca, cb;
+
+	while (a[i] && a[i] == b[i])
+		i++;
+	if (!a[i] && !b[i])
+		return 0;
+	ca = a[i] ? (unsigned char)a[i] : slash ? '/' : 0;
+	cb = b[i] ? (unsigned char)b[i] : slash ? '/' : 0;
+	if (ca != cb)
+		return ca < cb ? -1 : 1;
+	/* One ended where the other has a '/': the shorter key is first. */
+	return !a[i] ? -1 : 1;
+}
+
+/* By key, then by name: the first of a key is the one the ACL form takes
+ * (hosts in name order, paths of one length in name order). */
+static int render_entry_cmp(const void *a, const void *b)
+{
+	const struct service *x = *(const struct service *const *)a;
+	const struct service *y = *(const struct service *const *)b;
+	int c = render_key_cmp(x->predicate, y->predicate,
+			       x->mode != CONFIG_MODE_HOST);
+
+	return c ? c : strcmp(x->name, y->name);
+}
+
+static void render_map(const struct service **items, size_t nr, int path,
+		       struct buf *out)
+{
+	struct render_w w;
+	size_t i;
+
+	if (nr > 1)
+		qsort(items, nr, sizeof(*items), render_entry_cmp);
+	render_start(&w, out, nr * 64);
+	for (i = 0; i < nr; i++) {
+		if (i && !strcmp(items[i]->predicate, items[i - 1]->predicate))
+			continue;
+		if (path)
+			RENDER_LIT(&w, "/");
+		render_str(&w, items[i]->predicate);
+		if (path)
+			RENDER_LIT(&w, "/");
+		RENDER_LIT(&w, " ");
+		render_str(&w, items[i]->name);
+		RENDER_LIT(&w, "\n");
+	}
+	render_done(&w);
+}
+
+void render_maps(const struct service_list *services, struct buf *hosts,
+		 struct buf *paths)
+{
+	const struct service **items;
+	size_t i, nr_hosts = 0, nr_paths = 0;
+
+	/* One more, so that the array is never empty. */
+	items = xmalloc((services->nr + 1) * sizeof(*items));
+	/* Hosts from the front of the array, paths from the back. */
+	for (i = 0; i < services->nr; i++) {
+		const struct service *svc = &services->items[i];
+
+		if (svc->mode == CONFIG_MODE_HOST)
+			items[nr_hosts++] = svc;
+		else
+			items[services->nr - ++nr_paths] = svc;
+	}
+	render_map(items, nr_hosts, 0, hosts);
+	render_map(items + services->nr - nr_paths, nr_paths, 1, paths);
+	free(items);
 }
 
 int render_check_bind(const char *s, struct buf *out, struct buf *err)

@@ -11,6 +11,20 @@
 
 #define RENDER_DEFAULT_BIND ":80"
 
+/* The map files of the map form, under the settings' routing.mapDir. */
+#define RENDER_HOSTS_MAP "hosts.map"
+#define RENDER_PATHS_MAP "paths.map"
+
+/*
+ * How a config routes: one ACL and one use_backend per service (HAProxy
+ * tries them in order, so the cost grows with the table), or two map
+ * lookups whose cost does not (the map files then go with the config).
+ */
+enum render_form {
+	RENDER_FORM_ACL,
+	RENDER_FORM_MAP,
+};
+
 struct render_options {
 	const char *frontend_bind; /* "ADDR:PORT" as accepted by
 				      render_check_bind */
@@ -20,7 +34,26 @@ struct render_options {
 	/* The table the config is for: part of each dynamic-cookie-key. NULL:
 	 * "" */
 	const char *table;
+	enum render_form form;
 };
+
+/*
+ * The form of an answer under `s` (NULL: the defaults): routing.mode "map"
+ * and "acl" say it; "auto" gives maps to an answer that carries the map
+ * files (with_files), ACLs to one that does not, so that a plain config
+ * stays self-contained.
+ */
+enum render_form render_form(const struct settings *s, int with_files);
+
+/*
+ * The contents of hosts.map and paths.map for `services` (sorted by name),
+ * appended to `hosts` and `paths`: "KEY BACKEND" lines sorted by key, the
+ * key one token (payload.c checked it), one line per key. Which service a
+ * key gives is the one the ACL form routes it to. Over a buffer's cap it is
+ * marked overflowed, as for render_config.
+ */
+void render_maps(const struct service_list *services, struct buf *hosts,
+		 struct buf *paths);
 
 /*
  * Append the config for `services` (sorted by name) to `out`. Over out's cap

@@ -261,6 +261,20 @@ static int settings_check_path(const char *s, struct buf *why)
 	return 0;
 }
 
+/* The map folder: a path the config glues "/hosts.map" to. */
+static int settings_check_map_dir(const char *s, struct buf *why)
+{
+	size_t len = strlen(s);
+
+	if (settings_check_path(s, why))
+		return -1;
+	if (len > 1 && s[len - 1] == '/') {
+		buf_setf(why, "must not end with '/'");
+		return -1;
+	}
+	return 0;
+}
+
 static int settings_check_alpn(const char *s, struct buf *why)
 {
 	size_t run = 0;
@@ -539,7 +553,7 @@ static const struct settings_key settings_routing_keys[] = {
 	{"mode", SK_CHOICE, S_OFF(routing_mode), NULL, 0, 0, NULL,
 	 settings_routing_modes},
 	{"mapDir", SK_STRING, S_OFF(routing_map_dir), NULL, 0, 0,
-	 settings_check_path, NULL},
+	 settings_check_map_dir, NULL},
 	{NULL, 0, 0, NULL, 0, 0, NULL, NULL},
 };
 
@@ -957,6 +971,8 @@ void settings_init(struct settings *s)
 	s->min_tls = xstrdup("TLSv1.2");
 	s->stats_uri = xstrdup("/stats");
 	s->hsts_max_age = 31536000;
+	s->routing_mode = xstrdup("auto");
+	s->routing_map_dir = xstrdup("/etc/haproxy/maps");
 }
 
 void settings_release(struct settings *s)

@@ -93,9 +93,9 @@ struct settings {
 	 * a key from the table and backend names alone (predictable) */
 	char *dynamic_cookie_secret;
 
-	/* routing: reserved for flat routing, validated and not rendered */
-	char *routing_mode;
-	char *routing_map_dir;
+	/* routing (see render_form) */
+	char *routing_mode;    /* "auto" (default), "map" or "acl" */
+	char *routing_map_dir; /* "/etc/haproxy/maps" by default */
 };
 
 /* The defaults, as when nothing is stored. */

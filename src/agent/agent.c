@@ -7,6 +7,7 @@
 #include <ctype.h>
 #include <curl/curl.h>
 #include <errno.h>
+#include <jansson.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -26,6 +27,7 @@
 #include "curlx.h"
 #include "log.h"
 #include "payload.h"
+#include "render.h"
 #include "xalloc.h"
 #include "banned.h"
 
@@ -237,18 +239,192 @@ static void agent_build_payload(const char *table,
 	service_list_release(&candidates);
 }
 
-/* POST the payload; the answer's body is the config. */
+/* What the registry answered: the config and the files it names. */
+struct agent_answer {
+	struct buf config;
+	struct buf paths[HAPROXY_MAX_FILES], data[HAPROXY_MAX_FILES];
+	size_t nr_files;
+};
+
+static void agent_answer_init(struct agent_answer *ans)
+{
+	size_t i;
+
+	buf_init(&ans->config, AGENT_MAX_CONFIG);
+	for (i = 0; i < HAPROXY_MAX_FILES; i++) {
+		buf_init(&ans->paths[i], 0);
+		buf_init(&ans->data[i], AGENT_MAX_CONFIG);
+	}
+	ans->nr_files = 0;
+}
+
+static void agent_answer_release(struct agent_answer *ans)
+{
+	size_t i;
+
+	buf_release(&ans->config);
+	for (i = 0; i < HAPROXY_MAX_FILES; i++) {
+		buf_release(&ans->paths[i]);
+		buf_release(&ans->data[i]);
+	}
+}
+
+/* The map folder: absolute, of A-Z a-z 0-9 . _ - / and no ".." segment. */
+static int agent_check_dir(const char *s)
+{
+	size_t i, len = strlen(s);
+
+	if (s[0] != '/' || len > 1024 || strstr(s, "/../") ||
+	    (len >= 3 && !strcmp(s + len - 3, "/..")))
+		return -1;
+	for (i = 0; i < len; i++)
+		if (!isalnum((unsigned char)s[i]) && !strchr("._-/", s[i]))
+			return -1;
+	return 0;
+}
+
+/* A map file: lines of two printable tokens separated by one space. */
+static int agent_check_map(const char *s, size_t len)
+{
+	size_t i, spaces = 0, col = 0;
+
+	for (i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (c == '\n') {
+			if (spaces != 1 || !col || s[i - 1] == ' ')
+				return -1;
+			spaces = col = 0;
+			continue;
+		}
+		if (c == ' ') {
+			if (!col)
+				return -1;
+			spaces++;
+		} else if (c < 0x21 || c == 0x7f) {
+			return -1;
+		}
+		col++;
+	}
+	return col ? -1 : 0;
+}
+
+/* A config: text ending in a newline, without NUL bytes. */
+static int agent_check_config(const char *s, size_t len)
+{
+	return !len || s[len - 1] != '\n' || memchr(s, '\0', len) ? -1 : 0;
+}
+
+/*
+ * The JSON answer: "config", and in the map form "files" with "mapDir".
+ * Only the map files the registry renders are taken.
+ */
+static int agent_parse_answer(const struct buf *body, struct agent_answer *ans,
+			      struct buf *err)
+{
+	static const char *const names[] = {RENDER_HOSTS_MAP, RENDER_PATHS_MAP};
+	json_error_t jerr;
+	json_t *doc =
+		json_loadb(body->buf, body->len, JSON_REJECT_DUPLICATES, &jerr);
+	json_t *config, *files, *dir, *v;
+	const char *name;
+	size_t i;
+	int ret = -1;
+
+	if (!doc) {
+		buf_setf(err, "its JSON does not parse: %s", jerr.text);
+		return -1;
+	}
+	config = json_object_get(doc, "config");
+	files = json_object_get(doc, "files");
+	dir = json_object_get(doc, "mapDir");
+	if (!json_is_string(config) ||
+	    agent_check_config(json_string_value(config),
+			       json_string_length(config))) {
+		buf_setf(err, "its config is not text ending in a newline");
+		goto out;
+	}
+	if (buf_add(&ans->config, json_string_value(config),
+		    json_string_length(config))) {
+		buf_setf(err, "its config is larger than %zu bytes",
+			 ans->config.cap);
+		goto out;
+	}
+	if (!files || (json_is_object(files) && !json_object_size(files))) {
+		ret = 0;
+		goto out;
+	}
+	if (!json_is_object(files) || !json_is_string(dir) ||
+	    agent_check_dir(json_string_value(dir))) {
+		buf_setf(err, "its files or mapDir are not what the registry "
+			      "sends");
+		goto out;
+	}
+	json_object_foreach(files, name, v)
+	{
+		for (i = 0; i < ARRAY_SIZE(names); i++)
+			if (!strcmp(name, names[i]))
+				break;
+		if (i == ARRAY_SIZE(names) || !json_is_string(v) ||
+		    agent_check_map(json_string_value(v),
+				    json_string_length(v))) {
+			buf_setf(err, "its file '%s' is not a map file", name);
+			goto out;
+		}
+		i = ans->nr_files++;
+		buf_addf(&ans->paths[i], "%s/%s", json_string_value(dir), name);
+		if (buf_add(&ans->data[i], json_string_value(v),
+			    json_string_length(v))) {
+			buf_setf(err, "its file '%s' is larger than %zu bytes",
+				 name, ans->data[i].cap);
+			goto out;
+		}
+	}
+	ret = 0;
+out:
+	json_decref(doc);
+	return ret;
+}
+
+/* Whether a map file of the answer differs from what is on disk (or is not
+ * there): such a change needs a reload. */
+static int agent_files_changed(const struct agent_answer *ans)
+{
+	struct buf disk = BUF_INIT, err = BUF_INIT;
+	int changed = 0;
+	size_t i;
+
+	for (i = 0; i < ans->nr_files && !changed; i++) {
+		buf_init(&disk, ans->data[i].len + 1);
+		changed = buf_read_file(&disk, ans->paths[i].buf, &err) !=
+				  ST_OK ||
+			  disk.len != ans->data[i].len ||
+			  (disk.len &&
+			   memcmp(disk.buf, ans->data[i].buf, disk.len));
+		buf_release(&disk);
+	}
+	buf_release(&err);
+	return changed;
+}
+
+/*
+ * POST the payload asking for the JSON answer (the config and its map
+ * files); a registry that answers plain text gives the config alone.
+ */
 static enum status agent_post(struct agent *a, const struct buf *payload,
-			      struct buf *config, struct buf *err)
+			      struct agent_answer *ans, struct buf *err)
 {
 	struct curl_slist *headers = NULL;
-	struct buf body = BUF_INIT;
+	struct buf body = BUF_INIT, why = BUF_INIT;
 	enum status st = ST_UNAVAILABLE;
+	const char *type = NULL;
 	long code = 0;
 	CURLcode rc;
 
-	buf_init(&body, AGENT_MAX_CONFIG);
+	/* The JSON answer also carries the services and the maps. */
+	buf_init(&body, 3 * AGENT_MAX_CONFIG);
 	headers = curl_slist_append(headers, "Content-Type: application/json");
+	headers = curl_slist_append(headers, "Accept: application/json");
 	headers = curl_slist_append(headers, "Expect:");
 	if (a->authorization)
 		headers = curl_slist_append(headers, a->authorization);
@@ -273,8 +449,8 @@ static enum status agent_post(struct agent *a, const struct buf *payload,
 	if (rc != CURLE_OK) {
 		if (rc == CURLE_WRITE_ERROR && body.len)
 			buf_setf(err,
-				 "config from '%s' is larger than %zu bytes",
-				 a->url.buf, AGENT_MAX_CONFIG);
+				 "answer from '%s' is larger than %zu bytes",
+				 a->url.buf, body.cap);
 		else
 			buf_setf(err, "POST '%s': %s", a->url.buf,
 				 curl_easy_strerror(rc));
@@ -289,20 +465,29 @@ static enum status agent_post(struct agent *a, const struct buf *payload,
 		st = code >= 400 && code < 500 ? ST_INVALID : ST_UNAVAILABLE;
 		goto out;
 	}
-	if (!body.len || body.buf[body.len - 1] != '\n' ||
-	    memchr(body.buf, '\0', body.len)) {
+	curl_easy_getinfo(a->curl, CURLINFO_CONTENT_TYPE, &type);
+	if (type && !strncasecmp(type, "application/json", 16)) {
+		if (agent_parse_answer(&body, ans, &why)) {
+			buf_setf(err, "POST '%s' answered JSON, but %s",
+				 a->url.buf, why.buf);
+			goto out;
+		}
+		st = ST_OK;
+		goto out;
+	}
+	if (agent_check_config(body.buf, body.len)) {
 		buf_setf(err, "POST '%s' answered with %s", a->url.buf,
 			 body.len ? "a config that is not text ending in a "
 				    "newline"
 				  : "an empty config");
 		goto out;
 	}
-	buf_reset(config);
-	buf_add(config, body.buf, body.len);
+	buf_add(&ans->config, body.buf, body.len);
 	st = ST_OK;
 out:
 	curl_slist_free_all(headers);
 	buf_release(&body);
+	buf_release(&why);
 	return st;
 }
 
@@ -320,8 +505,11 @@ out:
 static enum status agent_sync(struct agent *a, const char *why,
 			      enum agent_next *next)
 {
-	struct buf payload = BUF_INIT, config = BUF_INIT, err = BUF_INIT,
-		   q = BUF_INIT, rt = BUF_INIT, q2 = BUF_INIT;
+	struct buf payload = BUF_INIT, err = BUF_INIT, q = BUF_INIT,
+		   rt = BUF_INIT, q2 = BUF_INIT;
+	struct haproxy_file files[HAPROXY_MAX_FILES];
+	struct agent_answer ans;
+	struct buf *config = &ans.config;
 	struct service_list list;
 	struct runtime_plan plan;
 	enum runtime_outcome ro;
@@ -334,6 +522,7 @@ static enum status agent_sync(struct agent *a, const char *why,
 	*next = AGENT_RETRY;
 	memset(&plan, 0, sizeof(plan));
 	service_list_init(&list);
+	agent_answer_init(&ans);
 	a->syncs++;
 	st = source_load(a->source, &list, &err);
 	if (st != ST_OK) {
@@ -348,7 +537,7 @@ static enum status agent_sync(struct agent *a, const char *why,
 		nr_containers += list.items[i].nr_containers;
 	agent_build_payload(a->table, &list, &payload);
 
-	st = agent_post(a, &payload, &config, &err);
+	st = agent_post(a, &payload, &ans, &err);
 	if (st != ST_OK) {
 		a->registry_failures++;
 		agent_log("error", "registry_failed",
@@ -358,9 +547,15 @@ static enum status agent_sync(struct agent *a, const char *why,
 		goto out;
 	}
 
-	/* Why not at runtime, or what failed there: for the reload's line. */
-	ro = runtime_apply(&a->haproxy, &a->runtime, config.buf, config.len,
-			   &plan, &rt);
+	/* Why not at runtime, or what failed there: for the reload's line.
+	 * New map entries are read by HAProxy on a reload only. */
+	if (agent_files_changed(&ans)) {
+		ro = RUNTIME_INELIGIBLE;
+		buf_setf(&rt, "the map files changed");
+	} else {
+		ro = runtime_apply(&a->haproxy, &a->runtime, config->buf,
+				   config->len, &plan, &rt);
+	}
 	ms = (unsigned long long)(clock_now_ms() - t0);
 	if (ro == RUNTIME_APPLIED) {
 		a->runtime_applied++;
@@ -370,7 +565,7 @@ static enum status agent_sync(struct agent *a, const char *why,
 			  "servers_readdressed=%u ms=%llu why=%s services=%zu "
 			  "containers=%zu bytes=%zu",
 			  plan.added, plan.removed, plan.readdressed, ms, why,
-			  list.nr, nr_containers, config.len);
+			  list.nr, nr_containers, config->len);
 		goto out;
 	}
 	if (ro == RUNTIME_FAILED) {
@@ -384,7 +579,13 @@ static enum status agent_sync(struct agent *a, const char *why,
 		a->drift_at = 0;
 	}
 	buf_reset(&err);
-	st = haproxy_apply(&a->haproxy, config.buf, config.len, &outcome, &err);
+	for (i = 0; i < ans.nr_files; i++) {
+		files[i].path = ans.paths[i].buf;
+		files[i].data = ans.data[i].buf;
+		files[i].len = ans.data[i].len;
+	}
+	st = haproxy_apply_set(&a->haproxy, config->buf, config->len, files,
+			       ans.nr_files, &outcome, &err);
 	ms = (unsigned long long)(clock_now_ms() - t0);
 	if (outcome == HAPROXY_APPLIED && ro == RUNTIME_FAILED)
 		a->drift_at = clock_now_ms() + a->drift_ms;
@@ -395,7 +596,7 @@ static enum status agent_sync(struct agent *a, const char *why,
 		agent_log(
 			"info", "unchanged",
 			"why=%s services=%zu containers=%zu bytes=%zu ms=%llu",
-			why, list.nr, nr_containers, config.len, ms);
+			why, list.nr, nr_containers, config->len, ms);
 		break;
 	case HAPROXY_APPLIED:
 		a->applied++;
@@ -405,13 +606,13 @@ static enum status agent_sync(struct agent *a, const char *why,
 			  "servers_readdressed=%u ms=%llu why=%s services=%zu "
 			  "containers=%zu bytes=%zu reloads=%lu runtime=%s",
 			  plan.added, plan.removed, plan.readdressed, ms, why,
-			  list.nr, nr_containers, config.len, a->applied,
+			  list.nr, nr_containers, config->len, a->applied,
 			  log_quote(&q2, rt.buf));
 		break;
 	case HAPROXY_REJECTED:
 		a->rejected++;
 		agent_log("error", "config_rejected",
-			  "bytes=%zu rejected=%lu error=%s", config.len,
+			  "bytes=%zu rejected=%lu error=%s", config->len,
 			  a->rejected, log_quote(&q, err.buf));
 		break;
 	case HAPROXY_CHECK_TIMEOUT:
@@ -419,8 +620,8 @@ static enum status agent_sync(struct agent *a, const char *why,
 		*next = AGENT_WAIT;
 		agent_log("error", "check_timeout",
 			  "bytes=%zu limit_ms=%u check_timeouts=%lu error=%s",
-			  config.len,
-			  haproxy_check_timeout_ms(&a->haproxy, config.len),
+			  config->len,
+			  haproxy_check_timeout_ms(&a->haproxy, config->len),
 			  a->check_timeouts, log_quote(&q, err.buf));
 		break;
 	case HAPROXY_DEFERRED:
@@ -450,7 +651,7 @@ out:
 	buf_release(&q2);
 	service_list_release(&list);
 	buf_release(&payload);
-	buf_release(&config);
+	agent_answer_release(&ans);
 	buf_release(&err);
 	buf_release(&q);
 	return st;

@@ -555,16 +555,105 @@ static void haproxy_keep_history(const struct haproxy_options *opts,
 	buf_release(&err);
 }
 
+/* A temp name next to `path`, so that rename() is atomic: DIR/.BASE.KIND.PID */
+static void haproxy_temp_name(const char *path, const char *kind,
+			      struct buf *out)
+{
+	const char *slash = strrchr(path, '/');
+
+	buf_reset(out);
+	haproxy_dirname(path, out);
+	buf_addf(out, "/.%s.%s.%ld", slash ? slash + 1 : path, kind,
+		 (long)getpid());
+}
+
+/*
+ * `cfg` with each file's path replaced by its temp name: what `haproxy -c`
+ * reads to check the whole set before any of it is live.
+ */
+static void haproxy_check_text(const char *cfg, size_t len,
+			       const struct haproxy_file *files,
+			       const struct buf *tmps, size_t nr,
+			       struct buf *out)
+{
+	size_t i = 0, k;
+
+	while (i < len) {
+		const char *slash = memchr(cfg + i, '/', len - i);
+		size_t at = slash ? (size_t)(slash - cfg) : len;
+
+		buf_add(out, cfg + i, at - i);
+		i = at;
+		if (i == len)
+			break;
+		for (k = 0; k < nr; k++) {
+			size_t pl = strlen(files[k].path);
+
+			if (pl <= len - i &&
+			    !memcmp(cfg + i, files[k].path, pl))
+				break;
+		}
+		if (k < nr) {
+			buf_add(out, tmps[k].buf, tmps[k].len);
+			i += strlen(files[k].path);
+		} else {
+			buf_addch(out, '/');
+			i++;
+		}
+	}
+}
+
+/* Put back the first `nr` files as they were before (gone if they were). */
+static int haproxy_restore_files(const struct haproxy_file *files,
+				 const struct buf *old, const int *have_old,
+				 const struct buf *tmps, size_t nr,
+				 struct buf *err)
+{
+	size_t i;
+	int ret = 0;
+
+	for (i = 0; i < nr; i++) {
+		if (!have_old[i]) {
+			if (unlink(files[i].path) && errno != ENOENT) {
+				buf_setf(err, "cannot remove '%s': %s",
+					 files[i].path, strerror(errno));
+				ret = -1;
+			}
+		} else if (haproxy_replace(files[i].path, tmps[i].buf,
+					   old[i].buf, old[i].len, err)) {
+			ret = -1;
+		}
+	}
+	return ret;
+}
+
 enum status haproxy_apply(const struct haproxy_options *opts, const char *cfg,
 			  size_t len, enum haproxy_outcome *outcome,
 			  struct buf *err)
 {
+	return haproxy_apply_set(opts, cfg, len, NULL, 0, outcome, err);
+}
+
+enum status haproxy_apply_set(const struct haproxy_options *opts,
+			      const char *cfg, size_t len,
+			      const struct haproxy_file *files, size_t nr_files,
+			      enum haproxy_outcome *outcome, struct buf *err)
+{
 	struct buf live = BUF_INIT, tmp = BUF_INIT, keep = BUF_INIT;
-	struct buf err2 = BUF_INIT;
+	struct buf err2 = BUF_INIT, check = BUF_INIT, check_path = BUF_INIT;
+	struct buf old[HAPROXY_MAX_FILES], tmps[HAPROXY_MAX_FILES];
+	int have_old[HAPROXY_MAX_FILES] = {0}, written[HAPROXY_MAX_FILES] = {0};
 	struct haproxy_procs procs;
 	enum status st;
-	int have_live;
+	int have_live, same;
+	size_t i, nr_renamed = 0;
 
+	if (nr_files > HAPROXY_MAX_FILES)
+		BUG("%zu files", nr_files);
+	for (i = 0; i < HAPROXY_MAX_FILES; i++) {
+		buf_init(&old[i], HAPROXY_CONFIG_MAX);
+		buf_init(&tmps[i], 0);
+	}
 	*outcome = HAPROXY_LOCAL_ERROR;
 	buf_init(&live, HAPROXY_CONFIG_MAX);
 	st = buf_read_file(&live, opts->config, err);
@@ -574,24 +663,66 @@ enum status haproxy_apply(const struct haproxy_options *opts, const char *cfg,
 		goto out;
 	}
 	have_live = st == ST_OK;
-	if (have_live && live.len == len && !memcmp(live.buf, cfg, len)) {
+	same = have_live && live.len == len && !memcmp(live.buf, cfg, len);
+	for (i = 0; i < nr_files; i++) {
+		st = buf_read_file(&old[i], files[i].path, err);
+		if (st != ST_OK && st != ST_NOT_FOUND) {
+			buf_addstr(err, "; HAProxy not touched");
+			st = ST_UNAVAILABLE;
+			goto out;
+		}
+		have_old[i] = st == ST_OK;
+		same = same && have_old[i] && old[i].len == files[i].len &&
+		       !memcmp(old[i].buf, files[i].data, files[i].len);
+	}
+	if (same) {
 		*outcome = HAPROXY_UNCHANGED;
 		st = ST_OK;
 		goto out;
 	}
 
-	/* Same folder as the live file, so that rename() is atomic. */
-	haproxy_dirname(opts->config, &tmp);
-	buf_addf(&tmp, "/.%s.tmp.%ld",
-		 strrchr(opts->config, '/') ? strrchr(opts->config, '/') + 1
-					    : opts->config,
-		 (long)getpid());
+	haproxy_temp_name(opts->config, "tmp", &tmp);
 	if (haproxy_write_file(tmp.buf, cfg, len, 1, err)) {
 		buf_addstr(err, "; HAProxy not touched");
 		st = ST_UNAVAILABLE;
 		goto out;
 	}
-	st = haproxy_check(opts, tmp.buf, err);
+	for (i = 0; i < nr_files; i++) {
+		/* The map folder (one level) on a host that has none yet; a
+		 * folder that cannot be made fails the write below. */
+		buf_reset(&check_path);
+		haproxy_dirname(files[i].path, &check_path);
+		(void)mkdir(check_path.buf, 0755);
+		haproxy_temp_name(files[i].path, "tmp", &tmps[i]);
+		if (haproxy_write_file(tmps[i].buf, files[i].data, files[i].len,
+				       1, err)) {
+			buf_addstr(err, "; HAProxy not touched");
+			unlink(tmp.buf);
+			st = ST_UNAVAILABLE;
+			goto out;
+		}
+		written[i] = 1;
+	}
+	/* The set is checked as it will be: the config naming the new maps. */
+	if (nr_files) {
+		haproxy_temp_name(opts->config, "check", &check_path);
+		buf_init(&check, HAPROXY_CONFIG_MAX + 4096);
+		haproxy_check_text(cfg, len, files, tmps, nr_files, &check);
+		if (buf_overflowed(&check) ||
+		    haproxy_write_file(check_path.buf, check.buf, check.len, 0,
+				       err)) {
+			if (buf_overflowed(&check))
+				buf_setf(err, "the config is too large");
+			buf_addstr(err, "; HAProxy not touched");
+			unlink(tmp.buf);
+			st = ST_UNAVAILABLE;
+			goto out;
+		}
+		st = haproxy_check(opts, check_path.buf, err);
+		unlink(check_path.buf);
+	} else {
+		st = haproxy_check(opts, tmp.buf, err);
+	}
 	if (st == ST_INVALID) {
 		buf_addf(&keep, "%s.rejected", opts->config);
 		if (rename(tmp.buf, keep.buf))
@@ -610,7 +741,7 @@ enum status haproxy_apply(const struct haproxy_options *opts, const char *cfg,
 		}
 		goto out;
 	}
-	/* Touch the live file only when the master is there to reload it. */
+	/* Touch the live files only when the master is there to reload. */
 	st = haproxy_show_proc(opts->master_socket, opts->timeout_ms, &procs,
 			       err);
 	haproxy_procs_release(&procs);
@@ -619,11 +750,27 @@ enum status haproxy_apply(const struct haproxy_options *opts, const char *cfg,
 		*outcome = HAPROXY_DEFERRED;
 		goto out;
 	}
-	if (rename(tmp.buf, opts->config)) {
-		buf_setf(err,
-			 "cannot rename '%s' to '%s': %s; HAProxy not touched",
-			 tmp.buf, opts->config, strerror(errno));
+	/* The maps first: the live config reads them only when reloaded. */
+	for (; nr_renamed < nr_files; nr_renamed++) {
+		i = nr_renamed;
+		if (rename(tmps[i].buf, files[i].path))
+			break;
+		written[i] = 0;
+		haproxy_sync_dir(files[i].path);
+	}
+	if (nr_renamed < nr_files || rename(tmp.buf, opts->config)) {
+		buf_setf(err, "cannot rename '%s' to '%s': %s",
+			 nr_renamed < nr_files ? tmps[nr_renamed].buf : tmp.buf,
+			 nr_renamed < nr_files ? files[nr_renamed].path
+					       : opts->config,
+			 strerror(errno));
 		unlink(tmp.buf);
+		if (haproxy_restore_files(files, old, have_old, tmps,
+					  nr_renamed, &err2))
+			buf_addf(err, "; putting the maps back failed: %s",
+				 err2.buf);
+		else
+			buf_addstr(err, "; HAProxy not touched");
 		st = ST_UNAVAILABLE;
 		goto out;
 	}
@@ -639,6 +786,12 @@ enum status haproxy_apply(const struct haproxy_options *opts, const char *cfg,
 
 	buf_addf(&keep, "%s.failed", opts->config);
 	(void)haproxy_write_file(keep.buf, cfg, len, 0, &err2);
+	/* All of the set goes back together. */
+	if (haproxy_restore_files(files, old, have_old, tmps, nr_files,
+				  &err2)) {
+		buf_addf(err, "; rollback of the maps failed: %s", err2.buf);
+		goto out;
+	}
 	if (!have_live) {
 		buf_addstr(err, "; no previous config to roll back to");
 		goto out;
@@ -656,10 +809,18 @@ enum status haproxy_apply(const struct haproxy_options *opts, const char *cfg,
 	}
 	*outcome = HAPROXY_ROLLED_BACK;
 out:
+	for (i = 0; i < HAPROXY_MAX_FILES; i++) {
+		if (written[i])
+			unlink(tmps[i].buf);
+		buf_release(&old[i]);
+		buf_release(&tmps[i]);
+	}
 	buf_release(&live);
 	buf_release(&tmp);
 	buf_release(&keep);
 	buf_release(&err2);
+	buf_release(&check);
+	buf_release(&check_path);
 	return st;
 }
 

@@ -119,5 +119,29 @@ enum status haproxy_apply(const struct haproxy_options *opts, const char *cfg,
  */
 enum status haproxy_install(const struct haproxy_options *opts, const char *cfg,
 			    size_t len, struct buf *err) WARN_UNUSED;
+/* A file the config names (a map), written with it. */
+struct haproxy_file {
+	const char *path; /* absolute, as the config names it */
+	const char *data;
+	size_t len;
+};
+
+#define HAPROXY_MAX_FILES 4
+
+/*
+ * haproxy_apply() for a config and the files it names, as one set: nothing
+ * is done when all of them hold these bytes; else each is written to a temp
+ * file next to it, `haproxy -c` checks the config with the files' paths
+ * pointed at the temp files, the files are renamed into place first (the
+ * running HAProxy reads them only on a reload), then the config, and on a
+ * failed reload all of them are put back as they were (a file that was not
+ * there is removed) and reloaded. Outcomes and statuses as for
+ * haproxy_apply().
+ */
+enum status haproxy_apply_set(const struct haproxy_options *opts,
+			      const char *cfg, size_t len,
+			      const struct haproxy_file *files, size_t nr_files,
+			      enum haproxy_outcome *outcome,
+			      struct buf *err) WARN_UNUSED;
 
 #endif

@@ -26,7 +26,11 @@ check(p2.returncode == 0 and p2.stdout == p.stdout, "stdin gives the same bytes"
 # --json prints the services too.
 p3 = run_cli(["generate", "--store", store, "--json"], stdin=sample("data.json"))
 doc = json.loads(p3.stdout)
-check(doc["table"] == "astro" and len(doc["services"]) == 3 and doc["config"] == cfg,
+# Its config routes through maps (routing.mode auto), the files next to it.
+check(doc["table"] == "astro" and len(doc["services"]) == 3 and
+      "map_str(/etc/haproxy/maps/hosts.map)" in doc["config"] and " acl " in cfg and
+      sorted(doc["files"]) == ["hosts.map", "paths.map"] and
+      doc["mapDir"] == "/etc/haproxy/maps",
       "--json output: %r" % p3.stdout[:200])
 
 # Invalid payload: exit 1, message names the field, nothing stored changes.

@@ -66,8 +66,40 @@ for yaml in "$golden"/settings-*.yaml; do
 		diff -u "$golden/$name.cfg" "$out" | head -40
 		fail=$((fail + 1))
 	fi
+	# The map files of the JSON answer, for the settings-maps* goldens:
+	# NAME.hosts.map and NAME.paths.map next to NAME.cfg.
+	mkdir -p "$tmp/maps"
+	: >"$tmp/files.txt"
+	case $name in
+	settings-maps*)
+		if ! "$LR_BIN" generate --store "$store" --json \
+			"$golden/mixed.json" >"$tmp/answer.json" ||
+			! python3 -c 'import json, sys
+d = json.load(open(sys.argv[1]))
+for k, v in d["files"].items():
+    open(sys.argv[2] + "/" + k, "w").write(v)
+print(" ".join(sorted(d["files"])))' "$tmp/answer.json" "$tmp/maps" \
+				>"$tmp/files.txt"; then
+			echo "FAIL: $name: generate --json failed"
+			fail=$((fail + 1))
+		fi
+		;;
+	esac
+	for f in $(cat "$tmp/files.txt"); do
+		if [ "${UPDATE_GOLDEN:-}" = 1 ]; then
+			cp "$tmp/maps/$f" "$golden/$name.$f"
+		fi
+		if cmp -s "$tmp/maps/$f" "$golden/$name.$f"; then
+			pass=$((pass + 1))
+		else
+			echo "FAIL: $name: $f differs from $name.$f:"
+			diff -u "$golden/$name.$f" "$tmp/maps/$f" | head -40
+			fail=$((fail + 1))
+		fi
+	done
 	sed -e "s#/lr-golden/site.pem#$certs/site.pem#g" \
 		-e "s#/lr-golden/crt-list.txt#$certs/crt-list.txt#g" \
+		-e "s#/lr-golden/maps/#$tmp/maps/#g" \
 		"$out" >"$tmp/check.cfg"
 	if haproxy -c -f "$tmp/check.cfg" >"$tmp/check.log" 2>&1 &&
 		! grep -q WARNING "$tmp/check.log"; then

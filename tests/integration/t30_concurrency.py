@@ -51,7 +51,9 @@ doc = json.loads(body)
 names = sorted(s["serviceName"] for s in doc["services"])
 check(len(names) == N_CLIENTS * PER_CLIENT, "every service stored (%d of %d)" %
       (len(names), N_CLIENTS * PER_CLIENT))
-ok, out = haproxy_check(doc["config"])
+# The plain answer: a self-contained config (the JSON one names map files).
+st, h, cfg = srv.post(payload("conc", running))
+ok, out = haproxy_check(cfg)
 check(ok, "final config valid: " + out)
 check(srv.stop() == 0, "clean stop")
 

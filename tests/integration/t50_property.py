@@ -296,12 +296,14 @@ atexit.register(lambda: srv.proc.poll() is None and srv.proc.kill())
 conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=60)
 
 
-def post(body):
+def post(body, want_json=False):
     global conn
+    headers = {"Content-Type": "application/json"}
+    if want_json:
+        headers["Accept"] = "application/json"
     for attempt in range(2):
         try:
-            conn.request("POST", "/generate", body=body,
-                         headers={"Content-Type": "application/json"})
+            conn.request("POST", "/generate", body=body, headers=headers)
             r = conn.getresponse()
             return r.status, r.read()
         except (http.client.HTTPException, OSError):
@@ -327,9 +329,42 @@ def tables_named(body):
     return TABLES
 
 
+def map_line_ok(line):
+    parts = line.split(" ")
+    return len(parts) == 2 and all(p and all(33 <= ord(c) < 127 for c in p) for p in parts)
+
+
+def map_form(case, answer):
+    """The JSON answer's config, pointed at a folder of its own holding its
+    map files (checked: lines of two printable tokens), or None."""
+    try:
+        doc = json.loads(answer)
+    except ValueError:
+        check(False, "case %d: the JSON answer does not parse: %r" % (case, answer[:300]))
+        return None
+    files = doc.get("files")
+    if not ok(sorted(files or {}) == ["hosts.map", "paths.map"] and
+              doc.get("mapDir") == "/etc/haproxy/maps",
+              "case %d: JSON answer without both map files: %r" % (case, answer[:300])):
+        return None
+    for name, text in files.items():
+        if not ok(text == "" or (text.endswith("\n") and
+                                 all(map_line_ok(x) for x in text[:-1].split("\n"))),
+                  "case %d: %s is not lines of two tokens: %r" % (case, name, text[:300])):
+            return None
+    mdir = os.path.join(d, "maps%d" % case)
+    os.makedirs(mdir)
+    for name, text in files.items():
+        with open(os.path.join(mdir, name), "w") as f:
+            f.write(text)
+    stats["map_form"] += 1
+    return doc["config"].replace("/etc/haproxy/maps/", mdir + "/").encode()
+
+
 known = {t: None for t in TABLES}
 configs = {}  # config bytes -> first case that produced it
-stats = {"accepted": 0, "rejected": 0, "hostile": 0, "hostile_accepted": 0, "dumps": 0}
+stats = {"accepted": 0, "rejected": 0, "hostile": 0, "hostile_accepted": 0, "dumps": 0,
+         "map_form": 0}
 t0 = time.time()
 for case in range(CASES):
     hostile = rng.random() < 0.5
@@ -342,7 +377,13 @@ for case in range(CASES):
                 stats["dumps"] += 1
     else:
         body, kind = json.dumps(valid_payload()).encode(), "valid"
-    status, answer = post(body)
+    # Some calls ask for the JSON answer: the map form and its files.
+    want_json = rng.random() < 0.2
+    status, answer = post(body, want_json)
+    if status == 200 and want_json:
+        answer = map_form(case, answer)
+        if answer is None:
+            continue
     if kind.startswith("refused:"):
         try:
             field = json.loads(answer).get("field") if status != 200 else None
@@ -548,7 +589,7 @@ def rand_settings():
         u = {"status": rng.choice([404, 503])}
         maybe(u, "body", rng.choice(["gone", "No service here.", "x (y) [z] {w} <v> 100%"]))
         doc["unmatched"] = u
-    maybe(doc, "routing", {"mode": rng.choice(["auto", "map", "acl"]), "mapDir": "/etc/maps"})
+    maybe(doc, "routing", {"mode": rng.choice(["auto", "map", "acl"]), "mapDir": smaps})
     return doc
 
 
@@ -564,6 +605,10 @@ def yaml_flow(v):
 
 
 sfile = os.path.join(d, "settings.in")
+# The folder random settings name as routing.mapDir; the map files of each
+# JSON answer are written there before its config is checked.
+smaps = os.path.join(d, "smaps")
+os.makedirs(smaps)
 settings_ok = 0
 for case in range(SETTINGS_CASES):
     doc = rand_settings()
@@ -596,20 +641,48 @@ for case in range(SETTINGS_CASES):
     check(g.returncode == 0, "settings case %d: generate: %r\n%s" % (case, g.stderr, text))
     if g.returncode != 0:
         continue
-    fd, path = tempfile.mkstemp(suffix=".cfg", dir=d)
-    with os.fdopen(fd, "wb") as f:
-        f.write(g.stdout)
-    p = subprocess.run([HAPROXY, "-c", "-f", path], capture_output=True, timeout=120)
-    os.unlink(path)
-    out = (p.stdout + p.stderr).decode(errors="replace")
-    settings_ok += p.returncode == 0 and "WARNING" not in out
-    check(p.returncode == 0 and "WARNING" not in out,
-          "settings case %d: haproxy -c: %s\nsettings %s\nconfig:\n%s"
-          % (case, out[-1500:], text, g.stdout.decode()[:3000]))
+    # The JSON answer (the map form unless routing.mode says acl) with its
+    # files where the config names them, then the plain one (which names
+    # the same files under routing.mode map).
+    j = run_cli(["generate", "--store", store, "--json"],
+                stdin=json.dumps({"table": table or "astro", "running": []}).encode())
+    check(j.returncode == 0, "settings case %d: generate --json: %r" % (case, j.stderr))
+    if j.returncode != 0:
+        continue
+    ans = json.loads(j.stdout)
+    eff = json.loads(run_cli(["settings", "get", "--store", store, "--effective",
+                              "--table", table or "astro"]).stdout).get("routing", {})
+    mode = eff.get("mode", "auto")
+    check((ans["files"] == {}) == (mode == "acl"),
+          "settings case %d: mode %s, files %r" % (case, mode, ans["files"]))
+    check((g.stdout == ans["config"].encode()) == (mode != "auto"),
+          "settings case %d: mode %s: the plain and the JSON config" % (case, mode))
+    if ans["files"]:
+        check(ans["mapDir"] == eff.get("mapDir", "/etc/haproxy/maps"),
+              "settings case %d: mapDir %r" % (case, ans["mapDir"]))
+        ans["config"] = ans["config"].replace("/etc/haproxy/maps/", smaps + "/")
+        for name, body in ans["files"].items():
+            with open(os.path.join(smaps, name), "w") as f:
+                f.write(body)
+    good = True
+    for cfg in (ans["config"].encode(), g.stdout.replace(b"/etc/haproxy/maps/",
+                                                          smaps.encode() + b"/")):
+        fd, path = tempfile.mkstemp(suffix=".cfg", dir=d)
+        with os.fdopen(fd, "wb") as f:
+            f.write(cfg)
+        p = subprocess.run([HAPROXY, "-c", "-f", path], capture_output=True, timeout=120)
+        os.unlink(path)
+        out = (p.stdout + p.stderr).decode(errors="replace")
+        good = good and p.returncode == 0 and "WARNING" not in out
+        check(p.returncode == 0 and "WARNING" not in out,
+              "settings case %d: haproxy -c: %s\nsettings %s\nconfig:\n%s"
+              % (case, out[-1500:], text, cfg.decode()[:3000]))
+    settings_ok += good
 print("property: %d random settings, %d configs through haproxy -c" % (SETTINGS_CASES, settings_ok))
 check(settings_ok > SETTINGS_CASES // 3, "enough accepted settings")
 
 check(stats["accepted"] > CASES // 4, "enough accepted calls: %r" % stats)
+check(stats["map_form"] > CASES // 20, "enough map-form answers: %r" % stats)
 check(stats["rejected"] > CASES // 10, "enough rejected calls: %r" % stats)
 print("property: seed %d, %d calls in %.1fs (%d accepted, %d rejected; %d hostile, %d of them "
       "accepted), %d store dumps; %d distinct configs through haproxy -c in %d runs, %.1fs"

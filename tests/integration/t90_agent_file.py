@@ -246,6 +246,13 @@ registry = agent = None
 try:
     check(wait_for(lambda: os.path.exists(sock) and reloads(), 10) is not None,
           "haproxy master socket answers")
+    # The agent's answer routes through maps (routing.mode auto), here.
+    maps = os.path.join(d, "maps")
+    with open(os.path.join(d, "settings.yaml"), "w") as f:
+        f.write("routing:\n  mapDir: %s\n" % maps)
+    r = subprocess.run([BIN, "settings", "put", "--store", store,
+                        os.path.join(d, "settings.yaml")], capture_output=True, timeout=60)
+    check(r.returncode == 0, "settings put (%r)" % r.stderr)
     registry = Server(store, ["--frontend-bind", "127.0.0.1:%d" % fport])
     url = "http://127.0.0.1:%d" % registry.port
 
@@ -259,6 +266,11 @@ try:
     check(t is not None, "first sync routes traffic (%s)" % agent.text()[-2000:])
     print("first sync after %.2fs" % (t or -1), flush=True)
     check(read(live) != INITIAL.encode(), "live config replaced")
+    check(b"map_str(%s/hosts.map)" % maps.encode() in read(live) and
+          b" acl " not in read(live), "the agent's config routes by maps")
+    check(read(os.path.join(maps, "hosts.map")) == b"www.example.com web\n" and
+          read(os.path.join(maps, "paths.map")) == b"/api/ api\n/api/v1/ apiv1\n/p/ p\n",
+          "the map files are written with it")
     check(wait_for(lambda: read(live + ".1") == read(live), 30) is not None,
           "history keeps the live config as .1")
 

@@ -146,6 +146,12 @@ hap = subprocess.Popen([HAPROXY, "-W", "-S", sock, "-f", live], stdout=haplog, s
 registry = agent = None
 agentlog_path = os.path.join(d, "agent.log")
 try:
+    # The agent's answer routes through maps: kept in the test's folder.
+    with open(os.path.join(d, "settings.yaml"), "w") as f:
+        f.write("routing:\n  mapDir: %s\n" % os.path.join(d, "maps"))
+    r = subprocess.run([BIN, "settings", "put", "--store", store,
+                        os.path.join(d, "settings.yaml")], capture_output=True, timeout=60)
+    check(r.returncode == 0, "settings put (%r)" % r.stderr)
     registry = Server(store, ["--frontend-bind", "127.0.0.1:%d" % fport])
     web = {"SERVICE_NAME": "web", "PORT": "8080", "PREDICATE": "web.example.com"}
     ok, err = run_container("lrt-web-1", web)

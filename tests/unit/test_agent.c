@@ -2,6 +2,7 @@
  * inspect parsing, the Docker source against a fake engine, and config apply
  * against a real master-worker HAProxy. */
 #include <pthread.h>
+#include <dirent.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -663,6 +664,127 @@ static void test_apply(void **state)
 	buf_release(&path);
 }
 
+/* Whether `dir` holds a file whose name contains `part`. */
+static int dir_has(const char *dir, const char *part)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	int found = 0;
+
+	assert_non_null(d);
+	while ((e = readdir(d)))
+		if (strstr(e->d_name, part))
+			found = 1;
+	closedir(d);
+	return found;
+}
+
+/* A config and its maps go live, are refused and are rolled back as one. */
+static void test_apply_set(void **state)
+{
+	struct hap *h = *state;
+	struct haproxy_options opts = {
+		.config = h->cfg,
+		.master_socket = h->sock,
+		.bin = "haproxy",
+		.timeout_ms = 10000,
+		.check_timeout_ms = 10000,
+	};
+	struct buf cfg = BUF_INIT, live = BUF_INIT, err = BUF_INIT,
+		   rule = BUF_INIT, ips = BUF_INIT, hosts = BUF_INIT,
+		   maps = BUF_INIT, good = BUF_INIT;
+	struct haproxy_file files[2];
+	enum haproxy_outcome outcome;
+	struct sockaddr_in sa;
+	socklen_t len = sizeof(sa);
+	int busy, one = 1;
+
+	/* map_ip refuses a key that is no address: -c reads the maps. */
+	buf_addf(&maps, "%s/maps", h->dir);
+	buf_addf(&ips, "%s/ips.map", maps.buf);
+	buf_addf(&hosts, "%s/hosts.map", maps.buf);
+	buf_addf(&rule, "    http-request set-var(txn.a) src,map_ip(%s)\n",
+		 ips.buf);
+	config_text(&cfg, h->port, rule.buf);
+	files[0] = (struct haproxy_file){ips.buf, "127.0.0.1 x\n", 12};
+	files[1] = (struct haproxy_file){hosts.buf, "", 0};
+	assert_int_equal(haproxy_apply_set(&opts, cfg.buf, cfg.len, files, 1,
+					   &outcome, &err),
+			 ST_OK);
+	assert_int_equal(outcome, HAPROXY_APPLIED);
+	read_text(ips.buf, &live);
+	assert_string_equal(live.buf, "127.0.0.1 x\n");
+	read_text(h->cfg, &live);
+	assert_string_equal(live.buf, cfg.buf);
+	assert_false(dir_has(maps.buf, ".tmp."));
+	assert_false(dir_has(h->dir, ".check."));
+
+	/* The same set: nothing done. A map alone changed: applied. */
+	assert_int_equal(haproxy_apply_set(&opts, cfg.buf, cfg.len, files, 1,
+					   &outcome, &err),
+			 ST_OK);
+	assert_int_equal(outcome, HAPROXY_UNCHANGED);
+	files[0] = (struct haproxy_file){ips.buf, "127.0.0.2 y\n", 12};
+	assert_int_equal(haproxy_apply_set(&opts, cfg.buf, cfg.len, files, 1,
+					   &outcome, &err),
+			 ST_OK);
+	assert_int_equal(outcome, HAPROXY_APPLIED);
+	read_text(ips.buf, &good);
+	assert_string_equal(good.buf, "127.0.0.2 y\n");
+
+	/* A map HAProxy refuses: nothing of the set goes live. */
+	files[0] = (struct haproxy_file){ips.buf, "not-an-ip x\n", 12};
+	buf_reset(&err);
+	assert_int_equal(haproxy_apply_set(&opts, cfg.buf, cfg.len, files, 1,
+					   &outcome, &err),
+			 ST_INVALID);
+	assert_int_equal(outcome, HAPROXY_REJECTED);
+	assert_non_null(strstr(err.buf, "not-an-ip"));
+	read_text(ips.buf, &live);
+	assert_string_equal(live.buf, good.buf);
+	assert_false(dir_has(maps.buf, ".tmp."));
+
+	/* Accepted by -c, but the port is taken: the config, the changed map
+	 * and the new one all go back (the new one away). */
+	busy = socket(AF_INET, SOCK_STREAM, 0);
+	setsockopt(busy, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	memset(&sa, 0, sizeof(sa));
+	sa.sin_family = AF_INET;
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(bind(busy, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(busy, 1), 0);
+	assert_int_equal(getsockname(busy, (struct sockaddr *)&sa, &len), 0);
+	buf_addf(&rule,
+		 "    http-request set-var(txn.b) req.hdr(host),map_str(%s)\n"
+		 "    bind 127.0.0.1:%d\n",
+		 hosts.buf, ntohs(sa.sin_port));
+	read_text(h->cfg, &good);
+	config_text(&cfg, h->port, rule.buf);
+	files[0] = (struct haproxy_file){ips.buf, "127.0.0.3 z\n", 12};
+	files[1] = (struct haproxy_file){hosts.buf, "a.example.com b\n", 16};
+	buf_reset(&err);
+	assert_int_not_equal(haproxy_apply_set(&opts, cfg.buf, cfg.len, files,
+					       2, &outcome, &err),
+			     ST_OK);
+	close(busy);
+	assert_int_equal(outcome, HAPROXY_ROLLED_BACK);
+	read_text(h->cfg, &live);
+	assert_string_equal(live.buf, good.buf);
+	read_text(ips.buf, &live);
+	assert_string_equal(live.buf, "127.0.0.2 y\n");
+	assert_int_not_equal(access(hosts.buf, F_OK), 0);
+	assert_false(dir_has(maps.buf, ".tmp."));
+
+	buf_release(&cfg);
+	buf_release(&live);
+	buf_release(&err);
+	buf_release(&rule);
+	buf_release(&ips);
+	buf_release(&hosts);
+	buf_release(&maps);
+	buf_release(&good);
+}
+
 /* A local failure leaves HAProxy alone and says so; it is no reload failure. */
 static void test_apply_local_error(void **state)
 {
@@ -1037,6 +1159,8 @@ int main(void)
 		cmocka_unit_test(test_file_source),
 		cmocka_unit_test(test_docker_prune),
 		cmocka_unit_test_setup_teardown(test_apply, hap_setup,
+						hap_teardown),
+		cmocka_unit_test_setup_teardown(test_apply_set, hap_setup,
 						hap_teardown),
 		cmocka_unit_test_setup_teardown(test_apply_local_error,
 						hap_setup, hap_teardown),

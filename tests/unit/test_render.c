@@ -432,6 +432,99 @@ static void test_options_absent_unchanged(void **state)
 	buf_release(&out);
 }
 
+/* Map lines sorted by key, one per key: of two services with one key, the
+ * first by name, as the ACL form's rule order gives it. */
+static void test_maps_contents(void **state)
+{
+	struct service_list l;
+	struct buf hosts = BUF_INIT, paths = BUF_INIT;
+
+	(void)state;
+	service_list_init(&l);
+	add(&l, "a", CONFIG_MODE_PATH, "a", 80, NULL);
+	add(&l, "a-b", CONFIG_MODE_PATH, "a-b", 80, NULL);
+	add(&l, "ab", CONFIG_MODE_PATH, "a/b", 80, NULL);
+	add(&l, "dup1", CONFIG_MODE_HOST, "x.example.com", 80, NULL);
+	add(&l, "dup2", CONFIG_MODE_HOST, "x.example.com", 80, NULL);
+	add(&l, "p1", CONFIG_MODE_PATH, "same", 80, NULL);
+	add(&l, "p2", CONFIG_MODE_PATH, "same", 80, NULL);
+	add(&l, "z", CONFIG_MODE_HOST, "a.example.com", 80, NULL);
+	render_maps(&l, &hosts, &paths);
+	assert_string_equal(hosts.buf, "a.example.com z\n"
+				       "x.example.com dup1\n");
+	/* "/a-b/" < "/a/" < "/a/b/": byte order of the keys as written. */
+	assert_string_equal(paths.buf, "/a-b/ a-b\n"
+				       "/a/ a\n"
+				       "/a/b/ ab\n"
+				       "/same/ p1\n");
+	buf_release(&hosts);
+	buf_release(&paths);
+	service_list_release(&l);
+	service_list_init(&l);
+	render_maps(&l, &hosts, &paths);
+	assert_int_equal(hosts.len, 0);
+	assert_int_equal(paths.len, 0);
+	buf_release(&hosts);
+	buf_release(&paths);
+	service_list_release(&l);
+}
+
+static void test_form(void **state)
+{
+	struct settings s;
+
+	(void)state;
+	assert_int_equal(render_form(NULL, 0), RENDER_FORM_ACL);
+	assert_int_equal(render_form(NULL, 1), RENDER_FORM_MAP);
+	settings_init(&s);
+	assert_int_equal(render_form(&s, 0), RENDER_FORM_ACL);
+	assert_int_equal(render_form(&s, 1), RENDER_FORM_MAP);
+	free(s.routing_mode);
+	s.routing_mode = xstrdup("map");
+	assert_int_equal(render_form(&s, 0), RENDER_FORM_MAP);
+	assert_int_equal(render_form(&s, 1), RENDER_FORM_MAP);
+	free(s.routing_mode);
+	s.routing_mode = xstrdup("acl");
+	assert_int_equal(render_form(&s, 0), RENDER_FORM_ACL);
+	assert_int_equal(render_form(&s, 1), RENDER_FORM_ACL);
+	settings_release(&s);
+}
+
+/* The map form names no predicate: a change of predicates alone leaves the
+ * config's bytes as they were, and only the maps differ. */
+static void test_map_config_names_no_predicate(void **state)
+{
+	struct service_list l;
+	struct settings s;
+	struct render_options opts = {.settings = &s, .form = RENDER_FORM_MAP};
+	struct buf one = BUF_INIT, two = BUF_INIT;
+
+	(void)state;
+	settings_init(&s);
+	service_list_init(&l);
+	add(&l, "app", CONFIG_MODE_HOST, "one.example.com", 80, NULL);
+	add(&l, "web", CONFIG_MODE_PATH, "web/v1", 80, NULL);
+	render_config(&l, &opts, &one);
+	free(l.items[0].predicate);
+	l.items[0].predicate = xstrdup("two.example.com");
+	free(l.items[1].predicate);
+	l.items[1].predicate = xstrdup("web/v2");
+	render_config(&l, &opts, &two);
+	assert_string_equal(one.buf, two.buf);
+	assert_null(strstr(one.buf, "example.com"));
+	assert_null(strstr(one.buf, "acl "));
+	assert_non_null(
+		strstr(one.buf, "map_str(/etc/haproxy/maps/hosts.map)\n"));
+	assert_non_null(
+		strstr(one.buf,
+		       "path,concat(/),map_beg(/etc/haproxy/maps/paths.map)"));
+	assert_non_null(strstr(one.buf, "\nbackend web\n"));
+	buf_release(&one);
+	buf_release(&two);
+	service_list_release(&l);
+	settings_release(&s);
+}
+
 static void test_check_bind(void **state)
 {
 	static const struct {
@@ -477,6 +570,9 @@ int main(void)
 		cmocka_unit_test(test_deterministic),
 		cmocka_unit_test(test_over_cap_is_sticky),
 		cmocka_unit_test(test_check_bind),
+		cmocka_unit_test(test_maps_contents),
+		cmocka_unit_test(test_form),
+		cmocka_unit_test(test_map_config_names_no_predicate),
 		cmocka_unit_test(test_service_options),
 		cmocka_unit_test(test_options_absent_unchanged),
 	};

@@ -338,6 +338,14 @@ static void test_unmatched_and_routing(void **state)
 				     "map, acl");
 	bad("routing: {mapDir: maps}", "routing.mapDir: must be an absolute "
 				       "path");
+	bad("routing: {mapDir: /etc/maps/}",
+	    "routing.mapDir: must not end with '/'");
+	bad("routing: {mapDir: '/etc/ma ps'}", "routing.mapDir: must be an "
+					       "absolute path of");
+	bad("routing: {mapDir: '/etc/m(a)ps'}", "routing.mapDir: ");
+	bad("routing: {mapDir: /etc/../maps}", "routing.mapDir: must not "
+					       "contain '..'");
+	good("routing: {mapDir: /}", NULL);
 }
 
 static void test_dynamic_cookie_secret(void **state)
