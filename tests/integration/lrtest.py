@@ -256,3 +256,18 @@ def check_token_lifecycle(store, prefix, servers):
     t = wait_for(lambda: status(one, web) == 401 and status(two, web) == 401, 5, step=0.1)
     check(t is not None, "the revoked token is refused by both within 5 s")
     print("revocation seen after %.2f s" % (time.time() - t0))
+
+
+def put_fleet_settings(store, folder, settings=None):
+    """Store fleet settings whose map files go to `folder`/maps (never the
+    machine's /etc/haproxy/maps, which tests running at once would share);
+    `settings` (a dict) adds to them. Returns that maps folder."""
+    maps = os.path.join(folder, "maps")
+    doc = dict(settings or {})
+    doc["routing"] = dict(doc.get("routing", {}), mapDir=maps)
+    path = os.path.join(folder, "fleet-settings.json")
+    with open(path, "w") as f:
+        json.dump(doc, f)
+    r = run_cli(["settings", "put", "--store", store, path])
+    check(r.returncode == 0, "settings put %r: %r" % (doc, r.stderr))
+    return maps

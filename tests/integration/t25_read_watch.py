@@ -86,8 +86,10 @@ def test_read_routes():
     # JSON: the shape of /generate's JSON answer
     st, hh, body = get("/v1/tables/astro/config", {"Accept": "application/json"})
     doc = json.loads(body)
-    check(st == 200 and doc["table"] == "astro" and doc["config"] == posted.decode()
-          and doc["services"][0]["serviceName"] == "app1", "config as JSON: %r" % doc.keys())
+    gst, _, gen = srv.post(payload("astro", running(2), cand(n=2)), {"Accept": "application/json"})
+    check(st == 200 and gst == 200 and doc == json.loads(gen) and doc["table"] == "astro"
+          and "hosts.map" in doc["files"] and doc["services"][0]["serviceName"] == "app1",
+          "config as JSON, the map form with its files, as /generate answers: %r" % doc.keys())
     # the services
     st, hh, body = get("/v1/tables/astro")
     doc = json.loads(body)

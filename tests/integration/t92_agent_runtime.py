@@ -23,8 +23,8 @@ import threading
 import time
 
 from backends import Backend
-from lrtest import (BIN, HAPROXY, SANITIZED, Server, check, free_port, run_cli,
-                    run_steps, tmpdir, wait_for)
+from lrtest import (BIN, HAPROXY, SANITIZED, Server, check, free_port, put_fleet_settings,
+                    run_cli, run_steps, tmpdir, wait_for)
 
 TABLE = "agent-runtime"
 SEED = int(os.environ.get("LR_SEED") or random.randrange(1 << 30))
@@ -258,6 +258,7 @@ def start():
     global registry, agent
     check(wait_for(lambda: os.path.exists(sock) and reloads() == 0, 20) is not None,
           "haproxy master socket answers")
+    put_fleet_settings(store, d)
     registry = Server(store, ["--frontend-bind", "127.0.0.1:%d" % fport])
     for svc in state:
         for _ in range(2):
@@ -380,11 +381,7 @@ def test_reload_cases():
 
     # A settings change (seen by the agent on its next call: SIGHUP).
     before = reloads()
-    path = os.path.join(d, "settings.json")
-    with open(path, "w") as f:
-        json.dump({"global": {"hardStopAfter": "10s"}}, f)
-    r = run_cli(["settings", "put", "--store", store, path])
-    check(r.returncode == 0, "settings put: %r" % r.stderr)
+    put_fleet_settings(store, d, {"global": {"hardStopAfter": "10s"}})
     agent.proc.send_signal(signal.SIGHUP)
     wait_reload(before, "settings change")
     check(wait_for(lambda: "hard-stop-after 10s" in open(live).read(), 30) is not None,

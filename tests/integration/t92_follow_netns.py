@@ -13,7 +13,8 @@ import subprocess
 import sys
 import time
 
-from lrtest import BIN, HAPROXY, Server, check, finish, free_port, skip, tmpdir, wait_for
+from lrtest import (BIN, HAPROXY, Server, check, finish, free_port, put_fleet_settings, skip,
+                    tmpdir, wait_for)
 
 if os.geteuid() != 0:
     skip("network namespaces (unshare -n) need root")
@@ -123,6 +124,7 @@ hosts, agents = [], []
 registry = None
 try:
     hosts = [Host(i) for i in range(3)]
+    put_fleet_settings(DB, d)
     registry = Server(DB, ["--frontend-bind", "127.0.0.1:%d" % fport])
     url = "http://127.0.0.1:%d" % registry.port
     # the followers start first: the table is not there yet (404), they retry
