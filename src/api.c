@@ -8,6 +8,7 @@
 #include <strings.h>
 
 #include "auth.h"
+#include "metrics.h"
 #include "payload.h"
 #include "registry.h"
 #include "xalloc.h"
@@ -17,7 +18,7 @@ struct api {
 	struct api_options opts;
 };
 
-static api_handler_fn api_generate, api_healthz;
+static api_handler_fn api_generate, api_healthz, api_metrics;
 
 /* Matched in order; a pattern's {name} takes one whole, non-empty segment. */
 static const struct api_route api_routes[] = {
@@ -26,6 +27,7 @@ static const struct api_route api_routes[] = {
 	{"POST", "/v1/tables/{table}/generate", api_generate,
 	 API_BODY | API_BLOCKING, API_SCOPE_TABLE_WRITE},
 	{"GET", "/healthz", api_healthz, API_BLOCKING, API_SCOPE_NONE},
+	{"GET", "/metrics", api_metrics, 0, API_SCOPE_FLEET_READ},
 };
 
 struct api *api_new(const struct api_options *opts)
@@ -282,6 +284,7 @@ static unsigned api_scope_perm(enum api_scope scope)
 {
 	switch (scope) {
 	case API_SCOPE_TABLE_READ:
+	case API_SCOPE_FLEET_READ:
 		return AUTH_READ;
 	case API_SCOPE_TABLE_WRITE:
 		return AUTH_WRITE;
@@ -301,6 +304,8 @@ static int api_auth_answer(enum auth_result r, struct api_answer *ans)
 	case AUTH_NEED_TABLE:
 		return 0;
 	case AUTH_UNAUTHENTICATED:
+		metrics_counter_add(&metrics_auth_failures,
+				    (const char *const[]){"401"}, 1);
 		api_answer_error(ans, ST_UNAUTHENTICATED,
 				 "a valid bearer token is required", NULL);
 		api_answer_header(ans, "WWW-Authenticate",
@@ -309,6 +314,8 @@ static int api_auth_answer(enum auth_result r, struct api_answer *ans)
 	case AUTH_FORBIDDEN:
 		break;
 	}
+	metrics_counter_add(&metrics_auth_failures,
+			    (const char *const[]){"403"}, 1);
 	api_answer_error(ans, ST_FORBIDDEN, "the token does not allow this",
 			 NULL);
 	return -1;
@@ -332,6 +339,9 @@ static int api_authorize(struct api *api, struct api_request *req,
 			       ? req->header(req->header_ctx, "Authorization")
 			       : NULL,
 		       table, api_scope_perm(route->scope));
+	/* Some tables only is not enough for a route about all of them. */
+	if (r == AUTH_NEED_TABLE && route->scope == API_SCOPE_FLEET_READ)
+		r = AUTH_FORBIDDEN;
 	if (api_auth_answer(r, ans))
 		return -1;
 	req->auth_pending = r == AUTH_NEED_TABLE;
@@ -522,4 +532,14 @@ static void api_healthz(struct api *api, const struct api_request *req,
 	ans->status = st == ST_OK ? 200 : 503;
 	ans->content_type = "application/json";
 	buf_release(&err);
+}
+
+static void api_metrics(struct api *api, const struct api_request *req,
+			struct api_answer *ans)
+{
+	(void)api;
+	(void)req;
+	metrics_write(METRICS_SERVE, &ans->body);
+	ans->status = 200;
+	ans->content_type = "text/plain; version=0.0.4; charset=utf-8";
 }

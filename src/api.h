@@ -29,6 +29,7 @@ struct registry_share;
 enum api_scope {
 	API_SCOPE_NONE = 0,    /* open, tells nothing about tables */
 	API_SCOPE_TABLE_READ,  /* read the path's {table} */
+	API_SCOPE_FLEET_READ,  /* read every table: admin or table:*:read */
 	API_SCOPE_TABLE_WRITE, /* write the path's {table} (implies read) */
 	API_SCOPE_ADMIN,
 };

@@ -12,6 +12,7 @@
 #include "http.h"
 #include "lambda.h"
 #include "log.h"
+#include "metrics.h"
 #include "registry.h"
 #include "render.h"
 #include "settings.h"
@@ -984,6 +985,7 @@ int main(int argc, char **argv)
 
 	char *bootstrap_argv[] = {argv[0], (char *)"lambda", NULL};
 
+	metrics_init();
 	if (argc < 2 && argv[0] && main_is_bootstrap(argv[0])) {
 		argc = 2;
 		argv = bootstrap_argv;
