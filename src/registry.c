@@ -26,6 +26,7 @@
 
 #include "clock.h"
 #include "merge.h"
+#include "metrics.h"
 #include "payload.h"
 #include "settings.h"
 #include "store/store.h"
@@ -547,6 +548,7 @@ static enum status registry_render(struct registry_ctx *c,
 
 	opts.settings = &c->t->settings;
 	buf_reset(&c->config);
+	metrics_counter_add(&metrics_renders, NULL, 1);
 	render_config(services, &opts, &c->config);
 	if (!buf_overflowed(&c->config))
 		return ST_OK;
@@ -565,6 +567,7 @@ static void registry_publish(struct registry_ctx *c,
 {
 	struct registry_share *share = registry_share_new(&c->config);
 
+	metrics_table_services(c->res->table, c->version, services);
 	registry_answer(c, share, services);
 	if (c->reg->caps & STORE_CAP_VERSION)
 		registry_table_fill(c, services, share);
@@ -742,6 +745,24 @@ static void registry_note_write(struct registry *reg, int ok, const char *why)
 	pthread_mutex_unlock(&reg->lock);
 }
 
+/* Count a refused payload by its rule and keep it for the status page. */
+static void registry_note_rejection(const char *table, const char *json,
+				    size_t len, enum status ret,
+				    const struct buf *field)
+{
+	const char *rule = payload_reject_reason(field->buf);
+	struct buf peek = BUF_INIT;
+
+	if (ret != ST_INVALID)
+		return;
+	metrics_counter_add(&metrics_payload_rejections,
+			    (const char *const[]){rule}, 1);
+	if (!table)
+		payload_peek_table(json, len, &peek);
+	metrics_note_rejection(table ? table : peek.buf, field->buf, rule);
+	buf_release(&peek);
+}
+
 enum status registry_call(struct registry *reg, const char *json, size_t len,
 			  unsigned flags, struct registry_result *res,
 			  struct buf *err, struct buf *field)
@@ -910,8 +931,10 @@ enum status registry_call_table(struct registry *reg, const char *table,
 	buf_init(&c.config, reg->max_config);
 	payload_init(&p);
 	ret = payload_parse_table(&p, table, json, len, err, field);
-	if (ret != ST_OK)
+	if (ret != ST_OK) {
+		registry_note_rejection(table, json, len, ret, field);
 		goto out;
+	}
 	res->table = xstrdup(p.table);
 	c.t = registry_table_get(reg, p.table);
 	pthread_mutex_lock(&c.t->lock);
@@ -941,6 +964,14 @@ enum status registry_call_table(struct registry *reg, const char *table,
 		}
 		tried_write = need_write;
 	}
+	/* A hit: answered from the cache, nothing loaded or rendered. */
+	if (ret == ST_OK)
+		metrics_counter_add(c.hit && !res->changed
+					    ? &metrics_cache_hits
+					    : &metrics_cache_misses,
+				    NULL, 1);
+	if (ret == ST_OK && res->changed)
+		metrics_note_change();
 	if (ret == ST_UNAVAILABLE && tried_write)
 		registry_note_write(reg, 0, err->buf);
 	else if (ret == ST_OK && res->changed)
