@@ -21,6 +21,9 @@ struct registry_share;
 
 /* What a route needs of the front end (bits of api_route.flags). */
 #define API_BODY (1u << 0) /* reads a request body (else none is read) */
+/* The status page: refusals come as HTML, and a "lr_token" cookie stands
+ * for a missing Authorization header. */
+#define API_HTML (1u << 2)
 #define API_BLOCKING                                                           \
 	(1u << 1) /* may wait on the store: never run it where                 \
 		   * a wait stalls other clients */

@@ -28,6 +28,7 @@
 #include "merge.h"
 #include "metrics.h"
 #include "payload.h"
+#include "report.h"
 #include "settings.h"
 #include "store/store.h"
 #include "xalloc.h"
@@ -487,6 +488,7 @@ static void registry_answer(struct registry_ctx *c,
 		(void)buf_add(&c->res->config, config->data, config->len);
 	if (c->flags & REGISTRY_WANT_SERVICES)
 		service_list_copy(&c->res->services, services);
+	c->res->index = c->version;
 }
 
 /* Forget a partial answer before a retry or after a failure. */
@@ -1130,5 +1132,101 @@ enum status registry_settings_delete(struct registry *reg, const char *table,
 	registry_put_store(reg, st,
 			   ret != ST_OK && ret != ST_NOT_FOUND &&
 				   ret != ST_INVALID);
+	return ret;
+}
+
+enum status registry_report_put(struct registry *reg, const char *table,
+				const char *agent, struct report *r,
+				struct buf *err)
+{
+	struct buf key = BUF_INIT, json = BUF_INIT;
+	struct store_doc_list list;
+	struct store_doc doc = {0};
+	struct store *st = NULL;
+	enum status ret;
+
+	store_doc_list_init(&list);
+	(void)buf_addf(&key, "%s/%s", table, agent);
+	r->received_ms = (int64_t)clock_real_ms();
+	report_json(r, &json);
+	ret = registry_get_store(reg, &st, err);
+	if (ret != ST_OK)
+		goto out;
+	ret = store_doc_get(st, REPORT_KIND, key.buf, &doc, err);
+	if (ret == ST_NOT_FOUND) {
+		/* A new agent: only while there is room. */
+		ret = store_doc_list(st, REPORT_KIND, "", REPORT_MAX_AGENTS,
+				     &list, err);
+		if (ret == ST_OK && list.nr >= REPORT_MAX_AGENTS) {
+			buf_setf(err, "reports of %d agents are kept already",
+				 REPORT_MAX_AGENTS);
+			ret = ST_TOO_LARGE;
+		}
+	}
+	if (ret == ST_OK)
+		ret = store_doc_put(st, REPORT_KIND, key.buf, json.buf,
+				    STORE_DOC_ANY, NULL, err);
+out:
+	registry_put_store(reg, st, ret != ST_OK && ret != ST_TOO_LARGE);
+	store_doc_release(&doc);
+	store_doc_list_release(&list);
+	buf_release(&key);
+	buf_release(&json);
+	return ret;
+}
+
+enum status registry_reports(struct registry *reg, struct store_doc_list *out,
+			     struct buf *err)
+{
+	struct store *st = NULL;
+	enum status ret = registry_get_store(reg, &st, err);
+
+	if (ret == ST_OK)
+		ret = store_doc_list(st, REPORT_KIND, "", REPORT_MAX_AGENTS,
+				     out, err);
+	registry_put_store(reg, st, ret != ST_OK);
+	return ret;
+}
+
+enum status registry_view(struct registry *reg, const char *table,
+			  struct service_list *services, uint64_t *version,
+			  struct buf *config, struct buf *err)
+{
+	struct render_options opts = reg->render;
+	struct settings settings;
+	struct store *st = NULL;
+	enum status ret;
+
+	*version = 0;
+	settings_init(&settings);
+	if (payload_check_table(table, err))
+		return ST_INVALID;
+	ret = registry_get_store(reg, &st, err);
+	if (ret != ST_OK)
+		goto out;
+	ret = store_begin(st, table, 0, err);
+	if (ret != ST_OK)
+		goto out;
+	if (reg->caps & STORE_CAP_VERSION)
+		ret = store_version(st, version, err);
+	if (ret == ST_OK)
+		ret = store_load(st, services, err);
+	store_rollback(st);
+	if (ret == ST_OK)
+		ret = registry_settings_load(st, table, NULL, &settings, err);
+	if (ret != ST_OK)
+		goto out;
+	opts.settings = &settings;
+	render_config(services, &opts, config);
+	if (buf_overflowed(config)) {
+		buf_setf(err, "the config of table '%s' is over its cap",
+			 table);
+		ret = ST_TOO_LARGE;
+	}
+out:
+	registry_put_store(reg, st,
+			   ret != ST_OK && ret != ST_TOO_LARGE &&
+				   ret != ST_INVALID);
+	settings_release(&settings);
 	return ret;
 }
