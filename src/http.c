@@ -910,8 +910,8 @@ http_accept_policy(void *cls, const struct sockaddr *addr, socklen_t addrlen)
 	}
 	return MHD_YES;
 }
-static int http_parse_listen(const char *s, struct sockaddr_storage *ss,
-			     socklen_t *len, struct buf *err)
+int http_parse_listen(const char *s, struct sockaddr_storage *ss,
+		      socklen_t *len, struct buf *err)
 {
 	const char *colon = strrchr(s, ':');
 	char host[64];
