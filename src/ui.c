@@ -123,7 +123,7 @@ void ui_login_page(const char *why, struct buf *out)
 static int ui_token_char(char c)
 {
 	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-	       (c >= '0' && c <= '9') || c == '_';
+	       (c >= '0' && c <= '9') || c == '_' || c == '-';
 }
 
 /* The value of `name` in "a=b; name=value" or "a=b&name=value", split on

@@ -41,8 +41,8 @@ void ui_login_page(const char *why, struct buf *out);
 
 /*
  * The token of a login form body ("token=..."), into `token`; -1 when there
- * is none or it holds anything but token characters ([A-Za-z0-9_]), so it
- * can go into a header as it is.
+ * is none or it holds anything but token characters ([A-Za-z0-9_-], base64url),
+ * so it can go into a header as it is.
  */
 int ui_login_token(const char *body, size_t len, struct buf *token);
 
