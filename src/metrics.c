@@ -580,7 +580,8 @@ static void metrics_write_family(struct buf *out, struct metrics_family *f)
 		all[nr++] = s;
 	}
 	metrics_sort_family = f;
-	qsort(all, nr, sizeof(*all), metrics_cmp_series);
+	if (nr)
+		qsort(all, nr, sizeof(*all), metrics_cmp_series);
 	for (i = 0; i < nr; i++)
 		metrics_write_series(out, f, all[i]);
 	free(all);

@@ -581,7 +581,8 @@ void ui_page(struct registry *reg, int login, struct buf *out)
 	}
 	if (reg) {
 		nr = ui_table_names(&reports, &names);
-		qsort(names, nr, sizeof(*names), ui_cmp_name);
+		if (nr)
+			qsort(names, nr, sizeof(*names), ui_cmp_name);
 		tables = xcalloc(nr + 1, sizeof(*tables));
 	}
 	ui_sparkline(out);

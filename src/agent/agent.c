@@ -788,7 +788,8 @@ static int agent_set_id(struct agent *a, const char *given)
 			given ? "" : " (the host name; give --agent-id)");
 		ret = -1;
 	} else {
-		(void)snprintf(a->agent_id, sizeof(a->agent_id), "%s", id);
+		/* At most SERVICE_NAME_MAX bytes: checked above. */
+		memcpy(a->agent_id, id, strlen(id) + 1);
 	}
 	buf_release(&err);
 	return ret;
