@@ -639,7 +639,7 @@ static void api_reports(struct api *api, const struct api_request *req,
 	struct buf err = BUF_INIT;
 	struct store_doc_list list;
 	enum status st = ST_UNAVAILABLE;
-	size_t i;
+	size_t i, n = 0;
 
 	(void)req;
 	store_doc_list_init(&list);
@@ -656,7 +656,7 @@ static void api_reports(struct api *api, const struct api_request *req,
 		if (!slash)
 			continue;
 		(void)buf_addstr(&ans->body,
-				 i ? ",{\"table\":" : "{\"table\":");
+				 n++ ? ",{\"table\":" : "{\"table\":");
 		(void)buf_addjson(&ans->body, list.items[i].key,
 				  (size_t)(slash - list.items[i].key));
 		(void)buf_addstr(&ans->body, ",\"agent\":");
