@@ -22,7 +22,9 @@ for want in "$@"; do
 		# The agent's Docker-source test runs a real engine: podman.
 		pkgs="$pkgs podman runc busybox-static"
 		# The PostgreSQL store's tests run a private cluster.
-		pkgs="$pkgs postgresql" ;;
+		pkgs="$pkgs postgresql"
+		# The status page is checked in a real browser (t94_status_page).
+		pkgs="$pkgs chromium chromium-driver" ;;
 	# nginx: the CPU per request of a server doing nothing, next to ours.
 	bench) pkgs="$pkgs wrk haproxy python3 nodejs npm nginx" ;;
 	fuzz) pkgs="$pkgs clang libclang-rt-14-dev" ;;

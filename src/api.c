@@ -9,8 +9,12 @@
 
 #include "auth.h"
 #include "clock.h"
+#include "metrics.h"
 #include "payload.h"
 #include "registry.h"
+#include "report.h"
+#include "store/store.h"
+#include "ui.h"
 #include "xalloc.h"
 #include "banned.h"
 
@@ -19,7 +23,8 @@ struct api {
 };
 
 static api_handler_fn api_generate, api_healthz, api_tables, api_table,
-	api_table_config;
+	api_table_config, api_metrics, api_report_put, api_reports, api_ui,
+	api_ui_config, api_ui_style, api_ui_login_form, api_ui_login;
 
 /* Matched in order; a pattern's {name} takes one whole, non-empty segment. */
 static const struct api_route api_routes[] = {
@@ -34,6 +39,17 @@ static const struct api_route api_routes[] = {
 	 API_SCOPE_TABLE_READ},
 	{"GET", "/v1/tables/{table}/config", api_table_config, API_BLOCKING,
 	 API_SCOPE_TABLE_READ},
+	{"GET", "/metrics", api_metrics, 0, API_SCOPE_FLEET_READ},
+	{"PUT", "/v1/tables/{table}/agents/{agent}", api_report_put,
+	 API_BODY | API_BLOCKING, API_SCOPE_TABLE_WRITE},
+	{"GET", "/v1/agents", api_reports, API_BLOCKING, API_SCOPE_FLEET_READ},
+	{"GET", "/", api_ui, API_BLOCKING | API_HTML, API_SCOPE_FLEET_READ},
+	{"GET", "/ui/", api_ui, API_BLOCKING | API_HTML, API_SCOPE_FLEET_READ},
+	{"GET", "/ui/tables/{table}/config", api_ui_config,
+	 API_BLOCKING | API_HTML, API_SCOPE_FLEET_READ},
+	{"GET", "/ui/style.css", api_ui_style, 0, API_SCOPE_NONE},
+	{"GET", "/ui/login", api_ui_login_form, 0, API_SCOPE_NONE},
+	{"POST", "/ui/login", api_ui_login, API_BODY, API_SCOPE_NONE},
 };
 
 /* GET /v1/tables pages: the default size and the largest. */
@@ -284,6 +300,8 @@ static const char *api_param_name(const char *brace)
 {
 	if (!strncmp(brace, "{table}", 7))
 		return "table";
+	if (!strncmp(brace, "{agent}", 7))
+		return "agent";
 	BUG("unknown route parameter at '%s'", brace);
 }
 
@@ -305,6 +323,7 @@ static unsigned api_scope_perm(enum api_scope scope)
 {
 	switch (scope) {
 	case API_SCOPE_TABLE_READ:
+	case API_SCOPE_FLEET_READ:
 		return AUTH_READ;
 	case API_SCOPE_TABLE_WRITE:
 		return AUTH_WRITE;
@@ -324,6 +343,8 @@ static int api_auth_answer(enum auth_result r, struct api_answer *ans)
 	case AUTH_NEED_TABLE:
 		return 0;
 	case AUTH_UNAUTHENTICATED:
+		metrics_counter_add(&metrics_auth_failures,
+				    (const char *const[]){"401"}, 1);
 		api_answer_error(ans, ST_UNAUTHENTICATED,
 				 "a valid bearer token is required", NULL);
 		api_answer_header(ans, "WWW-Authenticate",
@@ -332,6 +353,8 @@ static int api_auth_answer(enum auth_result r, struct api_answer *ans)
 	case AUTH_FORBIDDEN:
 		break;
 	}
+	metrics_counter_add(&metrics_auth_failures,
+			    (const char *const[]){"403"}, 1);
 	api_answer_error(ans, ST_FORBIDDEN, "the token does not allow this",
 			 NULL);
 	return -1;
@@ -346,15 +369,26 @@ static int api_authorize(struct api *api, struct api_request *req,
 			 const struct api_route *route, const char *table,
 			 struct api_answer *ans)
 {
+	struct buf cookie = BUF_INIT;
+	const char *authorization;
 	enum auth_result r;
 
 	if (!api->opts.auth || route->scope == API_SCOPE_NONE || req->trusted)
 		return 0;
-	r = auth_check(api->opts.auth,
-		       req->header
-			       ? req->header(req->header_ctx, "Authorization")
-			       : NULL,
-		       table, api_scope_perm(route->scope));
+	authorization = req->header
+				? req->header(req->header_ctx, "Authorization")
+				: NULL;
+	if (!authorization && route->flags & API_HTML &&
+	    !ui_cookie_token(
+		    req->header ? req->header(req->header_ctx, "Cookie") : NULL,
+		    &cookie))
+		authorization = cookie.buf;
+	r = auth_check(api->opts.auth, authorization, table,
+		       api_scope_perm(route->scope));
+	buf_release(&cookie);
+	/* Some tables only is not enough for a route about all of them. */
+	if (r == AUTH_NEED_TABLE && route->scope == API_SCOPE_FLEET_READ)
+		r = AUTH_FORBIDDEN;
 	if (api_auth_answer(r, ans))
 		return -1;
 	req->auth_pending = r == AUTH_NEED_TABLE;
@@ -390,6 +424,27 @@ out:
 	buf_release(&err);
 	buf_release(&field);
 	return ret;
+}
+
+/* An HTML answer of the status page, under its CSP. */
+static void api_html(struct api_answer *ans, unsigned status)
+{
+	ans->status = status;
+	ans->content_type = "text/html; charset=utf-8";
+	api_answer_header(ans, "Content-Security-Policy", "%s", UI_CSP);
+	api_answer_header(ans, "X-Content-Type-Options", "nosniff");
+	api_answer_header(ans, "Cache-Control", "no-store");
+}
+
+/* A refused status page: the login form instead of JSON, same status. */
+static void api_html_refusal(struct api_answer *ans)
+{
+	buf_reset(&ans->body);
+	ui_login_page(ans->status == 401
+			      ? "A token is needed to see this page."
+			      : "This token cannot read every table.",
+		      &ans->body);
+	api_html(ans, ans->status);
 }
 
 int api_begin(struct api *api, struct api_request *req, struct api_answer *ans)
@@ -435,8 +490,11 @@ int api_begin(struct api *api, struct api_request *req, struct api_answer *ans)
 		api_answer_error(ans, ST_INVALID, err.buf, "table");
 		goto out;
 	}
-	if (api_authorize(api, req, route, table, ans))
+	if (api_authorize(api, req, route, table, ans)) {
+		if (route->flags & API_HTML)
+			api_html_refusal(ans);
 		goto out;
+	}
 	req->route = route;
 	ret = 0;
 out:
@@ -990,4 +1048,161 @@ static void api_healthz(struct api *api, const struct api_request *req,
 	ans->status = st == ST_OK ? 200 : 503;
 	ans->content_type = "application/json";
 	buf_release(&err);
+}
+
+static void api_metrics(struct api *api, const struct api_request *req,
+			struct api_answer *ans)
+{
+	(void)api;
+	(void)req;
+	metrics_write(METRICS_SERVE, &ans->body);
+	ans->status = 200;
+	ans->content_type = "text/plain; version=0.0.4; charset=utf-8";
+}
+
+static void api_report_put(struct api *api, const struct api_request *req,
+			   struct api_answer *ans)
+{
+	struct buf err = BUF_INIT, field = BUF_INIT;
+	const char *agent = api_param(req, "agent");
+	struct report r;
+	enum status st;
+
+	if (payload_check_name(agent, &err)) {
+		api_answer_error(ans, ST_INVALID, err.buf, "agent");
+		st = ST_INVALID;
+		goto out;
+	}
+	st = report_parse(req->body, req->body_len, &r, &err, &field);
+	if (st != ST_OK) {
+		api_answer_error(ans, st, err.buf, field.buf);
+		goto out;
+	}
+	if (!api->opts.reg) {
+		st = ST_UNAVAILABLE;
+		api_answer_error(ans, st, "the store is unavailable", NULL);
+		goto out;
+	}
+	st = registry_report_put(api->opts.reg, api_param(req, "table"), agent,
+				 &r, &err);
+	if (st != ST_OK) {
+		api_answer_error(ans, st, err.buf, NULL);
+		goto out;
+	}
+	report_json(&r, &ans->body);
+	ans->status = 200;
+out:
+	metrics_counter_add(&metrics_agent_reports,
+			    (const char *const[]){status_name(st)}, 1);
+	buf_release(&err);
+	buf_release(&field);
+}
+
+static void api_reports(struct api *api, const struct api_request *req,
+			struct api_answer *ans)
+{
+	struct buf err = BUF_INIT;
+	struct store_doc_list list;
+	enum status st = ST_UNAVAILABLE;
+	size_t i, n = 0;
+
+	(void)req;
+	store_doc_list_init(&list);
+	if (api->opts.reg)
+		st = registry_reports(api->opts.reg, &list, &err);
+	if (st != ST_OK) {
+		api_answer_error(ans, st, err.len ? err.buf : "no store", NULL);
+		goto out;
+	}
+	(void)buf_addstr(&ans->body, "{\"agents\":[");
+	for (i = 0; i < list.nr; i++) {
+		const char *slash = strchr(list.items[i].key, '/');
+
+		if (!slash)
+			continue;
+		(void)buf_addstr(&ans->body,
+				 n++ ? ",{\"table\":" : "{\"table\":");
+		(void)buf_addjson(&ans->body, list.items[i].key,
+				  (size_t)(slash - list.items[i].key));
+		(void)buf_addstr(&ans->body, ",\"agent\":");
+		(void)buf_addjson(&ans->body, slash + 1, strlen(slash + 1));
+		(void)buf_addstr(&ans->body, ",\"report\":");
+		(void)buf_addstr(&ans->body, list.items[i].value);
+		(void)buf_addch(&ans->body, '}');
+	}
+	(void)buf_addstr(&ans->body, "]}");
+	ans->status = 200;
+out:
+	store_doc_list_release(&list);
+	buf_release(&err);
+}
+
+static void api_ui(struct api *api, const struct api_request *req,
+		   struct api_answer *ans)
+{
+	(void)req;
+	ui_page(api->opts.reg, api->opts.auth != NULL, &ans->body);
+	api_html(ans, 200);
+}
+
+static void api_ui_config(struct api *api, const struct api_request *req,
+			  struct api_answer *ans)
+{
+	struct buf err = BUF_INIT;
+	const char *table = api_param(req, "table");
+	enum status st = ui_config(api->opts.reg, table, &ans->body, &err);
+
+	if (st != ST_OK) {
+		api_answer_error(ans, st, err.buf, NULL);
+	} else {
+		ans->status = 200;
+		ans->content_type = "text/plain; charset=utf-8";
+		/* The table name is [A-Za-z0-9_.-]: safe in the header. */
+		api_answer_header(ans, "Content-Disposition",
+				  "attachment; filename=\"%s-haproxy.cfg\"",
+				  table);
+	}
+	buf_release(&err);
+}
+
+static void api_ui_style(struct api *api, const struct api_request *req,
+			 struct api_answer *ans)
+{
+	(void)api;
+	(void)req;
+	(void)buf_addstr(&ans->body, ui_style());
+	ans->status = 200;
+	ans->content_type = "text/css; charset=utf-8";
+	api_answer_header(ans, "X-Content-Type-Options", "nosniff");
+}
+
+static void api_ui_login_form(struct api *api, const struct api_request *req,
+			      struct api_answer *ans)
+{
+	(void)api;
+	(void)req;
+	ui_login_page(NULL, &ans->body);
+	api_html(ans, 200);
+}
+
+/* The login form's POST: the token into an HttpOnly cookie, then the page
+ * (which checks it). */
+static void api_ui_login(struct api *api, const struct api_request *req,
+			 struct api_answer *ans)
+{
+	struct buf token = BUF_INIT;
+
+	(void)api;
+	if (ui_login_token(req->body, req->body_len, &token)) {
+		ui_login_page("That is not a token.", &ans->body);
+		api_html(ans, 400);
+		goto out;
+	}
+	api_html(ans, 303);
+	api_answer_header(ans, "Location", "/ui/");
+	api_answer_header(ans, "Set-Cookie",
+			  UI_COOKIE "=%s; Path=/; HttpOnly; SameSite=Strict",
+			  token.buf);
+out:
+	buf_release(&token);
 }

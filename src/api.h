@@ -30,6 +30,9 @@ struct registry_share;
 /* A token valid for some tables only is let through; the handler shows
  * only what it allows (a listing of tables). */
 #define API_OWN_TABLES (1u << 3)
+/* The status page: refusals come as HTML, and a "lr_token" cookie stands
+ * for a missing Authorization header. */
+#define API_HTML (1u << 4)
 
 /* Long polls (?index=N&wait=D): the default wait and the longest. */
 #define API_WAIT_DEFAULT_MS 30000
@@ -39,6 +42,7 @@ struct registry_share;
 enum api_scope {
 	API_SCOPE_NONE = 0,    /* open, tells nothing about tables */
 	API_SCOPE_TABLE_READ,  /* read the path's {table} */
+	API_SCOPE_FLEET_READ,  /* read every table: admin or table:*:read */
 	API_SCOPE_TABLE_WRITE, /* write the path's {table} (implies read) */
 	API_SCOPE_ADMIN,
 };

@@ -28,6 +28,7 @@
 #include "auth.h"
 #include "clock.h"
 #include "log.h"
+#include "metrics.h"
 #include "watch.h"
 #include "xalloc.h"
 #include "banned.h"
@@ -891,14 +892,18 @@ static void http_completed(void *cls, struct MHD_Connection *conn,
 	struct http_request *req = *con_cls;
 	struct buf qmethod = BUF_INIT, qpath = BUF_INIT;
 	unsigned next_s = srv->opts->header_timeout + srv->opts->read_timeout;
+	uint64_t us;
 
 	if (!req)
 		return;
+	us = clock_now_us() - req->start_us;
+	if (req->state == HTTP_SENT)
+		metrics_http_request(req->ans.route, req->status, us);
 	log_access("method=%s path=%s route=%s status=%u bytes=%zu us=%llu%s",
 		   req->method ? log_quote(&qmethod, req->method) : "-",
 		   log_quote(&qpath, req->uri), req->ans.route,
 		   req->state == HTTP_SENT ? req->status : 0, req->bytes,
-		   (unsigned long long)(clock_now_us() - req->start_us),
+		   (unsigned long long)us,
 		   toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? ""
 							      : " aborted=1");
 	/* The next request on this connection may idle for the read timeout
@@ -1075,8 +1080,8 @@ http_accept_policy(void *cls, const struct sockaddr *addr, socklen_t addrlen)
 	}
 	return MHD_YES;
 }
-static int http_parse_listen(const char *s, struct sockaddr_storage *ss,
-			     socklen_t *len, struct buf *err)
+int http_parse_listen(const char *s, struct sockaddr_storage *ss,
+		      socklen_t *len, struct buf *err)
 {
 	const char *colon = strrchr(s, ':');
 	char host[64];

@@ -8,6 +8,8 @@
 
 #include <stddef.h>
 
+#include <sys/socket.h>
+
 #include "api.h"
 #include "buf.h"
 #include "registry.h"
@@ -41,6 +43,11 @@ struct http_options {
 };
 
 struct auth;
+
+/* Parse "ADDR:PORT" ("[::1]:PORT", ":PORT" for any IPv4 address) into
+ * `ss`; -1 with the reason in `err`. */
+int http_parse_listen(const char *s, struct sockaddr_storage *ss,
+		      socklen_t *len, struct buf *err);
 
 /* 1 when `listen` ("ADDR:PORT") is a loopback address, 0 when not, -1 when
  * it is malformed. */

@@ -13,6 +13,7 @@
 #include "import.h"
 #include "lambda.h"
 #include "log.h"
+#include "metrics.h"
 #include "registry.h"
 #include "render.h"
 #include "settings.h"
@@ -1145,6 +1146,7 @@ int main(int argc, char **argv)
 
 	char *bootstrap_argv[] = {argv[0], (char *)"lambda", NULL};
 
+	metrics_init();
 	if (argc < 2 && argv[0] && main_is_bootstrap(argv[0])) {
 		argc = 2;
 		argv = bootstrap_argv;

@@ -2027,3 +2027,70 @@ int payload_check_weight_text(const char *s, int *weight, struct buf *err)
 	*weight = (int)v;
 	return 0;
 }
+
+static const char *const payload_rules[] = {
+	"table",
+	"running",
+	"running[]",
+	"running[].serviceName",
+	"running[].id",
+	"running[].ip",
+	"candidates",
+	"candidates[]",
+	"candidates[].serviceName",
+	"candidates[].port",
+	"candidates[].configMode",
+	"candidates[].predicate",
+	"candidates[].cookie",
+	"candidates[].cookieMode",
+	"candidates[].balance",
+	"candidates[].healthCheck",
+	"candidates[].healthCheck.path",
+	"candidates[].healthCheck.expectStatus",
+	"candidates[].healthCheck.interval",
+	"candidates[].healthCheck.rise",
+	"candidates[].healthCheck.fall",
+	"candidates[].maxconn",
+	"candidates[].timeoutServer",
+	"candidates[].timeoutTunnel",
+	"candidates[].containers",
+	"candidates[].containers[]",
+	"candidates[].containers[].id",
+	"candidates[].containers[].ip",
+	"candidates[].containers[].weight",
+};
+
+const char *payload_reject_reason(const char *field)
+{
+	struct buf shape = BUF_INIT;
+	const char *ret = "other";
+	size_t i;
+
+	if (!field || !*field)
+		return "json";
+	for (; *field; field++) {
+		(void)buf_addch(&shape, *field);
+		if (*field == '[')
+			while (field[1] && field[1] != ']')
+				field++;
+	}
+	for (i = 0; i < ARRAY_SIZE(payload_rules); i++)
+		if (!strcmp(shape.buf, payload_rules[i]))
+			ret = payload_rules[i];
+	buf_release(&shape);
+	return ret;
+}
+
+void payload_peek_table(const char *json, size_t len, struct buf *out)
+{
+	struct buf err = BUF_INIT;
+	json_t *root = json ? json_loadb(json, len, 0, NULL) : NULL;
+	json_t *v = root ? json_object_get(root, "table") : NULL;
+
+	buf_reset(out);
+	if (json_is_string(v) &&
+	    !payload_check_table(json_string_value(v), &err))
+		(void)buf_addstr(out, json_string_value(v));
+	json_decref(root);
+	buf_release(&err);
+}

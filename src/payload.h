@@ -68,6 +68,16 @@ enum status payload_parse_table_full(struct payload *p, const char *table,
 				     struct buf *err,
 				     struct buf *field) WARN_UNUSED;
 
+/*
+ * The rule a refused payload broke, for metrics and the status page: the
+ * field path of ST_INVALID's `field` without its indices
+ * ("candidates[].containers[].ip"), "json" for the document as a whole, or
+ * "other". A static string that never carries a value from the payload.
+ */
+const char *payload_reject_reason(const char *field);
+/* The valid "table" of a refused payload, into `out` ("" when none). */
+void payload_peek_table(const char *json, size_t len, struct buf *out);
+
 /* Validators shared with other front ends (the agent, the stores). Each
  * returns 0 when `s` is acceptable, else -1 with the reason in `err`. */
 int payload_check_table(const char *s, struct buf *err);

@@ -30,7 +30,9 @@
 
 #include "clock.h"
 #include "merge.h"
+#include "metrics.h"
 #include "payload.h"
+#include "report.h"
 #include "settings.h"
 #include "store/store.h"
 #include "xalloc.h"
@@ -677,6 +679,7 @@ static enum status registry_render(struct registry_ctx *c,
 	opts.table = c->t->name;
 	opts.form = render_form(opts.settings, 0);
 	buf_reset(&c->config);
+	metrics_counter_add(&metrics_renders, NULL, 1);
 	render_config(services, &opts, &c->config);
 	if (!buf_overflowed(&c->config))
 		return ST_OK;
@@ -730,6 +733,7 @@ static void registry_publish(struct registry_ctx *c,
 {
 	struct registry_share *share = registry_share_new(&c->config);
 
+	metrics_table_services(c->res->table, c->version, services);
 	registry_answer(c, share, services);
 	if (c->reg->caps & STORE_CAP_VERSION)
 		registry_table_fill(c, services, share);
@@ -907,6 +911,24 @@ static void registry_note_write(struct registry *reg, int ok, const char *why)
 	reg->write_error = ok ? NULL : xstrdup(why);
 	atomic_store(&reg->write_failed, !ok);
 	pthread_mutex_unlock(&reg->lock);
+}
+
+/* Count a refused payload by its rule and keep it for the status page. */
+static void registry_note_rejection(const char *table, const char *json,
+				    size_t len, enum status ret,
+				    const struct buf *field)
+{
+	const char *rule = payload_reject_reason(field->buf);
+	struct buf peek = BUF_INIT;
+
+	if (ret != ST_INVALID)
+		return;
+	metrics_counter_add(&metrics_payload_rejections,
+			    (const char *const[]){rule}, 1);
+	if (!table)
+		payload_peek_table(json, len, &peek);
+	metrics_note_rejection(table ? table : peek.buf, field->buf, rule);
+	buf_release(&peek);
 }
 
 enum status registry_call(struct registry *reg, const char *json, size_t len,
@@ -1307,8 +1329,10 @@ enum status registry_call_table_if(struct registry *reg, const char *table,
 			goto out;
 	}
 	ret = payload_parse_table(&p, table, json, len, err, field);
-	if (ret != ST_OK)
+	if (ret != ST_OK) {
+		registry_note_rejection(table, json, len, ret, field);
 		goto out;
+	}
 	res->table = xstrdup(p.table);
 	c.t = registry_table_get(reg, p.table);
 	if (registry_lock_table(&c)) {
@@ -1343,6 +1367,14 @@ enum status registry_call_table_if(struct registry *reg, const char *table,
 	}
 	if (ret == ST_OK && (flags & REGISTRY_WANT_FILES))
 		ret = registry_files(&c, err);
+	/* A hit: answered from the cache, nothing loaded or rendered. */
+	if (ret == ST_OK)
+		metrics_counter_add(c.hit && !res->changed
+					    ? &metrics_cache_hits
+					    : &metrics_cache_misses,
+				    NULL, 1);
+	if (ret == ST_OK && res->changed)
+		metrics_note_change();
 	if (ret == ST_UNAVAILABLE && tried_write)
 		registry_note_write(reg, 0, err->buf);
 	else if (ret == ST_OK && res->changed)
@@ -1733,5 +1765,103 @@ enum status registry_table_names(struct registry *reg, const char *after,
 		store_name_list_release(&list);
 	*names = list.items;
 	*nr = list.nr;
+	return ret;
+}
+
+enum status registry_report_put(struct registry *reg, const char *table,
+				const char *agent, struct report *r,
+				struct buf *err)
+{
+	struct buf key = BUF_INIT, json = BUF_INIT;
+	struct store_doc_list list;
+	struct store_doc doc = {0};
+	struct store *st = NULL;
+	enum status ret;
+
+	store_doc_list_init(&list);
+	(void)buf_addf(&key, "%s/%s", table, agent);
+	r->received_ms = (int64_t)clock_real_ms();
+	report_json(r, &json);
+	ret = registry_get_store(reg, &st, err);
+	if (ret != ST_OK)
+		goto out;
+	ret = store_doc_get(st, REPORT_KIND, key.buf, &doc, err);
+	if (ret == ST_NOT_FOUND) {
+		/* A new agent: only while there is room. */
+		ret = store_doc_list(st, REPORT_KIND, "", REPORT_MAX_AGENTS,
+				     &list, err);
+		if (ret == ST_OK && list.nr >= REPORT_MAX_AGENTS) {
+			buf_setf(err, "reports of %d agents are kept already",
+				 REPORT_MAX_AGENTS);
+			ret = ST_TOO_LARGE;
+		}
+	}
+	if (ret == ST_OK)
+		ret = store_doc_put(st, REPORT_KIND, key.buf, json.buf,
+				    STORE_DOC_ANY, NULL, err);
+out:
+	registry_put_store(reg, st, ret != ST_OK && ret != ST_TOO_LARGE);
+	store_doc_release(&doc);
+	store_doc_list_release(&list);
+	buf_release(&key);
+	buf_release(&json);
+	return ret;
+}
+
+enum status registry_reports(struct registry *reg, struct store_doc_list *out,
+			     struct buf *err)
+{
+	struct store *st = NULL;
+	enum status ret = registry_get_store(reg, &st, err);
+
+	if (ret == ST_OK)
+		ret = store_doc_list(st, REPORT_KIND, "", REPORT_MAX_AGENTS,
+				     out, err);
+	registry_put_store(reg, st, ret != ST_OK);
+	return ret;
+}
+
+enum status registry_view(struct registry *reg, const char *table,
+			  struct service_list *services, uint64_t *version,
+			  struct buf *config, struct buf *err)
+{
+	struct render_options opts = reg->render;
+	struct settings settings;
+	struct store *st = NULL;
+	enum status ret;
+
+	*version = 0;
+	settings_init(&settings);
+	if (payload_check_table(table, err))
+		return ST_INVALID;
+	ret = registry_get_store(reg, &st, err);
+	if (ret != ST_OK)
+		goto out;
+	ret = store_begin(st, table, 0, err);
+	if (ret != ST_OK)
+		goto out;
+	if (reg->caps & STORE_CAP_VERSION)
+		ret = store_version(st, version, err);
+	if (ret == ST_OK)
+		ret = store_load(st, services, err);
+	store_rollback(st);
+	if (ret == ST_OK)
+		ret = registry_settings_load(st, table, NULL, &settings, err);
+	if (ret != ST_OK)
+		goto out;
+	opts.settings = &settings;
+	opts.table = table;
+	opts.form = render_form(&settings, 0);
+	render_config(services, &opts, config);
+	if (buf_overflowed(config)) {
+		buf_setf(err, "the config of table '%s' is over its cap",
+			 table);
+		ret = ST_TOO_LARGE;
+	}
+out:
+	registry_put_store(reg, st,
+			   ret != ST_OK && ret != ST_TOO_LARGE &&
+				   ret != ST_INVALID);
+	settings_release(&settings);
 	return ret;
 }

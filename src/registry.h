@@ -16,6 +16,8 @@
 #include "status.h"
 
 struct registry;
+struct report;
+struct store_doc_list;
 
 struct registry_options {
 	const char *store_spec;
@@ -192,6 +194,26 @@ enum status registry_settings_get(struct registry *reg, const char *table,
 				  struct buf *err) WARN_UNUSED;
 enum status registry_settings_delete(struct registry *reg, const char *table,
 				     struct buf *err) WARN_UNUSED;
+
+/*
+ * Keep `r` as the last report of agent `agent` (payload_check_name's rule)
+ * on `table`, stamped with the time now, as a store document. ST_TOO_LARGE
+ * when REPORT_MAX_AGENTS other agents already have reports.
+ */
+enum status registry_report_put(struct registry *reg, const char *table,
+				const char *agent, struct report *r,
+				struct buf *err) WARN_UNUSED;
+/* Every stored report, keys "TABLE/AGENT-ID" in byte order, into `out`. */
+enum status registry_reports(struct registry *reg, struct store_doc_list *out,
+			     struct buf *err) WARN_UNUSED;
+/*
+ * What the status page shows of `table`: its stored services, its version
+ * (0 without STORE_CAP_VERSION) and the config they render to with the
+ * table's effective settings, read without writing anything.
+ */
+enum status registry_view(struct registry *reg, const char *table,
+			  struct service_list *services, uint64_t *version,
+			  struct buf *config, struct buf *err) WARN_UNUSED;
 
 /* Deterministic JSON of a table's stored state (see store_dump). */
 enum status registry_dump(struct registry *reg, const char *table,

@@ -16,18 +16,22 @@
 #include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "agent/docker.h"
 #include "agent/file.h"
 #include "agent/follow.h"
 #include "agent/haproxy.h"
 #include "agent/runtime.h"
+#include "agent/metrics_http.h"
 #include "agent/source.h"
 #include "clock.h"
 #include "curlx.h"
 #include "log.h"
+#include "metrics.h"
 #include "payload.h"
 #include "render.h"
+#include "report.h"
 #include "xalloc.h"
 #include "banned.h"
 
@@ -92,6 +96,13 @@ const struct cli_option agent_options[] = {
 	 "no source: apply every new config of --table as the registry "
 	 "stores it (a long poll)",
 	 NULL},
+	{"metrics-listen", "ADDR:PORT",
+	 "serve the agent's Prometheus metrics on GET /metrics (default: off)",
+	 NULL},
+	{"agent-id", "NAME",
+	 "this host's name in the reports to the registry (default: the host "
+	 "name)",
+	 NULL},
 	{NULL, NULL, NULL, NULL},
 };
 
@@ -116,6 +127,8 @@ enum {
 	OPT_DRAIN_TIMEOUT,
 	OPT_DRIFT_CHECK,
 	OPT_FOLLOW,
+	OPT_METRICS_LISTEN,
+	OPT_AGENT_ID,
 };
 
 /* How long one long poll of --follow waits for a change. */
@@ -144,6 +157,11 @@ struct agent {
 	struct source *source;
 	CURL *curl;
 	struct backoff backoff; /* between tries of one pending change */
+	struct metrics_http *metrics;
+	char agent_id[SERVICE_NAME_MAX + 1];
+	struct buf report_url; /* PUT after each apply */
+	long http_code;	       /* of the last answer; 0: none */
+	uint64_t index;	       /* the last answer's X-Registry-Index */
 	/* Counters, logged with every outcome. */
 	unsigned long syncs, applied, unchanged, rejected, reload_failures,
 		registry_failures, check_timeouts, local_errors,
@@ -407,6 +425,23 @@ static int agent_files_changed(const struct agent_answer *ans)
 	return changed;
 }
 
+/* Keep the X-Registry-Index of the answer in the agent. */
+static size_t agent_header(char *line, size_t size, size_t n, void *ctx)
+{
+	static const char name[] = "x-registry-index:";
+	struct agent *a = ctx;
+	size_t len = size * n;
+	char text[24];
+
+	if (len > sizeof(name) - 1 && len - (sizeof(name) - 1) < sizeof(text) &&
+	    !strncasecmp(line, name, sizeof(name) - 1)) {
+		memcpy(text, line + sizeof(name) - 1, len - (sizeof(name) - 1));
+		text[len - (sizeof(name) - 1)] = '\0';
+		a->index = strtoull(text, NULL, 10);
+	}
+	return len;
+}
+
 /*
  * POST the payload asking for the JSON answer (the config and its map
  * files); a registry that answers plain text gives the config alone.
@@ -440,11 +475,15 @@ static enum status agent_post(struct agent *a, const struct buf *payload,
 	curl_easy_setopt(a->curl, CURLOPT_HTTPHEADER, headers);
 	curl_easy_setopt(a->curl, CURLOPT_WRITEFUNCTION, curlx_write_buf);
 	curl_easy_setopt(a->curl, CURLOPT_WRITEDATA, &body);
+	curl_easy_setopt(a->curl, CURLOPT_HEADERFUNCTION, agent_header);
+	curl_easy_setopt(a->curl, CURLOPT_HEADERDATA, a);
 	curl_easy_setopt(a->curl, CURLOPT_CONNECTTIMEOUT_MS,
 			 (long)(a->timeout_ms < 3000 ? a->timeout_ms : 3000));
 	curl_easy_setopt(a->curl, CURLOPT_TIMEOUT_MS, (long)a->timeout_ms);
 	curl_easy_setopt(a->curl, CURLOPT_USERAGENT,
 			 "lambda-registry-agent/" LR_VERSION);
+	a->http_code = 0;
+	a->index = 0;
 	rc = curl_easy_perform(a->curl);
 	if (rc != CURLE_OK) {
 		if (rc == CURLE_WRITE_ERROR && body.len)
@@ -457,6 +496,7 @@ static enum status agent_post(struct agent *a, const struct buf *payload,
 		goto out;
 	}
 	curl_easy_getinfo(a->curl, CURLINFO_RESPONSE_CODE, &code);
+	a->http_code = code;
 	if (code != 200) {
 		buf_setf(err, "POST '%s' answered %ld: ", a->url.buf, code);
 		buf_addquoted(err, body.buf, body.len > 300 ? 300 : body.len);
@@ -489,6 +529,161 @@ out:
 	buf_release(&body);
 	buf_release(&why);
 	return st;
+}
+
+/* A failed call to the registry, by its HTTP status (0: no answer). */
+static void agent_count_registry_error(const struct agent *a)
+{
+	char code[12];
+
+	(void)snprintf(code, sizeof(code), "%ld", a->http_code);
+	metrics_counter_add(&metrics_agent_registry_errors,
+			    (const char *const[]){code}, 1);
+}
+
+/* How an outcome was applied: nothing to do, at runtime, or a reload. */
+static const char *agent_method(enum haproxy_outcome outcome, int runtime)
+{
+	if (outcome == HAPROXY_UNCHANGED)
+		return "noop";
+	return runtime ? "runtime" : "reload";
+}
+
+/* The metrics of one apply that ended with `outcome` (`runtime`: through
+ * the runtime API, without a reload). */
+static void agent_count_apply(const struct agent *a,
+			      enum haproxy_outcome outcome, int runtime)
+{
+	int ok = outcome == HAPROXY_UNCHANGED || outcome == HAPROXY_APPLIED;
+
+	metrics_counter_add(&metrics_agent_applies,
+			    (const char *const[]){
+				    agent_method(outcome, runtime),
+				    ok ? "ok" : haproxy_outcome_name(outcome)},
+			    1);
+	if (outcome == HAPROXY_APPLIED && !runtime)
+		metrics_counter_add(&metrics_agent_reloads, NULL, 1);
+	if (outcome == HAPROXY_ROLLED_BACK || outcome == HAPROXY_BROKEN)
+		metrics_counter_add(&metrics_agent_rollbacks, NULL, 1);
+	if (outcome == HAPROXY_REJECTED)
+		metrics_counter_add(&metrics_agent_config_rejections, NULL, 1);
+	metrics_gauge_set(&metrics_agent_last_success, NULL, ok);
+	metrics_gauge_set(&metrics_agent_last_timestamp, NULL,
+			  (double)clock_real_ms() / 1000.0);
+	if (ok)
+		metrics_gauge_set(&metrics_agent_applied_index, NULL,
+				  (double)a->index);
+}
+
+/* Servers UP and DOWN in the `status` column of `show stat` CSV ("no
+ * check" counts as up: HAProxy sends it traffic). */
+static void agent_count_servers(const char *csv, struct report *r)
+{
+	const char *line = csv, *p;
+	long column = -1;
+
+	while (line && *line) {
+		const char *end = strchr(line, '\n');
+		size_t len = end ? (size_t)(end - line) : strlen(line);
+		long i = 0;
+
+		if (line[0] == '#') {
+			for (p = line + 2; p < line + len; i++) {
+				size_t f = strcspn(p, ",\n");
+
+				if (f == 6 && !strncmp(p, "status", 6))
+					column = i;
+				p += f + 1;
+			}
+		} else if (column >= 0 && len) {
+			for (p = line; i < column && p < line + len; i++)
+				p += strcspn(p, ",\n") + 1;
+			if (p < line + len && (!strncmp(p, "UP", 2) ||
+					       !strncmp(p, "no check", 8)))
+				r->up++;
+			else if (p < line + len && !strncmp(p, "DOWN", 4))
+				r->down++;
+		}
+		line = end ? end + 1 : NULL;
+	}
+}
+
+/*
+ * Tell the registry what this host runs now: PUT the report, with the
+ * version and server states HAProxy gives over the master CLI. A failure
+ * is logged and counted; the next apply reports again.
+ */
+static void agent_report(struct agent *a, enum haproxy_outcome outcome,
+			 int runtime)
+{
+	struct curl_slist *headers = NULL;
+	struct buf json = BUF_INIT, out = BUF_INIT, err = BUF_INIT,
+		   q = BUF_INIT, body = BUF_INIT;
+	struct report r;
+	size_t i, n = 0;
+	CURLcode rc;
+	long code = 0;
+
+	memset(&r, 0, sizeof(r));
+	r.applied_index = a->index;
+	r.method = agent_method(outcome, runtime);
+	(void)snprintf(r.result, sizeof(r.result), "%s",
+		       haproxy_outcome_name(outcome));
+	if (haproxy_master_command(a->haproxy.master_socket,
+				   "show version;quit", a->timeout_ms, &out,
+				   &err) == ST_OK)
+		for (i = 0; i < out.len && n + 1 < sizeof(r.haproxy_version) &&
+			    out.buf[i] > ' ' && out.buf[i] < 127;
+		     i++)
+			r.haproxy_version[n++] = out.buf[i];
+	if (!n)
+		(void)snprintf(r.haproxy_version, sizeof(r.haproxy_version),
+			       "unknown");
+	buf_reset(&out);
+	if (haproxy_master_command(a->haproxy.master_socket,
+				   "@1 show stat -1 4 -1;quit", a->timeout_ms,
+				   &out, &err) == ST_OK)
+		agent_count_servers(out.buf, &r);
+	report_json(&r, &json);
+	buf_init(&body, BUF_CAP_MESSAGE);
+	headers = curl_slist_append(headers, "Content-Type: application/json");
+	headers = curl_slist_append(headers, "Expect:");
+	if (a->authorization)
+		headers = curl_slist_append(headers, a->authorization);
+	curl_easy_reset(a->curl);
+	if (a->ca_file)
+		curl_easy_setopt(a->curl, CURLOPT_CAINFO, a->ca_file);
+	curl_easy_setopt(a->curl, CURLOPT_URL, a->report_url.buf);
+	curl_easy_setopt(a->curl, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(a->curl, CURLOPT_CUSTOMREQUEST, "PUT");
+	curl_easy_setopt(a->curl, CURLOPT_POSTFIELDS, json.buf);
+	curl_easy_setopt(a->curl, CURLOPT_POSTFIELDSIZE_LARGE,
+			 (curl_off_t)json.len);
+	curl_easy_setopt(a->curl, CURLOPT_HTTPHEADER, headers);
+	curl_easy_setopt(a->curl, CURLOPT_WRITEFUNCTION, curlx_write_buf);
+	curl_easy_setopt(a->curl, CURLOPT_WRITEDATA, &body);
+	curl_easy_setopt(a->curl, CURLOPT_TIMEOUT_MS, (long)a->timeout_ms);
+	curl_easy_setopt(a->curl, CURLOPT_USERAGENT,
+			 "lambda-registry-agent/" LR_VERSION);
+	rc = curl_easy_perform(a->curl);
+	if (rc == CURLE_OK)
+		curl_easy_getinfo(a->curl, CURLINFO_RESPONSE_CODE, &code);
+	if (code != 200) {
+		a->http_code = code;
+		agent_count_registry_error(a);
+		if (rc != CURLE_OK)
+			buf_setf(&err, "%s", curl_easy_strerror(rc));
+		else
+			buf_setf(&err, "answered %ld: %s", code, body.buf);
+		agent_log("error", "report_failed", "error=%s",
+			  log_quote(&q, err.buf));
+	}
+	curl_slist_free_all(headers);
+	buf_release(&json);
+	buf_release(&out);
+	buf_release(&err);
+	buf_release(&q);
+	buf_release(&body);
 }
 
 /*
@@ -539,6 +734,7 @@ static enum status agent_sync(struct agent *a, const char *why,
 
 	st = agent_post(a, &payload, &ans, &err);
 	if (st != ST_OK) {
+		agent_count_registry_error(a);
 		a->registry_failures++;
 		agent_log("error", "registry_failed",
 			  "status=%s registry_failures=%lu error=%s",
@@ -566,6 +762,8 @@ static enum status agent_sync(struct agent *a, const char *why,
 			  "containers=%zu bytes=%zu",
 			  plan.added, plan.removed, plan.readdressed, ms, why,
 			  list.nr, nr_containers, config->len);
+		agent_count_apply(a, HAPROXY_APPLIED, 1);
+		agent_report(a, HAPROXY_APPLIED, 1);
 		goto out;
 	}
 	if (ro == RUNTIME_FAILED) {
@@ -645,6 +843,10 @@ static enum status agent_sync(struct agent *a, const char *why,
 			st = ST_INVALID;
 		break;
 	}
+	agent_count_apply(a, outcome, 0);
+	/* A master that did not answer has nothing to report. */
+	if (outcome != HAPROXY_DEFERRED)
+		agent_report(a, outcome, 0);
 out:
 	runtime_plan_release(&plan);
 	buf_release(&rt);
@@ -888,6 +1090,32 @@ static int agent_url_is_loopback(const char *url)
 	       !strncmp(host, "127.", 4);
 }
 
+/* --agent-id, or the host name, as a name the registry accepts. */
+static int agent_set_id(struct agent *a, const char *given)
+{
+	struct buf err = BUF_INIT;
+	char host[256] = "";
+	const char *id = given;
+	int ret = 0;
+
+	if (!id || !*id) {
+		if (gethostname(host, sizeof(host) - 1))
+			host[0] = '\0';
+		id = host;
+	}
+	if (payload_check_name(id, &err) || strlen(id) > SERVICE_NAME_MAX) {
+		fprintf(stderr, "lambda-registry agent: --agent-id: %s%s\n",
+			err.buf,
+			given ? "" : " (the host name; give --agent-id)");
+		ret = -1;
+	} else {
+		/* At most SERVICE_NAME_MAX bytes: checked above. */
+		memcpy(a->agent_id, id, strlen(id) + 1);
+	}
+	buf_release(&err);
+	return ret;
+}
+
 int agent_main(const char *const *v, int argc, char **argv)
 {
 	struct agent a;
@@ -901,6 +1129,7 @@ int agent_main(const char *const *v, int argc, char **argv)
 
 	memset(&a, 0, sizeof(a));
 	buf_init(&a.url, 0);
+	buf_init(&a.report_url, 0);
 	backoff_init(&a.backoff, AGENT_BACKOFF_MIN_MS, AGENT_BACKOFF_MAX_MS);
 	if (argc > 0) {
 		fprintf(stderr,
@@ -975,6 +1204,11 @@ int agent_main(const char *const *v, int argc, char **argv)
 	if (!v[OPT_FOLLOW] &&
 	    (a.url.len < 9 || strcmp(a.url.buf + a.url.len - 9, "/generate")))
 		buf_addstr(&a.url, "/generate");
+	if (agent_set_id(&a, v[OPT_AGENT_ID]))
+		goto out;
+	(void)buf_add(&a.report_url, a.url.buf, a.url.len - 9);
+	(void)buf_addf(&a.report_url, "/v1/tables/%s/agents/%s", a.table,
+		       a.agent_id);
 	if (v[OPT_TOKEN_FILE] &&
 	    agent_read_token(v[OPT_TOKEN_FILE], &a.authorization))
 		goto out;
@@ -1022,6 +1256,17 @@ int agent_main(const char *const *v, int argc, char **argv)
 	sopts.timeout_ms = a.timeout_ms;
 	if (agent_open_source(&a, src, &sopts))
 		goto out;
+	if (v[OPT_METRICS_LISTEN] && *v[OPT_METRICS_LISTEN]) {
+		st = metrics_http_start(v[OPT_METRICS_LISTEN], &a.metrics,
+					&err);
+		if (st != ST_OK) {
+			fprintf(stderr,
+				"lambda-registry agent: --metrics-listen: %s\n",
+				err.buf);
+			code = st == ST_USAGE ? 2 : 3;
+			goto out;
+		}
+	}
 
 	agent_set_signals();
 
@@ -1039,7 +1284,9 @@ int agent_main(const char *const *v, int argc, char **argv)
 	}
 	code = agent_loop(&a);
 out:
+	metrics_http_stop(a.metrics);
 	source_free(a.source);
+	buf_release(&a.report_url);
 	if (a.curl)
 		curl_easy_cleanup(a.curl);
 	buf_release(&a.url);

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "metrics.h"
 #include "xalloc.h"
 #include "banned.h"
 
@@ -91,6 +92,7 @@ enum status haproxy_master_command(const char *socket, const char *cmd,
 				   struct buf *err)
 {
 	long long deadline = haproxy_now_ms() + timeout_ms;
+	uint64_t start = clock_now_us();
 	struct buf line = BUF_INIT;
 	enum status st = ST_UNAVAILABLE;
 	size_t off = 0;
@@ -155,6 +157,8 @@ out:
 	if (fd >= 0)
 		close(fd);
 	buf_release(&line);
+	metrics_observe_us(&metrics_agent_runtime_duration, NULL,
+			   clock_now_us() - start);
 	return st;
 }
 

@@ -1,9 +1,14 @@
-/* Store lookup by spec, the store_*() wrappers, and the generic dump. */
+/*
+ * Store lookup by spec, the store_*() wrappers (the one place that counts
+ * and times store operations for every backend), and the generic dump.
+ */
 #include "store.h"
 
 #include <stdlib.h>
 #include <string.h>
 
+#include "../clock.h"
+#include "../metrics.h"
 #include "../payload.h"
 #include "../xalloc.h"
 #include "../banned.h"
@@ -85,6 +90,23 @@ void store_spec_redact(const char *spec, struct buf *out)
 	}
 }
 
+/* Count and time one operation that began at `start` (clock_now_us). */
+static enum status store_note(const struct store *st, const char *op,
+			      uint64_t start, enum status ret,
+			      const struct buf *err)
+{
+	const char *be = st->be->name;
+
+	metrics_counter_add(&metrics_store_operations,
+			    (const char *const[]){be, op, status_name(ret)}, 1);
+	metrics_observe_us(&metrics_store_duration,
+			   (const char *const[]){be, op},
+			   clock_now_us() - start);
+	if (ret == ST_UNAVAILABLE || ret == ST_INTERNAL)
+		metrics_note_store_error(be, op, err ? err->buf : "");
+	return ret;
+}
+
 void store_close(struct store *st)
 {
 	if (st)
@@ -104,36 +126,51 @@ const char *store_name(const struct store *st)
 enum status store_begin(struct store *st, const char *table, int write,
 			struct buf *err)
 {
-	return st->be->begin(st, table, write, err);
+	uint64_t start = clock_now_us();
+
+	return store_note(st, "begin", start,
+			  st->be->begin(st, table, write, err), err);
 }
 
 enum status store_version(struct store *st, uint64_t *version, struct buf *err)
 {
+	uint64_t start = clock_now_us();
+
 	if (!(st->be->caps & STORE_CAP_VERSION))
 		BUG("store '%s' has no table version", st->be->name);
-	return st->be->version(st, version, err);
+	return store_note(st, "version", start,
+			  st->be->version(st, version, err), err);
 }
 
 enum status store_load(struct store *st, struct service_list *out,
 		       struct buf *err)
 {
-	return st->be->load(st, out, err);
+	uint64_t start = clock_now_us();
+
+	return store_note(st, "load", start, st->be->load(st, out, err), err);
 }
 
 enum status store_put(struct store *st, struct service *svc, struct buf *err)
 {
-	return st->be->put(st, svc, err);
+	uint64_t start = clock_now_us();
+
+	return store_note(st, "put", start, st->be->put(st, svc, err), err);
 }
 
 enum status store_remove(struct store *st, const struct service *svc,
 			 struct buf *err)
 {
-	return st->be->remove(st, svc, err);
+	uint64_t start = clock_now_us();
+
+	return store_note(st, "remove", start, st->be->remove(st, svc, err),
+			  err);
 }
 
 enum status store_commit(struct store *st, struct buf *err)
 {
-	return st->be->commit(st, err);
+	uint64_t start = clock_now_us();
+
+	return store_note(st, "commit", start, st->be->commit(st, err), err);
 }
 
 void store_rollback(struct store *st)
@@ -143,7 +180,9 @@ void store_rollback(struct store *st)
 
 enum status store_ping(struct store *st, struct buf *err)
 {
-	return st->be->ping(st, err);
+	uint64_t start = clock_now_us();
+
+	return store_note(st, "ping", start, st->be->ping(st, err), err);
 }
 
 void store_nowait(struct store *st, int on)
@@ -155,9 +194,12 @@ void store_nowait(struct store *st, int on)
 
 enum status store_probe(struct store *st, struct buf *err)
 {
+	uint64_t start = clock_now_us();
+
 	if (!(st->be->caps & STORE_CAP_PROBE))
-		return st->be->ping(st, err);
-	return st->be->probe(st, err);
+		return store_note(st, "ping", start, st->be->ping(st, err),
+				  err);
+	return store_note(st, "probe", start, st->be->probe(st, err), err);
 }
 
 void store_containers_text(const struct service *svc, struct buf *out)
@@ -227,33 +269,52 @@ struct store_doc *store_doc_list_append(struct store_doc_list *list)
 enum status store_doc_get(struct store *st, const char *kind, const char *key,
 			  struct store_doc *out, struct buf *err)
 {
-	return st->be->doc_get(st, kind, key, out, err);
+	uint64_t start = clock_now_us();
+
+	return store_note(st, "doc_get", start,
+			  st->be->doc_get(st, kind, key, out, err), err);
 }
 
 enum status store_doc_put(struct store *st, const char *kind, const char *key,
 			  const char *value, uint64_t expect, uint64_t *version,
 			  struct buf *err)
 {
-	return st->be->doc_put(st, kind, key, value, expect, version, err);
+	uint64_t start = clock_now_us();
+
+	return store_note(
+		st, "doc_put", start,
+		st->be->doc_put(st, kind, key, value, expect, version, err),
+		err);
 }
 
 enum status store_doc_delete(struct store *st, const char *kind,
 			     const char *key, struct buf *err)
 {
-	return st->be->doc_delete(st, kind, key, err);
+	uint64_t start = clock_now_us();
+
+	return store_note(st, "doc_delete", start,
+			  st->be->doc_delete(st, kind, key, err), err);
 }
 
 enum status store_doc_list(struct store *st, const char *kind,
 			   const char *after, size_t limit,
 			   struct store_doc_list *out, struct buf *err)
 {
-	return st->be->doc_list(st, kind, after, limit, out, err);
+	uint64_t start = clock_now_us();
+
+	return store_note(st, "doc_list", start,
+			  st->be->doc_list(st, kind, after, limit, out, err),
+			  err);
 }
 
 enum status store_doc_generation(struct store *st, const char *kind,
 				 uint64_t *generation, struct buf *err)
 {
-	return st->be->doc_generation(st, kind, generation, err);
+	uint64_t start = clock_now_us();
+
+	return store_note(st, "doc_generation", start,
+			  st->be->doc_generation(st, kind, generation, err),
+			  err);
 }
 
 void store_name_list_init(struct store_name_list *list)

@@ -257,8 +257,13 @@ static void test_routes(void **state)
 			     rest("DELETE", "/generate", NULL, 0, NULL), &body),
 		405);
 	assert_int_equal(proxy_status(reg, 1 << 20,
-				      rest("POST", "/", NULL, 0, NULL), NULL),
+				      rest("POST", "/nowhere", NULL, 0, NULL),
+				      NULL),
 			 404);
+	/* "/" is the status page: GET only. */
+	assert_int_equal(proxy_status(reg, 1 << 20,
+				      rest("POST", "/", NULL, 0, NULL), NULL),
+			 405);
 	assert_int_equal(proxy_status(reg, 1 << 20,
 				      rest("POST", "/generate", PAYLOAD, 0,
 					   "application/json"),

@@ -1,0 +1,182 @@
+#!/usr/bin/env python3
+"""GET /metrics after a scripted mixed load: every family of the issue present,
+the output parsed to the format's spec and clean under promtool-style rules,
+and the counters right for the script (3 rejections by rule, hits, misses,
+renders, routes by pattern and code, per-table gauges, store operations); with
+auth on, 401/403 without the scope, counted as auth failures."""
+import json
+import os
+
+from lrtest import Server, check, payload, run_cli, run_steps, tmpdir, wait_for
+import promtext
+
+d = tmpdir()
+STORE = "sqlite:" + os.path.join(d, "metrics.db")
+servers = []
+
+SERVE_FAMILIES = [
+    "lambda_registry_http_requests_total",
+    "lambda_registry_http_request_duration_seconds",
+    "lambda_registry_payload_rejections_total",
+    "lambda_registry_store_operations_total",
+    "lambda_registry_store_operation_duration_seconds",
+    "lambda_registry_cache_hits_total",
+    "lambda_registry_cache_misses_total",
+    "lambda_registry_renders_total",
+    "lambda_registry_watchers",
+    "lambda_registry_auth_failures_total",
+    "lambda_registry_table_version",
+    "lambda_registry_table_services",
+    "lambda_registry_table_servers",
+    "lambda_registry_table_last_change_timestamp_seconds",
+    "lambda_registry_build_info",
+    "process_resident_memory_bytes",
+    "process_cpu_seconds_total",
+    "process_start_time_seconds",
+    "process_open_fds",
+]
+
+
+def svc(name, cid, ip, port=80):
+    return {"serviceName": name, "port": port, "configMode": "host",
+            "predicate": name + ".example.com",
+            "containers": [{"id": cid, "ip": ip}]}
+
+
+def scrape(srv, headers=None):
+    st, hdr, body = srv.request("GET", "/metrics", headers=headers)
+    check(st == 200, "GET /metrics: %d %r" % (st, body[:200]))
+    check(hdr.get("content-type", "").startswith("text/plain; version=0.0.4"),
+          "content type %r" % hdr.get("content-type"))
+    text = body.decode()
+    try:
+        fams = promtext.parse(text)
+    except promtext.ParseError as e:
+        check(False, "parse: %s" % e)
+        return []
+    problems = promtext.lint(fams)
+    check(not problems, "lint: %s" % problems)
+    return fams
+
+
+def test_parser_can_fail():
+    good = "# HELP a_total x\n# TYPE a_total counter\na_total 1\n"
+    check(not promtext.lint(promtext.parse(good)), "a clean family lints clean")
+    bad = {
+        "unsorted": "# HELP b x\n# TYPE b gauge\nb 1\n# HELP a x\n# TYPE a gauge\na 1\n",
+        "no type": "# HELP a x\na 1\n",
+        "duplicate": "# HELP a x\n# TYPE a gauge\na{k=\"v\"} 1\na{k=\"v\"} 2\n",
+        "address": "# HELP a x\n# TYPE a gauge\na{ip=\"10.0.0.1\"} 1\n",
+        "histogram": "# HELP h x\n# TYPE h histogram\nh_bucket{le=\"1\"} 2\n"
+                     "h_bucket{le=\"+Inf\"} 1\nh_sum 1\nh_count 1\n",
+    }
+    for what, text in bad.items():
+        check(promtext.lint(promtext.parse(text)), "lint catches: " + what)
+    for text in ("a 1", "a{k=\"v} 1\n", "a one\n", "# TYPE a gauge\n# TYPE a gauge\n"):
+        try:
+            promtext.parse(text)
+            check(False, "parse refuses %r" % text)
+        except promtext.ParseError:
+            pass
+
+
+def test_mixed_load():
+    srv = Server(STORE)
+    servers.append(srv)
+    fams = scrape(srv)
+    names = promtext.family_names(fams)
+    for name in SERVE_FAMILIES:
+        check(name in names, "family %s present before any call" % name)
+    check(promtext.value(fams, "lambda_registry_watchers") == 0, "no watchers")
+
+    one = payload("obs-a", [], [svc("web", "c1", "10.0.0.1")])
+    two = payload("obs-a", [], [svc("web", "c1", "10.0.0.1"), svc("api", "c2", "10.0.0.2")])
+    for body in (one, one, two, two):  # miss, hit, change, hit
+        st, _, data = srv.post(body)
+        check(st == 200, "post: %d %r" % (st, data[:200]))
+    rejected = [
+        payload("obs-a", [], [svc("web", "c1", "10.0.0.1", port=70000)]),
+        payload("obs-a", [{"serviceName": "web", "id": "c1", "ip": "10.0.0.300"}]),
+        b"{not json",
+    ]
+    for body in rejected:
+        st, _, data = srv.post(body)
+        check(st == 400, "rejected: %d %r" % (st, data[:200]))
+    st, _, _ = srv.request("GET", "/v1/tables/obs-a/nothing")
+    check(st == 404, "404 %d" % st)
+
+    # A request is counted once answered, which may come just after the
+    # client has its answer: scrape until the last one is in.
+    got = []
+
+    def settled():
+        got[:] = scrape(srv)
+        return promtext.value(got, "lambda_registry_http_requests_total",
+                              route="-", code="404") == 1
+    check(wait_for(settled, 30, 0.2) is not None, "the 404 is counted")
+    fams = got
+    v = lambda name, **lb: promtext.value(fams, name, **lb)  # noqa: E731
+    check(v("lambda_registry_payload_rejections_total", reason="candidates[].port") == 1,
+          "port rejection")
+    check(v("lambda_registry_payload_rejections_total", reason="running[].ip") == 1,
+          "ip rejection")
+    check(v("lambda_registry_payload_rejections_total", reason="json") == 1,
+          "json rejection")
+    check(v("lambda_registry_http_requests_total", route="/generate", code="200") == 4,
+          "4 answered 200: %r" % v("lambda_registry_http_requests_total",
+                                   route="/generate", code="200"))
+    check(v("lambda_registry_http_requests_total", route="/generate", code="400") == 3,
+          "3 answered 400")
+    check(v("lambda_registry_http_requests_total", route="-", code="404") == 1,
+          "unmatched path counted under route -")
+    check((v("lambda_registry_http_requests_total", route="/metrics", code="200") or 0) >= 1,
+          "the first scrape counted")
+    check(v("lambda_registry_http_request_duration_seconds_count", route="/generate") == 7,
+          "every /generate in the histogram")
+    check(v("lambda_registry_cache_hits_total") == 2, "2 hits: %r" % v("lambda_registry_cache_hits_total"))
+    check(v("lambda_registry_cache_misses_total") == 2, "2 misses")
+    check(v("lambda_registry_renders_total") == 2, "2 renders: %r" % v("lambda_registry_renders_total"))
+    check(v("lambda_registry_table_services", table="obs-a") == 2, "2 services")
+    check(v("lambda_registry_table_servers", table="obs-a") == 2, "2 servers")
+    check((v("lambda_registry_table_version", table="obs-a") or 0) > 0, "a version")
+    last = v("lambda_registry_table_last_change_timestamp_seconds", table="obs-a") or 0
+    start = v("process_start_time_seconds") or 0
+    check(start > 1.6e9 and last >= start - 1, "last change %r after start %r" % (last, start))
+    commits = v("lambda_registry_store_operations_total", backend="sqlite", op="commit",
+                result="ok")
+    check(commits == 2, "2 commits: %r" % commits)
+    check(v("lambda_registry_store_operation_duration_seconds_count", backend="sqlite",
+            op="commit") == 2, "commits timed")
+    check((v("process_resident_memory_bytes") or 0) > 1e6, "rss")
+    check((v("process_open_fds") or 0) >= 3, "fds")
+    check(v("lambda_registry_build_info", version="0.1.0") == 1, "build info")
+    srv.stop()
+
+
+def test_auth():
+    def token(*scopes):
+        args = ["token", "create", "--store", STORE]
+        for s in scopes:
+            args += ["--scope", s]
+        p = run_cli(args)
+        check(p.returncode == 0, "token create: %r" % p.stderr)
+        return p.stdout.decode().strip()
+    fleet, one = token("table:*:read"), token("table:obs-a:read")
+    srv = Server(STORE, ["--auth", "required"])
+    servers.append(srv)
+    st, hdr, _ = srv.request("GET", "/metrics")
+    check(st == 401 and "www-authenticate" in hdr, "no token: %d" % st)
+    st, _, _ = srv.request("GET", "/metrics", headers={"Authorization": "Bearer " + one})
+    check(st == 403, "one table's token: %d" % st)
+    fams = scrape(srv, {"Authorization": "Bearer " + fleet})
+    check(promtext.value(fams, "lambda_registry_auth_failures_total", code="401") == 1 and
+          promtext.value(fams, "lambda_registry_auth_failures_total", code="403") == 1,
+          "auth failures: %r" % [s for f in fams for s in f["samples"]
+                                 if "auth" in s[0]])
+    check(promtext.value(fams, "lambda_registry_auth_failures_total", code="401") == 1, "401 counted")
+    check(promtext.value(fams, "lambda_registry_auth_failures_total", code="403") == 1, "403 counted")
+    srv.stop()
+
+
+run_steps([test_parser_can_fail, test_mixed_load, test_auth],
+          cleanup=lambda: [s.stop() for s in servers])
