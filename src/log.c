@@ -33,6 +33,8 @@ static struct {
 
 /* "ts=... <fmt>\n" into `line`; its length (0 when formatting failed). */
 static size_t log_format(char *line, const char *fmt, va_list ap)
+	__attribute__((format(printf, 2, 0)));
+static size_t log_format(char *line, const char *fmt, va_list ap)
 {
 	struct timespec ts;
 	struct tm tm;
