@@ -16,8 +16,8 @@ import subprocess
 import threading
 import time
 
-from lrtest import (BIN, HAPROXY, Server, check, free_port, run_steps, skip, tmpdir,
-                    wait_for)
+from lrtest import (BIN, HAPROXY, Server, check, free_port, put_fleet_settings, run_steps, skip,
+                    tmpdir, wait_for)
 import promtext
 
 if not os.path.exists(HAPROXY):
@@ -237,6 +237,7 @@ def test_scripted_agent():
 
 def test_real_registry_keeps_reports():
     store = "sqlite:" + os.path.join(d, "registry.db")
+    put_fleet_settings(store, d)
     srv = Server(store, ["--frontend-bind", "127.0.0.1:%d" % fport])
     procs.append(srv)
     write_services(4)
@@ -250,9 +251,14 @@ def test_real_registry_keeps_reports():
     st, _, body = srv.request("GET", "/metrics")
     version = promtext.value(promtext.parse(body.decode()), "lambda_registry_table_version",
                              table="t-real")
+    # The applied index is the table's index (its version plus the
+    # settings generation: one settings put here), as GET /v1/tables/t-real says.
+    st, _, body = srv.request("GET", "/v1/tables/t-real")
+    index = json.loads(body)["index"] if st == 200 else None
     if agents:
-        check(agents[0]["report"]["appliedIndex"] == version and version,
-              "applied index %r is the table's version %r" % (agents[0]["report"], version))
+        check(agents[0]["report"]["appliedIndex"] == index and version and index == version + 1,
+              "applied index %r is the table's index %r (version %r)"
+              % (agents[0]["report"], index, version))
         check(agents[0]["report"]["receivedAt"] > (time.time() - 300) * 1000, "stamped")
     bad = [({"appliedIndex": -1}, "appliedIndex"), ({"method": "ssh"}, "method"),
            ({"haproxyVersion": "2.6 beta"}, "haproxyVersion"), ({"up": "3"}, "up")]
