@@ -510,7 +510,7 @@ out:
 #define TOKEN_MAX_SCOPES 64
 
 static const struct cli_option token_create_options[] = {
-	{"store", "SPEC", "sqlite:PATH, dynamodb or dynamodb:PREFIX",
+	{"store", "SPEC", "sqlite:PATH, dynamodb[:PREFIX] or postgres:CONNINFO",
 	 DEFAULT_STORE},
 	{"scope", "SCOPE",
 	 "admin, table:NAME:read|write, table:PREFIX*:read|write or "
@@ -523,7 +523,7 @@ static const struct cli_option token_create_options[] = {
 };
 
 static const struct cli_option token_store_options[] = {
-	{"store", "SPEC", "sqlite:PATH, dynamodb or dynamodb:PREFIX",
+	{"store", "SPEC", "sqlite:PATH, dynamodb[:PREFIX] or postgres:CONNINFO",
 	 DEFAULT_STORE},
 	{NULL, NULL, NULL, NULL},
 };
@@ -541,6 +541,54 @@ static int main_open_store(const char *cmd, const char *spec, struct store **st)
 }
 
 /* Filled by cmd_token() for cmd_token_create(), which needs every --scope. */
+/* Parse `cmd`'s options from argv[1..] and run it: --help prints its usage
+ * (0), bad options print it with the error (2). */
+static int main_run(const struct cli_command *cmd, int argc, char **argv)
+{
+	const char *values[CLI_MAX_OPTIONS];
+	struct buf err = BUF_INIT, usage = BUF_INIT;
+	enum status st;
+	int first, code;
+
+	st = cli_parse(cmd, argc, argv, values, &first, &err);
+	if (st == ST_NOT_FOUND) {
+		cli_usage(cmd, &usage);
+		fputs(usage.buf, stdout);
+		code = 0;
+	} else if (st != ST_OK) {
+		cli_usage(cmd, &usage);
+		fprintf(stderr, "lambda-registry %s: %s\n\n%s", cmd->name,
+			err.buf, usage.buf);
+		code = 2;
+	} else {
+		code = cmd->run(values, argc - first, argv + first);
+	}
+	buf_release(&err);
+	buf_release(&usage);
+	return code;
+}
+
+/* "GROUP SUB ...": the entry of `subs` (named "GROUP SUB") runs the rest. */
+static int main_run_sub(const char *group, const struct cli_command *subs,
+			size_t nr, int argc, char **argv)
+{
+	struct buf usage = BUF_INIT;
+	size_t i, skip = strlen(group) + 1;
+
+	for (i = 0; argc > 0 && i < nr; i++)
+		if (!strcmp(subs[i].name + skip, argv[0]))
+			return main_run(&subs[i], argc, argv);
+	fprintf(stderr, "lambda-registry %s: %s\n\n", group,
+		argc ? "unknown subcommand" : "needs a subcommand");
+	for (i = 0; i < nr; i++) {
+		buf_reset(&usage);
+		cli_usage(&subs[i], &usage);
+		fprintf(stderr, "%s\n", usage.buf);
+	}
+	buf_release(&usage);
+	return 2;
+}
+
 static int token_argc;
 static char **token_argv;
 
@@ -745,51 +793,15 @@ static const struct cli_option token_options[] = {
 
 static int cmd_token(const char *const *v, int argc, char **argv)
 {
-	const char *values[CLI_MAX_OPTIONS];
-	const struct cli_command *cmd = NULL;
-	struct buf err = BUF_INIT, usage = BUF_INIT;
-	enum status st;
-	size_t i;
-	int first, code;
-
 	(void)v;
-	for (i = 0; argc > 0 && i < ARRAY_SIZE(token_commands); i++)
-		if (!strcmp(token_commands[i].name + strlen("token "), argv[0]))
-			cmd = &token_commands[i];
-	if (!cmd) {
-		fprintf(stderr, "lambda-registry token: %s\n\n",
-			argc ? "unknown subcommand" : "needs a subcommand");
-		for (i = 0; i < ARRAY_SIZE(token_commands); i++) {
-			buf_reset(&usage);
-			cli_usage(&token_commands[i], &usage);
-			fprintf(stderr, "%s\n", usage.buf);
-		}
-		code = 2;
-		goto out;
-	}
-	st = cli_parse(cmd, argc, argv, values, &first, &err);
-	if (st == ST_NOT_FOUND) {
-		cli_usage(cmd, &usage);
-		fputs(usage.buf, stdout);
-		code = 0;
-	} else if (st != ST_OK) {
-		cli_usage(cmd, &usage);
-		fprintf(stderr, "lambda-registry %s: %s\n\n%s", cmd->name,
-			err.buf, usage.buf);
-		code = 2;
-	} else {
-		token_argc = argc;
-		token_argv = argv;
-		code = cmd->run(values, argc - first, argv + first);
-	}
-out:
-	buf_release(&err);
-	buf_release(&usage);
-	return code;
+	token_argc = argc;
+	token_argv = argv;
+	return main_run_sub("token", token_commands, ARRAY_SIZE(token_commands),
+			    argc, argv);
 }
 
 static const struct cli_option settings_put_options[] = {
-	{"store", "SPEC", "sqlite:PATH, dynamodb or dynamodb:PREFIX",
+	{"store", "SPEC", "sqlite:PATH, dynamodb[:PREFIX] or postgres:CONNINFO",
 	 DEFAULT_STORE},
 	{"table", "NAME",
 	 "store the overrides of table NAME (default: the "
@@ -799,7 +811,7 @@ static const struct cli_option settings_put_options[] = {
 };
 
 static const struct cli_option settings_get_options[] = {
-	{"store", "SPEC", "sqlite:PATH, dynamodb or dynamodb:PREFIX",
+	{"store", "SPEC", "sqlite:PATH, dynamodb[:PREFIX] or postgres:CONNINFO",
 	 DEFAULT_STORE},
 	{"table", "NAME",
 	 "the overrides of table NAME (default: the fleet's "
@@ -811,7 +823,7 @@ static const struct cli_option settings_get_options[] = {
 };
 
 static const struct cli_option settings_delete_options[] = {
-	{"store", "SPEC", "sqlite:PATH, dynamodb or dynamodb:PREFIX",
+	{"store", "SPEC", "sqlite:PATH, dynamodb[:PREFIX] or postgres:CONNINFO",
 	 DEFAULT_STORE},
 	{"table", "NAME", "delete the overrides of table NAME", NULL},
 	{NULL, NULL, NULL, NULL},
@@ -944,38 +956,9 @@ static const struct cli_option settings_options[] = {
 /* "settings SUB ...": SUB's own table parses the rest. */
 static int cmd_settings(const char *const *v, int argc, char **argv)
 {
-	const char *values[CLI_MAX_OPTIONS];
-	struct buf err = BUF_INIT, usage = BUF_INIT;
-	const struct cli_command *sub = NULL;
-	enum status st;
-	size_t i;
-	int first, code;
-
 	(void)v;
-	for (i = 0; argc && i < ARRAY_SIZE(settings_commands); i++)
-		if (!strcmp(argv[0], settings_commands[i].name + 9))
-			sub = &settings_commands[i];
-	if (!sub) {
-		fprintf(stderr, "lambda-registry settings: needs put, get or "
-				"delete ('settings SUB --help')\n");
-		return 2;
-	}
-	st = cli_parse(sub, argc, argv, values, &first, &err);
-	if (st == ST_NOT_FOUND) {
-		cli_usage(sub, &usage);
-		fputs(usage.buf, stdout);
-		code = 0;
-	} else if (st != ST_OK) {
-		cli_usage(sub, &usage);
-		fprintf(stderr, "lambda-registry %s: %s\n\n%s", sub->name,
-			err.buf, usage.buf);
-		code = 2;
-	} else {
-		code = sub->run(values, argc - first, argv + first);
-	}
-	buf_release(&err);
-	buf_release(&usage);
-	return code;
+	return main_run_sub("settings", settings_commands,
+			    ARRAY_SIZE(settings_commands), argc, argv);
 }
 
 /* The Lambda package runs the binary as "bootstrap", without arguments. */
@@ -1137,12 +1120,8 @@ static void main_usage(FILE *f)
 
 int main(int argc, char **argv)
 {
-	const char *values[CLI_MAX_OPTIONS];
-	struct buf err = BUF_INIT, usage = BUF_INIT;
 	const struct cli_command *cmd = NULL;
-	enum status st;
 	size_t i;
-	int first, code;
 
 	char *bootstrap_argv[] = {argv[0], (char *)"lambda", NULL};
 
@@ -1174,20 +1153,5 @@ int main(int argc, char **argv)
 		main_usage(stderr);
 		return 2;
 	}
-	st = cli_parse(cmd, argc - 1, argv + 1, values, &first, &err);
-	if (st == ST_NOT_FOUND) {
-		cli_usage(cmd, &usage);
-		fputs(usage.buf, stdout);
-		code = 0;
-	} else if (st != ST_OK) {
-		cli_usage(cmd, &usage);
-		fprintf(stderr, "lambda-registry %s: %s\n\n%s", cmd->name,
-			err.buf, usage.buf);
-		code = 2;
-	} else {
-		code = cmd->run(values, argc - 1 - first, argv + 1 + first);
-	}
-	buf_release(&err);
-	buf_release(&usage);
-	return code;
+	return main_run(cmd, argc - 1, argv + 1);
 }

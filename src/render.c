@@ -151,16 +151,16 @@ static void render_use_backend(struct render_w *w, const struct service *svc)
 	RENDER_LIT(w, "\n");
 }
 
-static void render_uint(struct render_w *w, unsigned v)
+static void render_ulong(struct render_w *w, unsigned long v)
 {
-	char text[16];
-	size_t n = sizeof(text);
+	char num[24];
+	size_t n = sizeof(num);
 
 	do {
-		text[--n] = (char)('0' + v % 10);
+		num[--n] = (char)('0' + v % 10);
 		v /= 10;
 	} while (v);
-	render_add(w, text + n, sizeof(text) - n);
+	render_add(w, num + n, sizeof(num) - n);
 }
 
 static void render_duration(struct render_w *w, unsigned ms)
@@ -236,7 +236,7 @@ static void render_backend_options(struct render_w *w,
 		RENDER_LIT(w, "\n");
 		if (o->check_status) {
 			RENDER_LIT(w, "    http-check expect status ");
-			render_uint(w, o->check_status);
+			render_ulong(w, o->check_status);
 			RENDER_LIT(w, "\n");
 		}
 	}
@@ -302,19 +302,19 @@ static void render_backend(struct render_w *w, const struct service *svc,
 		}
 		if (o->check_rise) {
 			RENDER_LIT(w, " rise ");
-			render_uint(w, o->check_rise);
+			render_ulong(w, o->check_rise);
 		}
 		if (o->check_fall) {
 			RENDER_LIT(w, " fall ");
-			render_uint(w, o->check_fall);
+			render_ulong(w, o->check_fall);
 		}
 		if (o->maxconn) {
 			RENDER_LIT(w, " maxconn ");
-			render_uint(w, o->maxconn);
+			render_ulong(w, o->maxconn);
 		}
 		if (c->weight != WEIGHT_UNSET) {
 			RENDER_LIT(w, " weight ");
-			render_uint(w, (unsigned)c->weight);
+			render_ulong(w, (unsigned)c->weight);
 		}
 		if (svc->cookie && o->cookie_mode != COOKIE_MODE_DYNAMIC) {
 			/* Each server its own value, so a client sticks to one.
@@ -324,18 +324,6 @@ static void render_backend(struct render_w *w, const struct service *svc,
 		}
 		RENDER_LIT(w, "\n");
 	}
-}
-
-static void render_ulong(struct render_w *w, unsigned long v)
-{
-	char num[24];
-	size_t n = sizeof(num);
-
-	do {
-		num[--n] = (char)('0' + v % 10);
-		v /= 10;
-	} while (v);
-	render_add(w, num + n, sizeof(num) - n);
 }
 
 static void render_global(struct render_w *w, const struct settings *s)
@@ -416,6 +404,19 @@ static void render_defaults(struct render_w *w, const struct settings *s)
 	}
 }
 
+/* The settings' answer to a request no rule routes, without its condition
+ * and newline (the form decides what "no rule" means). */
+static void render_unmatched(struct render_w *w, const struct settings *s)
+{
+	RENDER_LIT(w, "    http-request return status ");
+	render_ulong(w, s->unmatched_status);
+	if (s->unmatched_body) {
+		RENDER_LIT(w, " content-type text/plain string \"");
+		render_str(w, s->unmatched_body);
+		RENDER_LIT(w, "\"");
+	}
+}
+
 /*
  * The routing rules, the same on every frontend that serves traffic: one
  * ACL per service, use_backend for hosts, then paths longest first. With
@@ -434,13 +435,7 @@ static void render_routes(struct render_w *w,
 	if (s->unmatched) {
 		for (i = 0; i < services->nr; i++)
 			render_acl_matched(w, &services->items[i]);
-		RENDER_LIT(w, "    http-request return status ");
-		render_ulong(w, s->unmatched_status);
-		if (s->unmatched_body) {
-			RENDER_LIT(w, " content-type text/plain string \"");
-			render_str(w, s->unmatched_body);
-			RENDER_LIT(w, "\"");
-		}
+		render_unmatched(w, s);
 		if (services->nr)
 			RENDER_LIT(w, " unless lr_matched");
 		RENDER_LIT(w, "\n");
@@ -467,13 +462,7 @@ static void render_routes_map(struct render_w *w, const struct settings *s)
 	RENDER_LIT(w, "/" RENDER_PATHS_MAP
 		      ") unless { var(txn.lr_backend) -m found }\n");
 	if (s->unmatched) {
-		RENDER_LIT(w, "    http-request return status ");
-		render_ulong(w, s->unmatched_status);
-		if (s->unmatched_body) {
-			RENDER_LIT(w, " content-type text/plain string \"");
-			render_str(w, s->unmatched_body);
-			RENDER_LIT(w, "\"");
-		}
+		render_unmatched(w, s);
 		RENDER_LIT(w, " unless { var(txn.lr_backend) -m found }\n");
 	}
 	RENDER_LIT(w, "    use_backend %[var(txn.lr_backend)] "
