@@ -239,6 +239,13 @@ enum status haproxy_show_proc(const char *socket, unsigned timeout_ms,
 		st = haproxy_master_command(socket, "show proc;quit",
 					    left > 0 ? (unsigned)left : 1,
 					    &text, err);
+		/* A master that re-executes can also reset the connection
+		 * before it reads the command; "show proc" is safe to repeat.
+		 */
+		if (st != ST_OK && haproxy_now_ms() < deadline) {
+			clock_sleep_ms(20);
+			continue;
+		}
 		if (st != ST_OK)
 			goto out;
 		if (!haproxy_procs_parse(text.buf, out))

@@ -494,6 +494,15 @@ static void write_text(const char *path, const struct buf *b)
 	assert_int_equal(fclose(f), 0);
 }
 
+/* An apply's status, with its message when it is not the one expected. */
+static void expect_status(enum status got, enum status want,
+			  const struct buf *err)
+{
+	if (got != want)
+		fail_msg("status %d, not %d: %s", (int)got, (int)want,
+			 err->buf ? err->buf : "");
+}
+
 static int hap_setup(void **state)
 {
 	struct hap *h = xcalloc(1, sizeof(*h));
@@ -589,8 +598,8 @@ static void test_apply(void **state)
 	/* The same bytes: nothing happens, not even a write. */
 	read_text(h->cfg, &cfg);
 	assert_int_equal(stat(h->cfg, &st1), 0);
-	assert_int_equal(haproxy_apply(&opts, cfg.buf, cfg.len, &outcome, &err),
-			 ST_OK);
+	expect_status(haproxy_apply(&opts, cfg.buf, cfg.len, &outcome, &err),
+		      ST_OK, &err);
 	assert_int_equal(outcome, HAPROXY_UNCHANGED);
 	assert_int_equal(stat(h->cfg, &st2), 0);
 	assert_int_equal(st1.st_ino, st2.st_ino);
@@ -601,8 +610,8 @@ static void test_apply(void **state)
 	config_text(&cfg, h->port,
 		    "    http-request return status 200 content-type "
 		    "text/plain string ok\n");
-	assert_int_equal(haproxy_apply(&opts, cfg.buf, cfg.len, &outcome, &err),
-			 ST_OK);
+	expect_status(haproxy_apply(&opts, cfg.buf, cfg.len, &outcome, &err),
+		      ST_OK, &err);
 	assert_int_equal(outcome, HAPROXY_APPLIED);
 	assert_int_equal(haproxy_show_proc(h->sock, 5000, &after, &err), ST_OK);
 	assert_int_equal(after.reloads, before.reloads + 1);
@@ -617,9 +626,9 @@ static void test_apply(void **state)
 
 	/* Refused by -c: the live file keeps the last good config. */
 	buf_reset(&err);
-	assert_int_equal(
+	expect_status(
 		haproxy_apply(&opts, "global\n    bogus\n", 16, &outcome, &err),
-		ST_INVALID);
+		ST_INVALID, &err);
 	assert_int_equal(outcome, HAPROXY_REJECTED);
 	if (!strstr(err.buf, "bogus"))
 		fprintf(stderr, "err: %s\n", err.buf);
@@ -652,8 +661,8 @@ static void test_apply(void **state)
 	opts.master_socket = "/nonexistent/master.sock";
 	opts.timeout_ms = 2000;
 	config_text(&cfg, h->port, "    http-request return status 204\n");
-	assert_int_equal(haproxy_apply(&opts, cfg.buf, cfg.len, &outcome, &err),
-			 ST_UNAVAILABLE);
+	expect_status(haproxy_apply(&opts, cfg.buf, cfg.len, &outcome, &err),
+		      ST_UNAVAILABLE, &err);
 	assert_int_equal(outcome, HAPROXY_DEFERRED);
 	read_text(h->cfg, &cfg);
 	assert_string_equal(cfg.buf, live.buf);
@@ -708,9 +717,9 @@ static void test_apply_set(void **state)
 	config_text(&cfg, h->port, rule.buf);
 	files[0] = (struct haproxy_file){ips.buf, "127.0.0.1 x\n", 12};
 	files[1] = (struct haproxy_file){hosts.buf, "", 0};
-	assert_int_equal(haproxy_apply_set(&opts, cfg.buf, cfg.len, files, 1,
-					   &outcome, &err),
-			 ST_OK);
+	expect_status(haproxy_apply_set(&opts, cfg.buf, cfg.len, files, 1,
+					&outcome, &err),
+		      ST_OK, &err);
 	assert_int_equal(outcome, HAPROXY_APPLIED);
 	read_text(ips.buf, &live);
 	assert_string_equal(live.buf, "127.0.0.1 x\n");
@@ -720,14 +729,14 @@ static void test_apply_set(void **state)
 	assert_false(dir_has(h->dir, ".check."));
 
 	/* The same set: nothing done. A map alone changed: applied. */
-	assert_int_equal(haproxy_apply_set(&opts, cfg.buf, cfg.len, files, 1,
-					   &outcome, &err),
-			 ST_OK);
+	expect_status(haproxy_apply_set(&opts, cfg.buf, cfg.len, files, 1,
+					&outcome, &err),
+		      ST_OK, &err);
 	assert_int_equal(outcome, HAPROXY_UNCHANGED);
 	files[0] = (struct haproxy_file){ips.buf, "127.0.0.2 y\n", 12};
-	assert_int_equal(haproxy_apply_set(&opts, cfg.buf, cfg.len, files, 1,
-					   &outcome, &err),
-			 ST_OK);
+	expect_status(haproxy_apply_set(&opts, cfg.buf, cfg.len, files, 1,
+					&outcome, &err),
+		      ST_OK, &err);
 	assert_int_equal(outcome, HAPROXY_APPLIED);
 	read_text(ips.buf, &good);
 	assert_string_equal(good.buf, "127.0.0.2 y\n");
@@ -735,9 +744,9 @@ static void test_apply_set(void **state)
 	/* A map HAProxy refuses: nothing of the set goes live. */
 	files[0] = (struct haproxy_file){ips.buf, "not-an-ip x\n", 12};
 	buf_reset(&err);
-	assert_int_equal(haproxy_apply_set(&opts, cfg.buf, cfg.len, files, 1,
-					   &outcome, &err),
-			 ST_INVALID);
+	expect_status(haproxy_apply_set(&opts, cfg.buf, cfg.len, files, 1,
+					&outcome, &err),
+		      ST_INVALID, &err);
 	assert_int_equal(outcome, HAPROXY_REJECTED);
 	assert_non_null(strstr(err.buf, "not-an-ip"));
 	read_text(ips.buf, &live);
@@ -810,8 +819,8 @@ static void test_apply_local_error(void **state)
 	buf_addf(&path, "%s/gone/haproxy.cfg", h->dir);
 	opts.config = path.buf;
 	buf_reset(&err);
-	assert_int_equal(haproxy_apply(&opts, cfg.buf, cfg.len, &outcome, &err),
-			 ST_UNAVAILABLE);
+	expect_status(haproxy_apply(&opts, cfg.buf, cfg.len, &outcome, &err),
+		      ST_UNAVAILABLE, &err);
 	assert_int_equal(outcome, HAPROXY_LOCAL_ERROR);
 	assert_string_equal(haproxy_outcome_name(outcome), "local_error");
 	assert_non_null(strstr(err.buf, "HAProxy not touched"));
@@ -820,8 +829,8 @@ static void test_apply_local_error(void **state)
 	/* The live file cannot be read (it is a folder). */
 	opts.config = h->dir;
 	buf_reset(&err);
-	assert_int_equal(haproxy_apply(&opts, cfg.buf, cfg.len, &outcome, &err),
-			 ST_UNAVAILABLE);
+	expect_status(haproxy_apply(&opts, cfg.buf, cfg.len, &outcome, &err),
+		      ST_UNAVAILABLE, &err);
 	assert_int_equal(outcome, HAPROXY_LOCAL_ERROR);
 	assert_non_null(strstr(err.buf, "HAProxy not touched"));
 
@@ -891,8 +900,8 @@ static void test_check_timeout(void **state)
 	config_text(&cfg, h->port, "    http-request return status 204\n");
 	t0 = clock_now_ms();
 	buf_reset(&err);
-	assert_int_equal(haproxy_apply(&opts, cfg.buf, cfg.len, &outcome, &err),
-			 ST_INVALID);
+	expect_status(haproxy_apply(&opts, cfg.buf, cfg.len, &outcome, &err),
+		      ST_INVALID, &err);
 	assert_true(clock_now_ms() - t0 < 1400);
 	assert_int_equal(outcome, HAPROXY_CHECK_TIMEOUT);
 	assert_string_equal(haproxy_outcome_name(outcome), "check_timeout");
