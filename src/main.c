@@ -19,7 +19,6 @@
 #include "settings.h"
 #include "store/store.h"
 #include "xalloc.h"
-#include "store/store.h"
 #include "agent/agent.h"
 #include "banned.h"
 
@@ -56,43 +55,80 @@ out:
 	return code;
 }
 
+/* serve_options by name: cmd_serve reads its values by these. */
+enum serve_option {
+	SERVE_LISTEN,
+	SERVE_STORE,
+	SERVE_MAX_BODY,
+	SERVE_FRONTEND_BIND,
+	SERVE_READ_TIMEOUT,
+	SERVE_MAX_CONNECTIONS,
+	SERVE_MAX_HEADER,
+	SERVE_THREADS,
+	SERVE_HEADER_TIMEOUT,
+	SERVE_MAX_CONNECTIONS_PER_IP,
+	SERVE_WORKERS,
+	SERVE_MAX_QUEUE,
+	SERVE_AUTH,
+	SERVE_TLS_CERT,
+	SERVE_TLS_KEY,
+	SERVE_ANSWER_FORMAT,
+	SERVE_NR_OPTIONS
+};
+
 static const struct cli_option serve_options[] = {
-	{"listen", "ADDR:PORT", "address to listen on", "127.0.0.1:8080"},
-	{"store", "SPEC", "sqlite:PATH, dynamodb[:PREFIX] or postgres:CONNINFO",
-	 DEFAULT_STORE},
-	{"max-body", "BYTES", "largest request body accepted (K/M/G suffixes)",
-	 "1M"},
-	{"frontend-bind", "ADDR:PORT", "bind line of the generated frontend",
-	 RENDER_DEFAULT_BIND},
-	{"read-timeout", "SECONDS", "time an idle or slow client may take",
-	 "30"},
-	{"max-connections", "N",
-	 "connections served at once, parked watches included; more are "
-	 "refused",
-	 "16384"},
-	{"max-header", "BYTES", "largest request header block; over it: 431",
-	 "16K"},
-	{"threads", "N", "polling threads (0: one per CPU)", "0"},
-	{"header-timeout", "SECONDS",
-	 "time a client may take to send its request headers (0: no limit)",
-	 "10"},
-	{"max-connections-per-ip", "N",
-	 "connections one client address may hold (0: no limit)", "64"},
-	{"workers", "N", "threads that run store calls that write", "16"},
-	{"max-queue", "N",
-	 "store calls waiting for a worker; more get 503 with Retry-After",
-	 "64"},
-	{"auth", "MODE",
-	 "required, off, or auto: tokens unless listening on loopback only",
-	 "auto"},
-	{"tls-cert", "PEM",
-	 "serve HTTPS with this certificate chain (reloaded on SIGHUP)", NULL},
-	{"tls-key", "PEM", "the private key of --tls-cert", NULL},
-	{"answer-format", "FORMAT",
-	 "what POST generate answers by default: text, or json-string (the "
-	 "config as one JSON string, as the first version's agent expects)",
-	 "text"},
-	{NULL, NULL, NULL, NULL},
+	[SERVE_LISTEN] = {"listen", "ADDR:PORT", "address to listen on",
+			  "127.0.0.1:8080"},
+	[SERVE_STORE] = {"store", "SPEC",
+			 "sqlite:PATH, dynamodb[:PREFIX] or postgres:CONNINFO",
+			 DEFAULT_STORE},
+	[SERVE_MAX_BODY] = {"max-body", "BYTES",
+			    "largest request body accepted (K/M/G suffixes)",
+			    "1M"},
+	[SERVE_FRONTEND_BIND] = {"frontend-bind", "ADDR:PORT",
+				 "bind line of the generated frontend",
+				 RENDER_DEFAULT_BIND},
+	[SERVE_READ_TIMEOUT] = {"read-timeout", "SECONDS",
+				"time an idle or slow client may take", "30"},
+	[SERVE_MAX_CONNECTIONS] = {"max-connections", "N",
+				   "connections served at once, parked watches "
+				   "included; more are refused",
+				   "16384"},
+	[SERVE_MAX_HEADER] = {"max-header", "BYTES",
+			      "largest request header block; over it: 431",
+			      "16K"},
+	[SERVE_THREADS] = {"threads", "N", "polling threads (0: one per CPU)",
+			   "0"},
+	[SERVE_HEADER_TIMEOUT] = {"header-timeout", "SECONDS",
+				  "time a client may take to send its request "
+				  "headers (0: no limit)",
+				  "10"},
+	[SERVE_MAX_CONNECTIONS_PER_IP] =
+		{"max-connections-per-ip", "N",
+		 "connections one client address may hold (0: no limit)", "64"},
+	[SERVE_WORKERS] = {"workers", "N",
+			   "threads that run store calls that write", "16"},
+	[SERVE_MAX_QUEUE] = {"max-queue", "N",
+			     "store calls waiting for a worker; more get 503 "
+			     "with Retry-After",
+			     "64"},
+	[SERVE_AUTH] = {"auth", "MODE",
+			"required, off, or auto: tokens unless listening on "
+			"loopback only",
+			"auto"},
+	[SERVE_TLS_CERT] =
+		{"tls-cert", "PEM",
+		 "serve HTTPS with this certificate chain (reloaded on SIGHUP)",
+		 NULL},
+	[SERVE_TLS_KEY] = {"tls-key", "PEM", "the private key of --tls-cert",
+			   NULL},
+	[SERVE_ANSWER_FORMAT] = {"answer-format", "FORMAT",
+				 "what POST generate answers by default: text, "
+				 "or json-string (the "
+				 "config as one JSON string, as the first "
+				 "version's agent expects)",
+				 "text"},
+	[SERVE_NR_OPTIONS] = {NULL, NULL, NULL, NULL},
 };
 
 /*
@@ -156,71 +192,74 @@ static int cmd_serve(const char *const *v, int argc, char **argv)
 			argv[0]);
 		goto out;
 	}
-	opts.listen = v[0];
-	if (cli_parse_size(v[2], (size_t)1 << 30, &n, &err)) {
+	opts.listen = v[SERVE_LISTEN];
+	if (cli_parse_size(v[SERVE_MAX_BODY], (size_t)1 << 30, &n, &err)) {
 		fprintf(stderr, "lambda-registry serve: --max-body: %s\n",
 			err.buf);
 		goto out;
 	}
 	opts.max_body = (size_t)n;
-	if (cli_parse_size(v[4], 86400, &n, &err) || !n) {
+	if (cli_parse_size(v[SERVE_READ_TIMEOUT], 86400, &n, &err) || !n) {
 		fprintf(stderr, "lambda-registry serve: --read-timeout: %s\n",
 			err.len ? err.buf : "must be at least 1");
 		goto out;
 	}
 	opts.read_timeout = (unsigned)n;
-	if (cli_parse_size(v[5], 1000000, &n, &err) || !n) {
+	if (cli_parse_size(v[SERVE_MAX_CONNECTIONS], 1000000, &n, &err) || !n) {
 		fprintf(stderr,
 			"lambda-registry serve: --max-connections: %s\n",
 			err.len ? err.buf : "must be at least 1");
 		goto out;
 	}
 	opts.max_connections = (unsigned)n;
-	if (cli_parse_size(v[6], (size_t)1 << 20, &n, &err) || n < 1024) {
+	if (cli_parse_size(v[SERVE_MAX_HEADER], (size_t)1 << 20, &n, &err) ||
+	    n < 1024) {
 		fprintf(stderr, "lambda-registry serve: --max-header: %s\n",
 			err.len ? err.buf : "must be at least 1024");
 		goto out;
 	}
 	opts.max_header = (size_t)n;
-	if (cli_parse_size(v[7], 256, &n, &err)) {
+	if (cli_parse_size(v[SERVE_THREADS], 256, &n, &err)) {
 		fprintf(stderr, "lambda-registry serve: --threads: %s\n",
 			err.buf);
 		goto out;
 	}
 	opts.threads = (unsigned)n;
-	if (cli_parse_size(v[8], 86400, &n, &err)) {
+	if (cli_parse_size(v[SERVE_HEADER_TIMEOUT], 86400, &n, &err)) {
 		fprintf(stderr, "lambda-registry serve: --header-timeout: %s\n",
 			err.buf);
 		goto out;
 	}
 	opts.header_timeout = (unsigned)n;
-	if (cli_parse_size(v[9], 1000000, &n, &err)) {
+	if (cli_parse_size(v[SERVE_MAX_CONNECTIONS_PER_IP], 1000000, &n,
+			   &err)) {
 		fprintf(stderr,
 			"lambda-registry serve: --max-connections-per-ip: %s\n",
 			err.buf);
 		goto out;
 	}
 	opts.max_connections_per_ip = (unsigned)n;
-	if (cli_parse_size(v[10], 1024, &n, &err) || !n) {
+	if (cli_parse_size(v[SERVE_WORKERS], 1024, &n, &err) || !n) {
 		fprintf(stderr, "lambda-registry serve: --workers: %s\n",
 			err.len ? err.buf : "must be at least 1");
 		goto out;
 	}
 	opts.workers = (unsigned)n;
-	if (cli_parse_size(v[11], 1000000, &n, &err) || !n) {
+	if (cli_parse_size(v[SERVE_MAX_QUEUE], 1000000, &n, &err) || !n) {
 		fprintf(stderr, "lambda-registry serve: --max-queue: %s\n",
 			err.len ? err.buf : "must be at least 1");
 		goto out;
 	}
 	opts.max_queue = (unsigned)n;
-	if (!v[13] != !v[14]) {
+	if (!v[SERVE_TLS_CERT] != !v[SERVE_TLS_KEY]) {
 		fprintf(stderr, "lambda-registry serve: --tls-cert and "
 				"--tls-key go together\n");
 		goto out;
 	}
-	opts.tls_cert = v[13];
-	opts.tls_key = v[14];
-	if (api_answer_format_parse(v[15], &opts.answer_format)) {
+	opts.tls_cert = v[SERVE_TLS_CERT];
+	opts.tls_key = v[SERVE_TLS_KEY];
+	if (api_answer_format_parse(v[SERVE_ANSWER_FORMAT],
+				    &opts.answer_format)) {
 		fprintf(stderr, "lambda-registry serve: --answer-format is "
 				"text or json-string\n");
 		goto out;
@@ -232,7 +271,7 @@ static int cmd_serve(const char *const *v, int argc, char **argv)
 			opts.listen);
 		goto out;
 	}
-	code = main_open_auth("serve", v[12], v[1],
+	code = main_open_auth("serve", v[SERVE_AUTH], v[SERVE_STORE],
 			      http_listen_is_loopback(opts.listen) == 1, &auth);
 	if (code)
 		goto out;
@@ -251,7 +290,7 @@ static int cmd_serve(const char *const *v, int argc, char **argv)
 	mallopt(M_MMAP_THRESHOLD, 32 << 20);
 	mallopt(M_TRIM_THRESHOLD, 64 << 20);
 	mallopt(M_ARENA_MAX, 1);
-	code = main_open_registry(v[1], v[3], &reg);
+	code = main_open_registry(v[SERVE_STORE], v[SERVE_FRONTEND_BIND], &reg);
 	if (code)
 		goto out;
 	st = http_serve(reg, &opts, &err);
@@ -971,7 +1010,9 @@ static int main_is_bootstrap(const char *argv0)
 }
 
 static const struct cli_command commands[] = {
-	{"serve", NULL, "Serve POST /generate and GET /healthz over HTTP.",
+	{"serve", NULL,
+	 "Serve the HTTP API: generate, read and watch tables, metrics, the "
+	 "status page.",
 	 serve_options, cmd_serve},
 	{"generate", "[FILE|-]",
 	 "Apply one payload (FILE or standard input) to the store and print "
