@@ -226,17 +226,18 @@ struct settings_key {
 #define S_OFF(f) ((ptrdiff_t)offsetof(struct settings, f))
 #define L_OFF(f) ((ptrdiff_t)offsetof(struct settings_log, f))
 
-/* Characters of paths on the HAProxy hosts. */
-static int settings_path_char(char c)
+#define SETTINGS_LOWER "abcdefghijklmnopqrstuvwxyz"
+#define SETTINGS_ALNUM SETTINGS_LOWER "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+
+/* Whether every character of s is one of `set`. */
+static int settings_all_of(const char *s, const char *set)
 {
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-	       (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-' ||
-	       c == '/';
+	return s[strspn(s, set)] == '\0';
 }
 
 static int settings_check_path(const char *s, struct buf *why)
 {
-	size_t i, len = strlen(s);
+	size_t len = strlen(s);
 
 	if (s[0] != '/') {
 		buf_setf(why, "must be an absolute path");
@@ -246,13 +247,11 @@ static int settings_check_path(const char *s, struct buf *why)
 		buf_setf(why, "must be at most 1024 characters long");
 		return -1;
 	}
-	for (i = 0; i < len; i++) {
-		if (!settings_path_char(s[i])) {
-			buf_setf(why,
-				 "must be an absolute path of A-Z a-z 0-9 . _ "
-				 "- / only");
-			return -1;
-		}
+	/* Characters of paths on the HAProxy hosts. */
+	if (!settings_all_of(s, SETTINGS_ALNUM "._-/")) {
+		buf_setf(why, "must be an absolute path of A-Z a-z 0-9 . _ - / "
+			      "only");
+		return -1;
 	}
 	if (strstr(s, "/../") || (len >= 3 && !strcmp(s + len - 3, "/.."))) {
 		buf_setf(why, "must not contain '..' segments");
@@ -277,54 +276,32 @@ static int settings_check_map_dir(const char *s, struct buf *why)
 
 static int settings_check_alpn(const char *s, struct buf *why)
 {
-	size_t run = 0;
+	for (;;) {
+		size_t n = strspn(s, SETTINGS_LOWER "0123456789./-");
 
-	for (; *s; s++) {
-		char c = *s;
-
-		if (c == ',') {
-			if (!run)
-				break;
-			run = 0;
-			continue;
-		}
-		if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-		      c == '.' || c == '/' || c == '-') ||
-		    ++run > 32)
+		if (!n || n > 32 || (s[n] && s[n] != ','))
 			break;
+		if (!s[n])
+			return 0;
+		s += n + 1;
 	}
-	if (*s || !run) {
-		buf_setf(why, "must be protocol names separated by commas, "
-			      "like \"h2,http/1.1\"");
-		return -1;
-	}
-	return 0;
+	buf_setf(why, "must be protocol names separated by commas, like "
+		      "\"h2,http/1.1\"");
+	return -1;
 }
 
 static int settings_check_user(const char *s, struct buf *why)
 {
-	size_t i, len = strlen(s);
+	size_t len = strlen(s);
 
-	for (i = 0; i < len; i++) {
-		char c = s[i];
-
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-		      (c >= '0' && c <= '9') || c == '.' || c == '_' ||
-		      c == '-'))
-			break;
-	}
-	if (!len || len > 64 || i != len) {
+	if (!len || len > 64 || !settings_all_of(s, SETTINGS_ALNUM "._-")) {
 		buf_setf(why, "must be 1 to 64 of A-Z a-z 0-9 . _ -");
 		return -1;
 	}
 	return 0;
 }
 
-static int settings_crypt_char(char c)
-{
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-	       (c >= '0' && c <= '9') || c == '.' || c == '/';
-}
+#define SETTINGS_CRYPT SETTINGS_ALNUM "./"
 
 /* "$6$[rounds=N$]salt$hash": salt 1-16, hash 86 of crypt's alphabet. */
 static int settings_check_hash(const char *s, struct buf *why)
@@ -342,13 +319,11 @@ static int settings_check_hash(const char *s, struct buf *why)
 			goto bad;
 		p += n + 1;
 	}
-	for (n = 0; settings_crypt_char(p[n]); n++)
-		;
+	n = strspn(p, SETTINGS_CRYPT);
 	if (!n || n > 16 || p[n] != '$')
 		goto bad;
 	p += n + 1;
-	for (n = 0; settings_crypt_char(p[n]); n++)
-		;
+	n = strspn(p, SETTINGS_CRYPT);
 	if (n != 86 || p[n])
 		goto bad;
 	return 0;
@@ -360,17 +335,8 @@ bad:
 
 static int settings_check_uri(const char *s, struct buf *why)
 {
-	size_t i, len = strlen(s);
-
-	for (i = 0; i < len; i++) {
-		char c = s[i];
-
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-		      (c >= '0' && c <= '9') || c == '.' || c == '_' ||
-		      c == '-' || c == '/' || c == '~'))
-			break;
-	}
-	if (s[0] != '/' || len > 256 || i != len) {
+	if (s[0] != '/' || strlen(s) > 256 ||
+	    !settings_all_of(s, SETTINGS_ALNUM "._-/~")) {
 		buf_setf(why, "must be a path like \"/stats\" of A-Z a-z 0-9 "
 			      ". _ - ~ /");
 		return -1;

@@ -253,6 +253,18 @@ static void test_frontend_https(void **state)
 	    "frontend.https.alpn: ");
 	bad("frontend: {https: {crt: /a.pem, alpn: ''}}",
 	    "frontend.https.alpn: ");
+	bad("frontend: {https: {crt: /a.pem, alpn: 'h2,'}}",
+	    "frontend.https.alpn: ");
+	bad("frontend: {https: {crt: /a.pem, alpn: 'H2'}}",
+	    "frontend.https.alpn: ");
+	bad("frontend: {https: {crt: /a.pem, alpn: "
+	    "'h2,abcdefghijklmnopqrstuvwxyz0123456'}}",
+	    "frontend.https.alpn: ");
+	good("frontend: {https: {crt: /a.pem, alpn: "
+	     "'abcdefghijklmnopqrstuvwxyz012345,h2'}}",
+	     NULL);
+	bad("frontend: {https: {crt: '/a b.pem'}}",
+	    "frontend.https.crt: must be an absolute path of");
 	bad("frontend: {https: {crt: /a.pem, minTlsVersion: TLSv1.1}}",
 	    "frontend.https.minTlsVersion: 'TLSv1.1' is not one of TLSv1.2, "
 	    "TLSv1.3");
