@@ -131,6 +131,22 @@ static const struct cli_option serve_options[] = {
 	[SERVE_NR_OPTIONS] = {NULL, NULL, NULL, NULL},
 };
 
+/* serve's numeric options and their ranges. */
+static const struct serve_number {
+	enum serve_option opt;
+	unsigned long long min, max;
+} serve_numbers[] = {
+	{SERVE_MAX_BODY, 0, (size_t)1 << 30},
+	{SERVE_READ_TIMEOUT, 1, 86400},
+	{SERVE_MAX_CONNECTIONS, 1, 1000000},
+	{SERVE_MAX_HEADER, 1024, (size_t)1 << 20},
+	{SERVE_THREADS, 0, 256},
+	{SERVE_HEADER_TIMEOUT, 0, 86400},
+	{SERVE_MAX_CONNECTIONS_PER_IP, 0, 1000000},
+	{SERVE_WORKERS, 1, 1024},
+	{SERVE_MAX_QUEUE, 1, 1000000},
+};
+
 /*
  * The token cache for `mode` on `spec`, or NULL when requests need none;
  * `loopback`: every listener is on loopback. Returns an exit code.
@@ -182,9 +198,10 @@ static int cmd_serve(const char *const *v, int argc, char **argv)
 	struct registry *reg = NULL;
 	struct auth *auth = NULL;
 	struct buf err = BUF_INIT;
-	unsigned long long n;
+	unsigned long long num[SERVE_NR_OPTIONS] = {0};
 	enum status st;
 	int code = 2;
+	size_t i;
 
 	if (argc > 0) {
 		fprintf(stderr,
@@ -192,65 +209,34 @@ static int cmd_serve(const char *const *v, int argc, char **argv)
 			argv[0]);
 		goto out;
 	}
+	for (i = 0; i < ARRAY_SIZE(serve_numbers); i++) {
+		const struct serve_number *sn = &serve_numbers[i];
+		const char *name = serve_options[sn->opt].name;
+
+		if (cli_parse_size(v[sn->opt], sn->max, &num[sn->opt], &err)) {
+			fprintf(stderr, "lambda-registry serve: --%s: %s\n",
+				name, err.buf);
+			goto out;
+		}
+		if (num[sn->opt] < sn->min) {
+			fprintf(stderr,
+				"lambda-registry serve: --%s: must be at least "
+				"%llu\n",
+				name, sn->min);
+			goto out;
+		}
+	}
 	opts.listen = v[SERVE_LISTEN];
-	if (cli_parse_size(v[SERVE_MAX_BODY], (size_t)1 << 30, &n, &err)) {
-		fprintf(stderr, "lambda-registry serve: --max-body: %s\n",
-			err.buf);
-		goto out;
-	}
-	opts.max_body = (size_t)n;
-	if (cli_parse_size(v[SERVE_READ_TIMEOUT], 86400, &n, &err) || !n) {
-		fprintf(stderr, "lambda-registry serve: --read-timeout: %s\n",
-			err.len ? err.buf : "must be at least 1");
-		goto out;
-	}
-	opts.read_timeout = (unsigned)n;
-	if (cli_parse_size(v[SERVE_MAX_CONNECTIONS], 1000000, &n, &err) || !n) {
-		fprintf(stderr,
-			"lambda-registry serve: --max-connections: %s\n",
-			err.len ? err.buf : "must be at least 1");
-		goto out;
-	}
-	opts.max_connections = (unsigned)n;
-	if (cli_parse_size(v[SERVE_MAX_HEADER], (size_t)1 << 20, &n, &err) ||
-	    n < 1024) {
-		fprintf(stderr, "lambda-registry serve: --max-header: %s\n",
-			err.len ? err.buf : "must be at least 1024");
-		goto out;
-	}
-	opts.max_header = (size_t)n;
-	if (cli_parse_size(v[SERVE_THREADS], 256, &n, &err)) {
-		fprintf(stderr, "lambda-registry serve: --threads: %s\n",
-			err.buf);
-		goto out;
-	}
-	opts.threads = (unsigned)n;
-	if (cli_parse_size(v[SERVE_HEADER_TIMEOUT], 86400, &n, &err)) {
-		fprintf(stderr, "lambda-registry serve: --header-timeout: %s\n",
-			err.buf);
-		goto out;
-	}
-	opts.header_timeout = (unsigned)n;
-	if (cli_parse_size(v[SERVE_MAX_CONNECTIONS_PER_IP], 1000000, &n,
-			   &err)) {
-		fprintf(stderr,
-			"lambda-registry serve: --max-connections-per-ip: %s\n",
-			err.buf);
-		goto out;
-	}
-	opts.max_connections_per_ip = (unsigned)n;
-	if (cli_parse_size(v[SERVE_WORKERS], 1024, &n, &err) || !n) {
-		fprintf(stderr, "lambda-registry serve: --workers: %s\n",
-			err.len ? err.buf : "must be at least 1");
-		goto out;
-	}
-	opts.workers = (unsigned)n;
-	if (cli_parse_size(v[SERVE_MAX_QUEUE], 1000000, &n, &err) || !n) {
-		fprintf(stderr, "lambda-registry serve: --max-queue: %s\n",
-			err.len ? err.buf : "must be at least 1");
-		goto out;
-	}
-	opts.max_queue = (unsigned)n;
+	opts.max_body = (size_t)num[SERVE_MAX_BODY];
+	opts.read_timeout = (unsigned)num[SERVE_READ_TIMEOUT];
+	opts.max_connections = (unsigned)num[SERVE_MAX_CONNECTIONS];
+	opts.max_header = (size_t)num[SERVE_MAX_HEADER];
+	opts.threads = (unsigned)num[SERVE_THREADS];
+	opts.header_timeout = (unsigned)num[SERVE_HEADER_TIMEOUT];
+	opts.max_connections_per_ip =
+		(unsigned)num[SERVE_MAX_CONNECTIONS_PER_IP];
+	opts.workers = (unsigned)num[SERVE_WORKERS];
+	opts.max_queue = (unsigned)num[SERVE_MAX_QUEUE];
 	if (!v[SERVE_TLS_CERT] != !v[SERVE_TLS_KEY]) {
 		fprintf(stderr, "lambda-registry serve: --tls-cert and "
 				"--tls-key go together\n");
