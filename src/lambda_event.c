@@ -66,6 +66,7 @@ void lambda_answer_init(struct lambda_answer *ans)
 	buf_init(&ans->err_type, BUF_CAP_MESSAGE);
 	ans->http = 0;
 	ans->shape = "direct";
+	ans->route = "-";
 }
 
 void lambda_answer_release(struct lambda_answer *ans)
@@ -626,6 +627,7 @@ static void lambda_event_direct(struct api *api, const char *event, size_t len,
 	/* Only IAM lets a caller invoke the function directly. */
 	req.trusted = 1;
 	api_handle(api, &req, &a);
+	ans->route = a.route;
 	if (a.status != 200) {
 		lambda_answer_from_error(ans, &a);
 		goto out;
@@ -692,6 +694,7 @@ void lambda_event_handle(struct api *api, const char *event, size_t len,
 	}
 	lambda_event_finish(api, &req, &a);
 answer:
+	ans->route = a.route;
 	lambda_answer_proxy(ans, &a);
 out:
 	api_request_release(&req);

@@ -6,8 +6,10 @@ renders, routes by pattern and code, per-table gauges, store operations); with
 auth on, 401/403 without the scope, counted as auth failures."""
 import json
 import os
+import subprocess
 
-from lrtest import Server, check, payload, run_cli, run_steps, tmpdir, wait_for
+from lrtest import BIN, SANITIZED, Server, check, payload, run_cli, run_steps, tmpdir, wait_for
+from lambda_emulator import RuntimeAPI, rest_event
 import promtext
 
 d = tmpdir()
@@ -178,5 +180,71 @@ def test_auth():
     srv.stop()
 
 
-run_steps([test_parser_can_fail, test_mixed_load, test_auth],
+def test_lambda():
+    """Invocations through the Lambda front end count like HTTP requests:
+    direct and proxy, refusals before any route, auth failures; /metrics
+    read through Lambda itself shows them."""
+    p = run_cli(["token", "create", "--store", STORE, "--scope", "table:*:read"])
+    check(p.returncode == 0, "token create: %r" % p.stderr)
+    fleet = p.stdout.decode().strip()
+    api = RuntimeAPI()
+    env = {"AWS_LAMBDA_RUNTIME_API": api.address, "AWS_LAMBDA_FUNCTION_NAME": "lr",
+           "AWS_REGION": "eu-west-1", "LAMBDA_REGISTRY_STORE": STORE,
+           "LAMBDA_REGISTRY_AUTH": "required", "TZ": ":UTC",
+           "PATH": os.environ.get("PATH", "")}
+    for k in ("ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS"):
+        if SANITIZED and k in os.environ:
+            env[k] = os.environ[k]
+    log = open(os.path.join(d, "lambda.log"), "wb")
+    proc = subprocess.Popen([BIN, "lambda"], env=env, stdin=subprocess.DEVNULL,
+                            stdout=log, stderr=log)
+    try:
+        good = payload("obs-l", [], [svc("web", "c1", "10.0.0.1")])
+        bad = payload("obs-l", [], [svc("web", "c1", "10.0.0.1", port=70000)])
+        # direct invocations are trusted (IAM let them in): 200, then 400
+        check(api.invoke(json.loads(good)).kind == "response", "direct ok")
+        check(api.invoke(json.loads(bad)).kind == "error", "direct rejected")
+        # a proxy event without a token: 401; an unknown path: 404
+        ans = api.invoke(rest_event(good)).json()
+        check(ans["statusCode"] == 401, "no token: %s" % ans)
+        ans = api.invoke(rest_event(None, method="GET", path="/nothing",
+                                    resource="/{proxy+}")).json()
+        check(ans["statusCode"] == 404, "unknown path: %s" % ans)
+        auth = {"Authorization": "Bearer " + fleet}
+        ans = api.invoke(rest_event(None, method="GET", path="/metrics",
+                                    resource="/metrics", headers=auth)).json()
+        check(ans["statusCode"] == 200, "metrics through Lambda: %s" % ans)
+        fams = promtext.parse(ans["body"])
+        check(not promtext.lint(fams), "lint: %s" % promtext.lint(fams))
+        v = lambda name, **lb: promtext.value(fams, name, **lb)  # noqa: E731
+        req = "lambda_registry_http_requests_total"
+        check(v(req, route="/generate", code="200") == 1, "direct 200 counted: %r" %
+              v(req, route="/generate", code="200"))
+        check(v(req, route="/generate", code="400") == 1, "direct 400 counted")
+        check(v(req, route="/generate", code="401") == 1, "proxy 401 counted")
+        check(v(req, route="-", code="404") == 1, "unmatched proxy path counted")
+        check(v("lambda_registry_http_request_duration_seconds_count", route="/generate") == 3,
+              "every /generate invocation in the histogram")
+        check(v("lambda_registry_auth_failures_total", code="401") == 1, "auth failure counted")
+        check(v("lambda_registry_payload_rejections_total", reason="candidates[].port") == 1,
+              "rejection counted")
+        # the scrape itself is counted once answered: the next one shows it
+        ans = api.invoke(rest_event(None, method="GET", path="/metrics",
+                                    resource="/metrics", headers=auth)).json()
+        fams = promtext.parse(ans["body"])
+        check(promtext.value(fams, req, route="/metrics", code="200") == 1,
+              "the first scrape counted")
+    finally:
+        api.close()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+    text = open(os.path.join(d, "lambda.log"), errors="replace").read()
+    check("Sanitizer" not in text, "sanitizer report:\n" + text[-3000:])
+
+
+run_steps([test_parser_can_fail, test_mixed_load, test_auth, test_lambda],
           cleanup=lambda: [s.stop() for s in servers])
