@@ -1200,9 +1200,11 @@ static void api_ui_login(struct api *api, const struct api_request *req,
 	}
 	api_html(ans, 303);
 	api_answer_header(ans, "Location", "/ui/");
+	/* Behind a TLS-terminating proxy the request arrives as plain HTTP:
+	 * no Secure (docs/operating.md says why and what to do). */
 	api_answer_header(ans, "Set-Cookie",
-			  UI_COOKIE "=%s; Path=/; HttpOnly; SameSite=Strict",
-			  token.buf);
+			  UI_COOKIE "=%s; Path=/; HttpOnly; SameSite=Strict%s",
+			  token.buf, req->tls ? "; Secure" : "");
 out:
 	buf_release(&token);
 }

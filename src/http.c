@@ -690,6 +690,7 @@ static enum MHD_Result http_start(struct http_server *srv,
 	req->areq.path = req->uri;
 	req->areq.header = http_header;
 	req->areq.header_ctx = conn;
+	req->areq.tls = srv->opts->tls_cert != NULL;
 	/*
 	 * libmicrohttpd closes the connection after an answer queued in this
 	 * first call, so without a body the answer waits for the next call

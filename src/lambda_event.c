@@ -683,6 +683,8 @@ void lambda_event_handle(struct api *api, const char *event, size_t len,
 	req.query = ev.query.len ? ev.query.buf : NULL;
 	req.header = lambda_event_header;
 	req.header_ctx = &ev;
+	/* API Gateway and function URLs answer HTTPS only. */
+	req.tls = 1;
 	if (lambda_event_begin(api, &ev, &req, &a))
 		goto answer;
 	if (req.route->flags & API_BODY) {

@@ -7,9 +7,11 @@ with a download link, the changes sparkline and the rejected calls; a
 `<script>` sent through every payload field and through an agent report is
 shown as text and never runs; a screenshot is saved in the build folder."""
 import base64
+import http.client
 import json
 import os
 import shutil
+import ssl
 import subprocess
 import time
 import urllib.error
@@ -224,6 +226,48 @@ def test_page():
     srv.stop()
 
 
+def login_cookie(port, tls):
+    """The Set-Cookie of a login form's POST, over TLS or plain HTTP."""
+    if tls:
+        ctx = ssl.create_default_context(cafile=os.path.join(d, "ui.pem"))
+        ctx.check_hostname = False
+        c = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=30)
+    else:
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        c.request("POST", "/ui/login", body=b"token=lr_abc-1",
+                  headers={"Content-Type": "application/x-www-form-urlencoded"})
+        r = c.getresponse()
+        r.read()
+        return r.status, r.getheader("Set-Cookie") or ""
+    finally:
+        c.close()
+
+
+def test_cookie():
+    """HttpOnly and SameSite=Strict always; Secure when the request came
+    over TLS to serve (--tls-cert), never over plain HTTP."""
+    p = subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+                        "-keyout", os.path.join(d, "ui.key"), "-out", os.path.join(d, "ui.pem"),
+                        "-days", "2", "-subj", "/CN=localhost"], capture_output=True)
+    check(p.returncode == 0, "openssl: %r" % p.stderr[-300:])
+    plain = Server(STORE, ["--auth", "required"])
+    procs.append(plain)
+    tls = Server(STORE, ["--auth", "required", "--tls-cert", os.path.join(d, "ui.pem"),
+                         "--tls-key", os.path.join(d, "ui.key")])
+    procs.append(tls)
+    for srv, secure in ((plain, False), (tls, True)):
+        st, cookie = login_cookie(srv.port, secure)
+        attrs = [a.strip() for a in cookie.split(";")]
+        check(st == 303 and attrs[0] == "lr_token=lr_abc-1", "login %d %r" % (st, cookie))
+        check("HttpOnly" in attrs and "SameSite=Strict" in attrs and "Path=/" in attrs,
+              "HttpOnly, SameSite=Strict, Path=/: %r" % cookie)
+        check(("Secure" in attrs) == secure, "Secure %s over %s: %r" % (
+            secure, "TLS" if secure else "plain HTTP", cookie))
+    plain.stop()
+    tls.stop()
+
+
 def cleanup():
     for p in procs:
         if isinstance(p, Server):
@@ -236,4 +280,4 @@ def cleanup():
                 p.kill()
 
 
-run_steps([test_page], cleanup=cleanup)
+run_steps([test_page, test_cookie], cleanup=cleanup)
