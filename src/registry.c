@@ -134,6 +134,8 @@ struct registry {
 	int hints_running;
 	atomic_int hints_stop;
 	atomic_ulong hints;
+	/* The last agent reports, bounded, over the store's. */
+	struct report_cache *reports;
 };
 
 /* One call on one table, across its attempts. */
@@ -527,6 +529,8 @@ enum status registry_new(const struct registry_options *opts,
 	reg->buckets = xcalloc(reg->nr_buckets, sizeof(*reg->buckets));
 	pthread_mutex_init(&reg->lock, NULL);
 	pthread_mutex_init(&reg->write_lock, NULL);
+	reg->reports =
+		report_cache_new(REPORT_MAX_AGENTS, REPORT_MAX_TABLE_AGENTS);
 	ret = store_open(reg->store_spec, &st, err);
 	if (ret != ST_OK) {
 		registry_free(reg);
@@ -562,6 +566,7 @@ void registry_free(struct registry *reg)
 		}
 	}
 	free(reg->buckets);
+	report_cache_free(reg->reports);
 	pthread_mutex_destroy(&reg->lock);
 	pthread_mutex_destroy(&reg->write_lock);
 	free(reg->write_error);
@@ -1772,39 +1777,12 @@ enum status registry_report_put(struct registry *reg, const char *table,
 				const char *agent, struct report *r,
 				struct buf *err)
 {
-	struct buf key = BUF_INIT, json = BUF_INIT;
-	struct store_doc_list list;
-	struct store_doc doc = {0};
 	struct store *st = NULL;
-	enum status ret;
+	enum status ret = registry_get_store(reg, &st, err);
 
-	store_doc_list_init(&list);
-	(void)buf_addf(&key, "%s/%s", table, agent);
-	r->received_ms = (int64_t)clock_real_ms();
-	report_json(r, &json);
-	ret = registry_get_store(reg, &st, err);
-	if (ret != ST_OK)
-		goto out;
-	ret = store_doc_get(st, REPORT_KIND, key.buf, &doc, err);
-	if (ret == ST_NOT_FOUND) {
-		/* A new agent: only while there is room. */
-		ret = store_doc_list(st, REPORT_KIND, "", REPORT_MAX_AGENTS,
-				     &list, err);
-		if (ret == ST_OK && list.nr >= REPORT_MAX_AGENTS) {
-			buf_setf(err, "reports of %d agents are kept already",
-				 REPORT_MAX_AGENTS);
-			ret = ST_TOO_LARGE;
-		}
-	}
 	if (ret == ST_OK)
-		ret = store_doc_put(st, REPORT_KIND, key.buf, json.buf,
-				    STORE_DOC_ANY, NULL, err);
-out:
-	registry_put_store(reg, st, ret != ST_OK && ret != ST_TOO_LARGE);
-	store_doc_release(&doc);
-	store_doc_list_release(&list);
-	buf_release(&key);
-	buf_release(&json);
+		ret = report_cache_put(reg->reports, st, table, agent, r, err);
+	registry_put_store(reg, st, ret != ST_OK);
 	return ret;
 }
 
@@ -1815,8 +1793,7 @@ enum status registry_reports(struct registry *reg, struct store_doc_list *out,
 	enum status ret = registry_get_store(reg, &st, err);
 
 	if (ret == ST_OK)
-		ret = store_doc_list(st, REPORT_KIND, "", REPORT_MAX_AGENTS,
-				     out, err);
+		ret = report_cache_list(reg->reports, st, out, err);
 	registry_put_store(reg, st, ret != ST_OK);
 	return ret;
 }

@@ -197,13 +197,14 @@ enum status registry_settings_delete(struct registry *reg, const char *table,
 
 /*
  * Keep `r` as the last report of agent `agent` (payload_check_name's rule)
- * on `table`, stamped with the time now, as a store document. ST_TOO_LARGE
- * when REPORT_MAX_AGENTS other agents already have reports.
+ * on `table`, stamped with the time now, as a store document and then in
+ * memory; a new agent past report.h's caps displaces the oldest report.
  */
 enum status registry_report_put(struct registry *reg, const char *table,
 				const char *agent, struct report *r,
 				struct buf *err) WARN_UNUSED;
-/* Every stored report, keys "TABLE/AGENT-ID" in byte order, into `out`. */
+/* Every kept report, keys "TABLE/AGENT-ID" in byte order, into `out`:
+ * from memory, checked against the store (report_cache_list). */
 enum status registry_reports(struct registry *reg, struct store_doc_list *out,
 			     struct buf *err) WARN_UNUSED;
 /*
