@@ -183,6 +183,23 @@ def test_page():
                   r.querySelector('.index').textContent])""")
         check([r[:4] for r in rows] == [["blog-1", "1", "1", "0"], ["shop-eu", "3", "4", "3"]],
               "table rows: %r" % rows)
+        check(wd.js("return document.querySelectorAll('section.table').length") == 0,
+              "the list page shows no table's details")
+        texts = wd.js("return document.body.innerText")
+        check(("healthCheck." + XSS) in texts, "the injected key shows as text in the field path")
+        nrej = wd.js("return document.querySelectorAll('tr.rejection').length")
+        check(nrej == rejected, "%d rejections listed, %d sent" % (nrej, rejected))
+        bad_cells = wd.js("""return Array.from(document.querySelectorAll('tr.rejection'))
+            .filter(r => r.cells[3].textContent.includes('<')).length""")
+        check(bad_cells == 0, "rules never carry a value")
+        bars = wd.js("""return Array.from(document.querySelectorAll('#sparkline rect'))
+            .map(r => Number(r.getAttribute('data-changes')))""")
+        check(len(bars) == 24 and bars[-1] >= 3, "sparkline: 24 hours, this one >= 3: %r" % bars)
+        check(wd.js("return document.querySelectorAll('script').length") == 0, "no script element")
+        # The table's own page, through the list's link.
+        href = wd.js("return document.querySelector('tr[data-table=shop-eu] a').getAttribute('href')")
+        check(href == "/ui/tables/shop-eu", "the row links the table's page: %r" % href)
+        wd.go(base + href)
         order = wd.js("""return Array.from(document.querySelectorAll('#t-shop-eu tr.service .name'))
             .map(e => e.textContent)""")
         want = [line.split()[1] for line in config.splitlines() if line.startswith("    use_backend ")]
@@ -198,15 +215,6 @@ def test_page():
         check(wd.js("return window.__pwned === undefined"), "the injected script did not run")
         texts = wd.js("return document.body.innerText")
         check(XSS in texts, "the agent's script shows as text")
-        check(("healthCheck." + XSS) in texts, "the injected key shows as text in the field path")
-        nrej = wd.js("return document.querySelectorAll('tr.rejection').length")
-        check(nrej == rejected, "%d rejections listed, %d sent" % (nrej, rejected))
-        bad_cells = wd.js("""return Array.from(document.querySelectorAll('tr.rejection'))
-            .filter(r => r.cells[3].textContent.includes('<')).length""")
-        check(bad_cells == 0, "rules never carry a value")
-        bars = wd.js("""return Array.from(document.querySelectorAll('#sparkline rect'))
-            .map(r => Number(r.getAttribute('data-changes')))""")
-        check(len(bars) == 24 and bars[-1] >= 3, "sparkline: 24 hours, this one >= 3: %r" % bars)
         href = wd.js("return document.querySelector('#t-shop-eu a.download').getAttribute('href')")
         check(href == "/ui/tables/shop-eu/config", "download link %r" % href)
         pre = wd.js("return document.querySelector('#t-shop-eu pre.config').textContent")
@@ -218,11 +226,51 @@ def test_page():
         print("screenshot: %s (%d bytes)" % (SHOT, len(shot)), flush=True)
         # A phone: the page fits, the wide tables scroll inside themselves.
         wd.s("POST", "/window/rect", {"width": 390, "height": 844})
-        wd.go(base + "/ui/")
-        wide = wd.js("return document.documentElement.scrollWidth - window.innerWidth")
-        check(wide <= 1, "fits a phone's width (overflow %r)" % wide)
+        for url in ("/ui/", "/ui/tables/shop-eu"):
+            wd.go(base + url)
+            wide = wd.js("return document.documentElement.scrollWidth - window.innerWidth")
+            check(wide <= 1, "%s fits a phone's width (overflow %r)" % (url, wide))
     finally:
         wd.quit()
+    srv.stop()
+
+
+def test_pages():
+    """`/` lists one page of the stored tables (after/limit as GET /v1/tables)
+    with a link to the next; following the links shows each table once, in
+    order, including tables this process never rendered."""
+    store = "sqlite:" + os.path.join(d, "pages.db")
+    names = ["pg-%02d" % i for i in range(7)]
+    for name in names:
+        p = run_cli(["generate", "--store", store, "-"],
+                    stdin=payload(name, [], [svc("s", "host", name + ".example", ["c1"])]))
+        check(p.returncode == 0, "generate %s: %r" % (name, p.stderr[-300:]))
+    srv = Server(store, ["--auth", "off"])
+    procs.append(srv)
+    seen, url, pages = [], "/?limit=3", 0
+    while url and pages < 10:
+        st, hdr, body = srv.request("GET", url)
+        check(st == 200, "GET %s: %d" % (url, st))
+        html = body.decode()
+        rows = [part.split('"', 1)[0] for part in html.split('data-table="')[1:]]
+        check(len(rows) <= 3, "at most limit rows: %r" % rows)
+        seen += rows
+        pages += 1
+        nxt = html.split('id="next" href="', 1)
+        url = nxt[1].split('"', 1)[0].replace("&amp;", "&") if len(nxt) > 1 else None
+        check("section class=\"table\"" not in html, "no table details on the list")
+    check(seen == names, "every table once, in order, over the pages: %r" % seen)
+    check(pages == 3, "7 tables at 3 a page: 3 pages (%d)" % pages)
+    st, _, body = srv.request("GET", "/?limit=0")
+    err = json.loads(body or b"{}")
+    check(st == 400 and err.get("field") == "limit", "limit=0 refused: %d %r" % (st, body[:200]))
+    st, _, body = srv.request("GET", "/?limit=1001")
+    check(st == 400, "limit over the page cap refused: %d" % st)
+    st, _, body = srv.request("GET", "/ui/tables/pg-03")
+    check(st == 200 and b'id="t-pg-03"' in body and b"pg-03.example" in body,
+          "the table's page: %d" % st)
+    st, _, body = srv.request("GET", "/ui/tables/never")
+    check(st == 404 and json.loads(body).get("error"), "a table never written: %d" % st)
     srv.stop()
 
 
@@ -280,4 +328,4 @@ def cleanup():
                 p.kill()
 
 
-run_steps([test_page, test_cookie], cleanup=cleanup)
+run_steps([test_page, test_pages, test_cookie], cleanup=cleanup)
