@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "changes.h"
 #include "clock.h"
 #include "merge.h"
 #include "metrics.h"
@@ -936,6 +937,23 @@ static void registry_note_rejection(const char *table, const char *json,
 	buf_release(&peek);
 }
 
+/*
+ * Count a stored change for the sparkline, after the table's lock is gone.
+ * The change itself is committed: a failure here (logged and counted by the
+ * store's wrappers) only loses it from the page's counts.
+ */
+static void registry_note_change(struct registry *reg, const char *table)
+{
+	struct buf err = BUF_INIT;
+	struct store *st = NULL;
+	enum status ret = registry_get_store(reg, &st, &err);
+
+	if (ret == ST_OK)
+		ret = changes_note(st, table, (int64_t)clock_real_ms(), &err);
+	registry_put_store(reg, st, ret != ST_OK && ret != ST_CONFLICT);
+	buf_release(&err);
+}
+
 enum status registry_call(struct registry *reg, const char *json, size_t len,
 			  unsigned flags, struct registry_result *res,
 			  struct buf *err, struct buf *field)
@@ -1378,8 +1396,6 @@ enum status registry_call_table_if(struct registry *reg, const char *table,
 					    ? &metrics_cache_hits
 					    : &metrics_cache_misses,
 				    NULL, 1);
-	if (ret == ST_OK && res->changed)
-		metrics_note_change();
 	if (ret == ST_UNAVAILABLE && tried_write)
 		registry_note_write(reg, 0, err->buf);
 	else if (ret == ST_OK && res->changed)
@@ -1393,8 +1409,10 @@ unlock:
 	pthread_rwlock_unlock(&c.t->lock);
 put:
 	registry_table_put(reg, c.t);
-	if (ret == ST_OK && res->changed)
+	if (ret == ST_OK && res->changed) {
 		registry_tell_changed(reg, res->table);
+		registry_note_change(reg, res->table);
+	}
 out:
 	if (!c.nowait)
 		registry_pool_refill(reg);
@@ -1794,6 +1812,21 @@ enum status registry_reports(struct registry *reg, struct store_doc_list *out,
 
 	if (ret == ST_OK)
 		ret = report_cache_list(reg->reports, st, out, err);
+	registry_put_store(reg, st, ret != ST_OK);
+	return ret;
+}
+
+enum status registry_changes_per_hour(struct registry *reg, const char *table,
+				      uint64_t out[CHANGES_HOURS],
+				      struct buf *err)
+{
+	struct store *st = NULL;
+	enum status ret = registry_get_store(reg, &st, err);
+
+	memset(out, 0, CHANGES_HOURS * sizeof(*out));
+	if (ret == ST_OK)
+		ret = changes_per_hour(st, table, (int64_t)clock_real_ms(), out,
+				       err);
 	registry_put_store(reg, st, ret != ST_OK);
 	return ret;
 }

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "buf.h"
+#include "changes.h"
 #include "render.h"
 #include "service.h"
 #include "status.h"
@@ -207,6 +208,11 @@ enum status registry_report_put(struct registry *reg, const char *table,
  * from memory, checked against the store (report_cache_list). */
 enum status registry_reports(struct registry *reg, struct store_doc_list *out,
 			     struct buf *err) WARN_UNUSED;
+/* Stored changes per hour over the last day, the current hour last: of
+ * `table`, or of every table when NULL (see changes_per_hour). */
+enum status registry_changes_per_hour(struct registry *reg, const char *table,
+				      uint64_t out[CHANGES_HOURS],
+				      struct buf *err) WARN_UNUSED;
 /*
  * What the status page shows of `table`: its stored services, its version
  * (0 without STORE_CAP_VERSION) and the config they render to with the

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "changes.h"
 #include "clock.h"
 #include "metrics.h"
 #include "registry.h"
@@ -174,14 +175,19 @@ int ui_cookie_token(const char *cookie, struct buf *out)
 	return ret;
 }
 
-/* Bars of changes per hour over the last day, as inline SVG. */
-static void ui_sparkline(struct buf *out)
+/* Bars of the stored changes per hour over the last day (of `table`, or of
+ * all when NULL), as inline SVG. */
+static void ui_sparkline(struct buf *out, struct registry *reg,
+			 const char *table)
 {
-	uint64_t hours[METRICS_CHANGE_HOURS], max = 0, total = 0;
+	uint64_t hours[CHANGES_HOURS] = {0}, max = 0, total = 0;
+	struct buf err = BUF_INIT;
+	enum status st = ST_UNAVAILABLE;
 	size_t i;
 
-	metrics_changes_per_hour(hours);
-	for (i = 0; i < METRICS_CHANGE_HOURS; i++) {
+	if (reg)
+		st = registry_changes_per_hour(reg, table, hours, &err);
+	for (i = 0; i < CHANGES_HOURS; i++) {
 		total += hours[i];
 		if (hours[i] > max)
 			max = hours[i];
@@ -193,7 +199,7 @@ static void ui_sparkline(struct buf *out)
 		       "height=\"40\" viewBox=\"0 0 240 40\" role=\"img\" "
 		       "aria-label=\"%llu changes in the last 24 hours\">",
 		       (unsigned long long)total);
-	for (i = 0; i < METRICS_CHANGE_HOURS; i++) {
+	for (i = 0; i < CHANGES_HOURS; i++) {
 		unsigned h = max ? (unsigned)(hours[i] * 38 / max) : 0;
 
 		if (hours[i] && !h)
@@ -203,17 +209,22 @@ static void ui_sparkline(struct buf *out)
 			       "height=\"%u\" fill=\"#4a7bd0\" "
 			       "data-changes=\"%llu\"><title>%llu, %zu h "
 			       "ago</title></rect>",
-			       i * 10, 40 - h, h ? h : 0,
+			       i * 10, 40 - h, h, (unsigned long long)hours[i],
 			       (unsigned long long)hours[i],
-			       (unsigned long long)hours[i],
-			       METRICS_CHANGE_HOURS - 1 - i);
+			       CHANGES_HOURS - 1 - i);
 	}
 	(void)buf_addf(out,
 		       "<line x1=\"0\" y1=\"39.5\" x2=\"240\" y2=\"39.5\" "
 		       "stroke=\"#999\"/></svg> <span class=\"muted\">%llu "
-		       "changes (since this process started, at most a "
-		       "day)</span></section>",
+		       "stored changes",
 		       (unsigned long long)total);
+	if (reg && st != ST_OK) {
+		(void)buf_addstr(out, " (cannot be read: ");
+		ui_esc(out, err.buf);
+		(void)buf_addch(out, ')');
+	}
+	(void)buf_addstr(out, "</span></section>");
+	buf_release(&err);
 }
 
 /* Whether report document `doc` is about `table`; its agent id if so. */
@@ -527,22 +538,19 @@ static void ui_header(struct buf *out, const char *title, int login,
 	(void)buf_addstr(out, "</p></header>");
 }
 
-/* The reports, or why not on the page; -1 when they cannot be read. */
-static int ui_load_reports(struct registry *reg, struct store_doc_list *reports,
-			   struct buf *out)
+/* The reports, or why not on the page. */
+static void ui_load_reports(struct registry *reg,
+			    struct store_doc_list *reports, struct buf *out)
 {
 	struct buf err = BUF_INIT;
-	int ret = 0;
 
 	if (registry_reports(reg, reports, &err) != ST_OK) {
 		(void)buf_addstr(out, "<p class=\"error\">agent reports cannot "
 				      "be read: ");
 		ui_esc(out, err.buf);
 		(void)buf_addstr(out, "</p>");
-		ret = -1;
 	}
 	buf_release(&err);
-	return ret;
 }
 
 /* One row of the tables list, from the cache where it can. */
@@ -598,10 +606,10 @@ void ui_page(struct registry *reg, int login, const char *after, size_t limit,
 		(void)buf_addstr(out, "<p class=\"error\">the store is "
 				      "unavailable</p>");
 	} else {
-		(void)ui_load_reports(reg, &reports, out);
+		ui_load_reports(reg, &reports, out);
 		st = registry_table_names(reg, after, limit, &names, &nr, &err);
 	}
-	ui_sparkline(out);
+	ui_sparkline(out, reg, NULL);
 	(void)buf_addstr(out, "<section id=\"tables\"><h2>Tables</h2>");
 	if (reg && st != ST_OK) {
 		(void)buf_addstr(out, "<p class=\"error\">the tables cannot "
@@ -676,7 +684,8 @@ enum status ui_table_page(struct registry *reg, const char *table, int login,
 	st = ST_OK;
 	(void)buf_addf(&title, "lambda-registry: %s", table);
 	ui_header(out, title.buf, login, now);
-	(void)ui_load_reports(reg, &reports, out);
+	ui_load_reports(reg, &reports, out);
+	ui_sparkline(out, reg, table);
 	ui_table_section(out, &t, &reports, now);
 	(void)buf_addstr(out, "</body></html>\n");
 out:

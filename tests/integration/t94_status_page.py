@@ -274,6 +274,42 @@ def test_pages():
     srv.stop()
 
 
+def bars(html):
+    """The sparkline's counts, oldest hour first."""
+    svg = html.split('id="sparkline"', 1)[1].split("</svg>", 1)[0]
+    return [int(part.split('"', 1)[0]) for part in svg.split('data-changes="')[1:]]
+
+
+def test_sparkline_restart():
+    """The changes per hour come from the store: they survive a restart of
+    serve and include another process's changes."""
+    store = "sqlite:" + os.path.join(d, "spark.db")
+    srv = Server(store, ["--auth", "off"])
+    procs.append(srv)
+    one = [svc("s", "host", "s.example", ["c1"])]
+    two = one + [svc("t", "host", "t.example", ["c2"])]
+    for body in (payload("sp-a", [], one), payload("sp-a", [], two), payload("sp-a", [], two),
+                 payload("sp-b", [], one)):
+        st, _, data = srv.post(body)
+        check(st == 200, "post: %d %r" % (st, data[:200]))
+    srv.stop()
+    srv = Server(store, ["--auth", "off"])
+    procs.append(srv)
+    st, _, body = srv.request("GET", "/")
+    got = bars(body.decode())
+    check(st == 200 and len(got) == 24 and sum(got) == 3,
+          "after a restart the page still shows the 3 changes: %r" % got)
+    st, _, body = srv.request("GET", "/ui/tables/sp-a")
+    got = bars(body.decode())
+    check(st == 200 and sum(got) == 2, "the table's page shows its 2 changes: %r" % got)
+    p = run_cli(["generate", "--store", store, "-"], stdin=payload("sp-c", [], one))
+    check(p.returncode == 0, "generate: %r" % p.stderr[-300:])
+    st, _, body = srv.request("GET", "/")
+    got = bars(body.decode())
+    check(sum(got) == 4, "another process's change shows too: %r" % got)
+    srv.stop()
+
+
 def login_cookie(port, tls):
     """The Set-Cookie of a login form's POST, over TLS or plain HTTP."""
     if tls:
@@ -328,4 +364,5 @@ def cleanup():
                 p.kill()
 
 
-run_steps([test_page, test_pages, test_cookie], cleanup=cleanup)
+run_steps([test_page, test_pages, test_sparkline_restart, test_cookie],
+          cleanup=cleanup)
