@@ -950,7 +950,9 @@ static void registry_note_change(struct registry *reg, const char *table)
 
 	if (ret == ST_OK)
 		ret = changes_note(st, table, (int64_t)clock_real_ms(), &err);
-	registry_put_store(reg, st, ret != ST_OK && ret != ST_CONFLICT);
+	/* Only an unreachable store costs the handle: the table call that
+	 * follows on it must not pay for a sparkline's trouble. */
+	registry_put_store(reg, st, ret == ST_UNAVAILABLE);
 	buf_release(&err);
 }
 
