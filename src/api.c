@@ -24,7 +24,8 @@ struct api {
 
 static api_handler_fn api_generate, api_healthz, api_tables, api_table,
 	api_table_config, api_metrics, api_report_put, api_reports, api_ui,
-	api_ui_config, api_ui_style, api_ui_login_form, api_ui_login;
+	api_ui_table, api_ui_config, api_ui_style, api_ui_login_form,
+	api_ui_login;
 
 /* Matched in order; a pattern's {name} takes one whole, non-empty segment. */
 static const struct api_route api_routes[] = {
@@ -45,6 +46,8 @@ static const struct api_route api_routes[] = {
 	{"GET", "/v1/agents", api_reports, API_BLOCKING, API_SCOPE_FLEET_READ},
 	{"GET", "/", api_ui, API_BLOCKING | API_HTML, API_SCOPE_FLEET_READ},
 	{"GET", "/ui/", api_ui, API_BLOCKING | API_HTML, API_SCOPE_FLEET_READ},
+	{"GET", "/ui/tables/{table}", api_ui_table, API_BLOCKING | API_HTML,
+	 API_SCOPE_TABLE_READ},
 	{"GET", "/ui/tables/{table}/config", api_ui_config,
 	 API_BLOCKING | API_HTML, API_SCOPE_FLEET_READ},
 	{"GET", "/ui/style.css", api_ui_style, 0, API_SCOPE_NONE},
@@ -875,33 +878,52 @@ static int api_may_read(struct api *api, const struct api_request *req,
 }
 
 /* GET /v1/tables: the tables in byte order, a page after ?after=. */
-static void api_tables(struct api *api, const struct api_request *req,
-		       struct api_answer *ans)
+/*
+ * A page's ?after=NAME&limit=N into `after` and `limit` (which holds the
+ * default); -1 with `ans` the 400 naming the parameter.
+ */
+static int api_page_query(const struct api_request *req, struct buf *after,
+			  uint64_t *limit, uint64_t max, struct api_answer *ans)
 {
-	struct buf err = BUF_INIT, after = BUF_INIT, v = BUF_INIT;
-	char **names = NULL;
-	size_t nr = 0, i, shown = 0;
-	uint64_t limit = API_LIST_DEFAULT;
-	enum status st;
-	int r;
+	struct buf v = BUF_INIT, msg = BUF_INIT;
+	int r, ret = -1;
 
-	if (!api->opts.reg) {
-		api_unavailable(api, ans);
-		goto out;
-	}
-	if (api_query(req, "after", &after) < 0) {
+	if (api_query(req, "after", after) < 0) {
 		api_answer_error(ans, ST_INVALID, "after has a bad escape",
 				 "after");
 		goto out;
 	}
 	r = api_query(req, "limit", &v);
-	if (r < 0 || (r > 0 && (api_parse_u64(v.buf, &limit) || !limit ||
-				limit > API_LIST_MAX))) {
-		api_answer_error(ans, ST_INVALID,
-				 "limit must be a whole number from 1 to 10000",
-				 "limit");
+	if (r < 0 || (r > 0 && (api_parse_u64(v.buf, limit) || !*limit ||
+				*limit > max))) {
+		(void)buf_addf(&msg,
+			       "limit must be a whole number from 1 to %llu",
+			       (unsigned long long)max);
+		api_answer_error(ans, ST_INVALID, msg.buf, "limit");
 		goto out;
 	}
+	ret = 0;
+out:
+	buf_release(&v);
+	buf_release(&msg);
+	return ret;
+}
+
+static void api_tables(struct api *api, const struct api_request *req,
+		       struct api_answer *ans)
+{
+	struct buf err = BUF_INIT, after = BUF_INIT;
+	char **names = NULL;
+	size_t nr = 0, i, shown = 0;
+	uint64_t limit = API_LIST_DEFAULT;
+	enum status st;
+
+	if (!api->opts.reg) {
+		api_unavailable(api, ans);
+		goto out;
+	}
+	if (api_page_query(req, &after, &limit, API_LIST_MAX, ans))
+		goto out;
 	st = registry_table_names(api->opts.reg, after.buf, (size_t)limit,
 				  &names, &nr, &err);
 	if (st != ST_OK) {
@@ -953,7 +975,6 @@ out:
 	free(names);
 	buf_release(&err);
 	buf_release(&after);
-	buf_release(&v);
 }
 
 static void api_generate(struct api *api, const struct api_request *req,
@@ -1140,9 +1161,31 @@ out:
 static void api_ui(struct api *api, const struct api_request *req,
 		   struct api_answer *ans)
 {
-	(void)req;
-	ui_page(api->opts.reg, api->opts.auth != NULL, &ans->body);
-	api_html(ans, 200);
+	struct buf after = BUF_INIT;
+	uint64_t limit = UI_PAGE_DEFAULT;
+
+	if (!api_page_query(req, &after, &limit, UI_PAGE_MAX, ans)) {
+		ui_page(api->opts.reg, api->opts.auth != NULL, after.buf,
+			(size_t)limit, &ans->body);
+		api_html(ans, 200);
+	}
+	buf_release(&after);
+}
+
+static void api_ui_table(struct api *api, const struct api_request *req,
+			 struct api_answer *ans)
+{
+	struct buf err = BUF_INIT;
+	enum status st =
+		ui_table_page(api->opts.reg, api_param(req, "table"),
+			      api->opts.auth != NULL, &ans->body, &err);
+
+	if (st != ST_OK)
+		api_answer_error(ans, st, err.buf,
+				 st == ST_INVALID ? "table" : NULL);
+	else
+		api_html(ans, 200);
+	buf_release(&err);
 }
 
 static void api_ui_config(struct api *api, const struct api_request *req,
@@ -1200,9 +1243,11 @@ static void api_ui_login(struct api *api, const struct api_request *req,
 	}
 	api_html(ans, 303);
 	api_answer_header(ans, "Location", "/ui/");
+	/* Behind a TLS-terminating proxy the request arrives as plain HTTP:
+	 * no Secure (docs/operating.md says why and what to do). */
 	api_answer_header(ans, "Set-Cookie",
-			  UI_COOKIE "=%s; Path=/; HttpOnly; SameSite=Strict",
-			  token.buf);
+			  UI_COOKIE "=%s; Path=/; HttpOnly; SameSite=Strict%s",
+			  token.buf, req->tls ? "; Secure" : "");
 out:
 	buf_release(&token);
 }

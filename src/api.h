@@ -90,6 +90,8 @@ struct api_request {
 	void *header_ctx;
 	const char *body;
 	size_t body_len;
+	/* It came over TLS to this process (cookies get Secure). */
+	int tls;
 	/* Authorized by the front end itself (a direct Lambda invocation,
 	 * which IAM allowed): no token is asked for. */
 	int trusted;

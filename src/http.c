@@ -432,6 +432,7 @@ static void http_watch_wake(void *ctx, enum watch_reason why)
 {
 	struct http_request *req = ctx;
 
+	metrics_watchers_add(-1);
 	req->areq.watch_final = why != WATCH_CHANGED;
 	/*
 	 * A watch's answer closes its connection. Kept alive, libmicrohttpd
@@ -472,9 +473,12 @@ static int http_run(struct http_server *srv, struct http_request *req)
 	if (!req->ans.park_table)
 		return 0;
 	req->areq.watch_deadline_ms = req->ans.park_deadline_ms;
+	/* Counted before it parks: the wake may come before park returns. */
+	metrics_watchers_add(1);
 	if (!watch_park(srv->watch, req->ans.park_table, req->ans.park_index,
 			req->ans.park_deadline_ms, http_watch_wake, req))
 		return 1;
+	metrics_watchers_add(-1);
 	req->areq.watch_final = 1;
 	req->close = 1;
 	api_answer_reset(&req->ans);
@@ -690,6 +694,7 @@ static enum MHD_Result http_start(struct http_server *srv,
 	req->areq.path = req->uri;
 	req->areq.header = http_header;
 	req->areq.header_ctx = conn;
+	req->areq.tls = srv->opts->tls_cert != NULL;
 	/*
 	 * libmicrohttpd closes the connection after an answer queued in this
 	 * first call, so without a body the answer waits for the next call

@@ -18,6 +18,7 @@
 #include "curlx.h"
 #include "lambda_event.h"
 #include "log.h"
+#include "metrics.h"
 #include "registry.h"
 #include "render.h"
 #include "xalloc.h"
@@ -300,6 +301,8 @@ static enum status lambda_invoke(struct lambda_client *c, struct api *api,
 		st = lambda_client_post(c, path.buf, ans.body.buf, ans.body.len,
 					ans.err_type.buf, err);
 	}
+	/* Counted like an HTTP request, refusals before the route included. */
+	metrics_http_request(ans.route, ans.http, clock_now_us() - start_us);
 	fprintf(stderr,
 		"lambda request_id=%s shape=%s status=%u %s=%zu us=%llu "
 		"trace=%s\n",

@@ -66,6 +66,7 @@ void lambda_answer_init(struct lambda_answer *ans)
 	buf_init(&ans->err_type, BUF_CAP_MESSAGE);
 	ans->http = 0;
 	ans->shape = "direct";
+	ans->route = "-";
 }
 
 void lambda_answer_release(struct lambda_answer *ans)
@@ -626,6 +627,7 @@ static void lambda_event_direct(struct api *api, const char *event, size_t len,
 	/* Only IAM lets a caller invoke the function directly. */
 	req.trusted = 1;
 	api_handle(api, &req, &a);
+	ans->route = a.route;
 	if (a.status != 200) {
 		lambda_answer_from_error(ans, &a);
 		goto out;
@@ -681,6 +683,8 @@ void lambda_event_handle(struct api *api, const char *event, size_t len,
 	req.query = ev.query.len ? ev.query.buf : NULL;
 	req.header = lambda_event_header;
 	req.header_ctx = &ev;
+	/* API Gateway and function URLs answer HTTPS only. */
+	req.tls = 1;
 	if (lambda_event_begin(api, &ev, &req, &a))
 		goto answer;
 	if (req.route->flags & API_BODY) {
@@ -692,6 +696,7 @@ void lambda_event_handle(struct api *api, const char *event, size_t len,
 	}
 	lambda_event_finish(api, &req, &a);
 answer:
+	ans->route = a.route;
 	lambda_answer_proxy(ans, &a);
 out:
 	api_request_release(&req);

@@ -24,6 +24,8 @@ struct lambda_answer {
 				Lambda-Runtime-Function-Error-Type */
 	unsigned http;	     /* the HTTP status given or implied, for the log */
 	const char *shape;   /* "direct", "rest", "http" */
+	/* static: the route pattern answered, "-" for none (the metrics') */
+	const char *route;
 };
 
 void lambda_answer_init(struct lambda_answer *ans);

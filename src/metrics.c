@@ -227,10 +227,6 @@ static struct metrics_rejection metrics_rejections[METRICS_MAX_REJECTIONS];
 static size_t metrics_nr_rejections, metrics_next_rejection;
 static struct metrics_store_error metrics_errors[METRICS_MAX_STORE_ERRORS];
 static size_t metrics_nr_errors, metrics_next_error;
-/* Slot h % 24 counts the changes of hour h (since the epoch). */
-static struct {
-	uint64_t hour, count;
-} metrics_hours[METRICS_CHANGE_HOURS];
 
 static int metrics_same(const struct metrics_family *f,
 			const struct metrics_series *s,
@@ -650,20 +646,6 @@ void metrics_note_store_error(const char *backend, const char *op,
 	pthread_mutex_unlock(&metrics_lock);
 }
 
-void metrics_note_change(void)
-{
-	uint64_t hour = clock_real_ms() / 3600000;
-	size_t slot = hour % METRICS_CHANGE_HOURS;
-
-	pthread_mutex_lock(&metrics_lock);
-	if (metrics_hours[slot].hour != hour) {
-		metrics_hours[slot].hour = hour;
-		metrics_hours[slot].count = 0;
-	}
-	metrics_hours[slot].count++;
-	pthread_mutex_unlock(&metrics_lock);
-}
-
 size_t metrics_recent_rejections(struct metrics_rejection *out, size_t max)
 {
 	size_t i, nr;
@@ -690,23 +672,6 @@ size_t metrics_recent_store_errors(struct metrics_store_error *out, size_t max)
 					METRICS_MAX_STORE_ERRORS];
 	pthread_mutex_unlock(&metrics_lock);
 	return nr;
-}
-
-void metrics_changes_per_hour(uint64_t out[METRICS_CHANGE_HOURS])
-{
-	uint64_t now = clock_real_ms() / 3600000;
-	size_t i;
-
-	pthread_mutex_lock(&metrics_lock);
-	for (i = 0; i < METRICS_CHANGE_HOURS; i++) {
-		uint64_t hour = now - (METRICS_CHANGE_HOURS - 1 - i);
-		size_t slot = hour % METRICS_CHANGE_HOURS;
-
-		out[i] = metrics_hours[slot].hour == hour
-				 ? metrics_hours[slot].count
-				 : 0;
-	}
-	pthread_mutex_unlock(&metrics_lock);
 }
 
 /* A table's gauge; 0 while a concurrent first update has not set it. */

@@ -96,7 +96,6 @@ void metrics_write(unsigned groups, struct buf *out);
 /* Recent events, kept in memory for the status page. */
 #define METRICS_MAX_REJECTIONS	 100
 #define METRICS_MAX_STORE_ERRORS 20
-#define METRICS_CHANGE_HOURS	 24
 
 struct metrics_rejection {
 	int64_t at_ms;
@@ -123,14 +122,10 @@ void metrics_note_rejection(const char *table, const char *field,
 /* A store operation that failed for the store's sake (not a conflict). */
 void metrics_note_store_error(const char *backend, const char *op,
 			      const char *message);
-/* A table write that changed something (the status page's sparkline). */
-void metrics_note_change(void);
 
 /* The newest first; returns how many were copied (at most `max`). */
 size_t metrics_recent_rejections(struct metrics_rejection *out, size_t max);
 size_t metrics_recent_store_errors(struct metrics_store_error *out, size_t max);
-/* Changes in each of the last 24 hours, the current hour last. */
-void metrics_changes_per_hour(uint64_t out[METRICS_CHANGE_HOURS]);
 /* The tables with gauges, sorted by name, into a new array of `*nr`;
  * metrics_tables_free() releases it. */
 struct metrics_table *metrics_tables(size_t *nr);

@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "changes.h"
 #include "clock.h"
 #include "merge.h"
 #include "metrics.h"
@@ -134,6 +135,8 @@ struct registry {
 	int hints_running;
 	atomic_int hints_stop;
 	atomic_ulong hints;
+	/* The last agent reports, bounded, over the store's. */
+	struct report_cache *reports;
 };
 
 /* One call on one table, across its attempts. */
@@ -527,6 +530,8 @@ enum status registry_new(const struct registry_options *opts,
 	reg->buckets = xcalloc(reg->nr_buckets, sizeof(*reg->buckets));
 	pthread_mutex_init(&reg->lock, NULL);
 	pthread_mutex_init(&reg->write_lock, NULL);
+	reg->reports =
+		report_cache_new(REPORT_MAX_AGENTS, REPORT_MAX_TABLE_AGENTS);
 	ret = store_open(reg->store_spec, &st, err);
 	if (ret != ST_OK) {
 		registry_free(reg);
@@ -562,6 +567,7 @@ void registry_free(struct registry *reg)
 		}
 	}
 	free(reg->buckets);
+	report_cache_free(reg->reports);
 	pthread_mutex_destroy(&reg->lock);
 	pthread_mutex_destroy(&reg->write_lock);
 	free(reg->write_error);
@@ -929,6 +935,25 @@ static void registry_note_rejection(const char *table, const char *json,
 		payload_peek_table(json, len, &peek);
 	metrics_note_rejection(table ? table : peek.buf, field->buf, rule);
 	buf_release(&peek);
+}
+
+/*
+ * Count a stored change for the sparkline, after the table's lock is gone.
+ * The change itself is committed: a failure here (logged and counted by the
+ * store's wrappers) only loses it from the page's counts.
+ */
+static void registry_note_change(struct registry *reg, const char *table)
+{
+	struct buf err = BUF_INIT;
+	struct store *st = NULL;
+	enum status ret = registry_get_store(reg, &st, &err);
+
+	if (ret == ST_OK)
+		ret = changes_note(st, table, (int64_t)clock_real_ms(), &err);
+	/* Only an unreachable store costs the handle: the table call that
+	 * follows on it must not pay for a sparkline's trouble. */
+	registry_put_store(reg, st, ret == ST_UNAVAILABLE);
+	buf_release(&err);
 }
 
 enum status registry_call(struct registry *reg, const char *json, size_t len,
@@ -1373,8 +1398,6 @@ enum status registry_call_table_if(struct registry *reg, const char *table,
 					    ? &metrics_cache_hits
 					    : &metrics_cache_misses,
 				    NULL, 1);
-	if (ret == ST_OK && res->changed)
-		metrics_note_change();
 	if (ret == ST_UNAVAILABLE && tried_write)
 		registry_note_write(reg, 0, err->buf);
 	else if (ret == ST_OK && res->changed)
@@ -1388,8 +1411,10 @@ unlock:
 	pthread_rwlock_unlock(&c.t->lock);
 put:
 	registry_table_put(reg, c.t);
-	if (ret == ST_OK && res->changed)
+	if (ret == ST_OK && res->changed) {
 		registry_tell_changed(reg, res->table);
+		registry_note_change(reg, res->table);
+	}
 out:
 	if (!c.nowait)
 		registry_pool_refill(reg);
@@ -1772,39 +1797,12 @@ enum status registry_report_put(struct registry *reg, const char *table,
 				const char *agent, struct report *r,
 				struct buf *err)
 {
-	struct buf key = BUF_INIT, json = BUF_INIT;
-	struct store_doc_list list;
-	struct store_doc doc = {0};
 	struct store *st = NULL;
-	enum status ret;
+	enum status ret = registry_get_store(reg, &st, err);
 
-	store_doc_list_init(&list);
-	(void)buf_addf(&key, "%s/%s", table, agent);
-	r->received_ms = (int64_t)clock_real_ms();
-	report_json(r, &json);
-	ret = registry_get_store(reg, &st, err);
-	if (ret != ST_OK)
-		goto out;
-	ret = store_doc_get(st, REPORT_KIND, key.buf, &doc, err);
-	if (ret == ST_NOT_FOUND) {
-		/* A new agent: only while there is room. */
-		ret = store_doc_list(st, REPORT_KIND, "", REPORT_MAX_AGENTS,
-				     &list, err);
-		if (ret == ST_OK && list.nr >= REPORT_MAX_AGENTS) {
-			buf_setf(err, "reports of %d agents are kept already",
-				 REPORT_MAX_AGENTS);
-			ret = ST_TOO_LARGE;
-		}
-	}
 	if (ret == ST_OK)
-		ret = store_doc_put(st, REPORT_KIND, key.buf, json.buf,
-				    STORE_DOC_ANY, NULL, err);
-out:
-	registry_put_store(reg, st, ret != ST_OK && ret != ST_TOO_LARGE);
-	store_doc_release(&doc);
-	store_doc_list_release(&list);
-	buf_release(&key);
-	buf_release(&json);
+		ret = report_cache_put(reg->reports, st, table, agent, r, err);
+	registry_put_store(reg, st, ret != ST_OK);
 	return ret;
 }
 
@@ -1815,8 +1813,22 @@ enum status registry_reports(struct registry *reg, struct store_doc_list *out,
 	enum status ret = registry_get_store(reg, &st, err);
 
 	if (ret == ST_OK)
-		ret = store_doc_list(st, REPORT_KIND, "", REPORT_MAX_AGENTS,
-				     out, err);
+		ret = report_cache_list(reg->reports, st, out, err);
+	registry_put_store(reg, st, ret != ST_OK);
+	return ret;
+}
+
+enum status registry_changes_per_hour(struct registry *reg, const char *table,
+				      uint64_t out[CHANGES_HOURS],
+				      struct buf *err)
+{
+	struct store *st = NULL;
+	enum status ret = registry_get_store(reg, &st, err);
+
+	memset(out, 0, CHANGES_HOURS * sizeof(*out));
+	if (ret == ST_OK)
+		ret = changes_per_hour(st, table, (int64_t)clock_real_ms(), out,
+				       err);
 	registry_put_store(reg, st, ret != ST_OK);
 	return ret;
 }

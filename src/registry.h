@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "buf.h"
+#include "changes.h"
 #include "render.h"
 #include "service.h"
 #include "status.h"
@@ -197,15 +198,21 @@ enum status registry_settings_delete(struct registry *reg, const char *table,
 
 /*
  * Keep `r` as the last report of agent `agent` (payload_check_name's rule)
- * on `table`, stamped with the time now, as a store document. ST_TOO_LARGE
- * when REPORT_MAX_AGENTS other agents already have reports.
+ * on `table`, stamped with the time now, as a store document and then in
+ * memory; a new agent past report.h's caps displaces the oldest report.
  */
 enum status registry_report_put(struct registry *reg, const char *table,
 				const char *agent, struct report *r,
 				struct buf *err) WARN_UNUSED;
-/* Every stored report, keys "TABLE/AGENT-ID" in byte order, into `out`. */
+/* Every kept report, keys "TABLE/AGENT-ID" in byte order, into `out`:
+ * from memory, checked against the store (report_cache_list). */
 enum status registry_reports(struct registry *reg, struct store_doc_list *out,
 			     struct buf *err) WARN_UNUSED;
+/* Stored changes per hour over the last day, the current hour last: of
+ * `table`, or of every table when NULL (see changes_per_hour). */
+enum status registry_changes_per_hour(struct registry *reg, const char *table,
+				      uint64_t out[CHANGES_HOURS],
+				      struct buf *err) WARN_UNUSED;
 /*
  * What the status page shows of `table`: its stored services, its version
  * (0 without STORE_CAP_VERSION) and the config they render to with the

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "changes.h"
 #include "clock.h"
 #include "metrics.h"
 #include "registry.h"
@@ -13,9 +14,6 @@
 #include "store/store.h"
 #include "xalloc.h"
 #include "banned.h"
-
-/* Tables shown on one page (the metrics' table cap, whatever reports add). */
-#define UI_MAX_TABLES METRICS_MAX_TABLES
 
 static const char ui_css[] =
 	"body{font-family:system-ui,sans-serif;margin:0 auto;max-width:72rem;"
@@ -177,14 +175,19 @@ int ui_cookie_token(const char *cookie, struct buf *out)
 	return ret;
 }
 
-/* Bars of changes per hour over the last day, as inline SVG. */
-static void ui_sparkline(struct buf *out)
+/* Bars of the stored changes per hour over the last day (of `table`, or of
+ * all when NULL), as inline SVG. */
+static void ui_sparkline(struct buf *out, struct registry *reg,
+			 const char *table)
 {
-	uint64_t hours[METRICS_CHANGE_HOURS], max = 0, total = 0;
+	uint64_t hours[CHANGES_HOURS] = {0}, max = 0, total = 0;
+	struct buf err = BUF_INIT;
+	enum status st = ST_UNAVAILABLE;
 	size_t i;
 
-	metrics_changes_per_hour(hours);
-	for (i = 0; i < METRICS_CHANGE_HOURS; i++) {
+	if (reg)
+		st = registry_changes_per_hour(reg, table, hours, &err);
+	for (i = 0; i < CHANGES_HOURS; i++) {
 		total += hours[i];
 		if (hours[i] > max)
 			max = hours[i];
@@ -196,7 +199,7 @@ static void ui_sparkline(struct buf *out)
 		       "height=\"40\" viewBox=\"0 0 240 40\" role=\"img\" "
 		       "aria-label=\"%llu changes in the last 24 hours\">",
 		       (unsigned long long)total);
-	for (i = 0; i < METRICS_CHANGE_HOURS; i++) {
+	for (i = 0; i < CHANGES_HOURS; i++) {
 		unsigned h = max ? (unsigned)(hours[i] * 38 / max) : 0;
 
 		if (hours[i] && !h)
@@ -206,53 +209,22 @@ static void ui_sparkline(struct buf *out)
 			       "height=\"%u\" fill=\"#4a7bd0\" "
 			       "data-changes=\"%llu\"><title>%llu, %zu h "
 			       "ago</title></rect>",
-			       i * 10, 40 - h, h ? h : 0,
+			       i * 10, 40 - h, h, (unsigned long long)hours[i],
 			       (unsigned long long)hours[i],
-			       (unsigned long long)hours[i],
-			       METRICS_CHANGE_HOURS - 1 - i);
+			       CHANGES_HOURS - 1 - i);
 	}
 	(void)buf_addf(out,
 		       "<line x1=\"0\" y1=\"39.5\" x2=\"240\" y2=\"39.5\" "
 		       "stroke=\"#999\"/></svg> <span class=\"muted\">%llu "
-		       "changes (since this process started, at most a "
-		       "day)</span></section>",
+		       "stored changes",
 		       (unsigned long long)total);
-}
-
-/* The tables to show: those with gauges here and those agents report on. */
-static size_t ui_table_names(const struct store_doc_list *reports,
-			     char ***names)
-{
-	struct metrics_table *known;
-	size_t nr_known, nr = 0, alloc = 0, i, j;
-	char **out = NULL;
-
-	known = metrics_tables(&nr_known);
-	for (i = 0; i < nr_known && nr < UI_MAX_TABLES; i++) {
-		ALLOC_GROW(out, nr + 1, alloc);
-		out[nr++] = xstrdup(known[i].table);
+	if (reg && st != ST_OK) {
+		(void)buf_addstr(out, " (cannot be read: ");
+		ui_esc(out, err.buf);
+		(void)buf_addch(out, ')');
 	}
-	metrics_tables_free(known, nr_known);
-	for (i = 0; i < reports->nr && nr < UI_MAX_TABLES; i++) {
-		const char *key = reports->items[i].key;
-		const char *slash = strchr(key, '/');
-		size_t len = slash ? (size_t)(slash - key) : strlen(key);
-
-		for (j = 0; j < nr; j++)
-			if (strlen(out[j]) == len && !memcmp(out[j], key, len))
-				break;
-		if (j < nr)
-			continue;
-		ALLOC_GROW(out, nr + 1, alloc);
-		out[nr++] = xstrndup(key, len);
-	}
-	*names = out;
-	return nr;
-}
-
-static int ui_cmp_name(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
+	(void)buf_addstr(out, "</span></section>");
+	buf_release(&err);
 }
 
 /* Whether report document `doc` is about `table`; its agent id if so. */
@@ -267,7 +239,7 @@ static const char *ui_report_agent(const struct store_doc *doc,
 }
 
 struct ui_table {
-	char *name;
+	const char *name;
 	struct service_list services;
 	struct buf config, err;
 	uint64_t version, servers;
@@ -552,92 +524,177 @@ static size_t ui_count_agents(const struct store_doc_list *reports,
 	return n;
 }
 
-void ui_page(struct registry *reg, int login, struct buf *out)
+static void ui_header(struct buf *out, const char *title, int login,
+		      int64_t now)
 {
-	struct buf err = BUF_INIT;
-	struct store_doc_list reports;
-	struct ui_table *tables = NULL;
-	int64_t now = (int64_t)clock_real_ms();
-	char **names = NULL;
-	size_t nr = 0, i;
-
-	store_doc_list_init(&reports);
-	ui_head(out, "lambda-registry", 1);
-	(void)buf_addstr(out, "<header><h1>lambda-registry</h1><p "
-			      "class=\"muted\">version " LR_VERSION ", as of ");
+	ui_head(out, title, 1);
+	(void)buf_addstr(out, "<header><h1><a href=\"/\">lambda-registry</a>"
+			      "</h1><p class=\"muted\">version " LR_VERSION
+			      ", as of ");
 	ui_time(out, now);
 	if (login)
 		(void)buf_addstr(out, " &middot; <a href=\"/ui/login\">sign "
 				      "in again</a>");
 	(void)buf_addstr(out, "</p></header>");
-	if (!reg) {
-		(void)buf_addstr(out, "<p class=\"error\">the store is "
-				      "unavailable</p>");
-	} else if (registry_reports(reg, &reports, &err) != ST_OK) {
+}
+
+/* The reports, or why not on the page. */
+static void ui_load_reports(struct registry *reg,
+			    struct store_doc_list *reports, struct buf *out)
+{
+	struct buf err = BUF_INIT;
+
+	if (registry_reports(reg, reports, &err) != ST_OK) {
 		(void)buf_addstr(out, "<p class=\"error\">agent reports cannot "
 				      "be read: ");
 		ui_esc(out, err.buf);
 		(void)buf_addstr(out, "</p>");
 	}
-	if (reg) {
-		nr = ui_table_names(&reports, &names);
-		if (nr)
-			qsort(names, nr, sizeof(*names), ui_cmp_name);
-		tables = xcalloc(nr + 1, sizeof(*tables));
-	}
-	ui_sparkline(out);
-	(void)buf_addf(out,
-		       "<section id=\"tables\"><h2>Tables <span "
-		       "class=\"muted\">(%zu)</span></h2><div class=\"wrap\">"
-		       "<table class=\"tables\"><thead><tr><th>table</th>"
-		       "<th class=\"num\">services</th><th class=\"num\">"
-		       "servers</th><th class=\"num\">index</th><th>last "
-		       "change</th><th class=\"num\">agents</th></tr></thead>"
-		       "<tbody>",
-		       nr);
-	for (i = 0; i < nr; i++) {
-		struct ui_table *t = &tables[i];
+	buf_release(&err);
+}
 
-		t->name = names[i];
-		ui_load_table(reg, t);
-		(void)buf_addstr(out, "<tr class=\"table-row\" data-table=\"");
-		ui_esc(out, t->name);
-		(void)buf_addstr(out, "\"><td><a href=\"#t-");
-		ui_esc(out, t->name);
-		(void)buf_addstr(out, "\">");
-		ui_esc(out, t->name);
-		(void)buf_addf(out,
-			       "</a></td><td class=\"num services\">%zu</td>"
-			       "<td class=\"num servers\">%llu</td><td "
-			       "class=\"num index\">%llu</td><td>",
-			       t->services.nr, (unsigned long long)t->servers,
-			       (unsigned long long)t->version);
-		ui_time(out, t->last_change);
-		(void)buf_addf(out,
-			       "</td><td class=\"num agents\">%zu</td>"
-			       "</tr>",
-			       ui_count_agents(&reports, t->name));
+/* One row of the tables list, from the cache where it can. */
+static void ui_table_row(struct buf *out, struct registry *reg,
+			 const char *name, const struct store_doc_list *reports)
+{
+	struct registry_result res;
+	struct buf err = BUF_INIT;
+	enum status st;
+
+	registry_result_init(&res);
+	st = registry_table_read(reg, name, REGISTRY_SHARE_CONFIG, &res, &err);
+	(void)buf_addstr(out, "<tr class=\"table-row\" data-table=\"");
+	ui_esc(out, name);
+	(void)buf_addstr(out, "\"><td><a href=\"/ui/tables/");
+	ui_esc(out, name);
+	(void)buf_addstr(out, "\">");
+	ui_esc(out, name);
+	(void)buf_addstr(out, "</a></td>");
+	if (st != ST_OK) {
+		(void)buf_addstr(out, "<td colspan=\"5\" class=\"error\">");
+		ui_esc(out, err.buf);
+		(void)buf_addstr(out, "</td></tr>");
+		goto out;
 	}
+	(void)buf_addf(out,
+		       "<td class=\"num services\">%zu</td><td class=\"num "
+		       "servers\">%zu</td><td class=\"num index\">%llu</td>"
+		       "<td>",
+		       res.nr_services, res.nr_servers,
+		       (unsigned long long)res.index);
+	ui_time(out, res.updated_at);
+	(void)buf_addf(out, "</td><td class=\"num agents\">%zu</td></tr>",
+		       ui_count_agents(reports, name));
+out:
+	registry_result_release(&res);
+	buf_release(&err);
+}
+
+void ui_page(struct registry *reg, int login, const char *after, size_t limit,
+	     struct buf *out)
+{
+	struct buf err = BUF_INIT;
+	struct store_doc_list reports;
+	int64_t now = (int64_t)clock_real_ms();
+	char **names = NULL;
+	size_t nr = 0, i;
+	enum status st = ST_UNAVAILABLE;
+
+	store_doc_list_init(&reports);
+	ui_header(out, "lambda-registry", login, now);
+	if (!reg) {
+		(void)buf_addstr(out, "<p class=\"error\">the store is "
+				      "unavailable</p>");
+	} else {
+		ui_load_reports(reg, &reports, out);
+		st = registry_table_names(reg, after, limit, &names, &nr, &err);
+	}
+	ui_sparkline(out, reg, NULL);
+	(void)buf_addstr(out, "<section id=\"tables\"><h2>Tables</h2>");
+	if (reg && st != ST_OK) {
+		(void)buf_addstr(out, "<p class=\"error\">the tables cannot "
+				      "be listed: ");
+		ui_esc(out, err.buf);
+		(void)buf_addstr(out, "</p>");
+	}
+	(void)buf_addstr(out, "<div class=\"wrap\"><table class=\"tables\">"
+			      "<thead><tr><th>table</th><th class=\"num\">"
+			      "services</th><th class=\"num\">servers</th>"
+			      "<th class=\"num\">index</th><th>last change"
+			      "</th><th class=\"num\">agents</th></tr>"
+			      "</thead><tbody>");
+	for (i = 0; i < nr; i++)
+		ui_table_row(out, reg, names[i], &reports);
 	if (!nr)
 		(void)buf_addstr(out, "<tr><td colspan=\"6\" class=\"muted\">"
-				      "no table has been called since this "
-				      "process started</td></tr>");
-	(void)buf_addstr(out, "</tbody></table></div></section>");
-	for (i = 0; i < nr; i++)
-		ui_table_section(out, &tables[i], &reports, now);
+				      "no table here</td></tr>");
+	(void)buf_addstr(out, "</tbody></table></div><p class=\"pages\">");
+	if (after && *after)
+		(void)buf_addstr(out, "<a id=\"first\" href=\"/\">first "
+				      "page</a> ");
+	/* A full page may have more after it; names are URL-safe. */
+	if (nr && nr == limit) {
+		(void)buf_addstr(out, "<a id=\"next\" href=\"/?after=");
+		ui_esc(out, names[nr - 1]);
+		(void)buf_addf(out, "&amp;limit=%zu\">next page</a>", limit);
+	}
+	(void)buf_addstr(out, "</p></section>");
 	ui_rejections(out);
 	ui_store_errors(out);
 	(void)buf_addstr(out, "</body></html>\n");
-	for (i = 0; i < nr; i++) {
-		service_list_release(&tables[i].services);
-		buf_release(&tables[i].config);
-		buf_release(&tables[i].err);
+	for (i = 0; i < nr; i++)
 		free(names[i]);
-	}
-	free(tables);
 	free(names);
 	store_doc_list_release(&reports);
 	buf_release(&err);
+}
+
+enum status ui_table_page(struct registry *reg, const char *table, int login,
+			  struct buf *out, struct buf *err)
+{
+	struct store_doc_list reports;
+	struct ui_table t = {0};
+	struct buf title = BUF_INIT;
+	uint64_t index;
+	int exists = 1;
+	int64_t now = (int64_t)clock_real_ms();
+	enum status st = ST_UNAVAILABLE;
+
+	store_doc_list_init(&reports);
+	if (!reg) {
+		buf_setf(err, "the store is unavailable");
+		goto out;
+	}
+	t.name = table;
+	ui_load_table(reg, &t);
+	st = t.st;
+	if (st == ST_OK && !t.version && !t.services.nr) {
+		st = registry_table_index(reg, table, &index, &exists, err);
+		if (st == ST_OK && !exists) {
+			buf_setf(err, "table '%s' was never written", table);
+			st = ST_NOT_FOUND;
+		}
+	}
+	if (st == ST_INVALID || st == ST_UNAVAILABLE || st == ST_INTERNAL ||
+	    st == ST_NOT_FOUND) {
+		if (!err->len)
+			buf_setf(err, "%s", t.err.buf);
+		goto out;
+	}
+	st = ST_OK;
+	(void)buf_addf(&title, "lambda-registry: %s", table);
+	ui_header(out, title.buf, login, now);
+	ui_load_reports(reg, &reports, out);
+	ui_sparkline(out, reg, table);
+	ui_table_section(out, &t, &reports, now);
+	(void)buf_addstr(out, "</body></html>\n");
+out:
+	service_list_release(&t.services);
+	buf_release(&t.config);
+	buf_release(&t.err);
+	buf_release(&title);
+	store_doc_list_release(&reports);
+	return st;
 }
 
 enum status ui_config(struct registry *reg, const char *table, struct buf *out,

@@ -50,8 +50,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if b'lambda-registry.documents"' in body:
             # Settings and tokens live in the documents table: answered as
             # "none stored" and left out, so what is checked below is the
-            # table's own protocol.
-            self.answer(200, {})
+            # table's own protocol. A generation bump (the sparkline's
+            # count after a change) gets a counter, as DynamoDB answers.
+            with self.server.lock:
+                self.server.doc_gen = getattr(self.server, "doc_gen", 0) + (op == "UpdateItem")
+            self.answer(200, {"Attributes": {"generation": {"N": str(self.server.doc_gen)}}}
+                        if op == "UpdateItem" else {})
             return
         with self.server.lock:
             self.server.requests.append((op, dict(self.headers), body, self.client_address[1]))

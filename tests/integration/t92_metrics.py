@@ -6,8 +6,11 @@ renders, routes by pattern and code, per-table gauges, store operations); with
 auth on, 401/403 without the scope, counted as auth failures."""
 import json
 import os
+import subprocess
+import threading
 
-from lrtest import Server, check, payload, run_cli, run_steps, tmpdir, wait_for
+from lrtest import BIN, SANITIZED, Server, check, payload, run_cli, run_steps, tmpdir, wait_for
+from lambda_emulator import RuntimeAPI, rest_event
 import promtext
 
 d = tmpdir()
@@ -25,6 +28,7 @@ SERVE_FAMILIES = [
     "lambda_registry_renders_total",
     "lambda_registry_watchers",
     "lambda_registry_auth_failures_total",
+    "lambda_registry_agent_reports_total",
     "lambda_registry_table_version",
     "lambda_registry_table_services",
     "lambda_registry_table_servers",
@@ -34,6 +38,7 @@ SERVE_FAMILIES = [
     "process_cpu_seconds_total",
     "process_start_time_seconds",
     "process_open_fds",
+    "process_max_fds",
 ]
 
 
@@ -105,6 +110,29 @@ def test_mixed_load():
     st, _, _ = srv.request("GET", "/v1/tables/obs-a/nothing")
     check(st == 404, "404 %d" % st)
 
+    # A parked watch is a watcher until a change answers it.
+    st, hdr, _ = srv.request("GET", "/v1/tables/obs-a")
+    index = int(hdr.get("x-registry-index", "0"))
+    check(st == 200 and index > 0, "table index %d (%d)" % (index, st))
+    result = []
+    watcher = threading.Thread(target=lambda: result.append(srv.request(
+        "GET", "/v1/tables/obs-a/config?index=%d&wait=60s" % index, timeout=90)))
+    watcher.start()
+    check(wait_for(lambda: promtext.value(scrape(srv), "lambda_registry_watchers") == 1,
+                   30, 0.1) is not None, "the parked watch counted as a watcher")
+    three = payload("obs-a", [], [svc("web", "c1", "10.0.0.1"), svc("api", "c2", "10.0.0.2"),
+                                  svc("db", "c3", "10.0.0.3")])
+    st, _, _ = srv.post(three)
+    check(st == 200, "the change: %d" % st)
+    watcher.join(90)
+    check(result and result[0][0] == 200, "the watch answered by the change")
+    check(wait_for(lambda: promtext.value(scrape(srv), "lambda_registry_watchers") == 0,
+                   30, 0.1) is not None, "no watcher once it was answered")
+    st, _, data = srv.request("PUT", "/v1/tables/obs-a/agents/edge-1", json.dumps({
+        "appliedIndex": index, "method": "reload", "result": "ok",
+        "haproxyVersion": "2.6.12", "up": 3, "down": 0}).encode())
+    check(st == 200, "agent report: %d %r" % (st, data[:200]))
+
     # A request is counted once answered, which may come just after the
     # client has its answer: scrape until the last one is in.
     got = []
@@ -122,8 +150,8 @@ def test_mixed_load():
           "ip rejection")
     check(v("lambda_registry_payload_rejections_total", reason="json") == 1,
           "json rejection")
-    check(v("lambda_registry_http_requests_total", route="/generate", code="200") == 4,
-          "4 answered 200: %r" % v("lambda_registry_http_requests_total",
+    check(v("lambda_registry_http_requests_total", route="/generate", code="200") == 5,
+          "5 answered 200: %r" % v("lambda_registry_http_requests_total",
                                    route="/generate", code="200"))
     check(v("lambda_registry_http_requests_total", route="/generate", code="400") == 3,
           "3 answered 400")
@@ -131,22 +159,29 @@ def test_mixed_load():
           "unmatched path counted under route -")
     check((v("lambda_registry_http_requests_total", route="/metrics", code="200") or 0) >= 1,
           "the first scrape counted")
-    check(v("lambda_registry_http_request_duration_seconds_count", route="/generate") == 7,
+    check(v("lambda_registry_http_request_duration_seconds_count", route="/generate") == 8,
           "every /generate in the histogram")
+    names = promtext.family_names(fams)
+    for name in SERVE_FAMILIES:
+        check(name in names, "family %s present after the load" % name)
+    check(v("lambda_registry_agent_reports_total", result="ok") == 1, "1 agent report")
+    check(v("lambda_registry_http_requests_total", route="/v1/tables/{table}/config",
+            code="200") == 1, "the watch counted under its route pattern")
     check(v("lambda_registry_cache_hits_total") == 2, "2 hits: %r" % v("lambda_registry_cache_hits_total"))
-    check(v("lambda_registry_cache_misses_total") == 2, "2 misses")
-    check(v("lambda_registry_renders_total") == 2, "2 renders: %r" % v("lambda_registry_renders_total"))
-    check(v("lambda_registry_table_services", table="obs-a") == 2, "2 services")
-    check(v("lambda_registry_table_servers", table="obs-a") == 2, "2 servers")
+    check(v("lambda_registry_cache_misses_total") == 3, "3 misses: %r" %
+          v("lambda_registry_cache_misses_total"))
+    check(v("lambda_registry_renders_total") == 3, "3 renders: %r" % v("lambda_registry_renders_total"))
+    check(v("lambda_registry_table_services", table="obs-a") == 3, "3 services")
+    check(v("lambda_registry_table_servers", table="obs-a") == 3, "3 servers")
     check((v("lambda_registry_table_version", table="obs-a") or 0) > 0, "a version")
     last = v("lambda_registry_table_last_change_timestamp_seconds", table="obs-a") or 0
     start = v("process_start_time_seconds") or 0
     check(start > 1.6e9 and last >= start - 1, "last change %r after start %r" % (last, start))
     commits = v("lambda_registry_store_operations_total", backend="sqlite", op="commit",
                 result="ok")
-    check(commits == 2, "2 commits: %r" % commits)
+    check(commits == 3, "3 commits: %r" % commits)
     check(v("lambda_registry_store_operation_duration_seconds_count", backend="sqlite",
-            op="commit") == 2, "commits timed")
+            op="commit") == 3, "commits timed")
     check((v("process_resident_memory_bytes") or 0) > 1e6, "rss")
     check((v("process_open_fds") or 0) >= 3, "fds")
     check(v("lambda_registry_build_info", version="0.1.0") == 1, "build info")
@@ -178,5 +213,71 @@ def test_auth():
     srv.stop()
 
 
-run_steps([test_parser_can_fail, test_mixed_load, test_auth],
+def test_lambda():
+    """Invocations through the Lambda front end count like HTTP requests:
+    direct and proxy, refusals before any route, auth failures; /metrics
+    read through Lambda itself shows them."""
+    p = run_cli(["token", "create", "--store", STORE, "--scope", "table:*:read"])
+    check(p.returncode == 0, "token create: %r" % p.stderr)
+    fleet = p.stdout.decode().strip()
+    api = RuntimeAPI()
+    env = {"AWS_LAMBDA_RUNTIME_API": api.address, "AWS_LAMBDA_FUNCTION_NAME": "lr",
+           "AWS_REGION": "eu-west-1", "LAMBDA_REGISTRY_STORE": STORE,
+           "LAMBDA_REGISTRY_AUTH": "required", "TZ": ":UTC",
+           "PATH": os.environ.get("PATH", "")}
+    for k in ("ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS"):
+        if SANITIZED and k in os.environ:
+            env[k] = os.environ[k]
+    log = open(os.path.join(d, "lambda.log"), "wb")
+    proc = subprocess.Popen([BIN, "lambda"], env=env, stdin=subprocess.DEVNULL,
+                            stdout=log, stderr=log)
+    try:
+        good = payload("obs-l", [], [svc("web", "c1", "10.0.0.1")])
+        bad = payload("obs-l", [], [svc("web", "c1", "10.0.0.1", port=70000)])
+        # direct invocations are trusted (IAM let them in): 200, then 400
+        check(api.invoke(json.loads(good)).kind == "response", "direct ok")
+        check(api.invoke(json.loads(bad)).kind == "error", "direct rejected")
+        # a proxy event without a token: 401; an unknown path: 404
+        ans = api.invoke(rest_event(good)).json()
+        check(ans["statusCode"] == 401, "no token: %s" % ans)
+        ans = api.invoke(rest_event(None, method="GET", path="/nothing",
+                                    resource="/{proxy+}")).json()
+        check(ans["statusCode"] == 404, "unknown path: %s" % ans)
+        auth = {"Authorization": "Bearer " + fleet}
+        ans = api.invoke(rest_event(None, method="GET", path="/metrics",
+                                    resource="/metrics", headers=auth)).json()
+        check(ans["statusCode"] == 200, "metrics through Lambda: %s" % ans)
+        fams = promtext.parse(ans["body"])
+        check(not promtext.lint(fams), "lint: %s" % promtext.lint(fams))
+        v = lambda name, **lb: promtext.value(fams, name, **lb)  # noqa: E731
+        req = "lambda_registry_http_requests_total"
+        check(v(req, route="/generate", code="200") == 1, "direct 200 counted: %r" %
+              v(req, route="/generate", code="200"))
+        check(v(req, route="/generate", code="400") == 1, "direct 400 counted")
+        check(v(req, route="/generate", code="401") == 1, "proxy 401 counted")
+        check(v(req, route="-", code="404") == 1, "unmatched proxy path counted")
+        check(v("lambda_registry_http_request_duration_seconds_count", route="/generate") == 3,
+              "every /generate invocation in the histogram")
+        check(v("lambda_registry_auth_failures_total", code="401") == 1, "auth failure counted")
+        check(v("lambda_registry_payload_rejections_total", reason="candidates[].port") == 1,
+              "rejection counted")
+        # the scrape itself is counted once answered: the next one shows it
+        ans = api.invoke(rest_event(None, method="GET", path="/metrics",
+                                    resource="/metrics", headers=auth)).json()
+        fams = promtext.parse(ans["body"])
+        check(promtext.value(fams, req, route="/metrics", code="200") == 1,
+              "the first scrape counted")
+    finally:
+        api.close()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+    text = open(os.path.join(d, "lambda.log"), errors="replace").read()
+    check("Sanitizer" not in text, "sanitizer report:\n" + text[-3000:])
+
+
+run_steps([test_parser_can_fail, test_mixed_load, test_auth, test_lambda],
           cleanup=lambda: [s.stop() for s in servers])

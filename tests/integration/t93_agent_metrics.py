@@ -211,6 +211,8 @@ def test_scripted_agent():
           "master CLI commands timed")
     check(v("lambda_registry_build_info", version="0.1.0") == 1, "build info")
     check((v("process_resident_memory_bytes") or 0) > 0, "process metrics")
+    check((v("process_open_fds") or 0) >= 3 and (v("process_cpu_seconds_total") or 0) > 0 and
+          (v("process_start_time_seconds") or 0) > 1.6e9, "the agent's open fds, cpu, start")
     check("lambda_registry_http_requests_total" not in promtext.family_names(fams),
           "no serve families in the agent")
 

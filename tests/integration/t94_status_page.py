@@ -7,9 +7,11 @@ with a download link, the changes sparkline and the rejected calls; a
 `<script>` sent through every payload field and through an agent report is
 shown as text and never runs; a screenshot is saved in the build folder."""
 import base64
+import http.client
 import json
 import os
 import shutil
+import ssl
 import subprocess
 import time
 import urllib.error
@@ -181,6 +183,23 @@ def test_page():
                   r.querySelector('.index').textContent])""")
         check([r[:4] for r in rows] == [["blog-1", "1", "1", "0"], ["shop-eu", "3", "4", "3"]],
               "table rows: %r" % rows)
+        check(wd.js("return document.querySelectorAll('section.table').length") == 0,
+              "the list page shows no table's details")
+        texts = wd.js("return document.body.innerText")
+        check(("healthCheck." + XSS) in texts, "the injected key shows as text in the field path")
+        nrej = wd.js("return document.querySelectorAll('tr.rejection').length")
+        check(nrej == rejected, "%d rejections listed, %d sent" % (nrej, rejected))
+        bad_cells = wd.js("""return Array.from(document.querySelectorAll('tr.rejection'))
+            .filter(r => r.cells[3].textContent.includes('<')).length""")
+        check(bad_cells == 0, "rules never carry a value")
+        bars = wd.js("""return Array.from(document.querySelectorAll('#sparkline rect'))
+            .map(r => Number(r.getAttribute('data-changes')))""")
+        check(len(bars) == 24 and bars[-1] >= 3, "sparkline: 24 hours, this one >= 3: %r" % bars)
+        check(wd.js("return document.querySelectorAll('script').length") == 0, "no script element")
+        # The table's own page, through the list's link.
+        href = wd.js("return document.querySelector('tr[data-table=shop-eu] a').getAttribute('href')")
+        check(href == "/ui/tables/shop-eu", "the row links the table's page: %r" % href)
+        wd.go(base + href)
         order = wd.js("""return Array.from(document.querySelectorAll('#t-shop-eu tr.service .name'))
             .map(e => e.textContent)""")
         want = [line.split()[1] for line in config.splitlines() if line.startswith("    use_backend ")]
@@ -196,15 +215,6 @@ def test_page():
         check(wd.js("return window.__pwned === undefined"), "the injected script did not run")
         texts = wd.js("return document.body.innerText")
         check(XSS in texts, "the agent's script shows as text")
-        check(("healthCheck." + XSS) in texts, "the injected key shows as text in the field path")
-        nrej = wd.js("return document.querySelectorAll('tr.rejection').length")
-        check(nrej == rejected, "%d rejections listed, %d sent" % (nrej, rejected))
-        bad_cells = wd.js("""return Array.from(document.querySelectorAll('tr.rejection'))
-            .filter(r => r.cells[3].textContent.includes('<')).length""")
-        check(bad_cells == 0, "rules never carry a value")
-        bars = wd.js("""return Array.from(document.querySelectorAll('#sparkline rect'))
-            .map(r => Number(r.getAttribute('data-changes')))""")
-        check(len(bars) == 24 and bars[-1] >= 3, "sparkline: 24 hours, this one >= 3: %r" % bars)
         href = wd.js("return document.querySelector('#t-shop-eu a.download').getAttribute('href')")
         check(href == "/ui/tables/shop-eu/config", "download link %r" % href)
         pre = wd.js("return document.querySelector('#t-shop-eu pre.config').textContent")
@@ -216,12 +226,130 @@ def test_page():
         print("screenshot: %s (%d bytes)" % (SHOT, len(shot)), flush=True)
         # A phone: the page fits, the wide tables scroll inside themselves.
         wd.s("POST", "/window/rect", {"width": 390, "height": 844})
-        wd.go(base + "/ui/")
-        wide = wd.js("return document.documentElement.scrollWidth - window.innerWidth")
-        check(wide <= 1, "fits a phone's width (overflow %r)" % wide)
+        for url in ("/ui/", "/ui/tables/shop-eu"):
+            wd.go(base + url)
+            wide = wd.js("return document.documentElement.scrollWidth - window.innerWidth")
+            check(wide <= 1, "%s fits a phone's width (overflow %r)" % (url, wide))
     finally:
         wd.quit()
     srv.stop()
+
+
+def test_pages():
+    """`/` lists one page of the stored tables (after/limit as GET /v1/tables)
+    with a link to the next; following the links shows each table once, in
+    order, including tables this process never rendered."""
+    store = "sqlite:" + os.path.join(d, "pages.db")
+    names = ["pg-%02d" % i for i in range(7)]
+    for name in names:
+        p = run_cli(["generate", "--store", store, "-"],
+                    stdin=payload(name, [], [svc("s", "host", name + ".example", ["c1"])]))
+        check(p.returncode == 0, "generate %s: %r" % (name, p.stderr[-300:]))
+    srv = Server(store, ["--auth", "off"])
+    procs.append(srv)
+    seen, url, pages = [], "/?limit=3", 0
+    while url and pages < 10:
+        st, hdr, body = srv.request("GET", url)
+        check(st == 200, "GET %s: %d" % (url, st))
+        html = body.decode()
+        rows = [part.split('"', 1)[0] for part in html.split('data-table="')[1:]]
+        check(len(rows) <= 3, "at most limit rows: %r" % rows)
+        seen += rows
+        pages += 1
+        nxt = html.split('id="next" href="', 1)
+        url = nxt[1].split('"', 1)[0].replace("&amp;", "&") if len(nxt) > 1 else None
+        check("section class=\"table\"" not in html, "no table details on the list")
+    check(seen == names, "every table once, in order, over the pages: %r" % seen)
+    check(pages == 3, "7 tables at 3 a page: 3 pages (%d)" % pages)
+    st, _, body = srv.request("GET", "/?limit=0")
+    err = json.loads(body or b"{}")
+    check(st == 400 and err.get("field") == "limit", "limit=0 refused: %d %r" % (st, body[:200]))
+    st, _, body = srv.request("GET", "/?limit=1001")
+    check(st == 400, "limit over the page cap refused: %d" % st)
+    st, _, body = srv.request("GET", "/ui/tables/pg-03")
+    check(st == 200 and b'id="t-pg-03"' in body and b"pg-03.example" in body,
+          "the table's page: %d" % st)
+    st, _, body = srv.request("GET", "/ui/tables/never")
+    check(st == 404 and json.loads(body).get("error"), "a table never written: %d" % st)
+    srv.stop()
+
+
+def bars(html):
+    """The sparkline's counts, oldest hour first."""
+    svg = html.split('id="sparkline"', 1)[1].split("</svg>", 1)[0]
+    return [int(part.split('"', 1)[0]) for part in svg.split('data-changes="')[1:]]
+
+
+def test_sparkline_restart():
+    """The changes per hour come from the store: they survive a restart of
+    serve and include another process's changes."""
+    store = "sqlite:" + os.path.join(d, "spark.db")
+    srv = Server(store, ["--auth", "off"])
+    procs.append(srv)
+    one = [svc("s", "host", "s.example", ["c1"])]
+    two = one + [svc("t", "host", "t.example", ["c2"])]
+    for body in (payload("sp-a", [], one), payload("sp-a", [], two), payload("sp-a", [], two),
+                 payload("sp-b", [], one)):
+        st, _, data = srv.post(body)
+        check(st == 200, "post: %d %r" % (st, data[:200]))
+    srv.stop()
+    srv = Server(store, ["--auth", "off"])
+    procs.append(srv)
+    st, _, body = srv.request("GET", "/")
+    got = bars(body.decode())
+    check(st == 200 and len(got) == 24 and sum(got) == 3,
+          "after a restart the page still shows the 3 changes: %r" % got)
+    st, _, body = srv.request("GET", "/ui/tables/sp-a")
+    got = bars(body.decode())
+    check(st == 200 and sum(got) == 2, "the table's page shows its 2 changes: %r" % got)
+    p = run_cli(["generate", "--store", store, "-"], stdin=payload("sp-c", [], one))
+    check(p.returncode == 0, "generate: %r" % p.stderr[-300:])
+    st, _, body = srv.request("GET", "/")
+    got = bars(body.decode())
+    check(sum(got) == 4, "another process's change shows too: %r" % got)
+    srv.stop()
+
+
+def login_cookie(port, tls):
+    """The Set-Cookie of a login form's POST, over TLS or plain HTTP."""
+    if tls:
+        ctx = ssl.create_default_context(cafile=os.path.join(d, "ui.pem"))
+        ctx.check_hostname = False
+        c = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=30)
+    else:
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        c.request("POST", "/ui/login", body=b"token=lr_abc-1",
+                  headers={"Content-Type": "application/x-www-form-urlencoded"})
+        r = c.getresponse()
+        r.read()
+        return r.status, r.getheader("Set-Cookie") or ""
+    finally:
+        c.close()
+
+
+def test_cookie():
+    """HttpOnly and SameSite=Strict always; Secure when the request came
+    over TLS to serve (--tls-cert), never over plain HTTP."""
+    p = subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+                        "-keyout", os.path.join(d, "ui.key"), "-out", os.path.join(d, "ui.pem"),
+                        "-days", "2", "-subj", "/CN=localhost"], capture_output=True)
+    check(p.returncode == 0, "openssl: %r" % p.stderr[-300:])
+    plain = Server(STORE, ["--auth", "required"])
+    procs.append(plain)
+    tls = Server(STORE, ["--auth", "required", "--tls-cert", os.path.join(d, "ui.pem"),
+                         "--tls-key", os.path.join(d, "ui.key")])
+    procs.append(tls)
+    for srv, secure in ((plain, False), (tls, True)):
+        st, cookie = login_cookie(srv.port, secure)
+        attrs = [a.strip() for a in cookie.split(";")]
+        check(st == 303 and attrs[0] == "lr_token=lr_abc-1", "login %d %r" % (st, cookie))
+        check("HttpOnly" in attrs and "SameSite=Strict" in attrs and "Path=/" in attrs,
+              "HttpOnly, SameSite=Strict, Path=/: %r" % cookie)
+        check(("Secure" in attrs) == secure, "Secure %s over %s: %r" % (
+            secure, "TLS" if secure else "plain HTTP", cookie))
+    plain.stop()
+    tls.stop()
 
 
 def cleanup():
@@ -236,4 +364,5 @@ def cleanup():
                 p.kill()
 
 
-run_steps([test_page], cleanup=cleanup)
+run_steps([test_page, test_pages, test_sparkline_restart, test_cookie],
+          cleanup=cleanup)
