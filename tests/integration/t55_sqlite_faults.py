@@ -123,7 +123,9 @@ def test_write_lock_held_elsewhere():
             con.close()
         print("healthz worst %.1f ms, unchanged call %.1f ms while the lock was held"
               % (worst * 1e3, took_call * 1e3), flush=True)
-        check(worst < 0.1, "healthz under 100 ms while the lock is held (worst %.3f s)" % worst)
+        # A healthz that waited for the lock would take most of its 5 s;
+        # load alone has made one take 117 ms, so the line is at 1 s.
+        check(worst < 1, "healthz did not wait for the lock (worst %.3f s)" % worst)
         check(st == 200 and again == first, "unchanged call answered while the lock is held")
         check(took_call < 1, "unchanged call did not wait for the lock (%.3f s)" % took_call)
     finally:
