@@ -83,8 +83,8 @@ const struct cli_option agent_options[] = {
 	 "system's)",
 	 NULL},
 	{"runtime", "on|off",
-	 "apply server-only changes through HAProxy's runtime API instead of "
-	 "a reload",
+	 "apply changes of servers and map entries only through HAProxy's "
+	 "runtime API instead of a reload",
 	 "on"},
 	{"drain-timeout", "MS",
 	 "runtime: how long a removed server may keep its connections",
