@@ -5,7 +5,9 @@ For tables of N services (host mode, then path mode), the registry renders
 both forms from the same stored services (`generate` plain: the ACL form,
 `generate --json`: the map form and its files). For each form:
 
-- `haproxy -c` time on the config (and its maps);
+- `haproxy -c` time on the config (and its maps), wall and CPU, and the CPU
+  of the same check with glibc's malloc on transparent huge pages (most of
+  a large check is page faults on the memory of its backends);
 - reload time: a master-worker HAProxy running the config is told `reload`
   on its master CLI, timed until `show proc` lists a new worker;
 - req/s with wrk through that HAProxy for the first, middle and last
@@ -140,20 +142,31 @@ def wrk(port, host, path, seconds, threads, conns):
     return float(m.group(1))
 
 
-def timed(cmd, timeout):
+def timed(cmd, timeout, env=None):
     """(wall s, CPU s, result) of one command: on a loaded machine the CPU
     time (user + system of the child) is the figure that does not move."""
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.monotonic()
-    r = subprocess.run(cmd, capture_output=True, timeout=timeout)
+    r = subprocess.run(cmd, capture_output=True, timeout=timeout, env=env)
     wall = time.monotonic() - t0
     ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
     return wall, cpu, r
 
 
+def cpu_s(pid):
+    """User + system seconds of one process so far (0 when it is gone)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def measure(args, work, label, cfg, files, mapdir, mode, n, fport):
-    """check s, reload s, {first, middle, last: req/s} for one config."""
+    """(check wall, CPU, CPU with huge-page malloc), (reload wall, CPU),
+    {first, middle, last: req/s} for one config."""
     for fname, text in files.items():
         with open(os.path.join(mapdir, fname), "w") as f:
             f.write(text)
@@ -161,6 +174,12 @@ def measure(args, work, label, cfg, files, mapdir, mode, n, fport):
     with open(path, "w") as f:
         f.write(cfg)
     check_s, check_cpu, r = timed([args.haproxy, "-c", "-f", path], args.check_timeout)
+    if r.returncode:
+        raise SystemExit("bench: haproxy -c refused %s: %s" % (label, r.stderr[-800:]))
+    # Most of a large check is page faults on ~12 KB per backend: glibc's
+    # malloc on transparent huge pages shows how much.
+    env = dict(os.environ, GLIBC_TUNABLES="glibc.malloc.hugetlb=1")
+    _, check_thp, r = timed([args.haproxy, "-c", "-f", path], args.check_timeout, env)
     if r.returncode:
         raise SystemExit("bench: haproxy -c refused %s: %s" % (label, r.stderr[-800:]))
     sock = os.path.join(work, label + ".sock")
@@ -172,6 +191,8 @@ def measure(args, work, label, cfg, files, mapdir, mode, n, fport):
         if not before:
             raise SystemExit("bench: haproxy did not start for %s" % label)
         wait_for(lambda: _up(fport), 60)
+        # The master re-executes itself (same pid) and forks the worker.
+        cpu0 = cpu_s(hap.pid)
         t0 = time.monotonic()
         master(sock, "reload")
         after = wait_for(lambda: (lambda w: w if w and not set(w) & set(before) else None)(
@@ -179,6 +200,7 @@ def measure(args, work, label, cfg, files, mapdir, mode, n, fport):
         reload_s = time.monotonic() - t0
         if not after:
             raise SystemExit("bench: no new worker after the reload of %s" % label)
+        reload_cpu = cpu_s(hap.pid) - cpu0 + sum(cpu_s(w) for w in after)
         wait_for(lambda: _up(fport), 60)
         targets = (("first", 1), ("middle", (n + 1) // 2), ("last", n))
         for which, i in targets:
@@ -195,7 +217,7 @@ def measure(args, work, label, cfg, files, mapdir, mode, n, fport):
                 runs[which].append(wrk(fport, host, p, args.seconds, args.threads,
                                        args.connections))
         rps = {which: statistics.median(v) for which, v in runs.items()}
-        return (check_s, check_cpu), reload_s, rps
+        return (check_s, check_cpu, check_thp), (reload_s, reload_cpu), rps
     finally:
         hap.terminate()
         try:
@@ -313,25 +335,29 @@ def main():
         "at once; the ACL form (one acl + use_backend per service, as the plain answer) and "
         "the map form (the JSON answer: hosts.map / paths.map) rendered by the registry from "
         "the same services, measured one after the other in this run. Server checks off "
-        "(see the script). `reload`: master CLI `reload` until a new worker is listed."
+        "(see the script). `reload`: master CLI `reload` until a new worker is listed; its CPU "
+        "is the master's (it parses the config again) plus the new worker's. CPU is user + "
+        "system time. `huge-page malloc`: the same check with "
+        "`GLIBC_TUNABLES=glibc.malloc.hugetlb=1` (transparent huge pages for HAProxy's heap)."
         % (args.threads, args.connections, args.seconds, args.rounds),
         "",
-        "| mode | services | form | req/s first | middle | last | last/first | haproxy -c: wall (CPU) | reload | config (+maps) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| mode | services | form | req/s first | middle | last | last/first | haproxy -c: wall (CPU) | -c CPU, huge-page malloc | reload: wall (CPU) | config (+maps) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         for form in ("acl", "map"):
             if form not in row:
                 lines.append("| %s | %s | ACL | not run: over --acl-max %s (check time grows "
-                             "with the square of N) | | | | | | %s B |"
+                             "with the square of N) | | | | | | | %s B |"
                              % (row["mode"], fmt(row["n"]), fmt(args.acl_max),
                                 fmt(row["acl_bytes"])))
                 continue
-            (check_s, check_cpu), reload_s, rps = row[form]
-            lines.append("| %s | %s | %s | %s | %s | %s | %.2f | %.2f s (%.2f s) | %.2f s | %s B |" % (
+            (check_s, check_cpu, check_thp), (reload_s, reload_cpu), rps = row[form]
+            lines.append("| %s | %s | %s | %s | %s | %s | %.2f | %.2f s (%.2f s) | %.2f s "
+                         "| %.2f s (%.2f s) | %s B |" % (
                 row["mode"], fmt(row["n"]), "map" if form == "map" else "ACL",
                 fmt(rps["first"]), fmt(rps["middle"]), fmt(rps["last"]),
-                rps["last"] / rps["first"], check_s, check_cpu, reload_s,
+                rps["last"] / rps["first"], check_s, check_cpu, check_thp, reload_s, reload_cpu,
                 fmt(row[form + "_bytes"])))
     report = "\n".join(lines) + "\n"
     print(report)

@@ -83,8 +83,8 @@ const struct cli_option agent_options[] = {
 	 "system's)",
 	 NULL},
 	{"runtime", "on|off",
-	 "apply server-only changes through HAProxy's runtime API instead of "
-	 "a reload",
+	 "apply changes of servers and map entries only through HAProxy's "
+	 "runtime API instead of a reload",
 	 "on"},
 	{"drain-timeout", "MS",
 	 "runtime: how long a removed server may keep its connections",
@@ -402,27 +402,6 @@ static int agent_parse_answer(const struct buf *body, struct agent_answer *ans,
 out:
 	json_decref(doc);
 	return ret;
-}
-
-/* Whether a map file of the answer differs from what is on disk (or is not
- * there): such a change needs a reload. */
-static int agent_files_changed(const struct agent_answer *ans)
-{
-	struct buf disk = BUF_INIT, err = BUF_INIT;
-	int changed = 0;
-	size_t i;
-
-	for (i = 0; i < ans->nr_files && !changed; i++) {
-		buf_init(&disk, ans->data[i].len + 1);
-		changed = buf_read_file(&disk, ans->paths[i].buf, &err) !=
-				  ST_OK ||
-			  disk.len != ans->data[i].len ||
-			  (disk.len &&
-			   memcmp(disk.buf, ans->data[i].buf, disk.len));
-		buf_release(&disk);
-	}
-	buf_release(&err);
-	return changed;
 }
 
 /* Keep the X-Registry-Index of the answer in the agent. */
@@ -743,25 +722,26 @@ static enum status agent_sync(struct agent *a, const char *why,
 		goto out;
 	}
 
-	/* Why not at runtime, or what failed there: for the reload's line.
-	 * New map entries are read by HAProxy on a reload only. */
-	if (agent_files_changed(&ans)) {
-		ro = RUNTIME_INELIGIBLE;
-		buf_setf(&rt, "the map files changed");
-	} else {
-		ro = runtime_apply(&a->haproxy, &a->runtime, config->buf,
-				   config->len, &plan, &rt);
+	for (i = 0; i < ans.nr_files; i++) {
+		files[i].path = ans.paths[i].buf;
+		files[i].data = ans.data[i].buf;
+		files[i].len = ans.data[i].len;
 	}
+	/* Why not at runtime, or what failed there: for the reload's line. */
+	ro = runtime_apply(&a->haproxy, &a->runtime, config->buf, config->len,
+			   files, ans.nr_files, &plan, &rt);
 	ms = (unsigned long long)(clock_now_ms() - t0);
 	if (ro == RUNTIME_APPLIED) {
 		a->runtime_applied++;
 		*next = AGENT_DONE;
 		agent_log("info", "applied",
 			  "method=runtime servers_added=%u servers_removed=%u "
-			  "servers_readdressed=%u ms=%llu why=%s services=%zu "
+			  "servers_readdressed=%u map_set=%u map_added=%u "
+			  "map_removed=%u ms=%llu why=%s services=%zu "
 			  "containers=%zu bytes=%zu",
-			  plan.added, plan.removed, plan.readdressed, ms, why,
-			  list.nr, nr_containers, config->len);
+			  plan.added, plan.removed, plan.readdressed,
+			  plan.map_set, plan.map_added, plan.map_removed, ms,
+			  why, list.nr, nr_containers, config->len);
 		agent_count_apply(a, HAPROXY_APPLIED, 1);
 		agent_report(a, HAPROXY_APPLIED, 1);
 		goto out;
@@ -777,11 +757,6 @@ static enum status agent_sync(struct agent *a, const char *why,
 		a->drift_at = 0;
 	}
 	buf_reset(&err);
-	for (i = 0; i < ans.nr_files; i++) {
-		files[i].path = ans.paths[i].buf;
-		files[i].data = ans.data[i].buf;
-		files[i].len = ans.data[i].len;
-	}
 	st = haproxy_apply_set(&a->haproxy, config->buf, config->len, files,
 			       ans.nr_files, &outcome, &err);
 	ms = (unsigned long long)(clock_now_ms() - t0);

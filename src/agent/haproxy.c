@@ -836,37 +836,94 @@ out:
 }
 
 enum status haproxy_install(const struct haproxy_options *opts, const char *cfg,
-			    size_t len, struct buf *err)
+			    size_t len, const struct haproxy_file *files,
+			    size_t nr_files, struct buf *err)
 {
-	struct buf tmp = BUF_INIT, keep = BUF_INIT;
+	struct buf live = BUF_INIT, tmp = BUF_INIT, keep = BUF_INIT;
+	struct buf check = BUF_INIT, check_path = BUF_INIT;
+	struct buf tmps[HAPROXY_MAX_FILES];
+	int written[HAPROXY_MAX_FILES] = {0}, have_tmp = 0, same;
 	enum status st = ST_UNAVAILABLE;
+	size_t i;
 
-	haproxy_dirname(opts->config, &tmp);
-	buf_addf(&tmp, "/.%s.install.%ld",
-		 strrchr(opts->config, '/') ? strrchr(opts->config, '/') + 1
-					    : opts->config,
-		 (long)getpid());
+	if (nr_files > HAPROXY_MAX_FILES)
+		BUG("%zu files", nr_files);
+	for (i = 0; i < HAPROXY_MAX_FILES; i++)
+		buf_init(&tmps[i], 0);
+	buf_init(&live, HAPROXY_CONFIG_MAX);
+	/* A map-only change leaves the config's bytes (and history) as they
+	 * are; a live file that cannot be read is simply replaced. */
+	same = buf_read_file(&live, opts->config, err) == ST_OK &&
+	       live.len == len && !memcmp(live.buf, cfg, len);
+	buf_reset(err);
+	haproxy_temp_name(opts->config, "install", &tmp);
 	if (haproxy_write_file(tmp.buf, cfg, len, 1, err))
 		goto out;
-	st = haproxy_check(opts, tmp.buf, err);
+	have_tmp = 1;
+	for (i = 0; i < nr_files; i++) {
+		haproxy_temp_name(files[i].path, "install", &tmps[i]);
+		if (haproxy_write_file(tmps[i].buf, files[i].data, files[i].len,
+				       1, err))
+			goto out;
+		written[i] = 1;
+	}
+	if (nr_files) {
+		haproxy_temp_name(opts->config, "check", &check_path);
+		buf_init(&check, HAPROXY_CONFIG_MAX + 4096);
+		haproxy_check_text(cfg, len, files, tmps, nr_files, &check);
+		if (buf_overflowed(&check)) {
+			buf_setf(err, "the config is too large");
+			goto out;
+		}
+		if (haproxy_write_file(check_path.buf, check.buf, check.len, 0,
+				       err))
+			goto out;
+		st = haproxy_check(opts, check_path.buf, err);
+		unlink(check_path.buf);
+	} else {
+		st = haproxy_check(opts, tmp.buf, err);
+	}
 	if (st != ST_OK) {
 		buf_addf(&keep, "%s.rejected", opts->config);
-		if (st != ST_INVALID || rename(tmp.buf, keep.buf))
-			unlink(tmp.buf);
+		if (st == ST_INVALID && !rename(tmp.buf, keep.buf))
+			have_tmp = 0;
 		st = st == ST_INTERNAL ? ST_UNAVAILABLE : ST_INVALID;
 		goto out;
 	}
-	if (rename(tmp.buf, opts->config)) {
-		buf_setf(err, "cannot rename '%s' to '%s': %s", tmp.buf,
-			 opts->config, strerror(errno));
-		unlink(tmp.buf);
-		st = ST_UNAVAILABLE;
-		goto out;
+	st = ST_UNAVAILABLE;
+	/* The maps first, as haproxy_apply_set() does. */
+	for (i = 0; i < nr_files; i++) {
+		if (rename(tmps[i].buf, files[i].path)) {
+			buf_setf(err, "cannot rename '%s' to '%s': %s",
+				 tmps[i].buf, files[i].path, strerror(errno));
+			goto out;
+		}
+		written[i] = 0;
+		haproxy_sync_dir(files[i].path);
 	}
-	haproxy_sync_dir(opts->config);
-	haproxy_keep_history(opts, cfg, len);
+	if (!same) {
+		if (rename(tmp.buf, opts->config)) {
+			buf_setf(err, "cannot rename '%s' to '%s': %s", tmp.buf,
+				 opts->config, strerror(errno));
+			goto out;
+		}
+		have_tmp = 0;
+		haproxy_sync_dir(opts->config);
+		haproxy_keep_history(opts, cfg, len);
+	}
+	st = ST_OK;
 out:
+	if (have_tmp)
+		unlink(tmp.buf);
+	for (i = 0; i < HAPROXY_MAX_FILES; i++) {
+		if (written[i])
+			unlink(tmps[i].buf);
+		buf_release(&tmps[i]);
+	}
+	buf_release(&live);
 	buf_release(&tmp);
 	buf_release(&keep);
+	buf_release(&check);
+	buf_release(&check_path);
 	return st;
 }

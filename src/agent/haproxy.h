@@ -110,15 +110,6 @@ enum status haproxy_apply(const struct haproxy_options *opts, const char *cfg,
 			  size_t len, enum haproxy_outcome *outcome,
 			  struct buf *err) WARN_UNUSED;
 
-/*
- * Make `cfg` the live file without a reload, for a config HAProxy already
- * runs (applied through the runtime API): temp file, `haproxy -c`, fsync,
- * rename, history. ST_INVALID when `haproxy -c` refuses it (kept as
- * config.rejected) or runs out of time, ST_UNAVAILABLE for a local
- * failure; the live file is untouched then.
- */
-enum status haproxy_install(const struct haproxy_options *opts, const char *cfg,
-			    size_t len, struct buf *err) WARN_UNUSED;
 /* A file the config names (a map), written with it. */
 struct haproxy_file {
 	const char *path; /* absolute, as the config names it */
@@ -127,6 +118,19 @@ struct haproxy_file {
 };
 
 #define HAPROXY_MAX_FILES 4
+
+/*
+ * Make `cfg` and its `files` the live files without a reload, for a set
+ * HAProxy already runs (applied through the runtime API): temp files,
+ * `haproxy -c` on the set, fsync, rename (the files first, then the
+ * config when its bytes changed), history. ST_INVALID when `haproxy -c`
+ * refuses it (the config kept as config.rejected) or runs out of time,
+ * ST_UNAVAILABLE for a local failure; the live files are untouched then,
+ * but for a rename that failed halfway (`err` says which).
+ */
+enum status haproxy_install(const struct haproxy_options *opts, const char *cfg,
+			    size_t len, const struct haproxy_file *files,
+			    size_t nr_files, struct buf *err) WARN_UNUSED;
 
 /*
  * haproxy_apply() for a config and the files it names, as one set: nothing

@@ -1,10 +1,12 @@
 /*
- * Server changes without a reload. A reload forks a new worker while the
- * old one drains its long-lived connections; on a busy host they pile up.
- * When the next config differs from the live one only in `server` lines,
- * the agent adds, re-addresses and removes those servers through the
- * master CLI instead, checks the result with `show servers state`, and
- * leaves every other change (and every doubt) to the reload path.
+ * Server and map changes without a reload. A reload forks a new worker
+ * while the old one drains its long-lived connections; on a busy host they
+ * pile up, and with tens of thousands of backends the new worker takes
+ * seconds of CPU to start. When the next config differs from the live one
+ * only in `server` lines, and its maps from the live maps only in entries,
+ * the agent makes those changes through the master CLI instead, checks the
+ * result with `show servers state` and `show map`, and leaves every other
+ * change (and every doubt) to the reload path.
  */
 #include "agent/runtime.h"
 
@@ -20,6 +22,12 @@
  * asked again for this long after its sessions were shut down. */
 #define RUNTIME_DEL_RETRY_MS 3000
 #define RUNTIME_POLL_MS	     50
+/* One master CLI exchange per entry: past this many, a reload is quicker. */
+#define RUNTIME_MAP_OPS_MAX 2000
+/* What a map key or value may hold besides letters and digits to be sent
+ * as one CLI word: no ';' (a command separator), no '\\', no '#' (an
+ * entry reference), no quotes. */
+#define RUNTIME_MAP_SAFE "-._~/:%@!$&()*+,="
 
 /* One line of a config, without its newline. */
 struct runtime_line {
@@ -584,10 +592,177 @@ void runtime_plan_build(const char *live, size_t live_len, const char *next,
 
 void runtime_plan_release(struct runtime_plan *plan)
 {
+	size_t i;
+
+	for (i = 0; i < plan->nr_maps; i++) {
+		free(plan->maps[i].path);
+		runtime_map_entries_release(&plan->maps[i].live);
+		runtime_map_entries_release(&plan->maps[i].next);
+	}
+	free(plan->maps);
+	free(plan->map_ops);
 	runtime_servers_release(&plan->live);
 	runtime_servers_release(&plan->next);
 	free(plan->ops);
 	memset(plan, 0, sizeof(*plan));
+}
+
+static int runtime_map_entry_cmp(const void *a, const void *b)
+{
+	const struct runtime_map_entry *x = a, *y = b;
+
+	return strcmp(x->key, y->key);
+}
+
+void runtime_map_entries_release(struct runtime_map_entries *e)
+{
+	size_t i;
+
+	for (i = 0; i < e->nr; i++) {
+		free(e->items[i].key);
+		free(e->items[i].value);
+	}
+	free(e->items);
+	memset(e, 0, sizeof(*e));
+}
+
+/* Sort the entries; -1 with the key in `why` when one is there twice. */
+static int runtime_map_sort(struct runtime_map_entries *e, struct buf *why)
+{
+	size_t i;
+
+	if (e->nr)
+		qsort(e->items, e->nr, sizeof(*e->items),
+		      runtime_map_entry_cmp);
+	for (i = 1; i < e->nr; i++)
+		if (!strcmp(e->items[i - 1].key, e->items[i].key)) {
+			buf_setf(why, "map key %s is there twice",
+				 e->items[i].key);
+			return -1;
+		}
+	return 0;
+}
+
+static void runtime_map_add_entry(struct runtime_map_entries *e,
+				  const struct runtime_line *key,
+				  const struct runtime_line *value)
+{
+	ALLOC_GROW(e->items, e->nr + 1, e->alloc);
+	e->items[e->nr].key = xstrndup(key->s, key->len);
+	e->items[e->nr].value = xstrndup(value->s, value->len);
+	e->nr++;
+}
+
+int runtime_map_parse(const char *text, size_t len,
+		      struct runtime_map_entries *out, struct buf *why)
+{
+	const char *p = text, *end = text + len;
+	struct runtime_line l, key, value, more;
+	size_t line = 0, off;
+
+	memset(out, 0, sizeof(*out));
+	while (runtime_next_line(&p, end, &l)) {
+		line++;
+		off = 0;
+		if (!runtime_word(&l, &off, &key))
+			continue;
+		if (!runtime_word(&l, &off, &value) ||
+		    runtime_word(&l, &off, &more) ||
+		    !runtime_safe(key.s, key.len, RUNTIME_MAP_SAFE) ||
+		    !runtime_safe(value.s, value.len, RUNTIME_MAP_SAFE)) {
+			buf_setf(why,
+				 "map line %zu is not one the agent can "
+				 "send",
+				 line);
+			goto fail;
+		}
+		runtime_map_add_entry(out, &key, &value);
+	}
+	if (runtime_map_sort(out, why))
+		goto fail;
+	return 0;
+fail:
+	runtime_map_entries_release(out);
+	return -1;
+}
+
+static void runtime_plan_map_op(struct runtime_plan *plan,
+				enum runtime_map_op_kind kind, const char *path,
+				const struct runtime_map_entry *entry)
+{
+	ALLOC_GROW(plan->map_ops, plan->nr_map_ops + 1, plan->alloc_map_ops);
+	plan->map_ops[plan->nr_map_ops].kind = kind;
+	plan->map_ops[plan->nr_map_ops].path = path;
+	plan->map_ops[plan->nr_map_ops].entry = entry;
+	plan->nr_map_ops++;
+}
+
+static int runtime_map_op_rank(const void *a, const void *b)
+{
+	const struct runtime_map_op *x = a, *y = b;
+	int c;
+
+	if (x->kind != y->kind)
+		return (int)x->kind - (int)y->kind;
+	c = strcmp(x->path, y->path);
+	return c ? c : strcmp(x->entry->key, y->entry->key);
+}
+
+void runtime_plan_map(struct runtime_plan *plan, const char *path,
+		      const char *live, size_t live_len, const char *next,
+		      size_t next_len, struct buf *why)
+{
+	struct runtime_map *m;
+	const struct runtime_map_entry *o, *n;
+	struct buf reason = BUF_INIT;
+	size_t i = 0, j = 0;
+	int c;
+
+	ALLOC_GROW(plan->maps, plan->nr_maps + 1, plan->alloc_maps);
+	m = &plan->maps[plan->nr_maps];
+	memset(m, 0, sizeof(*m));
+	if (runtime_map_parse(live, live_len, &m->live, &reason) ||
+	    runtime_map_parse(next, next_len, &m->next, &reason)) {
+		runtime_map_entries_release(&m->live);
+		runtime_refuse(plan, why, "%s: %s", path, reason.buf);
+		goto out;
+	}
+	m->path = xstrdup(path);
+	plan->nr_maps++;
+	o = m->live.items;
+	n = m->next.items;
+	while (i < m->live.nr || j < m->next.nr) {
+		c = i == m->live.nr   ? 1
+		    : j == m->next.nr ? -1
+				      : strcmp(o[i].key, n[j].key);
+		if (c < 0) {
+			runtime_plan_map_op(plan, RUNTIME_MAP_DEL, m->path,
+					    &o[i++]);
+			plan->map_removed++;
+		} else if (c > 0) {
+			runtime_plan_map_op(plan, RUNTIME_MAP_ADD, m->path,
+					    &n[j++]);
+			plan->map_added++;
+		} else {
+			if (strcmp(o[i].value, n[j].value)) {
+				runtime_plan_map_op(plan, RUNTIME_MAP_SET,
+						    m->path, &n[j]);
+				plan->map_set++;
+			}
+			i++;
+			j++;
+		}
+	}
+	if (plan->nr_map_ops)
+		qsort(plan->map_ops, plan->nr_map_ops, sizeof(*plan->map_ops),
+		      runtime_map_op_rank);
+	if (plan->nr_map_ops > RUNTIME_MAP_OPS_MAX)
+		runtime_refuse(plan, why,
+			       "%zu map entries change (a reload is quicker "
+			       "past %d)",
+			       plan->nr_map_ops, RUNTIME_MAP_OPS_MAX);
+out:
+	buf_release(&reason);
 }
 
 /* The words of one line of CLI output, at most `max`; their count. */
@@ -681,6 +856,58 @@ int runtime_state_compare(const char *state, const struct runtime_servers *want,
 	ret = 0;
 out:
 	runtime_servers_release(&have);
+	return ret;
+}
+
+int runtime_map_compare(const char *shown,
+			const struct runtime_map_entries *want, struct buf *why)
+{
+	const char *p = shown, *end = shown + strlen(shown);
+	struct runtime_map_entries have;
+	struct runtime_line l, f[4];
+	int ret = -1;
+	size_t i, n;
+
+	memset(&have, 0, sizeof(have));
+	while (runtime_next_line(&p, end, &l)) {
+		n = runtime_fields(&l, f, ARRAY_SIZE(f));
+		if (!n)
+			continue;
+		/* "0xPTR KEY VALUE": anything else is an error message. */
+		if (n != 3 || f[0].len < 3 || memcmp(f[0].s, "0x", 2)) {
+			buf_setf(why, "'show map' answered ");
+			buf_addquoted(why, l.s, l.len > 200 ? 200 : l.len);
+			goto out;
+		}
+		runtime_map_add_entry(&have, &f[1], &f[2]);
+	}
+	if (runtime_map_sort(&have, why))
+		goto out;
+	for (i = 0; i < have.nr || i < want->nr; i++) {
+		const struct runtime_map_entry *h = i < have.nr ? &have.items[i]
+								: NULL,
+					       *w = i < want->nr
+							    ? &want->items[i]
+							    : NULL;
+		int c = !h ? 1 : !w ? -1 : strcmp(h->key, w->key);
+
+		if (c > 0) {
+			buf_setf(why, "map key %s is missing", w->key);
+			goto out;
+		}
+		if (c < 0) {
+			buf_setf(why, "map key %s is not in the file", h->key);
+			goto out;
+		}
+		if (strcmp(h->value, w->value)) {
+			buf_setf(why, "map key %s gives %s, not %s", w->key,
+				 h->value, w->value);
+			goto out;
+		}
+	}
+	ret = 0;
+out:
+	runtime_map_entries_release(&have);
 	return ret;
 }
 
@@ -901,25 +1128,109 @@ out:
 	return ret;
 }
 
+/* One map change; an answer but the empty one is an error. */
+static int runtime_map_send(const struct haproxy_options *opts,
+			    const struct runtime_map_op *op, struct buf *err)
+{
+	const struct runtime_map_entry *e = op->entry;
+
+	switch (op->kind) {
+	case RUNTIME_MAP_SET:
+		return runtime_expect(opts, err, "", "set map %s %s %s",
+				      op->path, e->key, e->value);
+	case RUNTIME_MAP_ADD:
+		return runtime_expect(opts, err, "", "add map %s %s %s",
+				      op->path, e->key, e->value);
+	case RUNTIME_MAP_DEL:
+		break;
+	}
+	return runtime_expect(opts, err, "", "del map %s %s", op->path, e->key);
+}
+
+/* Every changed map as HAProxy holds it against its next file. */
+static int runtime_map_verify(const struct haproxy_options *opts,
+			      const struct runtime_plan *plan, struct buf *why)
+{
+	struct buf answer = BUF_INIT;
+	int ret = -1;
+	size_t i;
+
+	buf_init(&answer, HAPROXY_CONFIG_MAX);
+	for (i = 0; i < plan->nr_maps; i++) {
+		if (runtime_command(opts, &answer, why, "show map %s",
+				    plan->maps[i].path))
+			goto out;
+		if (runtime_map_compare(answer.buf, &plan->maps[i].next, why)) {
+			buf_addf(why, " in %s", plan->maps[i].path);
+			goto out;
+		}
+	}
+	ret = 0;
+out:
+	buf_release(&answer);
+	return ret;
+}
+
+/*
+ * The plan for the config and for each file that differs from the one on
+ * disk (the one HAProxy loaded); `changed` gets those files. Returns 1
+ * when nothing differs at all.
+ */
+static int runtime_plan_set(const struct buf *live, const char *cfg, size_t len,
+			    const struct haproxy_file *files, size_t nr_files,
+			    struct haproxy_file *changed, size_t *nr_changed,
+			    struct runtime_plan *plan, struct buf *err)
+{
+	struct buf disk = BUF_INIT, why = BUF_INIT;
+	int same = live->len == len && !memcmp(live->buf, cfg, len);
+	size_t i;
+
+	*nr_changed = 0;
+	runtime_plan_build(live->buf, live->len, cfg, len, plan, err);
+	for (i = 0; i < nr_files; i++) {
+		buf_init(&disk, HAPROXY_CONFIG_MAX);
+		if (buf_read_file(&disk, files[i].path, &why) != ST_OK) {
+			runtime_refuse(plan, err, "map %s is not on disk: %s",
+				       files[i].path, why.buf);
+			same = 0;
+		} else if (disk.len != files[i].len ||
+			   memcmp(disk.buf, files[i].data, disk.len)) {
+			changed[(*nr_changed)++] = files[i];
+			runtime_plan_map(plan, files[i].path, disk.buf,
+					 disk.len, files[i].data, files[i].len,
+					 err);
+			same = 0;
+		}
+		buf_release(&disk);
+	}
+	buf_release(&why);
+	return same;
+}
+
 enum runtime_outcome runtime_apply(const struct haproxy_options *opts,
 				   const struct runtime_options *ropts,
 				   const char *cfg, size_t len,
-				   struct runtime_plan *plan, struct buf *err)
+				   const struct haproxy_file *files,
+				   size_t nr_files, struct runtime_plan *plan,
+				   struct buf *err)
 {
 	struct buf live = BUF_INIT, err2 = BUF_INIT;
+	struct haproxy_file changed[HAPROXY_MAX_FILES];
 	enum runtime_outcome outcome = RUNTIME_INELIGIBLE;
-	size_t del;
+	size_t del, i, nr_changed;
 	int v;
 
+	if (nr_files > HAPROXY_MAX_FILES)
+		BUG("%zu files", nr_files);
 	memset(plan, 0, sizeof(*plan));
 	buf_init(&live, HAPROXY_CONFIG_MAX);
 	if (buf_read_file(&live, opts->config, err) != ST_OK)
 		goto out;
-	if (live.len == len && !memcmp(live.buf, cfg, len)) {
-		buf_setf(err, "the live file holds these bytes");
+	if (runtime_plan_set(&live, cfg, len, files, nr_files, changed,
+			     &nr_changed, plan, err)) {
+		buf_setf(err, "the live files hold these bytes");
 		goto out;
 	}
-	runtime_plan_build(live.buf, live.len, cfg, len, plan, err);
 	if (!plan->eligible)
 		goto out;
 	if (!ropts->enabled) {
@@ -938,17 +1249,25 @@ enum runtime_outcome runtime_apply(const struct haproxy_options *opts,
 			    : runtime_set_addr(opts, op->srv, err))
 			goto out;
 	}
+	/* After the adds, before the removals: a backend's servers are
+	 * there whenever a map sends traffic to it. */
+	for (i = 0; i < plan->nr_map_ops; i++)
+		if (runtime_map_send(opts, &plan->map_ops[i], err))
+			goto out;
 	if (del < plan->nr_ops && runtime_remove(opts, ropts, plan->ops + del,
 						 plan->nr_ops - del, err))
 		goto out;
 	v = runtime_verify(opts, &plan->next, err);
+	if (!v)
+		v = runtime_map_verify(opts, plan, err);
 	if (v) {
 		buf_addstr(err, " after the runtime changes");
 		goto out;
 	}
-	/* The file stays the truth: any later reload gives these servers. */
-	if (haproxy_install(opts, cfg, len, err) != ST_OK) {
-		/* Back to what the untouched live file says. */
+	/* The files stay the truth: any later reload gives this state. */
+	if (haproxy_install(opts, cfg, len, changed, nr_changed, err) !=
+	    ST_OK) {
+		/* Back to what the live files say. */
 		if (haproxy_reload(opts->master_socket, opts->timeout_ms,
 				   &err2) != ST_OK)
 			buf_addf(err,

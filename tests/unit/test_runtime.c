@@ -10,6 +10,7 @@
 
 #include "agent/runtime.h"
 #include "buf.h"
+#include "xalloc.h"
 
 #define HEAD                                                                   \
 	"global\n    maxconn 4096\n    hard-stop-after 30s\n\ndefaults\n"      \
@@ -283,6 +284,198 @@ static void test_state_compare(void **state)
 	buf_release(&why);
 }
 
+#define HOSTS "/m/hosts.map"
+#define PATHS "/m/paths.map"
+
+/* The map ops of a plan as "KIND PATH KEY [VALUE]" lines. */
+static void map_ops_text(const struct runtime_plan *p, struct buf *out)
+{
+	static const char *const kinds[] = {"set", "add", "del"};
+	size_t i;
+
+	buf_reset(out);
+	for (i = 0; i < p->nr_map_ops; i++) {
+		const struct runtime_map_op *op = &p->map_ops[i];
+
+		buf_addf(out, "%s %s %s", kinds[op->kind], op->path,
+			 op->entry->key);
+		if (op->kind != RUNTIME_MAP_DEL)
+			buf_addf(out, " %s", op->entry->value);
+		buf_addch(out, '\n');
+	}
+}
+
+static void plan_maps(struct runtime_plan *p, const char *hosts_live,
+		      const char *hosts_next, const char *paths_live,
+		      const char *paths_next, struct buf *why)
+{
+	plan(HEAD API("roundrobin") "    server a 10.0.0.1:80\n",
+	     HEAD API("roundrobin") "    server a 10.0.0.1:80\n", p, why);
+	runtime_plan_map(p, HOSTS, hosts_live, strlen(hosts_live), hosts_next,
+			 strlen(hosts_next), why);
+	runtime_plan_map(p, PATHS, paths_live, strlen(paths_live), paths_next,
+			 strlen(paths_next), why);
+}
+
+static void test_map_diff(void **state)
+{
+	struct runtime_plan p;
+	struct buf why = BUF_INIT, ops = BUF_INIT;
+
+	(void)state;
+	/* A host moved from api to web, web's old host gone, a new one for
+	 * api; a path predicate changed. Sets first, then adds, then
+	 * deletes: a key of both files is never missing. */
+	plan_maps(&p,
+		  "a.example.com api\nb.example.com web\n"
+		  "c.example.com web\n",
+		  "a.example.com web\nc.example.com web\n"
+		  "d.example.com api\n",
+		  "/old/ api\n/same/ web\n", "/new/ api\n/same/ web\n", &why);
+	assert_int_equal(p.eligible, 1);
+	map_ops_text(&p, &ops);
+	assert_string_equal(ops.buf, "set " HOSTS " a.example.com web\n"
+				     "add " HOSTS " d.example.com api\n"
+				     "add " PATHS " /new/ api\n"
+				     "del " HOSTS " b.example.com\n"
+				     "del " PATHS " /old/\n");
+	assert_int_equal(p.map_set, 1);
+	assert_int_equal(p.map_added, 2);
+	assert_int_equal(p.map_removed, 2);
+	assert_int_equal(p.nr_ops, 0);
+	assert_int_equal(p.nr_maps, 2);
+	assert_int_equal(p.maps[0].next.nr, 3);
+	runtime_plan_release(&p);
+
+	/* The same entries in another order: nothing to send. */
+	plan_maps(&p, "b.example.com web\na.example.com api\n",
+		  "a.example.com api\nb.example.com web\n", "", "", &why);
+	assert_int_equal(p.eligible, 1);
+	assert_int_equal(p.nr_map_ops, 0);
+	runtime_plan_release(&p);
+
+	/* From an empty map and back to one. */
+	plan_maps(&p, "", "a.example.com api\n", "/p/ api\n", "", &why);
+	assert_int_equal(p.eligible, 1);
+	map_ops_text(&p, &ops);
+	assert_string_equal(ops.buf, "add " HOSTS " a.example.com api\n"
+				     "del " PATHS " /p/\n");
+	runtime_plan_release(&p);
+	buf_release(&ops);
+	buf_release(&why);
+}
+
+static void test_map_refused(void **state)
+{
+	static const char *const bad[] = {
+		"a;show%20info api\n", /* ';' would start another command */
+		"#1 api\n",	       /* an entry reference, not a key */
+		"a\\b api\n",	       /* an escape */
+		"a api extra\n",       /* three words */
+		"a\n",		       /* no value */
+		"a api\na web\n",      /* a key twice */
+		"a \"api\"\n",
+	};
+	struct runtime_plan p;
+	struct buf why = BUF_INIT;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < ARRAY_SIZE(bad); i++) {
+		plan_maps(&p, "a api\n", bad[i], "", "", &why);
+		assert_int_equal(p.eligible, 0);
+		assert_non_null(strstr(why.buf, HOSTS));
+		runtime_plan_release(&p);
+		/* The live side is read the same way. */
+		plan_maps(&p, "", "", bad[i], "a api\n", &why);
+		assert_int_equal(p.eligible, 0);
+		assert_non_null(strstr(why.buf, PATHS));
+		runtime_plan_release(&p);
+	}
+	/* A config change keeps its own reason, maps or not. */
+	plan(HEAD API("roundrobin"), HEAD API("leastconn"), &p, &why);
+	runtime_plan_map(&p, HOSTS, "a api\n", 6, "a web\n", 6, &why);
+	assert_int_equal(p.eligible, 0);
+	assert_non_null(strstr(why.buf, "differs in more than servers"));
+	runtime_plan_release(&p);
+	buf_release(&why);
+}
+
+static void test_map_many_changes(void **state)
+{
+	struct buf next = BUF_INIT, why = BUF_INIT;
+	struct runtime_plan p;
+	int i;
+
+	(void)state;
+	for (i = 0; i < 2001; i++)
+		buf_addf(&next, "h%d.example.com api\n", i);
+	plan_maps(&p, "", next.buf, "", "", &why);
+	assert_int_equal(p.eligible, 0);
+	assert_non_null(strstr(why.buf, "2001 map entries change"));
+	runtime_plan_release(&p);
+	buf_setlen(&next, 0);
+	for (i = 0; i < 2000; i++)
+		buf_addf(&next, "h%d.example.com api\n", i);
+	plan_maps(&p, "", next.buf, "", "", &why);
+	assert_int_equal(p.eligible, 1);
+	assert_int_equal(p.map_added, 2000);
+	runtime_plan_release(&p);
+	buf_release(&next);
+	buf_release(&why);
+}
+
+static void test_map_compare(void **state)
+{
+	const char *file = "a.example.com api\nb.example.com web\n";
+	struct runtime_map_entries want;
+	struct buf why = BUF_INIT;
+
+	(void)state;
+	assert_int_equal(runtime_map_parse(file, strlen(file), &want, &why), 0);
+	assert_int_equal(want.nr, 2);
+	assert_int_equal(
+		runtime_map_compare("0x55ebb9eba770 b.example.com web\n"
+				    "0x55ebb9eba720 a.example.com api\n"
+				    "\n",
+				    &want, &why),
+		0);
+	assert_int_equal(
+		runtime_map_compare("0x1 a.example.com api\n", &want, &why),
+		-1);
+	assert_non_null(strstr(why.buf, "b.example.com is missing"));
+	assert_int_equal(runtime_map_compare("0x1 a.example.com api\n"
+					     "0x2 b.example.com web\n"
+					     "0x3 c.example.com web\n",
+					     &want, &why),
+			 -1);
+	assert_non_null(strstr(why.buf, "c.example.com is not in the file"));
+	assert_int_equal(runtime_map_compare("0x1 a.example.com web\n"
+					     "0x2 b.example.com web\n",
+					     &want, &why),
+			 -1);
+	assert_non_null(strstr(why.buf, "gives web, not api"));
+	/* `add map` of a key that is there makes two entries. */
+	assert_int_equal(runtime_map_compare("0x1 a.example.com api\n"
+					     "0x2 b.example.com web\n"
+					     "0x3 b.example.com api\n",
+					     &want, &why),
+			 -1);
+	assert_non_null(strstr(why.buf, "twice"));
+	assert_int_equal(
+		runtime_map_compare("Unknown map identifier. Please use #<id> "
+				    "or <file>.\n",
+				    &want, &why),
+		-1);
+	assert_non_null(strstr(why.buf, "Unknown map identifier"));
+	runtime_map_entries_release(&want);
+	/* An empty map is shown as nothing. */
+	assert_int_equal(runtime_map_parse("", 0, &want, &why), 0);
+	assert_int_equal(runtime_map_compare("\n", &want, &why), 0);
+	runtime_map_entries_release(&want);
+	buf_release(&why);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -291,6 +484,10 @@ int main(void)
 		cmocka_unit_test(test_balance_and_cookies),
 		cmocka_unit_test(test_unreadable_servers),
 		cmocka_unit_test(test_state_compare),
+		cmocka_unit_test(test_map_diff),
+		cmocka_unit_test(test_map_refused),
+		cmocka_unit_test(test_map_many_changes),
+		cmocka_unit_test(test_map_compare),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
