@@ -74,15 +74,6 @@ static enum status follow_get(struct follow *f, struct follow_answer *ans,
 			       (unsigned long long)f->poll_index, o->wait_ms);
 	/* The map form: the config and the map files it reads. */
 	headers = curl_slist_append(headers, "Accept: application/json");
-	/* At start, and after a refusal: a 304 says the live config is
-	 * still the table's. */
-	if (!f->polled && f->have) {
-		char tag[48];
-
-		(void)snprintf(tag, sizeof(tag), "If-None-Match: \"%llu\"",
-			       (unsigned long long)f->applied);
-		headers = curl_slist_append(headers, tag);
-	}
 	if (o->authorization)
 		headers = curl_slist_append(headers, o->authorization);
 	curl_easy_reset(f->curl);
