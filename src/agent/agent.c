@@ -788,7 +788,7 @@ static void agent_watch_done(struct agent *a, CURLcode rc)
 		a->watch_index = a->live_index;
 		a->watch_at =
 			clock_now_ms() + backoff_next_ms(&a->watch_backoff);
-	} else {
+	} else if (next == AGENT_DONE) {
 		a->watch_applies++;
 	}
 out:
