@@ -10,7 +10,11 @@ Usage: bench/watch.py [--bin build/lambda-registry] [--watchers N]
 Python standard library only; prints a Markdown table (and writes it to
 --out when given). Goals (issue 15): median wake-up <= 20 ms in the same
 process, <= 250 ms from another process; all watchers woken, RSS growth
-<= 64 MiB, /healthz p99 <= 50 ms."""
+<= 64 MiB, /healthz p99 <= 50 ms. The watchers are parked a second time on
+a server with a smaller --max-header (--small-header), side by side: the RSS
+per watcher is mostly libmicrohttpd's connection pool (2 x --max-header +
+8 KiB), which it mmaps when over 32 KiB and then touches a page at each end
+of (the read buffer, the header records)."""
 import argparse
 import http.client
 import json
@@ -35,12 +39,12 @@ def free_port():
 
 
 class Serve:
-    def __init__(self, binary, db, log):
+    def __init__(self, binary, db, log, extra=()):
         self.port = free_port()
         self.proc = subprocess.Popen(
             # every watcher comes from 127.0.0.1: no per-address limit
             [binary, "serve", "--listen", "127.0.0.1:%d" % self.port, "--store", "sqlite:" + db,
-             "--max-connections-per-ip", "0"],
+             "--max-connections-per-ip", "0"] + list(extra),
             stdout=log, stderr=log)
         deadline = time.time() + 30
         while time.time() < deadline:
@@ -67,6 +71,22 @@ class Serve:
                 if line.startswith("VmRSS:"):
                     return int(line.split()[1])
         return 0
+
+    def rss_parts_kib(self):
+        """Resident KiB by kind of mapping: the malloc heap, anonymous
+        mappings (thread arenas and stacks, and libmicrohttpd's connection
+        pools, which it mmaps when over 32 KiB), the rest."""
+        parts = {"heap": 0, "anon": 0, "other": 0}
+        kind = "other"
+        with open("/proc/%d/smaps" % self.proc.pid) as f:
+            for line in f:
+                fields = line.split()
+                if "-" in fields[0] and not fields[0].endswith(":"):
+                    name = fields[5] if len(fields) > 5 else ""
+                    kind = "heap" if name == "[heap]" else "anon" if not name else "other"
+                elif fields[0] == "Rss:":
+                    parts[kind] += int(fields[1])
+        return parts
 
     def stop(self):
         self.proc.terminate()
@@ -119,12 +139,13 @@ def pct(values, p):
     return values[min(len(values) - 1, int(len(values) * p))] if values else float("nan")
 
 
-def many_watchers(srv, n):
-    """Park n watchers over raw sockets, wake them with one change."""
+def many_watchers(srv, n, size):
+    """Park n watchers over raw sockets, wake them with one change (to the
+    table of `size` containers)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, n + 1024)), hard))
     idx = index_of(srv)
-    rss0 = srv.rss_kib()
+    rss0, parts0 = srv.rss_kib(), srv.rss_parts_kib()
     req = ("GET /v1/tables/%s/config?index=%d&wait=240s HTTP/1.1\r\nHost: b\r\n\r\n"
            % (TABLE, idx)).encode()
     socks, sel = [], selectors.DefaultSelector()
@@ -154,7 +175,8 @@ def many_watchers(srv, n):
                 time.sleep(0.01)
     park_s = time.monotonic() - t0
     time.sleep(1)
-    rss1 = srv.rss_kib()
+    rss1, parts1 = srv.rss_kib(), srv.rss_parts_kib()
+    growth = dict((k, (parts1[k] - parts0[k]) / 1024.0) for k in parts0)
     health = []
     stop = threading.Event()
 
@@ -168,7 +190,7 @@ def many_watchers(srv, n):
     th.start()
     time.sleep(2)
     t_write = time.monotonic()
-    srv.request("POST", "/generate", payload(7))
+    srv.request("POST", "/generate", payload(size))
     t_written = time.monotonic()
     woken, last = 0, t_written
     pending = len(sel.get_map())
@@ -188,7 +210,7 @@ def many_watchers(srv, n):
     for s in socks:
         s.close()
     return {"parked": len(socks) - refused, "refused": refused, "park_s": park_s,
-            "rss_growth_mib": (rss1 - rss0) / 1024.0, "woken": woken,
+            "rss_growth_mib": (rss1 - rss0) / 1024.0, "growth": growth, "woken": woken,
             "all_woken_ms": (last - t_written) * 1000, "write_ms": (t_written - t_write) * 1000,
             "health_p50": pct(health, 0.5), "health_p99": pct(health, 0.99),
             "health_n": len(health)}
@@ -200,6 +222,8 @@ def main():
     ap.add_argument("--watchers", type=int, default=10000)
     ap.add_argument("--rounds", type=int, default=40)
     ap.add_argument("--out")
+    ap.add_argument("--small-header", default="12K",
+                    help="--max-header of a second run, side by side: its pools fit in 32 KiB")
     a = ap.parse_args()
     d = tempfile.mkdtemp(prefix="lr-bench-watch-")
     db = os.path.join(d, "r.db")
@@ -210,11 +234,15 @@ def main():
         same = wake_latencies(one, one, a.rounds)
         other = wake_latencies(one, two, a.rounds)
         two.stop()
-        many = many_watchers(one, a.watchers)
+        many = many_watchers(one, a.watchers, 7)
+        one.stop()
+        one = Serve(a.bin, db, log, ["--max-header", a.small_header])
+        small = many_watchers(one, a.watchers, 9)
     finally:
         if two.proc.poll() is None:
             two.stop()
-        one.stop()
+        if one.proc.poll() is None:
+            one.stop()
     lines = [
         "| wake-up after a change (SQLite, %d rounds) | median ms | p90 ms | max ms | goal |" % a.rounds,
         "|---|---|---|---|---|",
@@ -229,9 +257,20 @@ def main():
         "| woken by one change (200) | %d | all |" % many["woken"],
         "| the write's own answer | %.1f ms | |" % many["write_ms"],
         "| last watcher answered after the write | %.0f ms | |" % many["all_woken_ms"],
-        "| server RSS growth while parked | %.1f MiB | <= 64 MiB |" % many["rss_growth_mib"],
+        "| server RSS growth while parked | %.1f MiB (%.2f KiB each) | <= 64 MiB |"
+        % (many["rss_growth_mib"], many["rss_growth_mib"] * 1024 / max(1, many["parked"])),
+        "| of it: anonymous mappings / malloc heap / other | %.1f / %.1f / %.1f MiB | |"
+        % (many["growth"]["anon"], many["growth"]["heap"], many["growth"]["other"]),
+        "| the same with --max-header %s (pools of 32 KiB, malloc'd): RSS growth | %.1f MiB "
+        "(anon %.1f, heap %.1f); ratio %.2fx | <= 64 MiB |"
+        % (a.small_header, small["rss_growth_mib"], small["growth"]["anon"],
+           small["growth"]["heap"], small["rss_growth_mib"] / max(0.1, many["rss_growth_mib"])),
         "| /healthz p50 / p99 meanwhile (%d probes) | %.1f / %.1f ms | p99 <= 50 ms |"
         % (many["health_n"], many["health_p50"], many["health_p99"]),
+        "| the same with --max-header %s: woken, last answered, /healthz p50 / p99 | "
+        "%d, %.0f ms, %.1f / %.1f ms | |"
+        % (a.small_header, small["woken"], small["all_woken_ms"], small["health_p50"],
+           small["health_p99"]),
     ]
     text = "\n".join(lines) + "\n"
     print(text)

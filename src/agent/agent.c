@@ -7,7 +7,6 @@
 #include <ctype.h>
 #include <curl/curl.h>
 #include <errno.h>
-#include <jansson.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -20,6 +19,7 @@
 
 #include "agent/docker.h"
 #include "agent/file.h"
+#include "agent/answer.h"
 #include "agent/follow.h"
 #include "agent/haproxy.h"
 #include "agent/runtime.h"
@@ -103,6 +103,10 @@ const struct cli_option agent_options[] = {
 	 "this host's name in the reports to the registry (default: the host "
 	 "name)",
 	 NULL},
+	{"watch", "on|off",
+	 "after a POST, long-poll --table's config and apply a newer one that "
+	 "another writer stored",
+	 "on"},
 	{NULL, NULL, NULL, NULL},
 };
 
@@ -129,10 +133,11 @@ enum {
 	OPT_FOLLOW,
 	OPT_METRICS_LISTEN,
 	OPT_AGENT_ID,
+	OPT_WATCH,
 };
 
-/* How long one long poll of --follow waits for a change. */
-#define AGENT_FOLLOW_WAIT_MS 30000
+/* How long one long poll (--follow, or the watch) waits for a change. */
+#define AGENT_WATCH_WAIT_MS 30000
 
 /* The sources --source can name, as NAME:ARG. */
 static const struct {
@@ -161,11 +166,28 @@ struct agent {
 	char agent_id[SERVICE_NAME_MAX + 1];
 	struct buf report_url; /* PUT after each apply */
 	long http_code;	       /* of the last answer; 0: none */
-	uint64_t index;	       /* the last answer's X-Registry-Index */
+	uint64_t index;	       /* the X-Registry-Index of the config applied */
+	/* The highest index HAProxy is known to run (`live` set once one is).
+	 */
+	int live;
+	uint64_t live_index;
+	/* The watch: a long poll of the table's config, on `multi` so that the
+	 * loop goes on looking at the source while it is parked. */
+	int watch_on, watch_ready, watching;
+	CURLM *multi;
+	CURL *watch_curl;
+	struct curl_slist *watch_headers;
+	struct buf watch_base; /* .../v1/tables/TABLE/config */
+	struct buf watch_url, watch_body;
+	struct answer watch_ans;
+	uint64_t watch_index; /* the index the next poll waits on */
+	uint64_t watch_at;    /* the next poll starts then, not before */
+	struct backoff watch_backoff;
 	/* Counters, logged with every outcome. */
 	unsigned long syncs, applied, unchanged, rejected, reload_failures,
 		registry_failures, check_timeouts, local_errors,
-		runtime_applied, runtime_failures, drift_repairs;
+		runtime_applied, runtime_failures, drift_repairs, watch_polls,
+		watch_applies, watch_failures;
 };
 
 /* What the loop does after a round. */
@@ -257,176 +279,12 @@ static void agent_build_payload(const char *table,
 	service_list_release(&candidates);
 }
 
-/* What the registry answered: the config and the files it names. */
-struct agent_answer {
-	struct buf config;
-	struct buf paths[HAPROXY_MAX_FILES], data[HAPROXY_MAX_FILES];
-	size_t nr_files;
-};
-
-static void agent_answer_init(struct agent_answer *ans)
-{
-	size_t i;
-
-	buf_init(&ans->config, AGENT_MAX_CONFIG);
-	for (i = 0; i < HAPROXY_MAX_FILES; i++) {
-		buf_init(&ans->paths[i], 0);
-		buf_init(&ans->data[i], AGENT_MAX_CONFIG);
-	}
-	ans->nr_files = 0;
-}
-
-static void agent_answer_release(struct agent_answer *ans)
-{
-	size_t i;
-
-	buf_release(&ans->config);
-	for (i = 0; i < HAPROXY_MAX_FILES; i++) {
-		buf_release(&ans->paths[i]);
-		buf_release(&ans->data[i]);
-	}
-}
-
-/* The map folder: absolute, of A-Z a-z 0-9 . _ - / and no ".." segment. */
-static int agent_check_dir(const char *s)
-{
-	size_t i, len = strlen(s);
-
-	if (s[0] != '/' || len > 1024 || strstr(s, "/../") ||
-	    (len >= 3 && !strcmp(s + len - 3, "/..")))
-		return -1;
-	for (i = 0; i < len; i++)
-		if (!isalnum((unsigned char)s[i]) && !strchr("._-/", s[i]))
-			return -1;
-	return 0;
-}
-
-/* A map file: lines of two printable tokens separated by one space. */
-static int agent_check_map(const char *s, size_t len)
-{
-	size_t i, spaces = 0, col = 0;
-
-	for (i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)s[i];
-
-		if (c == '\n') {
-			if (spaces != 1 || !col || s[i - 1] == ' ')
-				return -1;
-			spaces = col = 0;
-			continue;
-		}
-		if (c == ' ') {
-			if (!col)
-				return -1;
-			spaces++;
-		} else if (c < 0x21 || c == 0x7f) {
-			return -1;
-		}
-		col++;
-	}
-	return col ? -1 : 0;
-}
-
-/* A config: text ending in a newline, without NUL bytes. */
-static int agent_check_config(const char *s, size_t len)
-{
-	return !len || s[len - 1] != '\n' || memchr(s, '\0', len) ? -1 : 0;
-}
-
-/*
- * The JSON answer: "config", and in the map form "files" with "mapDir".
- * Only the map files the registry renders are taken.
- */
-static int agent_parse_answer(const struct buf *body, struct agent_answer *ans,
-			      struct buf *err)
-{
-	static const char *const names[] = {RENDER_HOSTS_MAP, RENDER_PATHS_MAP};
-	json_error_t jerr;
-	json_t *doc =
-		json_loadb(body->buf, body->len, JSON_REJECT_DUPLICATES, &jerr);
-	json_t *config, *files, *dir, *v;
-	const char *name;
-	size_t i;
-	int ret = -1;
-
-	if (!doc) {
-		buf_setf(err, "its JSON does not parse: %s", jerr.text);
-		return -1;
-	}
-	config = json_object_get(doc, "config");
-	files = json_object_get(doc, "files");
-	dir = json_object_get(doc, "mapDir");
-	if (!json_is_string(config) ||
-	    agent_check_config(json_string_value(config),
-			       json_string_length(config))) {
-		buf_setf(err, "its config is not text ending in a newline");
-		goto out;
-	}
-	if (buf_add(&ans->config, json_string_value(config),
-		    json_string_length(config))) {
-		buf_setf(err, "its config is larger than %zu bytes",
-			 ans->config.cap);
-		goto out;
-	}
-	if (!files || (json_is_object(files) && !json_object_size(files))) {
-		ret = 0;
-		goto out;
-	}
-	if (!json_is_object(files) || !json_is_string(dir) ||
-	    agent_check_dir(json_string_value(dir))) {
-		buf_setf(err, "its files or mapDir are not what the registry "
-			      "sends");
-		goto out;
-	}
-	json_object_foreach(files, name, v)
-	{
-		for (i = 0; i < ARRAY_SIZE(names); i++)
-			if (!strcmp(name, names[i]))
-				break;
-		if (i == ARRAY_SIZE(names) || !json_is_string(v) ||
-		    agent_check_map(json_string_value(v),
-				    json_string_length(v))) {
-			buf_setf(err, "its file '%s' is not a map file", name);
-			goto out;
-		}
-		i = ans->nr_files++;
-		buf_addf(&ans->paths[i], "%s/%s", json_string_value(dir), name);
-		if (buf_add(&ans->data[i], json_string_value(v),
-			    json_string_length(v))) {
-			buf_setf(err, "its file '%s' is larger than %zu bytes",
-				 name, ans->data[i].cap);
-			goto out;
-		}
-	}
-	ret = 0;
-out:
-	json_decref(doc);
-	return ret;
-}
-
-/* Keep the X-Registry-Index of the answer in the agent. */
-static size_t agent_header(char *line, size_t size, size_t n, void *ctx)
-{
-	static const char name[] = "x-registry-index:";
-	struct agent *a = ctx;
-	size_t len = size * n;
-	char text[24];
-
-	if (len > sizeof(name) - 1 && len - (sizeof(name) - 1) < sizeof(text) &&
-	    !strncasecmp(line, name, sizeof(name) - 1)) {
-		memcpy(text, line + sizeof(name) - 1, len - (sizeof(name) - 1));
-		text[len - (sizeof(name) - 1)] = '\0';
-		a->index = strtoull(text, NULL, 10);
-	}
-	return len;
-}
-
 /*
  * POST the payload asking for the JSON answer (the config and its map
  * files); a registry that answers plain text gives the config alone.
  */
 static enum status agent_post(struct agent *a, const struct buf *payload,
-			      struct agent_answer *ans, struct buf *err)
+			      struct answer *ans, struct buf *err)
 {
 	struct curl_slist *headers = NULL;
 	struct buf body = BUF_INIT, why = BUF_INIT;
@@ -454,15 +312,14 @@ static enum status agent_post(struct agent *a, const struct buf *payload,
 	curl_easy_setopt(a->curl, CURLOPT_HTTPHEADER, headers);
 	curl_easy_setopt(a->curl, CURLOPT_WRITEFUNCTION, curlx_write_buf);
 	curl_easy_setopt(a->curl, CURLOPT_WRITEDATA, &body);
-	curl_easy_setopt(a->curl, CURLOPT_HEADERFUNCTION, agent_header);
-	curl_easy_setopt(a->curl, CURLOPT_HEADERDATA, a);
+	curl_easy_setopt(a->curl, CURLOPT_HEADERFUNCTION, answer_header);
+	curl_easy_setopt(a->curl, CURLOPT_HEADERDATA, ans);
 	curl_easy_setopt(a->curl, CURLOPT_CONNECTTIMEOUT_MS,
 			 (long)(a->timeout_ms < 3000 ? a->timeout_ms : 3000));
 	curl_easy_setopt(a->curl, CURLOPT_TIMEOUT_MS, (long)a->timeout_ms);
 	curl_easy_setopt(a->curl, CURLOPT_USERAGENT,
 			 "lambda-registry-agent/" LR_VERSION);
 	a->http_code = 0;
-	a->index = 0;
 	rc = curl_easy_perform(a->curl);
 	if (rc != CURLE_OK) {
 		if (rc == CURLE_WRITE_ERROR && body.len)
@@ -485,23 +342,11 @@ static enum status agent_post(struct agent *a, const struct buf *payload,
 		goto out;
 	}
 	curl_easy_getinfo(a->curl, CURLINFO_CONTENT_TYPE, &type);
-	if (type && !strncasecmp(type, "application/json", 16)) {
-		if (agent_parse_answer(&body, ans, &why)) {
-			buf_setf(err, "POST '%s' answered JSON, but %s",
-				 a->url.buf, why.buf);
-			goto out;
-		}
-		st = ST_OK;
+	if (answer_parse(type, &body, ans, &why)) {
+		buf_setf(err, "POST '%s' answered, but %s", a->url.buf,
+			 why.buf);
 		goto out;
 	}
-	if (agent_check_config(body.buf, body.len)) {
-		buf_setf(err, "POST '%s' answered with %s", a->url.buf,
-			 body.len ? "a config that is not text ending in a "
-				    "newline"
-				  : "an empty config");
-		goto out;
-	}
-	buf_add(&ans->config, body.buf, body.len);
 	st = ST_OK;
 out:
 	curl_slist_free_all(headers);
@@ -665,83 +510,55 @@ static void agent_report(struct agent *a, enum haproxy_outcome outcome,
 	buf_release(&body);
 }
 
-/*
- * One round: read the source, ask the registry, apply. The status is what
- * --once exits with (ST_OK, ST_UNAVAILABLE: try later, else refused); `next`
- * is what the loop does about it. Everything that did not reach HAProxy and
- * everything HAProxy did not keep is retried with backoff, since a registry
- * behind API Gateway throttles (429) or answers a page that is no config, and
- * a folder or a port may be fixed meanwhile. Only two things wait for new
- * input instead: a source that makes no sense (retrying reads the same), and
- * a config whose `haproxy -c` ran out of time (retrying burns the same CPU
- * for the same timeout, forever).
- */
-static enum status agent_sync(struct agent *a, const char *why,
-			      enum agent_next *next)
+/* A config at `index` is live (0: the registry gave none). */
+static void agent_set_live(struct agent *a, uint64_t index)
 {
-	struct buf payload = BUF_INIT, err = BUF_INIT, q = BUF_INIT,
-		   rt = BUF_INIT, q2 = BUF_INIT;
+	a->live = 1;
+	if (index > a->live_index)
+		a->live_index = index;
+}
+
+/*
+ * Apply an answer of the registry (to a POST, or to the watch): at runtime
+ * where that is enough, else through a checked, rolled-back reload. `what`
+ * says why for the log line; `t0` is when the round began. The status and
+ * `next` are as agent_sync() gives them.
+ */
+static enum status agent_apply(struct agent *a, struct answer *ans,
+			       const char *what, uint64_t t0,
+			       enum agent_next *next)
+{
+	struct buf err = BUF_INIT, q = BUF_INIT, rt = BUF_INIT, q2 = BUF_INIT;
 	struct haproxy_file files[HAPROXY_MAX_FILES];
-	struct agent_answer ans;
-	struct buf *config = &ans.config;
-	struct service_list list;
+	struct buf *config = &ans->config;
 	struct runtime_plan plan;
 	enum runtime_outcome ro;
 	enum haproxy_outcome outcome;
-	uint64_t t0 = clock_now_ms();
-	enum status st;
-	size_t i, nr_containers = 0;
+	enum status st = ST_OK;
 	unsigned long long ms;
+	size_t nr_files;
 
 	*next = AGENT_RETRY;
 	memset(&plan, 0, sizeof(plan));
-	service_list_init(&list);
-	agent_answer_init(&ans);
-	a->syncs++;
-	st = source_load(a->source, &list, &err);
-	if (st != ST_OK) {
-		agent_log("error", "source_failed",
-			  "source=%s status=%s error=%s", a->source->ops->name,
-			  status_name(st), log_quote(&q, err.buf));
-		if (st != ST_UNAVAILABLE)
-			*next = AGENT_WAIT;
-		goto out;
-	}
-	for (i = 0; i < list.nr; i++)
-		nr_containers += list.items[i].nr_containers;
-	agent_build_payload(a->table, &list, &payload);
-
-	st = agent_post(a, &payload, &ans, &err);
-	if (st != ST_OK) {
-		agent_count_registry_error(a);
-		a->registry_failures++;
-		agent_log("error", "registry_failed",
-			  "status=%s registry_failures=%lu error=%s",
-			  status_name(st), a->registry_failures,
-			  log_quote(&q, err.buf));
-		goto out;
-	}
-
-	for (i = 0; i < ans.nr_files; i++) {
-		files[i].path = ans.paths[i].buf;
-		files[i].data = ans.data[i].buf;
-		files[i].len = ans.data[i].len;
-	}
+	/* The index of the config HAProxy gets, for the metrics and the
+	 * report. */
+	a->index = ans->index;
+	nr_files = answer_files(ans, files);
 	/* Why not at runtime, or what failed there: for the reload's line. */
 	ro = runtime_apply(&a->haproxy, &a->runtime, config->buf, config->len,
-			   files, ans.nr_files, &plan, &rt);
+			   files, nr_files, &plan, &rt);
 	ms = (unsigned long long)(clock_now_ms() - t0);
 	if (ro == RUNTIME_APPLIED) {
 		a->runtime_applied++;
+		agent_set_live(a, ans->index);
 		*next = AGENT_DONE;
 		agent_log("info", "applied",
 			  "method=runtime servers_added=%u servers_removed=%u "
 			  "servers_readdressed=%u map_set=%u map_added=%u "
-			  "map_removed=%u ms=%llu why=%s services=%zu "
-			  "containers=%zu bytes=%zu",
+			  "map_removed=%u ms=%llu %s bytes=%zu",
 			  plan.added, plan.removed, plan.readdressed,
 			  plan.map_set, plan.map_added, plan.map_removed, ms,
-			  why, list.nr, nr_containers, config->len);
+			  what, config->len);
 		agent_count_apply(a, HAPROXY_APPLIED, 1);
 		agent_report(a, HAPROXY_APPLIED, 1);
 		goto out;
@@ -758,29 +575,28 @@ static enum status agent_sync(struct agent *a, const char *why,
 	}
 	buf_reset(&err);
 	st = haproxy_apply_set(&a->haproxy, config->buf, config->len, files,
-			       ans.nr_files, &outcome, &err);
+			       nr_files, &outcome, &err);
 	ms = (unsigned long long)(clock_now_ms() - t0);
 	if (outcome == HAPROXY_APPLIED && ro == RUNTIME_FAILED)
 		a->drift_at = clock_now_ms() + a->drift_ms;
 	switch (outcome) {
 	case HAPROXY_UNCHANGED:
 		a->unchanged++;
+		agent_set_live(a, ans->index);
 		*next = AGENT_DONE;
-		agent_log(
-			"info", "unchanged",
-			"why=%s services=%zu containers=%zu bytes=%zu ms=%llu",
-			why, list.nr, nr_containers, config->len, ms);
+		agent_log("info", "unchanged", "%s bytes=%zu ms=%llu", what,
+			  config->len, ms);
 		break;
 	case HAPROXY_APPLIED:
 		a->applied++;
+		agent_set_live(a, ans->index);
 		*next = AGENT_DONE;
 		agent_log("info", "applied",
 			  "method=reload servers_added=%u servers_removed=%u "
-			  "servers_readdressed=%u ms=%llu why=%s services=%zu "
-			  "containers=%zu bytes=%zu reloads=%lu runtime=%s",
-			  plan.added, plan.removed, plan.readdressed, ms, why,
-			  list.nr, nr_containers, config->len, a->applied,
-			  log_quote(&q2, rt.buf));
+			  "servers_readdressed=%u ms=%llu %s bytes=%zu "
+			  "reloads=%lu runtime=%s",
+			  plan.added, plan.removed, plan.readdressed, ms, what,
+			  config->len, a->applied, log_quote(&q2, rt.buf));
 		break;
 	case HAPROXY_REJECTED:
 		a->rejected++;
@@ -826,11 +642,255 @@ out:
 	runtime_plan_release(&plan);
 	buf_release(&rt);
 	buf_release(&q2);
-	service_list_release(&list);
-	buf_release(&payload);
-	agent_answer_release(&ans);
 	buf_release(&err);
 	buf_release(&q);
+	return st;
+}
+
+/* The watch goes on from `ans`, this process's own POST answer: a poll
+ * still waiting on an older index would only bring this config back. */
+static void agent_watch_restart(struct agent *a, const struct answer *ans)
+{
+	if (!a->watch_on || !ans->has_index)
+		return;
+	if (a->watching && a->watch_index != ans->index) {
+		curl_multi_remove_handle(a->multi, a->watch_curl);
+		a->watching = 0;
+	}
+	a->watch_ready = 1;
+	if (!a->watching) {
+		a->watch_index = ans->index;
+		a->watch_at = 0;
+		backoff_reset(&a->watch_backoff);
+	}
+}
+
+/* Start the next long poll, when one is due. */
+static void agent_watch_start(struct agent *a)
+{
+	if (!a->watch_ready || a->watching || clock_now_ms() < a->watch_at)
+		return;
+	answer_release(&a->watch_ans);
+	answer_init(&a->watch_ans);
+	buf_reset(&a->watch_body);
+	buf_reset(&a->watch_url);
+	(void)buf_addf(&a->watch_url, "%s?index=%llu&wait=%ums",
+		       a->watch_base.buf, (unsigned long long)a->watch_index,
+		       AGENT_WATCH_WAIT_MS);
+	curl_easy_reset(a->watch_curl);
+	if (a->ca_file)
+		curl_easy_setopt(a->watch_curl, CURLOPT_CAINFO, a->ca_file);
+	curl_easy_setopt(a->watch_curl, CURLOPT_URL, a->watch_url.buf);
+	curl_easy_setopt(a->watch_curl, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(a->watch_curl, CURLOPT_HTTPHEADER, a->watch_headers);
+	curl_easy_setopt(a->watch_curl, CURLOPT_WRITEFUNCTION, curlx_write_buf);
+	curl_easy_setopt(a->watch_curl, CURLOPT_WRITEDATA, &a->watch_body);
+	curl_easy_setopt(a->watch_curl, CURLOPT_HEADERFUNCTION, answer_header);
+	curl_easy_setopt(a->watch_curl, CURLOPT_HEADERDATA, &a->watch_ans);
+	curl_easy_setopt(a->watch_curl, CURLOPT_CONNECTTIMEOUT_MS,
+			 (long)(a->timeout_ms < 3000 ? a->timeout_ms : 3000));
+	/* The wait, its jitter (up to 1/16) and the request itself. */
+	curl_easy_setopt(a->watch_curl, CURLOPT_TIMEOUT_MS,
+			 (long)(AGENT_WATCH_WAIT_MS + AGENT_WATCH_WAIT_MS / 16 +
+				a->timeout_ms));
+	curl_easy_setopt(a->watch_curl, CURLOPT_USERAGENT,
+			 "lambda-registry-agent/" LR_VERSION);
+	if (curl_multi_add_handle(a->multi, a->watch_curl) != CURLM_OK) {
+		a->watch_at =
+			clock_now_ms() + backoff_next_ms(&a->watch_backoff);
+		return;
+	}
+	a->watching = 1;
+	a->watch_polls++;
+}
+
+/* A poll that failed: the next one waits on the same index, after a
+ * backoff. */
+static void agent_watch_failed(struct agent *a, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void agent_watch_failed(struct agent *a, const char *fmt, ...)
+{
+	struct buf msg = BUF_INIT, q = BUF_INIT;
+	uint64_t ms = backoff_next_ms(&a->watch_backoff);
+	va_list ap;
+
+	va_start(ap, fmt);
+	buf_vaddf(&msg, fmt, ap);
+	va_end(ap);
+	a->watch_failures++;
+	a->watch_at = clock_now_ms() + ms;
+	agent_log("error", "watch_failed",
+		  "watch_failures=%lu retry_in_ms=%llu index=%llu error=%s",
+		  a->watch_failures, (unsigned long long)ms,
+		  (unsigned long long)a->watch_index, log_quote(&q, msg.buf));
+	buf_release(&msg);
+	buf_release(&q);
+}
+
+/* A poll's end: a 304 polls again, a 200 at a newer index is applied like
+ * a POST's answer. */
+static void agent_watch_done(struct agent *a, CURLcode rc)
+{
+	struct answer *ans = &a->watch_ans;
+	struct buf what = BUF_INIT, err = BUF_INIT;
+	const char *type = NULL;
+	enum agent_next next;
+	long code = 0;
+
+	curl_multi_remove_handle(a->multi, a->watch_curl);
+	a->watching = 0;
+	if (rc != CURLE_OK) {
+		agent_watch_failed(a, "GET '%s': %s", a->watch_url.buf,
+				   curl_easy_strerror(rc));
+		goto out;
+	}
+	curl_easy_getinfo(a->watch_curl, CURLINFO_RESPONSE_CODE, &code);
+	if ((code != 200 && code != 304) || !ans->has_index) {
+		buf_addquoted(&err, a->watch_body.buf,
+			      a->watch_body.len > 300 ? 300
+						      : a->watch_body.len);
+		agent_watch_failed(
+			a, "GET '%s' answered %ld%s: %s", a->watch_url.buf,
+			code, ans->has_index ? "" : " without X-Registry-Index",
+			err.buf);
+		goto out;
+	}
+	curl_easy_getinfo(a->watch_curl, CURLINFO_CONTENT_TYPE, &type);
+	if (code == 200 && answer_parse(type, &a->watch_body, ans, &err)) {
+		agent_watch_failed(a, "GET '%s' answered, but %s",
+				   a->watch_url.buf, err.buf);
+		goto out;
+	}
+	backoff_reset(&a->watch_backoff);
+	/* The next poll waits on the store's index as it is now, even when
+	 * that is lower than the live one (a reset store): waiting on any
+	 * other would answer at once, again and again. */
+	a->watch_index = ans->index;
+	a->watch_at = 0;
+	if (code == 304)
+		goto out;
+	if (a->live && ans->index <= a->live_index) {
+		agent_log("info", "older_index",
+			  "why=watch index=%llu live=%llu",
+			  (unsigned long long)ans->index,
+			  (unsigned long long)a->live_index);
+		goto out;
+	}
+	(void)buf_addf(&what, "why=watch index=%llu",
+		       (unsigned long long)ans->index);
+	(void)agent_apply(a, ans, what.buf, clock_now_ms(), &next);
+	if (next == AGENT_RETRY) {
+		/* Not applied, but may be later: fetch the live index's
+		 * successor again after a backoff. */
+		a->watch_index = a->live_index;
+		a->watch_at =
+			clock_now_ms() + backoff_next_ms(&a->watch_backoff);
+	} else if (next == AGENT_DONE) {
+		a->watch_applies++;
+	}
+out:
+	buf_release(&what);
+	buf_release(&err);
+}
+
+/*
+ * Wait up to `ms` for the watch (or just wait, without one): the loop's
+ * tick. A parked poll costs the loop nothing, a source event is seen at
+ * the next tick as without a watch.
+ */
+static void agent_watch_wait(struct agent *a, unsigned ms)
+{
+	struct timespec tick = {0, (long)ms * 1000000L};
+	int running = 0;
+	CURLMsg *msg;
+	int left;
+
+	if (a->watch_on)
+		agent_watch_start(a);
+	if (!a->watching) {
+		/* A bare nanosleep(): signals cut it short. */
+		nanosleep(&tick, NULL);
+		return;
+	}
+	/* poll() ends early on a signal: the loop sees the flags. */
+	curl_multi_poll(a->multi, NULL, 0, (int)ms, NULL);
+	curl_multi_perform(a->multi, &running);
+	while ((msg = curl_multi_info_read(a->multi, &left)))
+		if (msg->msg == CURLMSG_DONE &&
+		    msg->easy_handle == a->watch_curl)
+			agent_watch_done(a, msg->data.result);
+}
+
+/*
+ * One round: read the source, ask the registry, apply. The status is what
+ * --once exits with (ST_OK, ST_UNAVAILABLE: try later, else refused); `next`
+ * is what the loop does about it. Everything that did not reach HAProxy and
+ * everything HAProxy did not keep is retried with backoff, since a registry
+ * behind API Gateway throttles (429) or answers a page that is no config, and
+ * a folder or a port may be fixed meanwhile. Only two things wait for new
+ * input instead: a source that makes no sense (retrying reads the same), and
+ * a config whose `haproxy -c` ran out of time (retrying burns the same CPU
+ * for the same timeout, forever).
+ */
+static enum status agent_sync(struct agent *a, const char *why,
+			      enum agent_next *next)
+{
+	struct buf payload = BUF_INIT, err = BUF_INIT, q = BUF_INIT,
+		   what = BUF_INIT;
+	struct answer ans;
+	struct service_list list;
+	uint64_t t0 = clock_now_ms();
+	enum status st;
+	size_t i, nr_containers = 0;
+
+	*next = AGENT_RETRY;
+	service_list_init(&list);
+	answer_init(&ans);
+	a->syncs++;
+	st = source_load(a->source, &list, &err);
+	if (st != ST_OK) {
+		agent_log("error", "source_failed",
+			  "source=%s status=%s error=%s", a->source->ops->name,
+			  status_name(st), log_quote(&q, err.buf));
+		if (st != ST_UNAVAILABLE)
+			*next = AGENT_WAIT;
+		goto out;
+	}
+	for (i = 0; i < list.nr; i++)
+		nr_containers += list.items[i].nr_containers;
+	agent_build_payload(a->table, &list, &payload);
+
+	st = agent_post(a, &payload, &ans, &err);
+	if (st != ST_OK) {
+		agent_count_registry_error(a);
+		a->registry_failures++;
+		agent_log("error", "registry_failed",
+			  "status=%s registry_failures=%lu error=%s",
+			  status_name(st), a->registry_failures,
+			  log_quote(&q, err.buf));
+		goto out;
+	}
+	/* The watch may have applied a newer index (another writer's, stored
+	 * after this one): going back to this answer would undo it. */
+	if (ans.has_index && a->live && ans.index < a->live_index) {
+		*next = AGENT_DONE;
+		agent_log("info", "older_index", "why=%s index=%llu live=%llu",
+			  why, (unsigned long long)ans.index,
+			  (unsigned long long)a->live_index);
+		goto out;
+	}
+	(void)buf_addf(&what, "why=%s services=%zu containers=%zu", why,
+		       list.nr, nr_containers);
+	st = agent_apply(a, &ans, what.buf, t0, next);
+	agent_watch_restart(a, &ans);
+out:
+	service_list_release(&list);
+	buf_release(&payload);
+	answer_release(&ans);
+	buf_release(&err);
+	buf_release(&q);
+	buf_release(&what);
 	return st;
 }
 
@@ -874,8 +934,6 @@ static int agent_loop(struct agent *a)
 	int pending = 1, immediate = 1;
 
 	while (!agent_stop) {
-		struct timespec tick = {0, AGENT_TICK_MS * 1000000L};
-
 		now = clock_now_ms();
 		if (a->runtime.enabled && now >= a->drift_at) {
 			agent_check_drift(a);
@@ -931,18 +989,19 @@ static int agent_loop(struct agent *a)
 			}
 			continue;
 		}
-		/* A bare nanosleep(): signals cut it short. */
-		nanosleep(&tick, NULL);
+		agent_watch_wait(a, AGENT_TICK_MS);
 	}
 	agent_log("info", "stop",
 		  "syncs=%lu reloads=%lu unchanged=%lu rejected=%lu "
 		  "reload_failures=%lu registry_failures=%lu "
 		  "check_timeouts=%lu local_errors=%lu runtime_applied=%lu "
-		  "runtime_failures=%lu drift_repairs=%lu",
+		  "runtime_failures=%lu drift_repairs=%lu watch_polls=%lu "
+		  "watch_applies=%lu watch_failures=%lu",
 		  a->syncs, a->applied, a->unchanged, a->rejected,
 		  a->reload_failures, a->registry_failures, a->check_timeouts,
 		  a->local_errors, a->runtime_applied, a->runtime_failures,
-		  a->drift_repairs);
+		  a->drift_repairs, a->watch_polls, a->watch_applies,
+		  a->watch_failures);
 	return 0;
 }
 
@@ -1105,7 +1164,13 @@ int agent_main(const char *const *v, int argc, char **argv)
 	memset(&a, 0, sizeof(a));
 	buf_init(&a.url, 0);
 	buf_init(&a.report_url, 0);
+	buf_init(&a.watch_base, 0);
+	buf_init(&a.watch_url, 0);
+	buf_init(&a.watch_body, 3 * AGENT_MAX_CONFIG);
+	answer_init(&a.watch_ans);
 	backoff_init(&a.backoff, AGENT_BACKOFF_MIN_MS, AGENT_BACKOFF_MAX_MS);
+	backoff_init(&a.watch_backoff, AGENT_BACKOFF_MIN_MS,
+		     AGENT_BACKOFF_MAX_MS);
 	if (argc > 0) {
 		fprintf(stderr,
 			"lambda-registry agent: unexpected argument '%s'\n",
@@ -1155,6 +1220,13 @@ int agent_main(const char *const *v, int argc, char **argv)
 		goto out;
 	}
 	a.runtime.enabled = !strcmp(v[OPT_RUNTIME], "on");
+	if (strcmp(v[OPT_WATCH], "on") && strcmp(v[OPT_WATCH], "off")) {
+		fprintf(stderr, "lambda-registry agent: --watch: must be on "
+				"or off\n");
+		goto out;
+	}
+	/* --once syncs and exits: nothing to watch for. */
+	a.watch_on = !strcmp(v[OPT_WATCH], "on") && !v[OPT_ONCE];
 	if (a.drift_ms < 1000) {
 		fprintf(stderr, "lambda-registry agent: --drift-check: must be "
 				"at least 1000\n");
@@ -1184,6 +1256,8 @@ int agent_main(const char *const *v, int argc, char **argv)
 	(void)buf_add(&a.report_url, a.url.buf, a.url.len - 9);
 	(void)buf_addf(&a.report_url, "/v1/tables/%s/agents/%s", a.table,
 		       a.agent_id);
+	(void)buf_add(&a.watch_base, a.url.buf, a.url.len - 9);
+	(void)buf_addf(&a.watch_base, "/v1/tables/%s/config", a.table);
 	if (v[OPT_TOKEN_FILE] &&
 	    agent_read_token(v[OPT_TOKEN_FILE], &a.authorization))
 		goto out;
@@ -1206,7 +1280,7 @@ int agent_main(const char *const *v, int argc, char **argv)
 			.authorization = a.authorization,
 			.ca_file = a.ca_file,
 			.timeout_ms = a.timeout_ms,
-			.wait_ms = AGENT_FOLLOW_WAIT_MS,
+			.wait_ms = AGENT_WATCH_WAIT_MS,
 			.haproxy = &a.haproxy,
 			.stop = &agent_stop,
 		};
@@ -1217,7 +1291,17 @@ int agent_main(const char *const *v, int argc, char **argv)
 	}
 	curlx_global_init();
 	a.curl = curl_easy_init();
-	if (!a.curl) {
+	if (a.watch_on) {
+		a.multi = curl_multi_init();
+		a.watch_curl = curl_easy_init();
+		a.watch_headers =
+			curl_slist_append(NULL, "Accept: application/json");
+		if (a.authorization)
+			a.watch_headers = curl_slist_append(a.watch_headers,
+							    a.authorization);
+	}
+	if (!a.curl ||
+	    (a.watch_on && (!a.multi || !a.watch_curl || !a.watch_headers))) {
 		fprintf(stderr,
 			"lambda-registry agent: cannot initialise libcurl\n");
 		code = 3;
@@ -1247,11 +1331,11 @@ int agent_main(const char *const *v, int argc, char **argv)
 
 	agent_log("info", "start",
 		  "table=%s source=%s registry=%s config=%s debounce_ms=%u "
-		  "check_timeout_ms=%u check_timeout_per_mb=%u",
+		  "check_timeout_ms=%u check_timeout_per_mb=%u watch=%s",
 		  log_quote(&err, a.table), log_quote(&q, src),
 		  log_quote(&q2, a.url.buf), log_quote(&q3, a.haproxy.config),
 		  a.debounce_ms, a.haproxy.check_timeout_ms,
-		  a.haproxy.check_ms_per_mb);
+		  a.haproxy.check_ms_per_mb, a.watch_on ? "on" : "off");
 	if (v[OPT_ONCE]) {
 		st = agent_sync(&a, "once", &next);
 		code = st == ST_OK ? 0 : st == ST_UNAVAILABLE ? 3 : 1;
@@ -1264,6 +1348,17 @@ out:
 	buf_release(&a.report_url);
 	if (a.curl)
 		curl_easy_cleanup(a.curl);
+	if (a.watching)
+		curl_multi_remove_handle(a.multi, a.watch_curl);
+	if (a.watch_curl)
+		curl_easy_cleanup(a.watch_curl);
+	if (a.multi)
+		curl_multi_cleanup(a.multi);
+	curl_slist_free_all(a.watch_headers);
+	buf_release(&a.watch_base);
+	buf_release(&a.watch_url);
+	buf_release(&a.watch_body);
+	answer_release(&a.watch_ans);
 	buf_release(&a.url);
 	free(a.authorization);
 	buf_release(&q);

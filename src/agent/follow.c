@@ -12,6 +12,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "agent/answer.h"
 #include "clock.h"
 #include "curlx.h"
 #include "log.h"
@@ -24,8 +25,7 @@
 /* One poll's answer. */
 struct follow_answer {
 	long code;
-	int has_index;
-	uint64_t index;
+	struct answer ans;
 	struct buf body;
 };
 
@@ -42,28 +42,6 @@ struct follow {
 	uint64_t poll_index;
 	unsigned long polls, applies, failures;
 };
-
-static size_t follow_header(char *data, size_t size, size_t nmemb, void *arg)
-{
-	struct follow_answer *ans = arg;
-	size_t len = size * nmemb;
-	static const char name[] = "X-Registry-Index:";
-
-	if (len > sizeof(name) - 1 &&
-	    !strncasecmp(data, name, sizeof(name) - 1)) {
-		char digits[32];
-		size_t n = len - (sizeof(name) - 1);
-		char *end;
-
-		if (n >= sizeof(digits))
-			n = sizeof(digits) - 1;
-		memcpy(digits, data + sizeof(name) - 1, n);
-		digits[n] = '\0';
-		ans->index = strtoull(digits, &end, 10);
-		ans->has_index = end != digits;
-	}
-	return len;
-}
 
 /* libcurl's progress callback: a stop request ends a long poll early. */
 static int follow_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow,
@@ -84,14 +62,18 @@ static enum status follow_get(struct follow *f, struct follow_answer *ans,
 {
 	const struct follow_options *o = f->opts;
 	struct curl_slist *headers = NULL;
-	struct buf url = BUF_INIT;
+	struct buf url = BUF_INIT, why = BUF_INIT;
 	CURLcode rc;
 	enum status st = ST_UNAVAILABLE;
+
+	const char *type = NULL;
 
 	(void)buf_addstr(&url, f->base.buf);
 	if (f->polled)
 		(void)buf_addf(&url, "?index=%llu&wait=%ums",
 			       (unsigned long long)f->poll_index, o->wait_ms);
+	/* The map form: the config and the map files it reads. */
+	headers = curl_slist_append(headers, "Accept: application/json");
 	if (o->authorization)
 		headers = curl_slist_append(headers, o->authorization);
 	curl_easy_reset(f->curl);
@@ -102,8 +84,8 @@ static enum status follow_get(struct follow *f, struct follow_answer *ans,
 	curl_easy_setopt(f->curl, CURLOPT_HTTPHEADER, headers);
 	curl_easy_setopt(f->curl, CURLOPT_WRITEFUNCTION, curlx_write_buf);
 	curl_easy_setopt(f->curl, CURLOPT_WRITEDATA, &ans->body);
-	curl_easy_setopt(f->curl, CURLOPT_HEADERFUNCTION, follow_header);
-	curl_easy_setopt(f->curl, CURLOPT_HEADERDATA, ans);
+	curl_easy_setopt(f->curl, CURLOPT_HEADERFUNCTION, answer_header);
+	curl_easy_setopt(f->curl, CURLOPT_HEADERDATA, &ans->ans);
 	curl_easy_setopt(f->curl, CURLOPT_NOPROGRESS, 0L);
 	curl_easy_setopt(f->curl, CURLOPT_XFERINFOFUNCTION, follow_progress);
 	curl_easy_setopt(f->curl, CURLOPT_XFERINFODATA, f);
@@ -120,16 +102,9 @@ static enum status follow_get(struct follow *f, struct follow_answer *ans,
 		goto out;
 	}
 	curl_easy_getinfo(f->curl, CURLINFO_RESPONSE_CODE, &ans->code);
-	if ((ans->code == 200 || ans->code == 304) && !ans->has_index) {
+	if ((ans->code == 200 || ans->code == 304) && !ans->ans.has_index) {
 		buf_setf(err, "GET '%s' answered %ld without X-Registry-Index",
 			 url.buf, ans->code);
-		goto out;
-	}
-	if (ans->code == 200 &&
-	    (!ans->body.len || ans->body.buf[ans->body.len - 1] != '\n' ||
-	     memchr(ans->body.buf, '\0', ans->body.len))) {
-		buf_setf(err, "GET '%s' answered with %s", url.buf,
-			 "a config that is not text ending in a newline");
 		goto out;
 	}
 	if (ans->code != 200 && ans->code != 304) {
@@ -138,16 +113,24 @@ static enum status follow_get(struct follow *f, struct follow_answer *ans,
 			      ans->body.len > 300 ? 300 : ans->body.len);
 		goto out;
 	}
+	curl_easy_getinfo(f->curl, CURLINFO_CONTENT_TYPE, &type);
+	if (ans->code == 200 &&
+	    answer_parse(type, &ans->body, &ans->ans, &why)) {
+		buf_setf(err, "GET '%s' answered, but %s", url.buf, why.buf);
+		goto out;
+	}
 	st = ST_OK;
 out:
 	curl_slist_free_all(headers);
 	buf_release(&url);
+	buf_release(&why);
 	return st;
 }
 
 /* Apply a 200 at a newer index; 0 when done with it, -1 to retry. */
-static int follow_apply(struct follow *f, struct follow_answer *ans)
+static int follow_apply(struct follow *f, struct answer *ans)
 {
+	struct haproxy_file files[HAPROXY_MAX_FILES];
 	struct buf err = BUF_INIT, q = BUF_INIT;
 	enum haproxy_outcome outcome;
 	uint64_t t0 = clock_now_ms();
@@ -163,10 +146,11 @@ static int follow_apply(struct follow *f, struct follow_answer *ans)
 		goto out;
 	}
 	/* The outcome says all the status does, and more. */
-	if (haproxy_apply(f->opts->haproxy, ans->body.buf, ans->body.len,
-			  &outcome, &err) != ST_OK &&
+	if (haproxy_apply_set(f->opts->haproxy, ans->config.buf,
+			      ans->config.len, files, answer_files(ans, files),
+			      &outcome, &err) != ST_OK &&
 	    outcome == HAPROXY_APPLIED)
-		BUG("haproxy_apply() failed with a config applied");
+		BUG("haproxy_apply_set() failed with a config applied");
 	switch (outcome) {
 	case HAPROXY_UNCHANGED:
 	case HAPROXY_APPLIED:
@@ -175,11 +159,12 @@ static int follow_apply(struct follow *f, struct follow_answer *ans)
 		if (outcome == HAPROXY_APPLIED)
 			f->applies++;
 		/* Named as the agent names them (event=applied method=...). */
-		log_event("level=info event=%s index=%llu bytes=%zu ms=%llu "
-			  "reloads=%lu",
+		log_event("level=info event=%s index=%llu bytes=%zu files=%zu "
+			  "ms=%llu reloads=%lu",
 			  outcome == HAPROXY_APPLIED ? "applied method=reload"
 						     : "unchanged",
-			  (unsigned long long)ans->index, ans->body.len,
+			  (unsigned long long)ans->index, ans->config.len,
+			  ans->nr_files,
 			  (unsigned long long)(clock_now_ms() - t0),
 			  f->applies);
 		break;
@@ -249,11 +234,15 @@ int follow_run(const struct follow_options *opts)
 		int retry = 0;
 
 		memset(&ans, 0, sizeof(ans));
-		buf_init(&ans.body, HAPROXY_CONFIG_MAX);
+		answer_init(&ans.ans);
+		/* The JSON answer holds the config, the services and the maps.
+		 */
+		buf_init(&ans.body, 3 * HAPROXY_CONFIG_MAX);
 		buf_reset(&err);
 		f.polls++;
 		st = follow_get(&f, &ans, &err);
 		if (*opts->stop) {
+			answer_release(&ans.ans);
 			buf_release(&ans.body);
 			break;
 		}
@@ -264,16 +253,17 @@ int follow_run(const struct follow_options *opts)
 				  f.failures, log_quote(&q, err.buf));
 			retry = 1;
 		} else if (ans.code == 200) {
-			retry = follow_apply(&f, &ans);
+			retry = follow_apply(&f, &ans.ans);
 			/* After a refusal or an older index: wait for the
 			 * next change rather than fetch this one again. */
 			f.polled = !retry || f.polled;
 			if (!retry)
-				f.poll_index = ans.index;
+				f.poll_index = ans.ans.index;
 		} else {
 			f.polled = 1;
-			f.poll_index = ans.index;
+			f.poll_index = ans.ans.index;
 		}
+		answer_release(&ans.ans);
 		buf_release(&ans.body);
 		if (retry) {
 			uint64_t ms = backoff_next_ms(&f.backoff);

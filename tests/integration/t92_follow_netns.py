@@ -124,7 +124,7 @@ hosts, agents = [], []
 registry = None
 try:
     hosts = [Host(i) for i in range(3)]
-    put_fleet_settings(DB, d)
+    maps = put_fleet_settings(DB, d)
     registry = Server(DB, ["--frontend-bind", "127.0.0.1:%d" % fport])
     url = "http://127.0.0.1:%d" % registry.port
     # the followers start first: the table is not there yet (404), they retry
@@ -135,6 +135,26 @@ try:
     check(t is not None, "the first services file reaches all three HAProxy: %r"
           % [h.get("www.example.com") for h in hosts])
     print("first config everywhere after %.2f s" % (t or -1), flush=True)
+    # the followers route flat too: the JSON answer's config and its maps
+    for h in hosts:
+        with open(h.live) as f:
+            text = f.read()
+        check("map_str(%s/hosts.map)" % maps in text and "map_beg(%s/paths.map)" % maps in text,
+              "%s routes through the maps" % h.live)
+    with open(os.path.join(maps, "hosts.map")) as f:
+        check("www.example.com" in f.read(), "hosts.map names the service")
+    for a in agents[1:]:
+        check(wait_for(lambda: "files=2" in a.text(), 30, step=0.1) is not None,
+              "the follower applied config and maps as one set: %s" % a.text()[-600:])
+    # the ETag of the JSON answer: the follower's If-None-Match gets a 304
+    st, h, body = registry.request("GET", "/v1/tables/%s/config" % TABLE,
+                                   headers={"Accept": "application/json"})
+    check(st == 200 and h.get("etag") == '"%s"' % h.get("x-registry-index"), "ETag %r" % h)
+    st, h2, _ = registry.request("GET", "/v1/tables/%s/config" % TABLE,
+                                 headers={"Accept": "application/json",
+                                          "If-None-Match": h.get("etag", "")})
+    check(st == 304 and h2.get("x-registry-index") == h.get("x-registry-index"),
+          "If-None-Match on the JSON answer: %d" % st)
 
     # an edit reaches traffic through all three
     write_services([svc("web", "www.example.com", ["w1", "w2"]), svc("api", "api.example.com", ["a1"])])
