@@ -162,6 +162,9 @@ struct agent {
 	struct buf report_url; /* PUT after each apply */
 	long http_code;	       /* of the last answer; 0: none */
 	uint64_t index;	       /* the last answer's X-Registry-Index */
+	/* The index of what HAProxy runs (0: unknown), sent as If-None-Match:
+	 * an unchanged call then downloads and applies nothing. */
+	uint64_t applied_index;
 	/* Counters, logged with every outcome. */
 	unsigned long syncs, applied, unchanged, rejected, reload_failures,
 		registry_failures, check_timeouts, local_errors,
@@ -262,6 +265,7 @@ struct agent_answer {
 	struct buf config;
 	struct buf paths[HAPROXY_MAX_FILES], data[HAPROXY_MAX_FILES];
 	size_t nr_files;
+	int not_modified; /* 304: HAProxy already runs this index */
 };
 
 static void agent_answer_init(struct agent_answer *ans)
@@ -274,6 +278,7 @@ static void agent_answer_init(struct agent_answer *ans)
 		buf_init(&ans->data[i], AGENT_MAX_CONFIG);
 	}
 	ans->nr_files = 0;
+	ans->not_modified = 0;
 }
 
 static void agent_answer_release(struct agent_answer *ans)
@@ -450,7 +455,7 @@ static enum status agent_post(struct agent *a, const struct buf *payload,
 			      struct agent_answer *ans, struct buf *err)
 {
 	struct curl_slist *headers = NULL;
-	struct buf body = BUF_INIT, why = BUF_INIT;
+	struct buf body = BUF_INIT, why = BUF_INIT, inm = BUF_INIT;
 	enum status st = ST_UNAVAILABLE;
 	const char *type = NULL;
 	long code = 0;
@@ -461,6 +466,11 @@ static enum status agent_post(struct agent *a, const struct buf *payload,
 	headers = curl_slist_append(headers, "Content-Type: application/json");
 	headers = curl_slist_append(headers, "Accept: application/json");
 	headers = curl_slist_append(headers, "Expect:");
+	if (a->applied_index) {
+		buf_setf(&inm, "If-None-Match: \"%llu\"",
+			 (unsigned long long)a->applied_index);
+		headers = curl_slist_append(headers, inm.buf);
+	}
 	if (a->authorization)
 		headers = curl_slist_append(headers, a->authorization);
 	curl_easy_reset(a->curl);
@@ -497,6 +507,11 @@ static enum status agent_post(struct agent *a, const struct buf *payload,
 	}
 	curl_easy_getinfo(a->curl, CURLINFO_RESPONSE_CODE, &code);
 	a->http_code = code;
+	if (code == 304 && a->applied_index) {
+		ans->not_modified = 1;
+		st = ST_OK;
+		goto out;
+	}
 	if (code != 200) {
 		buf_setf(err, "POST '%s' answered %ld: ", a->url.buf, code);
 		buf_addquoted(err, body.buf, body.len > 300 ? 300 : body.len);
@@ -528,6 +543,7 @@ out:
 	curl_slist_free_all(headers);
 	buf_release(&body);
 	buf_release(&why);
+	buf_release(&inm);
 	return st;
 }
 
@@ -742,6 +758,18 @@ static enum status agent_sync(struct agent *a, const char *why,
 			  log_quote(&q, err.buf));
 		goto out;
 	}
+	if (ans.not_modified) {
+		a->unchanged++;
+		*next = AGENT_DONE;
+		agent_log("info", "unchanged",
+			  "why=%s services=%zu containers=%zu not_modified=1 "
+			  "ms=%llu",
+			  why, list.nr, nr_containers,
+			  (unsigned long long)(clock_now_ms() - t0));
+		agent_count_apply(a, HAPROXY_UNCHANGED, 0);
+		agent_report(a, HAPROXY_UNCHANGED, 0);
+		goto out;
+	}
 
 	/* Why not at runtime, or what failed there: for the reload's line.
 	 * New map entries are read by HAProxy on a reload only. */
@@ -763,6 +791,7 @@ static enum status agent_sync(struct agent *a, const char *why,
 			  plan.added, plan.removed, plan.readdressed, ms, why,
 			  list.nr, nr_containers, config->len);
 		agent_count_apply(a, HAPROXY_APPLIED, 1);
+		a->applied_index = a->index;
 		agent_report(a, HAPROXY_APPLIED, 1);
 		goto out;
 	}
@@ -844,6 +873,11 @@ static enum status agent_sync(struct agent *a, const char *why,
 		break;
 	}
 	agent_count_apply(a, outcome, 0);
+	/* After anything but success, ask for the whole answer again. */
+	a->applied_index =
+		outcome == HAPROXY_UNCHANGED || outcome == HAPROXY_APPLIED
+			? a->index
+			: 0;
 	/* A master that did not answer has nothing to report. */
 	if (outcome != HAPROXY_DEFERRED)
 		agent_report(a, outcome, 0);
