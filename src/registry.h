@@ -99,8 +99,8 @@ enum status registry_call_table(struct registry *reg, const char *table,
 /* An index for "whatever the index is", or "none". */
 #define REGISTRY_INDEX_ANY UINT64_MAX
 
-/* SHA-256 of a body (registry_body_digest). */
-#define REGISTRY_DIGEST_LEN 32
+/* A body's digest (registry_digest_final). */
+#define REGISTRY_DIGEST_LEN 16
 
 /* What registry_call_table_if() is told beyond the body. */
 struct registry_cond {
@@ -113,7 +113,7 @@ struct registry_cond {
 	 * the table still at `have`, sets res->not_modified and fills in
 	 * nothing else. */
 	uint64_t have;
-	/* registry_body_digest() of the body, computed as it arrived; NULL:
+	/* registry_digest_final() of the body, computed as it arrived; NULL:
 	 * the call computes it when it needs it. */
 	const unsigned char *digest;
 };
