@@ -172,16 +172,22 @@ struct registry_digest {
  * the digests never leave the process. At 8.8 GB/s against SHA-256's 1.3
  * (one core here), it took the unchanged 10,000-service call's hash from
  * 4.6 ms to 0.7. The nonce is fixed: it only masks the hash, and equal
- * bodies must give equal digests.
+ * bodies must give equal digests. Every digest starts as a copy of one
+ * keyed state: deriving UMAC's keys costs 7 us, a copy 0.2.
  */
-static unsigned char registry_digest_key[16];
+static gnutls_hmac_hd_t registry_digest_proto;
 static pthread_once_t registry_digest_once = PTHREAD_ONCE_INIT;
 
 static void registry_digest_init(void)
 {
-	if (gnutls_rnd(GNUTLS_RND_KEY, registry_digest_key,
-		       sizeof(registry_digest_key)) < 0)
-		BUG("gnutls_rnd failed");
+	static const unsigned char nonce[8];
+	unsigned char key[16];
+
+	if (gnutls_rnd(GNUTLS_RND_KEY, key, sizeof(key)) < 0 ||
+	    gnutls_hmac_init(&registry_digest_proto, GNUTLS_MAC_UMAC_128, key,
+			     sizeof(key)) < 0)
+		BUG("the body digest's key failed");
+	gnutls_hmac_set_nonce(registry_digest_proto, nonce, sizeof(nonce));
 }
 
 static enum status registry_get_store(struct registry *reg, struct store **out,
@@ -507,14 +513,12 @@ registry_table_by_digest(struct registry *reg, const unsigned char *digest,
 
 struct registry_digest *registry_digest_new(void)
 {
-	static const unsigned char nonce[8];
 	struct registry_digest *d = xmalloc(sizeof(*d));
 
 	pthread_once(&registry_digest_once, registry_digest_init);
-	if (gnutls_hmac_init(&d->h, GNUTLS_MAC_UMAC_128, registry_digest_key,
-			     sizeof(registry_digest_key)) < 0)
-		BUG("gnutls_hmac_init failed");
-	gnutls_hmac_set_nonce(d->h, nonce, sizeof(nonce));
+	d->h = gnutls_hmac_copy(registry_digest_proto);
+	if (!d->h)
+		BUG("gnutls_hmac_copy failed");
 	return d;
 }
 
