@@ -60,6 +60,10 @@ TARGETS = [
     ("server peak RSS at 10,000 services", "rss_mib_10000", "<=", 32, " MiB"),
     ("agent's call, unchanged, 10,000 services", "agent_same_ms_10000", "<=", 5, " ms"),
     ("agent's call, unchanged, 100,000 services", "agent_same_ms_100000", "<=", 50, " ms"),
+    ("agent's call, unchanged, conditional (304), 10,000 services", "agent_cond_ms_10000", "<=",
+     5, " ms"),
+    ("agent's call, unchanged, conditional (304), 100,000 services", "agent_cond_ms_100000",
+     "<=", 50, " ms"),
     ("agent's call, one container added, 10,000 services", "agent_add_ms_10000", "<=", 30,
      " ms"),
     ("agent's calls, peak RSS, 10,000 services", "agent_rss_mib_10000", "<=", 32, " MiB"),
@@ -130,12 +134,18 @@ class Server:
         self.log.close()
 
 
-def post(conn, body, path="/generate"):
-    conn.request("POST", path, body=body, headers={"Content-Type": "application/json"})
+def post(conn, body, path="/generate", have=None):
+    """POST and read the whole answer; with `have` (an index), as the agent
+    asks: If-None-Match, and a 304 answers b"" with nothing to read."""
+    headers = {"Content-Type": "application/json"}
+    if have is not None:
+        headers["If-None-Match"] = f'"{have}"'
+    conn.request("POST", path, body=body, headers=headers)
     resp = conn.getresponse()
     data = resp.read()
-    if resp.status != 200:
+    if resp.status != 200 and not (have is not None and resp.status == 304):
         raise SystemExit(f"bench: POST {path}: HTTP {resp.status}: {data[:300]!r}")
+    post.index = int(resp.getheader("X-Registry-Index", "0"))
     return data
 
 
@@ -404,13 +414,23 @@ def bench_agent(args, work, results):
         try:
             conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=600)
             config = post(conn, same)
-            same_ms, add_ms = [], []
+            same_ms, cond_ms, add_ms = [], [], []
+            cpu0 = srv.cpu_ticks()
             for _ in range(args.agent_calls):
                 t0 = time.monotonic()
                 out = post(conn, same)
                 same_ms.append((time.monotonic() - t0) * 1000)
                 if out != config:
                     raise SystemExit(f"bench: an unchanged call at {nr} changed the config")
+            cpu1 = srv.cpu_ticks()
+            index = post.index
+            for _ in range(args.agent_calls):
+                t0 = time.monotonic()
+                out = post(conn, same, have=index)
+                cond_ms.append((time.monotonic() - t0) * 1000)
+                if out:
+                    raise SystemExit(f"bench: a conditional unchanged call at {nr} was not a 304")
+            cpu2 = srv.cpu_ticks()
             for _ in range(args.agent_calls):
                 t0 = time.monotonic()
                 post(conn, add)
@@ -420,12 +440,17 @@ def bench_agent(args, work, results):
             rss = srv.rss_peak_kib()
         finally:
             srv.stop()
+        tick_ms = 1000 / os.sysconf("SC_CLK_TCK") / args.agent_calls
         results[f"agent_same_ms_{nr}"] = statistics.median(same_ms)
+        results[f"agent_same_cpu_ms_{nr}"] = (cpu1 - cpu0) * tick_ms
+        results[f"agent_cond_ms_{nr}"] = statistics.median(cond_ms)
+        results[f"agent_cond_cpu_ms_{nr}"] = (cpu2 - cpu1) * tick_ms
         results[f"agent_add_ms_{nr}"] = statistics.median(add_ms)
         results[f"agent_rss_mib_{nr}"] = rss / 1024
         results[f"agent_payload_bytes_{nr}"] = len(same)
         results[f"agent_config_bytes_{nr}"] = len(config)
         log(f"bench: agent {nr}: unchanged {statistics.median(same_ms):.1f} ms, "
+            f"conditional {statistics.median(cond_ms):.1f} ms, "
             f"add {statistics.median(add_ms):.1f} ms, rss {rss / 1024:.1f} MiB")
 
 
@@ -559,6 +584,12 @@ def agent_rows(args, results):
                                    for n in sizes) + " |",
         "| unchanged call | " + " | ".join(f"{r(f'agent_same_ms_{n}'):.1f} ms"
                                           for n in sizes) + " |",
+        "| (server CPU per call) | " + " | ".join(
+            f"{r(f'agent_same_cpu_ms_{n}'):.1f} ms" for n in sizes) + " |",
+        "| unchanged call, conditional (304) | " + " | ".join(
+            f"{r(f'agent_cond_ms_{n}'):.1f} ms" for n in sizes) + " |",
+        "| (server CPU per call) | " + " | ".join(
+            f"{r(f'agent_cond_cpu_ms_{n}'):.1f} ms" for n in sizes) + " |",
         "| add one container | " + " | ".join(f"{r(f'agent_add_ms_{n}'):.1f} ms"
                                              for n in sizes) + " |",
         "| peak RSS | " + " | ".join(f"{r(f'agent_rss_mib_{n}'):.1f} MiB"
@@ -696,10 +727,13 @@ def report(args, results, m):
             "",
             "Every container in `running` and every service in `candidates`, as the "
             "agent posts it; a fresh server per size, seeded with one call; the median "
-            f"of {args.agent_calls} unchanged calls (the same bytes again), then of "
+            f"of {args.agent_calls} unchanged calls (the same bytes again), of as many "
+            "conditional ones (the same bytes with `If-None-Match` naming the index, as "
+            "the agent sends them: a 304 with no body), then of "
             f"{args.agent_calls} calls that add one container (each followed by one "
             "that removes it again), end to end over HTTP keep-alive (Python client: "
-            "send the payload, read the whole config).",
+            "send the payload, read the whole config). Server CPU per call: the "
+            "server's user + system time over those calls, divided by their number.",
             "",
             *agent_rows(args, results),
             "",

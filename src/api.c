@@ -30,9 +30,11 @@ static api_handler_fn api_generate, api_healthz, api_tables, api_table,
 /* Matched in order; a pattern's {name} takes one whole, non-empty segment. */
 static const struct api_route api_routes[] = {
 	{"POST", "/generate", api_generate,
-	 API_BODY | API_BLOCKING | API_NOWAIT, API_SCOPE_TABLE_WRITE},
+	 API_BODY | API_BLOCKING | API_NOWAIT | API_DIGEST,
+	 API_SCOPE_TABLE_WRITE},
 	{"POST", "/v1/tables/{table}/generate", api_generate,
-	 API_BODY | API_BLOCKING | API_NOWAIT, API_SCOPE_TABLE_WRITE},
+	 API_BODY | API_BLOCKING | API_NOWAIT | API_DIGEST,
+	 API_SCOPE_TABLE_WRITE},
 	{"GET", "/healthz", api_healthz, API_BLOCKING, API_SCOPE_NONE},
 	{"GET", "/v1/tables", api_tables, API_BLOCKING | API_OWN_TABLES,
 	 API_SCOPE_TABLE_READ},
@@ -595,11 +597,12 @@ static int api_parse_etag(const char *s, size_t len, uint64_t *out)
 	return api_parse_u64(digits, out);
 }
 
-/* If-Match's index into *expect (REGISTRY_INDEX_ANY: none, or "*"); -1 when
- * it is malformed. */
-static int api_if_match(const struct api_request *req, uint64_t *expect)
+/* The index of header `name` (If-Match, If-None-Match) into *expect
+ * (REGISTRY_INDEX_ANY: none, or "*"); -1 when it is malformed. */
+static int api_if_index(const struct api_request *req, const char *name,
+			uint64_t *expect)
 {
-	const char *v = api_req_header(req, "If-Match");
+	const char *v = api_req_header(req, name);
 	size_t len;
 
 	*expect = REGISTRY_INDEX_ANY;
@@ -982,9 +985,9 @@ static void api_generate(struct api *api, const struct api_request *req,
 {
 	struct buf err = BUF_INIT, field = BUF_INIT;
 	enum api_answer_format format = api->opts.answer_format;
+	struct registry_cond cond = REGISTRY_COND_NONE;
 	struct registry_result res;
 	int json = 0, given;
-	uint64_t expect;
 	enum status st;
 
 	registry_result_init(&res);
@@ -1001,25 +1004,37 @@ static void api_generate(struct api *api, const struct api_request *req,
 		api_unavailable(api, ans);
 		goto out;
 	}
-	if (api_if_match(req, &expect)) {
+	if (api_if_index(req, "If-Match", &cond.expect)) {
 		api_answer_error(ans, ST_INVALID,
 				 "If-Match must be an index in quotes, or *",
 				 "If-Match");
 		goto out;
 	}
+	if (api_if_index(req, "If-None-Match", &cond.have)) {
+		api_answer_error(
+			ans, ST_INVALID,
+			"If-None-Match must be an index in quotes, or *",
+			"If-None-Match");
+		goto out;
+	}
+	cond.digest = req->body_digest;
 	st = registry_call_table_if(
 		api->opts.reg, api_param(req, "table"), req->body,
 		req->body_len,
 		(json ? REGISTRY_WANT_SERVICES | REGISTRY_WANT_FILES
 		      : REGISTRY_SHARE_CONFIG) |
 			(req->no_wait ? REGISTRY_NO_WAIT : 0),
-		expect, &res, &err, &field);
+		&cond, &res, &err, &field);
 	if (st == ST_BUSY) {
 		ans->busy = 1;
 		goto out;
 	}
 	if (st != ST_OK) {
 		api_answer_error(ans, st, err.buf, field.buf);
+		goto out;
+	}
+	if (res.not_modified) {
+		api_not_modified(ans, res.index);
 		goto out;
 	}
 	ans->status = 200;

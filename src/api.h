@@ -33,6 +33,9 @@ struct registry_share;
 /* The status page: refusals come as HTML, and a "lr_token" cookie stands
  * for a missing Authorization header. */
 #define API_HTML (1u << 4)
+/* The handler uses api_request.body_digest: the front end hashes the body
+ * as it arrives, so nothing reads it again for that. */
+#define API_DIGEST (1u << 5)
 
 /* Long polls (?index=N&wait=D): the default wait and the longest. */
 #define API_WAIT_DEFAULT_MS 30000
@@ -92,6 +95,9 @@ struct api_request {
 	size_t body_len;
 	/* It came over TLS to this process (cookies get Secure). */
 	int tls;
+	/* registry_digest_final() of the body when the front end hashed it
+	 * as it arrived; NULL: not hashed. */
+	const unsigned char *body_digest;
 	/* Authorized by the front end itself (a direct Lambda invocation,
 	 * which IAM allowed): no token is asked for. */
 	int trusted;

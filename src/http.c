@@ -148,6 +148,9 @@ struct http_request {
 	struct api_request areq;
 	struct api_answer ans;
 	struct buf body;
+	/* The body's digest so far, on an API_DIGEST route; then its end. */
+	struct registry_digest *digest;
+	unsigned char body_digest[REGISTRY_DIGEST_LEN];
 	int has_body;  /* Content-Length over 0 or Transfer-Encoding */
 	int too_large; /* a chunked body went over --max-body */
 	int close;     /* close the connection after the answer */
@@ -739,6 +742,8 @@ static enum MHD_Result http_start(struct http_server *srv,
 			http_spare_take(srv, req, len);
 		buf_grow(&req->body, len);
 	}
+	if (req->areq.route->flags & API_DIGEST)
+		req->digest = registry_digest_new();
 	req->state = HTTP_BODY;
 	ret = MHD_YES;
 out:
@@ -759,6 +764,12 @@ static enum MHD_Result http_body(struct http_server *srv,
 			http_too_large(srv, req);
 			ret = http_send(req);
 		} else {
+			if (req->digest) {
+				registry_digest_final(req->digest,
+						      req->body_digest);
+				req->digest = NULL;
+				req->areq.body_digest = req->body_digest;
+			}
 			ret = http_dispatch(srv, req);
 		}
 		goto out;
@@ -776,6 +787,9 @@ static enum MHD_Result http_body(struct http_server *srv,
 	}
 	if (!req->too_large && buf_add(&req->body, data, *size))
 		req->too_large = 1;
+	/* Hashed while the next piece is on its way, not after the end. */
+	if (!req->too_large && req->digest)
+		registry_digest_add(req->digest, data, *size);
 	*size = 0;
 out:
 	buf_release(&scratch);
@@ -920,6 +934,7 @@ static void http_completed(void *cls, struct MHD_Connection *conn,
 	api_answer_release(&req->ans);
 	http_spare_put(srv, req);
 	buf_release(&req->body);
+	registry_digest_free(req->digest);
 	buf_release(&qmethod);
 	buf_release(&qpath);
 	free(req->method);

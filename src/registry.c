@@ -53,8 +53,6 @@
 /* How long a store without exact versions (DynamoDB, where the read is a
  * request of its own) trusts the settings generation it last read. */
 #define REGISTRY_SETTINGS_CHECK_MS 1000
-/* SHA-256 of the path's table (or "") with its NUL, then the body. */
-#define REGISTRY_DIGEST_LEN 32
 
 /* A rendered config, shared read-only by the cache and the answers in flight.
  */
@@ -91,6 +89,7 @@ struct registry_table {
 	 * locks (registry_table_by_digest looks under reg->lock only). */
 	int have_digest;
 	unsigned char digest[REGISTRY_DIGEST_LEN];
+	int digest_path; /* that call named the table in its path */
 	/* The effective settings, loaded at settings generation
 	 * `settings_gen`; kept while the entry lives, cached or not. */
 	int have_settings;
@@ -159,9 +158,40 @@ struct registry_ctx {
 	int nowait; /* REGISTRY_NO_WAIT */
 	int have_digest;
 	unsigned char digest[REGISTRY_DIGEST_LEN];
+	const char *path_table; /* the table the path names, or NULL */
 	/* The index the table must be at (If-Match), or REGISTRY_INDEX_ANY. */
 	uint64_t expect;
+	/* The index of the config the caller has, or REGISTRY_INDEX_ANY. */
+	uint64_t have;
 };
+
+struct registry_digest {
+	gnutls_hmac_hd_t h;
+};
+
+/*
+ * The body digest is UMAC-128 under a key drawn at random when the process
+ * starts: a universal hash, so a collision needs the key, and the key and
+ * the digests never leave the process. At 8.8 GB/s against SHA-256's 1.3
+ * (one core here), it took the unchanged 10,000-service call's hash from
+ * 4.6 ms to 0.7. The nonce is fixed: it only masks the hash, and equal
+ * bodies must give equal digests. Every digest starts as a copy of one
+ * keyed state: deriving UMAC's keys costs 7 us, a copy 0.2.
+ */
+static gnutls_hmac_hd_t registry_digest_proto;
+static pthread_once_t registry_digest_once = PTHREAD_ONCE_INIT;
+
+static void registry_digest_init(void)
+{
+	static const unsigned char nonce[8];
+	unsigned char key[16];
+
+	if (gnutls_rnd(GNUTLS_RND_KEY, key, sizeof(key)) < 0 ||
+	    gnutls_hmac_init(&registry_digest_proto, GNUTLS_MAC_UMAC_128, key,
+			     sizeof(key)) < 0)
+		BUG("the body digest's key failed");
+	gnutls_hmac_set_nonce(registry_digest_proto, nonce, sizeof(nonce));
+}
 
 static enum status registry_get_store(struct registry *reg, struct store **out,
 				      struct buf *err)
@@ -439,6 +469,7 @@ static void registry_table_remember(struct registry_ctx *c)
 	if (t->cached) {
 		memcpy(t->digest, c->digest, REGISTRY_DIGEST_LEN);
 		t->have_digest = 1;
+		t->digest_path = c->path_table != NULL;
 	}
 	pthread_mutex_unlock(&c->reg->lock);
 }
@@ -451,26 +482,31 @@ static int registry_table_has_digest(struct registry_ctx *c)
 
 	pthread_mutex_lock(&c->reg->lock);
 	ret = c->t->have_digest &&
+	      c->t->digest_path == (c->path_table != NULL) &&
 	      !memcmp(c->t->digest, c->digest, REGISTRY_DIGEST_LEN);
 	pthread_mutex_unlock(&c->reg->lock);
 	return ret;
 }
 
 /*
- * The cached table whose last unchanged call had `digest`, with a reference
- * (registry_table_put() it), or NULL. A scan of the LRU, newest first: it
- * holds at most REGISTRY_MAX_CACHED tables and a digest compare is cheap
- * next to parsing even a small body.
+ * The cached table whose last unchanged call had the body digest `digest`
+ * and the same table in its path (`path_table`, or none: then the body
+ * names it), with a reference (registry_table_put() it), or NULL. A scan
+ * of the LRU, newest first: it holds at most REGISTRY_MAX_CACHED tables and
+ * a digest compare is cheap next to parsing even a small body.
  */
 static struct registry_table *
-registry_table_by_digest(struct registry *reg, const unsigned char *digest)
+registry_table_by_digest(struct registry *reg, const unsigned char *digest,
+			 const char *path_table)
 {
 	struct registry_table *t;
 
 	pthread_mutex_lock(&reg->lock);
 	for (t = reg->newest; t; t = t->older)
 		if (t->have_digest &&
-		    !memcmp(t->digest, digest, REGISTRY_DIGEST_LEN))
+		    !memcmp(t->digest, digest, REGISTRY_DIGEST_LEN) &&
+		    t->digest_path == (path_table != NULL) &&
+		    (!path_table || !strcmp(t->name, path_table)))
 			break;
 	if (t)
 		t->refs++;
@@ -478,18 +514,35 @@ registry_table_by_digest(struct registry *reg, const unsigned char *digest)
 	return t;
 }
 
-static void registry_digest(const char *table, const char *body, size_t len,
-			    unsigned char *out)
+struct registry_digest *registry_digest_new(void)
 {
-	gnutls_hash_hd_t h;
+	struct registry_digest *d = xmalloc(sizeof(*d));
 
-	if (!table)
-		table = "";
-	if (gnutls_hash_init(&h, GNUTLS_DIG_SHA256) < 0)
-		BUG("gnutls_hash_init failed");
-	(void)gnutls_hash(h, table, strlen(table) + 1);
-	(void)gnutls_hash(h, body, len);
-	gnutls_hash_deinit(h, out);
+	pthread_once(&registry_digest_once, registry_digest_init);
+	d->h = gnutls_hmac_copy(registry_digest_proto);
+	if (!d->h)
+		BUG("gnutls_hmac_copy failed");
+	return d;
+}
+
+void registry_digest_add(struct registry_digest *d, const void *data,
+			 size_t len)
+{
+	(void)gnutls_hmac(d->h, data, len);
+}
+
+void registry_digest_final(struct registry_digest *d, unsigned char *out)
+{
+	gnutls_hmac_deinit(d->h, out);
+	free(d);
+}
+
+void registry_digest_free(struct registry_digest *d)
+{
+	if (!d)
+		return;
+	gnutls_hmac_deinit(d->h, NULL);
+	free(d);
 }
 
 /* A cache hit makes the table the most recently used. */
@@ -960,8 +1013,8 @@ enum status registry_call(struct registry *reg, const char *json, size_t len,
 			  unsigned flags, struct registry_result *res,
 			  struct buf *err, struct buf *field)
 {
-	return registry_call_table_if(reg, NULL, json, len, flags,
-				      REGISTRY_INDEX_ANY, res, err, field);
+	return registry_call_table_if(reg, NULL, json, len, flags, NULL, res,
+				      err, field);
 }
 
 enum status registry_call_table(struct registry *reg, const char *table,
@@ -969,8 +1022,8 @@ enum status registry_call_table(struct registry *reg, const char *table,
 				struct registry_result *res, struct buf *err,
 				struct buf *field)
 {
-	return registry_call_table_if(reg, table, json, len, flags,
-				      REGISTRY_INDEX_ANY, res, err, field);
+	return registry_call_table_if(reg, table, json, len, flags, NULL, res,
+				      err, field);
 }
 
 static void registry_tell_changed(struct registry *reg, const char *table);
@@ -1278,7 +1331,7 @@ static int registry_try_digest(struct registry_ctx *c, enum status *ret,
 	uint64_t version = 0;
 	int answered = 1;
 
-	c->t = registry_table_by_digest(c->reg, c->digest);
+	c->t = registry_table_by_digest(c->reg, c->digest, c->path_table);
 	if (!c->t)
 		return 0;
 	if (registry_lock_table(c)) {
@@ -1297,10 +1350,17 @@ static int registry_try_digest(struct registry_ctx *c, enum status *ret,
 		if (*ret == ST_OK && c->t->cached && c->t->version == version) {
 			c->res->table = xstrdup(c->t->name);
 			registry_table_touch(c->reg, c->t);
-			registry_answer(c, c->t->config, &c->t->services);
 			c->res->index = version + c->t->settings_gen;
 			atomic_fetch_add(&c->reg->body_hits, 1);
-			if (c->flags & REGISTRY_WANT_FILES)
+			/* Same bytes, same index: the caller has this answer.
+			 */
+			c->res->not_modified = c->have != REGISTRY_INDEX_ANY &&
+					       c->have == c->res->index;
+			if (!c->res->not_modified)
+				registry_answer(c, c->t->config,
+						&c->t->services);
+			if (!c->res->not_modified &&
+			    (c->flags & REGISTRY_WANT_FILES))
 				*ret = registry_files(c, err);
 		} else if (*ret == ST_OK) {
 			answered = 0;
@@ -1320,9 +1380,11 @@ put:
 
 enum status registry_call_table_if(struct registry *reg, const char *table,
 				   const char *json, size_t len, unsigned flags,
-				   uint64_t expect, struct registry_result *res,
-				   struct buf *err, struct buf *field)
+				   const struct registry_cond *cond,
+				   struct registry_result *res, struct buf *err,
+				   struct buf *field)
 {
+	static const struct registry_cond none = REGISTRY_COND_NONE;
 	const unsigned read_path = STORE_CAP_ATOMIC | STORE_CAP_VERSION;
 	struct registry_ctx c;
 	struct payload p;
@@ -1335,7 +1397,11 @@ enum status registry_call_table_if(struct registry *reg, const char *table,
 	c.flags = flags;
 	c.res = res;
 	c.nowait = (flags & REGISTRY_NO_WAIT) != 0;
-	c.expect = expect;
+	if (!cond)
+		cond = &none;
+	c.expect = cond->expect;
+	c.have = cond->have;
+	c.path_table = table;
 	service_list_init(&c.loaded);
 	buf_init(&c.config, reg->max_config);
 	payload_init(&p);
@@ -1347,8 +1413,15 @@ enum status registry_call_table_if(struct registry *reg, const char *table,
 	/* An If-Match is checked where the index is read: not on the
 	 * shortcut. */
 	if ((reg->caps & read_path) == read_path &&
-	    expect == REGISTRY_INDEX_ANY) {
-		registry_digest(table, json, len, c.digest);
+	    c.expect == REGISTRY_INDEX_ANY) {
+		if (cond->digest) {
+			memcpy(c.digest, cond->digest, REGISTRY_DIGEST_LEN);
+		} else {
+			struct registry_digest *d = registry_digest_new();
+
+			registry_digest_add(d, json, len);
+			registry_digest_final(d, c.digest);
+		}
 		c.have_digest = 1;
 		if (registry_try_digest(&c, &ret, err))
 			goto out;

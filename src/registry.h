@@ -37,6 +37,9 @@ struct registry_result {
 	/* filled only with REGISTRY_WANT_SERVICES */
 	struct service_list services;
 	int changed; /* the call wrote to the store */
+	/* The caller has the config at `index` (registry_cond.have): nothing
+	 * else is filled in. */
+	int not_modified;
 	/* The table's index after the call (see registry_table_index). */
 	uint64_t index;
 	/* Filled by registry_table_read(): counts of the services and their
@@ -94,18 +97,48 @@ enum status registry_call_table(struct registry *reg, const char *table,
 				struct registry_result *res, struct buf *err,
 				struct buf *field) WARN_UNUSED;
 
-/* registry_call_table_if()'s `expect` for "whatever the index is". */
+/* An index for "whatever the index is", or "none". */
 #define REGISTRY_INDEX_ANY UINT64_MAX
 
-/*
- * registry_call_table() that stores only while the table's index is
- * `expect`: ST_PRECONDITION (nothing stored) when it moved on. Exact on an
- * atomic store, where the check runs inside the write transaction.
- */
+/* A body's digest (registry_digest_final). */
+#define REGISTRY_DIGEST_LEN 16
+
+/* What registry_call_table_if() is told beyond the body. */
+struct registry_cond {
+	/* Store only while the table's index is `expect`: ST_PRECONDITION
+	 * (nothing stored) when it moved on. Exact on an atomic store, where
+	 * the check runs inside the write transaction. */
+	uint64_t expect;
+	/* The index of the config the caller has (If-None-Match): a body
+	 * byte for byte the last one that left the table unchanged, with
+	 * the table still at `have`, sets res->not_modified and fills in
+	 * nothing else. */
+	uint64_t have;
+	/* registry_digest_final() of the body, computed as it arrived; NULL:
+	 * the call computes it when it needs it. */
+	const unsigned char *digest;
+};
+
+#define REGISTRY_COND_NONE                                                     \
+	{                                                                      \
+		REGISTRY_INDEX_ANY, REGISTRY_INDEX_ANY, NULL                   \
+	}
+
+/* The digest of a body, in pieces: init, add each piece, then final. */
+struct registry_digest;
+struct registry_digest *registry_digest_new(void);
+void registry_digest_add(struct registry_digest *d, const void *data,
+			 size_t len);
+/* Write the digest to `out` and free `d`. */
+void registry_digest_final(struct registry_digest *d, unsigned char *out);
+/* Free `d` without a digest (NULL: nothing). */
+void registry_digest_free(struct registry_digest *d);
+
+/* registry_call_table() under the conditions `cond` (NULL: none). */
 enum status registry_call_table_if(struct registry *reg, const char *table,
 				   const char *json, size_t len, unsigned flags,
-				   uint64_t expect, struct registry_result *res,
-				   struct buf *err,
+				   const struct registry_cond *cond,
+				   struct registry_result *res, struct buf *err,
 				   struct buf *field) WARN_UNUSED;
 
 /*

@@ -171,6 +171,9 @@ struct agent {
 	 */
 	int live;
 	uint64_t live_index;
+	/* The index of what HAProxy runs (0: unknown), sent as If-None-Match:
+	 * an unchanged call then downloads and applies nothing. */
+	uint64_t applied_index;
 	/* The watch: a long poll of the table's config, on `multi` so that the
 	 * loop goes on looking at the source while it is parked. */
 	int watch_on, watch_ready, watching;
@@ -284,10 +287,11 @@ static void agent_build_payload(const char *table,
  * files); a registry that answers plain text gives the config alone.
  */
 static enum status agent_post(struct agent *a, const struct buf *payload,
-			      struct answer *ans, struct buf *err)
+			      struct answer *ans, int *not_modified,
+			      struct buf *err)
 {
 	struct curl_slist *headers = NULL;
-	struct buf body = BUF_INIT, why = BUF_INIT;
+	struct buf body = BUF_INIT, why = BUF_INIT, inm = BUF_INIT;
 	enum status st = ST_UNAVAILABLE;
 	const char *type = NULL;
 	long code = 0;
@@ -298,6 +302,11 @@ static enum status agent_post(struct agent *a, const struct buf *payload,
 	headers = curl_slist_append(headers, "Content-Type: application/json");
 	headers = curl_slist_append(headers, "Accept: application/json");
 	headers = curl_slist_append(headers, "Expect:");
+	if (a->applied_index) {
+		buf_setf(&inm, "If-None-Match: \"%llu\"",
+			 (unsigned long long)a->applied_index);
+		headers = curl_slist_append(headers, inm.buf);
+	}
 	if (a->authorization)
 		headers = curl_slist_append(headers, a->authorization);
 	curl_easy_reset(a->curl);
@@ -333,6 +342,11 @@ static enum status agent_post(struct agent *a, const struct buf *payload,
 	}
 	curl_easy_getinfo(a->curl, CURLINFO_RESPONSE_CODE, &code);
 	a->http_code = code;
+	*not_modified = code == 304 && a->applied_index;
+	if (*not_modified) {
+		st = ST_OK;
+		goto out;
+	}
 	if (code != 200) {
 		buf_setf(err, "POST '%s' answered %ld: ", a->url.buf, code);
 		buf_addquoted(err, body.buf, body.len > 300 ? 300 : body.len);
@@ -352,6 +366,7 @@ out:
 	curl_slist_free_all(headers);
 	buf_release(&body);
 	buf_release(&why);
+	buf_release(&inm);
 	return st;
 }
 
@@ -513,6 +528,7 @@ static void agent_report(struct agent *a, enum haproxy_outcome outcome,
 /* A config at `index` is live (0: the registry gave none). */
 static void agent_set_live(struct agent *a, uint64_t index)
 {
+	a->applied_index = index;
 	a->live = 1;
 	if (index > a->live_index)
 		a->live_index = index;
@@ -635,6 +651,9 @@ static enum status agent_apply(struct agent *a, struct answer *ans,
 		break;
 	}
 	agent_count_apply(a, outcome, 0);
+	/* After anything but success, ask for the whole answer again. */
+	if (outcome != HAPROXY_UNCHANGED && outcome != HAPROXY_APPLIED)
+		a->applied_index = 0;
 	/* A master that did not answer has nothing to report. */
 	if (outcome != HAPROXY_DEFERRED)
 		agent_report(a, outcome, 0);
@@ -843,6 +862,7 @@ static enum status agent_sync(struct agent *a, const char *why,
 	uint64_t t0 = clock_now_ms();
 	enum status st;
 	size_t i, nr_containers = 0;
+	int not_modified = 0;
 
 	*next = AGENT_RETRY;
 	service_list_init(&list);
@@ -861,7 +881,7 @@ static enum status agent_sync(struct agent *a, const char *why,
 		nr_containers += list.items[i].nr_containers;
 	agent_build_payload(a->table, &list, &payload);
 
-	st = agent_post(a, &payload, &ans, &err);
+	st = agent_post(a, &payload, &ans, &not_modified, &err);
 	if (st != ST_OK) {
 		agent_count_registry_error(a);
 		a->registry_failures++;
@@ -878,6 +898,19 @@ static enum status agent_sync(struct agent *a, const char *why,
 		agent_log("info", "older_index", "why=%s index=%llu live=%llu",
 			  why, (unsigned long long)ans.index,
 			  (unsigned long long)a->live_index);
+		goto out;
+	}
+	if (not_modified) {
+		a->unchanged++;
+		*next = AGENT_DONE;
+		agent_log("info", "unchanged",
+			  "why=%s services=%zu containers=%zu not_modified=1 "
+			  "ms=%llu",
+			  why, list.nr, nr_containers,
+			  (unsigned long long)(clock_now_ms() - t0));
+		agent_count_apply(a, HAPROXY_UNCHANGED, 0);
+		agent_report(a, HAPROXY_UNCHANGED, 0);
+		agent_watch_restart(a, &ans);
 		goto out;
 	}
 	(void)buf_addf(&what, "why=%s services=%zu containers=%zu", why,

@@ -2,9 +2,12 @@
  * The registry's shortcuts against the whole way, on random call sequences:
  * one long-lived registry (table cache, body digests, the store's memo of
  * what it read, calls tried with REGISTRY_NO_WAIT first as the HTTP polling
- * thread tries them) and, on a second SQLite file, a fresh registry for
- * every call (nothing cached). Between calls another process writes both
- * files, or the settings change; every answer must be the same bytes.
+ * thread tries them, with the body's digest taken in random pieces as it
+ * arrives, and If-None-Match with the index of the last answer) and, on a
+ * second SQLite file, a fresh registry for every call (nothing cached).
+ * Between calls another process writes both files, or the settings change;
+ * every answer must be the same bytes, and a 304 only where the whole way
+ * answers what the caller already has.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -49,20 +52,30 @@ static struct registry *open_registry(const char *spec)
 	return reg;
 }
 
-/* One call's whole answer as text: status, error, field, then the body. */
-static void call(struct registry *reg, const char *table, const char *json,
-		 unsigned flags, struct buf *out)
+/*
+ * One call's whole answer as text: status, error, field, index, then the
+ * body; under `cond` (NULL: none). Returns whether it was a 304
+ * (res.not_modified), which has no body.
+ */
+static int call(struct registry *reg, const char *table, const char *json,
+		unsigned flags, const struct registry_cond *cond,
+		struct buf *out)
 {
 	struct registry_result res;
 	struct buf err = BUF_INIT, field = BUF_INIT;
 	enum status st;
 	size_t len;
+	int not_modified;
 
 	registry_result_init(&res);
-	st = registry_call_table(reg, table, json, strlen(json), flags, &res,
-				 &err, &field);
+	st = registry_call_table_if(reg, table, json, strlen(json), flags, cond,
+				    &res, &err, &field);
+	not_modified = st == ST_OK && res.not_modified;
 	buf_reset(out);
-	(void)buf_addf(out, "%s|%s|%s|", status_name(st), err.buf, field.buf);
+	(void)buf_addf(out, "%s|%s|%s|%llu|", status_name(st), err.buf,
+		       field.buf, (unsigned long long)res.index);
+	if (not_modified)
+		assert_null(res.share);
 	if (st == ST_OK && (flags & REGISTRY_WANT_SERVICES)) {
 		registry_result_json(&res, out);
 	} else if (st == ST_OK && res.share) {
@@ -75,6 +88,37 @@ static void call(struct registry *reg, const char *table, const char *json,
 	registry_result_release(&res);
 	buf_release(&err);
 	buf_release(&field);
+	return not_modified;
+}
+
+/* The index of an answer of call() that worked, else REGISTRY_INDEX_ANY. */
+static uint64_t answer_index(const char *text)
+{
+	const char *p = text;
+	int i;
+
+	if (strncmp(text, "ok|", 3))
+		return REGISTRY_INDEX_ANY;
+	for (i = 0; i < 3; i++)
+		p = strchr(p, '|') + 1;
+	return strtoull(p, NULL, 10);
+}
+
+/* The body's digest in random pieces, as the HTTP front end takes it. */
+static void digest_in_pieces(const char *json, unsigned char *out)
+{
+	struct registry_digest *d = registry_digest_new();
+	size_t len = strlen(json), off = 0;
+
+	while (off < len) {
+		size_t n = 1 + rnd(64);
+
+		if (n > len - off)
+			n = len - off;
+		registry_digest_add(d, json + off, n);
+		off += n;
+	}
+	registry_digest_final(d, out);
 }
 
 /* A random payload over a small universe, so that calls repeat often. */
@@ -160,20 +204,36 @@ static void test_shortcuts_answer_as_the_whole_way(void **state)
 	struct registry_stats stats;
 	struct buf last[TABLES], body = BUF_INIT, a = BUF_INIT, b = BUF_INIT,
 				 text = BUF_INIT;
-	unsigned step, inline_answers = 0, t;
+	/* The last whole answer of each table (`seen`), its index and the
+	 * flags and path it was asked with: what a caller has. */
+	struct buf seen[TABLES];
+	uint64_t seen_index[TABLES];
+	unsigned seen_flags[TABLES];
+	int seen_path[TABLES];
+	unsigned char digest[REGISTRY_DIGEST_LEN];
+	unsigned step, inline_answers = 0, not_modified = 0, t;
 
 	(void)state;
 	rng_state = (unsigned long)time(NULL);
 	print_message("seed %lu\n", rng_state);
-	for (t = 0; t < TABLES; t++)
+	for (t = 0; t < TABLES; t++) {
 		buf_init(&last[t], 0);
+		buf_init(&seen[t], 0);
+		seen_index[t] = REGISTRY_INDEX_ANY;
+		seen_flags[t] = 0;
+		seen_path[t] = -1;
+	}
 	fast = open_registry(spec_fast);
 	for (step = 0; step < STEPS; step++) {
 		unsigned op = rnd(20), flags;
-		int by_path = rnd(2);
+		int by_path = rnd(2), nm;
 		const char *path_table;
+		struct registry_cond cond = REGISTRY_COND_NONE;
 
 		t = rnd(TABLES);
+		/* Often asked as last time, so that 304s come up. */
+		if (seen_path[t] >= 0 && rnd(2))
+			by_path = seen_path[t];
 		path_table = by_path ? tables[t] : NULL;
 		if (op == 0) {
 			/* Another process writes the same call to both. */
@@ -203,14 +263,41 @@ static void test_shortcuts_answer_as_the_whole_way(void **state)
 			}
 		}
 		flags = rnd(2) ? REGISTRY_WANT_SERVICES : REGISTRY_SHARE_CONFIG;
-		call(fast, path_table, body.buf, flags | REGISTRY_NO_WAIT, &a);
+		if (seen_flags[t] && rnd(2))
+			flags = seen_flags[t];
+		if (rnd(2)) {
+			digest_in_pieces(body.buf, digest);
+			cond.digest = digest;
+		}
+		/* Asked as the caller of the last whole answer asks, now and
+		 * then with an index it never had. */
+		if (seen_flags[t] == flags && seen_path[t] == by_path &&
+		    seen_index[t] != REGISTRY_INDEX_ANY && rnd(4))
+			cond.have = seen_index[t] + (rnd(4) ? 0 : 1);
+		nm = call(fast, path_table, body.buf, flags | REGISTRY_NO_WAIT,
+			  &cond, &a);
 		if (!strncmp(a.buf, "busy|", 5))
-			call(fast, path_table, body.buf, flags, &a);
+			nm = call(fast, path_table, body.buf, flags, &cond, &a);
 		else
 			inline_answers++;
 		ref = open_registry(spec_ref);
-		call(ref, path_table, body.buf, flags, &b);
+		call(ref, path_table, body.buf, flags, NULL, &b);
 		registry_free(ref);
+		if (nm) {
+			/* The caller has it: the whole way answers that. */
+			not_modified++;
+			if (answer_index(b.buf) != cond.have ||
+			    strcmp(seen[t].buf, b.buf))
+				fail_msg("step %u: 304, but the whole way "
+					 "answered\n%s\nnot\n%s\nfor %s",
+					 step, b.buf, seen[t].buf, body.buf);
+			continue;
+		}
+		buf_reset(&seen[t]);
+		(void)buf_add(&seen[t], a.buf, a.len);
+		seen_index[t] = answer_index(a.buf);
+		seen_flags[t] = flags;
+		seen_path[t] = by_path;
 		if (strcmp(a.buf, b.buf))
 			fail_msg(
 				"step %u: the shortcut answered\n%s\nthe whole "
@@ -219,14 +306,17 @@ static void test_shortcuts_answer_as_the_whole_way(void **state)
 	}
 	registry_get_stats(fast, &stats);
 	print_message("%u of %u calls answered without waiting, %lu from the "
-		      "body digest\n",
-		      inline_answers, STEPS, stats.body_hits);
-	/* Both shortcuts were taken, not only the whole way. */
+		      "body digest, %u of them 304\n",
+		      inline_answers, STEPS, stats.body_hits, not_modified);
+	/* Every shortcut was taken, not only the whole way. */
 	assert_true(inline_answers > STEPS / 10);
 	assert_true(stats.body_hits > STEPS / 30);
+	assert_true(not_modified > STEPS / 100);
 	registry_free(fast);
-	for (t = 0; t < TABLES; t++)
+	for (t = 0; t < TABLES; t++) {
 		buf_release(&last[t]);
+		buf_release(&seen[t]);
+	}
 	buf_release(&body);
 	buf_release(&a);
 	buf_release(&b);
