@@ -45,7 +45,7 @@
  * exactly, with a JSON answer, and a request line whose argument records
  * cannot fit is answered by http_uri() through the reaper.
  */
-#define HTTP_POOL_SIZE(max_header) ((max_header)*2 + 8192)
+#define HTTP_POOL_SIZE(max_header) ((max_header) + 16384)
 /* libmicrohttpd 0.9.75's record of one argument (struct MHD_HTTP_Header:
  * two links, key and value with their sizes, the kind). */
 #define HTTP_ARG_RECORD 56
