@@ -277,10 +277,11 @@ def test_framing():
               "%s: a JSON error (%r)" % (what, out[-120:]))
     # Request lines with thousands of query arguments got no answer at all:
     # libmicrohttpd's pool runs out on their records. What fits is served,
-    # the rest gets 431 JSON at once.
-    for what, q, want in (("500 query arguments", "&".join("a%d=1" % i for i in range(500)), 200),
+    # the rest gets 431 JSON at once. (A request line longer than the whole
+    # pool, 32 KiB at the default --max-header, gets libmicrohttpd's own 414.)
+    for what, q, want in (("300 query arguments", "&".join("a%d=1" % i for i in range(300)), 200),
                           ("2,000 query arguments", "&".join("a%d=1" % i for i in range(2000)), 431),
-                          ("5,000 query arguments", "&".join("a%d=1" % i for i in range(5000)), 431),
+                          ("3,500 query arguments", "&".join("a%d=1" % i for i in range(3500)), 431),
                           ("16,000 empty query arguments", "&" * 16000, 431)):
         st, out, took = get(srv, "/healthz?" + q)
         check(st == want and took < SLOW and json_of(out) is not None,
