@@ -132,6 +132,42 @@ def haproxy_check(config, workdir=None):
     return p.returncode == 0, out
 
 
+def master_command(sock, cmd, timeout=10):
+    """One command on HAProxy's master CLI at `sock`, its answer as text;
+    retried for 5 s while the master re-executes (it then refuses, resets
+    or closes without a word)."""
+    for _ in range(250):
+        s = socket.socket(socket.AF_UNIX)
+        try:
+            s.settimeout(timeout)
+            s.connect(sock)
+            s.sendall(cmd.encode() + b"\n")
+            out = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                out += chunk
+            if out:
+                return out.decode()
+        except OSError:
+            pass
+        finally:
+            s.close()
+        time.sleep(0.02)
+    raise RuntimeError("master CLI does not answer")
+
+
+def master_reloads(sock):
+    """(reloads, failed reloads) as the master at `sock` counts them."""
+    for line in master_command(sock, "show proc;quit").splitlines():
+        parts = line.split()
+        if len(parts) > 2 and parts[1] == "master":
+            failed = int(line.split("[failed:")[1].split("]")[0]) if "[failed:" in line else 0
+            return int(parts[2]), failed
+    raise RuntimeError("no master in show proc")
+
+
 def run_cli(args, stdin=None, env=None, timeout=60):
     e = dict(os.environ)
     if env:

@@ -23,7 +23,7 @@ import threading
 import time
 
 from backends import Backend
-from lrtest import (BIN, HAPROXY, SANITIZED, Server, check, finish, free_port, tmpdir,
+from lrtest import (master_command, master_reloads, BIN, HAPROXY, SANITIZED, Server, check, finish, free_port, tmpdir,
                     wait_for)
 
 DEBOUNCE_MS = 250
@@ -87,36 +87,12 @@ def read(path):
 
 
 def master(cmd):
-    """One master CLI command; retried while the master re-executes."""
-    for _ in range(250):
-        try:
-            s = socket.socket(socket.AF_UNIX)
-            s.settimeout(5)
-            s.connect(sock)
-            s.sendall(cmd.encode() + b"\n")
-            out = b""
-            while True:
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                out += chunk
-            s.close()
-            if out:
-                return out.decode()
-        except OSError:
-            s.close()
-        time.sleep(0.02)
-    raise RuntimeError("master CLI does not answer")
+    return master_command(sock, cmd)
 
 
 def reloads():
     """(reloads, failed) as the master counts them."""
-    for line in master("show proc;quit").splitlines():
-        parts = line.split()
-        if len(parts) > 2 and parts[1] == "master":
-            failed = int(line.split("[failed:")[1].split("]")[0]) if "[failed:" in line else 0
-            return int(parts[2]), failed
-    raise RuntimeError("no master in show proc")
+    return master_reloads(sock)
 
 
 def get(host, path="/", cookie=None, timeout=10):

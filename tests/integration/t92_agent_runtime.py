@@ -17,13 +17,12 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import threading
 import time
 
 from backends import Backend
-from lrtest import (BIN, HAPROXY, SANITIZED, Server, check, free_port, put_fleet_settings,
+from lrtest import (master_command, master_reloads, BIN, HAPROXY, SANITIZED, Server, check, free_port, put_fleet_settings,
                     run_cli, run_steps, tmpdir, wait_for)
 
 TABLE = "agent-runtime"
@@ -104,34 +103,11 @@ def write_services():
 
 
 def master(cmd):
-    for _ in range(250):
-        s = socket.socket(socket.AF_UNIX)
-        try:
-            s.settimeout(10)
-            s.connect(sock)
-            s.sendall(cmd.encode() + b"\n")
-            out = b""
-            while True:
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                out += chunk
-            if out:
-                return out.decode()
-        except OSError:
-            pass
-        finally:
-            s.close()
-        time.sleep(0.02)
-    raise RuntimeError("master CLI does not answer")
+    return master_command(sock, cmd)
 
 
 def reloads():
-    for line in master("show proc;quit").splitlines():
-        parts = line.split()
-        if len(parts) > 2 and parts[1] == "master":
-            return int(parts[2])
-    raise RuntimeError("no master in show proc")
+    return master_reloads(sock)[0]
 
 
 def get(host, cookie=None, timeout=10):

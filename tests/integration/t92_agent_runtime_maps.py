@@ -15,14 +15,13 @@ import http.client
 import json
 import os
 import signal
-import socket
 import subprocess
 import threading
 import time
 
 import promtext
 from backends import Backend
-from lrtest import (BIN, HAPROXY, Server, check, free_port, put_fleet_settings, run_steps,
+from lrtest import (master_command, BIN, HAPROXY, Server, check, free_port, put_fleet_settings, run_steps,
                     tmpdir, wait_for)
 
 TABLE = "agent-maps"
@@ -76,26 +75,7 @@ def write_services():
 
 
 def master(cmd):
-    for _ in range(250):
-        s = socket.socket(socket.AF_UNIX)
-        try:
-            s.settimeout(10)
-            s.connect(sock)
-            s.sendall(cmd.encode() + b"\n")
-            out = b""
-            while True:
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                out += chunk
-            if out:
-                return out.decode()
-        except OSError:
-            pass
-        finally:
-            s.close()
-        time.sleep(0.02)
-    raise RuntimeError("master CLI does not answer")
+    return master_command(sock, cmd)
 
 
 def procs():

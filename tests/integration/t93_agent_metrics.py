@@ -16,7 +16,7 @@ import subprocess
 import threading
 import time
 
-from lrtest import (BIN, HAPROXY, Server, check, free_port, put_fleet_settings, run_steps, skip,
+from lrtest import (master_command, BIN, HAPROXY, Server, check, free_port, put_fleet_settings, run_steps, skip,
                     tmpdir, wait_for)
 import promtext
 
@@ -93,19 +93,7 @@ class Registry:
 
 
 def master(cmd):
-    s = socket.socket(socket.AF_UNIX)
-    s.settimeout(5)
-    try:
-        s.connect(sock)
-        s.sendall(cmd.encode() + b"\n")
-        out = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                return out.decode()
-            out += chunk
-    finally:
-        s.close()
+    return master_command(sock, cmd)
 
 
 def scrape():
