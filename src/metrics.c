@@ -360,11 +360,6 @@ void metrics_http_request(const char *route, unsigned code, uint64_t us)
 			   us);
 }
 
-void metrics_watchers_set(long n)
-{
-	metrics_gauge_set(&metrics_watchers, NULL, (double)n);
-}
-
 void metrics_watchers_add(long delta)
 {
 	metrics_gauge_add(&metrics_watchers, NULL, (double)delta);

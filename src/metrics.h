@@ -75,10 +75,9 @@ void metrics_observe_us(struct metrics_family *f, const char *const *values,
 void metrics_http_request(const char *route, unsigned code, uint64_t us);
 
 /*
- * The number of open watch connections (lambda_registry_watchers): the watch
- * module sets it, or adds +1/-1 as watchers come and go.
+ * The number of parked watches (lambda_registry_watchers): +1 as one
+ * parks, -1 as it is answered or its connection goes.
  */
-void metrics_watchers_set(long n);
 void metrics_watchers_add(long delta);
 
 /* The per-table gauges after a call answered with `services` at `version`
