@@ -18,7 +18,7 @@ from lrtest import (HAPROXY, check, finish, free_port, haproxy_check, payload, r
 
 class Handler(http.server.BaseHTTPRequestHandler):
     """Answers "<name> <path>"; /health with the server's health status;
-    /slow after holding the connection for a while."""
+    /slow after holding the connection until the test releases it."""
     protocol_version = "HTTP/1.1"
 
     def do_GET(self):
@@ -27,7 +27,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             status = self.server.health
         elif self.path.startswith("/slow"):
             slow_started.set()
-            time.sleep(2.5)
+            # Held until the quick requests are done, however slow they are.
+            slow_release.wait(30)
         body = ("%s %s\n" % (self.server.name, self.path)).encode()
         self.send_response(status)
         self.send_header("Content-Type", "text/plain")
@@ -40,6 +41,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
 
 slow_started = threading.Event()
+slow_release = threading.Event()
 
 
 class ThreadedServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
@@ -150,6 +152,7 @@ try:
     t.start()
     check(slow_started.wait(10), "the slow request reached a server")
     quick = [get("lc.example.com")[1] for _ in range(6)]
+    slow_release.set()
     t.join()
     busy = slow.get("r", (0, None, []))[1]
     check(busy in ("l1", "l2"), "slow request answered: %r" % (slow,))
