@@ -440,11 +440,11 @@ static void http_watch_wake(void *ctx, enum watch_reason why)
 	/*
 	 * A watch's answer closes its connection. Kept alive, libmicrohttpd
 	 * would clear the connection's whole pool for the next request
-	 * (2 x --max-header + 8K, faulted in): at 10,000 watchers woken
-	 * together that memset was half of the CPU, and it would keep 40 KiB
-	 * resident per watcher. A follower connects again, once per change
-	 * or wait; on shutdown a client that polls again must not find the
-	 * connection open either.
+	 * (--max-header + 16K, faulted in): at 10,000 watchers woken
+	 * together that memset was half of the CPU, and it would keep the
+	 * whole pool resident per watcher. A follower connects again, once per
+	 * change or wait; on shutdown a client that polls again must not find
+	 * the connection open either.
 	 */
 	req->close = 1;
 	api_answer_reset(&req->ans);
