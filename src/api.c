@@ -22,39 +22,42 @@ struct api {
 	struct api_options opts;
 };
 
-static api_handler_fn api_generate, api_healthz, api_tables, api_table,
-	api_table_config, api_metrics, api_report_put, api_reports, api_ui,
-	api_ui_table, api_ui_config, api_ui_style, api_ui_login_form,
+static api_handler_fn api_generate, api_generate_early, api_healthz, api_tables,
+	api_table, api_table_config, api_metrics, api_report_put, api_reports,
+	api_ui, api_ui_table, api_ui_config, api_ui_style, api_ui_login_form,
 	api_ui_login;
 
 /* Matched in order; a pattern's {name} takes one whole, non-empty segment. */
 static const struct api_route api_routes[] = {
 	{"POST", "/generate", api_generate,
 	 API_BODY | API_BLOCKING | API_NOWAIT | API_DIGEST,
-	 API_SCOPE_TABLE_WRITE},
+	 API_SCOPE_TABLE_WRITE, api_generate_early},
 	{"POST", "/v1/tables/{table}/generate", api_generate,
 	 API_BODY | API_BLOCKING | API_NOWAIT | API_DIGEST,
-	 API_SCOPE_TABLE_WRITE},
-	{"GET", "/healthz", api_healthz, API_BLOCKING, API_SCOPE_NONE},
+	 API_SCOPE_TABLE_WRITE, api_generate_early},
+	{"GET", "/healthz", api_healthz, API_BLOCKING, API_SCOPE_NONE, NULL},
 	{"GET", "/v1/tables", api_tables, API_BLOCKING | API_OWN_TABLES,
-	 API_SCOPE_TABLE_READ},
+	 API_SCOPE_TABLE_READ, NULL},
 	{"GET", "/v1/tables/{table}", api_table, API_BLOCKING,
-	 API_SCOPE_TABLE_READ},
+	 API_SCOPE_TABLE_READ, NULL},
 	{"GET", "/v1/tables/{table}/config", api_table_config, API_BLOCKING,
-	 API_SCOPE_TABLE_READ},
-	{"GET", "/metrics", api_metrics, 0, API_SCOPE_FLEET_READ},
+	 API_SCOPE_TABLE_READ, NULL},
+	{"GET", "/metrics", api_metrics, 0, API_SCOPE_FLEET_READ, NULL},
 	{"PUT", "/v1/tables/{table}/agents/{agent}", api_report_put,
-	 API_BODY | API_BLOCKING, API_SCOPE_TABLE_WRITE},
-	{"GET", "/v1/agents", api_reports, API_BLOCKING, API_SCOPE_FLEET_READ},
-	{"GET", "/", api_ui, API_BLOCKING | API_HTML, API_SCOPE_FLEET_READ},
-	{"GET", "/ui/", api_ui, API_BLOCKING | API_HTML, API_SCOPE_FLEET_READ},
+	 API_BODY | API_BLOCKING, API_SCOPE_TABLE_WRITE, NULL},
+	{"GET", "/v1/agents", api_reports, API_BLOCKING, API_SCOPE_FLEET_READ,
+	 NULL},
+	{"GET", "/", api_ui, API_BLOCKING | API_HTML, API_SCOPE_FLEET_READ,
+	 NULL},
+	{"GET", "/ui/", api_ui, API_BLOCKING | API_HTML, API_SCOPE_FLEET_READ,
+	 NULL},
 	{"GET", "/ui/tables/{table}", api_ui_table, API_BLOCKING | API_HTML,
-	 API_SCOPE_TABLE_READ},
+	 API_SCOPE_TABLE_READ, NULL},
 	{"GET", "/ui/tables/{table}/config", api_ui_config,
-	 API_BLOCKING | API_HTML, API_SCOPE_FLEET_READ},
-	{"GET", "/ui/style.css", api_ui_style, 0, API_SCOPE_NONE},
-	{"GET", "/ui/login", api_ui_login_form, 0, API_SCOPE_NONE},
-	{"POST", "/ui/login", api_ui_login, API_BODY, API_SCOPE_NONE},
+	 API_BLOCKING | API_HTML, API_SCOPE_FLEET_READ, NULL},
+	{"GET", "/ui/style.css", api_ui_style, 0, API_SCOPE_NONE, NULL},
+	{"GET", "/ui/login", api_ui_login_form, 0, API_SCOPE_NONE, NULL},
+	{"POST", "/ui/login", api_ui_login, API_BODY, API_SCOPE_NONE, NULL},
 };
 
 /* GET /v1/tables pages: the default size and the largest. */
@@ -528,6 +531,14 @@ void api_finish(struct api *api, struct api_request *req,
 	req->route->handler(api, req, ans);
 }
 
+int api_early(struct api *api, struct api_request *req, struct api_answer *ans)
+{
+	if (!req->route || !req->route->early)
+		return 0;
+	req->route->early(api, req, ans);
+	return ans->status != 0;
+}
+
 void api_handle(struct api *api, struct api_request *req,
 		struct api_answer *ans)
 {
@@ -649,6 +660,16 @@ static void api_index_headers(struct api_answer *ans, uint64_t index)
 	api_answer_header(ans, "ETag", "\"%llu\"", (unsigned long long)index);
 	api_answer_header(ans, "X-Registry-Index", "%llu",
 			  (unsigned long long)index);
+}
+
+/* The token that stands for the call's body in a next call (see
+ * api_generate_early), when the registry gave one. */
+static void api_body_token(struct api_answer *ans,
+			   const struct registry_result *res)
+{
+	if (res->token[0])
+		api_answer_header(ans, "X-Registry-Body-Token", "%s",
+				  res->token);
 }
 
 /* 304: the client has what there is, at `index`. */
@@ -1035,10 +1056,12 @@ static void api_generate(struct api *api, const struct api_request *req,
 	}
 	if (res.not_modified) {
 		api_not_modified(ans, res.index);
+		api_body_token(ans, &res);
 		goto out;
 	}
 	ans->status = 200;
 	api_index_headers(ans, res.index);
+	api_body_token(ans, &res);
 	if (json) {
 		registry_result_json(&res, &ans->body);
 		ans->content_type = "application/json";
@@ -1057,6 +1080,43 @@ out:
 	registry_result_release(&res);
 	buf_release(&err);
 	buf_release(&field);
+}
+
+/*
+ * The agent's unchanged call, told by the body token of an earlier answer
+ * (X-Registry-Body-Token, with If-None-Match) instead of its body: a 304
+ * before the body is read while the token still stands for the last body
+ * that left the table unchanged, and the table is at the caller's index.
+ * Anything else reads the body and answers as ever, so a token that is
+ * stale, forged, or from another process costs only the wait for the body.
+ */
+static void api_generate_early(struct api *api, const struct api_request *req,
+			       struct api_answer *ans)
+{
+	const char *token = api_req_header(req, "X-Registry-Body-Token");
+	struct registry_result res;
+	struct buf err = BUF_INIT;
+	uint64_t expect, have;
+
+	if (!token || !api->opts.reg ||
+	    api_if_index(req, "If-Match", &expect) ||
+	    expect != REGISTRY_INDEX_ANY ||
+	    api_if_index(req, "If-None-Match", &have) ||
+	    have == REGISTRY_INDEX_ANY)
+		return;
+	registry_result_init(&res);
+	/* A token for some tables only: the table the token stood for. */
+	if (registry_try_token(api->opts.reg, api_param(req, "table"), token,
+			       have, &res, &err) == ST_OK &&
+	    (!req->auth_pending ||
+	     auth_check(api->opts.auth, api_req_header(req, "Authorization"),
+			res.table,
+			api_scope_perm(req->route->scope)) == AUTH_OK)) {
+		api_not_modified(ans, res.index);
+		api_body_token(ans, &res);
+	}
+	registry_result_release(&res);
+	buf_release(&err);
 }
 
 static void api_healthz(struct api *api, const struct api_request *req,

@@ -161,6 +161,10 @@ struct api_route {
 	api_handler_fn *handler;
 	unsigned flags;
 	enum api_scope scope;
+	/* NULL, or what may answer from the headers alone before the body is
+	 * read (api_early): it fills in `ans` when it answers, and leaves it
+	 * untouched otherwise. Never waits on the store. */
+	api_handler_fn *early;
 };
 
 /* `opts` is copied; the registry stays the caller's. */
@@ -191,6 +195,14 @@ int api_query(const struct api_request *req, const char *name, struct buf *out);
  * waits on the store.
  */
 int api_begin(struct api *api, struct api_request *req, struct api_answer *ans);
+/*
+ * For a front end that can answer before the body arrives (HTTP, when the
+ * client sent Expect: 100-continue and waits), after api_begin() returned
+ * 0: 1 with `ans` filled when the route answers without the body (send it,
+ * read no body), 0 when it needs the body (read it, then api_finish()).
+ * Never waits on the store.
+ */
+int api_early(struct api *api, struct api_request *req, struct api_answer *ans);
 /* Make `ans` a fresh answer for another run of the same request's route. */
 void api_answer_reset(struct api_answer *ans);
 

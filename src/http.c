@@ -653,6 +653,17 @@ static void http_spare_expire(struct http_server *srv)
 	buf_release(&old);
 }
 
+/* Whether the client waits for "100 Continue" before it sends the body. */
+static int http_expects_continue(struct MHD_Connection *conn,
+				 const char *version)
+{
+	const char *expect = MHD_lookup_connection_value(
+		conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_EXPECT);
+
+	return expect && !strcasecmp(expect, "100-continue") &&
+	       !strcmp(version, MHD_HTTP_VERSION_1_1);
+}
+
 /* The first call: the headers are complete. Check them, match the route. */
 static enum MHD_Result http_start(struct http_server *srv,
 				  struct http_request *req, const char *method,
@@ -729,6 +740,15 @@ static enum MHD_Result http_start(struct http_server *srv,
 	if (clen && strtoull(clen, NULL, 10) > srv->opts->max_body) {
 		/* Refuse before reading the body at all. */
 		http_too_large(srv, req);
+		req->close = 1;
+		ret = http_send(req);
+		goto out;
+	}
+	/* A client that waits for "100 Continue" may be answered from its
+	 * headers (an unchanged call by its body token): none of the body is
+	 * read, and the connection closes after the answer. */
+	if (http_expects_continue(conn, version) &&
+	    api_early(srv->api, &req->areq, &req->ans)) {
 		req->close = 1;
 		ret = http_send(req);
 		goto out;

@@ -90,6 +90,10 @@ struct registry_table {
 	int have_digest;
 	unsigned char digest[REGISTRY_DIGEST_LEN];
 	int digest_path; /* that call named the table in its path */
+	/* Drawn at random for each digest remembered and given to the caller
+	 * that sent the body: it stands for the body (registry_try_token)
+	 * without telling anything of the digest. */
+	unsigned char token[REGISTRY_TOKEN_LEN];
 	/* The effective settings, loaded at settings generation
 	 * `settings_gen`; kept while the entry lives, cached or not. */
 	int have_settings;
@@ -121,7 +125,7 @@ struct registry {
 	/* A write failed and none has worked since: why (guarded by lock). */
 	atomic_int write_failed;
 	char *write_error;
-	atomic_ulong body_hits;
+	atomic_ulong body_hits, token_hits;
 	/* A REGISTRY_NO_WAIT call found the pool empty: the next call that
 	 * may wait opens one more handle for it. */
 	atomic_int pool_short;
@@ -158,6 +162,9 @@ struct registry_ctx {
 	int nowait; /* REGISTRY_NO_WAIT */
 	int have_digest;
 	unsigned char digest[REGISTRY_DIGEST_LEN];
+	/* A call by body token (registry_try_token): no body, no digest. */
+	int by_token;
+	unsigned char token[REGISTRY_TOKEN_LEN];
 	const char *path_table; /* the table the path names, or NULL */
 	/* The index the table must be at (If-Match), or REGISTRY_INDEX_ANY. */
 	uint64_t expect;
@@ -458,7 +465,24 @@ static void registry_table_fill(struct registry_ctx *c,
 	registry_table_free(gone);
 }
 
-/* The call's body left its cached table unchanged: remember its digest. */
+/* The token of the table's digest, for the answer. */
+static void registry_result_token(struct registry_result *res,
+				  const unsigned char *token)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t i;
+
+	for (i = 0; i < REGISTRY_TOKEN_LEN; i++) {
+		res->token[2 * i] = hex[token[i] >> 4];
+		res->token[2 * i + 1] = hex[token[i] & 15];
+	}
+	res->token[2 * REGISTRY_TOKEN_LEN] = '\0';
+}
+
+/*
+ * The call's body left its cached table unchanged: remember its digest,
+ * with a new token unless it is the digest already remembered.
+ */
 static void registry_table_remember(struct registry_ctx *c)
 {
 	struct registry_table *t = c->t;
@@ -467,15 +491,23 @@ static void registry_table_remember(struct registry_ctx *c)
 		return;
 	pthread_mutex_lock(&c->reg->lock);
 	if (t->cached) {
-		memcpy(t->digest, c->digest, REGISTRY_DIGEST_LEN);
-		t->have_digest = 1;
-		t->digest_path = c->path_table != NULL;
+		if (!t->have_digest ||
+		    t->digest_path != (c->path_table != NULL) ||
+		    memcmp(t->digest, c->digest, REGISTRY_DIGEST_LEN)) {
+			if (gnutls_rnd(GNUTLS_RND_NONCE, t->token,
+				       sizeof(t->token)) < 0)
+				BUG("gnutls_rnd() failed");
+			memcpy(t->digest, c->digest, REGISTRY_DIGEST_LEN);
+			t->have_digest = 1;
+			t->digest_path = c->path_table != NULL;
+		}
+		registry_result_token(c->res, t->token);
 	}
 	pthread_mutex_unlock(&c->reg->lock);
 }
 
-/* Whether the call's table still has the call's digest (shared holders of
- * its lock may remember one at the same time). */
+/* Whether the call's table still has the call's digest, or its token
+ * (shared holders of its lock may remember one at the same time). */
 static int registry_table_has_digest(struct registry_ctx *c)
 {
 	int ret;
@@ -483,30 +515,34 @@ static int registry_table_has_digest(struct registry_ctx *c)
 	pthread_mutex_lock(&c->reg->lock);
 	ret = c->t->have_digest &&
 	      c->t->digest_path == (c->path_table != NULL) &&
-	      !memcmp(c->t->digest, c->digest, REGISTRY_DIGEST_LEN);
+	      (c->by_token
+		       ? !memcmp(c->t->token, c->token, REGISTRY_TOKEN_LEN)
+		       : !memcmp(c->t->digest, c->digest, REGISTRY_DIGEST_LEN));
 	pthread_mutex_unlock(&c->reg->lock);
 	return ret;
 }
 
 /*
- * The cached table whose last unchanged call had the body digest `digest`
- * and the same table in its path (`path_table`, or none: then the body
- * names it), with a reference (registry_table_put() it), or NULL. A scan
- * of the LRU, newest first: it holds at most REGISTRY_MAX_CACHED tables and
- * a digest compare is cheap next to parsing even a small body.
+ * The cached table whose last unchanged call had the call's body digest
+ * (or gave out its token) and the same table in its path (or none: then
+ * the body names it), with a reference (registry_table_put() it), or NULL. A
+ * scan of the LRU, newest first: it holds at most REGISTRY_MAX_CACHED tables
+ * and a digest compare is cheap next to parsing even a small body.
  */
-static struct registry_table *
-registry_table_by_digest(struct registry *reg, const unsigned char *digest,
-			 const char *path_table)
+static struct registry_table *registry_table_by_digest(struct registry_ctx *c)
 {
+	struct registry *reg = c->reg;
 	struct registry_table *t;
 
 	pthread_mutex_lock(&reg->lock);
 	for (t = reg->newest; t; t = t->older)
 		if (t->have_digest &&
-		    !memcmp(t->digest, digest, REGISTRY_DIGEST_LEN) &&
-		    t->digest_path == (path_table != NULL) &&
-		    (!path_table || !strcmp(t->name, path_table)))
+		    (c->by_token
+			     ? !memcmp(t->token, c->token, REGISTRY_TOKEN_LEN)
+			     : !memcmp(t->digest, c->digest,
+				       REGISTRY_DIGEST_LEN)) &&
+		    t->digest_path == (c->path_table != NULL) &&
+		    (!c->path_table || !strcmp(t->name, c->path_table)))
 			break;
 	if (t)
 		t->refs++;
@@ -564,6 +600,7 @@ void registry_get_stats(struct registry *reg, struct registry_stats *out)
 	out->buckets = reg->nr_buckets;
 	pthread_mutex_unlock(&reg->lock);
 	out->body_hits = atomic_load(&reg->body_hits);
+	out->token_hits = atomic_load(&reg->token_hits);
 }
 
 enum status registry_new(const struct registry_options *opts,
@@ -666,6 +703,7 @@ static void registry_answer(struct registry_ctx *c,
 /* Forget a partial answer before a retry or after a failure. */
 static void registry_result_reset(struct registry_result *res)
 {
+	res->token[0] = '\0';
 	buf_reset(&res->config);
 	registry_share_release(res->share);
 	res->share = NULL;
@@ -1329,9 +1367,9 @@ static int registry_try_digest(struct registry_ctx *c, enum status *ret,
 			       struct buf *err)
 {
 	uint64_t version = 0;
-	int answered = 1;
+	int answered = 1, hit, same;
 
-	c->t = registry_table_by_digest(c->reg, c->digest, c->path_table);
+	c->t = registry_table_by_digest(c);
 	if (!c->t)
 		return 0;
 	if (registry_lock_table(c)) {
@@ -1347,20 +1385,27 @@ static int registry_try_digest(struct registry_ctx *c, enum status *ret,
 			*ret = store_version(c->st, &version, err);
 			store_rollback(c->st);
 		}
-		if (*ret == ST_OK && c->t->cached && c->t->version == version) {
+		hit = *ret == ST_OK && c->t->cached && c->t->version == version;
+		/* Same bytes, same index: the caller has this answer. */
+		same = c->have != REGISTRY_INDEX_ANY &&
+		       c->have == version + c->t->settings_gen;
+		/* A token stands for the body only to say "not modified":
+		 * anything else needs the body. */
+		if (hit && (same || !c->by_token)) {
 			c->res->table = xstrdup(c->t->name);
-			registry_table_touch(c->reg, c->t);
 			c->res->index = version + c->t->settings_gen;
-			atomic_fetch_add(&c->reg->body_hits, 1);
-			/* Same bytes, same index: the caller has this answer.
-			 */
-			c->res->not_modified = c->have != REGISTRY_INDEX_ANY &&
-					       c->have == c->res->index;
-			if (!c->res->not_modified)
+			c->res->not_modified = same;
+			registry_table_touch(c->reg, c->t);
+			pthread_mutex_lock(&c->reg->lock);
+			registry_result_token(c->res, c->t->token);
+			pthread_mutex_unlock(&c->reg->lock);
+			atomic_fetch_add(c->by_token ? &c->reg->token_hits
+						     : &c->reg->body_hits,
+					 1);
+			if (!same)
 				registry_answer(c, c->t->config,
 						&c->t->services);
-			if (!c->res->not_modified &&
-			    (c->flags & REGISTRY_WANT_FILES))
+			if (!same && (c->flags & REGISTRY_WANT_FILES))
 				*ret = registry_files(c, err);
 		} else if (*ret == ST_OK) {
 			answered = 0;
@@ -1494,6 +1539,59 @@ out:
 	service_list_release(&c.loaded);
 	buf_release(&c.config);
 	payload_release(&p);
+	return ret;
+}
+
+/* Hex digits to bytes: -1 unless `hex` is exactly 2 * len of them. */
+static int registry_unhex(const char *hex, unsigned char *out, size_t len)
+{
+	size_t i;
+
+	if (strlen(hex) != 2 * len ||
+	    strspn(hex, "0123456789abcdef") != 2 * len)
+		return -1;
+	for (i = 0; i < len; i++) {
+		unsigned hi =
+			(unsigned)(hex[2 * i] <= '9' ? hex[2 * i] - '0'
+						     : hex[2 * i] - 'a' + 10);
+		unsigned lo = (unsigned)(hex[2 * i + 1] <= '9'
+						 ? hex[2 * i + 1] - '0'
+						 : hex[2 * i + 1] - 'a' + 10);
+
+		out[i] = (unsigned char)(hi << 4 | lo);
+	}
+	return 0;
+}
+
+enum status registry_try_token(struct registry *reg, const char *table,
+			       const char *token, uint64_t have,
+			       struct registry_result *res, struct buf *err)
+{
+	const unsigned read_path = STORE_CAP_ATOMIC | STORE_CAP_VERSION;
+	struct registry_ctx c;
+	enum status ret = ST_NOT_FOUND;
+
+	memset(&c, 0, sizeof(c));
+	c.reg = reg;
+	c.res = res;
+	c.nowait = 1;
+	c.by_token = 1;
+	c.expect = REGISTRY_INDEX_ANY;
+	c.have = have;
+	c.path_table = table;
+	if ((reg->caps & read_path) != read_path ||
+	    !(reg->caps & STORE_CAP_NOWAIT) || have == REGISTRY_INDEX_ANY ||
+	    registry_unhex(token, c.token, sizeof(c.token)))
+		return ST_NOT_FOUND;
+	if (registry_try_digest(&c, &ret, err) && ret == ST_OK &&
+	    res->not_modified)
+		return ST_OK;
+	if (ret == ST_OK)
+		ret = ST_NOT_FOUND;
+	free(res->table);
+	res->table = NULL;
+	res->not_modified = 0;
+	registry_result_reset(res);
 	return ret;
 }
 

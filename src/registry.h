@@ -27,6 +27,9 @@ struct registry_options {
 
 struct registry_share;
 
+/* A body token's bytes; it travels as twice as many hex digits. */
+#define REGISTRY_TOKEN_LEN 16
+
 struct registry_result {
 	char *table;
 	struct buf config; /* empty with REGISTRY_SHARE_CONFIG */
@@ -51,6 +54,9 @@ struct registry_result {
 	enum render_form form;
 	struct buf hosts_map, paths_map;
 	char *map_dir;
+	/* The body token (registry_try_token) when the call's body is the one
+	 * the table remembers as leaving it unchanged; else empty. */
+	char token[2 * REGISTRY_TOKEN_LEN + 1];
 };
 
 #define REGISTRY_WANT_SERVICES (1u << 0)
@@ -123,6 +129,21 @@ struct registry_cond {
 	{                                                                      \
 		REGISTRY_INDEX_ANY, REGISTRY_INDEX_ANY, NULL                   \
 	}
+
+/*
+ * An unchanged call told by a token instead of its body: the
+ * registry_result.token of an earlier answer to a call with that body,
+ * `table` as that call's path named it (or NULL), and the index the caller
+ * has (If-None-Match). ST_OK with res->not_modified, res->table, res->index
+ * and res->token while the token still stands for the last body that left
+ * the table unchanged and the table is at `have`; ST_NOT_FOUND when the
+ * call needs its body; ST_BUSY (never waits) or a store error otherwise,
+ * when the body is needed as well. Fills in nothing but with ST_OK.
+ */
+enum status registry_try_token(struct registry *reg, const char *table,
+			       const char *token, uint64_t have,
+			       struct registry_result *res,
+			       struct buf *err) WARN_UNUSED;
 
 /* The digest of a body, in pieces: init, add each piece, then final. */
 struct registry_digest;
@@ -206,6 +227,8 @@ struct registry_stats {
 	size_t buckets; /* size of the hash table */
 	/* calls answered from the digest of their body (registry.c) */
 	unsigned long body_hits;
+	/* unchanged calls answered from a body token, without their body */
+	unsigned long token_hits;
 };
 
 void registry_get_stats(struct registry *reg, struct registry_stats *out);

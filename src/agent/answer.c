@@ -26,6 +26,7 @@ void answer_init(struct answer *ans)
 	ans->nr_files = 0;
 	ans->has_index = 0;
 	ans->index = 0;
+	ans->token[0] = '\0';
 }
 
 void answer_release(struct answer *ans)
@@ -39,19 +40,45 @@ void answer_release(struct answer *ans)
 	}
 }
 
+/* The value of header `name` (lower case, colon included) when `line` is
+ * that header: copied into `out` without the spaces around it, or NULL
+ * (another header, or a value longer than `size` - 1). */
+static const char *answer_value(const char *line, size_t len, const char *name,
+				char *out, size_t size)
+{
+	size_t nlen = strlen(name);
+
+	if (len < nlen || strncasecmp(line, name, nlen))
+		return NULL;
+	line += nlen;
+	len -= nlen;
+	while (len && (*line == ' ' || *line == '\t')) {
+		line++;
+		len--;
+	}
+	while (len && strchr(" \t\r\n", line[len - 1]))
+		len--;
+	if (len >= size)
+		return NULL;
+	memcpy(out, line, len);
+	out[len] = '\0';
+	return out;
+}
+
 size_t answer_header(char *line, size_t size, size_t n, void *ctx)
 {
-	static const char name[] = "x-registry-index:";
 	struct answer *ans = ctx;
 	size_t len = size * n;
 	char text[24], *end;
 
-	if (len > sizeof(name) - 1 && len - (sizeof(name) - 1) < sizeof(text) &&
-	    !strncasecmp(line, name, sizeof(name) - 1)) {
-		memcpy(text, line + sizeof(name) - 1, len - (sizeof(name) - 1));
-		text[len - (sizeof(name) - 1)] = '\0';
+	if (answer_value(line, len, "x-registry-index:", text, sizeof(text))) {
 		ans->index = strtoull(text, &end, 10);
-		ans->has_index = end != text;
+		ans->has_index = end != text && !*end;
+	} else if (answer_value(line, len, "x-registry-body-token:", ans->token,
+				sizeof(ans->token)) &&
+		   strspn(ans->token, "0123456789abcdef") !=
+			   2 * REGISTRY_TOKEN_LEN) {
+		ans->token[0] = '\0';
 	}
 	return len;
 }

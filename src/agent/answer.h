@@ -11,6 +11,7 @@
 
 #include "agent/haproxy.h"
 #include "buf.h"
+#include "registry.h"
 
 struct answer {
 	struct buf config;
@@ -18,12 +19,15 @@ struct answer {
 	size_t nr_files;
 	int has_index; /* the answer carried X-Registry-Index */
 	uint64_t index;
+	/* X-Registry-Body-Token: it stands for the body posted (empty: none) */
+	char token[2 * REGISTRY_TOKEN_LEN + 1];
 };
 
 void answer_init(struct answer *ans);
 void answer_release(struct answer *ans);
 
-/* libcurl's header callback (its data: the answer): X-Registry-Index. */
+/* libcurl's header callback (its data: the answer): X-Registry-Index and
+ * X-Registry-Body-Token. */
 size_t answer_header(char *line, size_t size, size_t n, void *ctx);
 
 /*

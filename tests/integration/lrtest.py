@@ -222,6 +222,40 @@ class Server:
     def post(self, body, headers=None):
         return self.request("POST", "/generate", body, headers)
 
+    def continue_request(self, path, body, headers, send=True, timeout=10):
+        """POST with Expect: 100-continue, the body sent only after a
+        "100 Continue" (and `send`): the first status line the server
+        answered, then the final answer's status and headers (lower-case
+        names; status 0 when none came)."""
+        s = socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
+
+        def head(data):
+            while b"\r\n\r\n" not in data:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+            return data
+        try:
+            lines = ["POST %s HTTP/1.1" % path, "Host: x", "Expect: 100-continue",
+                     "Content-Length: %d" % len(body)]
+            lines += ["%s: %s" % kv for kv in headers.items()]
+            s.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+            data = head(b"")
+            first = data.split(b"\r\n", 1)[0].decode()
+            if first.startswith("HTTP/1.1 100") and send:
+                s.sendall(body)
+                data = head(data.split(b"\r\n\r\n", 1)[1])
+            text = data.split(b"\r\n\r\n", 1)[0].decode()
+            status = int(text.split(" ", 2)[1]) if text.startswith("HTTP/") else 0
+            hdrs = {}
+            for line in text.split("\r\n")[1:]:
+                k, _, v = line.partition(":")
+                hdrs[k.strip().lower()] = v.strip()
+            return first, status, hdrs
+        finally:
+            s.close()
+
     def stop(self, sig=signal.SIGTERM, timeout=30):
         if self.proc.poll() is None:
             self.proc.send_signal(sig)

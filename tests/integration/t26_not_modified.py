@@ -3,9 +3,12 @@
 caller has. 304 with no body only when the body is byte for byte the last
 one that left the table unchanged and the table is still at that index;
 any other body, index, table or a write of another process gets the whole
-answer, the same as without the header."""
+answer, the same as without the header. A client that waits for
+"100 Continue" may send the body token of an earlier answer instead of the
+body: a 304 before any of the body is read, else the body as ever."""
 import json
 import os
+import re
 
 from lrtest import Server, check, payload, run_steps, tmpdir
 
@@ -101,6 +104,50 @@ def test_other_table():
     check(st == 200 and json.loads(b)["services"], "and that table was written (%d)" % st)
 
 
+def expect_continue(token, idx, body=BODY, path="/generate", send=True):
+    """The body token instead of the body (lrtest's continue_request)."""
+    return srv.continue_request(path, body, {"Content-Type": "application/json",
+                                             "If-None-Match": '"%d"' % idx,
+                                             "X-Registry-Body-Token": token}, send)
+
+
+def test_body_token():
+    idx, config = seed()
+    st, h, b = post(BODY, '"%d"' % idx)
+    token = h.get("x-registry-body-token", "")
+    check(st == 304 and re.fullmatch("[0-9a-f]{32}", token),
+          "a remembered body's answer carries its token (%d %r)" % (st, token))
+    first, st, h = expect_continue(token, idx)
+    check(first.startswith("HTTP/1.1 304") and st == 304 and
+          h.get("x-registry-body-token") == token and h.get("x-registry-index") == str(idx),
+          "the token with the index: 304 before the body is sent (%r %r)" % (first, h))
+    check(h.get("connection", "").lower() == "close", "and the connection closes (%r)" % h)
+    for what, tok, tag in (("another token", "0" * 32, idx), ("a malformed token", "xyz", idx),
+                           ("another index", token, idx + 1)):
+        first, st, h = expect_continue(tok, tag)
+        check(first.startswith("HTTP/1.1 100") and st in (200, 304),
+              "%s: 100 Continue, the body read and answered (%r %d)" % (what, first, st))
+    first, st, h = expect_continue(token, idx, path="/v1/tables/cond-a/generate")
+    check(first.startswith("HTTP/1.1 100"),
+          "the token of a /generate body on the table's path: the body is asked for (%r)" % first)
+    # A change: the token stood for a body that no longer leaves the table
+    # as it is.
+    changed = payload("cond-a", running(3), cand(n=3))
+    st, h, b = post(changed)
+    check(st == 200 and "x-registry-body-token" not in h, "a changing call: no token (%r)" % h)
+    new = int(h["x-registry-index"])
+    first, st, h = expect_continue(token, new, send=False)
+    check(first.startswith("HTTP/1.1 100"), "after a change the old token asks for the body (%r)" % first)
+    st, h, b = post(changed, '"%d"' % new)
+    token2 = h.get("x-registry-body-token", "")
+    check(st == 200 and token2 and token2 != token,
+          "the new body again, now remembered: a new token (%d %r)" % (st, token2))
+    first, st, h = expect_continue(token2, new, body=changed)
+    check(first.startswith("HTTP/1.1 304"), "and that token does (%r)" % first)
+    # Back to the first state for the next steps.
+    post(BODY)
+
+
 def test_other_process():
     global other
     idx, config = seed()
@@ -118,5 +165,6 @@ def cleanup():
         other.stop()
 
 
-run_steps([test_not_modified, test_other_index, test_other_body, test_other_table, test_other_process],
+run_steps([test_not_modified, test_other_index, test_other_body, test_other_table, test_body_token,
+           test_other_process],
           cleanup)

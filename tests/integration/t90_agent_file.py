@@ -444,6 +444,10 @@ try:
     check(wait_for(lambda: agent.count("unchanged") > n, 30) is not None and
           agent.text().count("not_modified=1") > nm,
           "a second SIGHUP: a 304, nothing downloaded or applied (%s)" % agent.text()[-600:])
+    # The first resync's answer gave the body a token: the second sent the
+    # token alone, and the registry answered before the body was sent.
+    last = [l for l in agent.text().splitlines() if "event=unchanged" in l][-1]
+    check("body_sent=0" in last, "a second SIGHUP: the body token, no body sent (%s)" % last)
 
     # A dead registry: the agent keeps the live config, retries with
     # backoff, and catches up once the registry is back.
