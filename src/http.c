@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <gnutls/abstract.h>
 #include <gnutls/gnutls.h>
+#include <malloc.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -650,7 +651,15 @@ static void http_spare_expire(struct http_server *srv)
 		buf_init(&srv->spare, srv->opts->max_body);
 	}
 	pthread_mutex_unlock(&srv->spare_lock);
+	if (!old.alloc)
+		return;
 	buf_release(&old);
+#ifdef __GLIBC__
+	/* The large calls are over for now: what they freed goes back to the
+	 * system too (serve keeps up to 64 MB of free heap for the next one,
+	 * see main.c), instead of staying at their high-water mark. */
+	malloc_trim(0);
+#endif
 }
 
 /* Whether the client waits for "100 Continue" before it sends the body. */
@@ -758,8 +767,12 @@ static enum MHD_Result http_start(struct http_server *srv,
 	if (clen) {
 		size_t len = (size_t)strtoull(clen, NULL, 10);
 
-		if (len >= HTTP_SPARE_MIN)
+		/* Room to spare: a body a little larger next time (a container
+		 * more) takes this buffer over, instead of a second one. */
+		if (len >= HTTP_SPARE_MIN) {
 			http_spare_take(srv, req, len);
+			len += len / 16;
+		}
 		buf_grow(&req->body, len);
 	}
 	if (req->areq.route->flags & API_DIGEST)
