@@ -3,7 +3,8 @@
  * one long-lived registry (table cache, body digests, the store's memo of
  * what it read, calls tried with REGISTRY_NO_WAIT first as the HTTP polling
  * thread tries them, with the body's digest taken in random pieces as it
- * arrives, and If-None-Match with the index of the last answer) and, on a
+ * arrives, If-None-Match with the index of the last answer, and the body
+ * token of an earlier answer instead of the body) and, on a
  * second SQLite file, a fresh registry for every call (nothing cached).
  * Between calls another process writes both files, or the settings change;
  * every answer must be the same bytes, and a 304 only where the whole way
@@ -33,6 +34,8 @@
 static char dir[] = "/tmp/lr-paths-XXXXXX";
 static char spec_fast[300], spec_ref[300];
 static unsigned long rng_state;
+/* The body token of call()'s last answer ("": none). */
+static char last_token[2 * REGISTRY_TOKEN_LEN + 1];
 
 static unsigned rnd(unsigned n)
 {
@@ -71,6 +74,7 @@ static int call(struct registry *reg, const char *table, const char *json,
 	st = registry_call_table_if(reg, table, json, strlen(json), flags, cond,
 				    &res, &err, &field);
 	not_modified = st == ST_OK && res.not_modified;
+	memcpy(last_token, res.token, sizeof(last_token));
 	buf_reset(out);
 	(void)buf_addf(out, "%s|%s|%s|%llu|", status_name(st), err.buf,
 		       field.buf, (unsigned long long)res.index);
@@ -211,7 +215,13 @@ static void test_shortcuts_answer_as_the_whole_way(void **state)
 	unsigned seen_flags[TABLES];
 	int seen_path[TABLES];
 	unsigned char digest[REGISTRY_DIGEST_LEN];
-	unsigned step, inline_answers = 0, not_modified = 0, t;
+	/* The last body token each table's answers gave, the body and the
+	 * path form it stood for: a caller that sends the same bytes again
+	 * may send the token instead. */
+	char token[TABLES][2 * REGISTRY_TOKEN_LEN + 1];
+	struct buf token_body[TABLES];
+	int token_path[TABLES];
+	unsigned step, inline_answers = 0, not_modified = 0, by_token = 0, t;
 
 	(void)state;
 	rng_state = (unsigned long)time(NULL);
@@ -222,6 +232,9 @@ static void test_shortcuts_answer_as_the_whole_way(void **state)
 		seen_index[t] = REGISTRY_INDEX_ANY;
 		seen_flags[t] = 0;
 		seen_path[t] = -1;
+		token[t][0] = '\0';
+		buf_init(&token_body[t], 0);
+		token_path[t] = -1;
 	}
 	fast = open_registry(spec_fast);
 	for (step = 0; step < STEPS; step++) {
@@ -274,12 +287,51 @@ static void test_shortcuts_answer_as_the_whole_way(void **state)
 		if (seen_flags[t] == flags && seen_path[t] == by_path &&
 		    seen_index[t] != REGISTRY_INDEX_ANY && rnd(4))
 			cond.have = seen_index[t] + (rnd(4) ? 0 : 1);
-		nm = call(fast, path_table, body.buf, flags | REGISTRY_NO_WAIT,
-			  &cond, &a);
-		if (!strncmp(a.buf, "busy|", 5))
-			nm = call(fast, path_table, body.buf, flags, &cond, &a);
-		else
-			inline_answers++;
+		nm = 0;
+		if (cond.have != REGISTRY_INDEX_ANY && token[t][0] &&
+		    token_path[t] == by_path &&
+		    !strcmp(token_body[t].buf, body.buf) && rnd(2)) {
+			struct registry_result res;
+			struct buf err = BUF_INIT;
+			char wrong[sizeof(token[t])];
+			enum status st;
+
+			registry_result_init(&res);
+			/* One digit off stands for nothing. */
+			memcpy(wrong, token[t], sizeof(wrong));
+			wrong[rnd(2 * REGISTRY_TOKEN_LEN)] ^= 1;
+			assert_int_not_equal(
+				registry_try_token(fast, path_table, wrong,
+						   cond.have, &res, &err),
+				ST_OK);
+			st = registry_try_token(fast, path_table, token[t],
+						cond.have, &res, &err);
+			if (st == ST_OK) {
+				assert_true(res.not_modified);
+				assert_true(res.index == cond.have);
+				assert_string_equal(res.token, token[t]);
+				nm = 1;
+				by_token++;
+			}
+			registry_result_release(&res);
+			buf_release(&err);
+		}
+		if (!nm) {
+			nm = call(fast, path_table, body.buf,
+				  flags | REGISTRY_NO_WAIT, &cond, &a);
+			if (!strncmp(a.buf, "busy|", 5))
+				nm = call(fast, path_table, body.buf, flags,
+					  &cond, &a);
+			else
+				inline_answers++;
+			if (last_token[0]) {
+				memcpy(token[t], last_token, sizeof(token[t]));
+				buf_reset(&token_body[t]);
+				(void)buf_add(&token_body[t], body.buf,
+					      body.len);
+				token_path[t] = by_path;
+			}
+		}
 		ref = open_registry(spec_ref);
 		call(ref, path_table, body.buf, flags, NULL, &b);
 		registry_free(ref);
@@ -306,8 +358,11 @@ static void test_shortcuts_answer_as_the_whole_way(void **state)
 	}
 	registry_get_stats(fast, &stats);
 	print_message("%u of %u calls answered without waiting, %lu from the "
-		      "body digest, %u of them 304\n",
-		      inline_answers, STEPS, stats.body_hits, not_modified);
+		      "body digest, %u of them 304, %u by body token\n",
+		      inline_answers, STEPS, stats.body_hits, not_modified,
+		      by_token);
+	assert_int_equal(stats.token_hits, by_token);
+	assert_true(by_token > STEPS / 200);
 	/* Every shortcut was taken, not only the whole way. */
 	assert_true(inline_answers > STEPS / 10);
 	assert_true(stats.body_hits > STEPS / 30);
@@ -316,6 +371,7 @@ static void test_shortcuts_answer_as_the_whole_way(void **state)
 	for (t = 0; t < TABLES; t++) {
 		buf_release(&last[t]);
 		buf_release(&seen[t]);
+		buf_release(&token_body[t]);
 	}
 	buf_release(&body);
 	buf_release(&a);
