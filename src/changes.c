@@ -59,7 +59,7 @@ static void changes_json(const uint64_t hours[CHANGES_HOURS], uint64_t now,
 }
 
 enum status changes_note(struct store *st, const char *table, int64_t now_ms,
-			 struct buf *err)
+			 uint64_t n, struct buf *err)
 {
 	uint64_t now = changes_hour(now_ms);
 	struct buf json = BUF_INIT;
@@ -82,7 +82,7 @@ enum status changes_note(struct store *st, const char *table, int64_t now_ms,
 		store_doc_release(&doc);
 		if (ret != ST_OK)
 			break;
-		hours[CHANGES_HOURS - 1]++;
+		hours[CHANGES_HOURS - 1] += n;
 		buf_reset(&json);
 		changes_json(hours, now, &json);
 		ret = store_doc_put(st, CHANGES_KIND, table, json.buf, expect,

@@ -19,13 +19,13 @@ struct store;
 #define CHANGES_HOURS 24
 
 /*
- * Count one stored change of `table` in the hour of `now_ms` (ms since the
+ * Count `n` stored changes of `table` in the hour of `now_ms` (ms since the
  * epoch), dropping buckets older than CHANGES_HOURS; a read, then a put
  * conditional on the version read, retried when another writer came
  * between. A doc_* transaction of its own: never inside a table call.
  */
 enum status changes_note(struct store *st, const char *table, int64_t now_ms,
-			 struct buf *err) WARN_UNUSED;
+			 uint64_t n, struct buf *err) WARN_UNUSED;
 
 /*
  * Changes in each of the CHANGES_HOURS hours up to the one of `now_ms`, the

@@ -54,6 +54,9 @@
  * parses the arguments at once, but the headers after them may take a
  * moment (the answer would be a wrong 431 then). */
 #define HTTP_ARGS_GRACE_MS 250
+/* The sparkline's counts of a busy table go to the store once a second,
+ * not once per change (registry_batch_changes). */
+#define HTTP_CHANGES_BATCH_MS 1000
 /* How often the header deadlines are checked. */
 #define HTTP_REAP_MS 100
 /* Non-writing store calls (/healthz) get a small lane of their own. */
@@ -1074,6 +1077,7 @@ static void *http_reaper(void *arg)
 				  cut, n, srv->opts->header_timeout);
 		}
 		log_flush_stale();
+		registry_flush_changes(srv->reg, HTTP_CHANGES_BATCH_MS);
 		http_spare_expire(srv);
 		clock_gettime(CLOCK_REALTIME, &ts);
 		ts.tv_nsec += HTTP_REAP_MS * 1000000L;
@@ -1465,6 +1469,7 @@ enum status http_serve(struct registry *reg, const struct http_options *opts,
 	http_lane_start(&srv.lanes[HTTP_LANE_WATCH], &srv, "watch",
 			HTTP_READ_WORKERS, max_queue);
 	srv.reg = reg;
+	registry_batch_changes(reg, HTTP_CHANGES_BATCH_MS);
 	srv.watch = watch_new(&(struct watch_options){.index = http_watch_index,
 						      .index_ctx = reg});
 	if (!srv.watch) {

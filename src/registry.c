@@ -44,7 +44,9 @@
  * services a 4.5 MB config and about as much again for the services); a
  * table with nothing cached, or nothing stored, leaves no entry once its
  * calls are done. */
-#define REGISTRY_MAX_CACHED   4096
+#define REGISTRY_MAX_CACHED 4096
+/* Tables whose changes wait to be counted, at most, before they are. */
+#define REGISTRY_MAX_PENDING  256
 #define REGISTRY_MIN_BUCKETS  64
 #define REGISTRY_MAX_ATTEMPTS 8
 /* Backoff between attempts of the non-atomic path after a conflict. */
@@ -101,6 +103,12 @@ struct registry_table {
 	struct settings settings;
 };
 
+/* A table's changes stored by this process and not counted yet. */
+struct registry_pending {
+	char *table;
+	uint64_t n;
+};
+
 struct registry {
 	char *store_spec;
 	char *frontend_bind;
@@ -126,6 +134,12 @@ struct registry {
 	atomic_int write_failed;
 	char *write_error;
 	atomic_ulong body_hits, token_hits;
+	/* Changes not counted in the store yet (registry_flush_changes), the
+	 * oldest since `pending_ms`; counted at once while `batch_ms` is 0. */
+	pthread_mutex_t changes_lock;
+	struct registry_pending *pending;
+	size_t nr_pending, alloc_pending;
+	uint64_t pending_ms, batch_ms;
 	/* A REGISTRY_NO_WAIT call found the pool empty: the next call that
 	 * may wait opens one more handle for it. */
 	atomic_int pool_short;
@@ -620,6 +634,7 @@ enum status registry_new(const struct registry_options *opts,
 	reg->buckets = xcalloc(reg->nr_buckets, sizeof(*reg->buckets));
 	pthread_mutex_init(&reg->lock, NULL);
 	pthread_mutex_init(&reg->write_lock, NULL);
+	pthread_mutex_init(&reg->changes_lock, NULL);
 	reg->reports =
 		report_cache_new(REPORT_MAX_AGENTS, REPORT_MAX_TABLE_AGENTS);
 	ret = store_open(reg->store_spec, &st, err);
@@ -645,6 +660,9 @@ void registry_free(struct registry *reg)
 
 	if (!reg)
 		return;
+	registry_flush_changes(reg, 0);
+	free(reg->pending);
+	pthread_mutex_destroy(&reg->changes_lock);
 	for (i = 0; i < reg->nr_pool; i++)
 		store_close(reg->pool[i]);
 	free(reg->pool);
@@ -1033,18 +1051,88 @@ static void registry_note_rejection(const char *table, const char *json,
  * The change itself is committed: a failure here (logged and counted by the
  * store's wrappers) only loses it from the page's counts.
  */
-static void registry_note_change(struct registry *reg, const char *table)
+/* Count `n` changes of `table` in the store, behind this process's
+ * writers: left to the store's busy wait, counts of two tables fought over
+ * SQLite's one write lock. */
+static void registry_count_changes(struct registry *reg, const char *table,
+				   uint64_t n)
 {
 	struct buf err = BUF_INIT;
 	struct store *st = NULL;
 	enum status ret = registry_get_store(reg, &st, &err);
 
-	if (ret == ST_OK)
-		ret = changes_note(st, table, (int64_t)clock_real_ms(), &err);
+	if (ret == ST_OK) {
+		if (!(reg->caps & STORE_CAP_TABLE_LOCKS))
+			pthread_mutex_lock(&reg->write_lock);
+		ret = changes_note(st, table, (int64_t)clock_real_ms(), n,
+				   &err);
+		if (!(reg->caps & STORE_CAP_TABLE_LOCKS))
+			pthread_mutex_unlock(&reg->write_lock);
+	}
 	/* Only an unreachable store costs the handle: the table call that
 	 * follows on it must not pay for a sparkline's trouble. */
 	registry_put_store(reg, st, ret == ST_UNAVAILABLE);
 	buf_release(&err);
+}
+
+/* The sparkline's count of a change this process stored: at once, or
+ * added up with the table's others until registry_flush_changes(). */
+static void registry_note_change(struct registry *reg, const char *table)
+{
+	size_t i;
+
+	pthread_mutex_lock(&reg->changes_lock);
+	if (!reg->batch_ms) {
+		pthread_mutex_unlock(&reg->changes_lock);
+		registry_count_changes(reg, table, 1);
+		return;
+	}
+	for (i = 0; i < reg->nr_pending; i++)
+		if (!strcmp(reg->pending[i].table, table))
+			break;
+	if (i == reg->nr_pending) {
+		ALLOC_GROW(reg->pending, reg->nr_pending + 1,
+			   reg->alloc_pending);
+		reg->pending[i].table = xstrdup(table);
+		reg->pending[i].n = 0;
+		if (!reg->nr_pending++)
+			reg->pending_ms = clock_now_ms();
+	}
+	reg->pending[i].n++;
+	pthread_mutex_unlock(&reg->changes_lock);
+	/* Many tables changing at once: count them now rather than scan a
+	 * long list for every change. */
+	if (i >= REGISTRY_MAX_PENDING)
+		registry_flush_changes(reg, 0);
+}
+
+void registry_batch_changes(struct registry *reg, uint64_t ms)
+{
+	pthread_mutex_lock(&reg->changes_lock);
+	reg->batch_ms = ms;
+	pthread_mutex_unlock(&reg->changes_lock);
+}
+
+void registry_flush_changes(struct registry *reg, uint64_t age_ms)
+{
+	struct registry_pending *list;
+	size_t i, nr;
+
+	pthread_mutex_lock(&reg->changes_lock);
+	if (!reg->nr_pending || clock_now_ms() - reg->pending_ms < age_ms) {
+		pthread_mutex_unlock(&reg->changes_lock);
+		return;
+	}
+	list = reg->pending;
+	nr = reg->nr_pending;
+	reg->pending = NULL;
+	reg->nr_pending = reg->alloc_pending = 0;
+	pthread_mutex_unlock(&reg->changes_lock);
+	for (i = 0; i < nr; i++) {
+		registry_count_changes(reg, list[i].table, list[i].n);
+		free(list[i].table);
+	}
+	free(list);
 }
 
 enum status registry_call(struct registry *reg, const char *json, size_t len,
@@ -1997,6 +2085,8 @@ enum status registry_changes_per_hour(struct registry *reg, const char *table,
 	enum status ret = registry_get_store(reg, &st, err);
 
 	memset(out, 0, CHANGES_HOURS * sizeof(*out));
+	/* This process's own changes show at once. */
+	registry_flush_changes(reg, 0);
 	if (ret == ST_OK)
 		ret = changes_per_hour(st, table, (int64_t)clock_real_ms(), out,
 				       err);

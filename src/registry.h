@@ -195,6 +195,16 @@ enum status registry_table_names(struct registry *reg, const char *after,
  * that made it, with no lock held. NULL `fn`: none.
  */
 typedef void registry_changed_fn(void *ctx, const char *table);
+/*
+ * The changes per hour (changes.h) of what this process stores: counted in
+ * the store after every change, or with `ms` > 0 added up per table in
+ * memory and counted by registry_flush_changes() (a crash loses what was
+ * not counted; registry_free() counts it). Each count is a store
+ * transaction of its own, which a busy writer should not pay per change.
+ */
+void registry_batch_changes(struct registry *reg, uint64_t ms);
+/* Count what waits, when the oldest waited `age_ms` (0: whatever waits). */
+void registry_flush_changes(struct registry *reg, uint64_t age_ms);
 /* On a store with STORE_CAP_HINTS (PostgreSQL), setting `fn` also starts a
  * thread that passes other processes' commits on to it as they are
  * announced; setting NULL stops it. Call it from one thread. */

@@ -48,7 +48,7 @@ static void note(struct store *st, const char *table, int64_t at)
 {
 	struct buf err = BUF_INIT;
 
-	if (changes_note(st, table, at, &err) != ST_OK)
+	if (changes_note(st, table, at, 1, &err) != ST_OK)
 		fail_msg("changes_note %s: %s", table, err.buf);
 	buf_release(&err);
 }
