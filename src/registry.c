@@ -95,7 +95,7 @@ struct registry_table {
 	/* Drawn at random for each digest remembered and given to the caller
 	 * that sent the body: it stands for the body (registry_try_token)
 	 * without telling anything of the digest. */
-	unsigned char token[REGISTRY_TOKEN_LEN];
+	char token[2 * REGISTRY_TOKEN_LEN + 1]; /* in hex, as it is sent */
 	/* The effective settings, loaded at settings generation
 	 * `settings_gen`; kept while the entry lives, cached or not. */
 	int have_settings;
@@ -177,8 +177,7 @@ struct registry_ctx {
 	int have_digest;
 	unsigned char digest[REGISTRY_DIGEST_LEN];
 	/* A call by body token (registry_try_token): no body, no digest. */
-	int by_token;
-	unsigned char token[REGISTRY_TOKEN_LEN];
+	const char *token;
 	const char *path_table; /* the table the path names, or NULL */
 	/* The index the table must be at (If-Match), or REGISTRY_INDEX_ANY. */
 	uint64_t expect;
@@ -479,18 +478,20 @@ static void registry_table_fill(struct registry_ctx *c,
 	registry_table_free(gone);
 }
 
-/* The token of the table's digest, for the answer. */
-static void registry_result_token(struct registry_result *res,
-				  const unsigned char *token)
+/* A new token for the table's digest: random bytes, in hex. */
+static void registry_table_new_token(struct registry_table *t)
 {
 	static const char hex[] = "0123456789abcdef";
+	unsigned char bytes[REGISTRY_TOKEN_LEN];
 	size_t i;
 
+	if (gnutls_rnd(GNUTLS_RND_NONCE, bytes, sizeof(bytes)) < 0)
+		BUG("gnutls_rnd() failed");
 	for (i = 0; i < REGISTRY_TOKEN_LEN; i++) {
-		res->token[2 * i] = hex[token[i] >> 4];
-		res->token[2 * i + 1] = hex[token[i] & 15];
+		t->token[2 * i] = hex[bytes[i] >> 4];
+		t->token[2 * i + 1] = hex[bytes[i] & 15];
 	}
-	res->token[2 * REGISTRY_TOKEN_LEN] = '\0';
+	t->token[2 * REGISTRY_TOKEN_LEN] = '\0';
 }
 
 /*
@@ -508,14 +509,12 @@ static void registry_table_remember(struct registry_ctx *c)
 		if (!t->have_digest ||
 		    t->digest_path != (c->path_table != NULL) ||
 		    memcmp(t->digest, c->digest, REGISTRY_DIGEST_LEN)) {
-			if (gnutls_rnd(GNUTLS_RND_NONCE, t->token,
-				       sizeof(t->token)) < 0)
-				BUG("gnutls_rnd() failed");
+			registry_table_new_token(t);
 			memcpy(t->digest, c->digest, REGISTRY_DIGEST_LEN);
 			t->have_digest = 1;
 			t->digest_path = c->path_table != NULL;
 		}
-		registry_result_token(c->res, t->token);
+		memcpy(c->res->token, t->token, sizeof(t->token));
 	}
 	pthread_mutex_unlock(&c->reg->lock);
 }
@@ -529,8 +528,8 @@ static int registry_table_has_digest(struct registry_ctx *c)
 	pthread_mutex_lock(&c->reg->lock);
 	ret = c->t->have_digest &&
 	      c->t->digest_path == (c->path_table != NULL) &&
-	      (c->by_token
-		       ? !memcmp(c->t->token, c->token, REGISTRY_TOKEN_LEN)
+	      (c->token
+		       ? !strcmp(c->t->token, c->token)
 		       : !memcmp(c->t->digest, c->digest, REGISTRY_DIGEST_LEN));
 	pthread_mutex_unlock(&c->reg->lock);
 	return ret;
@@ -551,10 +550,9 @@ static struct registry_table *registry_table_by_digest(struct registry_ctx *c)
 	pthread_mutex_lock(&reg->lock);
 	for (t = reg->newest; t; t = t->older)
 		if (t->have_digest &&
-		    (c->by_token
-			     ? !memcmp(t->token, c->token, REGISTRY_TOKEN_LEN)
-			     : !memcmp(t->digest, c->digest,
-				       REGISTRY_DIGEST_LEN)) &&
+		    (c->token ? !strcmp(t->token, c->token)
+			      : !memcmp(t->digest, c->digest,
+					REGISTRY_DIGEST_LEN)) &&
 		    t->digest_path == (c->path_table != NULL) &&
 		    (!c->path_table || !strcmp(t->name, c->path_table)))
 			break;
@@ -1479,16 +1477,16 @@ static int registry_try_digest(struct registry_ctx *c, enum status *ret,
 		       c->have == version + c->t->settings_gen;
 		/* A token stands for the body only to say "not modified":
 		 * anything else needs the body. */
-		if (hit && (same || !c->by_token)) {
+		if (hit && (same || !c->token)) {
 			c->res->table = xstrdup(c->t->name);
 			c->res->index = version + c->t->settings_gen;
 			c->res->not_modified = same;
 			registry_table_touch(c->reg, c->t);
 			pthread_mutex_lock(&c->reg->lock);
-			registry_result_token(c->res, c->t->token);
+			memcpy(c->res->token, c->t->token, sizeof(c->t->token));
 			pthread_mutex_unlock(&c->reg->lock);
-			atomic_fetch_add(c->by_token ? &c->reg->token_hits
-						     : &c->reg->body_hits,
+			atomic_fetch_add(c->token ? &c->reg->token_hits
+						  : &c->reg->body_hits,
 					 1);
 			if (!same)
 				registry_answer(c, c->t->config,
@@ -1630,56 +1628,28 @@ out:
 	return ret;
 }
 
-/* Hex digits to bytes: -1 unless `hex` is exactly 2 * len of them. */
-static int registry_unhex(const char *hex, unsigned char *out, size_t len)
-{
-	size_t i;
-
-	if (strlen(hex) != 2 * len ||
-	    strspn(hex, "0123456789abcdef") != 2 * len)
-		return -1;
-	for (i = 0; i < len; i++) {
-		unsigned hi =
-			(unsigned)(hex[2 * i] <= '9' ? hex[2 * i] - '0'
-						     : hex[2 * i] - 'a' + 10);
-		unsigned lo = (unsigned)(hex[2 * i + 1] <= '9'
-						 ? hex[2 * i + 1] - '0'
-						 : hex[2 * i + 1] - 'a' + 10);
-
-		out[i] = (unsigned char)(hi << 4 | lo);
-	}
-	return 0;
-}
-
 enum status registry_try_token(struct registry *reg, const char *table,
 			       const char *token, uint64_t have,
 			       struct registry_result *res, struct buf *err)
 {
 	const unsigned read_path = STORE_CAP_ATOMIC | STORE_CAP_VERSION;
 	struct registry_ctx c;
-	enum status ret = ST_NOT_FOUND;
+	enum status ret;
 
 	memset(&c, 0, sizeof(c));
 	c.reg = reg;
 	c.res = res;
 	c.nowait = 1;
-	c.by_token = 1;
+	c.token = token;
 	c.expect = REGISTRY_INDEX_ANY;
 	c.have = have;
 	c.path_table = table;
 	if ((reg->caps & read_path) != read_path ||
-	    !(reg->caps & STORE_CAP_NOWAIT) || have == REGISTRY_INDEX_ANY ||
-	    registry_unhex(token, c.token, sizeof(c.token)))
+	    !(reg->caps & STORE_CAP_NOWAIT) || have == REGISTRY_INDEX_ANY)
 		return ST_NOT_FOUND;
-	if (registry_try_digest(&c, &ret, err) && ret == ST_OK &&
-	    res->not_modified)
-		return ST_OK;
-	if (ret == ST_OK)
-		ret = ST_NOT_FOUND;
-	free(res->table);
-	res->table = NULL;
-	res->not_modified = 0;
-	registry_result_reset(res);
+	/* Answered by token is answered not modified (or an error). */
+	if (!registry_try_digest(&c, &ret, err))
+		return ST_NOT_FOUND;
 	return ret;
 }
 
