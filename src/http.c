@@ -977,10 +977,7 @@ static void http_completed(void *cls, struct MHD_Connection *conn,
 	free(req->uri);
 	free(req);
 	*con_cls = NULL;
-	/* Access lines are batched while requests keep coming; a server
-	 * gone idle writes them at once. */
-	if (atomic_fetch_sub(&srv->in_flight, 1) == 1)
-		log_flush();
+	atomic_fetch_sub(&srv->in_flight, 1);
 }
 
 static void http_notify_connection(void *cls, struct MHD_Connection *conn,

@@ -19,17 +19,21 @@
 #include "banned.h"
 
 #define LOG_LINE_MAX 2048
-/* Access lines wait here until it is full, an event is written, or the
- * oldest is LOG_BATCH_MS old (log_flush_stale). */
+/* Access lines wait here until it is full, an event is written, the
+ * oldest is LOG_BATCH_MS old, or none came for LOG_IDLE_MS
+ * (log_flush_stale). Not at each moment without a request in flight: a
+ * keep-alive client waiting for each answer makes that every request. */
 #define LOG_BATCH_BYTES (32 << 10)
 #define LOG_BATCH_MS	1000
+#define LOG_IDLE_MS	50
 
 static struct {
 	pthread_mutex_t lock;
 	char buf[LOG_BATCH_BYTES];
 	size_t len;
 	uint64_t since_ms; /* when the oldest line waiting was added */
-} log_batch = {PTHREAD_MUTEX_INITIALIZER, {0}, 0, 0};
+	uint64_t last_ms;  /* when the newest was */
+} log_batch = {PTHREAD_MUTEX_INITIALIZER, {0}, 0, 0, 0};
 
 /* "ts=... <fmt>\n" into `line`; its length (0 when formatting failed). */
 static size_t log_format(char *line, const char *fmt, va_list ap)
@@ -105,8 +109,9 @@ void log_access(const char *fmt, ...)
 	pthread_mutex_lock(&log_batch.lock);
 	if (log_batch.len + n > sizeof(log_batch.buf))
 		log_write_locked(NULL, 0);
+	log_batch.last_ms = clock_now_ms();
 	if (!log_batch.len)
-		log_batch.since_ms = clock_now_ms();
+		log_batch.since_ms = log_batch.last_ms;
 	memcpy(log_batch.buf + log_batch.len, line, n);
 	log_batch.len += n;
 	pthread_mutex_unlock(&log_batch.lock);
@@ -121,9 +126,11 @@ void log_flush(void)
 
 void log_flush_stale(void)
 {
+	uint64_t now = clock_now_ms();
+
 	pthread_mutex_lock(&log_batch.lock);
-	if (log_batch.len &&
-	    clock_now_ms() - log_batch.since_ms >= LOG_BATCH_MS)
+	if (log_batch.len && (now - log_batch.since_ms >= LOG_BATCH_MS ||
+			      now - log_batch.last_ms >= LOG_IDLE_MS))
 		log_write_locked(NULL, 0);
 	pthread_mutex_unlock(&log_batch.lock);
 }

@@ -9,13 +9,14 @@
 void log_event(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /*
  * The same line, batched: written with the next event, once 32 KiB wait,
- * or by log_flush_stale() a second after. A process that logs access lines
- * calls log_flush() before it exits and log_flush_stale() now and then.
+ * or by log_flush_stale() a second after, or sooner once lines stop coming.
+ * A process that logs access lines calls log_flush() before it exits and
+ * log_flush_stale() several times a second.
  */
 void log_access(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Write every access line still waiting. */
 void log_flush(void);
-/* The same, when the oldest has waited a second. */
+/* The same, when the oldest has waited a second or the newest 50 ms. */
 void log_flush_stale(void);
 
 struct buf;

@@ -98,6 +98,10 @@ METRICS_FAMILY(metrics_store_duration,
 METRICS_FAMILY(metrics_cache_hits, "lambda_registry_cache_hits_total",
 	       "Calls answered from the per-table cache.", METRICS_COUNTER,
 	       METRICS_SERVE, 1);
+METRICS_FAMILY(metrics_unparsed_calls, "lambda_registry_unparsed_calls_total",
+	       "Unchanged calls answered before their body was parsed: by its "
+	       "digest (body) or by its body token (token).",
+	       METRICS_COUNTER, METRICS_SERVE, 2, "by");
 METRICS_FAMILY(metrics_cache_misses, "lambda_registry_cache_misses_total",
 	       "Calls that had to load the table from the store.",
 	       METRICS_COUNTER, METRICS_SERVE, 1);
@@ -194,6 +198,7 @@ static struct metrics_family *const metrics_families[] = {
 	&metrics_store_duration,
 	&metrics_cache_hits,
 	&metrics_cache_misses,
+	&metrics_unparsed_calls,
 	&metrics_renders,
 	&metrics_watchers,
 	&metrics_auth_failures,

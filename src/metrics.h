@@ -37,6 +37,7 @@ extern struct metrics_family metrics_payload_rejections; /* reason */
 extern struct metrics_family metrics_store_operations; /* backend, op, result */
 extern struct metrics_family metrics_store_duration;   /* backend, op */
 extern struct metrics_family metrics_cache_hits;
+extern struct metrics_family metrics_unparsed_calls;
 extern struct metrics_family metrics_cache_misses;
 extern struct metrics_family metrics_renders;
 extern struct metrics_family metrics_watchers;

@@ -1488,6 +1488,11 @@ static int registry_try_digest(struct registry_ctx *c, enum status *ret,
 			atomic_fetch_add(c->token ? &c->reg->token_hits
 						  : &c->reg->body_hits,
 					 1);
+			metrics_counter_add(
+				&metrics_unparsed_calls,
+				(const char *const[]){c->token ? "token"
+								: "body"},
+				1);
 			if (!same)
 				registry_answer(c, c->t->config,
 						&c->t->services);

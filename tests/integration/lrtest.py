@@ -3,6 +3,7 @@ loopback, check configs with the real haproxy. Python standard library only."""
 import http.client
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -208,6 +209,17 @@ class Server:
         self.log.flush()
         with open(self.logpath, "rb") as f:
             return f.read().decode(errors="replace")
+
+    def wait_log(self, pattern, timeout=5):
+        """The log once the regex `pattern` is in it (access lines are
+        batched: written within a second, sooner when calls stop), else the
+        log as it is after `timeout`."""
+        deadline = time.time() + timeout
+        while True:
+            log = self.logtext()
+            if re.search(pattern, log) or time.time() > deadline:
+                return log
+            time.sleep(0.05)
 
     def request(self, method, path, body=None, headers=None, timeout=30):
         c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)

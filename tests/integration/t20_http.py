@@ -128,8 +128,7 @@ check(st == 200 and json.loads(body)["status"] == "ok", "healthz 200: %r" % body
 
 # Access log: method and path quoted as received, the matched route's
 # pattern ("-" for none), status, bytes, microseconds.
-time.sleep(0.2)
-log = srv.logtext()
+log = srv.wait_log(r'path="/nope" route=- status=404')
 check(re.search(r'method="POST" path="/generate" route=/generate status=200 bytes=\d+ us=\d+', log)
       is not None, "access log line for POST")
 check(re.search(r'method="GET" path="/nope" route=- status=404 bytes=\d+ us=\d+', log) is not None,

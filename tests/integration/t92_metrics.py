@@ -279,5 +279,27 @@ def test_lambda():
     check("Sanitizer" not in text, "sanitizer report:\n" + text[-3000:])
 
 
-run_steps([test_parser_can_fail, test_mixed_load, test_auth, test_lambda],
+def test_unparsed_calls():
+    """Calls answered before the body is parsed, by how they were known."""
+    srv = Server(STORE)
+    servers.append(srv)
+    body = payload("obs-u", [], [svc("web", "c1", "10.0.0.1")])
+    for _ in range(3):  # a change, unchanged (remembered), by its digest
+        st, hdr, _ = srv.post(body)
+        check(st == 200, "post: %d" % st)
+    token = hdr.get("x-registry-body-token", "")
+    check(len(token) == 32, "a body token: %r" % token)
+    first, st, _ = srv.continue_request("/generate", body, {
+        "Content-Type": "application/json",
+        "If-None-Match": '"%s"' % hdr.get("x-registry-index"),
+        "X-Registry-Body-Token": token})
+    check(st == 304 and not first.startswith("HTTP/1.1 100"),
+          "the token call answered 304 at once: %r %d" % (first, st))
+    fams = scrape(srv)
+    v = lambda **lb: promtext.value(fams, "lambda_registry_unparsed_calls_total", **lb)  # noqa: E731
+    check(v(by="body") == 1, "one by digest: %r" % v(by="body"))
+    check(v(by="token") == 1, "one by token: %r" % v(by="token"))
+
+
+run_steps([test_parser_can_fail, test_mixed_load, test_unparsed_calls, test_auth, test_lambda],
           cleanup=lambda: [s.stop() for s in servers])

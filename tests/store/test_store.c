@@ -3,6 +3,7 @@
  * from LR_TEST_STORE ("sqlite", "dynamodb" with the AWS_* variables set, or
  * "postgres" with the conninfo in LR_TEST_PG).
  */
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -1232,6 +1233,143 @@ static void test_sqlite_migration(void **state)
 	store_close(st);
 }
 
+/* The version of `table` as `st` reads it in a read call. */
+static uint64_t read_version(struct store *st, const char *table)
+{
+	struct buf err = BUF_INIT;
+	uint64_t v = 0;
+
+	assert_int_equal(store_begin(st, table, 0, &err), ST_OK);
+	if (store_version(st, &v, &err) != ST_OK)
+		fail_msg("version: %s", err.buf);
+	store_rollback(st);
+	buf_release(&err);
+	return v;
+}
+
+/*
+ * The index check from SQLite's wal-index header against the pragma it
+ * spares: a long-lived handle reads versions while other processes write
+ * (the store's own writes, a bare SQLite connection's commits that bump
+ * no version of ours, checkpoints that reset the WAL) in a random order;
+ * after every step it must read what a new handle, which cannot take the
+ * shortcut on its first read, reads. Seeded from LR_TEST_SEED or the time.
+ */
+static void test_sqlite_header_check_random(void **state)
+{
+	const char *seed_env = getenv("LR_TEST_SEED");
+	unsigned seed = seed_env ? (unsigned)strtoul(seed_env, NULL, 10)
+				 : (unsigned)time(NULL);
+	const char *tables[] = {table_a, table_b};
+	unsigned long hits = store_sqlite_header_hits();
+	struct store *st;
+	char db[600];
+	int step, unchanged = 0;
+
+	(void)state;
+	if (!sqlite_only())
+		skip();
+	print_message("seed %u (LR_TEST_SEED)\n", seed);
+	srand(seed);
+	snprintf(db, sizeof(db), "%s", store_spec + strlen("sqlite:"));
+	st = open_store();
+	for (step = 0; step < 300; step++) {
+		const char *t = tables[rand() % 2];
+		int what = rand() % 8, status = 0;
+		struct store *fresh;
+		uint64_t got, want;
+		pid_t pid;
+
+		if (what < 3) {
+			/* Reads only: the shortcut may answer. */
+			unchanged++;
+		} else if (what < 6) {
+			pid = fork();
+			assert_true(pid >= 0);
+			if (!pid) {
+				struct store *child = NULL;
+				struct buf err = BUF_INIT;
+				sqlite3 *raw = NULL;
+				int ok;
+
+				if (what == 3) {
+					struct service x;
+
+					make_service(&x, "s", 80 + step % 7,
+						     NULL, 1 + step % 3);
+					ok = store_open(store_spec, &child,
+							&err) == ST_OK;
+					if (ok) {
+						put_one(child, t, &x);
+						store_close(child);
+					}
+					_exit(ok ? 0 : 1);
+				}
+				ok = sqlite3_open(db, &raw) == SQLITE_OK &&
+				     sqlite3_exec(raw,
+						  what == 4
+						      ? "CREATE TABLE IF NOT "
+							"EXISTS t_other(x);"
+							"INSERT INTO t_other "
+							"VALUES (1)"
+						      : "PRAGMA wal_checkpoint"
+							"(TRUNCATE)",
+						  NULL, NULL, NULL) == SQLITE_OK;
+				sqlite3_close(raw);
+				_exit(ok ? 0 : 1);
+			}
+			assert_int_equal(waitpid(pid, &status, 0), pid);
+			assert_true(WIFEXITED(status) && !WEXITSTATUS(status));
+		} else {
+			struct service x;
+
+			make_service(&x, "own", 90 + step % 5, NULL, 1);
+			put_one(st, t, &x);
+			service_release(&x);
+		}
+		got = read_version(st, t);
+		fresh = open_store();
+		want = read_version(fresh, t);
+		store_close(fresh);
+		if (got != want)
+			fail_msg("step %d (seed %u): version %llu, the file "
+				 "has %llu",
+				 step, seed, (unsigned long long)got,
+				 (unsigned long long)want);
+	}
+	/* The shortcut reads SQLite's own mapping: the connection still
+	 * holds its shared lock on the -shm file (in the lock bytes at 120 to
+	 * 135), which another process's write lock there would meet. Closing
+	 * a descriptor of our own on that file would have dropped it, and
+	 * another process could then truncate the file under SQLite. */
+	{
+		char shm[620];
+		int status = 0;
+		pid_t pid;
+
+		snprintf(shm, sizeof(shm), "%s-shm", db);
+		pid = fork();
+		assert_true(pid >= 0);
+		if (!pid) {
+			struct flock fl = {.l_type = F_WRLCK,
+					   .l_whence = SEEK_SET,
+					   .l_start = 120,
+					   .l_len = 16};
+			int fd = open(shm, O_RDWR);
+
+			_exit(fd >= 0 && !fcntl(fd, F_GETLK, &fl) &&
+					      fl.l_type != F_UNLCK
+				      ? 0
+				      : 1);
+		}
+		assert_int_equal(waitpid(pid, &status, 0), pid);
+		assert_true(WIFEXITED(status) && !WEXITSTATUS(status));
+	}
+	store_close(st);
+	/* The shortcut was taken, on at least most of the unchanged steps. */
+	assert_true(store_sqlite_header_hits() - hits > (unsigned long)unchanged / 2);
+}
+
 int main(void)
 {
 	const char *backend = getenv("LR_TEST_STORE");
@@ -1250,6 +1388,7 @@ int main(void)
 		cmocka_unit_test(test_sqlite_migrate_v1),
 		cmocka_unit_test(test_sqlite_removed_file),
 		cmocka_unit_test(test_sqlite_shm_unwritable),
+		cmocka_unit_test(test_sqlite_header_check_random),
 		cmocka_unit_test(test_documents),
 		cmocka_unit_test(test_document_list),
 		cmocka_unit_test(test_document_generation_across_processes),
