@@ -1491,7 +1491,7 @@ static int registry_try_digest(struct registry_ctx *c, enum status *ret,
 			metrics_counter_add(
 				&metrics_unparsed_calls,
 				(const char *const[]){c->token ? "token"
-								: "body"},
+							       : "body"},
 				1);
 			if (!same)
 				registry_answer(c, c->t->config,

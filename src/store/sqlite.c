@@ -492,7 +492,8 @@ static int sqlite_header_read(const struct sqlite_store *s, uint32_t *out)
 	for (i = 0; i < SQLITE_HDR_WORDS; i++)
 		second[i] = s->hdr_map[SQLITE_HDR_WORDS + i];
 	if (memcmp(out, second, sizeof(second)) ||
-	    out[0] != SQLITE_HDR_VERSION || ((const unsigned char *)out)[12] != 1)
+	    out[0] != SQLITE_HDR_VERSION ||
+	    ((const unsigned char *)out)[12] != 1)
 		return -1;
 	return 0;
 }

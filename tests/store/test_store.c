@@ -1306,15 +1306,15 @@ static void test_sqlite_header_check_random(void **state)
 					_exit(ok ? 0 : 1);
 				}
 				ok = sqlite3_open(db, &raw) == SQLITE_OK &&
-				     sqlite3_exec(raw,
-						  what == 4
-						      ? "CREATE TABLE IF NOT "
-							"EXISTS t_other(x);"
-							"INSERT INTO t_other "
-							"VALUES (1)"
-						      : "PRAGMA wal_checkpoint"
-							"(TRUNCATE)",
-						  NULL, NULL, NULL) == SQLITE_OK;
+				     sqlite3_exec(
+					     raw,
+					     what == 4 ? "CREATE TABLE IF NOT "
+							 "EXISTS t_other(x);"
+							 "INSERT INTO t_other "
+							 "VALUES (1)"
+						       : "PRAGMA wal_checkpoint"
+							 "(TRUNCATE)",
+					     NULL, NULL, NULL) == SQLITE_OK;
 				sqlite3_close(raw);
 				_exit(ok ? 0 : 1);
 			}
@@ -1367,7 +1367,8 @@ static void test_sqlite_header_check_random(void **state)
 	}
 	store_close(st);
 	/* The shortcut was taken, on at least most of the unchanged steps. */
-	assert_true(store_sqlite_header_hits() - hits > (unsigned long)unchanged / 2);
+	assert_true(store_sqlite_header_hits() - hits >
+		    (unsigned long)unchanged / 2);
 }
 
 int main(void)
