@@ -28,6 +28,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "../clock.h"
@@ -204,7 +205,8 @@ static enum status sqlite_exec(struct sqlite_store *s, enum sqlite_stmt which,
  * a written-back page writable again and the store faults. Returning would
  * fault forever, and a longjmp out of SQLite would leave it half-way through
  * a lock or an index update. So the handler replaces the one page by a
- * private copy with the same bytes (the page stays readable), lets the store
+ * private copy with the same bytes (the page stays readable; zeros when the
+ * file was truncated under the mapping), lets the store
  * complete, and marks the process: its view of the wal-index may now differ
  * from other processes', so from then on it never touches a database again
  * (every call ST_UNAVAILABLE, /healthz unavailable, until a restart), never
@@ -275,7 +277,13 @@ static void sqlite_on_sigbus(int sig, siginfo_t *si, void *ctx)
 		copy = mmap(NULL, sqlite_page_size, PROT_READ | PROT_WRITE,
 			    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 		if (copy != MAP_FAILED) {
-			memcpy(copy, page, sqlite_page_size);
+			/* Read through the kernel: a page past the end of a
+			 * truncated file cannot be read either, and a memcpy
+			 * would fault again in here. It stays zeros. */
+			struct iovec to = {copy, sqlite_page_size};
+			struct iovec from = {page, sqlite_page_size};
+
+			(void)process_vm_readv(getpid(), &to, 1, &from, 1, 0);
 			if (mremap(copy, sqlite_page_size, sqlite_page_size,
 				   MREMAP_MAYMOVE | MREMAP_FIXED,
 				   page) != MAP_FAILED) {

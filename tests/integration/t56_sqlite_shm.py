@@ -4,7 +4,8 @@
 since then used to kill the server with SIGBUS. Now: 503 with a JSON error,
 /healthz unavailable, the server stays up, and it answers 200 again once the
 flag is gone. Needs root and a file system with the immutable attribute;
-skipped (exit 77) otherwise."""
+skipped (exit 77) otherwise. And the -shm file truncated under it: the
+server stays up and answers 503."""
 import json
 import os
 import subprocess
@@ -93,6 +94,26 @@ def test_unwritable_shm():
         srv.stop()
 
 
+def test_truncated_shm():
+    """The -shm file truncated under the server (by hand, or by a process
+    that took it for unused): the page past the end faults on reads too.
+    The server stays up and says unavailable instead of dying of SIGBUS."""
+    db = os.path.join(WORK, "truncated.db")
+    srv = Server("sqlite:" + db)
+    try:
+        st, _, _ = srv.post(call("trunc", 1))
+        check(st == 200, "first call: 200")
+        os.truncate(db + "-shm", 0)
+        answers = [srv.post(call("trunc", n)) for n in (2, 3)]
+        check(srv.proc.poll() is None, "the server survived (exit %r)" % srv.proc.poll())
+        st, _, body = answers[-1]
+        check(st == 503 and bool(json_error(body)),
+              "a call after the truncation: 503 with a JSON error (got %d %r)"
+              % (st, body[:200]))
+        check(healthz(srv)[0] == 503, "healthz after the truncation: unavailable")
+    finally:
+        srv.stop()
+
 
 if __name__ == "__main__":
-    run_steps([test_unwritable_shm])
+    run_steps([test_truncated_shm, test_unwritable_shm])
