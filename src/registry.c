@@ -1045,13 +1045,12 @@ static void registry_note_rejection(const char *table, const char *json,
 }
 
 /*
- * Count a stored change for the sparkline, after the table's lock is gone.
- * The change itself is committed: a failure here (logged and counted by the
- * store's wrappers) only loses it from the page's counts.
+ * Count `n` stored changes of `table` for the sparkline, after the table's
+ * lock is gone and behind this process's writers: left to the store's busy
+ * wait, counts of two tables fought over SQLite's one write lock. The
+ * changes themselves are committed: a failure here (logged and counted by
+ * the store's wrappers) only loses them from the page's counts.
  */
-/* Count `n` changes of `table` in the store, behind this process's
- * writers: left to the store's busy wait, counts of two tables fought over
- * SQLite's one write lock. */
 static void registry_count_changes(struct registry *reg, const char *table,
 				   uint64_t n)
 {
