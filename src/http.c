@@ -606,23 +606,31 @@ static void http_too_large(struct http_server *srv, struct http_request *req)
 }
 
 /*
- * A body of `len` bytes goes into the spare buffer when it is large enough:
+ * A body that needs `need` bytes goes into the spare buffer if it holds them:
  * fresh pages for a large body cost more than its parse (a 62 MB body took
  * 0.7 to 3.6 s to arrive in new memory on a virtual machine, page faults
  * most of it). The spare is the largest buffer a recent body had; the
  * reaper frees it once no large body came for HTTP_SPARE_KEEP_MS.
  */
 static void http_spare_take(struct http_server *srv, struct http_request *req,
-			    size_t len)
+			    size_t need)
 {
+	struct buf small = BUF_INIT;
+
 	pthread_mutex_lock(&srv->spare_lock);
-	if (srv->spare.alloc > len) {
+	if (srv->spare.alloc >= need) {
 		struct buf tmp = req->body;
 
 		req->body = srv->spare;
 		srv->spare = tmp;
+	} else if (srv->spare.alloc) {
+		/* Too small: freed before the new buffer is allocated, so
+		 * the heap can reuse its memory instead of holding both. */
+		small = srv->spare;
+		buf_init(&srv->spare, srv->opts->max_body);
 	}
 	pthread_mutex_unlock(&srv->spare_lock);
+	buf_release(&small);
 }
 
 /* After the answer: keep the request's body buffer if it is the larger. */
@@ -770,11 +778,13 @@ static enum MHD_Result http_start(struct http_server *srv,
 	if (clen) {
 		size_t len = (size_t)strtoull(clen, NULL, 10);
 
-		/* Room to spare: a body a little larger next time (a container
-		 * more) takes this buffer over, instead of a second one. */
+		/* A new buffer gets room to spare: a body a little larger
+		 * next time (a container more) takes it over, instead of
+		 * growing it (doubling, and copying what it held). */
 		if (len >= HTTP_SPARE_MIN) {
-			http_spare_take(srv, req, len);
-			len += len / 16;
+			http_spare_take(srv, req, len + 1);
+			if (!req->body.alloc)
+				len += len / 16;
 		}
 		buf_grow(&req->body, len);
 	}

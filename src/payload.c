@@ -32,17 +32,19 @@ struct payload_block {
 	char data[];
 };
 
-#define PAYLOAD_BLOCK_SIZE ((size_t)64 << 10)
+#define PAYLOAD_BLOCK_SIZE ((size_t)256 << 10)
 
-/* Start the blocks with one as large as the document: its strings fit in
- * it (a canonical IPv6 address may not, then another block follows). A
- * small payload then costs one small allocation, a large one a mapping
- * whose pages are touched only as far as it is filled. */
+/* The first block: a small document's strings fit in it, one allocation. A
+ * large document's take less than half its size (its keys and punctuation
+ * stay behind), and a block as large as the document would hold the rest
+ * of it, untouched, at the heap's high-water mark. */
 static void payload_blocks_start(struct payload *p, size_t len)
 {
-	struct payload_block *b = xmalloc(sizeof(*b) + len + 1);
+	size_t size =
+		len + 1 < PAYLOAD_BLOCK_SIZE ? len + 1 : PAYLOAD_BLOCK_SIZE;
+	struct payload_block *b = xmalloc(sizeof(*b) + size);
 
-	b->size = len + 1;
+	b->size = size;
 	b->used = 0;
 	b->next = NULL;
 	p->blocks = b;
@@ -1316,12 +1318,18 @@ static int fast_containers(struct fast *f, struct payload *p,
 	if (fast_take(f, '['))
 		return -1;
 	while (!(r = fast_item(f, first))) {
+		struct payload_block *b = p->blocks;
+		size_t used = b->used;
 		char *id = NULL, *ip = NULL;
 
 		first = 0;
 		if (fast_container(f, p, NULL, &id, &ip))
 			return -1;
 		service_put_container(svc, id, ip);
+		/* The service holds copies: the block takes these back
+		 * (unless they began a new one). */
+		if (p->blocks == b)
+			b->used = used;
 	}
 	return r < 0 ? -1 : 0;
 }

@@ -144,16 +144,30 @@ void service_release(struct service *svc)
 {
 	size_t i;
 
-	for (i = 0; i < svc->nr_containers; i++) {
-		free(svc->containers[i].id);
-		free(svc->containers[i].ip);
-	}
+	for (i = 0; i < svc->nr_containers; i++)
+		free(svc->containers[i].id); /* the ip with it */
 	free(svc->containers);
 	free(svc->name);
 	free(svc->predicate);
 	free(svc->cookie);
 	service_options_release(&svc->opts);
 	memset(svc, 0, sizeof(*svc));
+}
+
+/*
+ * A container's id and ip share one allocation, the ip after the id's NUL:
+ * half the allocations of a table (at 10,000 services, 100,000 fewer
+ * 32-byte chunks in each list a call holds).
+ */
+static void container_set(struct container *c, const char *id, const char *ip)
+{
+	size_t id_len = strlen(id), ip_len = strlen(ip);
+	char *s = xmalloc(id_len + ip_len + 2);
+
+	memcpy(s, id, id_len + 1);
+	memcpy(s + id_len + 1, ip, ip_len + 1);
+	c->id = s;
+	c->ip = s + id_len + 1;
 }
 
 void service_copy(struct service *dst, const struct service *src)
@@ -171,8 +185,8 @@ void service_copy(struct service *dst, const struct service *src)
 			? xmalloc(src->nr_containers * sizeof(*dst->containers))
 			: NULL;
 	for (i = 0; i < src->nr_containers; i++) {
-		dst->containers[i].id = xstrdup(src->containers[i].id);
-		dst->containers[i].ip = xstrdup(src->containers[i].ip);
+		container_set(&dst->containers[i], src->containers[i].id,
+			      src->containers[i].ip);
 		dst->containers[i].weight = src->containers[i].weight;
 	}
 }
@@ -224,9 +238,13 @@ struct container *service_put_container(struct service *svc, const char *id,
 		pos = service_container_pos(svc, id, &found);
 	}
 	if (found) {
-		if (strcmp(svc->containers[pos].ip, ip)) {
-			free(svc->containers[pos].ip);
-			svc->containers[pos].ip = xstrdup(ip);
+		struct container *c = &svc->containers[pos];
+
+		if (strcmp(c->ip, ip)) {
+			char *old = c->id;
+
+			container_set(c, old, ip);
+			free(old);
 		}
 		return &svc->containers[pos];
 	}
@@ -234,8 +252,7 @@ struct container *service_put_container(struct service *svc, const char *id,
 		   svc->alloc_containers);
 	memmove(svc->containers + pos + 1, svc->containers + pos,
 		(svc->nr_containers - pos) * sizeof(*svc->containers));
-	svc->containers[pos].id = xstrdup(id);
-	svc->containers[pos].ip = xstrdup(ip);
+	container_set(&svc->containers[pos], id, ip);
 	svc->containers[pos].weight = WEIGHT_UNSET;
 	svc->nr_containers++;
 	return &svc->containers[pos];

@@ -51,7 +51,9 @@ enum cookie_mode {
 
 struct container {
 	char *id;
-	char *ip; /* canonical text form from inet_ntop */
+	/* canonical text form from inet_ntop; in id's allocation (only
+	 * service.c sets either) */
+	char *ip;
 	/* 0 to WEIGHT_MAX, or WEIGHT_UNSET */
 	int weight;
 };
