@@ -297,6 +297,11 @@ void merge_apply_flags(struct service_list *stored, struct payload *p,
 			ALLOC_GROW(res->changed, res->nr_changed + 1,
 				   res->alloc_changed);
 			res->changed[res->nr_changed++] = res->services.nr - 1;
+		} else if (flags & MERGE_CHECK) {
+			/* Not kept: the check of an unchanged table of 10,000
+			 * services would hold a copy of it. */
+			service_release(svc);
+			res->services.nr--;
 		}
 		if ((flags & MERGE_CHECK) &&
 		    (res->nr_changed || res->removed.nr))

@@ -127,6 +127,9 @@ static void fill_payload(struct payload *p, unsigned long seed,
 	p->table = xstrdup("tbl");
 	if (rnd(2)) {
 		fill_running_from(p, stored);
+		/* The agent's call: every service again as a candidate. */
+		if (rnd(2))
+			service_list_copy(&p->candidates, stored);
 		return;
 	}
 	n = rnd(10);
@@ -212,6 +215,10 @@ static void test_modes_agree(void **state)
 		assert_int_equal(!!(base.nr_changed || base.removed.nr),
 				 !!(check.nr_changed || check.removed.nr));
 		changes += base.nr_changed || base.removed.nr;
+		/* The check keeps no unchanged service, only the first
+		 * change it stopped at. */
+		assert_true(check.services.nr <= 1);
+		assert_int_equal(check.services.nr, check.nr_changed);
 
 		assert_int_equal(base.services.nr, moved.services.nr);
 		for (i = 0; i < base.services.nr; i++)
