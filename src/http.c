@@ -1197,6 +1197,23 @@ bad:
 	return -1;
 }
 
+/* The address as --listen gave it, with the port the daemon is bound to
+ * (another than given for port 0: the system picked it). */
+static void http_bound_address(struct MHD_Daemon *d, const char *listen,
+			       struct buf *out)
+{
+	const union MHD_DaemonInfo *info =
+		MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
+	const char *colon = strrchr(listen, ':');
+
+	if (!info || !info->port || !colon) {
+		buf_addstr(out, listen);
+		return;
+	}
+	buf_add(out, listen, (size_t)(colon - listen));
+	buf_addf(out, ":%u", (unsigned)info->port);
+}
+
 /* ---- TLS ------------------------------------------------------------------
  */
 
@@ -1399,6 +1416,7 @@ enum status http_serve(struct registry *reg, const struct http_options *opts,
 	struct http_server srv = {
 		.opts = opts, .pool_size = HTTP_POOL_SIZE(opts->max_header)};
 	struct api_options aopts = {0};
+	struct buf bound = BUF_INIT;
 	struct sockaddr_storage ss;
 	struct MHD_Daemon *d = NULL;
 	sigset_t sigs, old;
@@ -1533,13 +1551,15 @@ enum status http_serve(struct registry *reg, const struct http_options *opts,
 		ret = ST_UNAVAILABLE;
 		goto stop_reaper;
 	}
+	http_bound_address(d, opts->listen, &bound);
 	log_event("event=listening listen=%s threads=%u workers=%u "
 		  "max_queue=%u max_body=%zu header_timeout=%u "
 		  "max_connections_per_ip=%u tls=%s auth=%s",
-		  opts->listen, threads, workers, max_queue, opts->max_body,
+		  bound.buf, threads, workers, max_queue, opts->max_body,
 		  opts->header_timeout, opts->max_connections_per_ip,
 		  opts->tls_cert ? "yes" : "no",
 		  opts->auth ? "tokens" : "none");
+	buf_release(&bound);
 
 	for (;;) {
 		sigwait(&sigs, &sig);

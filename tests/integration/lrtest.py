@@ -181,14 +181,17 @@ class Server:
     """A `lambda-registry serve` process on a free loopback port."""
 
     def __init__(self, store, extra=None, env=None, port=None):
-        self.port = port or free_port()
+        # Without a port the server binds port 0 and logs the one it got: a
+        # port found free here could be taken by the time the server binds
+        # it (by a test running beside this one, under ctest -j).
+        self.port = port
         self.store = store
         self.logpath = tempfile.mktemp(prefix="lr-serve-", suffix=".log")
         self.log = open(self.logpath, "wb")
         e = dict(os.environ)
         if env:
             e.update(env)
-        args = [BIN, "serve", "--listen", "127.0.0.1:%d" % self.port,
+        args = [BIN, "serve", "--listen", "127.0.0.1:%d" % (port or 0),
                 "--store", store] + (extra or [])
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=self.log, env=e)
         self.wait_ready()
@@ -198,6 +201,12 @@ class Server:
         while time.time() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError("server exited: " + self.logtext())
+            if not self.port:
+                m = re.search(r"event=listening listen=127\.0\.0\.1:(\d+) ", self.logtext())
+                if not m:
+                    time.sleep(0.02)
+                    continue
+                self.port = int(m.group(1))
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=1):
                     return
