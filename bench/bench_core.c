@@ -200,6 +200,7 @@ out:
 
 int main(int argc, char **argv)
 {
+	xalloc_tune_for_server();
 	if (argc == 3 && !strcmp(argv[1], "render"))
 		return bench_render((unsigned)strtoul(argv[2], NULL, 10));
 	if (argc == 3 && !strcmp(argv[1], "parse"))

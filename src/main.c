@@ -1,5 +1,4 @@
 /* lambda-registry: the subcommand table and the entry point. */
-#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -264,18 +263,7 @@ static int cmd_serve(const char *const *v, int argc, char **argv)
 	code = 2;
 	opts.auth = auth;
 
-	/* A long-running server: buffers up to 32 MB (glibc's largest mmap
-	 * threshold; payloads and configs of tens of thousands of services)
-	 * are reused from the heap, as faulting in fresh pages for each call
-	 * costs more than the work on them (at 10,000 services, the agent's
-	 * call adding one container took 104 ms with a 4 MB threshold, 31 ms
-	 * with this; the unchanged one 18 and 9 ms; peak RSS the same). One
-	 * arena for the threads keeps freed memory in one place: without it
-	 * peak RSS at 10,000 services was 232 MiB instead of 55.
-	 */
-	mallopt(M_MMAP_THRESHOLD, 32 << 20);
-	mallopt(M_TRIM_THRESHOLD, 64 << 20);
-	mallopt(M_ARENA_MAX, 1);
+	xalloc_tune_for_server();
 	code = main_open_registry(v[SERVE_STORE], v[SERVE_FRONTEND_BIND], &reg);
 	if (code)
 		goto out;

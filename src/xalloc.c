@@ -1,12 +1,31 @@
 /* Allocation wrappers that abort on failure, and BUG(). */
 #include "xalloc.h"
 
+#include <malloc.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "banned.h"
+
+/* A long-running server: buffers up to 32 MB (glibc's largest mmap
+ * threshold; payloads and configs of tens of thousands of services)
+ * are reused from the heap, as faulting in fresh pages for each call
+ * costs more than the work on them (at 10,000 services, the agent's
+ * call adding one container took 104 ms with a 4 MB threshold, 31 ms
+ * with this; the unchanged one 18 and 9 ms; peak RSS the same). One
+ * arena for the threads keeps freed memory in one place: without it
+ * peak RSS at 10,000 services was 232 MiB instead of 55.
+ */
+void xalloc_tune_for_server(void)
+{
+#ifdef __GLIBC__
+	mallopt(M_MMAP_THRESHOLD, 32 << 20);
+	mallopt(M_TRIM_THRESHOLD, 64 << 20);
+	mallopt(M_ARENA_MAX, 1);
+#endif
+}
 
 static _Noreturn void xalloc_die(size_t size)
 {

@@ -10,6 +10,9 @@ void *xcalloc(size_t nmemb, size_t size);
 void *xrealloc(void *ptr, size_t size);
 char *xstrdup(const char *s);
 char *xstrndup(const char *s, size_t n);
+/* glibc's malloc as `serve` runs it (see xalloc.c); the in-process
+ * benchmarks take it too, to measure what the server does. */
+void xalloc_tune_for_server(void);
 
 /* Grow array `x` (with `alloc` slots) so that it holds at least `nr` items. */
 #define ALLOC_GROW(x, nr, alloc)                                               \
