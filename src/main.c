@@ -76,7 +76,9 @@ enum serve_option {
 };
 
 static const struct cli_option serve_options[] = {
-	[SERVE_LISTEN] = {"listen", "ADDR:PORT", "address to listen on",
+	[SERVE_LISTEN] = {"listen", "ADDR:PORT",
+			  "address to listen on (port 0: one the system picks, "
+			  "named in the log)",
 			  "127.0.0.1:8080"},
 	[SERVE_STORE] = {"store", "SPEC",
 			 "sqlite:PATH, dynamodb[:PREFIX] or postgres:CONNINFO",
