@@ -4,10 +4,12 @@
  * and round-trip; every error message is printable.
  */
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "check.h"
 #include "payload.h"
+#include "xalloc.h"
 #include "banned.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -201,6 +203,29 @@ static void fuzz_check_result(const uint8_t *data, size_t size,
 	}
 }
 
+/* In place, on a copy it may write: what `full` (jansson, addressed to
+ * FUZZ_TABLE) gave, and the copy as it was once failed or released. */
+static void fuzz_check_in_place(const uint8_t *data, size_t size,
+				const struct fuzz_parse *full)
+{
+	struct fuzz_parse r;
+	char *copy = xmalloc(size + 1);
+
+	if (size)
+		memcpy(copy, data, size);
+	fuzz_parse_init(&r);
+	r.st = payload_parse_table_in_place(&r.p, FUZZ_TABLE, copy, size,
+					    &r.err, &r.field);
+	fuzz_check_same("payload_parse_table_in_place", &r, full);
+	if (r.st != ST_OK && size && memcmp(copy, data, size))
+		check_fail("a failed parse in place changed the body");
+	fuzz_parse_release(&r);
+	if (size && memcmp(copy, data, size))
+		check_fail("the body differs once the payload parsed in place "
+			   "is released");
+	free(copy);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	const char *json = (const char *)data;
@@ -225,6 +250,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (tfast.st == ST_OK && strcmp(tfast.p.table, FUZZ_TABLE))
 		check_fail("payload_parse_table gave table '%s'",
 			   tfast.p.table);
+
+	fuzz_check_in_place(data, size, &tfull);
 
 	/* Addressed to the table the document names, a call is the same. */
 	if (fast.st == ST_OK) {

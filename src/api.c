@@ -1044,7 +1044,8 @@ static void api_generate(struct api *api, const struct api_request *req,
 		req->body_len,
 		(json ? REGISTRY_WANT_SERVICES | REGISTRY_WANT_FILES
 		      : REGISTRY_SHARE_CONFIG) |
-			(req->no_wait ? REGISTRY_NO_WAIT : 0),
+			(req->no_wait ? REGISTRY_NO_WAIT : 0) |
+			(req->body_writable ? REGISTRY_BODY_WRITABLE : 0),
 		&cond, &res, &err, &field);
 	if (st == ST_BUSY) {
 		ans->busy = 1;

@@ -93,6 +93,9 @@ struct api_request {
 	void *header_ctx;
 	const char *body;
 	size_t body_len;
+	/* The body's bytes are the front end's to give: the call may write
+	 * them while it runs (see REGISTRY_BODY_WRITABLE). */
+	int body_writable;
 	/* It came over TLS to this process (cookies get Secure). */
 	int tls;
 	/* registry_digest_final() of the body when the front end hashed it

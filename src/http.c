@@ -573,6 +573,7 @@ static enum MHD_Result http_dispatch(struct http_server *srv,
 
 	req->areq.body = req->body.buf;
 	req->areq.body_len = req->body.len;
+	req->areq.body_writable = 1;
 	if (!(route->flags & API_BLOCKING)) {
 		api_finish(srv->api, &req->areq, &req->ans);
 		return http_send(req);

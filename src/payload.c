@@ -73,10 +73,24 @@ static char *payload_strndup(struct payload *p, const char *s, size_t len)
 	return ret;
 }
 
+/* A string ended in place in p->in_place gets its closing quote back. */
+static void payload_unend(const struct payload *p, char *s)
+{
+	uintptr_t at = (uintptr_t)s, lo = (uintptr_t)p->in_place;
+
+	if (at >= lo && at < lo + p->in_place_len)
+		s[strlen(s)] = '"';
+}
+
 void payload_release(struct payload *p)
 {
 	size_t i;
 
+	for (i = 0; p->in_place && i < p->nr_running; i++) {
+		payload_unend(p, p->running[i].service);
+		payload_unend(p, p->running[i].id);
+		payload_unend(p, p->running[i].ip);
+	}
 	free(p->table);
 	for (i = 0; !p->blocks && i < p->nr_running; i++) {
 		free(p->running[i].service);
@@ -1095,6 +1109,8 @@ struct fast {
 	const char *s, *end;
 	struct buf canon; /* scratch for canonical forms */
 	struct buf scratch;
+	const char *doc;
+	char *writable; /* the same bytes as doc, or NULL: copy strings out */
 };
 
 struct fast_str {
@@ -1283,7 +1299,16 @@ static int fast_container(struct fast *f, struct payload *p, char **service,
 			return -1;
 		if (slot == ip ? fast_ip(f, &val) : fast_name(&val))
 			return -1;
-		*slot = payload_strndup(p, val.s, val.len);
+		/* A running entry's string, as the document has it, ends in
+		 * place (payload_release() puts the quote back); a canonical
+		 * form, or a candidate's container (copied into its service),
+		 * goes to the blocks. */
+		if (service && f->writable && val.s != f->canon.buf) {
+			*slot = f->writable + (val.s - f->doc);
+			(*slot)[val.len] = '\0';
+		} else {
+			*slot = payload_strndup(p, val.s, val.len);
+		}
 	}
 	if (r < 0 || !*id || !*ip || (service && !*service))
 		return -1;
@@ -1473,13 +1498,15 @@ static int fast_candidates(struct fast *f, struct payload *p)
 /* 0 with `p` filled, or -1 (with `p` released) to leave it to the full path.
  * With `table_optional`, a document without "table" is complete. */
 static int payload_parse_fast(struct payload *p, const char *json, size_t len,
-			      int table_optional)
+			      int table_optional, char *writable)
 {
-	struct fast f = {json, json + len, BUF_INIT, BUF_INIT};
+	struct fast f = {json, json + len, BUF_INIT, BUF_INIT, json, writable};
 	struct fast_str key, val;
 	unsigned seen = 0;
 	int r, first = 1, ret = -1;
 
+	p->in_place = writable;
+	p->in_place_len = writable ? len : 0;
 	payload_blocks_start(p, len);
 	if (fast_take(&f, '{'))
 		goto out;
@@ -1526,16 +1553,35 @@ static enum status payload_parse_doc(struct payload *p, const char *json,
 				     size_t len, int table_optional,
 				     struct buf *err, struct buf *field);
 
+static enum status payload_match_table(struct payload *p, const char *table,
+				       enum status st, struct buf *err,
+				       struct buf *field);
+
+/* The fast path, else the full one (on `json`, as a failed fast parse
+ * leaves it); with `table`, as payload_parse_table(). */
+static enum status payload_parse_any(struct payload *p, const char *table,
+				     const char *json, char *writable,
+				     size_t len, struct buf *err,
+				     struct buf *field)
+{
+	enum status st;
+
+	payload_init(p);
+	if (json &&
+	    !payload_parse_fast(p, json, len, table != NULL, writable)) {
+		buf_reset(err);
+		buf_reset(field);
+		st = ST_OK;
+	} else {
+		st = payload_parse_doc(p, json, len, table != NULL, err, field);
+	}
+	return table ? payload_match_table(p, table, st, err, field) : st;
+}
+
 enum status payload_parse(struct payload *p, const char *json, size_t len,
 			  struct buf *err, struct buf *field)
 {
-	payload_init(p);
-	if (json && !payload_parse_fast(p, json, len, 0)) {
-		buf_reset(err);
-		buf_reset(field);
-		return ST_OK;
-	}
-	return payload_parse_full(p, json, len, err, field);
+	return payload_parse_any(p, NULL, json, NULL, len, err, field);
 }
 
 /* What payload_parse_table() adds to a parse that gave `st`. */
@@ -1561,19 +1607,14 @@ enum status payload_parse_table(struct payload *p, const char *table,
 				const char *json, size_t len, struct buf *err,
 				struct buf *field)
 {
-	enum status st;
+	return payload_parse_any(p, table, json, NULL, len, err, field);
+}
 
-	if (!table)
-		return payload_parse(p, json, len, err, field);
-	payload_init(p);
-	if (json && !payload_parse_fast(p, json, len, 1)) {
-		buf_reset(err);
-		buf_reset(field);
-		st = ST_OK;
-	} else {
-		st = payload_parse_doc(p, json, len, 1, err, field);
-	}
-	return payload_match_table(p, table, st, err, field);
+enum status payload_parse_table_in_place(struct payload *p, const char *table,
+					 char *json, size_t len,
+					 struct buf *err, struct buf *field)
+{
+	return payload_parse_any(p, table, json, json, len, err, field);
 }
 
 enum status payload_parse_table_full(struct payload *p, const char *table,

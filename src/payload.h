@@ -32,6 +32,11 @@ struct payload {
 	/* When set, the strings of `running` live in these blocks (one free
 	 * per block instead of three per entry); else each is malloc'd. */
 	struct payload_block *blocks;
+	/* Parsed in place (payload_parse_table_in_place): the strings of
+	 * `running` inside these bytes end with a NUL over their closing
+	 * quote, which payload_release() puts back. */
+	char *in_place;
+	size_t in_place_len;
 };
 
 void payload_init(struct payload *p);
@@ -53,6 +58,17 @@ enum status payload_parse(struct payload *p, const char *json, size_t len,
 enum status payload_parse_table(struct payload *p, const char *table,
 				const char *json, size_t len, struct buf *err,
 				struct buf *field) WARN_UNUSED;
+
+/*
+ * payload_parse_table() on a body it may write: the strings of `running`
+ * are ended in place, a NUL over their closing quote, instead of copied
+ * out. `json` must stay until payload_release(), which puts the quotes
+ * back; a parse that fails leaves it as it was.
+ */
+enum status payload_parse_table_in_place(struct payload *p, const char *table,
+					 char *json, size_t len,
+					 struct buf *err,
+					 struct buf *field) WARN_UNUSED;
 
 /*
  * The same with the general JSON parser only. payload_parse() first tries a

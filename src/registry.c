@@ -1561,7 +1561,11 @@ enum status registry_call_table_if(struct registry *reg, const char *table,
 		if (registry_try_digest(&c, &ret, err))
 			goto out;
 	}
-	ret = payload_parse_table(&p, table, json, len, err, field);
+	/* The flag says the bytes are the caller's to write: not const. */
+	ret = flags & REGISTRY_BODY_WRITABLE
+		      ? payload_parse_table_in_place(&p, table, (char *)json,
+						     len, err, field)
+		      : payload_parse_table(&p, table, json, len, err, field);
 	if (ret != ST_OK) {
 		registry_note_rejection(table, json, len, ret, field);
 		goto out;

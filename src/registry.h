@@ -72,6 +72,10 @@ struct registry_result {
 /* An answer that carries the map files (the agent's): with the services,
  * not with REGISTRY_SHARE_CONFIG. */
 #define REGISTRY_WANT_FILES (1u << 3)
+/* The caller's body may be written during the call (its strings ended in
+ * place, payload_parse_table_in_place()); it reads as before once the call
+ * returns. */
+#define REGISTRY_BODY_WRITABLE (1u << 4)
 
 /* The bytes of a shared config; valid until the last reference goes. */
 const char *registry_share_data(const struct registry_share *share,

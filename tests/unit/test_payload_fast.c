@@ -202,6 +202,43 @@ static void assert_same_payload(const struct payload *a,
 	assert_same_services(&a->candidates, &b->candidates);
 }
 
+/*
+ * The parse in place, on a copy it may write, must give what the full path
+ * gave (`st`, `err`, `field`, `full`), and leave the copy as it was once
+ * failed or released.
+ */
+static void compare_in_place(const char *table, const char *json, size_t len,
+			     enum status st, const struct buf *err,
+			     const struct buf *field,
+			     const struct payload *full)
+{
+	struct buf err3 = BUF_INIT, field3 = BUF_INIT;
+	char *copy = xmalloc(len + 1);
+	struct payload p3;
+	enum status st3;
+
+	if (len)
+		memcpy(copy, json, len);
+	st3 = payload_parse_table_in_place(&p3, table, copy, len, &err3,
+					   &field3);
+	if (st3 != st || strcmp(err3.buf, err->buf) ||
+	    strcmp(field3.buf, field->buf))
+		fail_msg("in place, table %s, input %.*s\n  in place: %d %s: "
+			 "%s\n  full: %d %s: %s",
+			 table ? table : "(none)", (int)len, json, (int)st3,
+			 field3.buf, err3.buf, (int)st, field->buf, err->buf);
+	if (st3 == ST_OK)
+		assert_same_payload(&p3, full);
+	else if (len)
+		assert_memory_equal(copy, json, len);
+	payload_release(&p3);
+	if (len)
+		assert_memory_equal(copy, json, len);
+	free(copy);
+	buf_release(&err3);
+	buf_release(&field3);
+}
+
 /* The same for a call addressed to the table "abc" of most seeds. */
 static void compare_table(const char *json, size_t len)
 {
@@ -222,6 +259,7 @@ static void compare_table(const char *json, size_t len)
 		assert_string_equal(p1.table, "abc");
 		assert_same_payload(&p1, &p2);
 	}
+	compare_in_place("abc", json, len, st2, &err2, &field2, &p2);
 	payload_release(&p1);
 	payload_release(&p2);
 	buf_release(&err1);
@@ -250,6 +288,7 @@ static int compare(const char *json, size_t len)
 			(int)st2, field2.buf, err2.buf);
 	if (st1 == ST_OK)
 		assert_same_payload(&p1, &p2);
+	compare_in_place(NULL, json, len, st2, &err2, &field2, &p2);
 	payload_release(&p1);
 	payload_release(&p2);
 	buf_release(&err1);
@@ -366,6 +405,33 @@ static void test_edge_cases_and_mutations(void **state)
 	assert_true(valid > 100);
 }
 
+/* Parsed in place, the running entries' names and ids are the document's
+ * own bytes, not copies; released, the document is as it was. */
+static void test_in_place_references(const char *name, struct buf *doc)
+{
+	struct buf err = BUF_INIT, field = BUF_INIT, orig = BUF_INIT;
+	uintptr_t lo = (uintptr_t)doc->buf, hi = lo + doc->len;
+	struct payload p;
+	size_t i;
+
+	(void)buf_add(&orig, doc->buf, doc->len);
+	assert_int_equal(payload_parse_table_in_place(&p, NULL, doc->buf,
+						      doc->len, &err, &field),
+			 ST_OK);
+	assert_true(p.nr_running > 0);
+	for (i = 0; i < p.nr_running; i++)
+		if ((uintptr_t)p.running[i].service < lo ||
+		    (uintptr_t)p.running[i].service >= hi ||
+		    (uintptr_t)p.running[i].id < lo ||
+		    (uintptr_t)p.running[i].id >= hi)
+			fail_msg("%s: running[%zu] was copied", name, i);
+	payload_release(&p);
+	assert_memory_equal(doc->buf, orig.buf, doc->len);
+	buf_release(&orig);
+	buf_release(&err);
+	buf_release(&field);
+}
+
 /*
  * The fast path still takes the payloads without service options (it fills
  * p->blocks, the full path never does), and leaves those with them to the
@@ -392,6 +458,7 @@ static void test_fast_path_taken(void **state)
 		if (!p.blocks)
 			fail_msg("%s left the fast path", fast[i]);
 		payload_release(&p);
+		test_in_place_references(fast[i], &doc);
 	}
 	buf_reset(&doc);
 	read_file("tests/golden/options.json", &doc);
