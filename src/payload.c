@@ -1109,8 +1109,8 @@ struct fast {
 	const char *s, *end;
 	struct buf canon; /* scratch for canonical forms */
 	struct buf scratch;
-	const char *doc;
-	char *writable; /* the same bytes as doc, or NULL: copy strings out */
+	const char
+		*doc; /* its start: p->in_place, when set, is the same bytes */
 };
 
 struct fast_str {
@@ -1303,8 +1303,8 @@ static int fast_container(struct fast *f, struct payload *p, char **service,
 		 * place (payload_release() puts the quote back); a canonical
 		 * form, or a candidate's container (copied into its service),
 		 * goes to the blocks. */
-		if (service && f->writable && val.s != f->canon.buf) {
-			*slot = f->writable + (val.s - f->doc);
+		if (service && p->in_place && val.s != f->canon.buf) {
+			*slot = p->in_place + (val.s - f->doc);
 			(*slot)[val.len] = '\0';
 		} else {
 			*slot = payload_strndup(p, val.s, val.len);
@@ -1500,7 +1500,7 @@ static int fast_candidates(struct fast *f, struct payload *p)
 static int payload_parse_fast(struct payload *p, const char *json, size_t len,
 			      int table_optional, char *writable)
 {
-	struct fast f = {json, json + len, BUF_INIT, BUF_INIT, json, writable};
+	struct fast f = {json, json + len, BUF_INIT, BUF_INIT, json};
 	struct fast_str key, val;
 	unsigned seen = 0;
 	int r, first = 1, ret = -1;
@@ -1553,9 +1553,24 @@ static enum status payload_parse_doc(struct payload *p, const char *json,
 				     size_t len, int table_optional,
 				     struct buf *err, struct buf *field);
 
+/* What payload_parse_table() adds to a parse that gave `st`. */
 static enum status payload_match_table(struct payload *p, const char *table,
 				       enum status st, struct buf *err,
-				       struct buf *field);
+				       struct buf *field)
+{
+	if (st != ST_OK)
+		return st;
+	if (!p->table) {
+		p->table = xstrdup(table);
+	} else if (strcmp(p->table, table)) {
+		buf_setf(err, "must equal the table in the path, ");
+		(void)buf_addquoted(err, table, strlen(table));
+		buf_setf(field, "table");
+		payload_release(p);
+		return ST_INVALID;
+	}
+	return ST_OK;
+}
 
 /* The fast path, else the full one (on `json`, as a failed fast parse
  * leaves it); with `table`, as payload_parse_table(). */
@@ -1582,25 +1597,6 @@ enum status payload_parse(struct payload *p, const char *json, size_t len,
 			  struct buf *err, struct buf *field)
 {
 	return payload_parse_any(p, NULL, json, NULL, len, err, field);
-}
-
-/* What payload_parse_table() adds to a parse that gave `st`. */
-static enum status payload_match_table(struct payload *p, const char *table,
-				       enum status st, struct buf *err,
-				       struct buf *field)
-{
-	if (st != ST_OK)
-		return st;
-	if (!p->table) {
-		p->table = xstrdup(table);
-	} else if (strcmp(p->table, table)) {
-		buf_setf(err, "must equal the table in the path, ");
-		(void)buf_addquoted(err, table, strlen(table));
-		buf_setf(field, "table");
-		payload_release(p);
-		return ST_INVALID;
-	}
-	return ST_OK;
 }
 
 enum status payload_parse_table(struct payload *p, const char *table,

@@ -299,9 +299,9 @@ enum status store_dump(struct store *st, const char *table, struct buf *out,
 		       struct buf *err) WARN_UNUSED;
 
 extern const struct store_backend store_sqlite;
-/* Index checks the sqlite backend answered from SQLite's wal-index
- * header without a read transaction, in this process (see sqlite_fresh). */
-unsigned long store_sqlite_header_hits(void);
+/* Index checks a sqlite handle answered from SQLite's wal-index header
+ * without a read transaction (see sqlite_fresh); 0 for other backends. */
+unsigned long store_sqlite_header_hits(const struct store *st);
 extern const struct store_backend store_dynamodb;
 extern const struct store_backend store_postgres;
 
