@@ -116,10 +116,51 @@ static int fuzz_service_equal(const struct service *a, const struct service *b)
 	return 1;
 }
 
-/* Which part of two payloads differs, or NULL when they are the same. */
-static const char *fuzz_payload_diff(const struct payload *a,
-				     const struct payload *b)
+/*
+ * A candidate parsed in place is itself to payload_candidate_is() exactly
+ * when the document lists its containers in order, and never once one of
+ * its settings or containers differs.
+ */
+static void fuzz_check_candidate_is(struct payload *p, size_t i,
+				    const struct service *svc)
 {
+	struct service other;
+	int is = payload_candidate_is(p, i, svc);
+
+	if (is && !service_options_default(&svc->opts))
+		check_fail("candidate %zu is a service with options", i);
+	service_copy(&other, svc);
+	other.port = other.port % 65535 + 1;
+	if (payload_candidate_is(p, i, &other))
+		check_fail("candidate %zu is a service on another port", i);
+	other.port = svc->port;
+	if (other.nr_containers) {
+		other.containers[0].weight = 1;
+		if (payload_candidate_is(p, i, &other))
+			check_fail("candidate %zu is a service with a weight",
+				   i);
+		other.containers[0].weight = svc->containers[0].weight;
+		other.nr_containers--; /* released with its strings below */
+		if (payload_candidate_is(p, i, &other))
+			check_fail("candidate %zu is a service with fewer "
+				   "containers",
+				   i);
+		other.nr_containers++;
+	}
+	free(other.predicate);
+	other.predicate = xstrdup("~");
+	if (payload_candidate_is(p, i, &other))
+		check_fail("candidate %zu is a service of another predicate",
+			   i);
+	service_release(&other);
+}
+
+/* Which part of two payloads differs, or NULL when they are the same;
+ * either may have been parsed in place (its candidates are parsed again). */
+static const char *fuzz_payload_diff(struct payload *a, struct payload *b)
+{
+	struct service sa, sb;
+	const char *diff = NULL;
 	size_t i;
 
 	if (!fuzz_str_equal(a->table, b->table))
@@ -132,13 +173,24 @@ static const char *fuzz_payload_diff(const struct payload *a,
 		    !fuzz_str_equal(a->running[i].id, b->running[i].id) ||
 		    !fuzz_str_equal(a->running[i].ip, b->running[i].ip))
 			return "running";
-	if (a->candidates.nr != b->candidates.nr)
+	if (payload_nr_candidates(a) != payload_nr_candidates(b))
 		return "number of candidates";
-	for (i = 0; i < a->candidates.nr; i++)
-		if (!fuzz_service_equal(&a->candidates.items[i],
-					&b->candidates.items[i]))
-			return "candidates";
-	return NULL;
+	memset(&sa, 0, sizeof(sa));
+	memset(&sb, 0, sizeof(sb));
+	for (i = 0; !diff && i < payload_nr_candidates(a); i++) {
+		const struct service *x = payload_candidate(a, i, &sa),
+				     *y = payload_candidate(b, i, &sb);
+
+		if (strcmp(payload_candidate_name(a, i), x->name) ||
+		    strcmp(payload_candidate_name(b, i), y->name) ||
+		    !fuzz_service_equal(x, y))
+			diff = "candidates";
+		else if (a->in_place)
+			fuzz_check_candidate_is(a, i, x);
+	}
+	service_release(&sa);
+	service_release(&sb);
+	return diff;
 }
 
 /* One input, one parse: status, message, field and payload. */
@@ -164,8 +216,8 @@ static void fuzz_parse_release(struct fuzz_parse *r)
 }
 
 /* `a` (with the shape parser) and `b` (jansson only) must agree. */
-static void fuzz_check_same(const char *what, const struct fuzz_parse *a,
-			    const struct fuzz_parse *b)
+static void fuzz_check_same(const char *what, struct fuzz_parse *a,
+			    struct fuzz_parse *b)
 {
 	const char *diff;
 
@@ -206,7 +258,7 @@ static void fuzz_check_result(const uint8_t *data, size_t size,
 /* In place, on a copy it may write: what `full` (jansson, addressed to
  * FUZZ_TABLE) gave, and the copy as it was once failed or released. */
 static void fuzz_check_in_place(const uint8_t *data, size_t size,
-				const struct fuzz_parse *full)
+				struct fuzz_parse *full)
 {
 	struct fuzz_parse r;
 	char *copy = xmalloc(size + 1);

@@ -142,6 +142,46 @@ static int merge_unchanged(const struct service *old,
 	return n == old->nr_containers;
 }
 
+/*
+ * Whether the runs [r0, r0 + nr) change nothing of `old`: each is one of its
+ * containers at the same address, where the last of duplicates wins (old
+ * containers without a run may stay, as when a candidate names them).
+ */
+static int merge_runs_within(const struct service *old,
+			     const struct merge_runs *runs, size_t r0,
+			     size_t nr)
+{
+	size_t k;
+
+	for (k = 0; k < nr; k++) {
+		const struct running *r = merge_run(runs, r0 + k);
+		const struct container *c;
+
+		if (k + 1 < nr &&
+		    !strcmp(merge_run(runs, r0 + k + 1)->id, r->id))
+			continue; /* a later duplicate decides */
+		c = service_find_container(old, r->id);
+		if (!c || strcmp(c->ip, r->ip))
+			return 0;
+	}
+	return 1;
+}
+
+/*
+ * Whether `old` stays as it is with the one candidate `ci` and the runs
+ * [r0, r0 + nr): the agent's call on a service that did not change. Only a
+ * payload parsed in place can tell without building the candidate; with
+ * no run the service would be created anew (a new created_at).
+ */
+static int merge_candidate_keeps(struct payload *p, size_t ci,
+				 const struct service *old,
+				 const struct merge_runs *runs, size_t r0,
+				 size_t nr)
+{
+	return nr && merge_runs_within(old, runs, r0, nr) &&
+	       payload_candidate_is(p, ci, old);
+}
+
 void merge_apply(const struct service_list *stored, const struct payload *p,
 		 int64_t now_ms, struct merge_result *res)
 {
@@ -171,24 +211,35 @@ static void merge_take_candidate(struct service *svc, struct service *c)
 void merge_apply_flags(struct service_list *stored, struct payload *p,
 		       int64_t now_ms, unsigned flags, struct merge_result *res)
 {
-	const struct service_list *cands = &p->candidates;
-	struct merge_ref *cref = xcalloc(cands->nr, sizeof(*cref));
+	const size_t nr_cands = payload_nr_candidates(p);
+	struct merge_ref *cref = xcalloc(nr_cands, sizeof(*cref));
+	struct service scratch;
 	struct merge_runs runs;
 	size_t i, si = 0, ci = 0, ri = 0;
 
-	for (i = 0; i < cands->nr; i++)
-		cref[i] = (struct merge_ref){cands->items[i].name, NULL, i};
-	merge_sort_refs(cref, cands->nr);
+	memset(&scratch, 0, sizeof(scratch));
+	for (i = 0; i < nr_cands; i++)
+		cref[i] = (struct merge_ref){payload_candidate_name(p, i), NULL,
+					     i};
+	merge_sort_refs(cref, nr_cands);
 	merge_runs_init(&runs, p);
+	/* The table after an agent's call is the one before, give or take:
+	 * doubling from 8 would leave up to half of the array unused. */
+	if (!(flags & MERGE_CHECK)) {
+		res->services.alloc =
+			(stored->nr > nr_cands ? stored->nr : nr_cands) + 1;
+		res->services.items = xmalloc(res->services.alloc *
+					      sizeof(*res->services.items));
+	}
 
 	/* Walk stored and candidate names together, in byte order. */
-	while (si < stored->nr || ci < cands->nr) {
+	while (si < stored->nr || ci < nr_cands) {
 		struct service *old = NULL;
 		const char *name;
 		size_t c0 = ci, nr_c, r0, nr_r, k;
 		struct service *svc;
 
-		if (ci >= cands->nr ||
+		if (ci >= nr_cands ||
 		    (si < stored->nr &&
 		     strcmp(stored->items[si].name, cref[ci].name) <= 0))
 			name = stored->items[si].name;
@@ -196,7 +247,7 @@ void merge_apply_flags(struct service_list *stored, struct payload *p,
 			name = cref[ci].name;
 		if (si < stored->nr && !strcmp(stored->items[si].name, name))
 			old = &stored->items[si++];
-		nr_c = merge_take_run(cref, cands->nr, &ci, name);
+		nr_c = merge_take_run(cref, nr_cands, &ci, name);
 
 		/* Running entries of services that sort before this one belong
 		 * to no known service: they have no routing settings. */
@@ -228,7 +279,10 @@ void merge_apply_flags(struct service_list *stored, struct payload *p,
 		}
 		/* The common case, a service that stays as it is: no need to
 		 * build it anew, nor (MERGE_CHECK) to keep it at all. */
-		if (old && !nr_c && merge_unchanged(old, &runs, r0, nr_r)) {
+		if (old &&
+		    ((!nr_c && merge_unchanged(old, &runs, r0, nr_r)) ||
+		     (nr_c == 1 && merge_candidate_keeps(p, cref[c0].idx, old,
+							 &runs, r0, nr_r)))) {
 			if (flags & MERGE_CHECK)
 				continue;
 			svc = service_list_append(&res->services);
@@ -242,25 +296,36 @@ void merge_apply_flags(struct service_list *stored, struct payload *p,
 		}
 
 		svc = service_list_append(&res->services);
-		if (nr_c == 1 && (flags & MERGE_TAKE)) {
-			/* Its containers are sorted and unique, as the loop
-			 * below would make them. */
-			merge_take_candidate(
-				svc, &p->candidates.items[cref[c0].idx]);
-			nr_c = 0;
-		} else {
+		if (nr_c == 1) {
+			const struct service *c =
+				payload_candidate(p, cref[c0].idx, &scratch);
+
+			/* The payload's own only with MERGE_TAKE; one parsed
+			 * again into the scratch is ours. */
+			if (c == &scratch || (flags & MERGE_TAKE)) {
+				/* Its containers are sorted and unique, as
+				 * the loop below would make them. */
+				merge_take_candidate(svc, (struct service *)c);
+				nr_c = 0;
+			}
+		}
+		if (nr_c) {
 			svc->name = xstrdup(name);
 			/* Step 4: the latest candidate's settings win. */
 			merge_set_settings(
 				svc,
-				nr_c ? &cands->items[cref[c0 + nr_c - 1].idx]
-				     : old);
+				payload_candidate(p, cref[c0 + nr_c - 1].idx,
+						  &scratch));
+		} else if (!svc->name) {
+			svc->name = xstrdup(name);
+			merge_set_settings(svc, old);
 		}
 		/* Steps 3, 5, 6: the containers are the candidates' new ones
 		 * and those running under this service; running addresses win,
 		 * and a later duplicate wins over an earlier one. */
 		for (k = c0; k < c0 + nr_c; k++) {
-			const struct service *c = &cands->items[cref[k].idx];
+			const struct service *c =
+				payload_candidate(p, cref[k].idx, &scratch);
 			size_t j;
 
 			/* A candidate's container brings its weight, or none
@@ -303,10 +368,15 @@ void merge_apply_flags(struct service_list *stored, struct payload *p,
 			service_release(svc);
 			res->services.nr--;
 		}
+		/* Built anew, the stored one is of no more use: freed as the
+		 * walk goes, the two tables are not both whole at its end. */
+		if (old && (flags & MERGE_MOVE))
+			service_release(old);
 		if ((flags & MERGE_CHECK) &&
 		    (res->nr_changed || res->removed.nr))
 			break; /* the answer is known */
 	}
+	service_release(&scratch);
 	free(cref);
 	free(runs.refs);
 }

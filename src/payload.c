@@ -104,6 +104,7 @@ void payload_release(struct payload *p)
 		p->blocks = next;
 	}
 	free(p->running);
+	free(p->lazy);
 	service_list_release(&p->candidates);
 	payload_init(p);
 }
@@ -1111,7 +1112,19 @@ struct fast {
 	struct buf scratch;
 	const char
 		*doc; /* its start: p->in_place, when set, is the same bytes */
+	/* a candidate's containers, before they go into its service */
+	struct fast_pending {
+		char *id, *ip;
+	} * pending;
+	size_t nr_pending, alloc_pending;
 };
+
+static void fast_release(struct fast *f)
+{
+	buf_release(&f->canon);
+	buf_release(&f->scratch);
+	free(f->pending);
+}
 
 struct fast_str {
 	const char *s;
@@ -1335,28 +1348,47 @@ static int fast_running(struct fast *f, struct payload *p)
 	return r < 0 ? -1 : 0;
 }
 
+/*
+ * A candidate's containers into `svc` (NULL: only checked), gathered first
+ * so that its array is allocated once at its size: grown one by one it
+ * would hold 8 slots for 5, in the cached table too, which takes the arrays
+ * over.
+ */
 static int fast_containers(struct fast *f, struct payload *p,
 			   struct service *svc)
 {
+	struct payload_block *b = p->blocks;
+	size_t used = b->used, i;
 	int r, first = 1;
 
+	f->nr_pending = 0;
 	if (fast_take(f, '['))
 		return -1;
 	while (!(r = fast_item(f, first))) {
-		struct payload_block *b = p->blocks;
-		size_t used = b->used;
-		char *id = NULL, *ip = NULL;
-
 		first = 0;
-		if (fast_container(f, p, NULL, &id, &ip))
+		ALLOC_GROW(f->pending, f->nr_pending + 1, f->alloc_pending);
+		f->pending[f->nr_pending].id = f->pending[f->nr_pending].ip =
+			NULL;
+		if (fast_container(f, p, NULL, &f->pending[f->nr_pending].id,
+				   &f->pending[f->nr_pending].ip))
 			return -1;
-		service_put_container(svc, id, ip);
-		/* The service holds copies: the block takes these back
-		 * (unless they began a new one). */
-		if (p->blocks == b)
-			b->used = used;
+		f->nr_pending++;
 	}
-	return r < 0 ? -1 : 0;
+	if (r < 0)
+		return -1;
+	if (svc && f->nr_pending > svc->alloc_containers - svc->nr_containers) {
+		svc->alloc_containers = svc->nr_containers + f->nr_pending;
+		svc->containers = xrealloc(svc->containers,
+					   svc->alloc_containers *
+						   sizeof(*svc->containers));
+	}
+	for (i = 0; svc && i < f->nr_pending; i++)
+		service_put_container(svc, f->pending[i].id, f->pending[i].ip);
+	/* The service holds copies (or, only checked, none): the block takes
+	 * these back (unless they began a new one). */
+	if (p->blocks == b)
+		b->used = used;
+	return 0;
 }
 
 /* A port given as a plain integer of 1 to 65535. */
@@ -1390,15 +1422,35 @@ enum fast_key {
 	FK_CONTAINERS = 1u << 5,
 };
 
+/*
+ * A candidate only checked, as it reads: the document's strings, the
+ * predicate's canonical form in f->canon and the containers in f->pending
+ * (as the document orders them), valid until the next parse.
+ */
+struct fast_view {
+	struct fast_str name, cookie; /* cookie.s NULL: none */
+	unsigned port;
+	enum config_mode mode;
+};
+
+/* A candidate into `svc`, or with `svc` NULL only checked into *view. */
 static int fast_candidate(struct fast *f, struct payload *p,
-			  struct service *svc)
+			  struct service *svc, struct fast_view *view)
 {
 	struct buf err = BUF_INIT;
 	struct fast_str key, val, predicate = {NULL, 0};
+	struct service check;
 	const char *s;
 	unsigned seen = 0, bit;
 	int r, first = 1, ret = -1;
 
+	if (!svc) {
+		memset(&check, 0, sizeof(check));
+		memset(view, 0, sizeof(*view));
+		svc = &check;
+	} else {
+		view = NULL;
+	}
 	svc->mode = CONFIG_MODE_HOST;
 	if (fast_take(f, '{'))
 		goto out;
@@ -1425,7 +1477,10 @@ static int fast_candidate(struct fast *f, struct payload *p,
 		case FK_NAME:
 			if (fast_string(f, &val) || fast_name(&val))
 				goto out;
-			svc->name = xstrndup(val.s, val.len);
+			if (view)
+				view->name = val;
+			else
+				svc->name = xstrndup(val.s, val.len);
 			break;
 		case FK_PORT:
 			if (fast_peek(f) == '"') {
@@ -1460,10 +1515,13 @@ static int fast_candidate(struct fast *f, struct payload *p,
 			if (fast_string(f, &val) || !(s = fast_cstr(f, &val)) ||
 			    payload_check_cookie(s, &err))
 				goto out;
-			svc->cookie = xstrndup(val.s, val.len);
+			if (view)
+				view->cookie = val;
+			else
+				svc->cookie = xstrndup(val.s, val.len);
 			break;
 		case FK_CONTAINERS:
-			if (fast_containers(f, p, svc))
+			if (fast_containers(f, p, view ? NULL : svc))
 				goto out;
 			break;
 		}
@@ -1474,25 +1532,118 @@ static int fast_candidate(struct fast *f, struct payload *p,
 	if (!(s = fast_cstr(f, &predicate)) ||
 	    payload_check_predicate(svc->mode, s, &f->canon, &err))
 		goto out;
-	svc->predicate = xstrndup(f->canon.buf, f->canon.len);
+	if (view) {
+		view->port = svc->port;
+		view->mode = svc->mode;
+	} else {
+		svc->predicate = xstrndup(f->canon.buf, f->canon.len);
+	}
 	ret = 0;
 out:
 	buf_release(&err);
 	return ret;
 }
 
+/* Parsed in place, each candidate is only checked, and its name and offset
+ * kept (see payload_candidate()). */
 static int fast_candidates(struct fast *f, struct payload *p)
 {
+	size_t alloc = 0;
 	int r, first = 1;
 
 	if (fast_take(f, '['))
 		return -1;
 	while (!(r = fast_item(f, first))) {
+		struct fast_view view;
+		size_t at;
+
 		first = 0;
-		if (fast_candidate(f, p, service_list_append(&p->candidates)))
+		if (!p->in_place) {
+			if (fast_candidate(f, p,
+					   service_list_append(&p->candidates),
+					   NULL))
+				return -1;
+			continue;
+		}
+		fast_ws(f);
+		at = (size_t)(f->s - f->doc);
+		if (fast_candidate(f, p, NULL, &view))
 			return -1;
+		ALLOC_GROW(p->lazy, p->nr_lazy + 1, alloc);
+		p->lazy[p->nr_lazy].name =
+			payload_strndup(p, view.name.s, view.name.len);
+		p->lazy[p->nr_lazy++].at = at;
 	}
 	return r < 0 ? -1 : 0;
+}
+
+size_t payload_nr_candidates(const struct payload *p)
+{
+	return p->in_place ? p->nr_lazy : p->candidates.nr;
+}
+
+const char *payload_candidate_name(const struct payload *p, size_t i)
+{
+	return p->in_place ? p->lazy[i].name : p->candidates.items[i].name;
+}
+
+/* Candidate `i` of a lazy payload again, into `svc` or (NULL) `view`. */
+static void fast_candidate_again(struct fast *f, struct payload *p, size_t i,
+				 struct service *svc, struct fast_view *view)
+{
+	f->s = p->in_place + p->lazy[i].at;
+	f->end = p->in_place + p->in_place_len;
+	f->doc = p->in_place;
+	/* The same bytes, checked by the same code when the payload was
+	 * parsed: only a body changed under the payload gets here. */
+	if (fast_candidate(f, p, svc, view))
+		BUG("candidate %zu of a parsed payload no longer parses", i);
+}
+
+const struct service *payload_candidate(struct payload *p, size_t i,
+					struct service *scratch)
+{
+	struct fast f = {NULL, NULL, BUF_INIT, BUF_INIT, NULL, NULL, 0, 0};
+
+	if (!p->in_place)
+		return &p->candidates.items[i];
+	service_release(scratch);
+	fast_candidate_again(&f, p, i, scratch, NULL);
+	fast_release(&f);
+	return scratch;
+}
+
+static int fast_str_is(const struct fast_str *t, const char *s)
+{
+	return !strncmp(t->s, s, t->len) && !s[t->len];
+}
+
+int payload_candidate_is(struct payload *p, size_t i, const struct service *svc)
+{
+	struct fast f = {NULL, NULL, BUF_INIT, BUF_INIT, NULL, NULL, 0, 0};
+	struct fast_str predicate;
+	struct fast_view v;
+	size_t k;
+	int ret;
+
+	if (!p->in_place)
+		return 0;
+	fast_candidate_again(&f, p, i, NULL, &v);
+	predicate.s = f.canon.buf;
+	predicate.len = f.canon.len;
+	ret = fast_str_is(&v.name, svc->name) && v.port == svc->port &&
+	      v.mode == svc->mode && fast_str_is(&predicate, svc->predicate) &&
+	      (v.cookie.s ? svc->cookie && fast_str_is(&v.cookie, svc->cookie)
+			  : !svc->cookie) &&
+	      service_options_default(&svc->opts) &&
+	      f.nr_pending == svc->nr_containers;
+	/* In the document's order: the stored ones are sorted and unique. */
+	for (k = 0; ret && k < f.nr_pending; k++)
+		ret = !strcmp(f.pending[k].id, svc->containers[k].id) &&
+		      !strcmp(f.pending[k].ip, svc->containers[k].ip) &&
+		      svc->containers[k].weight == WEIGHT_UNSET;
+	fast_release(&f);
+	return ret;
 }
 
 /* 0 with `p` filled, or -1 (with `p` released) to leave it to the full path.
@@ -1500,7 +1651,8 @@ static int fast_candidates(struct fast *f, struct payload *p)
 static int payload_parse_fast(struct payload *p, const char *json, size_t len,
 			      int table_optional, char *writable)
 {
-	struct fast f = {json, json + len, BUF_INIT, BUF_INIT, json};
+	struct fast f = {json, json + len, BUF_INIT, BUF_INIT,
+			 json, NULL,	   0,	     0};
 	struct fast_str key, val;
 	unsigned seen = 0;
 	int r, first = 1, ret = -1;
@@ -1542,8 +1694,7 @@ static int payload_parse_fast(struct payload *p, const char *json, size_t len,
 		goto out;
 	ret = 0;
 out:
-	buf_release(&f.canon);
-	buf_release(&f.scratch);
+	fast_release(&f);
 	if (ret)
 		payload_release(p);
 	return ret;

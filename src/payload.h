@@ -22,6 +22,12 @@ struct running {
 
 struct payload_block;
 
+/* A candidate checked in place but not kept (see `lazy`). */
+struct payload_lazy {
+	const char *name; /* in the payload's blocks */
+	size_t at;	  /* where its object starts in `in_place` */
+};
+
 struct payload {
 	char *table;
 	struct running *running;
@@ -37,10 +43,35 @@ struct payload {
 	 * quote, which payload_release() puts back. */
 	char *in_place;
 	size_t in_place_len;
+	/* In place, the candidates are checked and not kept: `candidates`
+	 * stays empty, and payload_candidate() parses one again, from these
+	 * offsets, when the merge comes to it. A table's worth of them would
+	 * otherwise be alive next to the cached table and the merged one. */
+	struct payload_lazy *lazy;
+	size_t nr_lazy;
 };
 
 void payload_init(struct payload *p);
 void payload_release(struct payload *p);
+
+/* The candidates in payload order, parsed in place or not. */
+size_t payload_nr_candidates(const struct payload *p);
+const char *payload_candidate_name(const struct payload *p, size_t i);
+/*
+ * Candidate `i`: the payload's own, or (parsed in place) parsed again into
+ * `scratch`, which is released first and is then the caller's, to take
+ * from or to release. Pass `scratch` initialised (zeroed) and release it
+ * once done either way.
+ */
+const struct service *payload_candidate(struct payload *p, size_t i,
+					struct service *scratch);
+/*
+ * Whether candidate `i`, parsed in place, is `svc` as it stands: the same
+ * settings, default options, and its containers in its order with no
+ * weights. Parses without allocating; 0 (not known) when not in place.
+ */
+int payload_candidate_is(struct payload *p, size_t i,
+			 const struct service *svc);
 
 /*
  * Parse and validate `len` bytes of JSON. On ST_INVALID, `err` says what is
@@ -62,8 +93,10 @@ enum status payload_parse_table(struct payload *p, const char *table,
 /*
  * payload_parse_table() on a body it may write: the strings of `running`
  * are ended in place, a NUL over their closing quote, instead of copied
- * out. `json` must stay until payload_release(), which puts the quotes
- * back; a parse that fails leaves it as it was.
+ * out, and the candidates are parsed again when asked for (`lazy`) when
+ * the fast path takes the document. `json` must stay until
+ * payload_release(), which puts the quotes back; a parse that fails leaves
+ * it as it was.
  */
 enum status payload_parse_table_in_place(struct payload *p, const char *table,
 					 char *json, size_t len,

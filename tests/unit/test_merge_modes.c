@@ -24,6 +24,8 @@
 #define ROUNDS 3000
 
 static unsigned long rng_state;
+/* No options nor weights: payloads the fast parser takes (lazily). */
+static int plain;
 
 static unsigned rnd(unsigned n)
 {
@@ -40,6 +42,8 @@ static void random_options(struct service *svc)
 {
 	size_t i;
 
+	if (plain)
+		return;
 	if (rnd(2)) {
 		svc->opts.balance = (enum balance)rnd(4);
 		svc->opts.maxconn = rnd(2);
@@ -117,6 +121,40 @@ static void fill_running_from(struct payload *p,
 	}
 }
 
+/* One small difference from the stored service a candidate copies. */
+static void perturb(struct service *c)
+{
+	switch (rnd(4)) {
+	case 0:
+		c->port ^= 1;
+		break;
+	case 1:
+		free(c->predicate);
+		c->predicate = xstrdup("z");
+		break;
+	case 2:
+		if (c->cookie) {
+			free(c->cookie);
+			c->cookie = NULL;
+		} else {
+			c->cookie = xstrdup("SID");
+		}
+		break;
+	default:
+		/* Another id at the same address. */
+		if (c->nr_containers) {
+			struct container *k = &c->containers[0];
+			char *ip = xstrdup(k->ip);
+
+			free(k->id);
+			memmove(k, k + 1, --c->nr_containers * sizeof(*k));
+			service_put_container(c, "9", ip);
+			free(ip);
+		}
+		break;
+	}
+}
+
 static void fill_payload(struct payload *p, unsigned long seed,
 			 const struct service_list *stored)
 {
@@ -128,8 +166,12 @@ static void fill_payload(struct payload *p, unsigned long seed,
 	if (rnd(2)) {
 		fill_running_from(p, stored);
 		/* The agent's call: every service again as a candidate. */
-		if (rnd(2))
+		if (rnd(2)) {
 			service_list_copy(&p->candidates, stored);
+			if (p->candidates.nr && rnd(2))
+				perturb(&p->candidates.items[rnd(
+					(unsigned)p->candidates.nr)]);
+		}
 		return;
 	}
 	n = rnd(10);
@@ -185,6 +227,23 @@ static void assert_same_service(const struct service *a,
 	assert_int_equal(a->version, b->version);
 }
 
+static void assert_same_result(const struct merge_result *a,
+			       const struct merge_result *b)
+{
+	size_t i;
+
+	assert_int_equal(a->services.nr, b->services.nr);
+	for (i = 0; i < a->services.nr; i++)
+		assert_same_service(&a->services.items[i],
+				    &b->services.items[i]);
+	assert_int_equal(a->nr_changed, b->nr_changed);
+	for (i = 0; i < a->nr_changed; i++)
+		assert_int_equal(a->changed[i], b->changed[i]);
+	assert_int_equal(a->removed.nr, b->removed.nr);
+	for (i = 0; i < a->removed.nr; i++)
+		assert_same_service(&a->removed.items[i], &b->removed.items[i]);
+}
+
 static void test_modes_agree(void **state)
 {
 	unsigned long round;
@@ -195,7 +254,6 @@ static void test_modes_agree(void **state)
 		struct service_list stored, stored2;
 		struct payload p, p2;
 		struct merge_result base, check, moved;
-		size_t i;
 
 		service_list_init(&stored);
 		service_list_init(&stored2);
@@ -220,17 +278,7 @@ static void test_modes_agree(void **state)
 		assert_true(check.services.nr <= 1);
 		assert_int_equal(check.services.nr, check.nr_changed);
 
-		assert_int_equal(base.services.nr, moved.services.nr);
-		for (i = 0; i < base.services.nr; i++)
-			assert_same_service(&base.services.items[i],
-					    &moved.services.items[i]);
-		assert_int_equal(base.nr_changed, moved.nr_changed);
-		for (i = 0; i < base.nr_changed; i++)
-			assert_int_equal(base.changed[i], moved.changed[i]);
-		assert_int_equal(base.removed.nr, moved.removed.nr);
-		for (i = 0; i < base.removed.nr; i++)
-			assert_same_service(&base.removed.items[i],
-					    &moved.removed.items[i]);
+		assert_same_result(&base, &moved);
 
 		merge_result_release(&base);
 		merge_result_release(&check);
@@ -244,10 +292,101 @@ static void test_modes_agree(void **state)
 	assert_true(changes > ROUNDS / 10 && changes < ROUNDS - ROUNDS / 10);
 }
 
+/* `p` as the document an agent would send. */
+static void payload_json(const struct payload *p, struct buf *doc)
+{
+	size_t i;
+
+	(void)buf_addstr(doc, "{\"table\":\"tbl\",\"running\":[");
+	for (i = 0; i < p->nr_running; i++)
+		(void)buf_addf(doc,
+			       "%s{\"serviceName\":\"%s\",\"id\":\"%s\",\"ip\":"
+			       "\"%s\"}",
+			       i ? "," : "", p->running[i].service,
+			       p->running[i].id, p->running[i].ip);
+	(void)buf_addstr(doc, "],\"candidates\":");
+	payload_services_json(&p->candidates, 0, doc);
+	(void)buf_addch(doc, '}');
+}
+
+/*
+ * Parsed in place, the candidates are parsed again as the merge comes to
+ * them: every mode must give what the plain merge gives on the same
+ * document parsed whole.
+ */
+static void test_lazy_candidates(void **state)
+{
+	unsigned long round;
+	unsigned lazy = 0, changes = 0;
+
+	(void)state;
+	plain = 1;
+	for (round = 1; round <= ROUNDS; round++) {
+		struct service_list stored, stored2, stored3;
+		struct buf doc = BUF_INIT, err = BUF_INIT, field = BUF_INIT;
+		struct payload built, whole, in_place;
+		struct merge_result base, check, copied, moved;
+
+		service_list_init(&stored);
+		service_list_init(&stored2);
+		service_list_init(&stored3);
+		fill_stored(&stored, round * 7919);
+		fill_stored(&stored2, round * 7919);
+		fill_stored(&stored3, round * 7919);
+		fill_payload(&built, round * 104729, &stored);
+		payload_json(&built, &doc);
+		assert_int_equal(payload_parse_table_full(&whole, "tbl",
+							  doc.buf, doc.len,
+							  &err, &field),
+				 ST_OK);
+		assert_int_equal(payload_parse_table_in_place(&in_place, "tbl",
+							      doc.buf, doc.len,
+							      &err, &field),
+				 ST_OK);
+		lazy += in_place.in_place != NULL;
+		merge_result_init(&base);
+		merge_result_init(&check);
+		merge_result_init(&copied);
+		merge_result_init(&moved);
+
+		merge_apply(&stored, &whole, NOW, &base);
+		merge_apply_flags(&stored, &in_place, NOW, MERGE_CHECK, &check);
+		merge_apply_flags(&stored2, &in_place, NOW, 0, &copied);
+		merge_apply_flags(&stored3, &in_place, NOW,
+				  MERGE_MOVE | MERGE_TAKE, &moved);
+
+		assert_int_equal(!!(base.nr_changed || base.removed.nr),
+				 !!(check.nr_changed || check.removed.nr));
+		assert_true(check.services.nr <= 1);
+		changes += base.nr_changed || base.removed.nr;
+		assert_same_result(&base, &copied);
+		assert_same_result(&base, &moved);
+
+		merge_result_release(&base);
+		merge_result_release(&check);
+		merge_result_release(&copied);
+		merge_result_release(&moved);
+		service_list_release(&stored);
+		service_list_release(&stored2);
+		service_list_release(&stored3);
+		payload_release(&built);
+		payload_release(&whole);
+		payload_release(&in_place);
+		buf_release(&doc);
+		buf_release(&err);
+		buf_release(&field);
+	}
+	plain = 0;
+	/* The fast path must have taken nearly all of them. */
+	assert_true(lazy > ROUNDS - ROUNDS / 10);
+	assert_true(changes > ROUNDS / 10 && changes < ROUNDS - ROUNDS / 10);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_modes_agree),
+		cmocka_unit_test(test_lazy_candidates),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
