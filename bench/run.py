@@ -539,6 +539,7 @@ def bench_agent(args, work, results):
             rss = srv.rss_peak_kib()
         finally:
             srv.stop()
+        floor_ms = agent_floor(args, work, same, config)
         tick_ms = 1000 / os.sysconf("SC_CLK_TCK") / args.agent_calls
         results[f"agent_same_ms_{nr}"] = statistics.median(same_ms)
         results[f"agent_same_cpu_ms_{nr}"] = (cpu1 - cpu0) * tick_ms
@@ -547,6 +548,7 @@ def bench_agent(args, work, results):
         results[f"agent_token_ms_{nr}"] = statistics.median(token_ms)
         results[f"agent_token_cpu_ms_{nr}"] = (cpu3 - cpu2) * tick_ms
         results[f"agent_add_ms_{nr}"] = statistics.median(add_ms)
+        results[f"agent_floor_ms_{nr}"] = floor_ms
         results[f"agent_rss_mib_{nr}"] = rss / 1024
         results[f"agent_payload_bytes_{nr}"] = len(same)
         results[f"agent_config_bytes_{nr}"] = len(config)
@@ -556,14 +558,50 @@ def bench_agent(args, work, results):
             f"add {statistics.median(add_ms):.1f} ms, rss {rss / 1024:.1f} MiB")
 
 
-def start_nginx(work):
+def agent_floor(args, work, body, config):
+    """The median time of nginx taking `body` and sending a file of the
+    config's bytes, with the same client: what the unchanged call's transfer
+    alone costs on this machine."""
+    floor = os.path.join(work, "floor")
+    os.makedirs(floor, exist_ok=True)
+    with open(os.path.join(floor, "generate"), "wb") as f:
+        f.write(config)
+    proc, port = start_nginx(work, floor)
+    try:
+        conn = AgentConn(port)
+        times = []
+        for _ in range(args.agent_calls):
+            t0 = time.monotonic()
+            st, _, out, _ = conn.post(body)
+            times.append((time.monotonic() - t0) * 1000)
+            if st != 200 or len(out) != len(config):
+                raise SystemExit(f"bench: the nginx floor answered {st} with {len(out)} bytes")
+            del out
+        conn.close()
+    finally:
+        proc.terminate()
+        proc.wait()
+    return statistics.median(times)
+
+
+def start_nginx(work, floor=None):
     """An nginx from Debian's package on a free loopback port, one process
-    (no master), answering every request with `return 200`."""
+    (no master), answering every request with `return 200`; with `floor` (a
+    folder), POST /generate reads the whole body and answers with the file
+    `floor`/generate (sendfile), the transfer of a call without the call."""
     binary = shutil.which("nginx") or "/usr/sbin/nginx"
     if not os.path.exists(binary):
         raise SystemExit("bench: nginx is missing (scripts/deps.sh bench)")
     port = free_port()
-    root = os.path.join(work, "nginx")
+    root = os.path.join(work, "nginx-floor" if floor else "nginx")
+    # A static file refuses POST with 405; error_page turns that into the
+    # file, once the body has been read (and dropped).
+    floor_location = f"""
+        location = /generate {{
+            root {floor};
+            client_max_body_size 0;
+            error_page 405 =200 $uri;
+        }}""" if floor else ""
     os.makedirs(os.path.join(root, "logs"), exist_ok=True)
     conf = os.path.join(root, "nginx.conf")
     with open(conf, "w") as f:
@@ -577,7 +615,8 @@ http {{
     access_log {root}/logs/access.log;
     server {{
         listen 127.0.0.1:{port};
-        location / {{ return 200; }}
+        sendfile on;
+        location / {{ return 200; }}{floor_location}
     }}
 }}
 """)
@@ -688,6 +727,8 @@ def agent_rows(args, results):
                                           for n in sizes) + " |",
         "| (server CPU per call) | " + " | ".join(
             f"{r(f'agent_same_cpu_ms_{n}'):.1f} ms" for n in sizes) + " |",
+        "| (the same bytes in and out through nginx: its body read, a file sent) | "
+        + " | ".join(f"{r(f'agent_floor_ms_{n}'):.1f} ms" for n in sizes) + " |",
         "| unchanged call, conditional (304) | " + " | ".join(
             f"{r(f'agent_cond_ms_{n}'):.1f} ms" for n in sizes) + " |",
         "| (server CPU per call) | " + " | ".join(
@@ -842,7 +883,10 @@ def report(args, results, m):
             "that removes it again), end to end over HTTP keep-alive (a Python client on "
             "a socket: send the payload, read the whole answer into one buffer). Server "
             "CPU per call: the server's user + system time over those calls, divided by "
-            "their number (a tick is 10 ms, so small figures are coarse).",
+            "their number (a tick is 10 ms, so small figures are coarse). The nginx "
+            "row is the floor of the unchanged call's transfer: the same client sends "
+            "the same body to an nginx from Debian's package, which reads it and answers "
+            "with a file of the config's size (sendfile), right after the server's run.",
             "",
             *agent_rows(args, results),
             "",
