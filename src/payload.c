@@ -1422,20 +1422,10 @@ enum fast_key {
 	FK_CONTAINERS = 1u << 5,
 };
 
-/*
- * A candidate only checked, as it reads: the document's strings, the
- * predicate's canonical form in f->canon and the containers in f->pending
- * (as the document orders them), valid until the next parse.
- */
-struct fast_view {
-	struct fast_str name, cookie; /* cookie.s NULL: none */
-	unsigned port;
-	enum config_mode mode;
-};
-
-/* A candidate into `svc`, or with `svc` NULL only checked into *view. */
+/* A candidate into `svc`, or with `svc` NULL only checked (its name, as the
+ * document has it, into *name: the lazy parse keeps no more). */
 static int fast_candidate(struct fast *f, struct payload *p,
-			  struct service *svc, struct fast_view *view)
+			  struct service *svc, struct fast_str *name)
 {
 	struct buf err = BUF_INIT;
 	struct fast_str key, val, predicate = {NULL, 0};
@@ -1446,10 +1436,9 @@ static int fast_candidate(struct fast *f, struct payload *p,
 
 	if (!svc) {
 		memset(&check, 0, sizeof(check));
-		memset(view, 0, sizeof(*view));
 		svc = &check;
 	} else {
-		view = NULL;
+		name = NULL;
 	}
 	svc->mode = CONFIG_MODE_HOST;
 	if (fast_take(f, '{'))
@@ -1477,8 +1466,8 @@ static int fast_candidate(struct fast *f, struct payload *p,
 		case FK_NAME:
 			if (fast_string(f, &val) || fast_name(&val))
 				goto out;
-			if (view)
-				view->name = val;
+			if (name)
+				*name = val;
 			else
 				svc->name = xstrndup(val.s, val.len);
 			break;
@@ -1515,13 +1504,11 @@ static int fast_candidate(struct fast *f, struct payload *p,
 			if (fast_string(f, &val) || !(s = fast_cstr(f, &val)) ||
 			    payload_check_cookie(s, &err))
 				goto out;
-			if (view)
-				view->cookie = val;
-			else
+			if (!name)
 				svc->cookie = xstrndup(val.s, val.len);
 			break;
 		case FK_CONTAINERS:
-			if (fast_containers(f, p, view ? NULL : svc))
+			if (fast_containers(f, p, name ? NULL : svc))
 				goto out;
 			break;
 		}
@@ -1532,12 +1519,8 @@ static int fast_candidate(struct fast *f, struct payload *p,
 	if (!(s = fast_cstr(f, &predicate)) ||
 	    payload_check_predicate(svc->mode, s, &f->canon, &err))
 		goto out;
-	if (view) {
-		view->port = svc->port;
-		view->mode = svc->mode;
-	} else {
+	if (!name)
 		svc->predicate = xstrndup(f->canon.buf, f->canon.len);
-	}
 	ret = 0;
 out:
 	buf_release(&err);
@@ -1554,7 +1537,7 @@ static int fast_candidates(struct fast *f, struct payload *p)
 	if (fast_take(f, '['))
 		return -1;
 	while (!(r = fast_item(f, first))) {
-		struct fast_view view;
+		struct fast_str name;
 		size_t at;
 
 		first = 0;
@@ -1567,11 +1550,10 @@ static int fast_candidates(struct fast *f, struct payload *p)
 		}
 		fast_ws(f);
 		at = (size_t)(f->s - f->doc);
-		if (fast_candidate(f, p, NULL, &view))
+		if (fast_candidate(f, p, NULL, &name))
 			return -1;
 		ALLOC_GROW(p->lazy, p->nr_lazy + 1, alloc);
-		p->lazy[p->nr_lazy].name =
-			payload_strndup(p, view.name.s, view.name.len);
+		p->lazy[p->nr_lazy].name = payload_strndup(p, name.s, name.len);
 		p->lazy[p->nr_lazy++].at = at;
 	}
 	return r < 0 ? -1 : 0;
@@ -1587,19 +1569,6 @@ const char *payload_candidate_name(const struct payload *p, size_t i)
 	return p->in_place ? p->lazy[i].name : p->candidates.items[i].name;
 }
 
-/* Candidate `i` of a lazy payload again, into `svc` or (NULL) `view`. */
-static void fast_candidate_again(struct fast *f, struct payload *p, size_t i,
-				 struct service *svc, struct fast_view *view)
-{
-	f->s = p->in_place + p->lazy[i].at;
-	f->end = p->in_place + p->in_place_len;
-	f->doc = p->in_place;
-	/* The same bytes, checked by the same code when the payload was
-	 * parsed: only a body changed under the payload gets here. */
-	if (fast_candidate(f, p, svc, view))
-		BUG("candidate %zu of a parsed payload no longer parses", i);
-}
-
 const struct service *payload_candidate(struct payload *p, size_t i,
 					struct service *scratch)
 {
@@ -1608,7 +1577,13 @@ const struct service *payload_candidate(struct payload *p, size_t i,
 	if (!p->in_place)
 		return &p->candidates.items[i];
 	service_release(scratch);
-	fast_candidate_again(&f, p, i, scratch, NULL);
+	f.s = p->in_place + p->lazy[i].at;
+	f.end = p->in_place + p->in_place_len;
+	f.doc = p->in_place;
+	/* The same bytes, checked by the same code when the payload was
+	 * parsed: only a body changed under the payload gets here. */
+	if (fast_candidate(&f, p, scratch, NULL))
+		BUG("candidate %zu of a parsed payload no longer parses", i);
 	fast_release(&f);
 	return scratch;
 }
@@ -1618,32 +1593,106 @@ static int fast_str_is(const struct fast_str *t, const char *s)
 	return !strncmp(t->s, s, t->len) && !s[t->len];
 }
 
+/* The next string value is `s`, byte for byte. */
+static int fast_string_is(struct fast *f, const char *s)
+{
+	struct fast_str val;
+
+	return !fast_string(f, &val) && fast_str_is(&val, s);
+}
+
+/* The containers, in the document's order, are `svc`'s (sorted, unique),
+ * each {"id", "ip"} as it is stored and without a weight. */
+static int fast_containers_are(struct fast *f, const struct service *svc)
+{
+	struct fast_str key;
+	size_t k = 0;
+	int r, first = 1;
+
+	if (fast_take(f, '['))
+		return 0;
+	while (!(r = fast_item(f, first))) {
+		const struct container *c = &svc->containers[k];
+		int m, first_member = 1;
+		unsigned seen = 0;
+
+		first = 0;
+		if (k >= svc->nr_containers || c->weight != WEIGHT_UNSET ||
+		    fast_take(f, '{'))
+			return 0;
+		while (!(m = fast_member(f, first_member, &key))) {
+			first_member = 0;
+			if (fast_is(&key, "id") && fast_string_is(f, c->id))
+				seen |= 1;
+			else if (fast_is(&key, "ip") &&
+				 fast_string_is(f, c->ip))
+				seen |= 2;
+			else
+				return 0;
+		}
+		if (m < 0 || seen != 3)
+			return 0;
+		k++;
+	}
+	return r > 0 && k == svc->nr_containers;
+}
+
+/*
+ * Without parsing the candidate into anything: its bytes were checked when
+ * the payload was parsed, and the stored forms are canonical (their own
+ * canonical form, which fuzz_payload checks), so a value that reads as the
+ * stored one byte for byte parses to it. Any other spelling (a port as a
+ * string, an address in another form, containers out of order) answers 0,
+ * and the merge builds the candidate instead.
+ */
 int payload_candidate_is(struct payload *p, size_t i, const struct service *svc)
 {
 	struct fast f = {NULL, NULL, BUF_INIT, BUF_INIT, NULL, NULL, 0, 0};
-	struct fast_str predicate;
-	struct fast_view v;
-	size_t k;
-	int ret;
+	struct fast_str key;
+	unsigned port = 0, seen = 0;
+	int r = 0, first = 1, ok = 1;
 
-	if (!p->in_place)
+	if (!p->in_place || !service_options_default(&svc->opts))
 		return 0;
-	fast_candidate_again(&f, p, i, NULL, &v);
-	predicate.s = f.canon.buf;
-	predicate.len = f.canon.len;
-	ret = fast_str_is(&v.name, svc->name) && v.port == svc->port &&
-	      v.mode == svc->mode && fast_str_is(&predicate, svc->predicate) &&
-	      (v.cookie.s ? svc->cookie && fast_str_is(&v.cookie, svc->cookie)
-			  : !svc->cookie) &&
-	      service_options_default(&svc->opts) &&
-	      f.nr_pending == svc->nr_containers;
-	/* In the document's order: the stored ones are sorted and unique. */
-	for (k = 0; ret && k < f.nr_pending; k++)
-		ret = !strcmp(f.pending[k].id, svc->containers[k].id) &&
-		      !strcmp(f.pending[k].ip, svc->containers[k].ip) &&
-		      svc->containers[k].weight == WEIGHT_UNSET;
-	fast_release(&f);
-	return ret;
+	f.s = p->in_place + p->lazy[i].at;
+	f.end = p->in_place + p->in_place_len;
+	if (fast_take(&f, '{'))
+		return 0;
+	while (ok && !(r = fast_member(&f, first, &key))) {
+		first = 0;
+		if (fast_is(&key, "serviceName")) {
+			ok = fast_string_is(&f, svc->name);
+		} else if (fast_is(&key, "port")) {
+			ok = !fast_port_number(&f, &port) && port == svc->port;
+		} else if (fast_is(&key, "configMode")) {
+			ok = fast_string_is(&f, config_mode_name(svc->mode));
+			seen |= FK_MODE;
+		} else if (fast_is(&key, "predicate")) {
+			ok = fast_string_is(&f, svc->predicate);
+		} else if (fast_is(&key, "cookie")) {
+			if (fast_peek(&f) == 'n')
+				ok = !svc->cookie; /* null, as checked */
+			else
+				ok = svc->cookie &&
+				     fast_string_is(&f, svc->cookie);
+			seen |= FK_COOKIE;
+			if (ok && !svc->cookie)
+				f.s += 4;
+		} else if (fast_is(&key, "containers")) {
+			ok = fast_containers_are(&f, svc);
+			seen |= FK_CONTAINERS;
+		} else {
+			ok = 0;
+		}
+	}
+	/* What the document leaves out has its default. */
+	if (ok && (!(seen & FK_MODE) && svc->mode != CONFIG_MODE_HOST))
+		ok = 0;
+	if (ok && (!(seen & FK_COOKIE) && svc->cookie))
+		ok = 0;
+	if (ok && (!(seen & FK_CONTAINERS) && svc->nr_containers))
+		ok = 0;
+	return ok && r > 0;
 }
 
 /* 0 with `p` filled, or -1 (with `p` released) to leave it to the full path.

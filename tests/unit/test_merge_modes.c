@@ -155,6 +155,30 @@ static void perturb(struct service *c)
 	}
 }
 
+/* A container of `c` stopped: neither running nor among its candidate's. */
+static void stop_one(struct payload *p, struct service *c)
+{
+	char *id;
+	size_t i, n = 0;
+
+	if (!c->nr_containers)
+		return;
+	id = c->containers[--c->nr_containers].id; /* the ip with it */
+	for (i = 0; i < p->nr_running; i++) {
+		struct running *r = &p->running[i];
+
+		if (!strcmp(r->service, c->name) && !strcmp(r->id, id)) {
+			free(r->service);
+			free(r->id);
+			free(r->ip);
+			continue;
+		}
+		p->running[n++] = *r;
+	}
+	p->nr_running = n;
+	free(id);
+}
+
 static void fill_payload(struct payload *p, unsigned long seed,
 			 const struct service_list *stored)
 {
@@ -171,6 +195,10 @@ static void fill_payload(struct payload *p, unsigned long seed,
 			if (p->candidates.nr && rnd(2))
 				perturb(&p->candidates.items[rnd(
 					(unsigned)p->candidates.nr)]);
+			else if (p->candidates.nr && rnd(2))
+				stop_one(p,
+					 &p->candidates.items[rnd(
+						 (unsigned)p->candidates.nr)]);
 		}
 		return;
 	}
