@@ -73,7 +73,15 @@ def test_removed_file():
         st, _, body = srv.post(call("gone", 1))
         check(st == 200, "first call: 200 (got %d %r)" % (st, body[:200]))
         check(healthz(srv)[0] == 200, "healthz ok before the removal")
+        st, _, body = srv.post(call("gone", 1))
+        check(st == 200, "the same call again: 200 (got %d %r)" % (st, body[:200]))
         os.unlink(db)
+        # A read trusts the file's last look for 100 ms (SQLITE_READ_ID_US),
+        # not longer: the unchanged call, answered from the cache, looks again.
+        time.sleep(0.15)
+        st, _, body = srv.post(call("gone", 1))
+        check(st == 503, "an unchanged call 150 ms after the removal: 503 (got %d %r)"
+              % (st, body[:200]))
         for n in (2, 1):  # a changed call, then an unchanged one
             st, _, body = srv.post(call("gone", n))
             check(st == 503, "call %d after the removal: 503 (got %d %r)" % (n, st, body[:200]))
