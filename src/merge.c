@@ -117,69 +117,59 @@ static void merge_runs_init(struct merge_runs *runs, const struct payload *p)
 }
 
 /*
- * Whether `old` stays as it is when no candidate names it and the runs
- * [r0, r0 + nr) (its running entries, sorted by id and then payload order)
- * are all that is running under it: the same ids with the same addresses,
- * where the last of duplicates wins.
+ * Whether the runs [r0, r0 + nr) (`old`'s running entries, sorted by id and
+ * then payload order) change nothing of it: each is one of its containers
+ * at the same address, where the last of duplicates wins. *matched counts
+ * the containers they name; old ones without a run stay only when a
+ * candidate names them.
  */
-static int merge_unchanged(const struct service *old,
-			   const struct merge_runs *runs, size_t r0, size_t nr)
+static int merge_runs_within(const struct service *old,
+			     const struct merge_runs *runs, size_t r0,
+			     size_t nr, size_t *matched)
 {
 	size_t k, n = 0;
 
+	*matched = 0;
 	for (k = 0; k < nr; k++) {
 		const struct running *r = merge_run(runs, r0 + k);
 
 		if (k + 1 < nr &&
 		    !strcmp(merge_run(runs, r0 + k + 1)->id, r->id))
 			continue; /* a later duplicate decides */
+		/* Both sorted by id: skip the old ones that do not run. */
+		while (n < old->nr_containers &&
+		       strcmp(old->containers[n].id, r->id) < 0)
+			n++;
 		if (n >= old->nr_containers ||
 		    strcmp(old->containers[n].id, r->id) ||
 		    strcmp(old->containers[n].ip, r->ip))
 			return 0;
 		n++;
-	}
-	return n == old->nr_containers;
-}
-
-/*
- * Whether the runs [r0, r0 + nr) change nothing of `old`: each is one of its
- * containers at the same address, where the last of duplicates wins (old
- * containers without a run may stay, as when a candidate names them).
- */
-static int merge_runs_within(const struct service *old,
-			     const struct merge_runs *runs, size_t r0,
-			     size_t nr)
-{
-	size_t k;
-
-	for (k = 0; k < nr; k++) {
-		const struct running *r = merge_run(runs, r0 + k);
-		const struct container *c;
-
-		if (k + 1 < nr &&
-		    !strcmp(merge_run(runs, r0 + k + 1)->id, r->id))
-			continue; /* a later duplicate decides */
-		c = service_find_container(old, r->id);
-		if (!c || strcmp(c->ip, r->ip))
-			return 0;
+		(*matched)++;
 	}
 	return 1;
 }
 
 /*
- * Whether `old` stays as it is with the one candidate `ci` and the runs
- * [r0, r0 + nr): the agent's call on a service that did not change. Only a
- * payload parsed in place can tell without building the candidate; with
- * no run the service would be created anew (a new created_at).
+ * Whether `old` stays as it is with `nr_c` candidates (the first is `ci`)
+ * and the runs [r0, r0 + nr). Without a candidate, the runs must be all of
+ * it. With one, they must be within it and the candidate must be `old` as
+ * it stands: the agent's call on a service that did not change, which only
+ * a payload parsed in place tells without building the candidate. With a
+ * candidate and no run, the service would be created anew (a new
+ * created_at).
  */
-static int merge_candidate_keeps(struct payload *p, size_t ci,
-				 const struct service *old,
-				 const struct merge_runs *runs, size_t r0,
-				 size_t nr)
+static int merge_keeps(struct payload *p, size_t nr_c, size_t ci,
+		       const struct service *old, const struct merge_runs *runs,
+		       size_t r0, size_t nr)
 {
-	return nr && merge_runs_within(old, runs, r0, nr) &&
-	       payload_candidate_is(p, ci, old);
+	size_t matched;
+
+	if (nr_c > 1 || !merge_runs_within(old, runs, r0, nr, &matched))
+		return 0;
+	if (!nr_c)
+		return matched == old->nr_containers;
+	return nr && payload_candidate_is(p, ci, old);
 }
 
 void merge_apply(const struct service_list *stored, const struct payload *p,
@@ -237,7 +227,7 @@ void merge_apply_flags(struct service_list *stored, struct payload *p,
 		struct service *old = NULL;
 		const char *name;
 		size_t c0 = ci, nr_c, r0, nr_r, k;
-		struct service *svc;
+		struct service *svc, *cand;
 
 		if (ci >= nr_cands ||
 		    (si < stored->nr &&
@@ -279,10 +269,8 @@ void merge_apply_flags(struct service_list *stored, struct payload *p,
 		}
 		/* The common case, a service that stays as it is: no need to
 		 * build it anew, nor (MERGE_CHECK) to keep it at all. */
-		if (old &&
-		    ((!nr_c && merge_unchanged(old, &runs, r0, nr_r)) ||
-		     (nr_c == 1 && merge_candidate_keeps(p, cref[c0].idx, old,
-							 &runs, r0, nr_r)))) {
+		if (old && merge_keeps(p, nr_c, nr_c ? cref[c0].idx : 0, old,
+				       &runs, r0, nr_r)) {
 			if (flags & MERGE_CHECK)
 				continue;
 			svc = service_list_append(&res->services);
@@ -296,44 +284,37 @@ void merge_apply_flags(struct service_list *stored, struct payload *p,
 		}
 
 		svc = service_list_append(&res->services);
-		if (nr_c == 1) {
-			const struct service *c =
-				payload_candidate(p, cref[c0].idx, &scratch);
-
-			/* The payload's own only with MERGE_TAKE; one parsed
-			 * again into the scratch is ours. */
-			if (c == &scratch || (flags & MERGE_TAKE)) {
-				/* Its containers are sorted and unique, as
-				 * the loop below would make them. */
-				merge_take_candidate(svc, (struct service *)c);
-				nr_c = 0;
-			}
-		}
-		if (nr_c) {
+		cand = nr_c == 1 ? payload_candidate(p, cref[c0].idx, &scratch)
+				 : NULL;
+		/* The payload's own only with MERGE_TAKE; one parsed again
+		 * into the scratch is ours. Its containers are sorted and
+		 * unique, as the loop below would make them. */
+		if (cand && (cand == &scratch || (flags & MERGE_TAKE))) {
+			merge_take_candidate(svc, cand);
+			nr_c = 0;
+		} else {
 			svc->name = xstrdup(name);
 			/* Step 4: the latest candidate's settings win. */
 			merge_set_settings(
-				svc,
-				payload_candidate(p, cref[c0 + nr_c - 1].idx,
-						  &scratch));
-		} else if (!svc->name) {
-			svc->name = xstrdup(name);
-			merge_set_settings(svc, old);
+				svc, nr_c ? payload_candidate(
+						    p, cref[c0 + nr_c - 1].idx,
+						    &scratch)
+					  : old);
 		}
 		/* Steps 3, 5, 6: the containers are the candidates' new ones
 		 * and those running under this service; running addresses win,
 		 * and a later duplicate wins over an earlier one. */
 		for (k = c0; k < c0 + nr_c; k++) {
-			const struct service *c =
-				payload_candidate(p, cref[k].idx, &scratch);
 			size_t j;
 
+			cand = payload_candidate(p, cref[k].idx, &scratch);
 			/* A candidate's container brings its weight, or none
 			 * (back to the default), as settings do. */
-			for (j = 0; j < c->nr_containers; j++)
-				service_put_container(svc, c->containers[j].id,
-						      c->containers[j].ip)
-					->weight = c->containers[j].weight;
+			for (j = 0; j < cand->nr_containers; j++)
+				service_put_container(svc,
+						      cand->containers[j].id,
+						      cand->containers[j].ip)
+					->weight = cand->containers[j].weight;
 		}
 		for (k = r0; k < r0 + nr_r; k++) {
 			const struct running *r = merge_run(&runs, k);

@@ -1569,17 +1569,28 @@ const char *payload_candidate_name(const struct payload *p, size_t i)
 	return p->in_place ? p->lazy[i].name : p->candidates.items[i].name;
 }
 
-const struct service *payload_candidate(struct payload *p, size_t i,
-					struct service *scratch)
+/* A parser at candidate `i` of a payload parsed in place. */
+static void fast_start_at(struct fast *f, const struct payload *p, size_t i)
 {
-	struct fast f = {NULL, NULL, BUF_INIT, BUF_INIT, NULL, NULL, 0, 0};
+	*f = (struct fast){p->in_place + p->lazy[i].at,
+			   p->in_place + p->in_place_len,
+			   BUF_INIT,
+			   BUF_INIT,
+			   p->in_place,
+			   NULL,
+			   0,
+			   0};
+}
+
+struct service *payload_candidate(struct payload *p, size_t i,
+				  struct service *scratch)
+{
+	struct fast f;
 
 	if (!p->in_place)
 		return &p->candidates.items[i];
 	service_release(scratch);
-	f.s = p->in_place + p->lazy[i].at;
-	f.end = p->in_place + p->in_place_len;
-	f.doc = p->in_place;
+	fast_start_at(&f, p, i);
 	/* The same bytes, checked by the same code when the payload was
 	 * parsed: only a body changed under the payload gets here. */
 	if (fast_candidate(&f, p, scratch, NULL))
@@ -1647,15 +1658,15 @@ static int fast_containers_are(struct fast *f, const struct service *svc)
  */
 int payload_candidate_is(struct payload *p, size_t i, const struct service *svc)
 {
-	struct fast f = {NULL, NULL, BUF_INIT, BUF_INIT, NULL, NULL, 0, 0};
+	struct fast f;
 	struct fast_str key;
 	unsigned port = 0, seen = 0;
 	int r = 0, first = 1, ok = 1;
 
 	if (!p->in_place || !service_options_default(&svc->opts))
 		return 0;
-	f.s = p->in_place + p->lazy[i].at;
-	f.end = p->in_place + p->in_place_len;
+	/* Only reads: nothing to release. */
+	fast_start_at(&f, p, i);
 	if (fast_take(&f, '{'))
 		return 0;
 	while (ok && !(r = fast_member(&f, first, &key))) {
@@ -1670,14 +1681,14 @@ int payload_candidate_is(struct payload *p, size_t i, const struct service *svc)
 		} else if (fast_is(&key, "predicate")) {
 			ok = fast_string_is(&f, svc->predicate);
 		} else if (fast_is(&key, "cookie")) {
-			if (fast_peek(&f) == 'n')
-				ok = !svc->cookie; /* null, as checked */
-			else
+			if (fast_peek(&f) == 'n') {
+				ok = !svc->cookie;
+				f.s += 4; /* null, as checked */
+			} else {
 				ok = svc->cookie &&
 				     fast_string_is(&f, svc->cookie);
+			}
 			seen |= FK_COOKIE;
-			if (ok && !svc->cookie)
-				f.s += 4;
 		} else if (fast_is(&key, "containers")) {
 			ok = fast_containers_are(&f, svc);
 			seen |= FK_CONTAINERS;
@@ -1686,13 +1697,10 @@ int payload_candidate_is(struct payload *p, size_t i, const struct service *svc)
 		}
 	}
 	/* What the document leaves out has its default. */
-	if (ok && (!(seen & FK_MODE) && svc->mode != CONFIG_MODE_HOST))
-		ok = 0;
-	if (ok && (!(seen & FK_COOKIE) && svc->cookie))
-		ok = 0;
-	if (ok && (!(seen & FK_CONTAINERS) && svc->nr_containers))
-		ok = 0;
-	return ok && r > 0;
+	return ok && r > 0 &&
+	       ((seen & FK_MODE) || svc->mode == CONFIG_MODE_HOST) &&
+	       ((seen & FK_COOKIE) || !svc->cookie) &&
+	       ((seen & FK_CONTAINERS) || !svc->nr_containers);
 }
 
 /* 0 with `p` filled, or -1 (with `p` released) to leave it to the full path.

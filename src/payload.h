@@ -58,13 +58,13 @@ void payload_release(struct payload *p);
 size_t payload_nr_candidates(const struct payload *p);
 const char *payload_candidate_name(const struct payload *p, size_t i);
 /*
- * Candidate `i`: the payload's own, or (parsed in place) parsed again into
- * `scratch`, which is released first and is then the caller's, to take
- * from or to release. Pass `scratch` initialised (zeroed) and release it
- * once done either way.
+ * Candidate `i`: the payload's own (a merge with MERGE_TAKE takes from it),
+ * or (parsed in place) parsed again into `scratch`, which is released
+ * first and is then the caller's, to take from or to release. Pass
+ * `scratch` initialised (zeroed) and release it once done either way.
  */
-const struct service *payload_candidate(struct payload *p, size_t i,
-					struct service *scratch);
+struct service *payload_candidate(struct payload *p, size_t i,
+				  struct service *scratch);
 /*
  * Whether candidate `i`, parsed in place, is `svc` as it stands: the same
  * settings, default options, and its containers in its order with no
