@@ -50,8 +50,8 @@
  * saw it pass: a stat of the path, a path walk on every small unchanged
  * call (31 us of server CPU per call with it on this timer, 34 without, in
  * make bench's nginx rounds). A write looks every time, and once more
- * before it commits; the -shm check stays on every call, since a read
- * stores into the -shm too. */
+ * before it commits; the -shm check is made before every statement that
+ * may store into it (sqlite_shm_ready). */
 #define SQLITE_READ_ID_US 100000
 /* SQLite's wal-index header: 48 bytes, the first 12 words of the -shm
  * file, written twice over (see sqlite_header_read). */
@@ -164,6 +164,9 @@ struct sqlite_store {
 	 * kind's document generation; NULL names when unknown.
 	 */
 	int64_t data_version;
+	/* A read's check left the -shm for its first statement
+	 * (sqlite_shm_ready). */
+	int shm_unchecked;
 	/* The last call was doc_generation(), which checked the file and the
 	 * data version at checked_us: a read call begun right after it (the
 	 * registry's order) need not check again. */
@@ -419,6 +422,30 @@ static int sqlite_shm_unwritable(const struct sqlite_store *s)
 	       (errno == EPERM || errno == EACCES || errno == EROFS);
 }
 
+/* ST_UNAVAILABLE when the -shm file takes no writes: SQLite's next store
+ * into its mapping would fault (see sqlite_on_sigbus). */
+static enum status sqlite_shm_check(struct sqlite_store *s, struct buf *err)
+{
+	s->shm_unchecked = 0;
+	if (!sqlite_shm_unwritable(s))
+		return ST_OK;
+	buf_setf(err,
+		 "sqlite: the database's shared-memory file is not writable "
+		 "(%s)",
+		 strerror(errno));
+	s->file_ok_us = 0;
+	return ST_UNAVAILABLE;
+}
+
+/* Before a read's first statement. Even a read stores into the -shm (its
+ * read mark), but a read call that the wal-index header answers runs none,
+ * so sqlite_check_file_read leaves the -shm check to here: one system call
+ * fewer on every unchanged call. */
+static enum status sqlite_shm_ready(struct sqlite_store *s, struct buf *err)
+{
+	return s->shm_unchecked ? sqlite_shm_check(s, err) : ST_OK;
+}
+
 /*
  * Whether the file under this handle can still be used: it is the one at
  * the path (not removed or replaced), its -shm file takes writes, and no
@@ -447,13 +474,10 @@ static enum status sqlite_check_file_as(struct sqlite_store *s, int read,
 			      "replaced since the server opened it");
 		goto fail;
 	}
-	if (sqlite_shm_unwritable(s)) {
-		buf_setf(err,
-			 "sqlite: the database's shared-memory file is not "
-			 "writable (%s)",
-			 strerror(errno));
-		goto fail;
-	}
+	if (read)
+		s->shm_unchecked = 1;
+	else if (sqlite_shm_check(s, err) != ST_OK)
+		return ST_UNAVAILABLE;
 	if (!trusted)
 		s->file_ok_us = now;
 	return ST_OK;
@@ -566,6 +590,9 @@ static enum status sqlite_fresh(struct sqlite_store *s, struct buf *err)
 		return ST_OK;
 	}
 	s->hdr_valid = 0;
+	ret = sqlite_shm_ready(s, err);
+	if (ret != ST_OK)
+		return ret;
 	if (sqlite3_step(stmt) == SQLITE_ROW) {
 		int64_t dv = sqlite3_column_int64(stmt, 0);
 
@@ -846,9 +873,11 @@ static enum status sqlite_read_version(struct sqlite_store *s,
 				       uint64_t *version, struct buf *err)
 {
 	sqlite3_stmt *stmt = s->stmt[SQL_VERSION];
-	enum status ret = ST_OK;
+	enum status ret = sqlite_shm_ready(s, err);
 	int rc;
 
+	if (ret != ST_OK)
+		return ret;
 	sqlite3_bind_text(stmt, 1, s->table, -1, SQLITE_STATIC);
 	rc = sqlite3_step(stmt);
 	if (rc == SQLITE_ROW)
@@ -890,8 +919,10 @@ static enum status sqlite_version(struct store *st, uint64_t *version,
 static enum status sqlite_begin_lazy(struct sqlite_store *s, struct buf *err)
 {
 	uint64_t now;
-	enum status ret = sqlite_exec(s, SQL_BEGIN_READ, err);
+	enum status ret = sqlite_shm_ready(s, err);
 
+	if (ret == ST_OK)
+		ret = sqlite_exec(s, SQL_BEGIN_READ, err);
 	s->lazy = 0;
 	if (ret != ST_OK || !s->lazy_told)
 		return ret;
@@ -1266,10 +1297,12 @@ static enum status sqlite_doc_read_generation(struct sqlite_store *s,
 					      struct buf *err)
 {
 	sqlite3_stmt *stmt = s->stmt[SQL_GENERATION];
-	enum status ret = ST_OK;
+	enum status ret = sqlite_shm_ready(s, err);
 	int rc;
 
 	*gen = 0;
+	if (ret != ST_OK)
+		return ret;
 	sqlite3_bind_text(stmt, 1, kind, -1, SQLITE_STATIC);
 	rc = sqlite3_step(stmt);
 	if (rc == SQLITE_ROW)
