@@ -285,8 +285,7 @@ void auth_token_to_json(const struct auth_token *t, struct buf *out)
 	size_t i;
 
 	(void)buf_addf(out, "{\"id\":\"%s\",\"sha256\":\"", t->id);
-	for (i = 0; i < AUTH_HASH_LEN; i++)
-		(void)buf_addf(out, "%02x", t->hash[i]);
+	(void)buf_addhex(out, t->hash, AUTH_HASH_LEN);
 	(void)buf_addstr(out, "\",\"scopes\":[");
 	for (i = 0; i < t->nr_scopes; i++) {
 		buf_reset(&scope);

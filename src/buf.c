@@ -143,6 +143,38 @@ void buf_setf(struct buf *b, const char *fmt, ...)
 	va_end(ap);
 }
 
+void buf_hex_encode(char *dst, const void *src, size_t n)
+{
+	static const char digits[] = "0123456789abcdef";
+	const unsigned char *p = src;
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		dst[2 * i] = digits[p[i] >> 4];
+		dst[2 * i + 1] = digits[p[i] & 15];
+	}
+}
+
+int buf_addhex(struct buf *b, const void *src, size_t n)
+{
+	const unsigned char *p = src;
+	size_t start = b->len;
+	char chunk[64];
+	int ret = 0;
+
+	while (n && !ret) {
+		size_t k = n < sizeof(chunk) / 2 ? n : sizeof(chunk) / 2;
+
+		buf_hex_encode(chunk, p, k);
+		ret |= buf_add(b, chunk, 2 * k);
+		p += k;
+		n -= k;
+	}
+	if (ret)
+		buf_setlen(b, start);
+	return ret;
+}
+
 int buf_addquoted(struct buf *b, const char *s, size_t len)
 {
 	static const size_t shown = 64;

@@ -60,6 +60,10 @@ static inline int buf_overflowed(const struct buf *b)
 /* Replace the content with a formatted message (for error out-parameters). */
 void buf_setf(struct buf *b, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
+/* Write `n` bytes as 2 * `n` lowercase hex digits to `dst` (no NUL). */
+void buf_hex_encode(char *dst, const void *src, size_t n);
+/* Append `n` bytes as lowercase hex. */
+int buf_addhex(struct buf *b, const void *src, size_t n);
 /* Append `s` as a quoted, printable form for error messages: "a\nb". */
 int buf_addquoted(struct buf *b, const char *s, size_t len);
 /* Append `s` as a JSON string literal, quotes included (valid UTF-8 expected).

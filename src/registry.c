@@ -481,16 +481,11 @@ static void registry_table_fill(struct registry_ctx *c,
 /* A new token for the table's digest: random bytes, in hex. */
 static void registry_table_new_token(struct registry_table *t)
 {
-	static const char hex[] = "0123456789abcdef";
 	unsigned char bytes[REGISTRY_TOKEN_LEN];
-	size_t i;
 
 	if (gnutls_rnd(GNUTLS_RND_NONCE, bytes, sizeof(bytes)) < 0)
 		BUG("gnutls_rnd() failed");
-	for (i = 0; i < REGISTRY_TOKEN_LEN; i++) {
-		t->token[2 * i] = hex[bytes[i] >> 4];
-		t->token[2 * i + 1] = hex[bytes[i] & 15];
-	}
+	buf_hex_encode(t->token, bytes, sizeof(bytes));
 	t->token[2 * REGISTRY_TOKEN_LEN] = '\0';
 }
 

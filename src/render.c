@@ -180,11 +180,9 @@ static void render_duration(struct render_w *w, unsigned ms)
 static void render_cookie_key(struct render_w *w, const struct service *svc,
 			      const struct settings *s, const char *table)
 {
-	static const char hex[] = "0123456789abcdef";
 	struct buf in = BUF_INIT;
 	unsigned char md[32];
 	char key[32];
-	size_t i;
 
 	buf_addstr(&in, "lambda-registry dynamic-cookie-key");
 	buf_addch(&in, '\0');
@@ -196,10 +194,7 @@ static void render_cookie_key(struct render_w *w, const struct service *svc,
 	buf_addstr(&in, svc->name);
 	if (gnutls_hash_fast(GNUTLS_DIG_SHA256, in.buf, in.len, md))
 		BUG("gnutls_hash_fast(SHA-256) failed");
-	for (i = 0; i < sizeof(key) / 2; i++) {
-		key[2 * i] = hex[md[i] >> 4];
-		key[2 * i + 1] = hex[md[i] & 15];
-	}
+	buf_hex_encode(key, md, sizeof(key) / 2);
 	RENDER_LIT(w, "    dynamic-cookie-key ");
 	render_add(w, key, sizeof(key));
 	RENDER_LIT(w, "\n");

@@ -1,4 +1,4 @@
-/* The string buffer: caps, JSON and quoting. */
+/* The string buffer: caps, JSON, quoting and hex. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -47,6 +47,37 @@ static void test_quoted(void **state)
 	buf_release(&b);
 }
 
+static void test_hex(void **state)
+{
+	unsigned char bytes[100];
+	char dst[2 * sizeof(bytes)];
+	struct buf b;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(bytes); i++)
+		bytes[i] = (unsigned char)(i * 37 + 5);
+	buf_hex_encode(dst, "\x00\x0f\xa0\xff", 4);
+	assert_memory_equal(dst, "000fa0ff", 8);
+	/* More than one chunk, and the cap: all of it or nothing. */
+	buf_init(&b, 0);
+	assert_int_equal(buf_addhex(&b, bytes, sizeof(bytes)), 0);
+	buf_hex_encode(dst, bytes, sizeof(bytes));
+	assert_int_equal(b.len, sizeof(dst));
+	assert_memory_equal(b.buf, dst, sizeof(dst));
+	buf_release(&b);
+	buf_init(&b, 8);
+	assert_int_equal(buf_addhex(&b, "\x12\x34", 2), 0);
+	assert_int_equal(buf_addhex(&b, "\x56\x78\x9a", 3), -1);
+	assert_true(buf_overflowed(&b));
+	assert_string_equal(b.buf, "1234");
+	buf_release(&b);
+	buf_init(&b, 100);
+	assert_int_equal(buf_addhex(&b, bytes, sizeof(bytes)), -1);
+	assert_int_equal(b.len, 0);
+	buf_release(&b);
+}
+
 static void test_detach(void **state)
 {
 	struct buf b = BUF_INIT;
@@ -72,6 +103,7 @@ int main(void)
 		cmocka_unit_test(test_cap),
 		cmocka_unit_test(test_json),
 		cmocka_unit_test(test_quoted),
+		cmocka_unit_test(test_hex),
 		cmocka_unit_test(test_detach),
 	};
 
