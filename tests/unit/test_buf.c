@@ -47,7 +47,7 @@ static void test_quoted(void **state)
 	buf_release(&b);
 }
 
-static void test_hex(void **state)
+static void test_hex_encoding(void **state)
 {
 	unsigned char bytes[100];
 	char dst[2 * sizeof(bytes)];
@@ -103,7 +103,7 @@ int main(void)
 		cmocka_unit_test(test_cap),
 		cmocka_unit_test(test_json),
 		cmocka_unit_test(test_quoted),
-		cmocka_unit_test(test_hex),
+		cmocka_unit_test(test_hex_encoding),
 		cmocka_unit_test(test_detach),
 	};
 
