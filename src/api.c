@@ -679,6 +679,8 @@ static void api_not_modified(struct api_answer *ans, uint64_t index)
 	ans->share = NULL;
 	buf_reset(&ans->body);
 	ans->status = 304;
+	/* A 304 sends no representation, so it names no media type. */
+	ans->content_type = NULL;
 	api_index_headers(ans, index);
 }
 

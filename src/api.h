@@ -131,7 +131,7 @@ struct api_header {
 
 struct api_answer {
 	unsigned status;
-	const char *content_type; /* static */
+	const char *content_type; /* static; NULL: no body (a 304) */
 	struct buf body;
 	/* When set, the body is this shared config instead of `body` (sent
 	 * without a copy; see api_answer_data and api_answer_take_share). */

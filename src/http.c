@@ -198,8 +198,9 @@ static enum MHD_Result http_send(struct http_request *req)
 	}
 	if (!resp)
 		return MHD_NO;
-	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
-				ans->content_type);
+	if (ans->content_type)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+					ans->content_type);
 	for (i = 0; i < ans->nr_headers; i++)
 		MHD_add_response_header(resp, ans->headers[i].name,
 					ans->headers[i].value);

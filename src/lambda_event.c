@@ -155,12 +155,16 @@ static void lambda_answer_proxy(struct lambda_answer *ans,
 	ans->is_error = 0;
 	ans->http = a->status;
 	buf_reset(&ans->body);
-	(void)buf_addf(
-		&ans->body,
-		"{\"statusCode\":%u,\"headers\":{\"Content-Type\":", a->status);
-	(void)buf_addjson(&ans->body, a->content_type, strlen(a->content_type));
+	(void)buf_addf(&ans->body, "{\"statusCode\":%u,\"headers\":{",
+		       a->status);
+	if (a->content_type) {
+		(void)buf_addstr(&ans->body, "\"Content-Type\":");
+		(void)buf_addjson(&ans->body, a->content_type,
+				  strlen(a->content_type));
+	}
 	for (i = 0; i < a->nr_headers; i++) {
-		(void)buf_addch(&ans->body, ',');
+		if (i || a->content_type)
+			(void)buf_addch(&ans->body, ',');
 		(void)buf_addjson(&ans->body, a->headers[i].name,
 				  strlen(a->headers[i].name));
 		(void)buf_addch(&ans->body, ':');

@@ -55,6 +55,7 @@ def test_not_modified():
     check(st == 304 and b == b"", "same body, same index: 304 with no body (%d %r)" % (st, b[:100]))
     check(h.get("etag") == '"%d"' % idx and h.get("x-registry-index") == str(idx),
           "the 304 names the index (%r)" % h)
+    check("content-type" not in h, "a 304 sends no representation, so no Content-Type (%r)" % h)
     st, h, b = post(BODY, '"%d"' % idx, accept="application/json")
     check(st == 304 and b == b"", "the JSON answer: 304 too (%d)" % st)
     st, h, b = srv.request("GET", "/v1/tables/cond-a/config")
@@ -122,6 +123,7 @@ def test_body_token():
           h.get("x-registry-body-token") == token and h.get("x-registry-index") == str(idx),
           "the token with the index: 304 before the body is sent (%r %r)" % (first, h))
     check(h.get("connection", "").lower() == "close", "and the connection closes (%r)" % h)
+    check("content-type" not in h, "and it has no Content-Type (%r)" % h)
     for what, tok, tag in (("another token", "0" * 32, idx), ("a malformed token", "xyz", idx),
                            ("another index", token, idx + 1)):
         first, st, h = expect_continue(tok, tag)

@@ -539,6 +539,25 @@ static void test_headers(void **state)
 	assert_int_equal(code, 200);
 	assert_string_equal(value, "application/json");
 	free(value);
+
+	/* A 304 sends no representation: no Content-Type, the index stays. */
+	free(answer_header(reg, rest("POST", "/generate", PAYLOAD, 0, NULL),
+			   "X-Registry-Index", &code));
+	value = answer_header(reg, rest("POST", "/generate", PAYLOAD, 0, NULL),
+			      "X-Registry-Index", &code);
+	assert_int_equal(code, 200);
+	assert_non_null(value);
+	ev = rest("POST", "/generate", PAYLOAD, 0, NULL);
+	json_object_set_new(json_object_get(ev, "headers"), "If-None-Match",
+			    json_sprintf("\"%s\"", value));
+	json_incref(ev);
+	assert_null(answer_header(reg, ev, "Content-Type", &code));
+	assert_int_equal(code, 304);
+	free(value);
+	value = answer_header(reg, ev, "ETag", &code);
+	assert_int_equal(code, 304);
+	assert_non_null(value);
+	free(value);
 }
 
 /* A valid payload of over 1.1 MB (one long predicate). */
