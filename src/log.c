@@ -40,14 +40,25 @@ static size_t log_format(char *line, const char *fmt, va_list ap)
 	__attribute__((format(printf, 2, 0)));
 static size_t log_format(char *line, const char *fmt, va_list ap)
 {
+	/* The date and time to the second, formatted once per second per
+	 * thread: gmtime_r and strftime were a few percent of a small call. */
+	static _Thread_local time_t prefix_sec = -1;
+	static _Thread_local char prefix[32];
+	static _Thread_local size_t prefix_len;
 	struct timespec ts;
 	struct tm tm;
 	size_t n;
 	int len;
 
 	clock_gettime(CLOCK_REALTIME, &ts);
-	gmtime_r(&ts.tv_sec, &tm);
-	n = strftime(line, LOG_LINE_MAX, "ts=%Y-%m-%dT%H:%M:%S", &tm);
+	if (ts.tv_sec != prefix_sec) {
+		gmtime_r(&ts.tv_sec, &tm);
+		prefix_len = strftime(prefix, sizeof(prefix),
+				      "ts=%Y-%m-%dT%H:%M:%S", &tm);
+		prefix_sec = prefix_len ? ts.tv_sec : -1;
+	}
+	memcpy(line, prefix, prefix_len);
+	n = prefix_len;
 	len = snprintf(line + n, LOG_LINE_MAX - n, ".%03ldZ ",
 		       ts.tv_nsec / 1000000);
 	n += (size_t)len;

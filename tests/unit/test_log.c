@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -86,6 +87,41 @@ static void test_access_lines_wait_for_a_flush(void **state)
 	free(text);
 }
 
+/* The UTC time of a line's "ts=", to the second; -1 when malformed. */
+static time_t line_time(const char *line)
+{
+	struct tm tm = {0};
+	const char *end = strptime(line, "ts=%Y-%m-%dT%H:%M:%S", &tm);
+
+	if (!end || end[0] != '.' || strspn(end + 1, "0123456789") != 3 ||
+	    strncmp(end + 4, "Z ", 2))
+		return -1;
+	return timegm(&tm);
+}
+
+/* The time to the second is formatted once per second: a line in a new
+ * second must not keep the last one's. */
+static void test_each_line_has_its_time(void **state)
+{
+	time_t before, after, t1, t2;
+	char *text, *second;
+
+	(void)state;
+	before = time(NULL);
+	log_event("n=1");
+	usleep(1100 * 1000);
+	log_event("n=2");
+	after = time(NULL);
+	text = written();
+	second = strchr(text, '\n');
+	assert_non_null(second);
+	t1 = line_time(text);
+	t2 = line_time(second + 1);
+	assert_true(t1 >= before && t1 <= after);
+	assert_true(t2 > t1 && t2 <= after);
+	free(text);
+}
+
 static void test_an_event_comes_after_the_waiting_lines(void **state)
 {
 	char *text;
@@ -144,6 +180,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(
 			test_an_event_comes_after_the_waiting_lines, capture,
 			restore),
+		cmocka_unit_test_setup_teardown(test_each_line_has_its_time,
+						capture, restore),
 		cmocka_unit_test_setup_teardown(
 			test_a_full_batch_is_written_whole, capture, restore),
 		cmocka_unit_test_setup_teardown(
