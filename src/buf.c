@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,7 +75,8 @@ void buf_setlen(struct buf *b, size_t len)
 		b->buf[len] = '\0';
 }
 
-int buf_add(struct buf *b, const void *data, size_t len)
+/* Room for `len` more bytes within the cap, or -1 (and the mark). */
+static int buf_reserve(struct buf *b, size_t len)
 {
 	if (b->overflow)
 		return -1;
@@ -82,9 +84,17 @@ int buf_add(struct buf *b, const void *data, size_t len)
 		b->overflow = 1;
 		return -1;
 	}
+	if (len)
+		buf_grow(b, len);
+	return 0;
+}
+
+int buf_add(struct buf *b, const void *data, size_t len)
+{
+	if (buf_reserve(b, len))
+		return -1;
 	if (!len)
 		return 0;
-	buf_grow(b, len);
 	memcpy(b->buf + b->len, data, len);
 	buf_setlen(b, b->len + len);
 	return 0;
@@ -112,11 +122,10 @@ int buf_vaddf(struct buf *b, const char *fmt, va_list ap)
 	va_end(cp);
 	if (n < 0)
 		BUG("bad format '%s'", fmt);
-	if ((size_t)n > b->cap || b->len > b->cap - (size_t)n) {
-		b->overflow = 1;
+	if (buf_reserve(b, (size_t)n))
 		return -1;
-	}
-	buf_grow(b, (size_t)n);
+	if (!n)
+		return 0;
 	vsnprintf(b->buf + b->len, (size_t)n + 1, fmt, ap);
 	buf_setlen(b, b->len + (size_t)n);
 	return 0;
@@ -157,22 +166,13 @@ void buf_hex_encode(char *dst, const void *src, size_t n)
 
 int buf_addhex(struct buf *b, const void *src, size_t n)
 {
-	const unsigned char *p = src;
-	size_t start = b->len;
-	char chunk[64];
-	int ret = 0;
-
-	while (n && !ret) {
-		size_t k = n < sizeof(chunk) / 2 ? n : sizeof(chunk) / 2;
-
-		buf_hex_encode(chunk, p, k);
-		ret |= buf_add(b, chunk, 2 * k);
-		p += k;
-		n -= k;
-	}
-	if (ret)
-		buf_setlen(b, start);
-	return ret;
+	if (buf_reserve(b, n > SIZE_MAX / 2 ? SIZE_MAX : 2 * n))
+		return -1;
+	if (!n)
+		return 0;
+	buf_hex_encode(b->buf + b->len, src, n);
+	buf_setlen(b, b->len + 2 * n);
+	return 0;
 }
 
 int buf_addquoted(struct buf *b, const char *s, size_t len)
