@@ -111,7 +111,7 @@ enum status registry_call_table(struct registry *reg, const char *table,
 #define REGISTRY_INDEX_ANY UINT64_MAX
 
 /* A body's digest (registry_digest_final). */
-#define REGISTRY_DIGEST_LEN 16
+#define REGISTRY_DIGEST_LEN 12
 
 /* What registry_call_table_if() is told beyond the body. */
 struct registry_cond {

@@ -559,6 +559,62 @@ static void test_concurrent_tables(void **state)
 	registry_free(reg);
 }
 
+static void digest_of(const char *s, size_t piece, unsigned char *out)
+{
+	struct registry_digest *d = registry_digest_new();
+	size_t len = strlen(s), off;
+
+	for (off = 0; off < len; off += piece)
+		registry_digest_add(d, s + off,
+				    len - off < piece ? len - off : piece);
+	registry_digest_final(d, out);
+}
+
+static void *digest_thread(void *out)
+{
+	digest_of("{\"table\":\"a\"}", 3, out);
+	return NULL;
+}
+
+/* A digest's state is kept for the thread's next one: equal bodies must
+ * still give equal digests, whatever came before on the thread. */
+static void test_digest_does_not_depend_on_history(void **state)
+{
+	const char *body = "{\"table\":\"a\"}";
+	unsigned char first[REGISTRY_DIGEST_LEN], d[REGISTRY_DIGEST_LEN];
+	struct registry_digest *a, *b;
+	pthread_t th;
+
+	(void)state;
+	digest_of(body, 64, first);
+	digest_of("{\"table\":\"b\"}", 64, d);
+	assert_memory_not_equal(first, d, sizeof(d));
+	digest_of(body, 1, d);
+	assert_memory_equal(first, d, sizeof(d));
+
+	/* Two at once: one takes the kept state, the other a fresh copy. */
+	a = registry_digest_new();
+	b = registry_digest_new();
+	registry_digest_add(a, body, strlen(body));
+	registry_digest_add(b, body, 5);
+	registry_digest_add(b, body + 5, strlen(body) - 5);
+	registry_digest_final(b, d);
+	assert_memory_equal(first, d, sizeof(d));
+	registry_digest_final(a, d);
+	assert_memory_equal(first, d, sizeof(d));
+
+	/* A digest given up halfway leaves nothing behind. */
+	a = registry_digest_new();
+	registry_digest_add(a, body, 4);
+	registry_digest_free(a);
+	digest_of(body, 7, d);
+	assert_memory_equal(first, d, sizeof(d));
+
+	assert_int_equal(pthread_create(&th, NULL, digest_thread, d), 0);
+	assert_int_equal(pthread_join(th, NULL), 0);
+	assert_memory_equal(first, d, sizeof(d));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -585,6 +641,7 @@ int main(void)
 			fresh_store),
 		cmocka_unit_test_setup(test_table_map_is_bounded, fresh_store),
 		cmocka_unit_test_setup(test_concurrent_tables, fresh_store),
+		cmocka_unit_test(test_digest_does_not_depend_on_history),
 	};
 	char cmd[128];
 	int ret;
