@@ -71,6 +71,11 @@
  * one arrives every HTTP_SPARE_KEEP_MS (see http_spare_take). */
 #define HTTP_SPARE_MIN	   (1 << 20)
 #define HTTP_SPARE_KEEP_MS 10000
+/* A body under this is read into a buffer that the polling thread keeps
+ * for its next one (http_small_take): a fresh buffer for every small call
+ * went through the allocator's one lock (xalloc.c), for which the polling
+ * threads then waited on each other. */
+#define HTTP_SMALL_BODY 16384
 
 enum http_lane_id {
 	HTTP_LANE_WRITE,
@@ -652,6 +657,62 @@ static void http_spare_put(struct http_server *srv, struct http_request *req)
 	pthread_mutex_unlock(&srv->spare_lock);
 }
 
+static pthread_key_t http_small_key;
+static pthread_once_t http_small_once = PTHREAD_ONCE_INIT;
+static int http_small_ok;
+
+static void http_small_free(void *kept)
+{
+	buf_release(kept);
+	free(kept);
+}
+
+static void http_small_init(void)
+{
+	http_small_ok = !pthread_key_create(&http_small_key, http_small_free);
+}
+
+/* Read a body of under HTTP_SMALL_BODY into the thread's kept buffer,
+ * or into a new one of that size that http_small_put() keeps. */
+static void http_small_take(struct http_request *req)
+{
+	struct buf *kept =
+		http_small_ok ? pthread_getspecific(http_small_key) : NULL;
+
+	if (kept && kept->alloc) {
+		size_t cap = req->body.cap;
+
+		buf_release(&req->body);
+		req->body = *kept;
+		req->body.cap = cap;
+		buf_init(kept, 0);
+		return;
+	}
+	buf_grow(&req->body, HTTP_SMALL_BODY - 1);
+}
+
+static void http_small_put(struct http_request *req)
+{
+	struct buf *kept;
+
+	if (req->body.alloc != HTTP_SMALL_BODY || !http_small_ok)
+		return;
+	kept = pthread_getspecific(http_small_key);
+	if (!kept) {
+		kept = xmalloc(sizeof(*kept));
+		buf_init(kept, 0);
+		if (pthread_setspecific(http_small_key, kept)) {
+			free(kept);
+			return;
+		}
+	}
+	if (kept->alloc)
+		return;
+	buf_reset(&req->body);
+	*kept = req->body;
+	buf_init(&req->body, 0);
+}
+
 /* The reaper's: no large body for a while, so the memory goes back. */
 static void http_spare_expire(struct http_server *srv)
 {
@@ -787,6 +848,8 @@ static enum MHD_Result http_start(struct http_server *srv,
 			http_spare_take(srv, req, len + 1);
 			if (!req->body.alloc)
 				len += len / 16;
+		} else if (len < HTTP_SMALL_BODY) {
+			http_small_take(req);
 		}
 		buf_grow(&req->body, len);
 	}
@@ -981,6 +1044,7 @@ static void http_completed(void *cls, struct MHD_Connection *conn,
 	api_request_release(&req->areq);
 	api_answer_release(&req->ans);
 	http_spare_put(srv, req);
+	http_small_put(req);
 	buf_release(&req->body);
 	registry_digest_free(req->digest);
 	buf_release(&qmethod);
@@ -1436,6 +1500,7 @@ enum status http_serve(struct registry *reg, const struct http_options *opts,
 	if (http_parse_listen(opts->listen, &ss, &sslen, err))
 		return ST_USAGE;
 	http_raise_nofile(opts->max_connections);
+	pthread_once(&http_small_once, http_small_init);
 	if (opts->tls_cert) {
 		struct http_tls_cred *c;
 
