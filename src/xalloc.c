@@ -42,10 +42,22 @@ void *xmalloc(size_t size)
 	return p;
 }
 
+/* glibc's calloc (2.36) passes by the thread's cache and takes the arena's
+ * lock, which all threads share here (xalloc_tune_for_server); a small
+ * block from malloc does not, and a request's state is one. */
+#define XALLOC_SMALL 1024
+
 void *xcalloc(size_t nmemb, size_t size)
 {
-	void *p = calloc(nmemb ? nmemb : 1, size ? size : 1);
+	size_t n;
+	void *p;
 
+	if (!__builtin_mul_overflow(nmemb, size, &n) && n <= XALLOC_SMALL) {
+		p = xmalloc(n);
+		memset(p, 0, n);
+		return p;
+	}
+	p = calloc(nmemb ? nmemb : 1, size ? size : 1);
 	if (!p)
 		xalloc_die(nmemb * size);
 	return p;
