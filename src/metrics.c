@@ -42,6 +42,7 @@ static const char *const metrics_bucket_le[] = {
  */
 struct metrics_series {
 	struct metrics_series *next;
+	uint64_t hash; /* metrics_hash() of the values */
 	char *values[METRICS_MAX_LABELS];
 	/* A counter's count, or a double's bits (gauges, METRICS_DOUBLE). */
 	_Atomic uint64_t value;
@@ -233,6 +234,24 @@ static size_t metrics_nr_rejections, metrics_next_rejection;
 static struct metrics_store_error metrics_errors[METRICS_MAX_STORE_ERRORS];
 static size_t metrics_nr_errors, metrics_next_error;
 
+/* FNV-1a over the values, each with its end: a series is looked up on
+ * every request, and a hash that differs spares the string compares. */
+static uint64_t metrics_hash(const struct metrics_family *f,
+			     const char *const *values)
+{
+	uint64_t h = 14695981039346656037ULL;
+	size_t i;
+
+	for (i = 0; i < f->nr_labels; i++) {
+		const unsigned char *p = (const unsigned char *)values[i];
+
+		do {
+			h = (h ^ *p) * 1099511628211ULL;
+		} while (*p++);
+	}
+	return h;
+}
+
 static int metrics_same(const struct metrics_family *f,
 			const struct metrics_series *s,
 			const char *const *values)
@@ -246,14 +265,14 @@ static int metrics_same(const struct metrics_family *f,
 	return 1;
 }
 
-static struct metrics_series *metrics_scan(struct metrics_family *f,
-					   const char *const *values)
+static struct metrics_series *
+metrics_scan(struct metrics_family *f, const char *const *values, uint64_t hash)
 {
 	struct metrics_series *s;
 
 	for (s = atomic_load_explicit(&f->head, memory_order_acquire); s;
 	     s = s->next)
-		if (metrics_same(f, s, values))
+		if (s->hash == hash && metrics_same(f, s, values))
 			return s;
 	return NULL;
 }
@@ -263,15 +282,17 @@ static struct metrics_series *metrics_find(struct metrics_family *f,
 					   const char *const *values)
 {
 	struct metrics_series *s;
+	uint64_t hash;
 	size_t i;
 
 	if (!f->nr_labels)
 		return &f->solo;
-	s = metrics_scan(f, values);
+	hash = metrics_hash(f, values);
+	s = metrics_scan(f, values, hash);
 	if (s)
 		return s;
 	pthread_mutex_lock(&metrics_lock);
-	s = metrics_scan(f, values);
+	s = metrics_scan(f, values, hash);
 	if (s)
 		goto out;
 	if (f->nr_series >= f->max_series) {
@@ -280,6 +301,7 @@ static struct metrics_series *metrics_find(struct metrics_family *f,
 		goto out;
 	}
 	s = xcalloc(1, sizeof(*s));
+	s->hash = hash;
 	for (i = 0; i < f->nr_labels; i++)
 		s->values[i] = xstrdup(values[i]);
 	s->next = atomic_load_explicit(&f->head, memory_order_relaxed);
@@ -678,7 +700,8 @@ size_t metrics_recent_store_errors(struct metrics_store_error *out, size_t max)
 static double metrics_table_value(struct metrics_family *f, const char *table)
 {
 	const char *const values[] = {table};
-	struct metrics_series *s = metrics_scan(f, values);
+	struct metrics_series *s =
+		metrics_scan(f, values, metrics_hash(f, values));
 
 	return s ? metrics_double(atomic_load_explicit(&s->value,
 						       memory_order_relaxed))
