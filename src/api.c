@@ -147,6 +147,7 @@ void api_answer_header(struct api_answer *ans, const char *name,
 
 	if (ans->nr_headers == API_MAX_HEADERS)
 		BUG("more than %d answer headers", API_MAX_HEADERS);
+	buf_grow(&value, 63); /* most values fit: formatted once */
 	va_start(ap, fmt);
 	(void)buf_vaddf(&value, fmt, ap);
 	va_end(ap);

@@ -110,24 +110,30 @@ int buf_addch(struct buf *b, char c)
 	return buf_add(b, &c, 1);
 }
 
+/* Formatted once into the room left when it fits; else measured there,
+ * then formatted again once the buffer has grown. */
 int buf_vaddf(struct buf *b, const char *fmt, va_list ap)
 {
+	size_t room = b->alloc ? b->alloc - b->len : 0;
 	va_list cp;
 	int n;
 
 	if (b->overflow)
 		return -1;
 	va_copy(cp, ap);
-	n = vsnprintf(NULL, 0, fmt, cp);
+	n = vsnprintf(room ? b->buf + b->len : NULL, room, fmt, cp);
 	va_end(cp);
 	if (n < 0)
 		BUG("bad format '%s'", fmt);
-	if (buf_reserve(b, (size_t)n))
+	if (buf_reserve(b, (size_t)n)) {
+		if (room)
+			b->buf[b->len] = '\0';
 		return -1;
-	if (!n)
-		return 0;
-	vsnprintf(b->buf + b->len, (size_t)n + 1, fmt, ap);
-	buf_setlen(b, b->len + (size_t)n);
+	}
+	if ((size_t)n >= room)
+		vsnprintf(b->buf + b->len, (size_t)n + 1, fmt, ap);
+	if (n)
+		buf_setlen(b, b->len + (size_t)n);
 	return 0;
 }
 

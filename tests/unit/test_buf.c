@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,6 +25,40 @@ static void test_cap(void **state)
 	buf_release(&b);
 	assert_string_equal(b.buf, "");
 	assert_int_equal(b.cap, 8);
+}
+
+/* buf_addf formats into the room left when it fits, else grows first;
+ * over the cap it appends nothing, with room or without. */
+static void test_addf_room(void **state)
+{
+	struct buf b;
+	char want[300];
+	int i;
+
+	(void)state;
+	buf_init(&b, 280);
+	buf_grow(&b, 15); /* 16 bytes: room for 15 */
+	assert_int_equal(buf_addf(&b, "%s", "0123456789abcd"), 0);
+	assert_int_equal(b.len, 14);
+	assert_int_equal(buf_addf(&b, "%d", 5), 0); /* exactly the room */
+	assert_string_equal(b.buf, "0123456789abcd5");
+	assert_int_equal(buf_addf(&b, "%s-%d", "grow", 42), 0);
+	assert_string_equal(b.buf, "0123456789abcd5grow-42");
+	assert_int_equal(buf_addf(&b, "%s", ""), 0);
+	assert_int_equal(b.len, 22);
+	for (i = 0; i < 25; i++)
+		assert_int_equal(buf_addf(&b, "%010d", i), 0);
+	assert_int_equal(b.len, 272);
+	assert_true(b.alloc - b.len > 9); /* room, but the cap is 280 */
+	assert_int_equal(buf_addf(&b, "%09d", 7), -1);
+	assert_int_equal(b.len, 272);
+	assert_int_equal(strlen(b.buf), 272);
+	strcpy(want, "0123456789abcd5grow-42");
+	for (i = 0; i < 25; i++)
+		snprintf(want + strlen(want), 11, "%010d", i);
+	assert_string_equal(b.buf, want);
+	assert_int_equal(buf_addf(&b, "%d", 1), -1); /* sticky */
+	buf_release(&b);
 }
 
 static void test_json(void **state)
@@ -101,6 +136,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_cap),
+		cmocka_unit_test(test_addf_room),
 		cmocka_unit_test(test_json),
 		cmocka_unit_test(test_quoted),
 		cmocka_unit_test(test_hex_encoding),
