@@ -172,6 +172,126 @@ static void http_share_free(void *cls)
 	registry_share_release(cls);
 }
 
+/*
+ * The responses of the last few small shared configs, kept per polling
+ * thread (all answers are queued there). Unchanged calls get the same
+ * bytes and headers again and again, and libmicrohttpd queues one
+ * response to any number of connections: building one per call (its
+ * headers one calloc each, under the allocator's one lock) was the
+ * larger part of libmicrohttpd's share of a small call. A kept response
+ * holds its share; large configs are not kept, so little is pinned.
+ */
+#define HTTP_KEPT_MAX (64 << 10)
+
+struct http_kept {
+	struct MHD_Response *resp; /* NULL: a free slot */
+	const struct registry_share *share;
+	unsigned status;
+	const char *content_type;
+	struct api_header headers[API_MAX_HEADERS]; /* values owned */
+	size_t nr_headers;
+};
+
+struct http_kept_set {
+	unsigned nr;   /* --kept-answers */
+	unsigned next; /* the slot that goes when all are taken */
+	struct http_kept slot[];
+};
+
+static pthread_key_t http_kept_key;
+static int http_kept_ok;
+
+static void http_kept_clear(struct http_kept *k)
+{
+	size_t i;
+
+	if (!k->resp)
+		return;
+	MHD_destroy_response(k->resp);
+	for (i = 0; i < k->nr_headers; i++)
+		free(k->headers[i].value);
+	memset(k, 0, sizeof(*k));
+}
+
+static void http_kept_free(void *set)
+{
+	struct http_kept_set *ks = set;
+	size_t i;
+
+	for (i = 0; i < ks->nr; i++)
+		http_kept_clear(&ks->slot[i]);
+	free(ks);
+}
+
+static int http_kept_same(const struct http_kept *k,
+			  const struct api_answer *ans,
+			  const struct registry_share *share)
+{
+	size_t i;
+
+	if (k->share != share || k->status != ans->status ||
+	    k->content_type != ans->content_type ||
+	    k->nr_headers != ans->nr_headers)
+		return 0;
+	for (i = 0; i < k->nr_headers; i++)
+		if (strcmp(k->headers[i].name, ans->headers[i].name) ||
+		    strcmp(k->headers[i].value, ans->headers[i].value))
+			return 0;
+	return 1;
+}
+
+/* The thread's kept response for this answer, or NULL. */
+static struct MHD_Response *http_kept_find(const struct api_answer *ans,
+					   const struct registry_share *share)
+{
+	struct http_kept_set *ks;
+	size_t i;
+
+	if (!http_kept_ok || !(ks = pthread_getspecific(http_kept_key)))
+		return NULL;
+	for (i = 0; i < ks->nr; i++)
+		if (ks->slot[i].resp &&
+		    http_kept_same(&ks->slot[i], ans, share))
+			return ks->slot[i].resp;
+	return NULL;
+}
+
+/* Keep `resp` (its creator's reference) for answers like `ans`; 0 when it
+ * was not kept and is still the caller's to destroy. */
+static int http_kept_put(unsigned nr, const struct api_answer *ans,
+			 const struct registry_share *share,
+			 struct MHD_Response *resp)
+{
+	struct http_kept_set *ks;
+	struct http_kept *k;
+	size_t i;
+
+	if (!http_kept_ok || !nr)
+		return 0;
+	ks = pthread_getspecific(http_kept_key);
+	if (!ks) {
+		ks = xcalloc(1, sizeof(*ks) + nr * sizeof(ks->slot[0]));
+		ks->nr = nr;
+		if (pthread_setspecific(http_kept_key, ks)) {
+			free(ks);
+			return 0;
+		}
+	}
+	k = &ks->slot[ks->next];
+	ks->next = (ks->next + 1) % ks->nr;
+	http_kept_clear(k);
+	k->resp = resp;
+	k->share = share;
+	k->status = ans->status;
+	k->content_type = ans->content_type;
+	for (i = 0; i < ans->nr_headers; i++) {
+		k->headers[i].name = ans->headers[i].name;
+		k->headers[i].value = xstrdup(ans->headers[i].value);
+	}
+	k->nr_headers = ans->nr_headers;
+	return 1;
+}
+
 /* Queue req->ans; the share goes with the response, the body is taken. */
 static enum MHD_Result http_send(struct http_request *req)
 {
@@ -180,12 +300,24 @@ static enum MHD_Result http_send(struct http_request *req)
 	struct MHD_Response *resp;
 	enum MHD_Result ret;
 	size_t len, i;
+	int keep = 0;
 
 	req->state = HTTP_SENT;
 	if (buf_overflowed(&ans->body))
 		api_answer_error(ans, ST_INTERNAL, "the answer is incomplete",
 				 NULL);
 	share = api_answer_take_share(ans);
+	if (share && !req->close) {
+		(void)registry_share_data(share, &len);
+		keep = len <= HTTP_KEPT_MAX && req->srv->opts->kept_answers;
+		resp = keep ? http_kept_find(ans, share) : NULL;
+		if (resp) {
+			/* The kept response holds the share already. */
+			registry_share_release(share);
+			ret = MHD_queue_response(req->conn, ans->status, resp);
+			goto out;
+		}
+	}
 	if (share) {
 		const char *data = registry_share_data(share, &len);
 
@@ -213,7 +345,10 @@ static enum MHD_Result http_send(struct http_request *req)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION,
 					"close");
 	ret = MHD_queue_response(req->conn, ans->status, resp);
-	MHD_destroy_response(resp);
+	if (!keep || ret != MHD_YES ||
+	    !http_kept_put(req->srv->opts->kept_answers, ans, share, resp))
+		MHD_destroy_response(resp);
+out:
 	if (ret == MHD_YES) {
 		req->status = ans->status;
 		req->bytes = len;
@@ -658,7 +793,7 @@ static void http_spare_put(struct http_server *srv, struct http_request *req)
 }
 
 static pthread_key_t http_small_key;
-static pthread_once_t http_small_once = PTHREAD_ONCE_INIT;
+static pthread_once_t http_keys_once = PTHREAD_ONCE_INIT;
 static int http_small_ok;
 
 static void http_small_free(void *kept)
@@ -667,9 +802,10 @@ static void http_small_free(void *kept)
 	free(kept);
 }
 
-static void http_small_init(void)
+static void http_keys_init(void)
 {
 	http_small_ok = !pthread_key_create(&http_small_key, http_small_free);
+	http_kept_ok = !pthread_key_create(&http_kept_key, http_kept_free);
 }
 
 /* Read a body of under HTTP_SMALL_BODY into the thread's kept buffer,
@@ -1500,7 +1636,7 @@ enum status http_serve(struct registry *reg, const struct http_options *opts,
 	if (http_parse_listen(opts->listen, &ss, &sslen, err))
 		return ST_USAGE;
 	http_raise_nofile(opts->max_connections);
-	pthread_once(&http_small_once, http_small_init);
+	pthread_once(&http_keys_once, http_keys_init);
 	if (opts->tls_cert) {
 		struct http_tls_cred *c;
 

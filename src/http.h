@@ -34,6 +34,9 @@ struct http_options {
 	/* Store calls waiting for a worker; over it: 503 with Retry-After.
 	 * 0: a default. */
 	unsigned max_queue;
+	/* Responses of small shared configs kept per polling thread and
+	 * queued again for answers that repeat them; 0: none. */
+	unsigned kept_answers;
 	/* HTTPS with these PEM files (reloaded on SIGHUP); NULL: HTTP. */
 	const char *tls_cert;
 	const char *tls_key;

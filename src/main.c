@@ -68,6 +68,7 @@ enum serve_option {
 	SERVE_MAX_CONNECTIONS_PER_IP,
 	SERVE_WORKERS,
 	SERVE_MAX_QUEUE,
+	SERVE_KEPT_ANSWERS,
 	SERVE_AUTH,
 	SERVE_TLS_CERT,
 	SERVE_TLS_KEY,
@@ -113,6 +114,11 @@ static const struct cli_option serve_options[] = {
 			     "store calls waiting for a worker; more get 503 "
 			     "with Retry-After",
 			     "64"},
+	[SERVE_KEPT_ANSWERS] =
+		{"kept-answers", "N",
+		 "answers of small configs each polling thread "
+		 "keeps for the calls that repeat them (0: none)",
+		 "4"},
 	[SERVE_AUTH] = {"auth", "MODE",
 			"required, off, or auto: tokens unless listening on "
 			"loopback only",
@@ -146,6 +152,7 @@ static const struct serve_number {
 	{SERVE_MAX_CONNECTIONS_PER_IP, 0, 1000000},
 	{SERVE_WORKERS, 1, 1024},
 	{SERVE_MAX_QUEUE, 1, 1000000},
+	{SERVE_KEPT_ANSWERS, 0, 64},
 };
 
 /*
@@ -238,6 +245,7 @@ static int cmd_serve(const char *const *v, int argc, char **argv)
 		(unsigned)num[SERVE_MAX_CONNECTIONS_PER_IP];
 	opts.workers = (unsigned)num[SERVE_WORKERS];
 	opts.max_queue = (unsigned)num[SERVE_MAX_QUEUE];
+	opts.kept_answers = (unsigned)num[SERVE_KEPT_ANSWERS];
 	if (!v[SERVE_TLS_CERT] != !v[SERVE_TLS_KEY]) {
 		fprintf(stderr, "lambda-registry serve: --tls-cert and "
 				"--tls-key go together\n");
