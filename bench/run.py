@@ -14,7 +14,8 @@
      service in `candidates`, at 1,000 to 100,000 services: an unchanged
      call, a call that adds one container, the server's peak RSS.
 8.   Server CPU per unchanged small call next to an nginx from Debian's
-     package answering `return 200` on loopback, rounds side by side.
+     package answering `return 200` on loopback, rounds side by side: one
+     event loop each, then one per CPU each.
 9.   With --compare DIR: (1) and (3) against the build in DIR (another
      commit) and this one, rounds side by side.
 
@@ -101,24 +102,36 @@ def cpu_ticks(pid):
 
 
 class Server:
-    """One `serve` process on a free loopback port."""
+    """One `serve` process on loopback. It binds port 0 and the port comes
+    from its log: a port found free here could be taken before it binds."""
+
+    started = 0
 
     def __init__(self, binary, store, work, max_body="256M", env=None):
-        self.port = free_port()
-        self.log = open(os.path.join(work, "serve.log"), "ab")
+        Server.started += 1
+        self.logpath = os.path.join(work, f"serve-{os.getpid()}-{Server.started}.log")
+        self.log = open(self.logpath, "wb")
         self.proc = subprocess.Popen(
-            [binary, "serve", "--listen", f"127.0.0.1:{self.port}", "--store", store,
+            [binary, "serve", "--listen", "127.0.0.1:0", "--store", store,
              "--max-body", max_body],
             stdout=subprocess.DEVNULL, stderr=self.log, env=env)
-        for _ in range(500):
-            try:
-                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
-                return
-            except OSError:
-                if self.proc.poll() is not None:
-                    break
-                time.sleep(0.02)
-        raise SystemExit(f"bench: serve --store {store} did not start")
+        self.port = None
+        for _ in range(1000):
+            if self.proc.poll() is not None:
+                break
+            if self.port is None:
+                with open(self.logpath, "rb") as f:
+                    m = re.search(rb"event=listening listen=127\.0\.0\.1:(\d+) ", f.read())
+                if m:
+                    self.port = int(m.group(1))
+            if self.port is not None:
+                try:
+                    socket.create_connection(("127.0.0.1", self.port), 0.2).close()
+                    return
+                except OSError:
+                    pass
+            time.sleep(0.02)
+        raise SystemExit(f"bench: serve --store {store} did not start (log {self.logpath})")
 
     def cpu_ticks(self):
         return cpu_ticks(self.proc.pid)
