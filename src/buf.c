@@ -132,8 +132,7 @@ int buf_vaddf(struct buf *b, const char *fmt, va_list ap)
 	}
 	if ((size_t)n >= room)
 		vsnprintf(b->buf + b->len, (size_t)n + 1, fmt, ap);
-	if (n)
-		buf_setlen(b, b->len + (size_t)n);
+	buf_setlen(b, b->len + (size_t)n);
 	return 0;
 }
 

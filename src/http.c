@@ -266,7 +266,7 @@ static int http_kept_put(unsigned nr, const struct api_answer *ans,
 	struct http_kept *k;
 	size_t i;
 
-	if (!http_kept_ok || !nr)
+	if (!http_kept_ok)
 		return 0;
 	ks = pthread_getspecific(http_kept_key);
 	if (!ks) {
@@ -307,9 +307,11 @@ static enum MHD_Result http_send(struct http_request *req)
 		api_answer_error(ans, ST_INTERNAL, "the answer is incomplete",
 				 NULL);
 	share = api_answer_take_share(ans);
-	if (share && !req->close) {
-		(void)registry_share_data(share, &len);
-		keep = len <= HTTP_KEPT_MAX && req->srv->opts->kept_answers;
+	if (share) {
+		const char *data = registry_share_data(share, &len);
+
+		keep = !req->close && len <= HTTP_KEPT_MAX &&
+		       req->srv->opts->kept_answers;
 		resp = keep ? http_kept_find(ans, share) : NULL;
 		if (resp) {
 			/* The kept response holds the share already. */
@@ -317,10 +319,6 @@ static enum MHD_Result http_send(struct http_request *req)
 			ret = MHD_queue_response(req->conn, ans->status, resp);
 			goto out;
 		}
-	}
-	if (share) {
-		const char *data = registry_share_data(share, &len);
-
 		resp = MHD_create_response_from_buffer_with_free_callback_cls(
 			len, (void *)data, http_share_free, share);
 		if (!resp)

@@ -192,12 +192,12 @@ struct registry_digest {
 /*
  * The body digest is UMAC-96 under a key drawn at random when the process
  * starts: a universal hash, so a collision needs the key (one in 2^90 per
- * try), and the key and the digests never leave the process. At 8.8 GB/s
- * against SHA-256's 1.3 (one core here), UMAC-128 took the unchanged
- * 10,000-service call's hash from 4.6 ms to 0.7; UMAC-96 makes three of
- * its four passes (62 MB: 7.9 ms against 10.5). The nonce is fixed: it only
- * masks the hash, and equal bodies must give equal digests. Every digest starts
- * as a copy of one keyed state: deriving UMAC's keys costs 7 us, a copy 0.2.
+ * try), and the key and the digests never leave the process. UMAC-128 ran
+ * at 8.8 GB/s against SHA-256's 1.3 (one core); UMAC-96 makes three of its
+ * four passes (62 MB: 7.9 ms against 10.5). The nonce is fixed: it only
+ * masks the hash, and equal bodies must give equal digests. A digest starts
+ * from the thread's spare state or a copy of one keyed state: deriving
+ * UMAC's keys costs 7 us.
  */
 static gnutls_hmac_hd_t registry_digest_proto;
 static pthread_once_t registry_digest_once = PTHREAD_ONCE_INIT;

@@ -94,7 +94,7 @@ static void test_hex_encoding(void **state)
 		bytes[i] = (unsigned char)(i * 37 + 5);
 	buf_hex_encode(dst, "\x00\x0f\xa0\xff", 4);
 	assert_memory_equal(dst, "000fa0ff", 8);
-	/* More than one chunk, and the cap: all of it or nothing. */
+	/* A long run, and the cap: all of it or nothing. */
 	buf_init(&b, 0);
 	assert_int_equal(buf_addhex(&b, bytes, sizeof(bytes)), 0);
 	buf_hex_encode(dst, bytes, sizeof(bytes));
