@@ -1627,7 +1627,7 @@ enum status http_serve(struct registry *reg, const struct http_options *opts,
 		opts->max_queue ? opts->max_queue : HTTP_DEFAULT_QUEUE;
 	unsigned flags;
 	enum status ret = ST_OK;
-	MHD_socket listener;
+	MHD_socket listener = MHD_INVALID_SOCKET;
 	int sig = 0, waited;
 	size_t i;
 
@@ -1773,10 +1773,14 @@ enum status http_serve(struct registry *reg, const struct http_options *opts,
 		  atomic_load(&srv.in_flight));
 	/* Stop accepting, let the requests in flight finish, then stop. */
 	listener = MHD_quiesce_daemon(d);
-	/* Closing it now makes new connections fail at once instead of
-	 * waiting in the backlog for an accept that never comes. */
+	/* Shut down now, new connections fail at once instead of waiting in
+	 * the backlog for an accept that never comes. Closed only after
+	 * libmicrohttpd stopped: each polling thread takes the socket out of
+	 * its epoll set on its own time after the quiesce, and aborts the
+	 * process ("Failed to remove listen FD from epoll set") when it is
+	 * closed already, as happened once under load in t50. */
 	if (listener != MHD_INVALID_SOCKET)
-		close(listener);
+		shutdown(listener, SHUT_RDWR);
 	/* Parked watches are answered now (304 at their index, or what
 	 * changed), not at their deadlines. */
 	watch_stop(srv.watch);
@@ -1804,6 +1808,8 @@ stop_lanes:
 		clock_sleep_ms(10);
 	if (d)
 		MHD_stop_daemon(d);
+	if (listener != MHD_INVALID_SOCKET)
+		close(listener);
 	/* Signals that came during the drain must not kill us on unblocking. */
 	while (sigtimedwait(&sigs, NULL, &(struct timespec){0, 0}) > 0)
 		;
